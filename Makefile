@@ -1,0 +1,25 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+# Each creates (or reuses) the virtual environment .venv and installs ganrl into it.
+PYTHON ?= python3
+VENV ?= .venv
+# cpu or gpu: which TensorFlow build the environment gets (see README).
+TF_BUILD ?= cpu
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.ganrl-installed-$(TF_BUILD)
+export TF_CPP_MIN_LOG_LEVEL := 3
+
+.PHONY: venv demo test
+
+venv: $(STAMP)
+
+$(STAMP): setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[$(TF_BUILD),test]"
+	touch $(STAMP)
+
+demo: venv
+	./demo.sh
+
+test: venv
+	$(PY) -m pytest -q tests

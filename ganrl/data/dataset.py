@@ -1,0 +1,311 @@
+"""The processed dataset: the original code's pickle layout, item features and the user split.
+
+On disk, for a dataset `NAME` in the data folder (all written atomically):
+
+- `NAME.pkl`: two pickled objects, in order:
+    1. `data_behavior`: a list with one entry per user, `[user_id, displays, clicks]`, where
+          `displays[t]` is the list of item ids shown at step t and `clicks[t]` the clicked item id at
+          step t, or -1 when the user clicked nothing (the original code's layout, Python 3 pickles).
+    2. the item features, in one of two forms:
+          - a 2-D float array `[n_items, feature_dim]` (the original layout; an identity matrix
+              means one-hot item ids), used for catalogues of at most 1,000 items; or
+          - the compact form, a dict `{"format": "ganrl-item-features-v1", "n_items": int,
+              "identity": bool, "dense": float32 array [n_items, d] or None, "columns": [str]}`:
+              features are the one-hot item id (when `identity`, turned into an embedding lookup by the
+              model, never materialised) followed by the `dense` side features.
+- `NAME-split.pkl`: three pickled lists of user ids: train, validation, test.
+- `NAME-stats.json`: counts of the conversion (see `ganrl.data.stats`).
+
+Training reads the behaviour through `EventArrays`: one row per display set (event), display
+sets padded to a fixed `max_display` with a mask, so batches have static inner shapes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from ganrl.data import safe_io
+from ganrl.data.safe_io import DataError
+
+FEATURES_FORMAT = "ganrl-item-features-v1"
+# Catalogues up to this size keep the original dense one-hot matrix in the pickle.
+DENSE_ONE_HOT_MAX_ITEMS = 1000
+NO_CLICK = -1
+
+
+@dataclasses.dataclass(frozen=True)
+class ItemFeatures:
+    """Features of every item: an optional one-hot identity followed by dense side features.
+
+    Attributes:
+        n_items: number of items; item ids are 0..n_items-1.
+        identity: whether the features start with a one-hot item id (an embedding lookup).
+        dense: float32 `[n_items, d]` side features, or None.
+        columns: names of the `dense` columns.
+    """
+
+    n_items: int
+    identity: bool = True
+    dense: np.ndarray | None = None
+    columns: tuple[str, ...] = ()
+
+    @property
+    def dense_dim(self) -> int:
+        return 0 if self.dense is None else int(self.dense.shape[1])
+
+    @property
+    def feature_dim(self) -> int:
+        """Width of the logical feature vector (one-hot part included)."""
+        return (self.n_items if self.identity else 0) + self.dense_dim
+
+    def to_pickle_object(self) -> Any:
+        """The second object of `NAME.pkl`: dense matrix for small catalogues, else compact dict."""
+        if self.n_items <= DENSE_ONE_HOT_MAX_ITEMS:
+            parts = []
+            if self.identity:
+                parts.append(np.eye(self.n_items, dtype=np.float64))
+            if self.dense is not None:
+                parts.append(self.dense.astype(np.float64))
+            if parts and not (self.identity and self.dense is not None):
+                return parts[0]
+        return {
+                "format": FEATURES_FORMAT,
+                "n_items": int(self.n_items),
+                "identity": bool(self.identity),
+                "dense": None if self.dense is None else self.dense.astype(np.float32),
+                "columns": list(self.columns),
+        }
+
+    @classmethod
+    def from_pickle_object(cls, obj: Any, source: str) -> "ItemFeatures":
+        """Parses either on-disk form; raises `DataError` naming `source` when malformed."""
+        if isinstance(obj, np.ndarray):
+            if obj.ndim != 2:
+                raise DataError(f"{source}: item features: expected a 2-D array, got shape {obj.shape}")
+            n = obj.shape[0]
+            if obj.shape[1] == n and np.array_equal(obj, np.eye(n, dtype=obj.dtype)):
+                return cls(n_items=n, identity=True)
+            return cls(n_items=n, identity=False, dense=obj.astype(np.float32),
+                                  columns=tuple(f"f{i}" for i in range(obj.shape[1])))
+        if isinstance(obj, dict):
+            if obj.get("format") != FEATURES_FORMAT:
+                raise DataError(
+                        f"{source}: item features: field 'format' is {obj.get('format')!r}, "
+                        f"expected {FEATURES_FORMAT!r}")
+            n = obj.get("n_items")
+            if not isinstance(n, (int, np.integer)) or n <= 0:
+                raise DataError(f"{source}: item features: field 'n_items' must be a positive integer, "
+                                                f"got {n!r}")
+            dense = obj.get("dense")
+            if dense is not None:
+                dense = np.asarray(dense, dtype=np.float32)
+                if dense.ndim != 2 or dense.shape[0] != n:
+                    raise DataError(f"{source}: item features: field 'dense' must have shape "
+                                                    f"[{n}, d], got {dense.shape}")
+            columns = tuple(str(c) for c in obj.get("columns") or ())
+            if dense is not None and len(columns) != dense.shape[1]:
+                columns = tuple(f"f{i}" for i in range(dense.shape[1]))
+            return cls(n_items=int(n), identity=bool(obj.get("identity", True)), dense=dense,
+                                  columns=columns)
+        raise DataError(f"{source}: item features: expected a 2-D array or a dict, "
+                                        f"got {type(obj).__name__}")
+
+
+@dataclasses.dataclass
+class ClickDataset:
+    """A processed dataset in memory.
+
+    Attributes:
+        name: dataset name (`NAME` of `NAME.pkl`).
+        behavior: `data_behavior` of the original layout, one `[user_id, displays, clicks]` per user.
+        item_features: the items' features.
+        split: train, validation and test user ids.
+    """
+
+    name: str
+    behavior: list
+    item_features: ItemFeatures
+    split: tuple[list, list, list]
+
+    @property
+    def n_items(self) -> int:
+        return self.item_features.n_items
+
+    def users(self, split: str) -> list:
+        """User ids of split 'train', 'vali' or 'test'."""
+        return list(self.split[SPLIT_NAMES.index(split)])
+
+    def max_display(self) -> int:
+        return max((len(d) for _, displays, _ in self.behavior for d in displays), default=1)
+
+    def event_arrays(self, split: str | None = None, max_display: int | None = None
+                                      ) -> "EventArrays":
+        """The padded event arrays of one split's users (all users when `split` is None)."""
+        users = None if split is None else self.users(split)
+        return EventArrays.from_behavior(self.behavior, users,
+                                                                          max_display or self.max_display(), self.n_items)
+
+
+SPLIT_NAMES = ("train", "vali", "test")
+
+
+def paths(data_folder: str, name: str) -> dict[str, str]:
+    """File names of dataset `name` in `data_folder`."""
+    base = os.path.join(data_folder, name)
+    return {
+            "pkl": base + ".pkl",
+            "split": base + "-split.pkl",
+            "stats": base + "-stats.json",
+            "truth": base + "-truth.npz",
+    }
+
+
+def save_dataset(data_folder: str, dataset: ClickDataset, stats: dict | None = None) -> None:
+    """Writes `NAME.pkl`, `NAME-split.pkl` (and `NAME-stats.json`) atomically."""
+    p = paths(data_folder, dataset.name)
+    safe_io.dump_pickles(p["pkl"], dataset.behavior, dataset.item_features.to_pickle_object())
+    safe_io.dump_pickles(p["split"], *[list(s) for s in dataset.split])
+    if stats is not None:
+        safe_io.dump_json(p["stats"], stats)
+
+
+def load_dataset(data_folder: str, name: str) -> ClickDataset:
+    """Reads and validates dataset `name` from `data_folder` (restricted unpickling)."""
+    p = paths(data_folder, name)
+    behavior, features = safe_io.load_pickles(p["pkl"], 2)
+    item_features = ItemFeatures.from_pickle_object(features, p["pkl"])
+    validate_behavior(behavior, item_features.n_items, p["pkl"])
+    split = tuple(list(s) for s in safe_io.load_pickles(p["split"], 3))
+    known = {entry[0] for entry in behavior}
+    for split_name, users in zip(SPLIT_NAMES, split):
+        for position, user in enumerate(users):
+            if user not in known:
+                raise DataError(f"{p['split']}: {split_name} list, entry {position}: user {user!r} "
+                                                f"is not in {p['pkl']}")
+    return ClickDataset(name=name, behavior=behavior, item_features=item_features, split=split)
+
+
+def validate_behavior(behavior: Any, n_items: int, source: str) -> None:
+    """Checks the `data_behavior` structure; raises `DataError` naming user and step."""
+    if not isinstance(behavior, list):
+        raise DataError(f"{source}: data_behavior: expected a list, got {type(behavior).__name__}")
+    for u, entry in enumerate(behavior):
+        if not isinstance(entry, (list, tuple)) or len(entry) != 3:
+            raise DataError(f"{source}: data_behavior[{u}]: expected [user_id, displays, clicks]")
+        user, displays, clicks = entry
+        if len(displays) != len(clicks):
+            raise DataError(f"{source}: data_behavior[{u}] (user {user!r}): {len(displays)} display "
+                                            f"sets but {len(clicks)} clicks")
+        for t, (display, click) in enumerate(zip(displays, clicks)):
+            if len(display) == 0:
+                raise DataError(f"{source}: user {user!r}, step {t}: empty display set")
+            if click != NO_CLICK and click not in display:
+                raise DataError(f"{source}: user {user!r}, step {t}: clicked item {click!r} is not in "
+                                                f"the display set {list(display)!r}")
+            for item in display:
+                if not 0 <= int(item) < n_items:
+                    raise DataError(f"{source}: user {user!r}, step {t}: item id {item!r} outside "
+                                                    f"0..{n_items - 1}")
+
+
+@dataclasses.dataclass
+class EventArrays:
+    """Flat, padded events of a set of users (one row per display set).
+
+    Attributes:
+        user_ids: `[U]` user ids, in order.
+        event_offsets: `[U + 1]`; user i's events are rows `event_offsets[i]:event_offsets[i+1]`.
+        display: `[E, max_display]` int32 item ids, padded with 0.
+        display_mask: `[E, max_display]` bool, True on real items.
+        clicked_pos: `[E]` int32 position of the click in `display`, or -1 for no click.
+        n_items: catalogue size.
+    """
+
+    user_ids: np.ndarray
+    event_offsets: np.ndarray
+    display: np.ndarray
+    display_mask: np.ndarray
+    clicked_pos: np.ndarray
+    n_items: int
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_events(self) -> int:
+        return len(self.clicked_pos)
+
+    @property
+    def max_display(self) -> int:
+        return self.display.shape[1]
+
+    @property
+    def events_per_user(self) -> np.ndarray:
+        return np.diff(self.event_offsets)
+
+    @property
+    def clicked_item(self) -> np.ndarray:
+        """`[E]` clicked item id, or -1."""
+        pos = np.maximum(self.clicked_pos, 0)
+        items = self.display[np.arange(self.n_events), pos]
+        return np.where(self.clicked_pos >= 0, items, NO_CLICK).astype(np.int32)
+
+    @classmethod
+    def from_behavior(cls, behavior: list, users: Sequence | None, max_display: int,
+                                        n_items: int) -> "EventArrays":
+        """Builds the arrays of `users` (all, in file order, when None) from `data_behavior`."""
+        by_user = {entry[0]: entry for entry in behavior}
+        order = [entry[0] for entry in behavior] if users is None else list(users)
+        sizes, flat_items, clicks, counts = [], [], [], []
+        for user in order:
+            _, displays, user_clicks = by_user[user]
+            counts.append(len(displays))
+            for display in displays:
+                sizes.append(len(display))
+                flat_items.extend(display)
+            clicks.extend(user_clicks)
+        sizes = np.asarray(sizes, dtype=np.int64)
+        if len(sizes) and sizes.max() > max_display:
+            raise DataError(f"display set of {sizes.max()} items exceeds max_display={max_display}")
+        n_events = len(sizes)
+        mask = np.arange(max_display)[None, :] < sizes[:, None]
+        display = np.zeros((n_events, max_display), dtype=np.int32)
+        display[mask] = np.asarray(flat_items, dtype=np.int32)
+        clicks = np.asarray(clicks, dtype=np.int64)
+        hit = (display == clicks[:, None]) & mask
+        clicked_pos = np.where(hit.any(axis=1), hit.argmax(axis=1), NO_CLICK).astype(np.int32)
+        return cls(
+                user_ids=np.asarray(order),
+                event_offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+                display=display, display_mask=mask, clicked_pos=clicked_pos, n_items=n_items)
+
+    def user_batch(self, user_rows: np.ndarray, max_events: int | None = None) -> dict:
+        """Pads the events of users `user_rows` (row indices) into `[B, T, ...]` numpy arrays.
+
+        Returns a dict with `display [B, T, D]`, `display_mask [B, T, D]`, `clicked_pos [B, T]`
+        and `event_mask [B, T]`; T is the longest of these users' sequences (or `max_events`).
+        Users with more than `max_events` events keep their last `max_events`.
+        """
+        user_rows = np.asarray(user_rows, dtype=np.int64)
+        starts = self.event_offsets[user_rows]
+        lengths = self.event_offsets[user_rows + 1] - starts
+        t_max = int(lengths.max()) if len(lengths) else 1
+        if max_events is not None:
+            starts = starts + np.maximum(lengths - max_events, 0)
+            lengths = np.minimum(lengths, max_events)
+            t_max = max_events
+        t_max = max(t_max, 1)
+        steps = np.arange(t_max)[None, :]
+        event_mask = steps < lengths[:, None]
+        rows = np.where(event_mask, starts[:, None] + steps, 0)
+        return {
+                "display": np.where(event_mask[..., None], self.display[rows], 0),
+                "display_mask": self.display_mask[rows] & event_mask[..., None],
+                "clicked_pos": np.where(event_mask, self.clicked_pos[rows], NO_CLICK).astype(np.int32),
+                "event_mask": event_mask,
+        }

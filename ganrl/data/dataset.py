@@ -309,3 +309,46 @@ class EventArrays:
                 "clicked_pos": np.where(event_mask, self.clicked_pos[rows], NO_CLICK).astype(np.int32),
                 "event_mask": event_mask,
         }
+
+    def flat_batch(self, user_rows: np.ndarray, max_events: int | None = None) -> dict:
+        """The events of users `user_rows` as a flat batch with no padding over time.
+
+        Users with more than `max_events` events keep their last `max_events`. Returns numpy
+        arrays, N events of B users with at most C clicks each:
+          display `[N, D]`, display_mask `[N, D]`, clicked_pos `[N]`, event_mask `[N]` (all
+          True here; padding added by stacking is False), event_user `[N]` (row of the event's
+          user in the batch), clicks_before `[N]` (the user's clicks before this event, within
+          the kept events), click_items `[B, C]` (each user's clicked items in order, 0-padded)
+          and click_mask `[B, C]`.
+        """
+        user_rows = np.asarray(user_rows, dtype=np.int64)
+        starts = self.event_offsets[user_rows]
+        lengths = self.event_offsets[user_rows + 1] - starts
+        if max_events:
+            starts = starts + np.maximum(lengths - max_events, 0)
+            lengths = np.minimum(lengths, max_events)
+        n = int(lengths.sum())
+        event_user = np.repeat(np.arange(len(user_rows), dtype=np.int32), lengths)
+        first = np.repeat(np.cumsum(lengths) - lengths, lengths)  # batch index of user's 1st
+        rows = np.repeat(starts, lengths) + (np.arange(n) - first)
+        clicked_pos = self.clicked_pos[rows]
+        clicked = clicked_pos >= 0
+        running = np.cumsum(clicked) - clicked  # clicks before, counted over the whole batch
+        clicks_before = (running - running[first] if n else running).astype(np.int32)
+        clicks_per_user = np.bincount(event_user, weights=clicked, minlength=len(user_rows))
+        c = max(int(clicks_per_user.max()) if len(user_rows) else 0, 1)
+        click_items = np.zeros((len(user_rows), c), dtype=np.int32)
+        click_mask = np.zeros((len(user_rows), c), dtype=bool)
+        users, slots = event_user[clicked], clicks_before[clicked]
+        click_items[users, slots] = self.display[rows[clicked], clicked_pos[clicked]]
+        click_mask[users, slots] = True
+        return {
+            "display": self.display[rows],
+            "display_mask": self.display_mask[rows],
+            "clicked_pos": clicked_pos.astype(np.int32),
+            "event_mask": np.ones(n, dtype=bool),
+            "event_user": event_user,
+            "clicks_before": clicks_before,
+            "click_items": click_items,
+            "click_mask": click_mask,
+        }

@@ -1,0 +1,92 @@
+"""The generative adversarial user model: encoders, choice model, objectives, loading."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from ganrl.data import safe_io
+from ganrl.data.dataset import ItemFeatures
+from ganrl.user_model.model import ModelConfig, UserModel
+
+__all__ = ["LoadedUserModel", "ModelConfig", "UserModel", "load_user_model"]
+
+
+@dataclasses.dataclass
+class LoadedUserModel:
+    """A trained user model from a run folder.
+
+    Attributes:
+      reward: r(s, a), the learned reward.
+      behavior: phi, the choice model clicks are sampled from (the same object as `reward`
+        after entropy-only training, whose closed-form choice is the softmax of r).
+      config: the run's `config.json`.
+      item_features: the dataset's item features.
+      run_dir: where it came from.
+    """
+
+    reward: UserModel
+    behavior: UserModel
+    config: dict
+    item_features: ItemFeatures
+    run_dir: str
+
+    @property
+    def n_items(self) -> int:
+        return self.item_features.n_items
+
+    def score(self, history: list[int], display: list[int]) -> np.ndarray:
+        """Click probabilities of `display` items for a user who clicked `history` (in order).
+
+        Returns:
+          `[len(display) + 1]` probabilities; the last is the no-click option (0 when the
+          model conditions on a click).
+        """
+        model = self.behavior
+        state = model.initial_state(1)
+        for item in history:
+            state = model.update_state(state, tf.constant([item], tf.int32),
+                                       tf.constant([True]))
+        items = tf.constant([display], tf.int32)
+        utilities = model.utilities(model.state_vector(state), items)
+        logits = model.choice_logits(utilities, tf.ones_like(items, dtype=tf.bool))
+        return tf.nn.softmax(logits)[0].numpy()
+
+
+def load_user_model(run_dir: str, checkpoint: str = "loss") -> LoadedUserModel:
+    """Loads the user model of a run folder, from its best-`checkpoint` weights.
+
+    Args:
+      run_dir: a run folder written by `experiment_user_model/main_gan_user_model.py`.
+      checkpoint: 'loss', 'prec1', 'prec2' (the best-by-validation checkpoints) or 'latest'.
+    """
+    model_json = os.path.join(run_dir, "model.json")
+    if not os.path.exists(model_json):
+        raise FileNotFoundError(f"{run_dir}: not a user-model run folder (no model.json)")
+    with open(model_json) as f:
+        meta = json.load(f)
+    with open(os.path.join(run_dir, "config.json")) as f:
+        config = json.load(f)
+    features_path = os.path.join(run_dir, "item_features.pkl")
+    (features_obj,) = safe_io.load_pickles(features_path, 1)
+    item_features = ItemFeatures.from_pickle_object(features_obj, features_path)
+    model_config = ModelConfig(**meta["model"])
+    reward = UserModel(item_features, model_config, meta["has_no_click"], name="reward")
+    models = {"reward": reward}
+    behavior = reward
+    if meta["regularizer"] == "L2":
+        behavior = UserModel(item_features, model_config, meta["has_no_click"],
+                             name="behavior")
+        models["behavior"] = behavior
+    folder = os.path.join(run_dir, "checkpoints",
+                          "latest" if checkpoint == "latest" else f"best_{checkpoint}")
+    path = tf.train.latest_checkpoint(folder)
+    if path is None:
+        raise FileNotFoundError(f"{folder}: no checkpoint")
+    tf.train.Checkpoint(**models).restore(path).expect_partial().assert_existing_objects_matched()
+    return LoadedUserModel(reward=reward, behavior=behavior, config=config,
+                           item_features=item_features, run_dir=run_dir)

@@ -1,0 +1,92 @@
+"""Trains and evaluates a generative adversarial user model (Chen et al., ICML 2019).
+
+Flags keep the original code's names and meanings; they become a frozen `TrainConfig` that
+is passed down. Examples:
+
+  python experiment_user_model/main_gan_user_model.py --dataset=yelp --user_model=LSTM
+  python experiment_user_model/main_gan_user_model.py --dataset=yelp --regularizer=L2 \
+      --pretrain_dir=runs/yelp__LSTM__entropy__0 --num_itrs=5000
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import json  # noqa: E402
+import sys  # noqa: E402
+
+from absl import app, flags, logging  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from ganrl.data import safe_io  # noqa: E402
+from ganrl.data.dataset import load_dataset  # noqa: E402
+from ganrl.train.user_model_trainer import (  # noqa: E402
+    TrainConfig, TrainingDivergedError, UserModelRunner)
+from ganrl.user_model.model import ModelConfig  # noqa: E402
+
+FLAGS = flags.FLAGS
+# The original code's flags.
+flags.DEFINE_string("data_folder", "dropbox", "Folder of the processed datasets.")
+flags.DEFINE_string("dataset", "yelp", "Dataset name: reads DATA_FOLDER/NAME.pkl.")
+flags.DEFINE_string("save_dir", "", "Run folder (default runs/{dataset}__{user_model}__"
+                    "{regularizer}__{seed}).")
+flags.DEFINE_boolean("resplit", False, "Draw a new 50/25/25 user split with --seed.")
+flags.DEFINE_float("learning_rate", 0.0005, "Adam learning rate.")
+flags.DEFINE_integer("batch_size", 50, "Users per training batch.")
+flags.DEFINE_integer("num_itrs", 2000, "Training iterations.")
+flags.DEFINE_integer("rnn_hidden_dim", 20, "LSTM units.")
+flags.DEFINE_integer("pw_dim", 4, "Position-weight columns (PW).")
+flags.DEFINE_integer("pw_band_size", 20, "Past clicks seen by PW.")
+flags.DEFINE_string("dims", "64-64", "Hidden sizes of the utility MLP.")
+flags.DEFINE_enum("user_model", "LSTM", ["LSTM", "PW"], "History encoder.")
+# Ours.
+flags.DEFINE_integer("seed", 0, "Random seed (initialisation, data order, resplit).")
+flags.DEFINE_integer("eval_every", 50, "Validate every this many iterations.")
+flags.DEFINE_enum("regularizer", "entropy", ["entropy", "L2"],
+                  "entropy: maximum likelihood; L2: adversarial fine-tuning.")
+flags.DEFINE_string("pretrain_dir", "", "For L2: the entropy run folder to start from.")
+flags.DEFINE_integer("item_dim", 32, "Item embedding width.")
+flags.DEFINE_float("weight_decay", 0.0, "Adam's decoupled weight decay.")
+flags.DEFINE_integer("max_events", 0, "Keep at most this many recent events per user (0: all).")
+
+
+def config_from_flags() -> TrainConfig:
+    save_dir = FLAGS.save_dir or os.path.join(
+        "runs", f"{FLAGS.dataset}__{FLAGS.user_model}__{FLAGS.regularizer}__{FLAGS.seed}")
+    model = ModelConfig(user_model=FLAGS.user_model, dims=FLAGS.dims, item_dim=FLAGS.item_dim,
+                        rnn_hidden_dim=FLAGS.rnn_hidden_dim, pw_dim=FLAGS.pw_dim,
+                        pw_band_size=FLAGS.pw_band_size)
+    return TrainConfig(
+        dataset=FLAGS.dataset, data_folder=FLAGS.data_folder, save_dir=save_dir,
+        regularizer=FLAGS.regularizer, learning_rate=FLAGS.learning_rate,
+        batch_size=FLAGS.batch_size, num_itrs=FLAGS.num_itrs, seed=FLAGS.seed,
+        eval_every=FLAGS.eval_every, pretrain_dir=FLAGS.pretrain_dir, resplit=FLAGS.resplit,
+        weight_decay=FLAGS.weight_decay, max_events=FLAGS.max_events, model=model)
+
+
+def main(argv: list[str]) -> int:
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    config = config_from_flags()
+    print(f"config: {json.dumps(config.to_dict(), sort_keys=True)}", flush=True)
+    try:
+        dataset = load_dataset(config.data_folder, config.dataset)
+        results = UserModelRunner(config, dataset).run()
+    except (safe_io.DataError, FileNotFoundError, TrainingDivergedError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    test = results["test"]
+    print(f"test ({config.save_dir}): loss {test.get('loss', float('nan')):.4f}  "
+          f"prec@1 {test.get('prec1', float('nan')):.4f}  "
+          f"prec@2 {test.get('prec2', float('nan')):.4f}  "
+          f"train {results['train_seconds']:.1f}s  "
+          f"{results['events_per_second']:,.0f} events/s  "
+          f"peak RSS {results['peak_rss_mb']:.0f} MB", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

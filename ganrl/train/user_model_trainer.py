@@ -1,0 +1,498 @@
+"""Training loop of the user model: entropy (MLE) pre-training and L2 adversarial fine-tuning.
+
+`UserModelRunner` owns everything that touches files: the run folder (`save_dir`), resumable
+checkpoints, the best-by-validation checkpoints, the CSV and TensorBoard curves and
+`results.json`. The models stay plain `tf.keras.Model`s.
+
+Run folder layout:
+  config.json            the whole configuration (and the seed)
+  model.json             what `load_user_model` needs besides the weights
+  item_features.pkl      the dataset's item features (so the model loads without the data)
+  curves.csv             iteration,phase,train_loss,vali_loss,vali_prec1,vali_prec2,events_per_second
+  tensorboard/           the same curves as TensorBoard summaries
+  checkpoints/latest/    model(s), optimiser(s), iteration, bests: a rerun resumes from here
+  checkpoints/best_{loss,prec1,prec2}/   the weights that were best on validation
+  results.json           written last: its presence marks the run finished
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import math
+import os
+import resource
+import shutil
+import sys
+import time
+from typing import Any, Callable
+
+import numpy as np
+import tensorflow as tf
+
+from ganrl.data import safe_io
+from ganrl.data.dataset import ClickDataset, EventArrays
+from ganrl.metrics import precision_at_k
+from ganrl.user_model import choice
+from ganrl.user_model.model import ModelConfig, UserModel
+
+keras = tf.keras
+log = logging.getLogger("ganrl")
+
+BEST_METRICS = ("loss", "prec1", "prec2")
+CURVE_FIELDS = ("iteration", "phase", "train_loss", "vali_loss", "vali_prec1", "vali_prec2",
+                "events_per_second")
+REGULARIZERS = ("entropy", "L2")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything a user-model run depends on.
+
+    Attributes:
+      dataset: dataset name (`NAME.pkl` in `data_folder`).
+      data_folder: folder of the processed datasets.
+      save_dir: the run folder.
+      regularizer: 'entropy' (maximum likelihood) or 'L2' (adversarial min-max).
+      learning_rate: Adam step size.
+      batch_size: users per training batch.
+      num_itrs: training iterations (batches).
+      seed: seeds the initialisation, the data order and `resplit`.
+      eval_every: validate every this many iterations.
+      pretrain_dir: for 'L2', the entropy run folder whose best-loss weights start both the
+        reward r and the behaviour network phi.
+      resplit: draw a new 50/25/25 user split with `seed` instead of the dataset's split.
+      weight_decay: decoupled weight decay of Adam.
+      max_events: keep at most this many of a user's most recent events per batch (0: all).
+      eval_batch_users: users per evaluation batch.
+      model: the architecture.
+    """
+
+    dataset: str = "yelp"
+    data_folder: str = "dropbox"
+    save_dir: str = "runs/yelp__LSTM__entropy__0"
+    regularizer: str = "entropy"
+    learning_rate: float = 0.0005
+    batch_size: int = 50
+    num_itrs: int = 2000
+    seed: int = 0
+    eval_every: int = 50
+    pretrain_dir: str = ""
+    resplit: bool = False
+    weight_decay: float = 0.0
+    max_events: int = 0
+    eval_batch_users: int = 2048
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+
+    def __post_init__(self):
+        if self.regularizer not in REGULARIZERS:
+            raise ValueError(f"regularizer={self.regularizer!r}: expected one of {REGULARIZERS}")
+        for name in ("batch_size", "num_itrs", "eval_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        model = ModelConfig(**d.pop("model", {}))
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(model=model, **{k: v for k, v in d.items() if k in known})
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or Inf."""
+
+
+# -- Batches -------------------------------------------------------------------------------
+
+BATCH_KEYS = ("display", "display_mask", "clicked_pos", "event_mask", "event_user",
+              "clicks_before", "click_items", "click_mask")
+
+
+def batch_signature(max_display: int) -> dict:
+    """`tf.function` signature of a flat batch: N, B and C vary, D is fixed, so nothing
+    retraces."""
+    return {
+        "display": tf.TensorSpec([None, max_display], tf.int32),
+        "display_mask": tf.TensorSpec([None, max_display], tf.bool),
+        "clicked_pos": tf.TensorSpec([None], tf.int32),
+        "event_mask": tf.TensorSpec([None], tf.bool),
+        "event_user": tf.TensorSpec([None], tf.int32),
+        "clicks_before": tf.TensorSpec([None], tf.int32),
+        "click_items": tf.TensorSpec([None, None], tf.int32),
+        "click_mask": tf.TensorSpec([None, None], tf.bool),
+    }
+
+
+def to_tensors(batch: dict) -> dict:
+    return {k: tf.convert_to_tensor(batch[k]) for k in BATCH_KEYS}
+
+
+def epoch_order(n_users: int, seed: int, epoch: int) -> np.ndarray:
+    """The shuffled user rows of one epoch: a function of (seed, epoch) only, so resuming at
+    any iteration replays the same data order."""
+    return np.random.default_rng([seed, epoch]).permutation(n_users)
+
+
+def batch_rows(n_users: int, batch_size: int, seed: int, iteration: int) -> np.ndarray:
+    """User rows of training batch `iteration` (epochs of ceil(n_users / batch_size) batches)."""
+    per_epoch = max(1, math.ceil(n_users / batch_size))
+    epoch, index = divmod(iteration, per_epoch)
+    return epoch_order(n_users, seed, epoch)[index * batch_size:(index + 1) * batch_size]
+
+
+# -- Evaluation ----------------------------------------------------------------------------
+
+def evaluate(model: UserModel, events: EventArrays, batch_users: int = 2048,
+             max_events: int = 0) -> dict[str, float]:
+    """Loss (mean NLL per event), per-event log-likelihood, prec@1 and prec@2 of a split."""
+    logits_fn = _compiled_logits(model, events.max_display)
+    nll, scores, masks, clicks = [], [], [], []
+    for start in range(0, events.n_users, batch_users):
+        rows = np.arange(start, min(start + batch_users, events.n_users))
+        batch = events.flat_batch(rows, max_events or None)
+        logits = logits_fn(to_tensors(batch)).numpy()
+        target = np.where(batch["clicked_pos"] >= 0, batch["clicked_pos"], logits.shape[-1] - 1)
+        log_probs = logits - _logsumexp(logits)
+        nll.append(-np.take_along_axis(log_probs, target[:, None], -1)[:, 0])
+        scores.append(logits[:, :-1])
+        masks.append(batch["display_mask"])
+        clicks.append(batch["clicked_pos"])
+    nll, scores, masks, clicks = (np.concatenate(x) for x in (nll, scores, masks, clicks))
+    loss = float(nll.mean()) if len(nll) else float("nan")
+    has_click = bool(np.any(clicks >= 0))
+    return {"loss": loss, "loglik": -loss,
+            "prec1": float(np.nanmean(precision_at_k(scores, masks, clicks, 1)))
+            if has_click else float("nan"),
+            "prec2": float(np.nanmean(precision_at_k(scores, masks, clicks, 2)))
+            if has_click else float("nan"),
+            "events": int(len(nll))}
+
+
+def _logsumexp(x: np.ndarray) -> np.ndarray:
+    m = x.max(axis=-1, keepdims=True)
+    return m + np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
+
+
+def _compiled_logits(model: UserModel, max_display: int) -> Callable:
+    cache = model.__dict__.setdefault("_ganrl_logits_fns", {})
+    if max_display not in cache:
+        cache[max_display] = tf.function(lambda batch: model(batch, training=False),
+                                         input_signature=[batch_signature(max_display)])
+    return cache[max_display]
+
+
+# -- Training steps ------------------------------------------------------------------------
+
+def _apply(tape: tf.GradientTape, loss: tf.Tensor, model: keras.Model,
+           optimizer: keras.optimizers.Optimizer) -> None:
+    grads = tape.gradient(loss, model.trainable_variables)
+    grads, _ = tf.clip_by_global_norm(grads, 10.0)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+
+
+def make_entropy_step(model: UserModel, optimizer: keras.optimizers.Optimizer) -> Callable:
+    """An MLE step (to be traced): batch -> mean NLL per event of the batch."""
+
+    def step(batch):
+        with tf.GradientTape() as tape:
+            logits = model(batch, training=True)
+            info = choice.entropy_regularised_loss(logits, batch["clicked_pos"],
+                                                   batch["event_mask"])
+            loss = info.loss / tf.maximum(info.events, 1.0)
+        _apply(tape, loss, model, optimizer)
+        return loss
+
+    return step
+
+
+def make_l2_step(reward: UserModel, behavior: UserModel,
+                 reward_opt: keras.optimizers.Optimizer,
+                 behavior_opt: keras.optimizers.Optimizer) -> Callable:
+    """An adversarial step (to be traced): one update of phi (max), then one of r (min).
+
+    Returns the behaviour network's mean NLL of the batch (the loss the run reports).
+    """
+
+    def option_rewards(batch, training):
+        u = reward.event_utilities(batch, training=training)
+        return tf.concat([u, tf.zeros_like(u[..., :1])], axis=-1)  # no-click reward is 0
+
+    def step(batch):
+        events = tf.maximum(tf.reduce_sum(tf.cast(batch["event_mask"], tf.float32)), 1.0)
+        options = choice.option_mask(batch["display_mask"], behavior.has_no_click)
+        rewards = tf.stop_gradient(option_rewards(batch, False))
+        with tf.GradientTape() as tape:
+            logits = behavior(batch, training=True)
+            phi = tf.nn.softmax(logits)
+            gain = choice.l2_behaviour_objective(phi, rewards, options, batch["event_mask"])
+            behavior_loss = -gain / events
+        _apply(tape, behavior_loss, behavior, behavior_opt)
+
+        phi = tf.stop_gradient(tf.nn.softmax(behavior(batch, training=False)))
+        with tf.GradientTape() as tape:
+            gap = choice.l2_reward_objective(phi, option_rewards(batch, True), options,
+                                             batch["clicked_pos"], batch["event_mask"])
+            reward_loss = gap / events
+        _apply(tape, reward_loss, reward, reward_opt)
+        nll = choice.entropy_regularised_loss(logits, batch["clicked_pos"], batch["event_mask"])
+        return nll.loss / events
+
+    return step
+
+
+def make_window_fn(step: Callable, max_display: int) -> Callable:
+    """Runs K training steps in one `tf.function` call over stacked `[K, B, T, D]` batches.
+
+    One call per evaluation window instead of one per iteration: on small batches the
+    per-call overhead, not the maths, bounds the speed. Returns the `[K]` batch losses.
+    """
+    signature = {k: tf.TensorSpec([None] + list(v.shape), v.dtype)
+                 for k, v in batch_signature(max_display).items()}
+
+    @tf.function(input_signature=[signature])
+    def run_window(batches):
+        k = tf.shape(batches["display"])[0]
+        losses = tf.TensorArray(tf.float32, size=k)
+        for i in tf.range(k):
+            losses = losses.write(i, step({key: v[i] for key, v in batches.items()}))
+        return losses.stack()
+
+    return run_window
+
+
+def stack_batches(batches: list[dict]) -> dict:
+    """Pads flat batches to a common N (masked events), B and C (empty users) and stacks them
+    into `[K, ...]` arrays."""
+    sizes = {k: np.max([x[k].shape for x in batches], axis=0) for k in BATCH_KEYS}
+    out = {}
+    for key in BATCH_KEYS:
+        fill = -1 if key == "clicked_pos" else 0
+        out[key] = np.stack([
+            np.pad(x[key], [(0, n - d) for n, d in zip(sizes[key], x[key].shape)],
+                   constant_values=fill) for x in batches])
+    return out
+
+
+# -- Runner --------------------------------------------------------------------------------
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def resplit_users(users: list, seed: int) -> tuple[list, list, list]:
+    """A fresh 50/25/25 split of `users` drawn with `seed`."""
+    order = np.random.default_rng(seed).permutation(len(users))
+    shuffled = [users[i] for i in order]
+    n_train, n_vali = len(users) // 2, len(users) // 4
+    return (shuffled[:n_train], shuffled[n_train:n_train + n_vali],
+            shuffled[n_train + n_vali:])
+
+
+class UserModelRunner:
+    """Trains, validates, checkpoints and tests one user model run (see module docstring)."""
+
+    def __init__(self, config: TrainConfig, dataset: ClickDataset,
+                 progress: Callable[[str], None] | None = None):
+        self.config = config
+        self.dataset = dataset
+        self.progress = progress or (lambda line: print(line, flush=True))
+        self.save_dir = config.save_dir
+        split = dataset.split
+        if config.resplit:
+            split = resplit_users([entry[0] for entry in dataset.behavior], config.seed)
+        max_display = dataset.max_display()
+        self.splits = {
+            name: EventArrays.from_behavior(dataset.behavior, users, max_display,
+                                            dataset.n_items)
+            for name, users in zip(("train", "vali", "test"), split)
+        }
+        if self.splits["train"].n_users == 0:
+            raise ValueError(f"dataset {dataset.name!r}: the training split has no users")
+        self.has_no_click = bool((self.splits["train"].clicked_pos < 0).any())
+        tf.keras.utils.set_random_seed(config.seed)
+        self.reward = UserModel(dataset.item_features, config.model, self.has_no_click,
+                                name="reward")
+        self.reward_opt = self._optimizer()
+        self.adversarial = config.regularizer == "L2"
+        if self.adversarial:
+            self.behavior = UserModel(dataset.item_features, config.model, self.has_no_click,
+                                      name="behavior")
+            self.behavior_opt = self._optimizer()
+            step = make_l2_step(self.reward, self.behavior, self.reward_opt,
+                                self.behavior_opt)
+        else:
+            self.behavior = self.reward
+            step = make_entropy_step(self.reward, self.reward_opt)
+        self.window_fn = make_window_fn(step, max_display)
+        self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
+        self.best = {m: tf.Variable(math.inf if m == "loss" else -math.inf, dtype=tf.float64,
+                                    trainable=False, name=f"best_{m}") for m in BEST_METRICS}
+        models = {"reward": self.reward}
+        if self.adversarial:
+            models["behavior"] = self.behavior
+        self.weights = tf.train.Checkpoint(**models)
+        state = dict(models, reward_opt=self.reward_opt, iteration=self.iteration,
+                     **{f"best_{m}": v for m, v in self.best.items()})
+        if self.adversarial:
+            state["behavior_opt"] = self.behavior_opt
+        self.state = tf.train.Checkpoint(**state)
+        ckpt = os.path.join(self.save_dir, "checkpoints")
+        self.latest = tf.train.CheckpointManager(self.state, os.path.join(ckpt, "latest"), 1)
+        self.best_managers = {
+            m: tf.train.CheckpointManager(self.weights, os.path.join(ckpt, f"best_{m}"), 1)
+            for m in BEST_METRICS}
+
+    def _optimizer(self) -> keras.optimizers.Optimizer:
+        return keras.optimizers.Adam(self.config.learning_rate,
+                                     weight_decay=self.config.weight_decay or None)
+
+    @property
+    def results_path(self) -> str:
+        return os.path.join(self.save_dir, "results.json")
+
+    # -- Set-up and resume -----------------------------------------------------------------
+    def _start(self) -> int:
+        os.makedirs(self.save_dir, exist_ok=True)
+        safe_io.dump_json(os.path.join(self.save_dir, "config.json"), self.config.to_dict())
+        safe_io.dump_json(os.path.join(self.save_dir, "model.json"), {
+            "model": dataclasses.asdict(self.config.model), "has_no_click": self.has_no_click,
+            "n_items": self.dataset.n_items, "max_display": self.splits["train"].max_display,
+            "regularizer": self.config.regularizer, "dataset": self.config.dataset})
+        safe_io.dump_pickles(os.path.join(self.save_dir, "item_features.pkl"),
+                             self.dataset.item_features.to_pickle_object())
+        if self.latest.latest_checkpoint:
+            self.state.restore(self.latest.latest_checkpoint).assert_existing_objects_matched()
+            start = int(self.iteration.numpy())
+            self._truncate_curves(start)
+            self.progress(f"resuming {self.save_dir} at iteration {start}")
+            return start
+        if self.adversarial and self.config.pretrain_dir:
+            self._load_pretrained(self.config.pretrain_dir)
+        self._truncate_curves(-1)
+        return 0
+
+    def _load_pretrained(self, pretrain_dir: str) -> None:
+        path = tf.train.latest_checkpoint(os.path.join(pretrain_dir, "checkpoints", "best_loss"))
+        if path is None:
+            raise FileNotFoundError(f"{pretrain_dir}: no best-loss checkpoint to start from "
+                                    "(run the entropy pre-training first)")
+        for model in (self.reward, self.behavior):
+            tf.train.Checkpoint(reward=model).restore(path).expect_partial() \
+                .assert_existing_objects_matched()
+        self.progress(f"starting r and phi from {path}")
+
+    def _truncate_curves(self, last_iteration: int) -> None:
+        """Keeps the CSV rows up to `last_iteration` (all are dropped for -1)."""
+        path = os.path.join(self.save_dir, "curves.csv")
+        rows = []
+        if os.path.exists(path):
+            with open(path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["iteration"]) <= last_iteration]
+        with safe_io.atomic_open(path, "w") as f:
+            writer = csv.DictWriter(f, CURVE_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def _append_curve(self, row: dict) -> None:
+        with open(os.path.join(self.save_dir, "curves.csv"), "a", newline="") as f:
+            csv.DictWriter(f, CURVE_FIELDS).writerow(row)
+
+    # -- The loop --------------------------------------------------------------------------
+    def run(self) -> dict:
+        """Trains to `num_itrs` (resuming if interrupted), then tests the best checkpoints."""
+        if os.path.exists(self.results_path):
+            with open(self.results_path) as f:
+                return json.load(f)
+        cfg = self.config
+        log.info("config %s", json.dumps(cfg.to_dict(), sort_keys=True))
+        start = self._start()
+        writer = tf.summary.create_file_writer(os.path.join(self.save_dir, "tensorboard"))
+        train = self.splits["train"]
+        phase = "adversarial" if self.adversarial else "mle"
+        if start == 0:
+            self._validate(0, phase, float("nan"), float("nan"), writer)
+        train_seconds, train_events = 0.0, 0
+        it = start
+        while it < cfg.num_itrs:
+            # Train up to the next evaluation point in one call.
+            end = min((it // cfg.eval_every + 1) * cfg.eval_every, cfg.num_itrs)
+            batches = [train.flat_batch(batch_rows(train.n_users, cfg.batch_size, cfg.seed, i),
+                                        cfg.max_events or None) for i in range(it, end)]
+            counts = np.array([x["event_mask"].sum() for x in batches], dtype=np.float64)
+            tic = time.perf_counter()
+            losses = self.window_fn(to_tensors(stack_batches(batches))).numpy()
+            elapsed = time.perf_counter() - tic
+            bad = np.flatnonzero(~np.isfinite(losses))
+            if len(bad):
+                raise TrainingDivergedError(
+                    f"{self.save_dir}: training loss became {losses[bad[0]]} at iteration "
+                    f"{it + bad[0] + 1}; stopped. The best checkpoints so far are intact in "
+                    f"{os.path.join(self.save_dir, 'checkpoints')}; try a lower learning_rate.")
+            train_seconds += elapsed
+            train_events += int(counts.sum())
+            it = end
+            self.iteration.assign(it)
+            self._validate(it, phase, float((losses * counts).sum() / max(counts.sum(), 1)),
+                           counts.sum() / max(elapsed, 1e-9), writer)
+            self.latest.save(checkpoint_number=it)
+        results = self._test()
+        results["train_seconds"] = train_seconds
+        results["events_per_second"] = train_events / max(train_seconds, 1e-9)
+        results["peak_rss_mb"] = peak_rss_mb()
+        safe_io.dump_json(self.results_path, results)
+        return results
+
+    def _validate(self, iteration: int, phase: str, train_loss: float,
+                  events_per_second: float, writer: Any) -> None:
+        cfg = self.config
+        metrics = evaluate(self.behavior, self.splits["vali"], cfg.eval_batch_users,
+                           cfg.max_events)
+        for m in BEST_METRICS:
+            better = (metrics[m] < self.best[m].numpy() if m == "loss"
+                      else metrics[m] > self.best[m].numpy())
+            if better and math.isfinite(metrics[m]):
+                self.best[m].assign(metrics[m])
+                self.best_managers[m].save(checkpoint_number=iteration)
+        row = {"iteration": iteration, "phase": phase, "train_loss": train_loss,
+               "vali_loss": metrics["loss"], "vali_prec1": metrics["prec1"],
+               "vali_prec2": metrics["prec2"], "events_per_second": events_per_second}
+        self._append_curve(row)
+        with writer.as_default(step=iteration):
+            for key in ("train_loss", "vali_loss", "vali_prec1", "vali_prec2",
+                        "events_per_second"):
+                if math.isfinite(row[key]):
+                    tf.summary.scalar(key, row[key])
+        writer.flush()
+        self.progress(f"[{os.path.basename(self.save_dir.rstrip('/'))}] itr {iteration:5d}  "
+                      f"train_loss {train_loss:.4f}  vali loss {metrics['loss']:.4f}  "
+                      f"prec@1 {metrics['prec1']:.4f}  prec@2 {metrics['prec2']:.4f}  "
+                      f"{events_per_second:,.0f} events/s")
+
+    def _test(self) -> dict:
+        """Test figures as the original reports them: each metric from its own best checkpoint."""
+        cfg = self.config
+        out = {"test": {}, "vali": {}, "test_by_checkpoint": {}}
+        for m in BEST_METRICS:
+            path = self.best_managers[m].latest_checkpoint
+            if path is None:
+                continue
+            self.weights.restore(path).assert_existing_objects_matched()
+            test = evaluate(self.behavior, self.splits["test"], cfg.eval_batch_users,
+                            cfg.max_events)
+            vali = evaluate(self.behavior, self.splits["vali"], cfg.eval_batch_users,
+                            cfg.max_events)
+            out["test"][m] = test[m]
+            out["vali"][m] = vali[m]
+            out["test_by_checkpoint"][f"best_{m}"] = test
+        # Leave the best-loss weights in memory: that is the model `load_user_model` returns.
+        path = self.best_managers["loss"].latest_checkpoint
+        if path is not None:
+            self.weights.restore(path)
+        return out

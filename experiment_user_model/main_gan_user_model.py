@@ -49,6 +49,8 @@ flags.DEFINE_enum("regularizer", "entropy", ["entropy", "L2"],
                   "entropy: maximum likelihood; L2: adversarial fine-tuning.")
 flags.DEFINE_string("pretrain_dir", "", "For L2: the entropy run folder to start from.")
 flags.DEFINE_integer("item_dim", 32, "Item embedding width.")
+flags.DEFINE_float("dropout", 0.0, "Dropout on item embeddings and hidden layers.")
+flags.DEFINE_float("l2_reg", 0.0, "L2 penalty coefficient on the weights.")
 flags.DEFINE_float("weight_decay", 0.0, "Adam's decoupled weight decay.")
 flags.DEFINE_integer("max_events", 0, "Keep at most this many recent events per user (0: all).")
 
@@ -58,7 +60,8 @@ def config_from_flags() -> TrainConfig:
         "runs", f"{FLAGS.dataset}__{FLAGS.user_model}__{FLAGS.regularizer}__{FLAGS.seed}")
     model = ModelConfig(user_model=FLAGS.user_model, dims=FLAGS.dims, item_dim=FLAGS.item_dim,
                         rnn_hidden_dim=FLAGS.rnn_hidden_dim, pw_dim=FLAGS.pw_dim,
-                        pw_band_size=FLAGS.pw_band_size)
+                        pw_band_size=FLAGS.pw_band_size, dropout=FLAGS.dropout,
+                        l2_reg=FLAGS.l2_reg)
     return TrainConfig(
         dataset=FLAGS.dataset, data_folder=FLAGS.data_folder, save_dir=save_dir,
         regularizer=FLAGS.regularizer, learning_rate=FLAGS.learning_rate,

@@ -205,7 +205,8 @@ def make_entropy_step(model: UserModel, optimizer: keras.optimizers.Optimizer) -
             info = choice.entropy_regularised_loss(logits, batch["clicked_pos"],
                                                    batch["event_mask"])
             loss = info.loss / tf.maximum(info.events, 1.0)
-        _apply(tape, loss, model, optimizer)
+            objective = loss + model.regularization_loss()
+        _apply(tape, objective, model, optimizer)
         return loss
 
     return step
@@ -231,14 +232,14 @@ def make_l2_step(reward: UserModel, behavior: UserModel,
             logits = behavior(batch, training=True)
             phi = tf.nn.softmax(logits)
             gain = choice.l2_behaviour_objective(phi, rewards, options, batch["event_mask"])
-            behavior_loss = -gain / events
+            behavior_loss = -gain / events + behavior.regularization_loss()
         _apply(tape, behavior_loss, behavior, behavior_opt)
 
         phi = tf.stop_gradient(tf.nn.softmax(behavior(batch, training=False)))
         with tf.GradientTape() as tape:
             gap = choice.l2_reward_objective(phi, option_rewards(batch, True), options,
                                              batch["clicked_pos"], batch["event_mask"])
-            reward_loss = gap / events
+            reward_loss = gap / events + reward.regularization_loss()
         _apply(tape, reward_loss, reward, reward_opt)
         nll = choice.entropy_regularised_loss(logits, batch["clicked_pos"], batch["event_mask"])
         return nll.loss / events

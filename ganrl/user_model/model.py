@@ -30,6 +30,9 @@ class ModelConfig:
       rnn_hidden_dim: LSTM units.
       pw_dim: number of position-weight columns (PW).
       pw_band_size: number of past clicks PW looks at.
+      dropout: dropout rate on item embeddings and hidden layers while training.
+      l2_reg: coefficient of the L2 penalty on the weights (the original's MLP regulariser),
+        added to the training loss by `regularization_loss`.
     """
 
     user_model: str = "LSTM"
@@ -38,6 +41,8 @@ class ModelConfig:
     rnn_hidden_dim: int = 20
     pw_dim: int = 4
     pw_band_size: int = 20
+    dropout: float = 0.0
+    l2_reg: float = 0.0
 
     @property
     def hidden_dims(self) -> list[int]:
@@ -69,6 +74,7 @@ class UserModel(keras.Model):
         self.hidden_layers = [keras.layers.Dense(d, activation="elu", name=f"mlp_{i + 1}")
                               for i, d in enumerate(dims[1:])]
         self.output_layer = keras.layers.Dense(1, name="utility")
+        self.dropout = keras.layers.Dropout(config.dropout)
         self.no_click_logit = (self.add_weight(name="no_click_logit", shape=(),
                                                initializer="zeros")
                                if has_no_click else None)
@@ -102,10 +108,11 @@ class UserModel(keras.Model):
     def utilities(self, state_vector: tf.Tensor, items: tf.Tensor, training: bool = False
                   ) -> tf.Tensor:
         """r(s, a) for `state_vector [B, ..., S]` and `items [B, ..., N]` -> `[B, ..., N]`."""
+        item_embeddings = self.dropout(self.items(items), training=training)
         hidden = tf.nn.elu(self.state_layer(state_vector)[..., None, :]
-                           + self.item_layer(self.items(items, training=training)))
+                           + self.item_layer(item_embeddings))
         for layer in self.hidden_layers:
-            hidden = layer(hidden)
+            hidden = layer(self.dropout(hidden, training=training))
         return tf.squeeze(self.output_layer(hidden), -1)
 
     def choice_logits(self, utilities: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
@@ -120,10 +127,17 @@ class UserModel(keras.Model):
         `display_mask [N, D]`, `clicked_pos [N]`, `event_mask [N]`, `event_user [N]`,
         `clicks_before [N]`, `click_items [B, C]`, `click_mask [B, C]`.
         """
-        click_embeddings = self.items(batch["click_items"], training=training)
+        click_embeddings = self.dropout(self.items(batch["click_items"]), training=training)
         states = self.history.sequence_states(click_embeddings, batch["click_mask"],
                                               batch["event_user"], batch["clicks_before"])
         return self.utilities(states, batch["display"], training=training)
+
+    def regularization_loss(self) -> tf.Tensor:
+        """l2_reg * (sum of squared weights); 0 when l2_reg is 0."""
+        if not self.config.l2_reg:
+            return tf.constant(0.0)
+        return self.config.l2_reg * tf.add_n(
+            [tf.reduce_sum(tf.square(v)) for v in self.trainable_variables])
 
     def call(self, batch: dict, training: bool = False) -> tf.Tensor:
         """`[N, D + 1]` choice logits of every event of a flat batch."""

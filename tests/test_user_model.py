@@ -1,0 +1,199 @@
+"""User model: history encoders (sequence and step views) and the training runner."""
+
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ganrl.data.dataset import EventArrays, ItemFeatures
+from ganrl.train import user_model_trainer as trainer
+from ganrl.user_model import load_user_model
+from ganrl.user_model.model import ModelConfig, UserModel
+from tests.tiny_data import tiny_dataset, write_tiny_dataset
+
+ENCODERS = ["PW", "LSTM"]
+
+
+def _model(encoder, n_items=8, has_no_click=False):
+    tf.keras.utils.set_random_seed(0)
+    config = ModelConfig(user_model=encoder, dims="8-8", item_dim=4, rnn_hidden_dim=5,
+                         pw_dim=2, pw_band_size=3)
+    return UserModel(ItemFeatures(n_items), config, has_no_click)
+
+
+def _batch(behavior, n_items=8, max_display=3):
+    events = EventArrays.from_behavior(behavior, None, max_display, n_items)
+    return trainer.to_tensors(events.flat_batch(np.arange(events.n_users)))
+
+
+@pytest.mark.parametrize("encoder", ENCODERS)
+def test_state_at_t_ignores_clicks_at_t_and_later(encoder):
+    model = _model(encoder)
+    base = [[0, [[1, 2], [3, 4], [5, 6], [1, 7]], [1, 3, 5, 7]]]
+    changed = [[0, [[1, 2], [3, 4], [5, 6], [1, 7]], [1, 4, 6, 1]]]  # clicks from t=1 on
+    u_base = model.event_utilities(_batch(base)).numpy()
+    u_changed = model.event_utilities(_batch(changed)).numpy()
+    # Events 0 and 1 see only the click at t=0, which did not change.
+    np.testing.assert_allclose(u_base[:2], u_changed[:2], atol=1e-6)
+    # Event 2 sees the changed click at t=1.
+    assert not np.allclose(u_base[2], u_changed[2])
+
+
+@pytest.mark.parametrize("encoder", ENCODERS)
+def test_no_click_events_do_not_enter_the_history(encoder):
+    model = _model(encoder)
+    with_gap = [[0, [[1, 2], [3, 4], [5, 6]], [1, -1, 5]]]
+    without = [[0, [[1, 2], [5, 6]], [1, 5]]]
+    u_gap = model.event_utilities(_batch(with_gap)).numpy()
+    u_without = model.event_utilities(_batch(without)).numpy()
+    np.testing.assert_allclose(u_gap[2], u_without[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("encoder", ENCODERS)
+def test_sequence_and_step_views_agree(encoder):
+    model = _model(encoder)
+    behavior = [[0, [[1, 2], [3, 4], [5, 6], [0, 7]], [2, -1, 5, 7]],
+                [1, [[2, 3], [4, 5]], [3, 4]]]
+    sequence = model.event_utilities(_batch(behavior)).numpy()
+    # Replay user 0 step by step through the simulator's view.
+    state = model.initial_state(1)
+    for t, (display, click) in enumerate(zip(behavior[0][1], behavior[0][2])):
+        u = model.utilities(model.state_vector(state), tf.constant([display])).numpy()[0]
+        np.testing.assert_allclose(u, sequence[t, :2], atol=1e-5)
+        state = model.update_state(state, tf.constant([max(click, 0)]),
+                                   tf.constant([click >= 0]))
+
+
+def _config(tmp_path, **overrides):
+    model = ModelConfig(user_model=overrides.pop("user_model", "PW"), dims="16", item_dim=8,
+                        rnn_hidden_dim=8, pw_dim=2, pw_band_size=3)
+    values = dict(dataset="tiny", data_folder=str(tmp_path / "data"),
+                  save_dir=str(tmp_path / "run"), learning_rate=0.05, batch_size=6,
+                  num_itrs=6, eval_every=2, seed=3, model=model)
+    values.update(overrides)
+    return trainer.TrainConfig(**values)
+
+
+def _quiet(_):
+    pass
+
+
+@pytest.mark.parametrize("encoder", ENCODERS)
+def test_runner_learns_writes_run_folder_and_loads_back(tmp_path, encoder):
+    dataset = tiny_dataset(n_users=40)
+    config = _config(tmp_path, user_model=encoder, num_itrs=40, eval_every=10)
+    results = trainer.UserModelRunner(config, dataset, progress=_quiet).run()
+    # The rule "click the lowest id" is learnable: far above chance (about 0.35 here).
+    assert results["test"]["prec1"] > 0.8
+    run = tmp_path / "run"
+    for name in ("config.json", "model.json", "curves.csv", "results.json",
+                 "item_features.pkl"):
+        assert (run / name).exists(), name
+    rows = (run / "curves.csv").read_text().strip().splitlines()
+    assert rows[0].split(",") == list(trainer.CURVE_FIELDS)
+    assert [int(r.split(",")[0]) for r in rows[1:]] == [0, 10, 20, 30, 40]
+    loaded = load_user_model(str(run))
+    probs = loaded.score(history=[3], display=[5, 1, 9])
+    assert probs.shape == (4,) and probs[-1] == pytest.approx(0.0, abs=1e-6)
+    assert np.argmax(probs[:3]) == 1  # item 1 is the lowest id
+    # A finished run is not retrained.
+    again = trainer.UserModelRunner(config, dataset, progress=_quiet).run()
+    assert again == json.loads((run / "results.json").read_text())
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
+    tf.config.experimental.enable_op_determinism()
+    dataset = tiny_dataset()
+    full = trainer.UserModelRunner(_config(tmp_path / "a"), dataset, progress=_quiet)
+    full.run()
+
+    class Interrupt(Exception):
+        pass
+
+    interrupted = trainer.UserModelRunner(_config(tmp_path / "b"), dataset, progress=_quiet)
+    calls = {"n": 0}
+    original = interrupted.window_fn
+
+    def window_then_die(batches):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise Interrupt
+        return original(batches)
+
+    interrupted.window_fn = window_then_die
+    with pytest.raises(Interrupt):
+        interrupted.run()
+    assert not (tmp_path / "b" / "run" / "results.json").exists()
+    lines = []
+    resumed = trainer.UserModelRunner(_config(tmp_path / "b"), dataset, progress=lines.append)
+    resumed.run()
+    assert any("resuming" in line and "iteration 2" in line for line in lines)
+    for a, b in zip(full.reward.weights, resumed.reward.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+    curves = (tmp_path / "b" / "run" / "curves.csv").read_text().strip().splitlines()
+    assert [int(r.split(",")[0]) for r in curves[1:]] == [0, 2, 4, 6]
+
+
+def test_nan_loss_stops_training_and_keeps_best_checkpoints(tmp_path):
+    dataset = tiny_dataset()
+    runner = trainer.UserModelRunner(_config(tmp_path), dataset, progress=_quiet)
+    original = runner.window_fn
+    calls = {"n": 0}
+
+    def poisoned(batches):
+        calls["n"] += 1
+        losses = original(batches).numpy()
+        if calls["n"] == 2:
+            losses[1] = np.nan
+        return tf.constant(losses)
+
+    runner.window_fn = poisoned
+    with pytest.raises(trainer.TrainingDivergedError, match="iteration 4"):
+        runner.run()
+    run = tmp_path / "run"
+    assert not (run / "results.json").exists()
+    assert tf.train.latest_checkpoint(str(run / "checkpoints" / "best_loss")) is not None
+
+
+def test_no_click_option_is_learned_only_from_no_click_data(tmp_path):
+    always = trainer.UserModelRunner(_config(tmp_path / "a"), tiny_dataset(), progress=_quiet)
+    assert always.reward.no_click_logit is None
+    some = trainer.UserModelRunner(_config(tmp_path / "b"), tiny_dataset(no_click_every=3),
+                                   progress=_quiet)
+    some.run()
+    # A third of the events are no-clicks: the learned no-click logit moved off its start.
+    assert some.reward.no_click_logit is not None
+    assert abs(float(some.reward.no_click_logit.numpy())) > 1e-3
+
+
+def test_adversarial_fine_tuning_starts_from_pretrained_and_reports_phi(tmp_path):
+    dataset = tiny_dataset(n_users=40)
+    pre = _config(tmp_path / "pre", num_itrs=30, eval_every=10)
+    pre_results = trainer.UserModelRunner(pre, dataset, progress=_quiet).run()
+    adv = _config(tmp_path / "adv", regularizer="L2", pretrain_dir=pre.save_dir,
+                  learning_rate=0.005, num_itrs=10, eval_every=5)
+    runner = trainer.UserModelRunner(adv, dataset, progress=_quiet)
+    lines = []
+    runner.progress = lines.append
+    results = runner.run()
+    assert any("starting r and phi" in line for line in lines)
+    # Iteration 0 evaluates the pretrained weights, so the best-by-validation phi is no worse
+    # on validation than the start.
+    assert results["vali"]["prec1"] >= pre_results["vali"]["prec1"] - 1e-9
+    loaded = load_user_model(adv.save_dir)
+    assert loaded.behavior is not loaded.reward
+
+
+def test_run_script_help_lists_original_flags(tmp_path):
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "experiment_user_model/main_gan_user_model.py",
+                          "--helpfull"], capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.dirname(__file__)))
+    for flag in ("data_folder", "dataset", "save_dir", "resplit", "learning_rate",
+                 "batch_size", "num_itrs", "rnn_hidden_dim", "pw_dim", "pw_band_size", "dims",
+                 "user_model"):
+        assert re.search(rf"--(\[no\])?{flag}:", out.stdout), flag

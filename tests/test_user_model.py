@@ -68,7 +68,7 @@ def test_sequence_and_step_views_agree(encoder):
 
 
 def _config(tmp_path, **overrides):
-    model = ModelConfig(user_model=overrides.pop("user_model", "PW"), dims="16", item_dim=8,
+    model = ModelConfig(user_model=overrides.pop("user_model", "PW"), dims="16-8", item_dim=8,
                         rnn_hidden_dim=8, pw_dim=2, pw_band_size=3)
     values = dict(dataset="tiny", data_folder=str(tmp_path / "data"),
                   save_dir=str(tmp_path / "run"), learning_rate=0.05, batch_size=6,
@@ -96,6 +96,10 @@ def test_runner_learns_writes_run_folder_and_loads_back(tmp_path, encoder):
     assert rows[0].split(",") == list(trainer.CURVE_FIELDS)
     assert [int(r.split(",")[0]) for r in rows[1:]] == [0, 10, 20, 30, 40]
     loaded = load_user_model(str(run))
+    # The loaded best-loss weights reproduce that checkpoint's validation loss exactly.
+    vali = dataset.event_arrays("vali", max_display=4)
+    assert trainer.evaluate(loaded.behavior, vali)["loss"] == pytest.approx(
+        results["vali"]["loss"], rel=1e-6)
     probs = loaded.score(history=[3], display=[5, 1, 9])
     assert probs.shape == (4,) and probs[-1] == pytest.approx(0.0, abs=1e-6)
     assert np.argmax(probs[:3]) == 1  # item 1 is the lowest id

@@ -36,7 +36,7 @@ from ganrl.data import safe_io
 from ganrl.data.dataset import ClickDataset, EventArrays
 from ganrl.metrics import precision_at_k
 from ganrl.user_model import choice
-from ganrl.user_model.model import ModelConfig, UserModel
+from ganrl.user_model.model import ModelConfig, UserModel, checkpoint_variables
 
 keras = tf.keras
 log = logging.getLogger("ganrl")
@@ -336,14 +336,17 @@ class UserModelRunner:
         self.best = {m: tf.Variable(math.inf if m == "loss" else -math.inf, dtype=tf.float64,
                                     trainable=False, name=f"best_{m}") for m in BEST_METRICS}
         models = {"reward": self.reward}
+        optimizers = {"reward_opt": self.reward_opt}
         if self.adversarial:
             models["behavior"] = self.behavior
-        self.weights = tf.train.Checkpoint(**models)
-        state = dict(models, reward_opt=self.reward_opt, iteration=self.iteration,
-                     **{f"best_{m}": v for m, v in self.best.items()})
-        if self.adversarial:
-            state["behavior_opt"] = self.behavior_opt
-        self.state = tf.train.Checkpoint(**state)
+            optimizers["behavior_opt"] = self.behavior_opt
+        for name, opt in optimizers.items():  # create slots now, so restores are eager
+            opt.build((models["behavior" if name == "behavior_opt" else "reward"])
+                      .trainable_variables)
+        self.weights = tf.train.Checkpoint(**checkpoint_variables(**models))
+        self.state = tf.train.Checkpoint(
+            iteration=self.iteration, **{f"best_{m}": v for m, v in self.best.items()},
+            **checkpoint_variables(**models, **optimizers))
         ckpt = os.path.join(self.save_dir, "checkpoints")
         self.latest = tf.train.CheckpointManager(self.state, os.path.join(ckpt, "latest"), 1)
         self.best_managers = {
@@ -385,8 +388,8 @@ class UserModelRunner:
             raise FileNotFoundError(f"{pretrain_dir}: no best-loss checkpoint to start from "
                                     "(run the entropy pre-training first)")
         for model in (self.reward, self.behavior):
-            tf.train.Checkpoint(reward=model).restore(path).expect_partial() \
-                .assert_existing_objects_matched()
+            tf.train.Checkpoint(**checkpoint_variables(reward=model)).restore(path) \
+                .expect_partial().assert_existing_objects_matched()
         self.progress(f"starting r and phi from {path}")
 
     def _truncate_curves(self, last_iteration: int) -> None:

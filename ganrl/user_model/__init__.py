@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from ganrl.data import safe_io
 from ganrl.data.dataset import ItemFeatures
-from ganrl.user_model.model import ModelConfig, UserModel
+from ganrl.user_model.model import ModelConfig, UserModel, checkpoint_variables
 
 __all__ = ["LoadedUserModel", "ModelConfig", "UserModel", "load_user_model"]
 
@@ -87,6 +87,7 @@ def load_user_model(run_dir: str, checkpoint: str = "loss") -> LoadedUserModel:
     path = tf.train.latest_checkpoint(folder)
     if path is None:
         raise FileNotFoundError(f"{folder}: no checkpoint")
-    tf.train.Checkpoint(**models).restore(path).expect_partial().assert_existing_objects_matched()
+    tf.train.Checkpoint(**checkpoint_variables(**models)).restore(path).expect_partial() \
+        .assert_existing_objects_matched()
     return LoadedUserModel(reward=reward, behavior=behavior, config=config,
                            item_features=item_features, run_dir=run_dir)

@@ -143,3 +143,18 @@ class UserModel(keras.Model):
         """`[N, D + 1]` choice logits of every event of a flat batch."""
         return self.choice_logits(self.event_utilities(batch, training=training),
                                   batch["display_mask"])
+
+
+def checkpoint_variables(**parts: Any) -> dict[str, tf.Variable]:
+    """Named variables of models and optimisers, for `tf.train.Checkpoint(**...)`.
+
+    Keras 3 layers kept in Python lists are invisible to `tf.train.Checkpoint`'s object graph,
+    so checkpoints name every variable explicitly: `{part}_{index}` in the (deterministic)
+    order of `model.weights` or `optimizer.variables`. Optimisers must be built first.
+    """
+    out = {}
+    for part, obj in parts.items():
+        variables = obj.weights if isinstance(obj, keras.Model) else obj.variables
+        for index, var in enumerate(variables):
+            out[f"{part}_{index:03d}"] = var
+    return out

@@ -48,6 +48,8 @@ flags.DEFINE_integer("eval_every", 50, "Validate every this many iterations.")
 flags.DEFINE_enum("regularizer", "entropy", ["entropy", "L2"],
                   "entropy: maximum likelihood; L2: adversarial fine-tuning.")
 flags.DEFINE_string("pretrain_dir", "", "For L2: the entropy run folder to start from.")
+flags.DEFINE_enum("pretrain_checkpoint", "prec1", ["loss", "prec1", "prec2"],
+                  "For L2: which best-by-validation checkpoint of --pretrain_dir to start from.")
 flags.DEFINE_integer("item_dim", 32, "Item embedding width.")
 flags.DEFINE_float("dropout", 0.0, "Dropout on item embeddings and hidden layers.")
 flags.DEFINE_float("l2_reg", 0.0, "L2 penalty coefficient on the weights.")
@@ -66,7 +68,8 @@ def config_from_flags() -> TrainConfig:
         dataset=FLAGS.dataset, data_folder=FLAGS.data_folder, save_dir=save_dir,
         regularizer=FLAGS.regularizer, learning_rate=FLAGS.learning_rate,
         batch_size=FLAGS.batch_size, num_itrs=FLAGS.num_itrs, seed=FLAGS.seed,
-        eval_every=FLAGS.eval_every, pretrain_dir=FLAGS.pretrain_dir, resplit=FLAGS.resplit,
+        eval_every=FLAGS.eval_every, pretrain_dir=FLAGS.pretrain_dir,
+        pretrain_checkpoint=FLAGS.pretrain_checkpoint, resplit=FLAGS.resplit,
         weight_decay=FLAGS.weight_decay, max_events=FLAGS.max_events, model=model)
 
 

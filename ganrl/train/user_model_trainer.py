@@ -61,8 +61,9 @@ class TrainConfig:
       num_itrs: training iterations (batches).
       seed: seeds the initialisation, the data order and `resplit`.
       eval_every: validate every this many iterations.
-      pretrain_dir: for 'L2', the entropy run folder whose best-loss weights start both the
-        reward r and the behaviour network phi.
+      pretrain_dir: for 'L2', the entropy run folder whose weights start both the reward r
+        and the behaviour network phi.
+      pretrain_checkpoint: which of its best checkpoints: 'loss', 'prec1' or 'prec2'.
       resplit: draw a new 50/25/25 user split with `seed` instead of the dataset's split.
       weight_decay: decoupled weight decay of Adam.
       max_events: keep at most this many of a user's most recent events per batch (0: all).
@@ -80,6 +81,7 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 50
     pretrain_dir: str = ""
+    pretrain_checkpoint: str = "prec1"
     resplit: bool = False
     weight_decay: float = 0.0
     max_events: int = 0
@@ -383,9 +385,10 @@ class UserModelRunner:
         return 0
 
     def _load_pretrained(self, pretrain_dir: str) -> None:
-        path = tf.train.latest_checkpoint(os.path.join(pretrain_dir, "checkpoints", "best_loss"))
+        which = f"best_{self.config.pretrain_checkpoint}"
+        path = tf.train.latest_checkpoint(os.path.join(pretrain_dir, "checkpoints", which))
         if path is None:
-            raise FileNotFoundError(f"{pretrain_dir}: no best-loss checkpoint to start from "
+            raise FileNotFoundError(f"{pretrain_dir}: no {which} checkpoint to start from "
                                     "(run the entropy pre-training first)")
         for model in (self.reward, self.behavior):
             tf.train.Checkpoint(**checkpoint_variables(reward=model)).restore(path) \

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Adversarial (L2-regularised min-max) fine-tuning, 5000 iterations, starting from the saved
+# entropy-pretrained model in --pretrain_dir (default: the run_gan_user_model.sh run folder of
+# the same dataset, encoder and seed, which is trained first if it is missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source experiment_user_model/common.sh
+export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
+PYTHON=${PYTHON:-python3}
+
+dataset=$(flag_value dataset yelp "$@")
+user_model=$(flag_value user_model LSTM "$@")
+seed=$(flag_value seed 0 "$@")
+pretrain_dir=$(flag_value pretrain_dir "runs/${dataset}__${user_model}__entropy__${seed}" "$@")
+ensure_dataset "$(flag_value data_folder dropbox "$@")" "$dataset"
+if [ ! -f "$pretrain_dir/results.json" ]; then
+  echo "pre-training $pretrain_dir first" >&2
+  # Only the flags the two runs share are passed on.
+  shared=()
+  for arg in "$@"; do
+    case $arg in
+      --learning_rate=*|--num_itrs=*|--save_dir=*|--pretrain_dir=*|--regularizer=*|--pretrain_checkpoint=*) ;;
+      *) shared+=("$arg") ;;
+    esac
+  done
+  experiment_user_model/run_gan_user_model.sh "${shared[@]}" --save_dir="$pretrain_dir"
+fi
+
+exec "$PYTHON" experiment_user_model/main_gan_user_model.py \
+  --data_folder=dropbox \
+  --dataset=yelp \
+  --user_model=LSTM \
+  --regularizer=L2 \
+  --pretrain_dir="$pretrain_dir" \
+  --learning_rate=0.0001 \
+  --batch_size=50 \
+  --num_itrs=5000 \
+  --dims=64-64 \
+  --rnn_hidden_dim=20 \
+  --pw_dim=4 \
+  --pw_band_size=20 \
+  --seed=0 \
+  "$@"

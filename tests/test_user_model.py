@@ -72,7 +72,7 @@ def _config(tmp_path, **overrides):
                         rnn_hidden_dim=8, pw_dim=2, pw_band_size=3)
     values = dict(dataset="tiny", data_folder=str(tmp_path / "data"),
                   save_dir=str(tmp_path / "run"), learning_rate=0.05, batch_size=6,
-                  num_itrs=6, eval_every=2, seed=3, model=model)
+                  num_itrs=6, eval_every=2, seed=3, checkpoint_secs=0, model=model)
     values.update(overrides)
     return trainer.TrainConfig(**values)
 

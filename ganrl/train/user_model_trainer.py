@@ -68,6 +68,8 @@ class TrainConfig:
       weight_decay: decoupled weight decay of Adam.
       max_events: keep at most this many of a user's most recent events per batch (0: all).
       eval_batch_users: users per evaluation batch.
+      checkpoint_secs: save the resumable checkpoint at an evaluation at most this often (and
+        always at the end); 0 saves at every evaluation.
       model: the architecture.
     """
 
@@ -86,6 +88,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_events: int = 0
     eval_batch_users: int = 2048
+    checkpoint_secs: float = 30.0
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
 
     def __post_init__(self):
@@ -426,6 +429,7 @@ class UserModelRunner:
         if start == 0:
             self._validate(0, phase, float("nan"), float("nan"), writer)
         train_seconds, train_events = 0.0, 0
+        last_save = time.monotonic()
         it = start
         while it < cfg.num_itrs:
             # Train up to the next evaluation point in one call.
@@ -448,7 +452,10 @@ class UserModelRunner:
             self.iteration.assign(it)
             self._validate(it, phase, float((losses * counts).sum() / max(counts.sum(), 1)),
                            counts.sum() / max(elapsed, 1e-9), writer)
-            self.latest.save(checkpoint_number=it)
+            if it == cfg.num_itrs or time.monotonic() - last_save >= cfg.checkpoint_secs:
+                self.latest.save(checkpoint_number=it)
+                last_save = time.monotonic()
+        writer.close()
         results = self._test()
         results["train_seconds"] = train_seconds
         results["events_per_second"] = train_events / max(train_seconds, 1e-9)
@@ -476,7 +483,6 @@ class UserModelRunner:
                         "events_per_second"):
                 if math.isfinite(row[key]):
                     tf.summary.scalar(key, row[key])
-        writer.flush()
         self.progress(f"[{os.path.basename(self.save_dir.rstrip('/'))}] itr {iteration:5d}  "
                       f"train_loss {train_loss:.4f}  vali loss {metrics['loss']:.4f}  "
                       f"prec@1 {metrics['prec1']:.4f}  prec@2 {metrics['prec2']:.4f}  "

@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ganrl.data import safe_io  # noqa: E402
 from ganrl.data.dataset import load_dataset  # noqa: E402
+from ganrl.train.distribute import make_strategy  # noqa: E402
 from ganrl.train.user_model_trainer import (  # noqa: E402
     TrainConfig, TrainingDivergedError, UserModelRunner)
 from ganrl.user_model.model import ModelConfig  # noqa: E402
@@ -54,6 +55,11 @@ flags.DEFINE_integer("item_dim", 32, "Item embedding width.")
 flags.DEFINE_float("dropout", 0.0, "Dropout on item embeddings and hidden layers.")
 flags.DEFINE_float("l2_reg", 0.0, "L2 penalty coefficient on the weights.")
 flags.DEFINE_float("weight_decay", 0.0, "Adam's decoupled weight decay.")
+flags.DEFINE_enum("distribution", "default", ["default", "mirrored", "multi_worker"],
+                  "tf.distribute strategy: one device, the GPUs of this host, or the hosts "
+                  "of TF_CONFIG.")
+flags.DEFINE_integer("cpu_replicas", 0, "With --distribution=mirrored on a machine without "
+                     "GPUs: split the CPU into this many logical devices (for testing).")
 flags.DEFINE_integer("max_events", 0, "Keep at most this many recent events per user (0: all).")
 
 
@@ -78,9 +84,10 @@ def main(argv: list[str]) -> int:
     logging.set_verbosity(logging.WARNING)
     config = config_from_flags()
     print(f"config: {json.dumps(config.to_dict(), sort_keys=True)}", flush=True)
+    strategy = make_strategy(FLAGS.distribution, FLAGS.cpu_replicas)
     try:
         dataset = load_dataset(config.data_folder, config.dataset)
-        results = UserModelRunner(config, dataset).run()
+        results = UserModelRunner(config, dataset, strategy=strategy).run()
     except (safe_io.DataError, FileNotFoundError, TrainingDivergedError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

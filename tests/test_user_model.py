@@ -121,11 +121,11 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
     calls = {"n": 0}
     original = interrupted.window_fn
 
-    def window_then_die(batches):
+    def window_then_die(*args):
         calls["n"] += 1
         if calls["n"] == 2:
             raise Interrupt
-        return original(batches)
+        return original(*args)
 
     interrupted.window_fn = window_then_die
     with pytest.raises(Interrupt):
@@ -147,9 +147,9 @@ def test_nan_loss_stops_training_and_keeps_best_checkpoints(tmp_path):
     original = runner.window_fn
     calls = {"n": 0}
 
-    def poisoned(batches):
+    def poisoned(*args):
         calls["n"] += 1
-        losses = original(batches).numpy()
+        losses = original(*args).numpy()
         if calls["n"] == 2:
             losses[1] = np.nan
         return tf.constant(losses)

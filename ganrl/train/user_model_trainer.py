@@ -26,6 +26,7 @@ import os
 import resource
 import shutil
 import sys
+import tempfile
 import time
 from typing import Any, Callable
 
@@ -197,20 +198,26 @@ def _compiled_logits(model: UserModel, max_display: int) -> Callable:
 def _apply(tape: tf.GradientTape, loss: tf.Tensor, model: keras.Model,
            optimizer: keras.optimizers.Optimizer) -> None:
     grads = tape.gradient(loss, model.trainable_variables)
-    grads, _ = tf.clip_by_global_norm(grads, 10.0)
+    # Under a tf.distribute strategy the optimiser sums the replicas' gradients.
     optimizer.apply_gradients(zip(grads, model.trainable_variables))
 
 
-def make_entropy_step(model: UserModel, optimizer: keras.optimizers.Optimizer) -> Callable:
-    """An MLE step (to be traced): batch -> mean NLL per event of the batch."""
+def make_entropy_step(model: UserModel, optimizer: keras.optimizers.Optimizer,
+                      num_replicas: int = 1) -> Callable:
+    """An MLE step (to be traced in a replica context).
 
-    def step(batch):
+    `step(batch, global_events)` returns this replica's share of the global batch's mean NLL:
+    its summed NLL divided by the events of the whole global batch, so that the gradients
+    the strategy sums over replicas are those of the global mean.
+    """
+
+    def step(batch, global_events):
         with tf.GradientTape() as tape:
             logits = model(batch, training=True)
             info = choice.entropy_regularised_loss(logits, batch["clicked_pos"],
                                                    batch["event_mask"])
-            loss = info.loss / tf.maximum(info.events, 1.0)
-            objective = loss + model.regularization_loss()
+            loss = info.loss / global_events
+            objective = loss + model.regularization_loss() / num_replicas
         _apply(tape, objective, model, optimizer)
         return loss
 
@@ -219,54 +226,56 @@ def make_entropy_step(model: UserModel, optimizer: keras.optimizers.Optimizer) -
 
 def make_l2_step(reward: UserModel, behavior: UserModel,
                  reward_opt: keras.optimizers.Optimizer,
-                 behavior_opt: keras.optimizers.Optimizer) -> Callable:
-    """An adversarial step (to be traced): one update of phi (max), then one of r (min).
-
-    Returns the behaviour network's mean NLL of the batch (the loss the run reports).
-    """
+                 behavior_opt: keras.optimizers.Optimizer, num_replicas: int = 1) -> Callable:
+    """An adversarial step (to be traced in a replica context): one update of phi (max), then
+    one of r (min). Returns this replica's share of the behaviour network's mean NLL (the loss
+    the run reports); objectives are normalised by the global batch's events."""
 
     def option_rewards(batch, training):
         u = reward.event_utilities(batch, training=training)
         return tf.concat([u, tf.zeros_like(u[..., :1])], axis=-1)  # no-click reward is 0
 
-    def step(batch):
-        events = tf.maximum(tf.reduce_sum(tf.cast(batch["event_mask"], tf.float32)), 1.0)
+    def step(batch, global_events):
         options = choice.option_mask(batch["display_mask"], behavior.has_no_click)
         rewards = tf.stop_gradient(option_rewards(batch, False))
         with tf.GradientTape() as tape:
             logits = behavior(batch, training=True)
             phi = tf.nn.softmax(logits)
             gain = choice.l2_behaviour_objective(phi, rewards, options, batch["event_mask"])
-            behavior_loss = -gain / events + behavior.regularization_loss()
+            behavior_loss = -gain / global_events + behavior.regularization_loss() / num_replicas
         _apply(tape, behavior_loss, behavior, behavior_opt)
 
         phi = tf.stop_gradient(tf.nn.softmax(behavior(batch, training=False)))
         with tf.GradientTape() as tape:
             gap = choice.l2_reward_objective(phi, option_rewards(batch, True), options,
                                              batch["clicked_pos"], batch["event_mask"])
-            reward_loss = gap / events + reward.regularization_loss()
+            reward_loss = gap / global_events + reward.regularization_loss() / num_replicas
         _apply(tape, reward_loss, reward, reward_opt)
         nll = choice.entropy_regularised_loss(logits, batch["clicked_pos"], batch["event_mask"])
-        return nll.loss / events
+        return nll.loss / global_events
 
     return step
 
 
-def make_window_fn(step: Callable, max_display: int) -> Callable:
-    """Runs K training steps in one `tf.function` call over stacked `[K, B, T, D]` batches.
+def make_window_fn(step: Callable, strategy: tf.distribute.Strategy) -> Callable:
+    """Runs K training steps in one `tf.function` call.
 
     One call per evaluation window instead of one per iteration: on small batches the
-    per-call overhead, not the maths, bounds the speed. Returns the `[K]` batch losses.
+    per-call overhead, not the maths, bounds the speed. `run_window(batches, global_events)`
+    takes per-replica `[K, ...]` stacked batches (from
+    `strategy.experimental_distribute_values_from_function`) and the `[K]` event counts of
+    the global batches, and returns the `[K]` global batch losses.
     """
-    signature = {k: tf.TensorSpec([None] + list(v.shape), v.dtype)
-                 for k, v in batch_signature(max_display).items()}
 
-    @tf.function(input_signature=[signature])
-    def run_window(batches):
-        k = tf.shape(batches["display"])[0]
+    @tf.function(reduce_retracing=True)
+    def run_window(batches, global_events):
+        k = tf.shape(global_events)[0]
         losses = tf.TensorArray(tf.float32, size=k)
         for i in tf.range(k):
-            losses = losses.write(i, step({key: v[i] for key, v in batches.items()}))
+            per_replica = strategy.run(
+                lambda b, e: step({key: v[i] for key, v in b.items()}, e),
+                args=(batches, global_events[i]))
+            losses = losses.write(i, strategy.reduce("SUM", per_replica, axis=None))
         return losses.stack()
 
     return run_window
@@ -285,6 +294,26 @@ def stack_batches(batches: list[dict]) -> dict:
     return out
 
 
+def replica_windows(events: EventArrays, batches_rows: list[np.ndarray], num_replicas: int,
+                    max_events: int | None) -> tuple[dict, np.ndarray]:
+    """Splits each global batch's users over the replicas and stacks them.
+
+    Returns `[R, K, ...]` arrays (replica r's K batches at [r]) padded to common shapes, and
+    the `[K]` event counts of the global batches.
+    """
+    per_step = []
+    for rows in batches_rows:
+        per_step.append([events.flat_batch(part, max_events)
+                         for part in np.array_split(rows, num_replicas)])
+    counts = np.array([sum(len(b["clicked_pos"]) for b in step) for step in per_step],
+                      dtype=np.float32)
+    flat = stack_batches([b for step in per_step for b in step])  # [K * R, ...]
+    k = len(per_step)
+    stacked = {key: np.swapaxes(v.reshape((k, num_replicas) + v.shape[1:]), 0, 1)
+               for key, v in flat.items()}
+    return stacked, counts
+
+
 # -- Runner --------------------------------------------------------------------------------
 
 def peak_rss_mb() -> float:
@@ -301,14 +330,38 @@ def resplit_users(users: list, seed: int) -> tuple[list, list, list]:
             shuffled[n_train + n_vali:])
 
 
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run folder (always, unless a multi-worker cluster
+    names another task as chief)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    if not cluster:
+        return True
+    if "chief" in cluster:
+        return resolver.task_type == "chief"
+    return resolver.task_type == "worker" and resolver.task_id == 0
+
+
 class UserModelRunner:
-    """Trains, validates, checkpoints and tests one user model run (see module docstring)."""
+    """Trains, validates, checkpoints and tests one user model run (see module docstring).
+
+    Runs unchanged under any `tf.distribute` strategy: each global batch of `batch_size`
+    users is split over the replicas, losses are normalised by the global batch's events and
+    the strategy sums the replicas' gradients. Under a multi-worker strategy every worker
+    saves (saving is collective), but only the chief writes the run folder; the others write
+    checkpoints to a temporary folder that they delete at the end.
+    """
 
     def __init__(self, config: TrainConfig, dataset: ClickDataset,
-                 progress: Callable[[str], None] | None = None):
+                 progress: Callable[[str], None] | None = None,
+                 strategy: tf.distribute.Strategy | None = None):
         self.config = config
         self.dataset = dataset
-        self.progress = progress or (lambda line: print(line, flush=True))
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.chief = is_chief(self.strategy)
+        self.num_replicas = self.strategy.num_replicas_in_sync
+        printer = progress or (lambda line: print(line, flush=True))
+        self.progress = printer if self.chief else (lambda line: None)
         self.save_dir = config.save_dir
         split = dataset.split
         if config.resplit:
@@ -323,40 +376,46 @@ class UserModelRunner:
             raise ValueError(f"dataset {dataset.name!r}: the training split has no users")
         self.has_no_click = bool((self.splits["train"].clicked_pos < 0).any())
         tf.keras.utils.set_random_seed(config.seed)
-        self.reward = UserModel(dataset.item_features, config.model, self.has_no_click,
-                                name="reward")
-        self.reward_opt = self._optimizer()
-        self.adversarial = config.regularizer == "L2"
-        if self.adversarial:
-            self.behavior = UserModel(dataset.item_features, config.model, self.has_no_click,
-                                      name="behavior")
-            self.behavior_opt = self._optimizer()
-            step = make_l2_step(self.reward, self.behavior, self.reward_opt,
-                                self.behavior_opt)
-        else:
-            self.behavior = self.reward
-            step = make_entropy_step(self.reward, self.reward_opt)
-        self.window_fn = make_window_fn(step, max_display)
-        self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
-        self.best = {m: tf.Variable(math.inf if m == "loss" else -math.inf, dtype=tf.float64,
-                                    trainable=False, name=f"best_{m}") for m in BEST_METRICS}
-        models = {"reward": self.reward}
-        optimizers = {"reward_opt": self.reward_opt}
-        if self.adversarial:
-            models["behavior"] = self.behavior
-            optimizers["behavior_opt"] = self.behavior_opt
-        for name, opt in optimizers.items():  # create slots now, so restores are eager
-            opt.build((models["behavior" if name == "behavior_opt" else "reward"])
-                      .trainable_variables)
-        self.weights = tf.train.Checkpoint(**checkpoint_variables(**models))
-        self.state = tf.train.Checkpoint(
-            iteration=self.iteration, **{f"best_{m}": v for m, v in self.best.items()},
-            **checkpoint_variables(**models, **optimizers))
+        with self.strategy.scope():
+            self._build_models()
         ckpt = os.path.join(self.save_dir, "checkpoints")
+        if not self.chief:  # collective saves need every worker; only the chief's are kept
+            ckpt = tempfile.mkdtemp(prefix="ganrl-worker-checkpoints-")
+        self._checkpoint_root = ckpt
         self.latest = tf.train.CheckpointManager(self.state, os.path.join(ckpt, "latest"), 1)
         self.best_managers = {
             m: tf.train.CheckpointManager(self.weights, os.path.join(ckpt, f"best_{m}"), 1)
             for m in BEST_METRICS}
+
+    def _build_models(self) -> None:
+        config, features = self.config, self.dataset.item_features
+        self.reward = UserModel(features, config.model, self.has_no_click, name="reward")
+        self.reward_opt = self._optimizer()
+        models = {"reward": self.reward}
+        optimizers = {"reward_opt": self.reward_opt}
+        self.adversarial = config.regularizer == "L2"
+        if self.adversarial:
+            self.behavior = UserModel(features, config.model, self.has_no_click,
+                                      name="behavior")
+            self.behavior_opt = self._optimizer()
+            models["behavior"] = self.behavior
+            optimizers["behavior_opt"] = self.behavior_opt
+            step = make_l2_step(self.reward, self.behavior, self.reward_opt,
+                                self.behavior_opt, self.num_replicas)
+        else:
+            self.behavior = self.reward
+            step = make_entropy_step(self.reward, self.reward_opt, self.num_replicas)
+        self.window_fn = make_window_fn(step, self.strategy)
+        for name, opt in optimizers.items():  # create slots now, so restores are eager
+            model = models["behavior" if name == "behavior_opt" else "reward"]
+            opt.build(model.trainable_variables)
+        self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
+        self.best = {m: tf.Variable(math.inf if m == "loss" else -math.inf, dtype=tf.float64,
+                                    trainable=False, name=f"best_{m}") for m in BEST_METRICS}
+        self.weights = tf.train.Checkpoint(**checkpoint_variables(**models))
+        self.state = tf.train.Checkpoint(
+            iteration=self.iteration, **{f"best_{m}": v for m, v in self.best.items()},
+            **checkpoint_variables(**models, **optimizers))
 
     def _optimizer(self) -> keras.optimizers.Optimizer:
         return keras.optimizers.Adam(self.config.learning_rate,
@@ -368,14 +427,17 @@ class UserModelRunner:
 
     # -- Set-up and resume -----------------------------------------------------------------
     def _start(self) -> int:
-        os.makedirs(self.save_dir, exist_ok=True)
-        safe_io.dump_json(os.path.join(self.save_dir, "config.json"), self.config.to_dict())
-        safe_io.dump_json(os.path.join(self.save_dir, "model.json"), {
-            "model": dataclasses.asdict(self.config.model), "has_no_click": self.has_no_click,
-            "n_items": self.dataset.n_items, "max_display": self.splits["train"].max_display,
-            "regularizer": self.config.regularizer, "dataset": self.config.dataset})
-        safe_io.dump_pickles(os.path.join(self.save_dir, "item_features.pkl"),
-                             self.dataset.item_features.to_pickle_object())
+        if self.chief:
+            os.makedirs(self.save_dir, exist_ok=True)
+            safe_io.dump_json(os.path.join(self.save_dir, "config.json"),
+                              self.config.to_dict())
+            safe_io.dump_json(os.path.join(self.save_dir, "model.json"), {
+                "model": dataclasses.asdict(self.config.model),
+                "has_no_click": self.has_no_click, "n_items": self.dataset.n_items,
+                "max_display": self.splits["train"].max_display,
+                "regularizer": self.config.regularizer, "dataset": self.config.dataset})
+            safe_io.dump_pickles(os.path.join(self.save_dir, "item_features.pkl"),
+                                 self.dataset.item_features.to_pickle_object())
         if self.latest.latest_checkpoint:
             self.state.restore(self.latest.latest_checkpoint).assert_existing_objects_matched()
             start = int(self.iteration.numpy())
@@ -400,6 +462,8 @@ class UserModelRunner:
 
     def _truncate_curves(self, last_iteration: int) -> None:
         """Keeps the CSV rows up to `last_iteration` (all are dropped for -1)."""
+        if not self.chief:
+            return
         path = os.path.join(self.save_dir, "curves.csv")
         rows = []
         if os.path.exists(path):
@@ -411,6 +475,8 @@ class UserModelRunner:
             writer.writerows(rows)
 
     def _append_curve(self, row: dict) -> None:
+        if not self.chief:
+            return
         with open(os.path.join(self.save_dir, "curves.csv"), "a", newline="") as f:
             csv.DictWriter(f, CURVE_FIELDS).writerow(row)
 
@@ -423,7 +489,8 @@ class UserModelRunner:
         cfg = self.config
         log.info("config %s", json.dumps(cfg.to_dict(), sort_keys=True))
         start = self._start()
-        writer = tf.summary.create_file_writer(os.path.join(self.save_dir, "tensorboard"))
+        writer = (tf.summary.create_file_writer(os.path.join(self.save_dir, "tensorboard"))
+                  if self.chief else tf.summary.create_noop_writer())
         train = self.splits["train"]
         phase = "adversarial" if self.adversarial else "mle"
         if start == 0:
@@ -434,11 +501,15 @@ class UserModelRunner:
         while it < cfg.num_itrs:
             # Train up to the next evaluation point in one call.
             end = min((it // cfg.eval_every + 1) * cfg.eval_every, cfg.num_itrs)
-            batches = [train.flat_batch(batch_rows(train.n_users, cfg.batch_size, cfg.seed, i),
-                                        cfg.max_events or None) for i in range(it, end)]
-            counts = np.array([x["event_mask"].sum() for x in batches], dtype=np.float64)
+            rows = [batch_rows(train.n_users, cfg.batch_size, cfg.seed, i)
+                    for i in range(it, end)]
+            stacked, counts = replica_windows(train, rows, self.num_replicas,
+                                              cfg.max_events or None)
             tic = time.perf_counter()
-            losses = self.window_fn(to_tensors(stack_batches(batches))).numpy()
+            per_replica = self.strategy.experimental_distribute_values_from_function(
+                lambda ctx: to_tensors({k: v[ctx.replica_id_in_sync_group]
+                                        for k, v in stacked.items()}))
+            losses = self.window_fn(per_replica, tf.constant(np.maximum(counts, 1.0))).numpy()
             elapsed = time.perf_counter() - tic
             bad = np.flatnonzero(~np.isfinite(losses))
             if len(bad):
@@ -460,7 +531,10 @@ class UserModelRunner:
         results["train_seconds"] = train_seconds
         results["events_per_second"] = train_events / max(train_seconds, 1e-9)
         results["peak_rss_mb"] = peak_rss_mb()
-        safe_io.dump_json(self.results_path, results)
+        if self.chief:
+            safe_io.dump_json(self.results_path, results)
+        else:
+            shutil.rmtree(self._checkpoint_root, ignore_errors=True)
         return results
 
     def _validate(self, iteration: int, phase: str, train_loss: float,

@@ -73,7 +73,10 @@ class UserModel(keras.Model):
         self.item_layer = keras.layers.Dense(dims[0], use_bias=False, name="mlp_0_item")
         self.hidden_layers = [keras.layers.Dense(d, activation="elu", name=f"mlp_{i + 1}")
                               for i, d in enumerate(dims[1:])]
-        self.output_layer = keras.layers.Dense(1, name="utility")
+        # No bias: a softmax over the display set ignores a shift of every utility (its
+        # gradient would be rounding noise that Adam amplifies); the no-click logit, where
+        # there is one, carries the offset.
+        self.output_layer = keras.layers.Dense(1, use_bias=False, name="utility")
         self.dropout = keras.layers.Dropout(config.dropout)
         self.no_click_logit = (self.add_weight(name="no_click_logit", shape=(),
                                                initializer="zeros")

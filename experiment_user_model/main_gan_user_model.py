@@ -22,7 +22,7 @@ from absl import app, flags, logging  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ganrl.data import safe_io  # noqa: E402
-from ganrl.data.dataset import load_dataset  # noqa: E402
+from ganrl.data.dataset import load_split_data  # noqa: E402
 from ganrl.train.distribute import make_strategy  # noqa: E402
 from ganrl.train.user_model_trainer import (  # noqa: E402
     TrainConfig, TrainingDivergedError, UserModelRunner)
@@ -86,8 +86,9 @@ def main(argv: list[str]) -> int:
     print(f"config: {json.dumps(config.to_dict(), sort_keys=True)}", flush=True)
     strategy = make_strategy(FLAGS.distribution, FLAGS.cpu_replicas)
     try:
-        dataset = load_dataset(config.data_folder, config.dataset)
-        results = UserModelRunner(config, dataset, strategy=strategy).run()
+        data = load_split_data(config.data_folder, config.dataset,
+                               resplit_seed=config.seed if config.resplit else None)
+        results = UserModelRunner(config, data, strategy=strategy).run()
     except (safe_io.DataError, FileNotFoundError, TrainingDivergedError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from ganrl.data.dataset import load_dataset  # noqa: E402
+from ganrl.data.dataset import load_split_data  # noqa: E402
 from ganrl.train.distribute import make_strategy  # noqa: E402
 from ganrl.train.user_model_trainer import TrainConfig, UserModelRunner  # noqa: E402
 from ganrl.user_model.model import ModelConfig  # noqa: E402
@@ -25,7 +25,7 @@ def main(strategy_name, cpu_replicas, data_folder, save_dir, weights_out):
                          checkpoint_secs=0,
                          model=ModelConfig(user_model="LSTM", dims="16-8", item_dim=8,
                                            rnn_hidden_dim=8))
-    runner = UserModelRunner(config, load_dataset(data_folder, "tiny"), strategy=strategy,
+    runner = UserModelRunner(config, load_split_data(data_folder, "tiny"), strategy=strategy,
                              progress=lambda line: None)
     runner.run()
     np.savez(weights_out, *[w.numpy() for w in runner.reward.weights])

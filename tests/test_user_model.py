@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ganrl.data.dataset import EventArrays, ItemFeatures
+from ganrl.data.dataset import EventArrays, ItemFeatures, SplitData
 from ganrl.train import user_model_trainer as trainer
 from ganrl.user_model import load_user_model
 from ganrl.user_model.model import ModelConfig, UserModel
@@ -81,11 +81,15 @@ def _quiet(_):
     pass
 
 
+def _runner(config, dataset, progress=_quiet):
+    return trainer.UserModelRunner(config, SplitData.from_dataset(dataset), progress=progress)
+
+
 @pytest.mark.parametrize("encoder", ENCODERS)
 def test_runner_learns_writes_run_folder_and_loads_back(tmp_path, encoder):
     dataset = tiny_dataset(n_users=40)
     config = _config(tmp_path, user_model=encoder, num_itrs=40, eval_every=10)
-    results = trainer.UserModelRunner(config, dataset, progress=_quiet).run()
+    results = _runner(config, dataset).run()
     # The rule "click the lowest id" is learnable: far above chance (about 0.35 here).
     assert results["test"]["prec1"] > 0.8
     run = tmp_path / "run"
@@ -104,20 +108,20 @@ def test_runner_learns_writes_run_folder_and_loads_back(tmp_path, encoder):
     assert probs.shape == (4,) and probs[-1] == pytest.approx(0.0, abs=1e-6)
     assert np.argmax(probs[:3]) == 1  # item 1 is the lowest id
     # A finished run is not retrained.
-    again = trainer.UserModelRunner(config, dataset, progress=_quiet).run()
+    again = _runner(config, dataset).run()
     assert again == json.loads((run / "results.json").read_text())
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
     tf.config.experimental.enable_op_determinism()
     dataset = tiny_dataset()
-    full = trainer.UserModelRunner(_config(tmp_path / "a"), dataset, progress=_quiet)
+    full = _runner(_config(tmp_path / "a"), dataset)
     full.run()
 
     class Interrupt(Exception):
         pass
 
-    interrupted = trainer.UserModelRunner(_config(tmp_path / "b"), dataset, progress=_quiet)
+    interrupted = _runner(_config(tmp_path / "b"), dataset)
     calls = {"n": 0}
     original = interrupted.window_fn
 
@@ -132,7 +136,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
         interrupted.run()
     assert not (tmp_path / "b" / "run" / "results.json").exists()
     lines = []
-    resumed = trainer.UserModelRunner(_config(tmp_path / "b"), dataset, progress=lines.append)
+    resumed = _runner(_config(tmp_path / "b"), dataset, progress=lines.append)
     resumed.run()
     assert any("resuming" in line and "iteration 2" in line for line in lines)
     for a, b in zip(full.reward.weights, resumed.reward.weights):
@@ -143,7 +147,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
 
 def test_nan_loss_stops_training_and_keeps_best_checkpoints(tmp_path):
     dataset = tiny_dataset()
-    runner = trainer.UserModelRunner(_config(tmp_path), dataset, progress=_quiet)
+    runner = _runner(_config(tmp_path), dataset)
     original = runner.window_fn
     calls = {"n": 0}
 
@@ -163,10 +167,9 @@ def test_nan_loss_stops_training_and_keeps_best_checkpoints(tmp_path):
 
 
 def test_no_click_option_is_learned_only_from_no_click_data(tmp_path):
-    always = trainer.UserModelRunner(_config(tmp_path / "a"), tiny_dataset(), progress=_quiet)
+    always = _runner(_config(tmp_path / "a"), tiny_dataset())
     assert always.reward.no_click_logit is None
-    some = trainer.UserModelRunner(_config(tmp_path / "b"), tiny_dataset(no_click_every=3),
-                                   progress=_quiet)
+    some = _runner(_config(tmp_path / "b"), tiny_dataset(no_click_every=3))
     some.run()
     # A third of the events are no-clicks: the learned no-click logit moved off its start.
     assert some.reward.no_click_logit is not None
@@ -176,10 +179,10 @@ def test_no_click_option_is_learned_only_from_no_click_data(tmp_path):
 def test_adversarial_fine_tuning_starts_from_pretrained_and_reports_phi(tmp_path):
     dataset = tiny_dataset(n_users=40)
     pre = _config(tmp_path / "pre", num_itrs=30, eval_every=10)
-    pre_results = trainer.UserModelRunner(pre, dataset, progress=_quiet).run()
+    pre_results = _runner(pre, dataset).run()
     adv = _config(tmp_path / "adv", regularizer="L2", pretrain_dir=pre.save_dir,
                   learning_rate=0.005, num_itrs=10, eval_every=5)
-    runner = trainer.UserModelRunner(adv, dataset, progress=_quiet)
+    runner = _runner(adv, dataset)
     lines = []
     runner.progress = lines.append
     results = runner.run()

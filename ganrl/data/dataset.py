@@ -23,6 +23,7 @@ sets padded to a fixed `max_display` with a mask, so batches have static inner s
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import Any, Sequence
 
@@ -161,7 +162,68 @@ def paths(data_folder: str, name: str) -> dict[str, str]:
             "split": base + "-split.pkl",
             "stats": base + "-stats.json",
             "truth": base + "-truth.npz",
+        "events": base + "-events",
     }
+
+
+@dataclasses.dataclass
+class SplitData:
+    """What a trainer reads: the item features and one `EventArrays` per split."""
+
+    name: str
+    item_features: ItemFeatures
+    splits: dict[str, "EventArrays"]
+
+    @property
+    def n_items(self) -> int:
+        return self.item_features.n_items
+
+    @classmethod
+    def from_dataset(cls, dataset: ClickDataset, resplit_seed: int | None = None
+                     ) -> "SplitData":
+        """The splits of an in-memory dataset (a fresh 50/25/25 user split with
+        `resplit_seed` when given)."""
+        split = dataset.split
+        if resplit_seed is not None:
+            split = resplit_users([entry[0] for entry in dataset.behavior], resplit_seed)
+        max_display = dataset.max_display()
+        return cls(dataset.name, dataset.item_features, {
+            name: EventArrays.from_behavior(dataset.behavior, users, max_display,
+                                            dataset.n_items)
+            for name, users in zip(SPLIT_NAMES, split)})
+
+
+def resplit_users(users: list, seed: int) -> tuple[list, list, list]:
+    """A fresh 50/25/25 split of `users` drawn with `seed`."""
+    order = np.random.default_rng(seed).permutation(len(users))
+    shuffled = [users[i] for i in order]
+    n_train, n_vali = len(users) // 2, len(users) // 4
+    return (shuffled[:n_train], shuffled[n_train:n_train + n_vali],
+            shuffled[n_train + n_vali:])
+
+
+def save_event_splits(data_folder: str, data: SplitData) -> None:
+    """Writes the memory-mappable form `NAME-events/`: `item_features.pkl` and one folder of
+    `.npy` arrays per split (`train/`, `vali/`, `test/`; see `EventArrays.save`)."""
+    folder = paths(data_folder, data.name)["events"]
+    for split_name, events in data.splits.items():
+        events.save(os.path.join(folder, split_name))
+    safe_io.dump_pickles(os.path.join(folder, "item_features.pkl"),
+                         data.item_features.to_pickle_object())
+
+
+def load_split_data(data_folder: str, name: str, resplit_seed: int | None = None,
+                    mmap: bool = True) -> SplitData:
+    """The splits of dataset `name`: from the memory-mapped `NAME-events/` when present (and
+    no resplit is asked for), else from `NAME.pkl` and `NAME-split.pkl`."""
+    folder = paths(data_folder, name)["events"]
+    if resplit_seed is None and os.path.isdir(folder):
+        features_path = os.path.join(folder, "item_features.pkl")
+        (features,) = safe_io.load_pickles(features_path, 1)
+        return SplitData(name, ItemFeatures.from_pickle_object(features, features_path), {
+            split: EventArrays.load(os.path.join(folder, split), mmap=mmap)
+            for split in SPLIT_NAMES})
+    return SplitData.from_dataset(load_dataset(data_folder, name), resplit_seed)
 
 
 def save_dataset(data_folder: str, dataset: ClickDataset, stats: dict | None = None) -> None:
@@ -254,6 +316,43 @@ class EventArrays:
         pos = np.maximum(self.clicked_pos, 0)
         items = self.display[np.arange(self.n_events), pos]
         return np.where(self.clicked_pos >= 0, items, NO_CLICK).astype(np.int32)
+
+    ARRAY_FIELDS = ("user_ids", "event_offsets", "display", "display_mask", "clicked_pos")
+
+    def save(self, folder: str) -> None:
+        """Writes the arrays as `.npy` files in `folder` (each atomically), readable in pieces
+        through `load(folder, mmap=True)`."""
+        os.makedirs(folder, exist_ok=True)
+        for field in self.ARRAY_FIELDS:
+            with safe_io.atomic_open(os.path.join(folder, field + ".npy")) as f:
+                np.save(f, np.asarray(getattr(self, field)), allow_pickle=False)
+        safe_io.dump_json(os.path.join(folder, "meta.json"),
+                          {"n_items": int(self.n_items), "n_users": self.n_users,
+                           "n_events": self.n_events, "max_display": self.max_display})
+
+    @classmethod
+    def load(cls, folder: str, mmap: bool = True) -> "EventArrays":
+        """Reads arrays written by `save`; with `mmap` they stay on disk and only the rows a
+        batch touches are read, so memory is bounded by the batch, not by the data."""
+        meta_path = os.path.join(folder, "meta.json")
+        if not os.path.exists(meta_path):
+            raise DataError(f"{folder}: no meta.json: not an event-array folder")
+        with open(meta_path) as f:
+            meta = json.load(f)
+        arrays = {}
+        for field in cls.ARRAY_FIELDS:
+            path = os.path.join(folder, field + ".npy")
+            try:
+                arrays[field] = np.load(path, mmap_mode="r" if mmap else None,
+                                        allow_pickle=False)
+            except (OSError, ValueError) as e:
+                raise DataError(f"{path}: cannot read event array '{field}': {e}") from None
+        n_events = int(arrays["event_offsets"][-1]) if len(arrays["event_offsets"]) else 0
+        for field in ("display", "display_mask", "clicked_pos"):
+            if len(arrays[field]) != n_events:
+                raise DataError(f"{folder}/{field}.npy: {len(arrays[field])} rows, expected "
+                                f"{n_events} (event_offsets[-1])")
+        return cls(n_items=int(meta["n_items"]), **arrays)
 
     @classmethod
     def from_behavior(cls, behavior: list, users: Sequence | None, max_display: int,

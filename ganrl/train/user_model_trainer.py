@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from ganrl.data import safe_io
-from ganrl.data.dataset import ClickDataset, EventArrays
+from ganrl.data.dataset import EventArrays, SplitData
 from ganrl.metrics import precision_at_k
 from ganrl.user_model import choice
 from ganrl.user_model.model import ModelConfig, UserModel, checkpoint_variables
@@ -321,15 +321,6 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def resplit_users(users: list, seed: int) -> tuple[list, list, list]:
-    """A fresh 50/25/25 split of `users` drawn with `seed`."""
-    order = np.random.default_rng(seed).permutation(len(users))
-    shuffled = [users[i] for i in order]
-    n_train, n_vali = len(users) // 2, len(users) // 4
-    return (shuffled[:n_train], shuffled[n_train:n_train + n_vali],
-            shuffled[n_train + n_vali:])
-
-
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """Whether this process writes the run folder (always, unless a multi-worker cluster
     names another task as chief)."""
@@ -352,28 +343,20 @@ class UserModelRunner:
     checkpoints to a temporary folder that they delete at the end.
     """
 
-    def __init__(self, config: TrainConfig, dataset: ClickDataset,
+    def __init__(self, config: TrainConfig, data: SplitData,
                  progress: Callable[[str], None] | None = None,
                  strategy: tf.distribute.Strategy | None = None):
         self.config = config
-        self.dataset = dataset
+        self.data = data
         self.strategy = strategy or tf.distribute.get_strategy()
         self.chief = is_chief(self.strategy)
         self.num_replicas = self.strategy.num_replicas_in_sync
         printer = progress or (lambda line: print(line, flush=True))
         self.progress = printer if self.chief else (lambda line: None)
         self.save_dir = config.save_dir
-        split = dataset.split
-        if config.resplit:
-            split = resplit_users([entry[0] for entry in dataset.behavior], config.seed)
-        max_display = dataset.max_display()
-        self.splits = {
-            name: EventArrays.from_behavior(dataset.behavior, users, max_display,
-                                            dataset.n_items)
-            for name, users in zip(("train", "vali", "test"), split)
-        }
+        self.splits = data.splits
         if self.splits["train"].n_users == 0:
-            raise ValueError(f"dataset {dataset.name!r}: the training split has no users")
+            raise ValueError(f"dataset {data.name!r}: the training split has no users")
         self.has_no_click = bool((self.splits["train"].clicked_pos < 0).any())
         tf.keras.utils.set_random_seed(config.seed)
         with self.strategy.scope():
@@ -388,7 +371,7 @@ class UserModelRunner:
             for m in BEST_METRICS}
 
     def _build_models(self) -> None:
-        config, features = self.config, self.dataset.item_features
+        config, features = self.config, self.data.item_features
         self.reward = UserModel(features, config.model, self.has_no_click, name="reward")
         self.reward_opt = self._optimizer()
         models = {"reward": self.reward}
@@ -433,11 +416,11 @@ class UserModelRunner:
                               self.config.to_dict())
             safe_io.dump_json(os.path.join(self.save_dir, "model.json"), {
                 "model": dataclasses.asdict(self.config.model),
-                "has_no_click": self.has_no_click, "n_items": self.dataset.n_items,
+                "has_no_click": self.has_no_click, "n_items": self.data.n_items,
                 "max_display": self.splits["train"].max_display,
                 "regularizer": self.config.regularizer, "dataset": self.config.dataset})
             safe_io.dump_pickles(os.path.join(self.save_dir, "item_features.pkl"),
-                                 self.dataset.item_features.to_pickle_object())
+                                 self.data.item_features.to_pickle_object())
         if self.latest.latest_checkpoint:
             self.state.restore(self.latest.latest_checkpoint).assert_existing_objects_matched()
             start = int(self.iteration.numpy())

@@ -1,0 +1,48 @@
+"""EventArrays: padding, flat batches and the memory-mapped form."""
+
+import numpy as np
+import pytest
+
+from ganrl.data.dataset import (DataError, EventArrays, SplitData, load_split_data,
+                                save_dataset, save_event_splits)
+from tests.tiny_data import tiny_dataset
+
+BEHAVIOR = [[0, [[1, 2], [3, 4, 5], [1, 3]], [2, -1, 3]], [1, [[0], [4, 5]], [0, 5]]]
+
+
+def test_flat_batch_by_hand():
+    events = EventArrays.from_behavior(BEHAVIOR, None, 4, 6)
+    batch = events.flat_batch(np.array([1, 0]))
+    # User 1 first (2 events), then user 0 (3 events).
+    assert batch["event_user"].tolist() == [0, 0, 1, 1, 1]
+    assert batch["clicked_pos"].tolist() == [0, 1, 1, -1, 1]
+    # Clicks before each event, counted within its user; user 0's no-click adds none.
+    assert batch["clicks_before"].tolist() == [0, 1, 0, 1, 1]
+    assert batch["click_items"].tolist() == [[0, 5], [2, 3]]
+    assert batch["display_mask"].sum(axis=1).tolist() == [1, 2, 2, 3, 2]
+    # Keeping only each user's last event restarts the click count there.
+    assert events.flat_batch(np.array([1, 0]), max_events=1)["clicks_before"].tolist() == [0, 0]
+
+
+def test_memory_mapped_round_trip_and_preferred_by_the_loader(tmp_path):
+    dataset = tiny_dataset()
+    save_dataset(str(tmp_path), dataset)
+    data = SplitData.from_dataset(dataset)
+    save_event_splits(str(tmp_path), data)
+    loaded = load_split_data(str(tmp_path), "tiny")
+    assert isinstance(loaded.splits["train"].display, np.memmap)
+    for split in ("train", "vali", "test"):
+        for field in EventArrays.ARRAY_FIELDS:
+            np.testing.assert_array_equal(getattr(loaded.splits[split], field),
+                                          getattr(data.splits[split], field))
+    rows = np.array([2, 0])
+    for key, value in data.splits["train"].flat_batch(rows).items():
+        np.testing.assert_array_equal(loaded.splits["train"].flat_batch(rows)[key], value)
+
+
+def test_truncated_event_array_is_reported(tmp_path):
+    data = SplitData.from_dataset(tiny_dataset())
+    save_event_splits(str(tmp_path), data)
+    np.save(tmp_path / "tiny-events" / "train" / "clicked_pos.npy", np.zeros(3, np.int32))
+    with pytest.raises(DataError, match="clicked_pos.npy: 3 rows, expected"):
+        load_split_data(str(tmp_path), "tiny")

@@ -69,6 +69,7 @@ class TrainConfig:
       weight_decay: decoupled weight decay of Adam.
       max_events: keep at most this many of a user's most recent events per batch (0: all).
       eval_batch_users: users per evaluation batch.
+      steps_per_call: at most this many iterations run in one `tf.function` call.
       checkpoint_secs: save the resumable checkpoint at an evaluation at most this often (and
         always at the end); 0 saves at every evaluation.
       model: the architecture.
@@ -89,13 +90,14 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_events: int = 0
     eval_batch_users: int = 2048
+    steps_per_call: int = 100
     checkpoint_secs: float = 30.0
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
 
     def __post_init__(self):
         if self.regularizer not in REGULARIZERS:
             raise ValueError(f"regularizer={self.regularizer!r}: expected one of {REGULARIZERS}")
-        for name in ("batch_size", "num_itrs", "eval_every"):
+        for name in ("batch_size", "num_itrs", "eval_every", "steps_per_call"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
@@ -482,24 +484,17 @@ class UserModelRunner:
         last_save = time.monotonic()
         it = start
         while it < cfg.num_itrs:
-            # Train up to the next evaluation point in one call.
             end = min((it // cfg.eval_every + 1) * cfg.eval_every, cfg.num_itrs)
-            rows = [batch_rows(train.n_users, cfg.batch_size, cfg.seed, i)
-                    for i in range(it, end)]
-            stacked, counts = replica_windows(train, rows, self.num_replicas,
-                                              cfg.max_events or None)
-            tic = time.perf_counter()
-            per_replica = self.strategy.experimental_distribute_values_from_function(
-                lambda ctx: to_tensors({k: v[ctx.replica_id_in_sync_group]
-                                        for k, v in stacked.items()}))
-            losses = self.window_fn(per_replica, tf.constant(np.maximum(counts, 1.0))).numpy()
-            elapsed = time.perf_counter() - tic
-            bad = np.flatnonzero(~np.isfinite(losses))
-            if len(bad):
-                raise TrainingDivergedError(
-                    f"{self.save_dir}: training loss became {losses[bad[0]]} at iteration "
-                    f"{it + bad[0] + 1}; stopped. The best checkpoints so far are intact in "
-                    f"{os.path.join(self.save_dir, 'checkpoints')}; try a lower learning_rate.")
+            losses, counts, elapsed = [], [], 0.0
+            # Up to the next evaluation, `steps_per_call` iterations per tf.function call:
+            # few calls, and memory bounded by that many batches.
+            for chunk_start in range(it, end, cfg.steps_per_call):
+                chunk_end = min(chunk_start + cfg.steps_per_call, end)
+                chunk_losses, chunk_counts, seconds = self._train_chunk(chunk_start, chunk_end)
+                losses.append(chunk_losses)
+                counts.append(chunk_counts)
+                elapsed += seconds
+            losses, counts = np.concatenate(losses), np.concatenate(counts)
             train_seconds += elapsed
             train_events += int(counts.sum())
             it = end
@@ -519,6 +514,25 @@ class UserModelRunner:
         else:
             shutil.rmtree(self._checkpoint_root, ignore_errors=True)
         return results
+
+    def _train_chunk(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """Trains iterations start..end-1 in one call: their losses, event counts and seconds."""
+        cfg, train = self.config, self.splits["train"]
+        rows = [batch_rows(train.n_users, cfg.batch_size, cfg.seed, i) for i in range(start, end)]
+        stacked, counts = replica_windows(train, rows, self.num_replicas, cfg.max_events or None)
+        tic = time.perf_counter()
+        per_replica = self.strategy.experimental_distribute_values_from_function(
+            lambda ctx: to_tensors({k: v[ctx.replica_id_in_sync_group]
+                                    for k, v in stacked.items()}))
+        losses = self.window_fn(per_replica, tf.constant(np.maximum(counts, 1.0))).numpy()
+        elapsed = time.perf_counter() - tic
+        bad = np.flatnonzero(~np.isfinite(losses))
+        if len(bad):
+            raise TrainingDivergedError(
+                f"{self.save_dir}: training loss became {losses[bad[0]]} at iteration "
+                f"{start + bad[0] + 1}; stopped. The best checkpoints so far are intact in "
+                f"{os.path.join(self.save_dir, 'checkpoints')}; try a lower learning_rate.")
+        return losses, counts, elapsed
 
     def _validate(self, iteration: int, phase: str, train_loss: float,
                   events_per_second: float, writer: Any) -> None:

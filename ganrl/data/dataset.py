@@ -409,6 +409,18 @@ class EventArrays:
                 "event_mask": event_mask,
         }
 
+    def subset(self, user_rows: np.ndarray) -> "EventArrays":
+        """A contiguous copy holding only users `user_rows` (in that order)."""
+        user_rows = np.asarray(user_rows, dtype=np.int64)
+        starts = self.event_offsets[user_rows]
+        lengths = self.event_offsets[user_rows + 1] - starts
+        first = np.repeat(np.cumsum(lengths) - lengths, lengths)
+        rows = np.repeat(starts, lengths) + (np.arange(int(lengths.sum())) - first)
+        return EventArrays(user_ids=np.asarray(self.user_ids)[user_rows],
+                           event_offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                           display=self.display[rows], display_mask=self.display_mask[rows],
+                           clicked_pos=self.clicked_pos[rows], n_items=self.n_items)
+
     def flat_batch(self, user_rows: np.ndarray, max_events: int | None = None) -> dict:
         """The events of users `user_rows` as a flat batch with no padding over time.
 

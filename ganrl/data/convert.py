@@ -1,0 +1,186 @@
+"""From click-log rows to a `ClickDataset`: the shared core of every reader.
+
+A row says that `item` was displayed to `user` at `time` and whether it was clicked. Rows with
+the same (user, time) form one display set (one page view). The conversion, vectorised:
+
+1. duplicate rows are dropped; where an item appears twice in one display set, its clicked row
+   is kept (the original preprocessing);
+2. a display set with one clicked row is an event with that click; with none, a no-click event
+   (clicked id -1); with two or more, an error naming the rows (`DataError`);
+3. each display set is shuffled with the seed: in the released files the clicked row is always
+   the last one of its set, so row order must carry no information downstream;
+4. a user's events are ordered by time; users by id.
+
+Nothing is computed from raw row counts (the released files repeat clicked rows).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from ganrl.data.dataset import (NO_CLICK, ClickDataset, EventArrays, ItemFeatures, SplitData,
+                                resplit_users)
+from ganrl.data.safe_io import DataError
+
+SPLIT_CODES = {0: "train", 1: "vali", 2: "test"}
+
+
+@dataclasses.dataclass
+class Converted:
+    """A converted dataset, its event arrays (all users, in `behavior` order) and statistics."""
+
+    dataset: ClickDataset
+    events: EventArrays
+    user_rows: dict[str, np.ndarray]  # rows of `events` per split
+    stats: dict
+
+    def split_data(self) -> SplitData:
+        """Per-split event arrays (each contiguous) for the memory-mapped form."""
+        return SplitData(self.dataset.name, self.dataset.item_features,
+                         {name: self.events.subset(rows)
+                          for name, rows in self.user_rows.items()})
+
+
+def require_columns(frame: pd.DataFrame, columns: list[str], source: str) -> None:
+    """Raises `DataError` naming the first missing column."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"{source}: missing column {missing[0]!r}: expected columns "
+                        f"{columns}, found {list(frame.columns)}")
+
+
+def integer_column(frame: pd.DataFrame, column: str, source: str, header_lines: int = 1
+                   ) -> np.ndarray:
+    """The column as int64; `DataError` naming the line and field of the first non-integer."""
+    values = pd.to_numeric(frame[column], errors="coerce")
+    bad = values.isna() | (values != np.floor(values.fillna(0)))
+    if bad.any():
+        position = int(np.flatnonzero(bad.to_numpy())[0])
+        line = int(frame.index[position]) + header_lines + 1
+        raise DataError(f"{source}: line {line}, field {column!r}: expected an integer, got "
+                        f"{frame[column].iloc[position]!r}")
+    return values.to_numpy().astype(np.int64)
+
+
+def convert_rows(name: str, user: np.ndarray, time: np.ndarray, item: np.ndarray,
+                 click: np.ndarray, n_items: int, seed: int, source: str,
+                 line: np.ndarray | None = None, split: np.ndarray | None = None,
+                 item_features: ItemFeatures | None = None) -> Converted:
+    """Converts aligned row arrays into a dataset (see the module docstring).
+
+    Args:
+      name: dataset name.
+      user, time, item, click: `[R]` int arrays; items dense in 0..n_items-1, click 0/1.
+      n_items: catalogue size.
+      seed: shuffles each display set (and draws the split when `split` is None).
+      source: file name for error messages.
+      line: `[R]` line numbers of the rows in `source` (for error messages).
+      split: `[R]` split code per row (0 train, 1 validation, 2 test), constant per user; None
+        draws a 50/25/25 user split with `seed`.
+      item_features: defaults to one-hot identity.
+    """
+    rows = len(user)
+    if rows == 0:
+        raise DataError(f"{source}: no data rows")
+    line = np.arange(2, rows + 2) if line is None else line
+    frame = pd.DataFrame({"user": user, "time": time, "item": item, "click": click,
+                          "line": line})
+    if split is not None:
+        frame["split"] = split
+    bad_click = ~frame["click"].isin([0, 1])
+    if bad_click.any():
+        r = frame[bad_click].iloc[0]
+        raise DataError(f"{source}: line {r['line']}, click field: expected 0 or 1, got "
+                        f"{r['click']}")
+    bad_item = (frame["item"] < 0) | (frame["item"] >= n_items)
+    if bad_item.any():
+        r = frame[bad_item].iloc[0]
+        raise DataError(f"{source}: line {r['line']}, item field: expected an id in "
+                        f"0..{n_items - 1}, got {r['item']}")
+    key = ["user", "time", "item", "click"] + (["split"] if split is not None else [])
+    frame = frame.drop_duplicates(subset=key)
+    # An item twice in one display set keeps its clicked row.
+    frame = frame.sort_values(["user", "time", "item", "click", "line"])
+    frame = frame.drop_duplicates(subset=["user", "time", "item"], keep="last")
+    rows_kept = len(frame)
+
+    # Display sets: (user, time). Clicks per set must be 0 or 1.
+    set_key = ["user", "time"]
+    clicks_per_set = frame.groupby(set_key, sort=False)["click"].transform("sum")
+    if (clicks_per_set > 1).any():
+        r = frame[clicks_per_set > 1]
+        first = r.iloc[0]
+        lines = r[(r["user"] == first["user"]) & (r["time"] == first["time"]) &
+                  (r["click"] == 1)]["line"].tolist()
+        raise DataError(f"{source}: lines {lines}: a display set (user {first['user']}, time "
+                        f"{first['time']}) has {len(lines)} clicked rows; expected at most one")
+    if split is not None:
+        per_user = frame.groupby("user")["split"].nunique()
+        if (per_user > 1).any():
+            bad_user = per_user.index[per_user > 1][0]
+            lines = frame[frame["user"] == bad_user]["line"].tolist()[:5]
+            raise DataError(f"{source}: user {bad_user} has rows in more than one split "
+                            f"(lines {lines}...); expected one split per user")
+        bad_split = ~frame["split"].isin(list(SPLIT_CODES))
+        if bad_split.any():
+            r = frame[bad_split].iloc[0]
+            raise DataError(f"{source}: line {r['line']}, split field: expected 0, 1 or 2, "
+                            f"got {r['split']}")
+
+    # Shuffle within each display set: order by (user, time, random key).
+    rng = np.random.default_rng(seed)
+    frame = frame.assign(shuffle=rng.permutation(len(frame)))
+    frame = frame.sort_values(["user", "time", "shuffle"], kind="stable")
+    users_arr = frame["user"].to_numpy()
+    times = frame["time"].to_numpy()
+    new_set = np.ones(len(frame), dtype=bool)
+    new_set[1:] = (users_arr[1:] != users_arr[:-1]) | (times[1:] != times[:-1])
+    set_start = np.flatnonzero(new_set)
+    sizes = np.diff(np.append(set_start, len(frame)))
+    max_display = int(sizes.max())
+    n_events = len(set_start)
+    within = np.arange(len(frame)) - np.repeat(set_start, sizes)
+    event_of_row = np.repeat(np.arange(n_events), sizes)
+    display = np.zeros((n_events, max_display), dtype=np.int32)
+    display[event_of_row, within] = frame["item"].to_numpy()
+    mask = np.arange(max_display)[None, :] < sizes[:, None]
+    clicked_pos = np.full(n_events, NO_CLICK, dtype=np.int32)
+    click_rows = frame["click"].to_numpy() == 1
+    clicked_pos[event_of_row[click_rows]] = within[click_rows]
+    event_user = users_arr[set_start]
+    user_ids, user_start = np.unique(event_user, return_index=True)
+    offsets = np.append(user_start, n_events).astype(np.int64)
+    events = EventArrays(user_ids=user_ids, event_offsets=offsets, display=display,
+                         display_mask=mask, clicked_pos=clicked_pos, n_items=n_items)
+
+    # The original layout: [user_id, [display list per t], [clicked id per t]].
+    clicked_item = events.clicked_item.tolist()
+    display_lists = [d[:s].tolist() for d, s in zip(display, sizes)]
+    behavior = [[int(u), display_lists[a:b], clicked_item[a:b]]
+                for u, a, b in zip(user_ids, offsets[:-1], offsets[1:])]
+
+    if split is not None:
+        user_split = frame.groupby("user")["split"].first()
+        parts = tuple([int(u) for u in user_ids if user_split[u] == code] for code in (0, 1, 2))
+    else:
+        parts = resplit_users([int(u) for u in user_ids], seed)
+    position = {int(u): i for i, u in enumerate(user_ids)}
+    user_rows = {name: np.array([position[u] for u in part], dtype=np.int64)
+                 for name, part in zip(("train", "vali", "test"), parts)}
+    features = item_features or ItemFeatures(n_items)
+    dataset = ClickDataset(name=name, behavior=behavior, item_features=features, split=parts)
+    n_clicks = int((clicked_pos >= 0).sum())
+    stats = {
+        "rows": int(rows), "rows_kept": int(rows_kept), "users": int(len(user_ids)),
+        "items": int(n_items), "events": int(n_events), "clicks": n_clicks,
+        "no_clicks": int(n_events - n_clicks),
+        "display_size": {"mean": float(sizes.mean()), "min": int(sizes.min()),
+                         "max": int(sizes.max())},
+        "single_item_sets": int((sizes == 1).sum()),
+        "split": {name: len(part) for name, part in zip(("train", "vali", "test"), parts)},
+        "feature_dim": int(features.feature_dim),
+    }
+    return Converted(dataset=dataset, events=events, user_rows=user_rows, stats=stats)

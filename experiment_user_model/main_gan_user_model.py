@@ -52,6 +52,7 @@ flags.DEFINE_string("pretrain_dir", "", "For L2: the entropy run folder to start
 flags.DEFINE_enum("pretrain_checkpoint", "prec1", ["loss", "prec1", "prec2"],
                   "For L2: which best-by-validation checkpoint of --pretrain_dir to start from.")
 flags.DEFINE_integer("item_dim", 32, "Item embedding width.")
+flags.DEFINE_boolean("bilinear", True, "Add a bilinear state-item term to the utility MLP.")
 flags.DEFINE_float("dropout", 0.0, "Dropout on item embeddings and hidden layers.")
 flags.DEFINE_float("l2_reg", 0.0, "L2 penalty coefficient on the weights.")
 flags.DEFINE_float("weight_decay", 0.0, "Adam's decoupled weight decay.")
@@ -68,7 +69,8 @@ def config_from_flags() -> TrainConfig:
         "runs", f"{FLAGS.dataset}__{FLAGS.user_model}__{FLAGS.regularizer}__{FLAGS.seed}")
     model = ModelConfig(user_model=FLAGS.user_model, dims=FLAGS.dims, item_dim=FLAGS.item_dim,
                         rnn_hidden_dim=FLAGS.rnn_hidden_dim, pw_dim=FLAGS.pw_dim,
-                        pw_band_size=FLAGS.pw_band_size, dropout=FLAGS.dropout,
+                        pw_band_size=FLAGS.pw_band_size, bilinear=FLAGS.bilinear,
+                        dropout=FLAGS.dropout,
                         l2_reg=FLAGS.l2_reg)
     return TrainConfig(
         dataset=FLAGS.dataset, data_folder=FLAGS.data_folder, save_dir=save_dir,

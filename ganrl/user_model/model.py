@@ -30,6 +30,8 @@ class ModelConfig:
       rnn_hidden_dim: LSTM units.
       pw_dim: number of position-weight columns (PW).
       pw_band_size: number of past clicks PW looks at.
+      bilinear: add a bilinear state-item term (P s) . e_a to the MLP's utility; an MLP over
+        the concatenation [s, e_a] learns multiplicative taste-item interactions slowly.
       dropout: dropout rate on item embeddings and hidden layers while training.
       l2_reg: coefficient of the L2 penalty on the weights (the original's MLP regulariser),
         added to the training loss by `regularization_loss`.
@@ -41,6 +43,7 @@ class ModelConfig:
     rnn_hidden_dim: int = 20
     pw_dim: int = 4
     pw_band_size: int = 20
+    bilinear: bool = True
     dropout: float = 0.0
     l2_reg: float = 0.0
 
@@ -78,6 +81,8 @@ class UserModel(keras.Model):
         # there is one, carries the offset.
         self.output_layer = keras.layers.Dense(1, use_bias=False, name="utility")
         self.dropout = keras.layers.Dropout(config.dropout)
+        self.bilinear = (keras.layers.Dense(config.item_dim, use_bias=False, name="bilinear")
+                         if config.bilinear else None)
         self.no_click_logit = (self.add_weight(name="no_click_logit", shape=(),
                                                initializer="zeros")
                                if has_no_click else None)
@@ -116,7 +121,11 @@ class UserModel(keras.Model):
                            + self.item_layer(item_embeddings))
         for layer in self.hidden_layers:
             hidden = layer(self.dropout(hidden, training=training))
-        return tf.squeeze(self.output_layer(hidden), -1)
+        utility = tf.squeeze(self.output_layer(hidden), -1)
+        if self.bilinear is not None:
+            utility += tf.reduce_sum(self.bilinear(state_vector)[..., None, :] * item_embeddings,
+                                     axis=-1)
+        return utility
 
     def choice_logits(self, utilities: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
         """`[..., N]` utilities and mask -> `[..., N + 1]` logits, last = no-click."""

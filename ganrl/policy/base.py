@@ -1,0 +1,85 @@
+"""The policy interface, the item/state features policies share, and the name registry."""
+
+from __future__ import annotations
+
+import abc
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from ganrl.simulator.simulator import Observation
+
+
+class PolicyFeatures:
+    """Fixed item features and a simple history encoding for policies.
+
+    Items are described by the training user model's item embeddings (what the recommender
+    knows about items); a user's state is the mean of her recent clicks' features and the
+    most recent one's. Policies see only these and the raw observation, never a simulator's
+    internal state, so they run in any simulator.
+    """
+
+    def __init__(self, item_table: np.ndarray):
+        self.item_table = tf.constant(item_table, tf.float32)  # [n_items, d]
+        self.item_dim = int(item_table.shape[1])
+        self.state_dim = 2 * self.item_dim
+
+    def items(self, ids: tf.Tensor) -> tf.Tensor:
+        """ids `[...]` -> `[..., d]`."""
+        return tf.gather(self.item_table, ids)
+
+    def state(self, history: tf.Tensor) -> tf.Tensor:
+        """history `[B, H]` (-1 padded, most recent first) -> `[B, 2d]`."""
+        mask = tf.cast(history >= 0, tf.float32)[..., None]
+        feats = self.items(tf.maximum(history, 0)) * mask
+        mean = tf.reduce_sum(feats, 1) / tf.maximum(tf.reduce_sum(mask, 1), 1.0)
+        return tf.concat([mean, feats[:, 0]], axis=-1)
+
+
+class Policy(abc.ABC):
+    """Chooses a slate of k candidates for every user of a batch.
+
+    `select` returns `[B, k]` indices into `observation.candidates`, without repeats. Learning
+    policies also take `observe` (one batched transition) and `train_step`.
+    """
+
+    learns: bool = False
+
+    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0, **_):
+        self.features = features
+        self.k = k
+        self.rng = np.random.default_rng(seed)
+
+    @abc.abstractmethod
+    def select(self, observation: Observation, explore: bool = False) -> tf.Tensor:
+        """`[B, k]` candidate indices."""
+
+    def observe(self, observation: Observation, slate: tf.Tensor, reward: tf.Tensor,
+                clicked_index: tf.Tensor, next_observation: Observation, done: bool) -> None:
+        """Records one batched transition (learning policies)."""
+
+    def train_step(self) -> dict:
+        """One update; returns named scalars (learning policies)."""
+        return {}
+
+    def checkpoint_objects(self) -> dict:
+        """Trackable objects that make up the policy's state, for checkpoints."""
+        return {}
+
+
+def top_k_slate(scores: tf.Tensor, k: int) -> tf.Tensor:
+    """`[B, N]` scores -> `[B, k]` indices of the k best, best first (ties: lowest index)."""
+    return tf.math.top_k(scores, k).indices
+
+
+POLICIES: dict[str, Callable[..., Policy]] = {}
+
+
+def register(name: str):
+    """Class decorator: adds a policy class to `POLICIES` under `name`."""
+    def wrap(cls):
+        POLICIES[name] = cls
+        cls.name = name
+        return cls
+    return wrap

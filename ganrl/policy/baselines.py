@@ -1,0 +1,154 @@
+"""The paper's baseline recommenders behind the `Policy` interface.
+
+- `random`: k distinct candidates uniformly at random.
+- `most_popular`: the k candidates clicked most often in the training logs.
+- `gan_greedy`: the top k by the training user model's learned reward r(s, a), myopic.
+- `linucb`: LinUCB with one shared linear model (Li et al., 2010, the disjoint-arm form with
+  shared parameters): x(s, a) = [e_a, mean_history * e_a], score theta.x + alpha *
+  sqrt(x A^-1 x); every displayed item is an observation (its reward if clicked, else 0).
+- `wd_lr`: the wide part of W&D, a logistic-regression click model on x(s, a) fitted to the
+  training logs; the top k by predicted click probability.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from ganrl.policy.base import Policy, PolicyFeatures, register, top_k_slate
+from ganrl.simulator.simulator import Observation
+from ganrl.user_model.model import UserModel
+
+
+def pair_features(features: PolicyFeatures, history: tf.Tensor, items: tf.Tensor
+                  ) -> tf.Tensor:
+    """x(s, a) = [e_a, mean_history * e_a]: history `[B, H]`, items `[B, N]` -> `[B, N, 2d]`."""
+    e = features.items(items)
+    mean = features.state(history)[:, None, :features.item_dim]
+    return tf.concat([e, mean * e], axis=-1)
+
+
+def model_state_from_history(model: UserModel, history: tf.Tensor):
+    """Replays a `[B, H]` history (most recent first, -1 padded) through a user model."""
+    state = model.initial_state(tf.shape(history)[0])
+    for t in range(history.shape[1] - 1, -1, -1):
+        items = history[:, t]
+        state = model.update_state(state, tf.maximum(items, 0), items >= 0)
+    return state
+
+
+def learned_rewards(model: UserModel, history: tf.Tensor, candidates: tf.Tensor) -> tf.Tensor:
+    """`[B, N]` r(s, a) of a user model for the states its histories lead to."""
+    state = model_state_from_history(model, history)
+    return model.utilities(model.state_vector(state), candidates)
+
+
+@register("random")
+class RandomPolicy(Policy):
+    def select(self, observation: Observation, explore: bool = False) -> tf.Tensor:
+        b, n = observation.candidates.shape
+        return tf.constant(np.argsort(self.rng.random((b, n)), axis=1)[:, :self.k], tf.int32)
+
+
+@register("most_popular")
+class MostPopular(Policy):
+    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0, *,
+                 click_counts: np.ndarray, **_):
+        super().__init__(features, k, seed)
+        # Tiny noise breaks ties between equally popular items at random, not by id.
+        noise = np.random.default_rng(seed).random(len(click_counts)) * 1e-3
+        self.popularity = tf.constant(click_counts + noise, tf.float32)
+
+    def select(self, observation: Observation, explore: bool = False) -> tf.Tensor:
+        return top_k_slate(tf.gather(self.popularity, observation.candidates), self.k)
+
+
+@register("gan_greedy")
+class GanGreedy(Policy):
+    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0, *,
+                 reward_model: UserModel, **_):
+        super().__init__(features, k, seed)
+        self.model = reward_model
+
+    @tf.function(reduce_retracing=True)
+    def _scores(self, history, candidates):
+        return learned_rewards(self.model, history, candidates)
+
+    def select(self, observation: Observation, explore: bool = False) -> tf.Tensor:
+        return top_k_slate(self._scores(observation.history, observation.candidates), self.k)
+
+
+@register("linucb")
+class LinUCB(Policy):
+    learns = True
+
+    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0, *,
+                 alpha: float = 0.5, ridge: float = 1.0, **_):
+        super().__init__(features, k, seed)
+        dim = 2 * features.item_dim
+        self.alpha = alpha
+        self.a_matrix = tf.Variable(ridge * tf.eye(dim), trainable=False, name="A")
+        self.b_vector = tf.Variable(tf.zeros(dim), trainable=False, name="b")
+
+    def ucb(self, observation: Observation) -> tf.Tensor:
+        """`[B, N]` theta.x + alpha * sqrt(x A^-1 x)."""
+        x = pair_features(self.features, observation.history, observation.candidates)
+        a_inv = tf.linalg.inv(self.a_matrix)
+        theta = tf.linalg.matvec(a_inv, self.b_vector)
+        width = tf.sqrt(tf.maximum(tf.einsum("bnd,de,bne->bn", x, a_inv, x), 0.0))
+        return tf.einsum("bnd,d->bn", x, theta) + self.alpha * width
+
+    def select(self, observation: Observation, explore: bool = False) -> tf.Tensor:
+        return top_k_slate(self.ucb(observation), self.k)
+
+    def observe(self, observation, slate, reward, clicked_index, next_observation, done):
+        items = tf.gather(observation.candidates, slate, batch_dims=1)
+        x = pair_features(self.features, observation.history, items)          # [B, k, 2d]
+        hit = tf.one_hot(clicked_index, self.k) * tf.cast(reward, tf.float32)[:, None]
+        linucb_update(self.a_matrix, self.b_vector, x, hit)
+
+    def checkpoint_objects(self) -> dict:
+        return {"A": self.a_matrix, "b": self.b_vector}
+
+
+def linucb_update(a_matrix: tf.Variable, b_vector: tf.Variable, x: tf.Tensor,
+                  rewards: tf.Tensor) -> None:
+    """A += sum x x^T and b += sum r x over every displayed item (`x [B, k, d]`,
+    `rewards [B, k]`)."""
+    flat = tf.reshape(x, [-1, x.shape[-1]])
+    a_matrix.assign_add(tf.matmul(flat, flat, transpose_a=True))
+    b_vector.assign_add(tf.linalg.matvec(flat, tf.reshape(rewards, [-1]), transpose_a=True))
+
+
+@register("wd_lr")
+class WideLogisticRegression(Policy):
+    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0, *,
+                 train_events=None, **_):
+        super().__init__(features, k, seed)
+        from sklearn.linear_model import LogisticRegression
+        x, y = self._training_pairs(train_events)
+        model = LogisticRegression(max_iter=500, C=1.0).fit(x, y)
+        self.weights = tf.constant(model.coef_[0], tf.float32)
+        self.bias = float(model.intercept_[0])
+
+    def _training_pairs(self, events) -> tuple[np.ndarray, np.ndarray]:
+        """Every displayed item of the training logs, with the user's history before it."""
+        clicked = events.clicked_item
+        user_of = np.repeat(np.arange(events.n_users), events.events_per_user)
+        histories = np.full((events.n_events, 10), -1, np.int32)
+        for e in range(1, events.n_events):  # one pass; shift the user's recent clicks
+            if user_of[e] == user_of[e - 1]:
+                prev = histories[e - 1]
+                histories[e] = (np.concatenate([[clicked[e - 1]], prev[:-1]])
+                                if clicked[e - 1] >= 0 else prev)
+        x = pair_features(self.features, tf.constant(histories),
+                          tf.constant(events.display)).numpy()
+        mask = events.display_mask
+        y = np.zeros(mask.shape, np.int64)
+        rows = np.flatnonzero(events.clicked_pos >= 0)
+        y[rows, events.clicked_pos[rows]] = 1
+        return x[mask], y[mask]
+
+    def select(self, observation: Observation, explore: bool = False) -> tf.Tensor:
+        x = pair_features(self.features, observation.history, observation.candidates)
+        return top_k_slate(tf.einsum("bnd,d->bn", x, self.weights) + self.bias, self.k)

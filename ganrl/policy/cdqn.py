@@ -1,0 +1,232 @@
+"""Cascading DQN (Chen et al., ICML 2019, Section 5: "Cascading Q-networks").
+
+A slate A = (a^1, ..., a^k) is scored by k Q-functions sharing the state s:
+  Q^j(s, a^1, ..., a^j),  j = 1..k,
+each approximating Q^{j*}(s, a^{1:j}) = max_{a^{j+1:k}} Q*(s, a^{1:k}). The slate is built by
+the cascade of argmaxes a^{j*} = argmax_a Q^j(s, a^{1:j-1*}, a) without repeats: O(k n) scores
+per user, never a search over all k-subsets. All Q^j are regressed to the same target
+  y = r + gamma * Q^k(s', A'*; theta'),
+where A'* is the slate the cascade picks at the next state (picked with the online networks,
+evaluated by the target network theta'). (The equation numbers of the paper could not be
+checked here; the names above follow its Section 5.)
+
+Each Q^j is one ELU layer over the concatenation [s, e(a^1), ..., e(a^j)] and a linear output.
+That first layer splits into W^j s + sum_{i<j} U^{j,i} e(a^i) + D^j e(a^j), so the candidates'
+part D^j e(a) is computed once per step for all positions, not once per cascade position.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from ganrl.policy.base import Policy, PolicyFeatures, register
+from ganrl.policy.replay import ReplayBuffer
+from ganrl.simulator.simulator import Observation
+
+keras = tf.keras
+NEG_INF = -1e9
+
+
+def cascade_select(position_scores: Callable[[int, tf.Tensor], tf.Tensor], batch_size: int,
+                   n_candidates: int, k: int) -> tf.Tensor:
+    """The cascade of argmaxes without repeats.
+
+    Args:
+      position_scores: `(j, picked [B, j]) -> [B, N]`, the scores Q^{j+1}(s, picked, a) of
+        every candidate a at position j given the items already picked.
+      batch_size, n_candidates, k: B, N and the slate size.
+
+    Returns:
+      `[B, k]` int32 candidate indices, no repeats within a row.
+    """
+    picked = tf.zeros([batch_size, 0], tf.int32)
+    taken = tf.zeros([batch_size, n_candidates], tf.bool)
+    for j in range(k):
+        scores = tf.where(taken, NEG_INF, position_scores(j, picked))
+        choice = tf.argmax(scores, axis=-1, output_type=tf.int32)
+        picked = tf.concat([picked, choice[:, None]], axis=1)
+        taken |= tf.one_hot(choice, n_candidates, on_value=True, off_value=False)
+    return picked
+
+
+def cascading_td_targets(reward: tf.Tensor, done: tf.Tensor, next_q: tf.Tensor,
+                         gamma: float) -> tf.Tensor:
+    """y = r + gamma * (1 - done) * Q^k_target(s', A'*), shared by every Q^j.
+
+    Args:
+      reward: `[B]`; done: `[B]` 1.0 where the episode ended; next_q: `[B]` the target
+      network's Q^k of the cascade's slate at the next state.
+    """
+    return reward + gamma * (1.0 - done) * next_q
+
+
+class CascadingQNetwork(keras.Model):
+    """The k Q-functions over a shared state (see the module docstring)."""
+
+    def __init__(self, k: int, hidden: int, **kwargs):
+        super().__init__(**kwargs)
+        self.k, self.hidden = k, hidden
+        self.state_layer = keras.layers.Dense(k * hidden, name="state")     # W^j s + b^j
+        self.own_item = keras.layers.Dense(k * hidden, use_bias=False, name="own")  # D^j
+        self.prev_items = keras.layers.Dense(k * k * hidden, use_bias=False, name="prev")
+        self.out = self.add_weight(name="out", shape=(k, hidden),
+                                   initializer=keras.initializers.GlorotUniform())
+
+    def build_for(self, state_dim: int, item_dim: int) -> None:
+        self.state_layer.build((None, state_dim))
+        self.own_item.build((None, item_dim))
+        self.prev_items.build((None, item_dim))
+        self.built = True
+
+    def _state(self, state):  # [B, S] -> [B, k, H]
+        return tf.reshape(self.state_layer(state), [-1, self.k, self.hidden])
+
+    def _prev(self, items):  # items at positions 0..m-1 [B, m, d] -> U^{j,i} e(a^i) [B, m, k(j), H]
+        m = tf.shape(items)[1]
+        shape = tf.concat([tf.shape(items)[:2], [self.k, self.k, self.hidden]], 0)
+        per_pair = tf.reshape(self.prev_items(items), shape)  # [B, m, k(i), k(j), H]
+        return tf.einsum("bmijh,mi->bmjh", per_pair, tf.one_hot(tf.range(m), self.k))
+
+    def position_scorer(self, state: tf.Tensor, candidates: tf.Tensor
+                        ) -> Callable[[int, tf.Tensor], tf.Tensor]:
+        """For `cascade_select`: state `[B, S]`, candidate features `[B, N, d]`."""
+        state_part = self._state(state)
+        shape = tf.concat([tf.shape(candidates)[:2], [self.k, self.hidden]], 0)
+        own = tf.reshape(self.own_item(candidates), shape)  # once per step: [B, N, k, H]
+
+        def scores(j, picked):
+            pre = state_part[:, j]
+            if picked.shape[1]:
+                chosen = tf.gather(candidates, picked, batch_dims=1)
+                pre += tf.reduce_sum(self._prev(chosen)[:, :, j], axis=1)
+            hidden = tf.nn.elu(pre[:, None, :] + own[:, :, j])
+            return tf.einsum("bnh,h->bn", hidden, self.out[j])
+
+        return scores
+
+    def slate_q(self, state: tf.Tensor, slate_items: tf.Tensor) -> tf.Tensor:
+        """`[B, k]`: Q^j(s, a^1..a^j) of a given slate (item features `[B, k, d]`)."""
+        pre = self._state(state)                                          # [B, k(j), H]
+        own = tf.reshape(self.own_item(slate_items), [-1, self.k, self.k, self.hidden])
+        own = tf.linalg.diag_part(tf.transpose(own, [0, 3, 1, 2]))        # [B, H, k]
+        prev = self._prev(slate_items)                                    # [B, i, j, H]
+        earlier = tf.linalg.band_part(tf.ones([self.k, self.k]), 0, -1) - tf.eye(self.k)
+        prev = tf.einsum("bijh,ij->bjh", prev, earlier)                   # only i < j
+        hidden = tf.nn.elu(pre + tf.transpose(own, [0, 2, 1]) + prev)
+        return tf.einsum("bjh,jh->bj", hidden, self.out)
+
+
+@register("cdqn")
+class CascadingDQN(Policy):
+    """The cascading DQN policy with a replay buffer, a target network and epsilon-greedy
+    exploration (epsilon decays linearly from `epsilon_start` to `epsilon_end` over
+    `epsilon_steps` selections).
+
+    A candidate is described by its item features and, when `reward_model` is given, by the
+    learned reward r(s, a) of the simulator's user model that the policy is trained in (the
+    model-based setting of the paper: the recommender owns that model). In another simulator
+    the policy keeps using its own model's r, as GAN-Greedy does.
+    """
+
+    learns = True
+
+    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0, *, n_candidates: int,
+                 history_length: int, hidden: int = 64, gamma: float = 0.9,
+                 learning_rate: float = 1e-3, batch_size: int = 256,
+                 replay_capacity: int = 100_000, target_update: int = 100,
+                 epsilon_start: float = 1.0, epsilon_end: float = 0.05,
+                 epsilon_steps: int = 1000, reward_model=None, **_):
+        super().__init__(features, k, seed)
+        self.reward_model = reward_model
+        tf.keras.utils.set_random_seed(seed)
+        self.gamma, self.batch_size, self.target_update = gamma, batch_size, target_update
+        self.epsilon = (epsilon_start, epsilon_end, epsilon_steps)
+        self.q = CascadingQNetwork(k, hidden, name="q")
+        self.target = CascadingQNetwork(k, hidden, name="target")
+        item_dim = features.item_dim + (1 if reward_model is not None else 0)
+        for net in (self.q, self.target):
+            net.build_for(features.state_dim, item_dim)
+        self.target.set_weights(self.q.get_weights())
+        self.optimizer = keras.optimizers.Adam(learning_rate)
+        self.optimizer.build(self.q.trainable_variables)
+        self.replay = ReplayBuffer(replay_capacity, history_length, n_candidates, k, seed)
+        self.selections = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.updates = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    def current_epsilon(self) -> float:
+        start, end, steps = self.epsilon
+        frac = min(1.0, float(self.selections.numpy()) / max(steps, 1))
+        return start + frac * (end - start)
+
+    def _candidate_features(self, history, candidates):
+        """`[B, N, d (+1)]`: item features (and the learned reward r(s, a))."""
+        feats = self.features.items(candidates)
+        if self.reward_model is None:
+            return feats
+        from ganrl.policy.baselines import learned_rewards
+        r = learned_rewards(self.reward_model, history, candidates)
+        return tf.concat([feats, r[..., None]], axis=-1)
+
+    @tf.function(reduce_retracing=True)
+    def _greedy(self, history, candidates):
+        state = self.features.state(history)
+        cand = self._candidate_features(history, candidates)
+        scorer = self.q.position_scorer(state, cand)
+        return cascade_select(scorer, tf.shape(candidates)[0], candidates.shape[1], self.k)
+
+    def select(self, observation: Observation, explore: bool = False) -> tf.Tensor:
+        slate = self._greedy(observation.history, observation.candidates)
+        if explore:
+            eps = self.current_epsilon()
+            self.selections.assign_add(1)
+            b, n = observation.candidates.shape
+            random = np.argsort(self.rng.random((b, n)), axis=1)[:, :self.k]
+            use_random = self.rng.random(b) < eps
+            slate = np.where(use_random[:, None], random, slate.numpy())
+            slate = tf.constant(slate, tf.int32)
+        return slate
+
+    def observe(self, observation, slate, reward, clicked_index, next_observation, done):
+        b = len(reward)
+        self.replay.add(history=observation.history.numpy(),
+                        candidates=observation.candidates.numpy(), slate=np.asarray(slate),
+                        reward=np.asarray(reward), next_history=next_observation.history.numpy(),
+                        next_candidates=next_observation.candidates.numpy(),
+                        done=np.full(b, float(done), np.float32))
+
+    @tf.function(reduce_retracing=True)
+    def _update(self, history, candidates, slate, reward, next_history, next_candidates, done):
+        next_state = self.features.state(next_history)
+        next_cand = self._candidate_features(next_history, next_candidates)
+        next_slate = cascade_select(self.q.position_scorer(next_state, next_cand),
+                                    tf.shape(next_candidates)[0], next_candidates.shape[1],
+                                    self.k)
+        next_items = tf.gather(next_cand, next_slate, batch_dims=1)
+        next_q = self.target.slate_q(next_state, next_items)[:, -1]
+        y = tf.stop_gradient(cascading_td_targets(reward, done, next_q, self.gamma))
+        state = self.features.state(history)
+        items = tf.gather(self._candidate_features(history, candidates), slate, batch_dims=1)
+        with tf.GradientTape() as tape:
+            q = self.q.slate_q(state, items)                      # [B, k]
+            loss = tf.reduce_mean(tf.reduce_sum(tf.square(y[:, None] - q), axis=1))
+        grads = tape.gradient(loss, self.q.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.q.trainable_variables))
+        return loss
+
+    def train_step(self) -> dict:
+        if self.replay.size < self.batch_size:
+            return {}
+        batch = self.replay.sample(self.batch_size)
+        loss = self._update(**{k: tf.constant(v) for k, v in batch.items()})
+        self.updates.assign_add(1)
+        if int(self.updates.numpy()) % self.target_update == 0:
+            self.target.set_weights(self.q.get_weights())
+        return {"loss": float(loss)}
+
+    def checkpoint_objects(self) -> dict:
+        from ganrl.user_model.model import checkpoint_variables
+        return dict(checkpoint_variables(q=self.q, target=self.target, opt=self.optimizer),
+                    selections=self.selections, updates=self.updates)

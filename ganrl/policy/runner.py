@@ -1,0 +1,275 @@
+"""The paper's policy protocol (Section 6.2): train in the learned simulator, test in another.
+
+Policies are trained in the simulator built from the training user model and evaluated, with
+no learning and no exploration, in a separate test simulator (a user model trained apart) that
+no policy saw. Reported per policy: cumulative reward per user over the horizon and the click
+rate per step (clicks / steps), mean and 95% confidence interval over users. The click rate is
+reported only when the test model learned a no-click option (data with no-click events); on
+always-click data every step has a click and it carries no information.
+
+Adaptation: a cascading DQN pre-trained in the training simulator and one started from scratch
+both keep learning online in the test simulator; their click rate (or reward) per interaction
+step shows how much pre-training saves.
+
+Run folder: config.json, curves.csv (policy, phase, iteration, reward, ctr, loss),
+tensorboard/, checkpoints/{policy}/ (resumable), policies/{policy}.json (finished policies
+are not retrained), results.json (written last) and curves.png.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import json
+import math
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from ganrl.data import safe_io
+from ganrl.data.dataset import load_split_data
+from ganrl.policy.base import POLICIES, Policy, PolicyFeatures
+from ganrl.policy import registry  # noqa: F401  (fills POLICIES)
+from ganrl.simulator.simulator import Simulator, SimulatorConfig
+from ganrl.user_model import LoadedUserModel, load_user_model
+
+CURVE_FIELDS = ("policy", "phase", "iteration", "reward", "ctr", "loss")
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyConfig:
+    """Attributes: see `experiment_policy/main_policy.py`'s flags."""
+
+    user_model_dir: str
+    test_user_model_dir: str
+    save_dir: str
+    policies: tuple[str, ...] = ("cdqn", "gan_greedy", "linucb", "wd_lr", "most_popular",
+                                 "random")
+    k: int = 5
+    n_candidates: int = 0
+    horizon: int = 10
+    reward: str = "learned"
+    gamma: float = 0.9
+    learning_rate: float = 1e-3
+    num_itrs: int = 2000
+    batch_size: int = 64
+    train_batch_size: int = 256
+    hidden: int = 64
+    epsilon_start: float = 1.0
+    epsilon_end: float = 0.05
+    epsilon_steps: int = 1000
+    target_update: int = 100
+    eval_users: int = 1000
+    adapt_itrs: int = 300
+    history_length: int = 10
+    seed: int = 0
+    checkpoint_secs: float = 30.0
+
+    def simulator(self, seed_offset: int = 0) -> SimulatorConfig:
+        return SimulatorConfig(k=self.k, n_candidates=self.n_candidates, horizon=self.horizon,
+                               reward=self.reward, history_length=self.history_length,
+                               seed=self.seed + seed_offset)
+
+
+def mean_ci(values: np.ndarray) -> dict:
+    values = np.asarray(values, dtype=np.float64)
+    half = 1.96 * values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+    return {"mean": float(values.mean()), "ci95": float(half)}
+
+
+def make_policy(name: str, config: PolicyConfig, features: PolicyFeatures,
+                train_model: LoadedUserModel, train_events, n_candidates: int) -> Policy:
+    if name not in POLICIES:
+        raise ValueError(f"unknown policy {name!r}: expected one of {sorted(POLICIES)}")
+    clicked = train_events.clicked_item
+    counts = np.bincount(clicked[clicked >= 0], minlength=train_model.n_items).astype(float)
+    return POLICIES[name](
+        features, config.k, config.seed, n_candidates=n_candidates,
+        history_length=config.history_length, hidden=config.hidden, gamma=config.gamma,
+        learning_rate=config.learning_rate, batch_size=config.train_batch_size,
+        target_update=config.target_update, epsilon_start=config.epsilon_start,
+        epsilon_end=config.epsilon_end, epsilon_steps=config.epsilon_steps,
+        click_counts=counts, reward_model=train_model.reward, train_events=train_events)
+
+
+def run_episodes(sim: Simulator, policy: Policy, users: int, learn: bool = False,
+                 explore: bool = False) -> tuple[np.ndarray, np.ndarray, list]:
+    """One episode of `users` users: `[users, horizon]` rewards and clicks, and the losses."""
+    obs = sim.reset(users)
+    rewards, clicks, losses = [], [], []
+    done = False
+    while not done:
+        slate = policy.select(obs, explore=explore)
+        result = sim.step(obs, slate)
+        if learn:
+            policy.observe(obs, slate, result.reward, result.clicked_index,
+                           result.observation, result.done)
+            info = policy.train_step()
+            if "loss" in info:
+                losses.append(info["loss"])
+        rewards.append(result.reward.numpy())
+        clicks.append(result.clicked.numpy())
+        obs, done = result.observation, result.done
+    return np.stack(rewards, 1), np.stack(clicks, 1), losses
+
+
+class PolicyRunner:
+    """Trains every policy in the training simulator and tests it in the test simulator."""
+
+    def __init__(self, config: PolicyConfig, progress=print):
+        self.config = config
+        self.progress = progress
+        self.train_model = load_user_model(config.user_model_dir)
+        self.test_model = load_user_model(config.test_user_model_dir)
+        if self.train_model.n_items != self.test_model.n_items:
+            raise ValueError("the training and test user models have different catalogues")
+        items = tf.range(self.train_model.n_items)
+        table = self.train_model.reward.item_embeddings(items).numpy()
+        self.features = PolicyFeatures(table)
+        cfg = self.train_model.config
+        data = load_split_data(cfg["data_folder"], cfg["dataset"])
+        self.train_events = data.splits["train"]
+        self.train_sim = Simulator(self.train_model, config.simulator(0))
+        self.test_sim = Simulator(self.test_model, config.simulator(1))
+        self.n_candidates = self.train_sim.n_candidates
+        os.makedirs(config.save_dir, exist_ok=True)
+        self.writer = tf.summary.create_file_writer(os.path.join(config.save_dir,
+                                                                 "tensorboard"))
+
+    def _policy(self, name: str) -> Policy:
+        return make_policy(name, self.config, self.features, self.train_model,
+                           self.train_events, self.n_candidates)
+
+    def _log(self, row: dict) -> None:
+        path = os.path.join(self.config.save_dir, "curves.csv")
+        new = not os.path.exists(path)
+        with open(path, "a", newline="") as f:
+            writer = csv.DictWriter(f, CURVE_FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        with self.writer.as_default(step=int(row["iteration"])):
+            for key in ("reward", "ctr", "loss"):
+                if row.get(key) not in (None, "") and math.isfinite(float(row[key])):
+                    tf.summary.scalar(f"{row['policy']}/{row['phase']}/{key}", float(row[key]))
+
+    def train(self, name: str, policy: Policy, sim: Simulator, itrs: int, phase: str,
+              resume: bool = True) -> list[dict]:
+        """Trains a learning policy for `itrs` episodes of `batch_size` users (resumable)."""
+        cfg = self.config
+        iteration = tf.Variable(0, dtype=tf.int64, trainable=False)
+        ckpt = tf.train.Checkpoint(iteration=iteration, **policy.checkpoint_objects())
+        manager = tf.train.CheckpointManager(
+            ckpt, os.path.join(cfg.save_dir, "checkpoints", f"{name}__{phase}"), 1)
+        if resume and manager.latest_checkpoint:
+            ckpt.restore(manager.latest_checkpoint)
+            self.progress(f"resuming {name} ({phase}) at episode {int(iteration.numpy())}")
+        curve, last_save = [], time.monotonic()
+        episodes = max(1, itrs // cfg.horizon)
+        while int(iteration.numpy()) < episodes:
+            rewards, clicks, losses = run_episodes(sim, policy, cfg.batch_size, learn=True,
+                                                   explore=True)
+            iteration.assign_add(1)
+            step = int(iteration.numpy()) * cfg.horizon
+            row = {"policy": name, "phase": phase, "iteration": step,
+                   "reward": float(rewards.mean()), "ctr": float(clicks.mean()),
+                   "loss": float(np.mean(losses)) if losses else float("nan")}
+            curve.append(row)
+            self._log(row)
+            if time.monotonic() - last_save >= cfg.checkpoint_secs or \
+                    int(iteration.numpy()) == episodes:
+                manager.save(checkpoint_number=int(iteration.numpy()))
+                last_save = time.monotonic()
+        return curve
+
+    def evaluate(self, policy: Policy) -> dict:
+        rewards, clicks, _ = run_episodes(self.test_sim, policy, self.config.eval_users)
+        out = {"cumulative_reward": mean_ci(rewards.sum(axis=1)),
+               "reward_curve": np.cumsum(rewards, axis=1).mean(axis=0).tolist()}
+        if self.test_sim.has_no_click:
+            out["ctr"] = mean_ci(clicks.mean(axis=1))
+            out["ctr_curve"] = clicks.mean(axis=0).tolist()
+        return out
+
+    def run(self) -> dict:
+        cfg = self.config
+        results_path = os.path.join(cfg.save_dir, "results.json")
+        if os.path.exists(results_path):
+            with open(results_path) as f:
+                return json.load(f)
+        safe_io.dump_json(os.path.join(cfg.save_dir, "config.json"), dataclasses.asdict(cfg))
+        results = {"policies": {}, "has_no_click": self.test_sim.has_no_click}
+        if not self.test_sim.has_no_click:
+            results["ctr_note"] = ("the test user model was trained on data where every "
+                                   "display set has a click, so it never clicks nothing: "
+                                   "CTR is 1 by construction and is not reported")
+        trained = {}
+        for name in cfg.policies:
+            done_path = os.path.join(cfg.save_dir, "policies", f"{name}.json")
+            policy = self._policy(name)
+            if os.path.exists(done_path):
+                with open(done_path) as f:
+                    results["policies"][name] = json.load(f)
+                if policy.learns:
+                    self.train(name, policy, self.train_sim, cfg.num_itrs, "train")
+                trained[name] = policy
+                continue
+            tic = time.perf_counter()
+            if policy.learns:
+                self.train(name, policy, self.train_sim, cfg.num_itrs, "train")
+            seconds = time.perf_counter() - tic
+            result = self.evaluate(policy)
+            result["train_seconds"] = seconds
+            safe_io.dump_json(done_path, result)
+            results["policies"][name] = result
+            trained[name] = policy
+            line = f"{name:>13}: cumulative reward {result['cumulative_reward']['mean']:.3f}"
+            if "ctr" in result:
+                line += f"  CTR {result['ctr']['mean']:.3f}"
+            self.progress(line + f"  (trained {seconds:.1f}s)")
+        if "cdqn" in trained and cfg.adapt_itrs > 0:
+            results["adaptation"] = self.adaptation(trained["cdqn"])
+        safe_io.dump_json(results_path, results)
+        self.plot(results)
+        return results
+
+    def adaptation(self, pretrained: Policy) -> dict:
+        """Pre-trained vs from-scratch CDQN, both learning online in the test simulator."""
+        out = {}
+        scratch = self._policy("cdqn")
+        adapted = copy.copy(pretrained)  # keeps the pre-trained networks; new counters below
+        adapted.selections = tf.Variable(pretrained.epsilon[2], dtype=tf.int64)  # low epsilon
+        for label, policy in (("pretrained", adapted), ("scratch", scratch)):
+            curve = self.train("cdqn", policy, self.test_sim, self.config.adapt_itrs,
+                               f"adapt_{label}")
+            key = "ctr" if self.test_sim.has_no_click else "reward"
+            out[label] = [row[key] for row in curve]
+        out["metric"] = "ctr" if self.test_sim.has_no_click else "reward"
+        return out
+
+    def plot(self, results: dict) -> None:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        panels = ["reward_curve"] + (["ctr_curve"] if results["has_no_click"] else [])
+        panels += ["adaptation"] if "adaptation" in results else []
+        fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+        for ax, panel in zip(axes[0], panels):
+            if panel == "adaptation":
+                for label in ("pretrained", "scratch"):
+                    ax.plot(results["adaptation"][label], label=f"cdqn {label}")
+                ax.set_xlabel("online episode in the test simulator")
+                ax.set_ylabel(results["adaptation"]["metric"])
+            else:
+                for name, r in results["policies"].items():
+                    ax.plot(range(1, len(r[panel]) + 1), r[panel], label=name)
+                ax.set_xlabel("time step")
+                ax.set_ylabel("cumulative reward" if panel == "reward_curve" else "CTR")
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        with safe_io.atomic_open(os.path.join(self.config.save_dir, "curves.png")) as f:
+            fig.savefig(f, format="png", dpi=100)
+        plt.close(fig)

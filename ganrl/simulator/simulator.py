@@ -1,0 +1,184 @@
+"""The learned environment: a trained user model as a batched simulator of many users.
+
+Each step the recommender shows every user a slate of k items chosen among candidates (all
+items, or `n_candidates` drawn per user and step); the behaviour model phi samples a click on
+one of them or, when the model learned one, no click; the reward is the learned reward r of the
+clicked item (the paper's setting) or the click indicator; the clicked item joins the history.
+Episodes last `horizon` steps. Everything runs as tensors over the batch of users.
+
+What a policy sees (`Observation`): each user's recent clicks (`history`, most recent first,
+-1 padded) and the candidate ids, never the simulator's internal state: a policy trained in
+one simulator must run unchanged in another (the test simulator of the paper's protocol).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import numpy as np
+import tensorflow as tf
+
+from ganrl.user_model import LoadedUserModel
+
+REWARDS = ("learned", "click")
+
+
+@dataclasses.dataclass(frozen=True)
+class SimulatorConfig:
+    """Attributes:
+      k: slate size.
+      n_candidates: candidates drawn per user and step (0: every item).
+      horizon: steps per episode.
+      reward: 'learned' (r of the clicked item) or 'click' (1 for a click).
+      history_length: clicks a policy sees.
+      seed: the simulator's random stream (candidates and clicks).
+    """
+
+    k: int = 5
+    n_candidates: int = 0
+    horizon: int = 10
+    reward: str = "learned"
+    history_length: int = 10
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.reward not in REWARDS:
+            raise ValueError(f"reward={self.reward!r}: expected one of {REWARDS}")
+
+
+class Observation(NamedTuple):
+    """history `[B, H]` int32 recent clicks (most recent first, -1 padding); candidates
+    `[B, N]` int32 item ids; step: steps taken in the episode."""
+
+    history: tf.Tensor
+    candidates: tf.Tensor
+    step: int
+
+
+class StepResult(NamedTuple):
+    """reward `[B]`, clicked `[B]` bool, clicked_index `[B]` (slate position or -1),
+    the next observation and whether the episode ended."""
+
+    observation: Observation
+    reward: tf.Tensor
+    clicked: tf.Tensor
+    clicked_index: tf.Tensor
+    done: bool
+
+
+class Simulator:
+    """A batched simulator built from a trained user model."""
+
+    def __init__(self, user_model: LoadedUserModel, config: SimulatorConfig):
+        self.model = user_model
+        self.config = config
+        self.n_items = user_model.n_items
+        if config.n_candidates and config.n_candidates < config.k:
+            raise ValueError("n_candidates must be at least k")
+        self.n_candidates = config.n_candidates or self.n_items
+        self.rng = tf.random.Generator.from_seed(config.seed)
+        self.shared = user_model.behavior is user_model.reward
+        self._state = None
+
+    @property
+    def has_no_click(self) -> bool:
+        return bool(self.model.behavior.has_no_click)
+
+    # -- Episodes ---------------------------------------------------------------------------
+    def reset(self, batch_size: int, start_histories: list[list[int]] | None = None
+              ) -> Observation:
+        """Starts `batch_size` users with empty histories or with `start_histories` (each a
+        user's clicked items in order, replayed through the models)."""
+        behavior, reward = self.model.behavior, self.model.reward
+        b_state = behavior.initial_state(batch_size)
+        r_state = b_state if self.shared else reward.initial_state(batch_size)
+        history = -tf.ones([batch_size, self.config.history_length], tf.int32)
+        if start_histories:
+            if len(start_histories) != batch_size:
+                raise ValueError("one start history per user")
+            longest = max(len(h) for h in start_histories)
+            padded = np.full((batch_size, max(longest, 1)), -1, dtype=np.int32)
+            for i, h in enumerate(start_histories):
+                padded[i, :len(h)] = h
+            for t in range(longest):  # vectorised over users
+                items = tf.constant(padded[:, t])
+                b_state, r_state, history = self._advance(b_state, r_state, history, items,
+                                                          items >= 0)
+        self._state = (b_state, r_state)
+        self._history = history
+        self._step = 0
+        self._batch = batch_size
+        return Observation(history, self._draw_candidates(batch_size), 0)
+
+    def _advance(self, b_state, r_state, history, items, clicked):
+        b_state = self.model.behavior.update_state(b_state, items, clicked)
+        r_state = b_state if self.shared else self.model.reward.update_state(r_state, items,
+                                                                             clicked)
+        shifted = tf.concat([items[:, None], history[:, :-1]], axis=1)
+        history = tf.where(clicked[:, None], shifted, history)
+        return b_state, r_state, history
+
+    def _draw_candidates(self, batch_size: int) -> tf.Tensor:
+        if self.n_candidates == self.n_items:
+            return tf.tile(tf.range(self.n_items, dtype=tf.int32)[None], [batch_size, 1])
+        keys = self.rng.uniform([batch_size, self.n_items])
+        return tf.math.top_k(keys, self.n_candidates, sorted=False).indices
+
+    def step(self, observation: Observation, slate: tf.Tensor) -> StepResult:
+        """Shows `slate [B, k]` (indices into `observation.candidates`) and samples clicks."""
+        if self._state is None:
+            raise RuntimeError("call reset() first")
+        items = tf.gather(observation.candidates, tf.cast(slate, tf.int32), batch_dims=1)
+        gumbel = -tf.math.log(-tf.math.log(
+            self.rng.uniform(tf.shape(items) + [0, 1], 1e-20, 1.0)))
+        b_state, r_state = self._state
+        reward, clicked, index, b_state, r_state, history = self._step_fn(
+            b_state, r_state, self._history, items, gumbel)
+        self._state = (b_state, r_state)
+        self._history = history
+        self._step += 1
+        done = self._step >= self.config.horizon
+        next_obs = Observation(history, self._draw_candidates(self._batch), self._step)
+        return StepResult(next_obs, reward, clicked, index, done)
+
+    @tf.function(reduce_retracing=True)
+    def _step_fn(self, b_state, r_state, history, items, gumbel):
+        behavior, reward_model = self.model.behavior, self.model.reward
+        utilities = behavior.utilities(behavior.state_vector(b_state), items)
+        logits = behavior.choice_logits(utilities, tf.ones_like(items, dtype=tf.bool))
+        choice = tf.argmax(logits + gumbel, axis=-1, output_type=tf.int32)  # Gumbel-max
+        k = tf.shape(items)[1]
+        clicked = choice < k
+        index = tf.where(clicked, choice, -1)
+        clicked_item = tf.gather(items, tf.minimum(choice, k - 1), batch_dims=1)
+        if self.config.reward == "click":
+            reward = tf.cast(clicked, tf.float32)
+        else:
+            r = reward_model.utilities(reward_model.state_vector(r_state), clicked_item[:, None])
+            reward = tf.where(clicked, r[:, 0], 0.0)
+        b_state, r_state, history = self._advance(b_state, r_state, history, clicked_item,
+                                                  clicked)
+        return reward, clicked, index, b_state, r_state, history
+
+    def click_probabilities(self, observation: Observation, slate: tf.Tensor) -> tf.Tensor:
+        """`[B, k + 1]` the behaviour model's probabilities of each slate item and no click."""
+        items = tf.gather(observation.candidates, tf.cast(slate, tf.int32), batch_dims=1)
+        behavior = self.model.behavior
+        utilities = behavior.utilities(behavior.state_vector(self._state[0]), items)
+        return tf.nn.softmax(behavior.choice_logits(utilities, tf.ones_like(items, tf.bool)))
+
+    def expected_rewards(self, observation: Observation) -> tf.Tensor:
+        """`[B, N]` the learned reward of every candidate for the current states."""
+        reward = self.model.reward
+        return reward.utilities(reward.state_vector(self._state[1]), observation.candidates)
+
+
+def user_histories(events: Any, rows: np.ndarray) -> list[list[int]]:
+    """The clicked items, in order, of users `rows` of an `EventArrays`."""
+    clicked = events.clicked_item
+    out = []
+    for r in rows:
+        c = clicked[events.event_offsets[r]:events.event_offsets[r + 1]]
+        out.append([int(i) for i in c if i >= 0])
+    return out

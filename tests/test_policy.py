@@ -1,0 +1,132 @@
+"""Simulator, cascading DQN maths, baselines and the policy protocol."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ganrl.data.dataset import SplitData
+from ganrl.policy.base import PolicyFeatures
+from ganrl.policy.baselines import linucb_update
+from ganrl.policy.cdqn import CascadingQNetwork, cascade_select, cascading_td_targets
+from ganrl.simulator.simulator import Observation, Simulator, SimulatorConfig
+from ganrl.train import user_model_trainer as trainer
+from ganrl.user_model import load_user_model
+from ganrl.user_model.model import ModelConfig
+from tests.tiny_data import tiny_dataset, write_tiny_dataset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_cascade_picks_the_best_slate_of_a_hand_made_q():
+    # Q^1 prefers item 2; Q^2 rewards item 0 only after item 2 was picked (else item 1).
+    def scores(j, picked):
+        if j == 0:
+            return tf.constant([[0.0, 1.0, 5.0, 0.5]])
+        after_two = tf.cast(tf.reduce_any(picked == 2, axis=1), tf.float32)[:, None]
+        return tf.constant([[0.0, 2.0, 9.0, 1.0]]) + after_two * tf.constant([[3.0, 0, 0, 0]])
+
+    slate = cascade_select(scores, 1, 4, 3).numpy()
+    # Position 1: item 2. Position 2: item 2 is taken (9.0 ignored), item 0 scores 3: pick 0.
+    # Position 3: remaining {1: 2.0, 3: 1.0}: pick 1.
+    assert slate.tolist() == [[2, 0, 1]]
+
+
+def test_cascade_never_repeats_items():
+    rng = np.random.default_rng(0)
+    q = tf.constant(rng.normal(size=(50, 8)), tf.float32)
+    slate = cascade_select(lambda j, picked: q, 50, 8, 8).numpy()
+    assert all(len(set(row)) == 8 for row in slate)
+
+
+def test_td_targets_by_hand():
+    y = cascading_td_targets(tf.constant([1.0, 2.0]), tf.constant([0.0, 1.0]),
+                             tf.constant([10.0, 10.0]), 0.9).numpy()
+    np.testing.assert_allclose(y, [1.0 + 0.9 * 10.0, 2.0])  # no bootstrap after the end
+
+
+def test_slate_q_agrees_with_the_cascade_scores():
+    tf.keras.utils.set_random_seed(1)
+    net = CascadingQNetwork(k=3, hidden=8)
+    net.build_for(state_dim=4, item_dim=5)
+    state = tf.random.normal([2, 4])
+    cands = tf.random.normal([2, 6, 5])
+    scorer = net.position_scorer(state, cands)
+    slate = cascade_select(scorer, 2, 6, 3)
+    q = net.slate_q(state, tf.gather(cands, slate, batch_dims=1)).numpy()
+    for j in range(3):
+        expected = tf.gather(scorer(j, slate[:, :j]), slate[:, j], batch_dims=1).numpy()
+        np.testing.assert_allclose(q[:, j], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_linucb_update_by_hand():
+    a = tf.Variable(tf.eye(2))
+    b = tf.Variable(tf.zeros(2))
+    x = tf.constant([[[1.0, 0.0], [0.0, 2.0]]])
+    linucb_update(a, b, x, tf.constant([[3.0, 0.0]]))
+    # A = I + e1 e1^T + (0,2)(0,2)^T = diag(2, 5); b = 3 * (1, 0).
+    np.testing.assert_allclose(a.numpy(), [[2.0, 0.0], [0.0, 5.0]])
+    np.testing.assert_allclose(b.numpy(), [3.0, 0.0])
+
+
+@pytest.fixture(scope="module")
+def user_model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("um")
+    write_tiny_dataset(folder / "data", n_users=24, no_click_every=4)
+    model = ModelConfig(user_model="PW", dims="8", item_dim=4, pw_dim=2, pw_band_size=3)
+    config = trainer.TrainConfig(dataset="tiny", data_folder=str(folder / "data"),
+                                 save_dir=str(folder / "run"), num_itrs=4, eval_every=2,
+                                 batch_size=8, learning_rate=0.05, model=model)
+    trainer.UserModelRunner(config, SplitData.from_dataset(tiny_dataset(n_users=24,
+                                                                        no_click_every=4)),
+                            progress=lambda _: None).run()
+    return str(folder / "run")
+
+
+def test_simulated_click_frequencies_match_the_choice_model(user_model_dir):
+    model = load_user_model(user_model_dir)
+    sim = Simulator(model, SimulatorConfig(k=3, horizon=1, seed=3))
+    users = 4000
+    obs = sim.reset(users)
+    slate = tf.tile(tf.constant([[0, 5, 7]]), [users, 1])
+    probs = sim.click_probabilities(obs, slate).numpy()[0]
+    result = sim.step(obs, slate)
+    index = result.clicked_index.numpy()
+    freq = np.bincount(np.where(index < 0, 3, index), minlength=4) / users
+    # Every user has the same (empty) history, so one distribution: within 4 standard errors.
+    tolerance = 4 * np.sqrt(probs * (1 - probs) / users) + 1e-3
+    assert np.all(np.abs(freq - probs) <= tolerance), (freq, probs)
+    assert model.behavior.has_no_click and probs[3] > 0
+
+
+def test_gymnasium_env_checker(user_model_dir):
+    from gymnasium.utils.env_checker import check_env
+
+    from ganrl.simulator.gym_env import RecommendationEnv
+    env = RecommendationEnv(load_user_model(user_model_dir), SimulatorConfig(k=2, horizon=3))
+    check_env(env, skip_render_check=True)
+    obs, _ = env.reset(seed=0)
+    total = 0
+    for _ in range(3):
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        total += 1
+    assert terminated and total == 3
+
+
+def test_policy_protocol_smoke_and_resume(user_model_dir, tmp_path):
+    from ganrl.policy.runner import PolicyConfig, PolicyRunner
+    config = PolicyConfig(user_model_dir=user_model_dir, test_user_model_dir=user_model_dir,
+                          save_dir=str(tmp_path / "policy"), k=2, horizon=2, num_itrs=4,
+                          batch_size=4, train_batch_size=4, eval_users=8, adapt_itrs=2,
+                          epsilon_steps=4, hidden=8, checkpoint_secs=0)
+    results = PolicyRunner(config, progress=lambda _: None).run()
+    assert set(results["policies"]) == set(config.policies)
+    assert results["has_no_click"] and "ctr" in results["policies"]["random"]
+    assert (tmp_path / "policy" / "curves.png").stat().st_size > 0
+    # A rerun of a finished run trains nothing and returns the same results.
+    lines = []
+    again = PolicyRunner(config, progress=lines.append).run()
+    assert again == results and lines == []

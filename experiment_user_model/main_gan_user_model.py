@@ -53,6 +53,11 @@ flags.DEFINE_enum("pretrain_checkpoint", "prec1", ["loss", "prec1", "prec2"],
                   "For L2: which best-by-validation checkpoint of --pretrain_dir to start from.")
 flags.DEFINE_integer("item_dim", 32, "Item embedding width.")
 flags.DEFINE_boolean("bilinear", True, "Add a bilinear state-item term to the utility MLP.")
+flags.DEFINE_enum("item_features", "onehot", ["onehot", "generalising"],
+                  "onehot: the paper's item features; generalising: plus item statistics of "
+                  "the training users.")
+flags.DEFINE_float("id_dropout", 0.0, "Share of item occurrences whose identity embedding "
+                   "is dropped while training.")
 flags.DEFINE_float("dropout", 0.0, "Dropout on item embeddings and hidden layers.")
 flags.DEFINE_float("l2_reg", 0.0, "L2 penalty coefficient on the weights.")
 flags.DEFINE_float("weight_decay", 0.0, "Adam's decoupled weight decay.")
@@ -70,7 +75,7 @@ def config_from_flags() -> TrainConfig:
     model = ModelConfig(user_model=FLAGS.user_model, dims=FLAGS.dims, item_dim=FLAGS.item_dim,
                         rnn_hidden_dim=FLAGS.rnn_hidden_dim, pw_dim=FLAGS.pw_dim,
                         pw_band_size=FLAGS.pw_band_size, bilinear=FLAGS.bilinear,
-                        dropout=FLAGS.dropout,
+                        dropout=FLAGS.dropout, id_dropout=FLAGS.id_dropout,
                         l2_reg=FLAGS.l2_reg)
     return TrainConfig(
         dataset=FLAGS.dataset, data_folder=FLAGS.data_folder, save_dir=save_dir,
@@ -78,7 +83,7 @@ def config_from_flags() -> TrainConfig:
         batch_size=FLAGS.batch_size, num_itrs=FLAGS.num_itrs, seed=FLAGS.seed,
         eval_every=FLAGS.eval_every, pretrain_dir=FLAGS.pretrain_dir,
         pretrain_checkpoint=FLAGS.pretrain_checkpoint, resplit=FLAGS.resplit,
-        weight_decay=FLAGS.weight_decay, max_events=FLAGS.max_events, model=model)
+        weight_decay=FLAGS.weight_decay, item_features=FLAGS.item_features, max_events=FLAGS.max_events, model=model)
 
 
 def main(argv: list[str]) -> int:

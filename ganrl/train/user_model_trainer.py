@@ -35,6 +35,7 @@ import tensorflow as tf
 
 from ganrl.data import safe_io
 from ganrl.data.dataset import EventArrays, SplitData
+from ganrl.data.item_stats import with_statistics
 from ganrl.metrics import precision_at_k
 from ganrl.user_model import choice
 from ganrl.user_model.model import ModelConfig, UserModel, checkpoint_variables
@@ -72,6 +73,8 @@ class TrainConfig:
       steps_per_call: at most this many iterations run in one `tf.function` call.
       checkpoint_secs: save the resumable checkpoint at an evaluation at most this often (and
         always at the end); 0 saves at every evaluation.
+      item_features: 'onehot' (the paper's: the dataset's features, one-hot ids) or
+        'generalising' (plus item statistics of the training users, `ganrl.data.item_stats`).
       model: the architecture.
     """
 
@@ -91,6 +94,7 @@ class TrainConfig:
     max_events: int = 0
     eval_batch_users: int = 2048
     steps_per_call: int = 100
+    item_features: str = "onehot"
     checkpoint_secs: float = 30.0
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
 
@@ -360,6 +364,13 @@ class UserModelRunner:
         if self.splits["train"].n_users == 0:
             raise ValueError(f"dataset {data.name!r}: the training split has no users")
         self.has_no_click = bool((self.splits["train"].clicked_pos < 0).any())
+        if config.item_features == "generalising":
+            data = dataclasses.replace(
+                data, item_features=with_statistics(data.item_features, self.splits["train"]))
+            self.data = data
+        elif config.item_features != "onehot":
+            raise ValueError(f"item_features={config.item_features!r}: expected 'onehot' or "
+                             "'generalising'")
         tf.keras.utils.set_random_seed(config.seed)
         with self.strategy.scope():
             self._build_models()

@@ -26,9 +26,11 @@ keras = tf.keras
 class ItemEncoder(keras.layers.Layer):
     """Item id -> `[embed_dim]` vector: identity embedding plus projected side features."""
 
-    def __init__(self, item_features: ItemFeatures, embed_dim: int, **kwargs: Any):
+    def __init__(self, item_features: ItemFeatures, embed_dim: int, id_dropout: float = 0.0,
+                 **kwargs: Any):
         super().__init__(**kwargs)
         self.n_items = item_features.n_items
+        self.id_dropout = id_dropout
         self.embed_dim = embed_dim
         self.identity = None
         if item_features.identity:
@@ -43,11 +45,14 @@ class ItemEncoder(keras.layers.Layer):
         if self.identity is None and self.side is None:
             raise ValueError("item features have neither an identity nor dense columns")
 
-    def call(self, items: tf.Tensor) -> tf.Tensor:
+    def call(self, items: tf.Tensor, training: bool = False) -> tf.Tensor:
         """items `[...]` int -> `[..., embed_dim]`."""
         out = 0.0
         if self.identity is not None:
             out = self.identity(items)
+            if training and self.id_dropout > 0:
+                keep = tf.random.uniform(tf.shape(items)) >= self.id_dropout
+                out = out * tf.cast(keep, out.dtype)[..., None]
         if self.side is not None:
             out = out + self.side(tf.gather(self._side_table, items))
         return out

@@ -33,6 +33,8 @@ class ModelConfig:
       bilinear: add a bilinear state-item term (P s) . e_a to the MLP's utility; an MLP over
         the concatenation [s, e_a] learns multiplicative taste-item interactions slowly.
       dropout: dropout rate on item embeddings and hidden layers while training.
+      id_dropout: while training, the share of item occurrences whose identity embedding is
+        dropped, so that rare items lean on the shared (dense) features.
       l2_reg: coefficient of the L2 penalty on the weights (the original's MLP regulariser),
         added to the training loss by `regularization_loss`.
     """
@@ -45,6 +47,7 @@ class ModelConfig:
     pw_band_size: int = 20
     bilinear: bool = True
     dropout: float = 0.0
+    id_dropout: float = 0.0
     l2_reg: float = 0.0
 
     @property
@@ -68,7 +71,8 @@ class UserModel(keras.Model):
         dims = config.hidden_dims
         if not dims:
             raise ValueError(f"dims={config.dims!r}: need at least one hidden layer")
-        self.items = ItemEncoder(item_features, config.item_dim, name="items")
+        self.items = ItemEncoder(item_features, config.item_dim, id_dropout=config.id_dropout,
+                                 name="items")
         self.history = make_history_encoder(
             config.user_model, config.item_dim, pw_dim=config.pw_dim,
             pw_band_size=config.pw_band_size, rnn_hidden_dim=config.rnn_hidden_dim)
@@ -116,7 +120,7 @@ class UserModel(keras.Model):
     def utilities(self, state_vector: tf.Tensor, items: tf.Tensor, training: bool = False
                   ) -> tf.Tensor:
         """r(s, a) for `state_vector [B, ..., S]` and `items [B, ..., N]` -> `[B, ..., N]`."""
-        item_embeddings = self.dropout(self.items(items), training=training)
+        item_embeddings = self.dropout(self.items(items, training=training), training=training)
         hidden = tf.nn.elu(self.state_layer(state_vector)[..., None, :]
                            + self.item_layer(item_embeddings))
         for layer in self.hidden_layers:
@@ -139,7 +143,8 @@ class UserModel(keras.Model):
         `display_mask [N, D]`, `clicked_pos [N]`, `event_mask [N]`, `event_user [N]`,
         `clicks_before [N]`, `click_items [B, C]`, `click_mask [B, C]`.
         """
-        click_embeddings = self.dropout(self.items(batch["click_items"]), training=training)
+        click_embeddings = self.dropout(self.items(batch["click_items"], training=training),
+                                        training=training)
         states = self.history.sequence_states(click_embeddings, batch["click_mask"],
                                               batch["event_user"], batch["clicks_before"])
         return self.utilities(states, batch["display"], training=training)

@@ -130,3 +130,38 @@ def test_policy_protocol_smoke_and_resume(user_model_dir, tmp_path):
     lines = []
     again = PolicyRunner(config, progress=lines.append).run()
     assert again == results and lines == []
+
+
+def test_load_recommend_and_export_without_ganrl(user_model_dir, tmp_path):
+    from ganrl.policy.export import export_policy, export_user_model, load_policy, recommend
+    from ganrl.policy.runner import PolicyConfig, PolicyRunner
+    config = PolicyConfig(user_model_dir=user_model_dir, test_user_model_dir=user_model_dir,
+                          save_dir=str(tmp_path / "policy"), policies=("cdqn",), k=2,
+                          horizon=2, num_itrs=4, batch_size=4, train_batch_size=4,
+                          eval_users=4, adapt_itrs=0, hidden=8, checkpoint_secs=0)
+    PolicyRunner(config, progress=lambda _: None).run()
+    policy = load_policy(str(tmp_path / "policy"))
+    candidates = [3, 7, 1, 9, 4]
+    slate = recommend(policy, history=[2, 5], candidates=candidates)
+    assert len(set(slate)) == 2 and set(slate) <= set(candidates)
+    export_policy(policy, str(tmp_path / "export_policy"))
+    export_user_model(load_user_model(user_model_dir), str(tmp_path / "export_um"))
+    # Serve both in a process that cannot import ganrl.
+    script = (
+        "import sys, json, tensorflow as tf\n"
+        "assert 'ganrl' not in sys.modules\n"
+        "p = tf.saved_model.load(sys.argv[1]).signatures['recommend']\n"
+        "u = tf.saved_model.load(sys.argv[2]).signatures['score']\n"
+        "h = tf.constant([[5, 2, -1, -1, -1, -1, -1, -1, -1, -1]], tf.int32)\n"
+        "s = p(history=h, candidates=tf.constant([[3, 7, 1, 9, 4]], tf.int32))['slate']\n"
+        "q = u(history=h, display=tf.constant([[3, 7, 1]], tf.int32))['probabilities']\n"
+        "print(json.dumps({'slate': s.numpy()[0].tolist(), 'sum': float(q.numpy().sum())}))\n")
+    env = dict(os.environ, PYTHONPATH="", TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "export_policy"),
+                           str(tmp_path / "export_um")], capture_output=True, text=True,
+                          cwd=str(tmp_path), env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+    served = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert served["slate"] == slate
+    assert abs(served["sum"] - 1.0) < 1e-4

@@ -170,12 +170,18 @@ class CascadingDQN(Policy):
         r = learned_rewards(self.reward_model, history, candidates)
         return tf.concat([feats, r[..., None]], axis=-1)
 
-    @tf.function(reduce_retracing=True)
-    def _greedy(self, history, candidates):
+    def select_graph(self, observation: Observation) -> tf.Tensor:
+        """The greedy cascade, traceable (for exports): `[B, k]` candidate indices."""
+        history, candidates = observation.history, observation.candidates
         state = self.features.state(history)
         cand = self._candidate_features(history, candidates)
         scorer = self.q.position_scorer(state, cand)
-        return cascade_select(scorer, tf.shape(candidates)[0], candidates.shape[1], self.k)
+        n = candidates.shape[1] if candidates.shape[1] is not None else tf.shape(candidates)[1]
+        return cascade_select(scorer, tf.shape(candidates)[0], n, self.k)
+
+    @tf.function(reduce_retracing=True)
+    def _greedy(self, history, candidates):
+        return self.select_graph(Observation(history, candidates, 0))
 
     def select(self, observation: Observation, explore: bool = False) -> tf.Tensor:
         slate = self._greedy(observation.history, observation.candidates)

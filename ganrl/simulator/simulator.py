@@ -156,6 +156,9 @@ class Simulator:
             reward = tf.cast(clicked, tf.float32)
         else:
             r = reward_model.utilities(reward_model.state_vector(r_state), clicked_item[:, None])
+            # Utilities are defined up to a shift; the no-click option is the zero point.
+            if reward_model.no_click_logit is not None:
+                r -= reward_model.no_click_logit
             reward = tf.where(clicked, r[:, 0], 0.0)
         b_state, r_state, history = self._advance(b_state, r_state, history, clicked_item,
                                                   clicked)

@@ -26,7 +26,7 @@ from ganrl.data.dataset import load_split_data  # noqa: E402
 from ganrl.train.distribute import make_strategy  # noqa: E402
 from ganrl.train.user_model_trainer import (  # noqa: E402
     TrainConfig, TrainingDivergedError, UserModelRunner)
-from ganrl.user_model.model import ModelConfig  # noqa: E402
+from ganrl.user_model.model import MODEL_PRESETS, ModelConfig  # noqa: E402
 
 FLAGS = flags.FLAGS
 # The original code's flags.
@@ -55,9 +55,17 @@ flags.DEFINE_integer("item_dim", 32, "Item embedding width.")
 flags.DEFINE_boolean("bilinear", True, "Add a bilinear state-item term to the utility MLP.")
 flags.DEFINE_enum("item_features", "onehot", ["onehot", "generalising"],
                   "onehot: the paper's item features; generalising: plus item statistics of "
-                  "the training users.")
-flags.DEFINE_float("id_dropout", 0.0, "Share of item occurrences whose identity embedding "
-                   "is dropped while training.")
+                  "the training users, identity dropout with a fallback and the user's "
+                  "history of each item (the options below default to the setting's).")
+flags.DEFINE_float("id_dropout", None, "Share of item occurrences whose identity embedding "
+                   "is replaced by a learned fallback while training.")
+flags.DEFINE_boolean("history_features", None, "Per-item features of the user's own history "
+                     "(clicked before, last click, shown before, in the previous set).")
+flags.DEFINE_boolean("set_context", None, "Each item's rank within its display set by "
+                     "training popularity and click rate (needs item statistics).")
+flags.DEFINE_boolean("leave_user_out", True, "Take a training batch's own events out of the "
+                     "item statistics.")
+flags.DEFINE_float("rate_prior_strength", 5.0, "Pseudo display sets of the click-rate prior.")
 flags.DEFINE_float("dropout", 0.0, "Dropout on item embeddings and hidden layers.")
 flags.DEFINE_float("l2_reg", 0.0, "L2 penalty coefficient on the weights.")
 flags.DEFINE_float("weight_decay", 0.0, "Adam's decoupled weight decay.")
@@ -72,18 +80,24 @@ flags.DEFINE_integer("max_events", 0, "Keep at most this many recent events per 
 def config_from_flags() -> TrainConfig:
     save_dir = FLAGS.save_dir or os.path.join(
         "runs", f"{FLAGS.dataset}__{FLAGS.user_model}__{FLAGS.regularizer}__{FLAGS.seed}")
+    preset = MODEL_PRESETS[FLAGS.item_features]
+    chosen = {name: getattr(FLAGS, name) for name in ("id_dropout", "history_features",
+                                                      "set_context")
+              if getattr(FLAGS, name) is not None}
     model = ModelConfig(user_model=FLAGS.user_model, dims=FLAGS.dims, item_dim=FLAGS.item_dim,
                         rnn_hidden_dim=FLAGS.rnn_hidden_dim, pw_dim=FLAGS.pw_dim,
                         pw_band_size=FLAGS.pw_band_size, bilinear=FLAGS.bilinear,
-                        dropout=FLAGS.dropout, id_dropout=FLAGS.id_dropout,
-                        l2_reg=FLAGS.l2_reg)
+                        dropout=FLAGS.dropout, leave_user_out=FLAGS.leave_user_out,
+                        rate_prior_strength=FLAGS.rate_prior_strength, l2_reg=FLAGS.l2_reg,
+                        **{**preset, **chosen})
     return TrainConfig(
         dataset=FLAGS.dataset, data_folder=FLAGS.data_folder, save_dir=save_dir,
         regularizer=FLAGS.regularizer, learning_rate=FLAGS.learning_rate,
         batch_size=FLAGS.batch_size, num_itrs=FLAGS.num_itrs, seed=FLAGS.seed,
         eval_every=FLAGS.eval_every, pretrain_dir=FLAGS.pretrain_dir,
         pretrain_checkpoint=FLAGS.pretrain_checkpoint, resplit=FLAGS.resplit,
-        weight_decay=FLAGS.weight_decay, item_features=FLAGS.item_features, max_events=FLAGS.max_events, model=model)
+        weight_decay=FLAGS.weight_decay, item_features=FLAGS.item_features,
+        max_events=FLAGS.max_events, model=model)
 
 
 def main(argv: list[str]) -> int:

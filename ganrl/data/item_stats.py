@@ -2,41 +2,89 @@
 seen clicked (the one-hot identity alone says nothing about them).
 
 Computed from the training split's `EventArrays` only (already de-duplicated: display sets and
-clicks, never raw rows or row order), per item:
-- `log_displays`: log(1 + number of training display sets showing it);
-- `log_clicks`: log(1 + number of training clicks on it);
-- `smoothed_ctr`: (clicks + a * p) / (displays + a), a = 5, p the overall clicks per display,
-  so an item seen once is no certainty and an unseen item gets the prior;
-- `seen`: 1 if it was displayed in training at all;
-- `ctr_lift`: smoothed_ctr / p - 1.
+clicks, never raw rows, whose counts leak the click in the released files, nor row order), per
+item:
+- `train:display_sets`: in how many training display sets it was shown;
+- `train:clicks`: how many training display sets ended in a click on it.
+
+They are kept as counts: the user model turns them into features
+(`ganrl.user_model.context.statistic_features`: log counts, a click rate smoothed towards the
+overall rate with a Beta prior, so an item seen once is no certainty, and an unseen flag) and,
+on a training batch, first subtracts the batch users' own events, so that a training event sees
+what a test event sees: the other users' behaviour, never its own click.
+
+A run stores them as extra dense columns (named `train:...`) of its `item_features.pkl`, so
+`load_user_model` rebuilds the model without the data. Recency is not among them: `EventArrays`
+carry no timestamps, and a row-order proxy (the last training event showing the item) did not
+help a conditional logit on yelp, tb or rsc (docs/user_model_generalisation.md).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ganrl.data.dataset import EventArrays, ItemFeatures
+from ganrl.data.dataset import FEATURES_FORMAT, EventArrays, ItemFeatures
 
-PRIOR_STRENGTH = 5.0
-COLUMNS = ("log_displays", "log_clicks", "smoothed_ctr", "seen", "ctr_lift")
+STAT_PREFIX = "train:"
+COLUMNS = (STAT_PREFIX + "display_sets", STAT_PREFIX + "clicks")
 
 
-def item_statistics(train: EventArrays) -> np.ndarray:
-    """`[n_items, 5]` float32 statistics (see the module docstring)."""
-    n = train.n_items
-    shown = np.asarray(train.display)[np.asarray(train.display_mask)]
-    displays = np.bincount(shown, minlength=n).astype(np.float64)
+def item_statistics(train: EventArrays, n_items: int | None = None
+                    ) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Per-item counts over the training users' display sets.
+
+    Args:
+      train: the training split (an item appears at most once in a display set).
+      n_items: catalogue size (default `train.n_items`).
+
+    Returns:
+      (`[n_items, 2]` float32 counts, their names `COLUMNS`).
+    """
+    n = train.n_items if n_items is None else n_items
+    shown = np.asarray(train.display)[np.asarray(train.display_mask, dtype=bool)]
     clicked = train.clicked_item
-    clicks = np.bincount(clicked[clicked >= 0], minlength=n).astype(np.float64)
-    prior = clicks.sum() / max(displays.sum(), 1.0)
-    ctr = (clicks + PRIOR_STRENGTH * prior) / (displays + PRIOR_STRENGTH)
-    return np.stack([np.log1p(displays), np.log1p(clicks), ctr, (displays > 0).astype(float),
-                     ctr / max(prior, 1e-9) - 1.0], axis=1).astype(np.float32)
+    counts = np.stack([np.bincount(shown, minlength=n),
+                       np.bincount(clicked[clicked >= 0], minlength=n)], axis=1)
+    return counts.astype(np.float32), COLUMNS
 
 
 def with_statistics(features: ItemFeatures, train: EventArrays) -> ItemFeatures:
-    """`features` with the training statistics appended as dense columns."""
-    stats = item_statistics(train)
-    dense = stats if features.dense is None else np.concatenate([features.dense, stats], 1)
+    """`features` with the training statistics appended as dense columns (older ones
+    replaced)."""
+    side, _ = split_statistics(features)
+    counts, columns = item_statistics(train, features.n_items)
+    dense = counts if side.dense is None else np.concatenate([side.dense, counts], axis=1)
     return ItemFeatures(n_items=features.n_items, identity=features.identity, dense=dense,
-                        columns=tuple(features.columns) + COLUMNS)
+                        columns=tuple(side.columns) + columns)
+
+
+def split_statistics(features: ItemFeatures) -> tuple[ItemFeatures, np.ndarray | None]:
+    """Separates the side features from the training statistics.
+
+    Returns:
+      (the features without `train:` columns, `[n_items, 2]` counts in `COLUMNS` order, or
+      None when `features` carry none).
+    """
+    columns = list(features.columns)
+    is_stat = [c.startswith(STAT_PREFIX) for c in columns]
+    if features.dense is None or not any(is_stat):
+        return features, None
+    missing = [c for c in COLUMNS if c not in columns]
+    if missing:
+        raise ValueError(f"item features have statistics columns but lack {missing}")
+    counts = features.dense[:, [columns.index(c) for c in COLUMNS]]
+    keep = [i for i, stat in enumerate(is_stat) if not stat]
+    side = ItemFeatures(n_items=features.n_items, identity=features.identity,
+                        dense=features.dense[:, keep] if keep else None,
+                        columns=tuple(columns[i] for i in keep))
+    return side, counts
+
+
+def features_pickle_object(features: ItemFeatures) -> object:
+    """The pickle form of `features` that keeps the statistics' column names (the compact dict
+    whenever there are statistics; `ItemFeatures.to_pickle_object` otherwise)."""
+    if split_statistics(features)[1] is None:
+        return features.to_pickle_object()
+    return {"format": FEATURES_FORMAT, "n_items": int(features.n_items),
+            "identity": bool(features.identity), "dense": features.dense.astype(np.float32),
+            "columns": list(features.columns)}

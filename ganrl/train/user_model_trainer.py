@@ -35,7 +35,7 @@ import tensorflow as tf
 
 from ganrl.data import safe_io
 from ganrl.data.dataset import EventArrays, SplitData
-from ganrl.data.item_stats import with_statistics
+from ganrl.data.item_stats import features_pickle_object, with_statistics
 from ganrl.metrics import precision_at_k
 from ganrl.user_model import choice
 from ganrl.user_model.model import ModelConfig, UserModel, checkpoint_variables
@@ -238,7 +238,8 @@ def make_l2_step(reward: UserModel, behavior: UserModel,
     the run reports); objectives are normalised by the global batch's events."""
 
     def option_rewards(batch, training):
-        u = reward.event_utilities(batch, training=training)
+        # Training users: their own events leave the item statistics, with or without dropout.
+        u = reward.event_utilities(batch, training=training, leave_user_out=True)
         return tf.concat([u, tf.zeros_like(u[..., :1])], axis=-1)  # no-click reward is 0
 
     def step(batch, global_events):
@@ -251,7 +252,8 @@ def make_l2_step(reward: UserModel, behavior: UserModel,
             behavior_loss = -gain / global_events + behavior.regularization_loss() / num_replicas
         _apply(tape, behavior_loss, behavior, behavior_opt)
 
-        phi = tf.stop_gradient(tf.nn.softmax(behavior(batch, training=False)))
+        phi = tf.stop_gradient(tf.nn.softmax(behavior(batch, training=False,
+                                                      leave_user_out=True)))
         with tf.GradientTape() as tape:
             gap = choice.l2_reward_objective(phi, option_rewards(batch, True), options,
                                              batch["clicked_pos"], batch["event_mask"])
@@ -371,6 +373,11 @@ class UserModelRunner:
         elif config.item_features != "onehot":
             raise ValueError(f"item_features={config.item_features!r}: expected 'onehot' or "
                              "'generalising'")
+        max_display = self.splits["train"].max_display
+        if config.model.history_display_width < max_display:  # the step view must hold a set
+            config = dataclasses.replace(config, model=dataclasses.replace(
+                config.model, history_display_width=max_display))
+            self.config = config
         tf.keras.utils.set_random_seed(config.seed)
         with self.strategy.scope():
             self._build_models()
@@ -433,7 +440,7 @@ class UserModelRunner:
                 "max_display": self.splits["train"].max_display,
                 "regularizer": self.config.regularizer, "dataset": self.config.dataset})
             safe_io.dump_pickles(os.path.join(self.save_dir, "item_features.pkl"),
-                                 self.data.item_features.to_pickle_object())
+                                 features_pickle_object(self.data.item_features))
         if self.latest.latest_checkpoint:
             self.state.restore(self.latest.latest_checkpoint).assert_existing_objects_matched()
             start = int(self.iteration.numpy())

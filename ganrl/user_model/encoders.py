@@ -24,20 +24,31 @@ keras = tf.keras
 
 
 class ItemEncoder(keras.layers.Layer):
-    """Item id -> `[embed_dim]` vector: identity embedding plus projected side features."""
+    """Item id -> `[embed_dim]` vector: identity embedding plus projected side features.
+
+    With `seen` (items shown to training users) or `id_dropout`, a learned fallback vector
+    stands in for the identity embedding of items never seen in training, and, while
+    training, for a random `id_dropout` share of item occurrences: rare items then lean on
+    the shared features instead of an embedding that only memorised a few clicks.
+    """
 
     def __init__(self, item_features: ItemFeatures, embed_dim: int, id_dropout: float = 0.0,
-                 **kwargs: Any):
+                 seen: np.ndarray | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.n_items = item_features.n_items
         self.id_dropout = id_dropout
         self.embed_dim = embed_dim
         self.identity = None
+        self.fallback = None
         if item_features.identity:
             self.identity = keras.layers.Embedding(
                 self.n_items, embed_dim,
                 embeddings_initializer=keras.initializers.RandomNormal(stddev=0.05),
                 name="identity")
+            if seen is not None or id_dropout > 0:
+                self.fallback = self.add_weight(name="fallback", shape=(embed_dim,),
+                                                initializer="zeros")
+        self._seen = None if seen is None else tf.constant(np.asarray(seen, dtype=bool))
         self.side = None
         if item_features.dense is not None:
             self._side_table = tf.constant(item_features.dense, dtype=tf.float32)
@@ -50,9 +61,13 @@ class ItemEncoder(keras.layers.Layer):
         out = 0.0
         if self.identity is not None:
             out = self.identity(items)
-            if training and self.id_dropout > 0:
-                keep = tf.random.uniform(tf.shape(items)) >= self.id_dropout
-                out = out * tf.cast(keep, out.dtype)[..., None]
+            if self.fallback is not None:
+                use_identity = tf.ones(tf.shape(items), tf.bool)
+                if self._seen is not None:
+                    use_identity = tf.gather(self._seen, items)
+                if training and self.id_dropout > 0:
+                    use_identity &= tf.random.uniform(tf.shape(items)) >= self.id_dropout
+                out = tf.where(use_identity[..., None], out, self.fallback)
         if self.side is not None:
             out = out + self.side(tf.gather(self._side_table, items))
         return out

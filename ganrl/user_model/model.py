@@ -1,8 +1,15 @@
 """The user model: history encoder + item encoder + utility MLP + softmax choice.
 
-r(s_t, a) = MLP([s_t, e_a]) with ELU hidden layers (`dims`, e.g. 64-64). The first layer's
-weight over the concatenation splits into a state part and an item part, which lets the
-simulator score many candidates for one state without repeating the state's product.
+r(s_t, a) = MLP([s_t, e_a, x_t(a)]) with ELU hidden layers (`dims`, e.g. 64-64). The first
+layer's weight over the concatenation splits into a state part, an item part and a context
+part, which lets the simulator score many candidates for one state without repeating the
+state's product.
+
+x_t(a) is the optional per-item context of `ganrl.user_model.context` (it also enters the
+utility linearly): statistics of the item among the training users (present when the item
+features carry `train:` columns, `ganrl.data.item_stats`), the user's own history of the item
+(`history_features`) and its rank within the display set (`set_context`). The paper's model
+has none of them (`MODEL_PRESETS["onehot"]`).
 """
 
 from __future__ import annotations
@@ -13,7 +20,8 @@ from typing import Any
 import tensorflow as tf
 
 from ganrl.data.dataset import ItemFeatures
-from ganrl.user_model import choice
+from ganrl.data.item_stats import split_statistics
+from ganrl.user_model import choice, context
 from ganrl.user_model.encoders import ItemEncoder, make_history_encoder
 
 keras = tf.keras
@@ -34,7 +42,20 @@ class ModelConfig:
         the concatenation [s, e_a] learns multiplicative taste-item interactions slowly.
       dropout: dropout rate on item embeddings and hidden layers while training.
       id_dropout: while training, the share of item occurrences whose identity embedding is
-        dropped, so that rare items lean on the shared (dense) features.
+        replaced by a learned fallback vector (which always stands in for items no training
+        user saw, when the features carry statistics), so that rare items lean on the shared
+        features.
+      history_features: add what the user's own history says about each item (clicked
+        before, last click, shown before, in the previous display set).
+      history_clicks: how many recent clicks those features look at.
+      history_events: how many recent display sets they look at.
+      history_display_width: the widest display set the step view remembers (the trainer
+        raises it to the data's widest set).
+      set_context: add each item's rank within its display set by training popularity and
+        by smoothed click rate (needs item statistics).
+      rate_prior_strength: pseudo display sets of the Beta prior of the smoothed click rate.
+      leave_user_out: on training batches, take the batch users' own events out of the item
+        statistics (a test user is never in them either).
       l2_reg: coefficient of the L2 penalty on the weights (the original's MLP regulariser),
         added to the training loss by `regularization_loss`.
     """
@@ -48,11 +69,27 @@ class ModelConfig:
     bilinear: bool = True
     dropout: float = 0.0
     id_dropout: float = 0.0
+    history_features: bool = False
+    history_clicks: int = 10
+    history_events: int = 5
+    history_display_width: int = 10
+    set_context: bool = False
+    rate_prior_strength: float = 5.0
+    leave_user_out: bool = True
     l2_reg: float = 0.0
 
     @property
     def hidden_dims(self) -> list[int]:
         return [int(d) for d in self.dims.split("-") if d]
+
+
+# Model options of each item-feature setting (TrainConfig.item_features): 'onehot' is the
+# paper's; 'generalising' adds training statistics (added by the trainer), identity dropout
+# with a fallback, and the user's history of each item.
+MODEL_PRESETS = {
+    "onehot": {},
+    "generalising": {"id_dropout": 0.5, "history_features": True},
+}
 
 
 class UserModel(keras.Model):
@@ -71,7 +108,16 @@ class UserModel(keras.Model):
         dims = config.hidden_dims
         if not dims:
             raise ValueError(f"dims={config.dims!r}: need at least one hidden layer")
-        self.items = ItemEncoder(item_features, config.item_dim, id_dropout=config.id_dropout,
+        side_features, counts = split_statistics(item_features)
+        self._counts = None if counts is None else tf.constant(counts, tf.float32)
+        if counts is not None:
+            # The Beta prior's mean: the training users' clicks per displayed item.
+            rate = float(counts[:, 1].sum()) / max(float(counts[:, 0].sum()), 1.0)
+            self._prior_rate = min(max(rate, 1e-3), 1.0 - 1e-3)
+        if config.set_context and counts is None:
+            raise ValueError("set_context needs item statistics (item_features=generalising)")
+        self.items = ItemEncoder(side_features, config.item_dim, id_dropout=config.id_dropout,
+                                 seen=None if counts is None else counts[:, 0] > 0,
                                  name="items")
         self.history = make_history_encoder(
             config.user_model, config.item_dim, pw_dim=config.pw_dim,
@@ -90,9 +136,16 @@ class UserModel(keras.Model):
         self.no_click_logit = (self.add_weight(name="no_click_logit", shape=(),
                                                initializer="zeros")
                                if has_no_click else None)
+        self.context_dim = ((len(context.STATISTIC_FEATURES) if counts is not None else 0)
+                            + (2 if config.set_context else 0)
+                            + (len(context.HISTORY_FEATURES) if config.history_features else 0))
+        self.context_layer = self.context_linear = None
+        if self.context_dim:
+            self.context_layer = keras.layers.Dense(dims[0], use_bias=False,
+                                                    name="mlp_0_context")
+            self.context_linear = keras.layers.Dense(1, use_bias=False, name="context_linear")
         # Create every weight now, so checkpoints restore eagerly and nothing builds lazily.
-        state = self.history.initial_state(1)
-        self.utilities(self.history.state_vector(state), tf.zeros([1, 1], tf.int32))
+        self.utilities(self.state_vector(self.initial_state(1)), tf.zeros([1, 1], tf.int32))
         self.built = True
 
     def build(self, input_shape: Any = None) -> None:
@@ -102,52 +155,142 @@ class UserModel(keras.Model):
     # -- Step view (simulator) -------------------------------------------------------------
     def initial_state(self, batch_size: int) -> Any:
         """The empty history of `batch_size` users."""
-        return self.history.initial_state(batch_size)
+        state = self.history.initial_state(batch_size)
+        if not self.config.history_features:
+            return state
+        cfg = self.config
+        return (state, context.empty_history_ids(batch_size, cfg.history_clicks,
+                                                 cfg.history_events, cfg.history_display_width))
 
-    def update_state(self, state: Any, clicked_item: tf.Tensor, clicked: tf.Tensor) -> Any:
-        """Adds `clicked_item [B]` to the histories where `clicked [B]` (bool) is True."""
+    def update_state(self, state: Any, clicked_item: tf.Tensor, clicked: tf.Tensor,
+                     display: tf.Tensor | None = None, display_mask: tf.Tensor | None = None
+                     ) -> Any:
+        """Adds `clicked_item [B]` to the histories where `clicked [B]` (bool) is True.
+
+        With `history_features`, pass the event's display set too (`display [B, D]`, with
+        `display_mask [B, D]` unless every slot is real), click or no click: the model
+        remembers which items the user was shown. Without it nothing is remembered as shown.
+        """
         embedding = self.items(tf.maximum(clicked_item, 0))
-        return self.history.update(state, embedding, tf.cast(clicked, tf.bool))
+        clicked = tf.cast(clicked, tf.bool)
+        if not self.config.history_features:
+            return self.history.update(state, embedding, clicked)
+        encoder_state, ids = state
+        return (self.history.update(encoder_state, embedding, clicked),
+                context.update_history_ids(ids, clicked_item, clicked, display, display_mask))
 
     def state_vector(self, state: Any) -> tf.Tensor:
-        """`[B, S]` encoded history."""
-        return self.history.state_vector(state)
+        """`[B, S]` encoded history. With `history_features` its last columns hold the
+        remembered item ids (as floats), which `utilities` compares with the candidates."""
+        if not self.config.history_features:
+            return self.history.state_vector(state)
+        encoder_state, ids = state
+        return self._pack(self.history.state_vector(encoder_state), ids.clicks, ids.displays)
 
     def item_embeddings(self, items: tf.Tensor) -> tf.Tensor:
         """items `[...]` -> `[..., item_dim]`."""
         return self.items(items)
 
-    def utilities(self, state_vector: tf.Tensor, items: tf.Tensor, training: bool = False
+    def utilities(self, state_vector: tf.Tensor, items: tf.Tensor, training: bool = False,
+                  mask: tf.Tensor | None = None, item_counts: tf.Tensor | None = None
                   ) -> tf.Tensor:
-        """r(s, a) for `state_vector [B, ..., S]` and `items [B, ..., N]` -> `[B, ..., N]`."""
+        """r(s, a) for `state_vector [B, ..., S]` and `items [B, ..., N]` -> `[B, ..., N]`.
+
+        Args:
+          mask: `[B, ..., N]` bool, the real items of the display set (default all); only
+            `set_context` looks at the other items of the set.
+          item_counts: `[B, ..., N, 2]` training counts to use instead of the stored ones
+            (the sequence view's leave-user-out counts).
+        """
+        encoded = state_vector[..., :self.history.state_dim]
         item_embeddings = self.dropout(self.items(items, training=training), training=training)
-        hidden = tf.nn.elu(self.state_layer(state_vector)[..., None, :]
-                           + self.item_layer(item_embeddings))
+        hidden = self.state_layer(encoded)[..., None, :] + self.item_layer(item_embeddings)
+        features = self._context(state_vector, items, mask, item_counts)
+        if features is not None:
+            hidden += self.context_layer(features)
+        hidden = tf.nn.elu(hidden)
         for layer in self.hidden_layers:
             hidden = layer(self.dropout(hidden, training=training))
         utility = tf.squeeze(self.output_layer(hidden), -1)
         if self.bilinear is not None:
-            utility += tf.reduce_sum(self.bilinear(state_vector)[..., None, :] * item_embeddings,
+            utility += tf.reduce_sum(self.bilinear(encoded)[..., None, :] * item_embeddings,
                                      axis=-1)
+        if features is not None:
+            utility += tf.squeeze(self.context_linear(features), -1)
         return utility
+
+    def _context(self, state_vector: tf.Tensor, items: tf.Tensor, mask: tf.Tensor | None,
+                 item_counts: tf.Tensor | None) -> tf.Tensor | None:
+        """`[B, ..., N, context_dim]` per-item context, or None when the model has none."""
+        if not self.context_dim:
+            return None
+        cfg, parts = self.config, []
+        if self._counts is not None:
+            if item_counts is None:
+                item_counts = tf.gather(self._counts, items)
+            stats = context.statistic_features(item_counts, self._prior_rate,
+                                               cfg.rate_prior_strength)
+            parts.append(stats)
+            if cfg.set_context:
+                real = tf.ones(tf.shape(items), tf.bool) if mask is None else mask
+                parts.append(context.set_ranks(stats[..., :3:2], real))  # by d and by rate
+        if cfg.history_features:
+            ids = tf.cast(tf.round(state_vector[..., self.history.state_dim:]), tf.int32)
+            clicks = ids[..., :cfg.history_clicks]
+            displays = tf.reshape(ids[..., cfg.history_clicks:], tf.concat(
+                [tf.shape(ids)[:-1], [cfg.history_events, cfg.history_display_width]], 0))
+            parts.append(context.history_features(items, clicks, displays))
+        return tf.concat(parts, axis=-1)
+
+    def _pack(self, encoded: tf.Tensor, clicks: tf.Tensor, displays: tf.Tensor) -> tf.Tensor:
+        """[encoded `[B, S0]`, clicks `[B, Kc]`, displays `[B, Kd, W']`] -> `[B, S]` (W' <= W
+        is padded to W)."""
+        width = self.config.history_display_width
+        if displays.shape[-1] is not None and displays.shape[-1] > width:
+            raise ValueError(f"display sets of {displays.shape[-1]} items: this model remembers "
+                             f"at most {width} (history_display_width)")
+        displays = tf.pad(displays, [[0, 0], [0, 0], [0, width - tf.shape(displays)[-1]]],
+                          constant_values=context.EMPTY)
+        flat = tf.reshape(displays, [tf.shape(displays)[0], self.config.history_events * width])
+        return tf.concat([encoded, tf.cast(clicks, encoded.dtype), tf.cast(flat, encoded.dtype)],
+                         axis=-1)
 
     def choice_logits(self, utilities: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
         """`[..., N]` utilities and mask -> `[..., N + 1]` logits, last = no-click."""
         return choice.choice_logits(utilities, mask, self.no_click_logit)
 
     # -- Sequence view (training) ----------------------------------------------------------
-    def event_utilities(self, batch: dict, training: bool = False) -> tf.Tensor:
+    def event_utilities(self, batch: dict, training: bool = False,
+                        leave_user_out: bool | None = None) -> tf.Tensor:
         """`[N, D]` utilities of every displayed item, each from the state before its event.
 
         `batch` is a flat batch (`EventArrays.flat_batch`): `display [N, D]`,
         `display_mask [N, D]`, `clicked_pos [N]`, `event_mask [N]`, `event_user [N]`,
         `clicks_before [N]`, `click_items [B, C]`, `click_mask [B, C]`.
+        `leave_user_out` (default: `training`): the batch is of training users, whose own
+        events are taken out of the item statistics.
         """
         click_embeddings = self.dropout(self.items(batch["click_items"], training=training),
                                         training=training)
         states = self.history.sequence_states(click_embeddings, batch["click_mask"],
                                               batch["event_user"], batch["clicks_before"])
-        return self.utilities(states, batch["display"], training=training)
+        cfg = self.config
+        if cfg.history_features:
+            states = self._pack(
+                states,
+                context.recent_click_items(batch["click_items"], batch["event_user"],
+                                           batch["clicks_before"], cfg.history_clicks),
+                context.recent_display_items(batch["display"], batch["display_mask"],
+                                             batch["event_user"], cfg.history_events))
+        item_counts = None
+        if leave_user_out is None:
+            leave_user_out = training
+        if self._counts is not None and leave_user_out and cfg.leave_user_out:
+            item_counts = tf.gather(self._counts, batch["display"]) - context.own_event_counts(
+                batch["display"], batch["display_mask"], batch["clicked_pos"],
+                batch["event_user"])
+        return self.utilities(states, batch["display"], training=training,
+                              mask=batch["display_mask"], item_counts=item_counts)
 
     def regularization_loss(self) -> tf.Tensor:
         """l2_reg * (sum of squared weights); 0 when l2_reg is 0."""
@@ -156,10 +299,12 @@ class UserModel(keras.Model):
         return self.config.l2_reg * tf.add_n(
             [tf.reduce_sum(tf.square(v)) for v in self.trainable_variables])
 
-    def call(self, batch: dict, training: bool = False) -> tf.Tensor:
+    def call(self, batch: dict, training: bool = False,
+             leave_user_out: bool | None = None) -> tf.Tensor:
         """`[N, D + 1]` choice logits of every event of a flat batch."""
-        return self.choice_logits(self.event_utilities(batch, training=training),
-                                  batch["display_mask"])
+        return self.choice_logits(
+            self.event_utilities(batch, training=training, leave_user_out=leave_user_out),
+            batch["display_mask"])
 
 
 def checkpoint_variables(**parts: Any) -> dict[str, tf.Variable]:

@@ -11,8 +11,10 @@ evaluated by the target network theta'). (The equation numbers of the paper coul
 checked here; the names above follow its Section 5.)
 
 Each Q^j is one ELU layer over the concatenation [s, e(a^1), ..., e(a^j)] and a linear output.
-That first layer splits into W^j s + sum_{i<j} U^{j,i} e(a^i) + D^j e(a^j), so the candidates'
-part D^j e(a) is computed once per step for all positions, not once per cascade position.
+That first layer splits into W^j s + sum_{i<j} U^{j,i} e(a^i) + D e(a^j), the candidate's own
+part D shared by all positions, so D e(a) is computed once per step for every candidate, not
+once per cascade position; what differs between positions (W^j s and the earlier picks) is
+per user, not per candidate.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ class CascadingQNetwork(keras.Model):
         super().__init__(**kwargs)
         self.k, self.hidden = k, hidden
         self.state_layer = keras.layers.Dense(k * hidden, name="state")     # W^j s + b^j
-        self.own_item = keras.layers.Dense(k * hidden, use_bias=False, name="own")  # D^j
+        self.own_item = keras.layers.Dense(hidden, use_bias=False, name="own")  # D
         self.prev_items = keras.layers.Dense(k * k * hidden, use_bias=False, name="prev")
         self.out = self.add_weight(name="out", shape=(k, hidden),
                                    initializer=keras.initializers.GlorotUniform())
@@ -94,15 +96,14 @@ class CascadingQNetwork(keras.Model):
                         ) -> Callable[[int, tf.Tensor], tf.Tensor]:
         """For `cascade_select`: state `[B, S]`, candidate features `[B, N, d]`."""
         state_part = self._state(state)
-        shape = tf.concat([tf.shape(candidates)[:2], [self.k, self.hidden]], 0)
-        own = tf.reshape(self.own_item(candidates), shape)  # once per step: [B, N, k, H]
+        own = self.own_item(candidates)  # once per step: [B, N, H]
 
         def scores(j, picked):
             pre = state_part[:, j]
             if picked.shape[1]:
                 chosen = tf.gather(candidates, picked, batch_dims=1)
                 pre += tf.reduce_sum(self._prev(chosen)[:, :, j], axis=1)
-            hidden = tf.nn.elu(pre[:, None, :] + own[:, :, j])
+            hidden = tf.nn.elu(pre[:, None, :] + own)
             return tf.einsum("bnh,h->bn", hidden, self.out[j])
 
         return scores
@@ -110,12 +111,11 @@ class CascadingQNetwork(keras.Model):
     def slate_q(self, state: tf.Tensor, slate_items: tf.Tensor) -> tf.Tensor:
         """`[B, k]`: Q^j(s, a^1..a^j) of a given slate (item features `[B, k, d]`)."""
         pre = self._state(state)                                          # [B, k(j), H]
-        own = tf.reshape(self.own_item(slate_items), [-1, self.k, self.k, self.hidden])
-        own = tf.linalg.diag_part(tf.transpose(own, [0, 3, 1, 2]))        # [B, H, k]
+        own = self.own_item(slate_items)                                  # [B, k(j), H]
         prev = self._prev(slate_items)                                    # [B, i, j, H]
         earlier = tf.linalg.band_part(tf.ones([self.k, self.k]), 0, -1) - tf.eye(self.k)
         prev = tf.einsum("bijh,ij->bjh", prev, earlier)                   # only i < j
-        hidden = tf.nn.elu(pre + tf.transpose(own, [0, 2, 1]) + prev)
+        hidden = tf.nn.elu(pre + own + prev)
         return tf.einsum("bjh,jh->bj", hidden, self.out)
 
 

@@ -205,3 +205,16 @@ def test_unseen_items_use_the_fallback_and_statistics_survive_the_pickle():
     # Items 2 and 3 were never shown in training: both get the fallback, 0 and 1 their own.
     np.testing.assert_allclose(identity[2:], [fallback, fallback], atol=1e-6)
     assert not np.allclose(identity[0], fallback) and not np.allclose(identity[0], identity[1])
+
+
+def test_identity_dropout_falls_with_the_display_count():
+    from ganrl.user_model.encoders import ItemEncoder
+    encoder = ItemEncoder(ItemFeatures(3), 2, id_dropout=0.8,
+                          display_counts=np.array([0.0, 5.0, 45.0]), count_scale=5.0)
+    # 0.8 * 5 / (5 + d): 0.8 unseen (and replaced anyway), 0.4 at d = 5, 0.08 at d = 45.
+    np.testing.assert_allclose(encoder._drop_rate.numpy(), [0.8, 0.4, 0.08], rtol=1e-6)
+    tf.keras.utils.set_random_seed(0)
+    encoder(tf.constant([0]))  # builds the embedding
+    encoder.identity.embeddings.assign(tf.ones([3, 2]))
+    kept = tf.reduce_mean(encoder(tf.fill([4000], 1), training=True), axis=-1).numpy()
+    assert abs(kept.mean() - 0.6) < 0.03  # the fallback is 0 until trained

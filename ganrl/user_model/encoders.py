@@ -26,14 +26,17 @@ keras = tf.keras
 class ItemEncoder(keras.layers.Layer):
     """Item id -> `[embed_dim]` vector: identity embedding plus projected side features.
 
-    With `seen` (items shown to training users) or `id_dropout`, a learned fallback vector
-    stands in for the identity embedding of items never seen in training, and, while
-    training, for a random `id_dropout` share of item occurrences: rare items then lean on
-    the shared features instead of an embedding that only memorised a few clicks.
+    With `id_dropout` or `display_counts` (of the training users), a learned fallback vector
+    stands in for the identity embedding of items never shown in training and, while
+    training, for a random share of item occurrences: `id_dropout` of them, or, with counts,
+    id_dropout * a / (a + d) for an item shown in d training display sets (a =
+    `count_scale`). Rare items then lean on the shared features instead of an embedding that
+    memorised a few clicks, while frequent items keep theirs.
     """
 
     def __init__(self, item_features: ItemFeatures, embed_dim: int, id_dropout: float = 0.0,
-                 seen: np.ndarray | None = None, **kwargs: Any):
+                 display_counts: np.ndarray | None = None, count_scale: float = 5.0,
+                 **kwargs: Any):
         super().__init__(**kwargs)
         self.n_items = item_features.n_items
         self.id_dropout = id_dropout
@@ -45,10 +48,14 @@ class ItemEncoder(keras.layers.Layer):
                 self.n_items, embed_dim,
                 embeddings_initializer=keras.initializers.RandomNormal(stddev=0.05),
                 name="identity")
-            if seen is not None or id_dropout > 0:
+            if display_counts is not None or id_dropout > 0:
                 self.fallback = self.add_weight(name="fallback", shape=(embed_dim,),
                                                 initializer="zeros")
-        self._seen = None if seen is None else tf.constant(np.asarray(seen, dtype=bool))
+        self._seen = self._drop_rate = None
+        if display_counts is not None:
+            counts = np.asarray(display_counts, dtype=np.float32)
+            self._seen = tf.constant(counts > 0)
+            self._drop_rate = tf.constant(id_dropout * count_scale / (count_scale + counts))
         self.side = None
         if item_features.dense is not None:
             self._side_table = tf.constant(item_features.dense, dtype=tf.float32)
@@ -66,7 +73,9 @@ class ItemEncoder(keras.layers.Layer):
                 if self._seen is not None:
                     use_identity = tf.gather(self._seen, items)
                 if training and self.id_dropout > 0:
-                    use_identity &= tf.random.uniform(tf.shape(items)) >= self.id_dropout
+                    rate = (self.id_dropout if self._drop_rate is None
+                            else tf.gather(self._drop_rate, items))
+                    use_identity &= tf.random.uniform(tf.shape(items)) >= rate
                 out = tf.where(use_identity[..., None], out, self.fallback)
         if self.side is not None:
             out = out + self.side(tf.gather(self._side_table, items))

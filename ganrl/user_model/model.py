@@ -44,7 +44,8 @@ class ModelConfig:
       id_dropout: while training, the share of item occurrences whose identity embedding is
         replaced by a learned fallback vector (which always stands in for items no training
         user saw, when the features carry statistics), so that rare items lean on the shared
-        features.
+        features; with statistics, an item shown in d training display sets is dropped at
+        id_dropout * a / (a + d), a = `rate_prior_strength`.
       history_features: add what the user's own history says about each item (clicked
         before, last click, shown before, in the previous display set).
       history_clicks: how many recent clicks those features look at.
@@ -53,7 +54,8 @@ class ModelConfig:
         raises it to the data's widest set).
       set_context: add each item's rank within its display set by training popularity and
         by smoothed click rate (needs item statistics).
-      rate_prior_strength: pseudo display sets of the Beta prior of the smoothed click rate.
+      rate_prior_strength: pseudo display sets of the Beta prior of the smoothed click rate
+        (and the display count at which identity dropout halves).
       leave_user_out: on training batches, take the batch users' own events out of the item
         statistics (a test user is never in them either).
       l2_reg: coefficient of the L2 penalty on the weights (the original's MLP regulariser),
@@ -88,7 +90,7 @@ class ModelConfig:
 # with a fallback, and the user's history of each item.
 MODEL_PRESETS = {
     "onehot": {},
-    "generalising": {"id_dropout": 0.5, "history_features": True},
+    "generalising": {"id_dropout": 0.8, "history_features": True},
 }
 
 
@@ -117,8 +119,8 @@ class UserModel(keras.Model):
         if config.set_context and counts is None:
             raise ValueError("set_context needs item statistics (item_features=generalising)")
         self.items = ItemEncoder(side_features, config.item_dim, id_dropout=config.id_dropout,
-                                 seen=None if counts is None else counts[:, 0] > 0,
-                                 name="items")
+                                 display_counts=None if counts is None else counts[:, 0],
+                                 count_scale=config.rate_prior_strength, name="items")
         self.history = make_history_encoder(
             config.user_model, config.item_dim, pw_dim=config.pw_dim,
             pw_band_size=config.pw_band_size, rnn_hidden_dim=config.rnn_hidden_dim)

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Prepares datasets in the data folder; `./process_data.sh --help` lists every flag.
+# Prepares datasets in the data folder; `./process_data.sh --help` lists every flag and
+# docs/data.md defines every reader. Relative paths are taken from the current directory.
 #   ./process_data.sh --dataset=yelp          # dropbox/yelp.txt (released format)
-#   ./process_data.sh --dataset=ml100k        # MovieLens 100k, fetched when absent
+#   ./process_data.sh --dataset=ml100k        # MovieLens 100k, downloaded when absent
+#   ./process_data.sh --dataset=synthetic --users=2000   # a log with its ground truth
 #   ./process_data.sh                         # ml100k and every released-format .txt
+# PYTHON picks the interpreter (default python3).
 set -euo pipefail
-cd "$(dirname "$0")"
-export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+export PYTHONPATH="${root}${PYTHONPATH:+:${PYTHONPATH}}"
+export TF_CPP_MIN_LOG_LEVEL=3
 exec "${PYTHON:-python3}" -m ganrl.data.process "$@"

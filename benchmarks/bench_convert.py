@@ -21,7 +21,7 @@ import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ganrl.data.process import write  # noqa: E402
+from ganrl.data.pipeline import Prepared, write_outputs  # noqa: E402
 from ganrl.data.released import read_released  # noqa: E402
 
 
@@ -55,7 +55,7 @@ def main() -> None:
         rows = make_file(path, args.users, args.items, args.events_per_user, args.seed)
         tic = time.perf_counter()
         converted = read_released(path, "big", args.seed)
-        write(folder, converted)
+        write_outputs(folder, Prepared(converted))
         seconds = time.perf_counter() - tic
     result = {"rows": rows, "events": converted.stats["events"], "seconds": seconds,
               "rows_per_second": rows / seconds,

@@ -13,9 +13,10 @@ import pytest
 from ganrl.data import safe_io
 from ganrl.data.dataset import DataError, load_dataset, save_dataset
 from ganrl.data.movielens import read_ml100k
-from ganrl.data.released import parse_column_mapping, read_csv_logs, read_released
+from ganrl.data.csv_logs import parse_column_mapping, read_csv_logs
+from ganrl.data.released import read_released
 from ganrl.data.retailrocket import read_retailrocket
-from ganrl.data.synthetic import make_synthetic
+from ganrl.data.synthetic import SyntheticConfig, make_synthetic
 from tests.tiny_data import tiny_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -123,8 +124,8 @@ def test_retailrocket_sessions_clicks_and_no_clicks(tmp_path):
 
 
 def test_synthetic_truth_lies_between_chance_and_oracle(tmp_path):
-    c, truth = make_synthetic(str(tmp_path), "synthetic", seed=0, users=120, items=50,
-                              events_per_user=6, posterior_samples=500)
+    c, truth = make_synthetic(str(tmp_path), "synthetic", seed=0, config=SyntheticConfig(
+        users=120, items=50, events_per_user=6, posterior_samples=500))
     for split in ("train", "test"):
         chance = truth[f"{split}_chance_prec1"]
         bayes = truth[f"{split}_bayes_prec1"]

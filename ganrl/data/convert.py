@@ -17,6 +17,7 @@ Nothing is computed from raw row counts (the released files repeat clicked rows)
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,7 @@ import pandas as pd
 from ganrl.data.dataset import (NO_CLICK, ClickDataset, EventArrays, ItemFeatures, SplitData,
                                 resplit_users)
 from ganrl.data.safe_io import DataError
+from ganrl.data.stats import dataset_statistics
 
 SPLIT_CODES = {0: "train", 1: "vali", 2: "test"}
 
@@ -42,6 +44,43 @@ class Converted:
         return SplitData(self.dataset.name, self.dataset.item_features,
                          {name: self.events.subset(rows)
                           for name, rows in self.user_rows.items()})
+
+
+def read_table(path: str, sep: str, header: int | None = 0) -> pd.DataFrame:
+    """Reads a delimited file as strings; `DataError` for a missing or empty file.
+
+    Args:
+      path: the file.
+      sep: the field separator.
+      header: 0 when the first line names the columns, None when there is no header.
+
+    Returns:
+      The rows as strings, blank lines dropped; the index keeps each row's place in the file
+      (`line_numbers`).
+    """
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise DataError(f"{path}: is a folder, expected a file")
+    try:
+        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, header=header,
+                            skip_blank_lines=False)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: empty file: expected "
+                        + ("a header and data rows" if header == 0 else "data rows")) from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot parse: {e}") from None
+    blank = (frame.isna() | (frame == "")).all(axis=1)
+    if blank.any():
+        frame = frame[~blank.to_numpy()]
+    if frame.empty:
+        raise DataError(f"{path}: no data rows" + (" after the header" if header == 0 else ""))
+    return frame
+
+
+def line_numbers(frame: pd.DataFrame, header_lines: int = 1) -> np.ndarray:
+    """`[R]` the line number in its file of each row of a `read_table` frame."""
+    return frame.index.to_numpy() + header_lines + 1
 
 
 def require_columns(frame: pd.DataFrame, columns: list[str], source: str) -> None:
@@ -172,15 +211,5 @@ def convert_rows(name: str, user: np.ndarray, time: np.ndarray, item: np.ndarray
                  for name, part in zip(("train", "vali", "test"), parts)}
     features = item_features or ItemFeatures(n_items)
     dataset = ClickDataset(name=name, behavior=behavior, item_features=features, split=parts)
-    n_clicks = int((clicked_pos >= 0).sum())
-    stats = {
-        "rows": int(rows), "rows_kept": int(rows_kept), "users": int(len(user_ids)),
-        "items": int(n_items), "events": int(n_events), "clicks": n_clicks,
-        "no_clicks": int(n_events - n_clicks),
-        "display_size": {"mean": float(sizes.mean()), "min": int(sizes.min()),
-                         "max": int(sizes.max())},
-        "single_item_sets": int((sizes == 1).sum()),
-        "split": {name: len(part) for name, part in zip(("train", "vali", "test"), parts)},
-        "feature_dim": int(features.feature_dim),
-    }
+    stats = dataset_statistics(events, rows, rows_kept, parts, features.feature_dim)
     return Converted(dataset=dataset, events=events, user_rows=user_rows, stats=stats)

@@ -20,6 +20,11 @@ from typing import Any, BinaryIO, Iterator
 import numpy as np
 
 
+# Read once at import: os.umask can only be read by setting it, which is not thread-safe.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 class DataError(ValueError):
     """Bad input: the message names the file, the line or field, and what was expected."""
 
@@ -114,6 +119,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[io.IOBase
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
+        # mkstemp creates 0600 files; an output gets the usual 0666 less the umask.
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()

@@ -1,0 +1,82 @@
+"""Generic reader: any CSV of click logs, one row per displayed item, through a column mapping
+(`--columns user=COL,time=COL,item=COL,click=COL[,split=COL]`).
+
+- user and item ids may be any strings; they are re-indexed densely from 0 in sorted order
+  (numeric order when every id of the column is an integer);
+- time must be an integer; the rows of one user with the same time form a display set;
+- click is 0 or 1; a display set with no click is a no-click event, one with two clicked items
+  an error naming the lines (`ganrl.data.convert`);
+- split, optional, is 0 train, 1 validation or 2 test and constant per user; without it users
+  are split 50/25/25 at random with the seed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ganrl.data.convert import (Converted, convert_rows, integer_column, line_numbers,
+                                read_table, require_columns)
+from ganrl.data.safe_io import DataError
+
+ROLES = ("user", "time", "item", "click", "split")
+REQUIRED_ROLES = ("user", "time", "item", "click")
+
+
+def parse_column_mapping(spec: str) -> dict[str, str]:
+    """`user=a,time=b,item=c,click=d[,split=e]` -> {'user': 'a', ...}.
+
+    Raises:
+      DataError: naming the `--columns` part that is malformed or the roles that are missing.
+    """
+    mapping = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        if "=" not in part:
+            raise DataError(f"--columns: {part!r} is not ROLE=COLUMN")
+        role, column = (x.strip() for x in part.split("=", 1))
+        if role not in ROLES:
+            raise DataError(f"--columns: unknown role {role!r}: expected user, time, item, "
+                            "click and optionally split")
+        mapping[role] = column
+    missing = [r for r in REQUIRED_ROLES if r not in mapping]
+    if missing:
+        raise DataError(f"--columns: no column given for {missing}")
+    return mapping
+
+
+def dense_codes(frame: pd.DataFrame, column: str, source: str
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct ids of `column` in sorted order (numeric order when every id is an
+    integer) and `[R]` each row's index among them; `DataError` for an empty id."""
+    values = frame[column].fillna("").to_numpy(dtype=str)
+    empty = np.char.str_len(np.char.strip(values)) == 0
+    if empty.any():
+        line = line_numbers(frame)[int(np.flatnonzero(empty)[0])]
+        raise DataError(f"{source}: line {line}, field {column!r}: expected an id, got an "
+                        "empty field")
+    numeric = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy()
+    if not np.isnan(numeric).any() and np.array_equal(numeric, np.floor(numeric)):
+        return np.unique(numeric.astype(np.int64), return_inverse=True)
+    return np.unique(values, return_inverse=True)
+
+
+def read_csv_logs(path: str, name: str, seed: int, mapping: dict[str, str],
+                  sep: str = ",") -> Converted:
+    """Converts a CSV of click logs (see the module docstring).
+
+    Args:
+      path: the file (its first line names the columns).
+      name: the dataset's name.
+      seed: shuffles each display set and, without a split column, draws the split.
+      mapping: role -> column name (`parse_column_mapping`).
+      sep: the field separator.
+    """
+    frame = read_table(path, sep)
+    require_columns(frame, list(mapping.values()), path)
+    time = integer_column(frame, mapping["time"], path)
+    click = integer_column(frame, mapping["click"], path)
+    split = integer_column(frame, mapping["split"], path) if "split" in mapping else None
+    _, user_codes = dense_codes(frame, mapping["user"], path)
+    items, item_codes = dense_codes(frame, mapping["item"], path)
+    return convert_rows(name, user_codes, time, item_codes, click, len(items), seed, path,
+                        line=line_numbers(frame), split=split)

@@ -15,6 +15,13 @@ On disk, for a dataset `NAME` in the data folder (all written atomically):
               model, never materialised) followed by the `dense` side features.
 - `NAME-split.pkl`: three pickled lists of user ids: train, validation, test.
 - `NAME-stats.json`: counts of the conversion (see `ganrl.data.stats`).
+- `NAME-events/`: the same events as memory-mappable arrays, one folder per split
+    (`save_event_splits`, `EventArrays.save`), plus `item_features.pkl`.
+- `NAME-truth.npz`: synthetic data only, the ground truth (see `ganrl.data.synthetic`).
+
+Extending the layout: new per-item side features go into the compact dict's `dense` columns
+(named in `columns`); a new kind of output is a new file `NAME-<what>`, never a third object in
+`NAME.pkl`, so readers of the original two-object layout keep working.
 
 Training reads the behaviour through `EventArrays`: one row per display set (event), display
 sets padded to a fixed `max_display` with a mask, so batches have static inner shapes.

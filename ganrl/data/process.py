@@ -6,7 +6,7 @@ Built-in names: `ml100k` (MovieLens 100k, downloaded and checked when absent), `
 (`--csv_path`). Without `--dataset`: ml100k and every released-format `.txt` in the data
 folder. Writes NAME.pkl, NAME-split.pkl, NAME-stats.json and NAME-events/ (and NAME-truth.npz
 for synthetic), prints one line of statistics per dataset, and on bad input prints one line
-`error: FILE: line N, field F: ...` and exits 1 (docs/data.md).
+`error: NAME: FILE: line N, field F: ...` and exits 1 (docs/data.md).
 """
 
 from __future__ import annotations
@@ -89,7 +89,8 @@ def main(argv: list[str]) -> int:
         try:
             prepared = prepare(name, config)
         except (DataError, OSError) as e:
-            print(f"error: {name}: {e}", file=sys.stderr, flush=True)
+            message = " ".join(str(e).split())  # one line, whatever the cause
+            print(f"error: {name}: {message}", file=sys.stderr, flush=True)
             failed += 1
             continue
         print(f"{name}: {json.dumps(prepared.summary())}", flush=True)

@@ -14,8 +14,9 @@ models as dense side features (columns `v0..v{d-1}`) beside the one-hot id.
 
 The log is written as `NAME.txt` in the released format and read back by the released reader
 (shuffling included), so a synthetic dataset goes through the same path as the real ones.
-`NAME-truth.npz` then holds, for every event in `data_behavior` order (user by user, as in
-`NAME.pkl`; the item order inside a display set is the pickle's):
+`NAME-truth.npz` then holds the latent parameters `item_vectors [items, d]`, `item_bias
+[items]`, `user_taste [users, d]` (row = user id), and for every event in `data_behavior` order
+(user by user, as in `NAME.pkl`; the item order inside a display set is the pickle's):
 - `event_user [E]` user id, `event_step [E]` step t within the user, `event_split [E]` 0 train,
   1 validation, 2 test, and `event_offsets [U + 1]`, `display [E, D]`, `display_mask [E, D]`,
   `clicked_pos [E]` as in `EventArrays`;
@@ -255,7 +256,8 @@ def ground_truth(converted: Converted, params: dict, config: SyntheticConfig, se
     for code, split in enumerate(SPLIT_NAMES):
         split_of_row[converted.user_rows[split]] = code
     event_split = split_of_row[user_row]
-    out = {"event_user": event_user, "event_step": np.arange(ev.n_events) - np.repeat(
+    out = {"item_vectors": v, "item_bias": b, "user_taste": theta,
+           "event_user": event_user, "event_step": np.arange(ev.n_events) - np.repeat(
                ev.event_offsets[:-1], lengths), "event_split": event_split,
            "event_offsets": ev.event_offsets, "display": ev.display,
            "display_mask": ev.display_mask, "clicked_pos": ev.clicked_pos,

@@ -298,12 +298,15 @@ def test_process_data_synthetic_end_to_end(tmp_path):
                         "--posterior_samples=20", "--seed=2")
     assert proc.returncode == 0, proc.stderr
     stats = json.loads((tmp_path / "synthetic-stats.json").read_text())
-    assert (stats["users"], stats["events"], stats["feature_dim"]) == (12, 36, 20 + 3)
+    assert (stats["users"], stats["items"], stats["events"], stats["feature_dim"]) == (
+        12, 20, 36, 20 + 3)
     assert stats["display_size"]["max"] <= 4 and stats["split"] == {
         "train": 6, "vali": 3, "test": 3}
     truth = np.load(tmp_path / "synthetic-truth.npz")
     assert truth["true_prob"].shape[0] == 36 and "test_bayes_prec1" in truth.files
-    assert proc.stdout.startswith("synthetic: {")
+    config_line, stats_line = proc.stdout.splitlines()
+    assert json.loads(config_line.split(": ", 1)[1])["synthetic"]["users"] == 12
+    assert json.loads(stats_line.split(": ", 1)[1])["truth"]["test_chance_prec1"] > 0
 
 
 def test_dataset_round_trip_with_compact_features(tmp_path):

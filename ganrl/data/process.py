@@ -4,13 +4,15 @@ Built-in names: `ml100k` (MovieLens 100k, downloaded and checked when absent), `
 (an `events.csv`), `synthetic` (a generated log with its ground truth). Any other NAME reads
 `DATA_FOLDER/NAME.txt` in the released format or, with `--columns`, a CSV of click logs
 (`--csv_path`). Without `--dataset`: ml100k and every released-format `.txt` in the data
-folder. Writes NAME.pkl, NAME-split.pkl, NAME-stats.json and NAME-events/ (and NAME-truth.npz
-for synthetic), prints one line of statistics per dataset, and on bad input prints one line
-`error: NAME: FILE: line N, field F: ...` and exits 1 (docs/data.md).
+folder. Prints the configuration, then per dataset writes NAME.pkl, NAME-split.pkl,
+NAME-stats.json and NAME-events/ (and NAME-truth.npz for synthetic) and prints one line of
+statistics; on bad input prints one line `error: NAME: FILE: line N, field F: ...` and exits 1
+(docs/data.md).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
@@ -83,6 +85,7 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)
         return 2
     config = config_from_flags()
+    print(f"config: {json.dumps(dataclasses.asdict(config))}", flush=True)
     names = [FLAGS.dataset] if FLAGS.dataset else default_names(config.data_folder)
     failed = 0
     for name in names:

@@ -1,0 +1,90 @@
+"""Baselines on per-(event, item) features with scikit-learn: gradient-boosted trees (the
+paper's XGBOOST) and the wide part of wide-and-deep, a logistic regression (W&D-LR).
+
+Both treat each displayed item as one example labelled clicked / not clicked, with the
+features of `ganrl.baselines.features.PairFeaturizer` (training statistics with leave-user-out,
+the user's history of the item, the item against its display set); the score is the
+predicted log-odds of a click.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from ganrl.baselines.base import Scorer
+from ganrl.baselines.features import PairFeaturizer, Standardizer, click_labels
+from ganrl.data.dataset import EventArrays, ItemFeatures
+
+
+class GradientBoosting(Scorer):
+    """Histogram gradient-boosted trees (`sklearn.ensemble.HistGradientBoostingClassifier`),
+    the stand-in for XGBoost: same model family, no extra dependency."""
+
+    def __init__(self, max_iter: int = 200, learning_rate: float = 0.05,
+                 max_leaf_nodes: int = 15, min_samples_leaf: int = 20,
+                 l2_regularization: float = 1.0):
+        self.options = dict(max_iter=max_iter, learning_rate=learning_rate,
+                            max_leaf_nodes=max_leaf_nodes, min_samples_leaf=min_samples_leaf,
+                            l2_regularization=l2_regularization)
+
+    def fit(self, train: EventArrays, item_features: ItemFeatures, seed: int) -> None:
+        from sklearn.ensemble import HistGradientBoostingClassifier
+        self.featurizer = PairFeaturizer.from_item_features(train, item_features)
+        mask = np.asarray(train.display_mask, dtype=bool)
+        self.model = HistGradientBoostingClassifier(early_stopping=False, random_state=seed,
+                                                    **self.options)
+        self.model.fit(self.featurizer(train)[mask], click_labels(train)[mask])
+
+    def score(self, events: EventArrays) -> np.ndarray:
+        mask = np.asarray(events.display_mask, dtype=bool)
+        out = np.zeros(mask.shape)
+        if mask.any():
+            out[mask] = self.model.decision_function(self.featurizer(events)[mask])
+        return out
+
+
+class WideLogisticRegression(Scorer):
+    """W&D-LR: L2-regularised logistic regression on the wide features, the standardised
+    pair features plus a one-hot item id (`item_ids`), whose weight stays 0 for items never
+    shown in training.
+
+    Args:
+      inverse_regularization: scikit-learn's C.
+      item_ids: whether the one-hot item id is a feature.
+    """
+
+    def __init__(self, inverse_regularization: float = 1.0, item_ids: bool = True):
+        self.inverse_regularization = inverse_regularization
+        self.item_ids = item_ids
+
+    def design(self, events: EventArrays, features: np.ndarray | None = None
+               ) -> sp.csr_matrix:
+        """`[pairs, F (+ n_items)]` rows of the real (event, item) pairs, in mask order
+        (`features`: the events' pair features when already computed)."""
+        mask = np.asarray(events.display_mask, dtype=bool)
+        features = self.featurizer(events) if features is None else features
+        dense = sp.csr_matrix(self.standardize(features)[mask])
+        if not self.item_ids:
+            return dense
+        items = events.display[mask]
+        one_hot = sp.csr_matrix((np.ones(len(items)), (np.arange(len(items)), items)),
+                                shape=(len(items), events.n_items))
+        return sp.hstack([dense, one_hot], format="csr")
+
+    def fit(self, train: EventArrays, item_features: ItemFeatures, seed: int) -> None:
+        from sklearn.linear_model import LogisticRegression
+        self.featurizer = PairFeaturizer.from_item_features(train, item_features)
+        mask = np.asarray(train.display_mask, dtype=bool)
+        features = self.featurizer(train)
+        self.standardize = Standardizer.fit(features, mask)
+        self.model = LogisticRegression(C=self.inverse_regularization, max_iter=2000,
+                                        random_state=seed)
+        self.model.fit(self.design(train, features), click_labels(train)[mask])
+
+    def score(self, events: EventArrays) -> np.ndarray:
+        mask = np.asarray(events.display_mask, dtype=bool)
+        out = np.zeros(mask.shape)
+        if mask.any():
+            out[mask] = self.model.decision_function(self.design(events))
+        return out

@@ -1,0 +1,178 @@
+"""The comparison table: methods x datasets, prec@1 and prec@2 as mean (std) over seeds.
+
+Input is a list of `Record`s, one per (method, dataset, seed) run; `write_tables` writes the
+Markdown table and a CSV with the same cells (mean, std and seed count as separate columns).
+The standard deviation is the population one (numpy's default, ddof=0), as in
+`benchmarks/bench_generalisation.py`. Records can be kept in a CSV between runs
+(`save_records` / `load_records`), so finished runs are reused rather than retrained.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import os
+
+import numpy as np
+
+from ganrl.data import safe_io
+from ganrl.data.safe_io import DataError
+
+METRICS = ("prec1", "prec2")
+METRIC_TITLES = {"prec1": "prec@1", "prec2": "prec@2"}
+RECORD_FIELDS = ("method", "dataset", "seed", "prec1", "prec2")
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    """Test figures of one run."""
+
+    method: str
+    dataset: str
+    seed: int
+    prec1: float
+    prec2: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """Mean and population std of one metric over `n` seeds (NaN when n == 0)."""
+
+    mean: float
+    std: float
+    n: int
+
+    def __str__(self) -> str:
+        if self.n == 0 or math.isnan(self.mean):
+            return "-"
+        return f"{self.mean:.3f} ({self.std:.3f})"
+
+
+def ordered_unique(values: list[str]) -> list[str]:
+    """`values` without repeats, in order of first appearance."""
+    return list(dict.fromkeys(values))
+
+
+def aggregate(records: list[Record]) -> dict[tuple[str, str], dict[str, Cell]]:
+    """Cells of every (method, dataset) present: `{(method, dataset): {metric: Cell}}`.
+
+    Raises:
+      ValueError: two records share method, dataset and seed.
+    """
+    seen, groups = set(), {}
+    for r in records:
+        key = (r.method, r.dataset, r.seed)
+        if key in seen:
+            raise ValueError(f"two records for method {r.method!r}, dataset {r.dataset!r}, "
+                             f"seed {r.seed}")
+        seen.add(key)
+        groups.setdefault((r.method, r.dataset), []).append(r)
+    out = {}
+    for key, group in groups.items():
+        out[key] = {}
+        for metric in METRICS:
+            values = np.array([getattr(r, metric) for r in group], dtype=np.float64)
+            values = values[~np.isnan(values)]
+            out[key][metric] = (Cell(float(values.mean()), float(values.std()), len(values))
+                                if len(values) else Cell(float("nan"), float("nan"), 0))
+    return out
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub Markdown table (a trailing newline included)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def table_layout(records: list[Record], methods: list[str] | None = None,
+                 datasets: list[str] | None = None) -> tuple[list[str], list[str]]:
+    """Row (method) and column (dataset) order: the given lists, else first appearance."""
+    return (list(methods) if methods else ordered_unique([r.method for r in records]),
+            list(datasets) if datasets else ordered_unique([r.dataset for r in records]))
+
+
+def markdown(records: list[Record], methods: list[str] | None = None,
+             datasets: list[str] | None = None) -> str:
+    """Methods as rows; per dataset a prec@1 and a prec@2 column, `mean (std)`; '-' where a
+    method has no record on a dataset."""
+    cells = aggregate(records)
+    methods, datasets = table_layout(records, methods, datasets)
+    header = ["method"] + [f"{d} {METRIC_TITLES[m]}" for d in datasets for m in METRICS]
+    empty = {m: Cell(float("nan"), float("nan"), 0) for m in METRICS}
+    rows = [[method] + [str(cells.get((method, d), empty)[m]) for d in datasets
+                        for m in METRICS] for method in methods]
+    return markdown_table(header, rows)
+
+
+CSV_FIELDS = ("method", "dataset", "seeds", "prec1_mean", "prec1_std", "prec2_mean",
+              "prec2_std")
+
+
+def csv_rows(records: list[Record], methods: list[str] | None = None,
+             datasets: list[str] | None = None) -> list[dict]:
+    """One row per (method, dataset) that has records, in table order (`CSV_FIELDS`)."""
+    cells = aggregate(records)
+    methods, datasets = table_layout(records, methods, datasets)
+    rows = []
+    for method in methods:
+        for dataset in datasets:
+            if (method, dataset) not in cells:
+                continue
+            c = cells[(method, dataset)]
+            rows.append({"method": method, "dataset": dataset,
+                         "seeds": max(c[m].n for m in METRICS),
+                         **{f"{m}_{s}": getattr(c[m], s) for m in METRICS
+                            for s in ("mean", "std")}})
+    return rows
+
+
+def write_tables(records: list[Record], markdown_path: str, csv_path: str,
+                 methods: list[str] | None = None, datasets: list[str] | None = None) -> str:
+    """Writes the Markdown and the CSV table (atomically); returns the Markdown."""
+    text = markdown(records, methods, datasets)
+    with safe_io.atomic_open(markdown_path, "w") as f:
+        f.write(text)
+    with safe_io.atomic_open(csv_path, "w") as f:
+        writer = csv.DictWriter(f, CSV_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(csv_rows(records, methods, datasets))
+    return text
+
+
+def save_records(path: str, records: list[Record]) -> None:
+    """Writes the per-run records as CSV (`RECORD_FIELDS`), atomically."""
+    with safe_io.atomic_open(path, "w") as f:
+        writer = csv.DictWriter(f, RECORD_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(dataclasses.asdict(r) for r in records)
+
+
+def load_records(path: str) -> list[Record]:
+    """Reads records written by `save_records` (an absent file: none).
+
+    Raises:
+      DataError: a missing column or a value that is not a number, naming file, line, field.
+    """
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in RECORD_FIELDS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DataError(f"{path}: line 1: missing columns {missing}; expected "
+                            f"{list(RECORD_FIELDS)}")
+        out = []
+        for row in reader:
+            line = reader.line_num
+            values = {}
+            for field, parse in (("seed", int), ("prec1", float), ("prec2", float)):
+                try:
+                    values[field] = parse(row[field])
+                except (TypeError, ValueError):
+                    kind = "an integer" if parse is int else "a number"
+                    raise DataError(f"{path}: line {line}, field '{field}': expected {kind}, "
+                                    f"got {row[field]!r}") from None
+            out.append(Record(row["method"], row["dataset"], **values))
+    return out

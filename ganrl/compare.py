@@ -15,7 +15,6 @@ values differ between the runs (paths such as `save_dir` aside), and prints and 
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import math
@@ -24,7 +23,7 @@ import sys
 
 from ganrl.data import safe_io
 from ganrl.data.safe_io import DataError
-from ganrl.table import markdown_table
+from ganrl.table import markdown_table, read_typed_csv
 
 CURVE_COLUMNS = ("iteration", "phase", "train_loss", "vali_loss", "vali_prec1", "vali_prec2",
                  "events_per_second")
@@ -84,31 +83,15 @@ def _number(text: str | None) -> float:
 
 
 def read_curves(path: str) -> list[dict]:
-    """Rows of a curves.csv.
+    """Rows of a curves.csv: `iteration` an int, `phase` a str, the rest floats (NaN where
+    empty).
 
     Raises:
       DataError: a missing column or a value that is not a number, naming file, line, field.
     """
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in CURVE_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DataError(f"{path}: line 1: missing columns {missing}; expected the header "
-                            f"{','.join(CURVE_COLUMNS)}")
-        rows = []
-        for raw in reader:
-            row = {"phase": raw["phase"]}
-            for column in CURVE_COLUMNS:
-                if column == "phase":
-                    continue
-                try:
-                    row[column] = (int(raw[column]) if column == "iteration"
-                                   else _number(raw[column]))
-                except (TypeError, ValueError):
-                    raise DataError(f"{path}: line {reader.line_num}, field '{column}': "
-                                    f"expected a number, got {raw[column]!r}") from None
-            rows.append(row)
-    return rows
+    parsers = {c: _number for c in CURVE_COLUMNS}
+    parsers.update(iteration=int, phase=str)
+    return read_typed_csv(path, parsers)
 
 
 def read_run(path: str) -> Run:

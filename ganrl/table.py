@@ -13,6 +13,7 @@ import csv
 import dataclasses
 import math
 import os
+from typing import Any, Callable
 
 import numpy as np
 
@@ -149,6 +150,33 @@ def save_records(path: str, records: list[Record]) -> None:
         writer.writerows(dataclasses.asdict(r) for r in records)
 
 
+def read_typed_csv(path: str, parsers: dict[str, Callable[[str], Any]]) -> list[dict]:
+    """Rows of a CSV with a header, each column of `parsers` converted by its parser (`int`,
+    `float`, `str`, ...); other columns are dropped.
+
+    Raises:
+      DataError: a missing column or a value its parser refuses, naming file, line, field.
+    """
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in parsers if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DataError(f"{path}: line 1: missing columns {missing}; expected the header "
+                            f"to hold {','.join(parsers)}")
+        rows = []
+        for raw in reader:
+            row = {}
+            for column, parse in parsers.items():
+                try:
+                    row[column] = parse(raw[column])
+                except (TypeError, ValueError):
+                    kind = "an integer" if parse is int else "a number"
+                    raise DataError(f"{path}: line {reader.line_num}, field '{column}': "
+                                    f"expected {kind}, got {raw[column]!r}") from None
+            rows.append(row)
+    return rows
+
+
 def load_records(path: str) -> list[Record]:
     """Reads records written by `save_records` (an absent file: none).
 
@@ -157,22 +185,5 @@ def load_records(path: str) -> list[Record]:
     """
     if not os.path.exists(path):
         return []
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in RECORD_FIELDS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DataError(f"{path}: line 1: missing columns {missing}; expected "
-                            f"{list(RECORD_FIELDS)}")
-        out = []
-        for row in reader:
-            line = reader.line_num
-            values = {}
-            for field, parse in (("seed", int), ("prec1", float), ("prec2", float)):
-                try:
-                    values[field] = parse(row[field])
-                except (TypeError, ValueError):
-                    kind = "an integer" if parse is int else "a number"
-                    raise DataError(f"{path}: line {line}, field '{field}': expected {kind}, "
-                                    f"got {row[field]!r}") from None
-            out.append(Record(row["method"], row["dataset"], **values))
-    return out
+    parsers = {"method": str, "dataset": str, "seed": int, "prec1": float, "prec2": float}
+    return [Record(**row) for row in read_typed_csv(path, parsers)]

@@ -14,8 +14,6 @@ from ganrl.data.dataset import ClickDataset, EventArrays, ItemFeatures
 from ganrl.metrics import ranking_summary
 from tests.tiny_data import tiny_dataset
 
-NO_FEATURES = ItemFeatures(0)
-
 
 def events_of(behavior: list, n_items: int, max_display: int | None = None) -> EventArrays:
     width = max_display or max(len(d) for _, displays, _ in behavior for d in displays)
@@ -250,3 +248,57 @@ def test_fit_seed_makes_neural_baselines_repeatable():
         scorer.fit(train, dataset.item_features, seed=5)
         runs.append(scorer.score(test))
     np.testing.assert_allclose(runs[0], runs[1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", [n for n in SCORERS if n != "chance"])
+def test_no_click_events_are_handled(name):
+    dataset = tiny_dataset(n_users=40, n_items=12, events=4, display=4, no_click_every=3,
+                           seed=2)
+    train, test = dataset.event_arrays("train", 4), dataset.event_arrays("test", 4)
+    assert (train.clicked_pos < 0).any()
+    scorer = make_scorer(name)
+    scorer.fit(train, dataset.item_features, seed=0)
+    scores = scorer.score(test)
+    assert np.isfinite(scores[test.display_mask]).all()
+    summary = ranking_summary(scores, test.display_mask, test.clicked_pos)
+    assert summary["prec1"] > chance_summary(test)["prec1"]
+
+
+# -- The neural training loop ------------------------------------------------------------------
+def test_epoch_batches_and_holdout_users():
+    from ganrl.baselines.neural import epoch_batches, holdout_users
+    batches = epoch_batches(10, 4, np.random.default_rng(0))
+    # ceil(10 / 4) = 3 batches of 4: every row once, plus 2 rows again to fill the last.
+    assert [len(b) for b in batches] == [4, 4, 4]
+    assert set(np.concatenate(batches)) == set(range(10))
+    assert holdout_users(100, 0.2, seed=0).sum() == 20
+    assert not holdout_users(10, 0.2, seed=0).any()     # 2 < MIN_HOLDOUT_USERS: no hold-out
+
+
+def test_fit_model_keeps_the_best_held_out_epoch():
+    import tensorflow as tf
+    from ganrl.baselines.neural import FitConfig, fit_model, softmax_choice_loss
+    rng = np.random.default_rng(0)
+    n, width = 200, 3
+    arrays = {"features": rng.normal(size=(n, width, 2)).astype(np.float32),
+              "display_mask": np.ones((n, width), dtype=bool),
+              "clicked_pos": rng.integers(0, width, n).astype(np.int32)}  # pure noise
+    layer = tf.keras.layers.Dense(1, kernel_initializer="zeros")
+    model = tf.keras.Sequential([layer])
+
+    def utilities(batch):
+        return tf.squeeze(model(batch["features"]), -1)
+
+    def loss(u, batch):
+        return softmax_choice_loss(u, batch["display_mask"], batch["clicked_pos"],
+                                   tf.ones(tf.shape(u)[:1], tf.bool), None)
+
+    held = np.arange(n) >= 150
+    history = fit_model(model, utilities, loss, arrays, held,
+                        FitConfig(max_epochs=8, batch_size=10, learning_rate=0.5, patience=8),
+                        seed=0)
+    holdout = {k: tf.constant(v[held]) for k, v in arrays.items()}
+    assert len(history.holdout) == 8
+    assert history.best_epoch == int(np.argmin(history.holdout)) + 1
+    assert float(loss(utilities(holdout), holdout)) == pytest.approx(min(history.holdout),
+                                                                     rel=1e-5)

@@ -37,7 +37,8 @@ def test_markdown_layout_methods_by_datasets():
     text = markdown(RECORDS, datasets=["yelp", "tb"])
     lines = text.splitlines()
     assert lines[0] == "| method | yelp prec@1 | yelp prec@2 | tb prec@1 | tb prec@2 |"
-    assert lines[2] == "| gan_lstm | 0.750 (0.050) | 0.850 (0.050) | 0.300 (0.000) | 0.500 (0.000) |"
+    assert lines[2] == ("| gan_lstm | 0.750 (0.050) | 0.850 (0.050) | 0.300 (0.000) "
+                        "| 0.500 (0.000) |")
     assert lines[3] == "| iknn | 0.500 (0.000) | 0.700 (0.000) | - | - |"
 
 

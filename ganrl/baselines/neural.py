@@ -23,22 +23,21 @@ traces once.
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Callable
 
 import numpy as np
+import tensorflow as tf
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-import tensorflow as tf  # noqa: E402
-
-from ganrl.baselines.base import Scorer  # noqa: E402
-from ganrl.baselines.features import (PairFeaturizer, Standardizer, event_users,  # noqa: E402
+from ganrl.baselines.base import Scorer
+from ganrl.baselines.features import (PairFeaturizer, Standardizer, event_users,
                                       recent_clicks)
-from ganrl.data.dataset import EventArrays, ItemFeatures  # noqa: E402
-from ganrl.metrics import precision_at_k  # noqa: E402
-from ganrl.user_model.choice import choice_logits, entropy_regularised_loss  # noqa: E402
+from ganrl.data.dataset import EventArrays, ItemFeatures
+from ganrl.metrics import precision_at_k
+from ganrl.user_model.choice import choice_logits, entropy_regularised_loss
 
 keras = tf.keras
+
+STOP_CRITERIA = ("loss", "prec1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,9 +67,6 @@ class FitConfig:
     def __post_init__(self):
         if self.stop_on not in STOP_CRITERIA:
             raise ValueError(f"stop_on={self.stop_on!r}: expected one of {STOP_CRITERIA}")
-
-
-STOP_CRITERIA = ("loss", "prec1")
 
 
 MIN_HOLDOUT_USERS = 5
@@ -141,6 +137,7 @@ def fit_model(model: keras.Model, utilities_fn: Callable[[dict], tf.Tensor],
     n = int((~held_out).sum())
     optimizer = keras.optimizers.Adam(config.learning_rate,
                                       weight_decay=config.weight_decay or None)
+
     def batch_loss(batch):
         return loss_fn(utilities_fn(batch), batch)
 
@@ -157,7 +154,7 @@ def fit_model(model: keras.Model, utilities_fn: Callable[[dict], tf.Tensor],
 
     evaluate = tf.function(batch_loss if config.stop_on == "loss" else utilities_fn)
     history = FitHistory([], [], 0)
-    best_loss, best_weights = np.inf, None
+    best_value, best_weights = np.inf, None
     for epoch in range(1, config.max_epochs + 1):
         losses = [float(step({k: tf.constant(v[rows]) for k, v in train.items()}))
                   for rows in epoch_batches(n, config.batch_size, rng)]
@@ -172,8 +169,8 @@ def fit_model(model: keras.Model, utilities_fn: Callable[[dict], tf.Tensor],
         value = evaluate(holdout).numpy()
         history.holdout.append(float(value) if config.stop_on == "loss"
                                else -holdout_precision(value, holdout))
-        if history.holdout[-1] < best_loss:
-            best_loss, history.best_epoch = history.holdout[-1], epoch
+        if history.holdout[-1] < best_value:
+            best_value, history.best_epoch = history.holdout[-1], epoch
             best_weights = [v.numpy() for v in variables]
         elif epoch - history.best_epoch >= config.patience:
             break
@@ -324,6 +321,9 @@ class EventScorer(Scorer):
 
     history_clicks = 10
     default_fit = FitConfig()
+    # Whether the loss is a softmax over the display set (which then may need a no-click
+    # option); a point-wise loss treats a no-click event's items as negatives.
+    softmax_choice = True
 
     def __init__(self, embedding_dim: int = 16, hidden: tuple[int, ...] = (64, 32),
                  score_events: int = 4096, **fit_options):
@@ -354,7 +354,7 @@ class EventScorer(Scorer):
         features = self.featurizer(train)
         self.standardize = Standardizer.fit(features, train.display_mask)
         arrays = self.inputs(train, features)
-        self.no_click = no_click_utility(train)
+        self.no_click = no_click_utility(train) if self.softmax_choice else None
         self.model = self.build_model(train.n_items, features.shape[-1], seed)
         held_out = holdout_users(train.n_users, self.fit_config.holdout_fraction,
                                  seed)[event_users(train)]
@@ -413,6 +413,8 @@ class DeepFMModel(keras.Model):
 
 class DeepFM(EventScorer):
     """DFM: DeepFM trained point-wise (is this displayed item clicked?)."""
+
+    softmax_choice = False
 
     def build_model(self, n_items: int, n_features: int, seed: int) -> keras.Model:
         return DeepFMModel(n_items, n_features, self.embedding_dim, self.hidden, seed)

@@ -111,6 +111,23 @@ def test_item_knn_cosine_cooccurrence_by_hand():
     np.testing.assert_allclose(scores[0, :2], [POPULARITY_TIEBREAK, 0.0], atol=1e-12)
 
 
+def test_cooccurrence_leaves_the_training_user_out():
+    from ganrl.baselines.features import Cooccurrence
+    # Click sets: user 0 {0, 1}, user 1 {0, 1, 2}, user 2 {2}.
+    train = events_of([[0, [[0, 5], [1, 2, 5]], [0, 1]],
+                       [1, [[0, 5], [1, 2, 5], [2, 5]], [0, 1, 2]],
+                       [2, [[2, 5]], [2]]], n_items=6)
+    scores = Cooccurrence(train).scores(train)
+    # User 0, event 1 (history {0}), without user 0: co(0,1) = 1, n_0 = n_1 = 1 -> 1;
+    # co(0,2) = 1 (user 1), n_0 = 1, n_2 = 2 -> 1/sqrt(2); item 5: never clicked -> 0.
+    np.testing.assert_allclose(scores[1], [1.0, 1 / np.sqrt(2), 0.0], atol=1e-12)
+    # User 1, event 1 (history {0}), without user 1: co(0,1) = 1, n_0 = n_1 = 1 -> 1;
+    # co(0,2) = 0 -> 0.
+    np.testing.assert_allclose(scores[3], [1.0, 0.0, 0.0], atol=1e-12)
+    # User 1, event 2 (history {0, 1}), item 2: co(0,2) = co(1,2) = 0 without user 1.
+    assert scores[4, 0] == 0.0
+
+
 def test_session_knn_by_hand_and_never_its_own_neighbour():
     # Click sets: user 0 {0, 1}, user 1 {2, 3}.
     train = events_of([[0, [[0, 9], [1, 2]], [0, 1]], [1, [[2, 9], [3, 9]], [2, 3]]], 10)

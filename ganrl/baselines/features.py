@@ -39,7 +39,12 @@ PAIR_FEATURES = (
     "log_set_size",                  # log of the display set's size
     "click_rate_logit_vs_set",       # click_rate_logit minus its mean over the display set
     "log_display_sets_vs_set",       # log_display_sets minus its mean over the display set
+    "cooccurrence",                  # mean item similarity to the user's earlier clicks
+    "cooccurrence_vs_set",           # cooccurrence minus its mean over the display set
 )
+
+# Largest number of floats in one dense block of a blocked computation.
+MAX_BLOCK = 4_000_000
 
 
 def event_users(events: EventArrays) -> np.ndarray:
@@ -114,6 +119,14 @@ def history_click_matrix(events: EventArrays) -> sp.csr_matrix:
                          shape=(events.n_events, events.n_items))
 
 
+def training_rows(events: EventArrays, train: EventArrays) -> np.ndarray:
+    """`[E]` row in `train` of each event's user, -1 for users outside the training split."""
+    row_of = {u: row for row, u in enumerate(np.asarray(train.user_ids).tolist())}
+    rows = np.array([row_of.get(u, -1) for u in np.asarray(events.user_ids).tolist()],
+                    dtype=np.int64)
+    return rows[event_users(events)]
+
+
 def user_item_matrix(events: EventArrays, clicks: bool = True) -> sp.csr_matrix:
     """`[U, n_items]` binary: which items each user clicked (or was shown, `clicks=False`)."""
     users = event_users(events)
@@ -155,6 +168,74 @@ def masked_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return (values * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1)
 
 
+class Cooccurrence:
+    """Item co-occurrence over the training users' clicks, with leave-user-out.
+
+    sim(i, j) = co(i, j) / sqrt(n_i n_j) for distinct items, where co(i, j) counts the
+    training users who clicked both and n_i those who clicked i (cosine similarity of the
+    items' user sets; 0 when a count is 0). The score of item j at an event is the sum over
+    the user's earlier clicks h (with repeats) of sim(h, j). When the user is a training user,
+    her own clicks are first taken out of co and n, so a training event's score is computed
+    from the other users, as a test event's is.
+    """
+
+    def __init__(self, train: EventArrays, max_block: int = MAX_BLOCK):
+        self.train = train
+        self.clicked = user_item_matrix(train)                                # [U, n]
+        co = (self.clicked.T @ self.clicked).tocsr()
+        co.setdiag(0.0)
+        co.eliminate_zeros()
+        self.co = co                                                          # [n, n]
+        self.item_users = np.asarray(self.clicked.sum(axis=0)).ravel()        # n_i
+        self.max_block = max_block
+
+    def own_clicks(self, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """1 where training row `rows` (-1: none) clicked `items` (same shapes), else 0."""
+        flat_rows, flat_items = rows.ravel(), items.ravel()
+        out = np.zeros(flat_rows.shape)
+        inside = flat_rows >= 0
+        if inside.any():
+            out[inside] = np.asarray(self.clicked[flat_rows[inside], flat_items[inside]]
+                                     ).ravel()
+        return out.reshape(rows.shape)
+
+    def scores(self, events: EventArrays) -> np.ndarray:
+        """`[E, D]` co-occurrence score of every displayed item (0 on padding)."""
+        history = history_click_matrix(events).tocoo()                        # [E, n]
+        rows = training_rows(events, self.train)
+        own_h = self.own_clicks(rows[history.row], history.col)
+        # a[e, h] = H[e, h] / sqrt(n_h - own_h), with own_h = 1 for a training user's clicks.
+        left = self.item_users[history.col] - own_h
+        weight = np.divide(history.data, np.sqrt(np.maximum(left, 1)), where=left > 0,
+                           out=np.zeros(len(history.data)))
+        a = sp.csr_matrix((weight, (history.row, history.col)), shape=history.shape)
+        own_total = np.bincount(history.row, weights=weight * own_h, minlength=events.n_events)
+        display = events.display
+        own_j = self.own_clicks(np.broadcast_to(rows[:, None], display.shape), display)
+        a_j = gather(a, display)
+        block = max(1, self.max_block // max(events.n_items, 1))
+        raw = np.zeros(display.shape)
+        for start in range(0, events.n_events, block):  # blocks of events bound the memory
+            part = slice(start, start + block)
+            raw[part] = gather((a[part] @ self.co).toarray(), display[part])
+        # co(h, j) - own_h own_j, summed with weights a over h != j.
+        raw -= own_j * (own_total[:, None] - a_j * own_j)
+        left_j = self.item_users[display] - own_j
+        out = np.divide(raw, np.sqrt(np.maximum(left_j, 1)), where=left_j > 0,
+                        out=np.zeros(display.shape))
+        return np.where(events.display_mask, np.maximum(out, 0.0), 0.0)
+
+
+def gather(item_scores: sp.spmatrix | np.ndarray, display: np.ndarray) -> np.ndarray:
+    """`[E, D]` entries (e, display[e, d]) of `item_scores [E, n_items]` (sparse or dense)."""
+    rows = np.broadcast_to(np.arange(display.shape[0])[:, None], display.shape).ravel()
+    if sp.issparse(item_scores):
+        values = np.asarray(item_scores.tocsr()[rows, display.ravel()]).ravel()
+    else:
+        values = item_scores[rows, display.ravel()]
+    return values.reshape(display.shape).astype(np.float64)
+
+
 @dataclasses.dataclass
 class PairFeaturizer:
     """Turns events into per-(event, item) feature arrays, with statistics of `train`.
@@ -174,8 +255,7 @@ class PairFeaturizer:
         shown = self.display_sets.sum()
         rate = self.clicks.sum() / shown if shown else 0.5
         self.prior_rate = float(np.clip(rate, 1e-3, 1 - 1e-3))
-        self._train_users = {u: row for row, u in enumerate(np.asarray(self.train.user_ids)
-                                                            .tolist())}
+        self.cooccurrence = Cooccurrence(self.train)
 
     @classmethod
     def from_item_features(cls, train: EventArrays, item_features: ItemFeatures
@@ -192,9 +272,7 @@ class PairFeaturizer:
     def own_counts(self, events: EventArrays) -> tuple[np.ndarray, np.ndarray]:
         """`[E, D]` display sets and clicks of each displayed item by the event's own user in
         the training split (0 for users outside it): what leave-user-out subtracts."""
-        train_row = np.array([self._train_users.get(u, -1)
-                              for u in np.asarray(events.user_ids).tolist()], dtype=np.int64)
-        rows = train_row[event_users(events)]
+        rows = training_rows(events, self.train)
         n_items = events.n_items
         keys = np.where(rows[:, None] >= 0, rows[:, None] * n_items + events.display, -1)
         train, mask = self.train, np.asarray(self.train.display_mask, dtype=bool)
@@ -220,11 +298,17 @@ class PairFeaturizer:
         rate_logit = np.log(rate) - np.log1p(-rate) - (np.log(p) - np.log1p(-p))
         log_shown = np.log1p(shown)
         size = mask.sum(axis=1, keepdims=True)
+        # The summed similarity grows with the history; its mean per earlier click compares
+        # across events.
+        clicks_before = np.asarray(history_click_matrix(events).sum(axis=1))
+        cooccurrence = self.cooccurrence.scores(events) / np.maximum(clicks_before, 1)
         parts = [log_shown[..., None], np.log1p(clicks)[..., None], rate_logit[..., None],
                  (shown <= 0)[..., None], history_features(events),
                  np.broadcast_to(np.log(np.maximum(size, 1)), mask.shape)[..., None],
                  (rate_logit - masked_mean(rate_logit, mask)[:, None])[..., None],
-                 (log_shown - masked_mean(log_shown, mask)[:, None])[..., None]]
+                 (log_shown - masked_mean(log_shown, mask)[:, None])[..., None],
+                 cooccurrence[..., None],
+                 (cooccurrence - masked_mean(cooccurrence, mask)[:, None])[..., None]]
         if self.side_features is not None:
             parts.append(self.side_features[events.display])
         out = np.concatenate([np.asarray(x, dtype=np.float32) for x in parts], axis=-1)

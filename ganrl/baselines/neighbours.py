@@ -7,26 +7,16 @@ clicks). A user's history is her clicked items in earlier events of the scored `
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from ganrl.baselines.base import Scorer
-from ganrl.baselines.features import event_users, history_click_matrix, user_item_matrix
+from ganrl.baselines.features import (MAX_BLOCK, Cooccurrence, gather, history_click_matrix,
+                                      training_rows, user_item_matrix)
 from ganrl.data.dataset import EventArrays, ItemFeatures
 from ganrl.data.item_stats import item_statistics
 
 # Weight of the normalised popularity (in [0, 1]) added to neighbourhood scores: far below any
 # similarity step, it only orders items the neighbourhood scores alike (never the position).
 POPULARITY_TIEBREAK = 1e-6
-
-
-def gather_scores(item_scores: sp.spmatrix | np.ndarray, display: np.ndarray) -> np.ndarray:
-    """`[E, D]` entries (e, display[e, d]) of `item_scores [E, n_items]` (sparse or dense)."""
-    rows = np.broadcast_to(np.arange(display.shape[0])[:, None], display.shape).ravel()
-    if sp.issparse(item_scores):
-        values = np.asarray(item_scores.tocsr()[rows, display.ravel()]).ravel()
-    else:
-        values = item_scores[rows, display.ravel()]
-    return values.reshape(display.shape).astype(np.float64)
 
 
 def training_clicks(train: EventArrays) -> np.ndarray:
@@ -55,43 +45,20 @@ class MostPopular(Scorer):
         return self.clicks[events.display]
 
 
-def cosine_item_similarity(clicked: sp.csr_matrix) -> sp.csr_matrix:
-    """`[n, n]` cosine similarity of distinct items over users: co(i, j) / sqrt(n_i n_j),
-    where co(i, j) counts the users who clicked both and n_i those who clicked i; the diagonal
-    is 0 (an item is not its own neighbour).
-
-    Args:
-      clicked: `[U, n]` binary user-item clicks.
-    """
-    co = (clicked.T @ clicked).tocsr()
-    counts = co.diagonal()
-    inv = np.where(counts > 0, 1.0 / np.sqrt(np.maximum(counts, 1)), 0.0)
-    similarity = (sp.diags(inv) @ co @ sp.diags(inv)).tocsr()
-    similarity.setdiag(0.0)
-    similarity.eliminate_zeros()
-    return similarity
-
-
 class ItemKNN(Scorer):
-    """Item kNN (co-occurrence): score(j) = sum over the user's earlier clicks i (with
-    repeats) of cos(i, j), the cosine similarity of distinct items over the training users'
-    click sets (`cosine_item_similarity`). Items the history says nothing about are ordered
-    by popularity (`POPULARITY_TIEBREAK`).
-
-    A training user scored by this model meets her own clicks in the similarities.
+    """Item kNN (co-occurrence): score(j) = sum over the user's earlier clicks h (with
+    repeats) of the cosine similarity of distinct items h and j over the training users'
+    click sets (`ganrl.baselines.features.Cooccurrence`, leave-user-out for training users).
+    Items the history says nothing about are ordered by popularity (`POPULARITY_TIEBREAK`).
     """
 
     def fit(self, train: EventArrays, item_features: ItemFeatures, seed: int) -> None:
-        self.similarity = cosine_item_similarity(user_item_matrix(train))
+        self.cooccurrence = Cooccurrence(train)
         clicks = training_clicks(train)
         self.popularity = clicks / max(clicks.max(), 1.0)
 
-    def similarity_scores(self, events: EventArrays) -> np.ndarray:
-        """`[E, D]` summed similarity of each displayed item to the user's earlier clicks."""
-        return gather_scores(history_click_matrix(events) @ self.similarity, events.display)
-
     def score(self, events: EventArrays) -> np.ndarray:
-        return (self.similarity_scores(events)
+        return (self.cooccurrence.scores(events)
                 + POPULARITY_TIEBREAK * self.popularity[events.display])
 
 
@@ -111,7 +78,7 @@ class SessionKNN(Scorer):
     """
 
     def __init__(self, neighbours: int = 50, cooccurrence_weight: float = 0.1,
-                 max_block: int = 4_000_000):
+                 max_block: int = MAX_BLOCK):
         self.neighbours = neighbours
         self.cooccurrence_weight = cooccurrence_weight
         self.max_block = max_block
@@ -120,7 +87,7 @@ class SessionKNN(Scorer):
         self.sessions = user_item_matrix(train)                               # [U, n]
         sizes = np.asarray(self.sessions.sum(axis=1)).ravel()
         self.session_norm = np.sqrt(sizes)
-        self.train_row = {u: row for row, u in enumerate(np.asarray(train.user_ids).tolist())}
+        self.train = train
         self.item_knn = ItemKNN()
         self.item_knn.fit(train, item_features, seed)
 
@@ -129,8 +96,7 @@ class SessionKNN(Scorer):
         history = history_click_matrix(events)
         history.data[:] = 1.0                                                 # click sets
         history_norm = np.sqrt(np.asarray(history.sum(axis=1)).ravel())
-        own_row = np.array([self.train_row.get(u, -1)
-                            for u in np.asarray(events.user_ids).tolist()])[event_users(events)]
+        own_row = training_rows(events, self.train)
         n_sessions, n_items = self.sessions.shape
         block = max(1, self.max_block // max(n_sessions, n_items, 1))
         out = np.zeros(events.display.shape, dtype=np.float64)
@@ -148,10 +114,10 @@ class SessionKNN(Scorer):
                     :, n_sessions - self.neighbours]
                 sim = np.where(sim >= kth[:, None], sim, 0.0)
             item_scores = np.asarray(self.sessions.T @ sim.T).T               # [b, n]
-            out[rows] = gather_scores(item_scores, events.display[rows])
+            out[rows] = gather(item_scores, events.display[rows])
         return out
 
     def score(self, events: EventArrays) -> np.ndarray:
         return (self.neighbour_scores(events)
-                + self.cooccurrence_weight * self.item_knn.similarity_scores(events)
+                + self.cooccurrence_weight * self.item_knn.cooccurrence.scores(events)
                 + POPULARITY_TIEBREAK * self.item_knn.popularity[events.display])

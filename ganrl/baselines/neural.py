@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from ganrl.baselines.base import Scorer
-from ganrl.baselines.features import (PairFeaturizer, Standardizer, event_users,
+from ganrl.baselines.features import (MAX_BLOCK, PairFeaturizer, Standardizer, event_users,
                                       recent_clicks)
 from ganrl.data.dataset import EventArrays, ItemFeatures
 from ganrl.metrics import precision_at_k
@@ -264,16 +264,17 @@ class SessionRNN(Scorer):
       embedding_dim: size of the item embeddings (input and output).
       hidden_dim: GRU state size.
       max_events: training keeps each user's last this many events.
-      score_users: users per scoring block.
+      max_block: at most about this many floats in one scoring block's item embeddings
+        (`[users, T, D, embedding_dim]`).
       **fit_options: `FitConfig` fields (a batch is `batch_size` users).
     """
 
     default_fit = FitConfig(batch_size=64, learning_rate=0.005)
 
     def __init__(self, embedding_dim: int = 32, hidden_dim: int = 32, max_events: int = 50,
-                 score_users: int = 512, **fit_options):
+                 max_block: int = MAX_BLOCK, **fit_options):
         self.embedding_dim, self.hidden_dim = embedding_dim, hidden_dim
-        self.max_events, self.score_users = max_events, score_users
+        self.max_events, self.max_block = max_events, max_block
         self.fit_config = dataclasses.replace(self.default_fit, **fit_options)
 
     def fit(self, train: EventArrays, item_features: ItemFeatures, seed: int) -> None:
@@ -295,12 +296,19 @@ class SessionRNN(Scorer):
 
     def score(self, events: EventArrays) -> np.ndarray:
         out = []
-        for start in range(0, events.n_users, self.score_users):  # blocks of users
-            rows = np.arange(start, min(start + self.score_users, events.n_users))
-            batch = events.user_batch(rows)
-            utilities = self.model(tf.constant(batch["display"]),
-                                   tf.constant(batch["clicked_pos"])).numpy()
-            out.append(utilities[batch["event_mask"]])   # events in order, user by user
+        longest = max(int(events.events_per_user.max()) if events.n_users else 1, 1)
+        users = max(1, self.max_block // (longest * events.max_display * self.embedding_dim))
+        users = min(users, max(events.n_users, 1))
+        # Blocks of the same shape (the last one padded with repeated users): one trace.
+        utilities_fn = tf.function(self.model)
+        for start in range(0, events.n_users, users):  # blocks of users bound the memory
+            real = np.arange(start, min(start + users, events.n_users))
+            rows = np.concatenate([real, np.full(users - len(real), real[-1])])
+            batch = events.user_batch(rows, max_events=longest)
+            utilities = utilities_fn(tf.constant(batch["display"]),
+                                     tf.constant(batch["clicked_pos"])).numpy()
+            keep = batch["event_mask"][:len(real)]
+            out.append(utilities[:len(real)][keep])   # events in order, user by user
         return (np.concatenate(out) if out
                 else np.zeros(events.display.shape)).astype(np.float64)
 

@@ -324,6 +324,8 @@ class EventScorer(Scorer):
       embedding_dim: size of the item embeddings (factors).
       hidden: widths of the MLP's hidden layers.
       score_events: events per scoring block.
+      clicked_only: point-wise losses learn from the events with a click only (as
+        `ganrl.baselines.tabular` explains); a softmax loss uses every event.
       **fit_options: `FitConfig` fields (a batch is `batch_size` events).
     """
 
@@ -334,9 +336,9 @@ class EventScorer(Scorer):
     softmax_choice = True
 
     def __init__(self, embedding_dim: int = 16, hidden: tuple[int, ...] = (64, 32),
-                 score_events: int = 4096, **fit_options):
+                 score_events: int = 4096, clicked_only: bool = True, **fit_options):
         self.embedding_dim, self.hidden = embedding_dim, tuple(hidden)
-        self.score_events = score_events
+        self.score_events, self.clicked_only = score_events, clicked_only
         self.fit_config = dataclasses.replace(self.default_fit, **fit_options)
 
     def inputs(self, events: EventArrays, features: np.ndarray | None = None
@@ -366,6 +368,9 @@ class EventScorer(Scorer):
         self.model = self.build_model(train.n_items, features.shape[-1], seed)
         held_out = holdout_users(train.n_users, self.fit_config.holdout_fraction,
                                  seed)[event_users(train)]
+        if self.clicked_only and not self.softmax_choice:
+            keep = train.clicked_pos >= 0
+            arrays, held_out = {k: v[keep] for k, v in arrays.items()}, held_out[keep]
         self.history = fit_model(self.model, self.model, self.loss, arrays, held_out,
                                  self.fit_config, seed, variables_of(self.no_click))
 

@@ -92,6 +92,11 @@ class CascadingQNetwork(keras.Model):
         per_pair = tf.reshape(self.prev_items(items), shape)  # [B, m, k(i), k(j), H]
         return tf.einsum("bmijh,mi->bmjh", per_pair, tf.one_hot(tf.range(m), self.k))
 
+    def _pair_kernel(self) -> tf.Tensor:
+        """U as `[d, k(i), k(j), H]`: block (i, j) maps the item at position i into Q^j."""
+        kernel = self.prev_items.kernel
+        return tf.reshape(kernel, [tf.shape(kernel)[0], self.k, self.k, self.hidden])
+
     def position_scorer(self, state: tf.Tensor, candidates: tf.Tensor
                         ) -> Callable[[int, tf.Tensor], tf.Tensor]:
         """For `cascade_select`: state `[B, S]`, candidate features `[B, N, d]`."""
@@ -100,9 +105,11 @@ class CascadingQNetwork(keras.Model):
 
         def scores(j, picked):
             pre = state_part[:, j]
-            if picked.shape[1]:
-                chosen = tf.gather(candidates, picked, batch_dims=1)
-                pre += tf.reduce_sum(self._prev(chosen)[:, :, j], axis=1)
+            m = picked.shape[1]
+            if m:
+                # sum_{i<j} U^{j,i} e(a^i): only the (i, j) blocks of U, for this j.
+                chosen = tf.gather(candidates, picked, batch_dims=1)      # [B, m, d]
+                pre += tf.einsum("bmd,dmh->bh", chosen, self._pair_kernel()[:, :m, j])
             hidden = tf.nn.elu(pre[:, None, :] + own)
             return tf.einsum("bnh,h->bn", hidden, self.out[j])
 

@@ -59,6 +59,8 @@ flags.DEFINE_enum("item_features", "onehot", ["onehot", "generalising"],
                   "history of each item (the options below default to the setting's).")
 flags.DEFINE_float("id_dropout", None, "Share of item occurrences whose identity embedding "
                    "is replaced by a learned fallback while training.")
+flags.DEFINE_boolean("display_history", None, "Add to the state the mean embedding of the "
+                     "items the user was shown and passed over, and her no-click share.")
 flags.DEFINE_boolean("history_features", None, "Per-item features of the user's own history "
                      "(clicked before, last click, shown before, in the previous set).")
 flags.DEFINE_boolean("set_context", None, "Each item's rank within its display set by "
@@ -81,8 +83,8 @@ def config_from_flags() -> TrainConfig:
     save_dir = FLAGS.save_dir or os.path.join(
         "runs", f"{FLAGS.dataset}__{FLAGS.user_model}__{FLAGS.regularizer}__{FLAGS.seed}")
     preset = MODEL_PRESETS[FLAGS.item_features]
-    chosen = {name: getattr(FLAGS, name) for name in ("id_dropout", "history_features",
-                                                      "set_context")
+    chosen = {name: getattr(FLAGS, name) for name in ("id_dropout", "display_history",
+                                                      "history_features", "set_context")
               if getattr(FLAGS, name) is not None}
     model = ModelConfig(user_model=FLAGS.user_model, dims=FLAGS.dims, item_dim=FLAGS.item_dim,
                         rnn_hidden_dim=FLAGS.rnn_hidden_dim, pw_dim=FLAGS.pw_dim,

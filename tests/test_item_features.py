@@ -171,13 +171,15 @@ def test_permuting_a_display_set_permutes_the_predictions(encoder):
 
 # -- The step view and the run folder --------------------------------------------------------
 
-@pytest.mark.parametrize("encoder", ["PW", "LSTM"])
-def test_sequence_and_step_views_agree_with_history_features(encoder):
+@pytest.mark.parametrize("encoder,options", [
+    ("PW", {"set_context": True}), ("LSTM", {"set_context": True}),
+    ("LSTM", {"display_history": True}), ("PW", {"display_history": True,
+                                                  "history_features": False})])
+def test_sequence_and_step_views_agree_with_history_features(encoder, options):
     behavior = [[0, [[1, 2], [3, 4, 1], [5, 1], [0, 3, 5]], [2, -1, 5, 3]],
                 [1, [[2, 3], [4, 5]], [3, 4]]]
     events = EventArrays.from_behavior(behavior, None, 3, 6)
-    model = _generalising_model(with_statistics(ItemFeatures(6), events), encoder,
-                                set_context=True)
+    model = _generalising_model(with_statistics(ItemFeatures(6), events), encoder, **options)
     sequence = model.event_utilities(_flat(events)).numpy()
     for row, (user, displays, clicks) in enumerate(behavior):
         state = model.initial_state(1)

@@ -111,10 +111,11 @@ class Simulator:
         self._batch = batch_size
         return Observation(history, self._draw_candidates(batch_size), 0)
 
-    def _advance(self, b_state, r_state, history, items, clicked):
-        b_state = self.model.behavior.update_state(b_state, items, clicked)
-        r_state = b_state if self.shared else self.model.reward.update_state(r_state, items,
-                                                                             clicked)
+    def _advance(self, b_state, r_state, history, items, clicked, display=None):
+        """Adds the clicked `items` to the states; `display` is the slate shown, if known."""
+        b_state = self.model.behavior.update_state(b_state, items, clicked, display=display)
+        r_state = b_state if self.shared else self.model.reward.update_state(
+            r_state, items, clicked, display=display)
         shifted = tf.concat([items[:, None], history[:, :-1]], axis=1)
         history = tf.where(clicked[:, None], shifted, history)
         return b_state, r_state, history
@@ -161,7 +162,7 @@ class Simulator:
                 r -= reward_model.no_click_logit
             reward = tf.where(clicked, r[:, 0], 0.0)
         b_state, r_state, history = self._advance(b_state, r_state, history, clicked_item,
-                                                  clicked)
+                                                  clicked, display=items)
         return reward, clicked, index, b_state, r_state, history
 
     def click_probabilities(self, observation: Observation, slate: tf.Tensor) -> tf.Tensor:

@@ -46,6 +46,11 @@ class ModelConfig:
         user saw, when the features carry statistics), so that rare items lean on the shared
         features; with statistics, an item shown in d training display sets is dropped at
         id_dropout * a / (a + d), a = `rate_prior_strength`.
+      display_history: add to the state what the user's earlier display sets say beyond her
+        clicks: the mean embedding of the items she was shown and did not click (averaged
+        over her earlier events), her share of no-click events and log(1 + events). Under a
+        softmax choice, the items passed over carry as much evidence about a taste as the
+        click; an encoder of clicks alone cannot see it.
       history_features: add what the user's own history says about each item (clicked
         before, last click, shown before, in the previous display set).
       history_clicks: how many recent clicks those features look at.
@@ -71,6 +76,7 @@ class ModelConfig:
     bilinear: bool = True
     dropout: float = 0.0
     id_dropout: float = 0.0
+    display_history: bool = False
     history_features: bool = False
     history_clicks: int = 10
     history_events: int = 5
@@ -124,6 +130,9 @@ class UserModel(keras.Model):
         self.history = make_history_encoder(
             config.user_model, config.item_dim, pw_dim=config.pw_dim,
             pw_band_size=config.pw_band_size, rnn_hidden_dim=config.rnn_hidden_dim)
+        # The encoded state: the history encoder's output, then the display summary.
+        self.encoded_dim = self.history.state_dim + (
+            config.item_dim + 2 if config.display_history else 0)
         self.state_layer = keras.layers.Dense(dims[0], name="mlp_0_state")
         self.item_layer = keras.layers.Dense(dims[0], use_bias=False, name="mlp_0_item")
         self.hidden_layers = [keras.layers.Dense(d, activation="elu", name=f"mlp_{i + 1}")
@@ -156,38 +165,74 @@ class UserModel(keras.Model):
 
     # -- Step view (simulator) -------------------------------------------------------------
     def initial_state(self, batch_size: int) -> Any:
-        """The empty history of `batch_size` users."""
+        """The empty history of `batch_size` users: the encoder's state, alone or, with
+        `display_history` or `history_features`, in a dict beside what those remember."""
         state = self.history.initial_state(batch_size)
-        if not self.config.history_features:
-            return state
         cfg = self.config
-        return (state, context.empty_history_ids(batch_size, cfg.history_clicks,
-                                                 cfg.history_events, cfg.history_display_width))
+        if not (cfg.display_history or cfg.history_features):
+            return state
+        parts = {"encoder": state}
+        if cfg.display_history:
+            parts["shown"] = tf.zeros([batch_size, cfg.item_dim + 2])
+        if cfg.history_features:
+            parts["ids"] = context.empty_history_ids(batch_size, cfg.history_clicks,
+                                                     cfg.history_events,
+                                                     cfg.history_display_width)
+        return parts
 
     def update_state(self, state: Any, clicked_item: tf.Tensor, clicked: tf.Tensor,
                      display: tf.Tensor | None = None, display_mask: tf.Tensor | None = None
                      ) -> Any:
         """Adds `clicked_item [B]` to the histories where `clicked [B]` (bool) is True.
 
-        With `history_features`, pass the event's display set too (`display [B, D]`, with
-        `display_mask [B, D]` unless every slot is real), click or no click: the model
-        remembers which items the user was shown. Without it nothing is remembered as shown.
+        With `display_history` or `history_features`, pass the event's display set too
+        (`display [B, D]`, with `display_mask [B, D]` unless every slot is real), click or no
+        click: the model remembers what the user was shown. Without it the event counts as a
+        click alone (nothing is remembered as shown).
         """
         embedding = self.items(tf.maximum(clicked_item, 0))
         clicked = tf.cast(clicked, tf.bool)
-        if not self.config.history_features:
+        cfg = self.config
+        if not (cfg.display_history or cfg.history_features):
             return self.history.update(state, embedding, clicked)
-        encoder_state, ids = state
-        return (self.history.update(encoder_state, embedding, clicked),
-                context.update_history_ids(ids, clicked_item, clicked, display, display_mask))
+        out = {"encoder": self.history.update(state["encoder"], embedding, clicked)}
+        if cfg.display_history:
+            out["shown"] = state["shown"]
+            if display is not None:
+                if display_mask is None:
+                    display_mask = tf.ones(tf.shape(display), tf.bool)
+                passed = display_mask & ~(clicked[:, None]
+                                          & tf.equal(display, clicked_item[:, None]))
+                out["shown"] += self._event_summary(display, passed, ~clicked)
+        if cfg.history_features:
+            out["ids"] = context.update_history_ids(state["ids"], clicked_item, clicked,
+                                                    display, display_mask)
+        return out
 
     def state_vector(self, state: Any) -> tf.Tensor:
-        """`[B, S]` encoded history. With `history_features` its last columns hold the
-        remembered item ids (as floats), which `utilities` compares with the candidates."""
-        if not self.config.history_features:
+        """`[B, S]` encoded history: the encoder's output, the display summary
+        (`display_history`) and, with `history_features`, the remembered item ids (as
+        floats) in the last columns, which `utilities` compares with the candidates."""
+        cfg = self.config
+        if not (cfg.display_history or cfg.history_features):
             return self.history.state_vector(state)
-        encoder_state, ids = state
-        return self._pack(self.history.state_vector(encoder_state), ids.clicks, ids.displays)
+        encoded = self.history.state_vector(state["encoder"])
+        if cfg.display_history:
+            encoded = tf.concat([encoded, summarise_displays(state["shown"])], axis=-1)
+        if not cfg.history_features:
+            return encoded
+        return self._pack(encoded, state["ids"].clicks, state["ids"].displays)
+
+    def _event_summary(self, display: tf.Tensor, passed: tf.Tensor, no_click: tf.Tensor,
+                       training: bool = False) -> tf.Tensor:
+        """`[N, E + 2]` what one event adds to the display summary's sums: the mean embedding
+        of the items passed over (`passed [N, D]`), whether nothing was clicked, and 1."""
+        weights = tf.cast(passed, tf.float32)
+        embeddings = self.items(display, training=training) * weights[..., None]
+        mean = tf.reduce_sum(embeddings, -2) / tf.maximum(tf.reduce_sum(weights, -1), 1.0)[
+            ..., None]
+        ones = tf.ones_like(mean[..., :1])
+        return tf.concat([mean, tf.cast(no_click, tf.float32)[..., None], ones], axis=-1)
 
     def item_embeddings(self, items: tf.Tensor) -> tf.Tensor:
         """items `[...]` -> `[..., item_dim]`."""
@@ -204,7 +249,7 @@ class UserModel(keras.Model):
           item_counts: `[B, ..., N, 2]` training counts to use instead of the stored ones
             (the sequence view's leave-user-out counts).
         """
-        encoded = state_vector[..., :self.history.state_dim]
+        encoded = state_vector[..., :self.encoded_dim]
         item_embeddings = self.dropout(self.items(items, training=training), training=training)
         hidden = self.state_layer(encoded)[..., None, :] + self.item_layer(item_embeddings)
         features = self._context(state_vector, items, mask, item_counts)
@@ -237,7 +282,7 @@ class UserModel(keras.Model):
                 real = tf.ones(tf.shape(items), tf.bool) if mask is None else mask
                 parts.append(context.set_ranks(stats[..., :3:2], real))  # by d and by rate
         if cfg.history_features:
-            ids = tf.cast(tf.round(state_vector[..., self.history.state_dim:]), tf.int32)
+            ids = tf.cast(tf.round(state_vector[..., self.encoded_dim:]), tf.int32)
             clicks = ids[..., :cfg.history_clicks]
             displays = tf.reshape(ids[..., cfg.history_clicks:], tf.concat(
                 [tf.shape(ids)[:-1], [cfg.history_events, cfg.history_display_width]], 0))
@@ -277,6 +322,15 @@ class UserModel(keras.Model):
         states = self.history.sequence_states(click_embeddings, batch["click_mask"],
                                               batch["event_user"], batch["clicks_before"])
         cfg = self.config
+        if cfg.display_history:
+            display, mask = batch["display"], batch["display_mask"]
+            passed = mask & (tf.range(tf.shape(display)[1])[None, :]
+                             != batch["clicked_pos"][:, None])
+            sums = self._event_summary(display, passed, batch["clicked_pos"] < 0,
+                                       training=training)
+            states = tf.concat([states, summarise_displays(
+                user_prefix_sums(sums, batch["event_user"],
+                                 tf.shape(batch["click_items"])[0]))], axis=-1)
         if cfg.history_features:
             states = self._pack(
                 states,
@@ -307,6 +361,27 @@ class UserModel(keras.Model):
         return self.choice_logits(
             self.event_utilities(batch, training=training, leave_user_out=leave_user_out),
             batch["display_mask"])
+
+
+def user_prefix_sums(values: tf.Tensor, event_user: tf.Tensor, n_users: tf.Tensor
+                     ) -> tf.Tensor:
+    """`[N, F]` per-event values -> for each event, the sum over its user's earlier events.
+
+    A flat batch holds each user's events together and in order, so this is an exclusive
+    cumulative sum less its value at the user's first event.
+    """
+    running = tf.cumsum(values, axis=0, exclusive=True)
+    first = tf.math.unsorted_segment_min(tf.range(tf.shape(event_user)[0]), event_user,
+                                         n_users)
+    return running - tf.gather(running, tf.gather(first, event_user))
+
+
+def summarise_displays(sums: tf.Tensor) -> tf.Tensor:
+    """Display-summary sums `[..., E + 2]` (passed-over means, no-clicks, events) -> the
+    state part `[..., E + 2]`: their means over the earlier events and log(1 + events)."""
+    events = sums[..., -1:]
+    means = sums[..., :-1] / tf.maximum(events, 1.0)
+    return tf.concat([means, tf.math.log1p(events)], axis=-1)
 
 
 def checkpoint_variables(**parts: Any) -> dict[str, tf.Variable]:

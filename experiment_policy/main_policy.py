@@ -31,8 +31,9 @@ flags.DEFINE_string("policy", "all", "Comma-separated policies, or 'all': "
 flags.DEFINE_integer("k", 5, "Slate size.")
 flags.DEFINE_integer("n_candidates", 0, "Candidates drawn per user and step (0: all items).")
 flags.DEFINE_integer("horizon", 10, "Steps per episode.")
-flags.DEFINE_enum("reward", "learned", ["learned", "click"], "Reward: the learned reward of "
-                  "the clicked item, or the click indicator.")
+flags.DEFINE_enum("reward", "auto", ["auto", "learned", "click"], "Reward: the learned "
+                  "reward of the clicked item, or the click indicator; auto: the click "
+                  "indicator where the user model learned a no-click option, else learned.")
 flags.DEFINE_float("gamma", 0.9, "Discount.")
 flags.DEFINE_float("learning_rate", 0.001, "CDQN learning rate.")
 flags.DEFINE_integer("num_itrs", 2000, "Training steps in the simulator (episodes x horizon).")

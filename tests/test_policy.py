@@ -48,10 +48,14 @@ def test_td_targets_by_hand():
     np.testing.assert_allclose(y, [1.0 + 0.9 * 10.0, 2.0])  # no bootstrap after the end
 
 
-def test_slate_q_agrees_with_the_cascade_scores():
+@pytest.mark.parametrize("residual", [False, True])
+def test_slate_q_agrees_with_the_cascade_scores(residual):
     tf.keras.utils.set_random_seed(1)
-    net = CascadingQNetwork(k=3, hidden=8)
+    net = CascadingQNetwork(k=3, hidden=8, reward_residual=residual)
     net.build_for(state_dim=4, item_dim=5)
+    if residual:  # a trained network: non-zero output weights and reward weights
+        net.out.assign(tf.random.normal([3, 8]))
+        net.reward_weight.assign([0.5, 2.0, -1.0])
     state = tf.random.normal([2, 4])
     cands = tf.random.normal([2, 6, 5])
     scorer = net.position_scorer(state, cands)
@@ -130,6 +134,28 @@ def test_policy_protocol_smoke_and_resume(user_model_dir, tmp_path):
     lines = []
     again = PolicyRunner(config, progress=lines.append).run()
     assert again == results and lines == []
+
+
+def test_untrained_cdqn_with_the_learned_reward_is_gan_greedy(user_model_dir):
+    from ganrl.policy.baselines import GanGreedy
+    from ganrl.policy.cdqn import CascadingDQN
+    model = load_user_model(user_model_dir)
+    features = PolicyFeatures(model.reward.item_embeddings(tf.range(model.n_items)).numpy())
+    rng = np.random.default_rng(0)
+    obs = Observation(tf.constant(rng.integers(-1, model.n_items, (16, 4)), tf.int32),
+                      tf.constant(np.argsort(rng.random((16, model.n_items)), 1)[:, :8],
+                                  tf.int32), 0)
+    cdqn = CascadingDQN(features, 3, n_candidates=8, history_length=4, hidden=8,
+                        replay_capacity=8, reward_model=model.reward)
+    greedy = GanGreedy(features, 3, reward_model=model.reward)
+    np.testing.assert_array_equal(cdqn.select(obs).numpy(), greedy.select(obs).numpy())
+
+
+def test_auto_reward_is_the_click_where_the_model_learned_no_click(user_model_dir):
+    model = load_user_model(user_model_dir)
+    assert model.behavior.has_no_click
+    assert Simulator(model, SimulatorConfig(reward="auto")).reward_kind == "click"
+    assert Simulator(model, SimulatorConfig(reward="learned")).reward_kind == "learned"
 
 
 def test_load_recommend_and_export_without_ganrl(user_model_dir, tmp_path):

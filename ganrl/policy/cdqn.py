@@ -15,6 +15,10 @@ That first layer splits into W^j s + sum_{i<j} U^{j,i} e(a^i) + D e(a^j), the ca
 part D shared by all positions, so D e(a) is computed once per step for every candidate, not
 once per cascade position; what differs between positions (W^j s and the earlier picks) is
 per user, not per candidate.
+
+With the learned reward r(s, a) as the candidate's last feature (`reward_residual`), each Q^j
+also adds alpha_j r(s, a^j), alpha_j learned and starting at 1: the untrained cascade is then
+GAN-Greedy's ranking, and the networks learn what the long run adds to the immediate reward.
 """
 
 from __future__ import annotations
@@ -68,14 +72,19 @@ def cascading_td_targets(reward: tf.Tensor, done: tf.Tensor, next_q: tf.Tensor,
 class CascadingQNetwork(keras.Model):
     """The k Q-functions over a shared state (see the module docstring)."""
 
-    def __init__(self, k: int, hidden: int, **kwargs):
+    def __init__(self, k: int, hidden: int, reward_residual: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.k, self.hidden = k, hidden
+        self.reward_weight = (self.add_weight(name="reward_weight", shape=(k,),
+                                              initializer="ones")
+                              if reward_residual else None)
         self.state_layer = keras.layers.Dense(k * hidden, name="state")     # W^j s + b^j
         self.own_item = keras.layers.Dense(hidden, use_bias=False, name="own")  # D
         self.prev_items = keras.layers.Dense(k * k * hidden, use_bias=False, name="prev")
-        self.out = self.add_weight(name="out", shape=(k, hidden),
-                                   initializer=keras.initializers.GlorotUniform())
+        # With the residual the output starts at zero, so the untrained cascade is greedy.
+        self.out = self.add_weight(
+            name="out", shape=(k, hidden),
+            initializer="zeros" if reward_residual else keras.initializers.GlorotUniform())
 
     def build_for(self, state_dim: int, item_dim: int) -> None:
         self.state_layer.build((None, state_dim))
@@ -111,7 +120,7 @@ class CascadingQNetwork(keras.Model):
                 chosen = tf.gather(candidates, picked, batch_dims=1)      # [B, m, d]
                 pre += tf.einsum("bmd,dmh->bh", chosen, self._pair_kernel()[:, :m, j])
             hidden = tf.nn.elu(pre[:, None, :] + own)
-            return tf.einsum("bnh,h->bn", hidden, self.out[j])
+            return tf.einsum("bnh,h->bn", hidden, self.out[j]) + self._residual(candidates, j)
 
         return scores
 
@@ -123,7 +132,15 @@ class CascadingQNetwork(keras.Model):
         earlier = tf.linalg.band_part(tf.ones([self.k, self.k]), 0, -1) - tf.eye(self.k)
         prev = tf.einsum("bijh,ij->bjh", prev, earlier)                   # only i < j
         hidden = tf.nn.elu(pre + own + prev)
-        return tf.einsum("bjh,jh->bj", hidden, self.out)
+        return tf.einsum("bjh,jh->bj", hidden, self.out) + self._residual(slate_items)
+
+    def _residual(self, items: tf.Tensor, j: int | None = None) -> tf.Tensor | float:
+        """alpha_j r(s, a): items `[B, N, d]` whose last feature is r, for position j
+        (`[B, N]`), or the slate's items at their own positions (`[B, k]`, j None)."""
+        if self.reward_weight is None:
+            return 0.0
+        weight = self.reward_weight if j is None else self.reward_weight[j]
+        return weight * items[..., -1]
 
 
 @register("cdqn")
@@ -151,8 +168,9 @@ class CascadingDQN(Policy):
         tf.keras.utils.set_random_seed(seed)
         self.gamma, self.batch_size, self.target_update = gamma, batch_size, target_update
         self.epsilon = (epsilon_start, epsilon_end, epsilon_steps)
-        self.q = CascadingQNetwork(k, hidden, name="q")
-        self.target = CascadingQNetwork(k, hidden, name="target")
+        residual = reward_model is not None
+        self.q = CascadingQNetwork(k, hidden, reward_residual=residual, name="q")
+        self.target = CascadingQNetwork(k, hidden, reward_residual=residual, name="target")
         item_dim = features.item_dim + (1 if reward_model is not None else 0)
         for net in (self.q, self.target):
             net.build_for(features.state_dim, item_dim)

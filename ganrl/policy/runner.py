@@ -51,7 +51,7 @@ class PolicyConfig:
     k: int = 5
     n_candidates: int = 0
     horizon: int = 10
-    reward: str = "learned"
+    reward: str = "auto"
     gamma: float = 0.9
     learning_rate: float = 1e-3
     num_itrs: int = 2000

@@ -3,7 +3,9 @@
 Each step the recommender shows every user a slate of k items chosen among candidates (all
 items, or `n_candidates` drawn per user and step); the behaviour model phi samples a click on
 one of them or, when the model learned one, no click; the reward is the learned reward r of the
-clicked item (the paper's setting) or the click indicator; the clicked item joins the history.
+clicked item (the paper's setting) or the click indicator ('auto': the click indicator when
+the model learned a no-click option, whose utility is the zero point of r, else r); the clicked
+item joins the history.
 Episodes last `horizon` steps. Everything runs as tensors over the batch of users.
 
 What a policy sees (`Observation`): each user's recent clicks (`history`, most recent first,
@@ -21,7 +23,7 @@ import tensorflow as tf
 
 from ganrl.user_model import LoadedUserModel
 
-REWARDS = ("learned", "click")
+REWARDS = ("learned", "click", "auto")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +32,8 @@ class SimulatorConfig:
       k: slate size.
       n_candidates: candidates drawn per user and step (0: every item).
       horizon: steps per episode.
-      reward: 'learned' (r of the clicked item) or 'click' (1 for a click).
+      reward: 'learned' (r of the clicked item), 'click' (1 for a click) or 'auto' ('click'
+        when the user model has a no-click option, else 'learned').
       history_length: clicks a policy sees.
       seed: the simulator's random stream (candidates and clicks).
     """
@@ -79,6 +82,9 @@ class Simulator:
         self.n_candidates = config.n_candidates or self.n_items
         self.rng = tf.random.Generator.from_seed(config.seed)
         self.shared = user_model.behavior is user_model.reward
+        self.reward_kind = config.reward
+        if self.reward_kind == "auto":
+            self.reward_kind = "click" if self.has_no_click else "learned"
         self._state = None
 
     @property
@@ -153,7 +159,7 @@ class Simulator:
         clicked = choice < k
         index = tf.where(clicked, choice, -1)
         clicked_item = tf.gather(items, tf.minimum(choice, k - 1), batch_dims=1)
-        if self.config.reward == "click":
+        if self.reward_kind == "click":
             reward = tf.cast(clicked, tf.float32)
         else:
             r = reward_model.utilities(reward_model.state_vector(r_state), clicked_item[:, None])

@@ -48,25 +48,31 @@ flags.DEFINE_integer("eval_users", 1000, "Users simulated in the test simulator.
 flags.DEFINE_integer("adapt_itrs", 300, "Online steps of the adaptation experiment (0: skip).")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_string("save_dir", "", "Run folder (default runs/policy/{model}__{seed}).")
-flags.mark_flag_as_required("user_model_dir")
-flags.mark_flag_as_required("test_user_model_dir")
 
 
-def main(argv: list[str]) -> int:
-    del argv
-    logging.set_verbosity(logging.WARNING)
+def config_from_flags(user_model_dir: str, test_user_model_dir: str, save_dir: str,
+                      seed: int) -> PolicyConfig:
+    """The frozen config of one protocol run: these four from the caller, the rest from
+    the flags (shared with `main_comparison.py`)."""
     names = registry.names() if FLAGS.policy == "all" else FLAGS.policy.split(",")
-    save_dir = FLAGS.save_dir or os.path.join(
-        "runs", "policy", f"{os.path.basename(FLAGS.user_model_dir.rstrip('/'))}__{FLAGS.seed}")
-    config = PolicyConfig(
-        user_model_dir=FLAGS.user_model_dir, test_user_model_dir=FLAGS.test_user_model_dir,
+    return PolicyConfig(
+        user_model_dir=user_model_dir, test_user_model_dir=test_user_model_dir,
         save_dir=save_dir, policies=tuple(names), k=FLAGS.k, n_candidates=FLAGS.n_candidates,
         horizon=FLAGS.horizon, reward=FLAGS.reward, gamma=FLAGS.gamma,
         learning_rate=FLAGS.learning_rate, num_itrs=FLAGS.num_itrs,
         batch_size=FLAGS.batch_size, train_batch_size=FLAGS.train_batch_size,
         hidden=FLAGS.hidden, epsilon_start=FLAGS.epsilon_start, epsilon_end=FLAGS.epsilon_end,
         epsilon_steps=FLAGS.epsilon_steps, target_update=FLAGS.target_update,
-        eval_users=FLAGS.eval_users, adapt_itrs=FLAGS.adapt_itrs, seed=FLAGS.seed)
+        eval_users=FLAGS.eval_users, adapt_itrs=FLAGS.adapt_itrs, seed=seed)
+
+
+def main(argv: list[str]) -> int:
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    save_dir = FLAGS.save_dir or os.path.join(
+        "runs", "policy", f"{os.path.basename(FLAGS.user_model_dir.rstrip('/'))}__{FLAGS.seed}")
+    config = config_from_flags(FLAGS.user_model_dir, FLAGS.test_user_model_dir, save_dir,
+                               FLAGS.seed)
     print(f"config: {config}", flush=True)
     try:
         results = PolicyRunner(config).run()
@@ -88,4 +94,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    flags.mark_flag_as_required("user_model_dir")
+    flags.mark_flag_as_required("test_user_model_dir")
     app.run(main)

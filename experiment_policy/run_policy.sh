@@ -13,24 +13,18 @@ PYTHON=${PYTHON:-python3}
 dataset=$(flag_value dataset yelp "$@")
 data_folder=$(flag_value data_folder dropbox "$@")
 um_itrs=$(flag_value user_model_itrs 2000 "$@")
-train_dir=$(flag_value user_model_dir "runs/${dataset}__LSTM__entropy__0" "$@")
-test_dir=$(flag_value test_user_model_dir "runs/${dataset}__PW__entropy__1" "$@")
+models_root=$(flag_value models_root runs "$@")
+train_dir=$(flag_value user_model_dir "${models_root}/${dataset}__LSTM__entropy__0" "$@")
+test_dir=$(flag_value test_user_model_dir "${models_root}/${dataset}__PW__entropy__1" "$@")
 ensure_dataset "$data_folder" "$dataset"
-for spec in "$train_dir LSTM 0" "$test_dir PW 1"; do
-  set -- "$@"  # keep the caller's flags
-  read -r dir encoder seed <<<"$spec"
-  if [ ! -f "$dir/results.json" ]; then
-    echo "training user model $dir" >&2
-    experiment_user_model/run_gan_user_model.sh --dataset="$dataset" --data_folder="$data_folder" \
-      --user_model="$encoder" --seed="$seed" --num_itrs="$um_itrs" --save_dir="$dir"
-  fi
-done
+ensure_user_model "$data_folder" "$dataset" "$train_dir" LSTM 0 "$um_itrs"
+ensure_user_model "$data_folder" "$dataset" "$test_dir" PW 1 "$um_itrs"
 
-# --dataset, --data_folder and --user_model_itrs are this script's own flags.
+# --dataset, --data_folder, --user_model_itrs and --models_root are this script's own flags.
 args=()
 for arg in "$@"; do
   case $arg in
-    --dataset=*|--data_folder=*|--user_model_itrs=*) ;;
+    --dataset=*|--data_folder=*|--user_model_itrs=*|--models_root=*) ;;
     *) args+=("$arg") ;;
   esac
 done

@@ -191,3 +191,27 @@ def test_load_recommend_and_export_without_ganrl(user_model_dir, tmp_path):
     served = json.loads(proc.stdout.strip().splitlines()[-1])
     assert served["slate"] == slate
     assert abs(served["sum"] - 1.0) < 1e-4
+
+
+def test_comparison_summary_and_table_by_hand():
+    from ganrl.policy import comparison
+
+    def result(reward, ctr=None):
+        out = {"cumulative_reward": {"mean": reward, "ci95": 0.0}, "reward_curve": [reward],
+               "train_seconds": 2.0}
+        if ctr is not None:
+            out["ctr"] = {"mean": ctr, "ci95": 0.0}
+        return out
+
+    runs = {("a", 0): {"policies": {"p": result(1.0, 0.2), "q": result(3.0, 0.4)}},
+            ("a", 1): {"policies": {"p": result(3.0, 0.4), "q": result(3.0, 0.4)}},
+            ("b", 0): {"policies": {"p": result(5.0)}}}
+    rows = {(r["dataset"], r["policy"]): r for r in comparison.summarise(runs)}
+    assert rows[("a", "p")]["reward_mean"] == 2.0 and rows[("a", "p")]["reward_std"] == 1.0
+    assert rows[("a", "p")]["ctr_mean"] == pytest.approx(0.3)
+    assert rows[("a", "p")]["seeds"] == 2 and np.isnan(rows[("b", "p")]["ctr_mean"])
+    table = comparison.markdown(comparison.summarise(runs)).splitlines()
+    assert table[0] == ("| policy | a cumulative reward | a CTR | a train s | b cumulative "
+                        "reward | b CTR | b train s |")
+    assert table[2] == "| p | 2.000 (1.000) | 0.300 (0.100) | 2.0 | 5.000 (0.000) | - | 2.0 |"
+    assert table[3] == "| q | 3.000 (0.000) | 0.400 (0.000) | 2.0 | - | - | - |"

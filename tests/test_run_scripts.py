@@ -49,3 +49,24 @@ def test_policy_script_trains_missing_user_models(data_folder, tmp_path):
     assert (train_dir / "results.json").exists() and (test_dir / "results.json").exists()
     results = json.loads((tmp_path / "policy" / "results.json").read_text())
     assert "cdqn" in results["policies"] and "CTR" in proc.stdout
+
+
+def test_comparison_script_writes_the_table_and_reuses_runs(data_folder, tmp_path):
+    models, out = tmp_path / "models", tmp_path / "comparison"
+    args = ["experiment_policy/run_comparison.sh", f"--data_folder={data_folder}",
+            "--datasets=synthetic", "--seeds=0,1", "--user_model_itrs=1",
+            f"--models_root={models}", f"--out={out}", "--policy=cdqn,gan_greedy,random",
+            "--num_itrs=2", "--horizon=2", "--batch_size=4", "--train_batch_size=4",
+            "--eval_users=6", "--adapt_itrs=0", "--k=2", "--hidden=8", "--n_candidates=10"]
+    proc = _run(args)
+    table = (out / "comparison.md").read_text()
+    for policy in ("cdqn", "gan_greedy", "random"):
+        assert f"| {policy} |" in table
+    assert "synthetic cumulative reward" in table and (out / "comparison.png").exists()
+    csv_lines = (out / "comparison.csv").read_text().splitlines()
+    assert len(csv_lines) == 1 + 3 and csv_lines[1].startswith("synthetic,cdqn,2,")
+    first = (out / "synthetic__1" / "results.json").stat().st_mtime_ns
+    again = _run(args)
+    assert (out / "synthetic__1" / "results.json").stat().st_mtime_ns == first
+    assert "training user model" not in again.stderr and table in again.stdout
+    assert "training user model" in proc.stderr

@@ -1,0 +1,65 @@
+"""Every policy on several datasets and seeds, in the paper's protocol, and one table.
+
+  python experiment_policy/main_comparison.py --datasets=yelp,ml100k --seeds=0,1,2,3,4
+
+For each dataset the training simulator is `{models_root}/{dataset}__LSTM__entropy__0` and the
+test simulator `{models_root}/{dataset}__PW__entropy__1` (`run_comparison.sh` trains them when
+missing). Each (dataset, seed) is one `PolicyRunner` run in `{out}/{dataset}__{seed}`; finished
+runs and policies are reused. Writes `{out}/comparison.md`, `comparison.csv` and
+`comparison.png`. Every flag of `main_policy.py` (k, horizon, num_itrs, ...) applies to all runs.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import sys  # noqa: E402
+import time  # noqa: E402
+
+from absl import app, flags, logging  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import main_policy  # noqa: E402  (defines the protocol's flags)
+from ganrl.data.safe_io import DataError  # noqa: E402
+from ganrl.policy import comparison  # noqa: E402
+from ganrl.policy.runner import PolicyRunner  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("datasets", ["yelp", "ml100k"], "Datasets to compare on.")
+flags.DEFINE_list("seeds", ["0", "1", "2", "3", "4"], "Policy seeds.")
+flags.DEFINE_string("models_root", "runs", "Folder of the user-model run folders.")
+flags.DEFINE_string("out", "runs/comparison", "Output folder.")
+
+
+def main(argv: list[str]) -> int:
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    runs, tic = {}, time.perf_counter()
+    try:
+        for dataset in FLAGS.datasets:
+            train_dir = os.path.join(FLAGS.models_root, f"{dataset}__LSTM__entropy__0")
+            test_dir = os.path.join(FLAGS.models_root, f"{dataset}__PW__entropy__1")
+            for seed in (int(s) for s in FLAGS.seeds):
+                config = main_policy.config_from_flags(
+                    train_dir, test_dir, os.path.join(FLAGS.out, f"{dataset}__{seed}"), seed)
+                print(f"{dataset} seed {seed}: {config.save_dir}", flush=True)
+                runs[(dataset, seed)] = PolicyRunner(config).run()
+    except (DataError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    table = comparison.write_tables(comparison.summarise(runs), FLAGS.out)
+    comparison.plot(runs, os.path.join(FLAGS.out, "comparison.png"))
+    print(f"\ncumulative reward and CTR over {FLAGS.horizon} steps in each dataset's test "
+          f"simulator, mean (std) over seeds {','.join(FLAGS.seeds)}; train s: mean training "
+          f"wall seconds (this invocation: {time.perf_counter() - tic:.0f} s)\n")
+    print(table)
+    print(f"tables and plot: {FLAGS.out}/comparison.{{md,csv,png}}")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

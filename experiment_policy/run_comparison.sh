@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Every policy (CDQN, the baselines and the other RL agents) trained in each dataset's learned
+# simulator and tested in its held-apart one, over seeds: one Markdown/CSV table and a plot.
+# Prepares the datasets and trains the two user models of each (as run_policy.sh) if missing.
+#   experiment_policy/run_comparison.sh --datasets=yelp,ml100k --seeds=0,1,2,3,4
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source experiment_user_model/common.sh
+export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
+PYTHON=${PYTHON:-python3}
+
+datasets=$(flag_value datasets yelp,ml100k "$@")
+data_folder=$(flag_value data_folder dropbox "$@")
+models_root=$(flag_value models_root runs "$@")
+um_itrs=$(flag_value user_model_itrs 2000 "$@")
+for dataset in ${datasets//,/ }; do
+  ensure_dataset "$data_folder" "$dataset"
+  ensure_user_model "$data_folder" "$dataset" "$models_root/${dataset}__LSTM__entropy__0" \
+    LSTM 0 "$um_itrs"
+  ensure_user_model "$data_folder" "$dataset" "$models_root/${dataset}__PW__entropy__1" \
+    PW 1 "$um_itrs"
+done
+
+args=()
+for arg in "$@"; do
+  case $arg in
+    --data_folder=*|--user_model_itrs=*) ;;
+    *) args+=("$arg") ;;
+  esac
+done
+exec "$PYTHON" experiment_policy/main_comparison.py \
+  --datasets="$datasets" \
+  --seeds=0,1,2,3,4 \
+  --models_root="$models_root" \
+  --out=runs/comparison \
+  --policy=all \
+  --k=5 \
+  --n_candidates=100 \
+  --horizon=10 \
+  --num_itrs=2000 \
+  ${args[@]+"${args[@]}"}

@@ -47,7 +47,10 @@ def main(argv: list[str]) -> int:
                 config = main_policy.config_from_flags(
                     train_dir, test_dir, os.path.join(FLAGS.out, f"{dataset}__{seed}"), seed)
                 print(f"{dataset} seed {seed}: {config.save_dir}", flush=True)
-                runs[(dataset, seed)] = PolicyRunner(config).run()
+                results = PolicyRunner(config).run()
+                results["policies"] = {name: results["policies"][name]
+                                       for name in config.policies}
+                runs[(dataset, seed)] = results
     except (DataError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -134,6 +134,17 @@ def test_policy_protocol_smoke_and_resume(user_model_dir, tmp_path):
     lines = []
     again = PolicyRunner(config, progress=lines.append).run()
     assert again == results and lines == []
+    # A policy added to a finished run is trained alone; the others are reused.
+    import dataclasses
+    fewer = dataclasses.replace(config, save_dir=str(tmp_path / "grow"),
+                                policies=("gan_greedy", "random"))
+    first = PolicyRunner(fewer, progress=lambda _: None).run()
+    lines = []
+    grown = PolicyRunner(dataclasses.replace(fewer, policies=("gan_greedy", "random",
+                                                              "most_popular")),
+                         progress=lines.append).run()
+    assert [line.split(":")[0].strip() for line in lines] == ["most_popular"]
+    assert grown["policies"]["random"] == first["policies"]["random"]
 
 
 def test_untrained_cdqn_with_the_learned_reward_is_gan_greedy(user_model_dir):

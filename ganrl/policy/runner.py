@@ -199,7 +199,10 @@ class PolicyRunner:
         results_path = os.path.join(cfg.save_dir, "results.json")
         if os.path.exists(results_path):
             with open(results_path) as f:
-                return json.load(f)
+                finished = json.load(f)
+            if set(cfg.policies) <= set(finished["policies"]):
+                return finished
+            # Policies were added: the finished ones are reused from policies/*.json below.
         safe_io.dump_json(os.path.join(cfg.save_dir, "config.json"), dataclasses.asdict(cfg))
         results = {"policies": {}, "has_no_click": self.test_sim.has_no_click}
         if not self.test_sim.has_no_click:

@@ -162,6 +162,30 @@ def test_untrained_cdqn_with_the_learned_reward_is_gan_greedy(user_model_dir):
     np.testing.assert_array_equal(cdqn.select(obs).numpy(), greedy.select(obs).numpy())
 
 
+def test_map_column_chunks_equals_one_pass():
+    from ganrl.policy.base import map_column_chunks
+    table = tf.reshape(tf.range(2 * 7, dtype=tf.float32), [2, 7])
+    out = map_column_chunks(lambda cols: tf.gather(table, cols, axis=1) * 10.0, 7, 3)
+    np.testing.assert_array_equal(out.numpy(), table.numpy() * 10.0)
+
+
+def test_chunked_cascade_picks_the_same_slates(user_model_dir):
+    from ganrl.policy.cdqn import CascadingDQN
+    model = load_user_model(user_model_dir)
+    features = PolicyFeatures(model.reward.item_embeddings(tf.range(model.n_items)).numpy())
+    rng = np.random.default_rng(1)
+    obs = Observation(tf.constant(rng.integers(-1, model.n_items, (6, 4)), tf.int32),
+                      tf.constant(rng.integers(0, model.n_items, (6, 11)), tf.int32), 0)
+    slates = []
+    for chunk in (0, 4):  # one pass; chunks of 4 (the last one padded)
+        cdqn = CascadingDQN(features, 3, seed=5, n_candidates=11, history_length=4,
+                            hidden=8, replay_capacity=8, reward_model=model.reward,
+                            candidate_chunk=chunk)
+        cdqn.q.out.assign(tf.random.stateless_normal([3, 8], [1, 2]))  # not the greedy start
+        slates.append(cdqn.select(obs).numpy())
+    np.testing.assert_array_equal(slates[0], slates[1])
+
+
 def test_auto_reward_is_the_click_where_the_model_learned_no_click(user_model_dir):
     model = load_user_model(user_model_dir)
     assert model.behavior.has_no_click

@@ -68,6 +68,25 @@ class Policy(abc.ABC):
         return {}
 
 
+def map_column_chunks(fn: Callable[[tf.Tensor], tf.Tensor], n: int | tf.Tensor,
+                      chunk: int) -> tf.Tensor:
+    """`[B, n]` scores from `fn(columns [chunk]) -> [B, chunk]`, one chunk of columns at a time.
+
+    Memory is that of one chunk, not of all n columns: how policies score 100,000+ candidates
+    without a users x candidates x features tensor. The last chunk repeats column n - 1 and its
+    extra scores are dropped.
+    """
+    n_chunks = (n + chunk - 1) // chunk
+
+    def one(c):
+        return fn(tf.minimum(c * chunk + tf.range(chunk), n - 1))
+
+    out = tf.map_fn(one, tf.range(n_chunks), fn_output_signature=tf.float32,
+                    parallel_iterations=1)                                  # [chunks, B, chunk]
+    batch = tf.shape(out)[1]
+    return tf.reshape(tf.transpose(out, [1, 0, 2]), [batch, n_chunks * chunk])[:, :n]
+
+
 def top_k_slate(scores: tf.Tensor, k: int) -> tf.Tensor:
     """`[B, N]` scores -> `[B, k]` indices of the k best, best first (ties: lowest index)."""
     return tf.math.top_k(scores, k).indices

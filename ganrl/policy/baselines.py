@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from ganrl.policy.base import Policy, PolicyFeatures, register, top_k_slate
+from ganrl.policy.base import (Policy, PolicyFeatures, map_column_chunks, register,
+                               top_k_slate)
 from ganrl.simulator.simulator import Observation
 from ganrl.user_model.model import UserModel
 
@@ -37,10 +38,16 @@ def model_state_from_history(model: UserModel, history: tf.Tensor):
     return state
 
 
-def learned_rewards(model: UserModel, history: tf.Tensor, candidates: tf.Tensor) -> tf.Tensor:
-    """`[B, N]` r(s, a) of a user model for the states its histories lead to."""
-    state = model_state_from_history(model, history)
-    return model.utilities(model.state_vector(state), candidates)
+def learned_rewards(model: UserModel, history: tf.Tensor, candidates: tf.Tensor,
+                    chunk: int = 0) -> tf.Tensor:
+    """`[B, N]` r(s, a) of a user model for the states its histories lead to; with `chunk`,
+    scored `chunk` candidates at a time (memory of one chunk)."""
+    state = model.state_vector(model_state_from_history(model, history))
+    if not chunk:
+        return model.utilities(state, candidates)
+    return map_column_chunks(
+        lambda cols: model.utilities(state, tf.gather(candidates, cols, axis=1)),
+        tf.shape(candidates)[1], chunk)
 
 
 @register("random")

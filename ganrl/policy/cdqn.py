@@ -14,7 +14,9 @@ Each Q^j is one ELU layer over the concatenation [s, e(a^1), ..., e(a^j)] and a 
 That first layer splits into W^j s + sum_{i<j} U^{j,i} e(a^i) + D e(a^j), the candidate's own
 part D shared by all positions, so D e(a) is computed once per step for every candidate, not
 once per cascade position; what differs between positions (W^j s and the earlier picks) is
-per user, not per candidate.
+per user, not per candidate. Above `candidate_chunk` candidates the cascade scores them a
+chunk at a time (`chunked_position_scorer`), so memory is that of one chunk: 100,000+
+candidates never become a users x candidates x features tensor.
 
 With the learned reward r(s, a) as the candidate's last feature (`reward_residual`), each Q^j
 also adds alpha_j r(s, a^j), alpha_j learned and starting at 1: the untrained cascade is then
@@ -28,7 +30,7 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from ganrl.policy.base import Policy, PolicyFeatures, register
+from ganrl.policy.base import Policy, PolicyFeatures, map_column_chunks, register
 from ganrl.policy.replay import ReplayBuffer
 from ganrl.simulator.simulator import Observation
 
@@ -113,16 +115,50 @@ class CascadingQNetwork(keras.Model):
         own = self.own_item(candidates)  # once per step: [B, N, H]
 
         def scores(j, picked):
-            pre = state_part[:, j]
-            m = picked.shape[1]
-            if m:
-                # sum_{i<j} U^{j,i} e(a^i): only the (i, j) blocks of U, for this j.
-                chosen = tf.gather(candidates, picked, batch_dims=1)      # [B, m, d]
-                pre += tf.einsum("bmd,dmh->bh", chosen, self._pair_kernel()[:, :m, j])
+            pre = self._position_pre(state_part, j, tf.gather(candidates, picked, batch_dims=1))
             hidden = tf.nn.elu(pre[:, None, :] + own)
             return tf.einsum("bnh,h->bn", hidden, self.out[j]) + self._residual(candidates, j)
 
         return scores
+
+    def chunked_position_scorer(self, state: tf.Tensor, n: int | tf.Tensor,
+                                features_at: Callable[[tf.Tensor], tf.Tensor], chunk: int,
+                                own_at: Callable[[tf.Tensor], tf.Tensor] | None = None,
+                                reward_at: Callable[[tf.Tensor], tf.Tensor] | None = None
+                                ) -> Callable[[int, tf.Tensor], tf.Tensor]:
+        """`position_scorer` for n candidates whose features `features_at(indices [B, M]) ->
+        [B, M, d]` are made `chunk` candidates at a time (the same scores). `own_at(indices)
+        -> [B, M, H]` and `reward_at(indices) -> [B, M]`, if given, are faster forms of D e(a)
+        (e.g. from a projected item table) and of the features' last column r(s, a)."""
+        if own_at is None:
+            own_at = lambda indices: self.own_item(features_at(indices))  # noqa: E731
+        if reward_at is None:
+            reward_at = lambda indices: features_at(indices)[..., -1]  # noqa: E731
+        state_part = self._state(state)
+        batch = tf.shape(state)[0]
+
+        def scores(j, picked):
+            pre = self._position_pre(state_part, j, features_at(picked))
+
+            def chunk_scores(columns):
+                indices = tf.broadcast_to(columns[None], [batch, chunk])
+                hidden = tf.nn.elu(pre[:, None, :] + own_at(indices))
+                scores = tf.einsum("bnh,h->bn", hidden, self.out[j])
+                if self.reward_weight is None:
+                    return scores
+                return scores + self.reward_weight[j] * reward_at(indices)
+
+            return map_column_chunks(chunk_scores, n, chunk)
+
+        return scores
+
+    def _position_pre(self, state_part: tf.Tensor, j: int, picked: tf.Tensor) -> tf.Tensor:
+        """`[B, H]` W^j s + b^j + sum_{i<j} U^{j,i} e(a^i) for the picked items' features
+        `[B, j, d]` (only the (i, j) blocks of U)."""
+        pre = state_part[:, j]
+        if picked.shape[1]:
+            pre += tf.einsum("bmd,dmh->bh", picked, self._pair_kernel()[:, :j, j])
+        return pre
 
     def slate_q(self, state: tf.Tensor, slate_items: tf.Tensor) -> tf.Tensor:
         """`[B, k]`: Q^j(s, a^1..a^j) of a given slate (item features `[B, k, d]`)."""
@@ -162,9 +198,11 @@ class CascadingDQN(Policy):
                  learning_rate: float = 1e-3, batch_size: int = 256,
                  replay_capacity: int = 100_000, target_update: int = 100,
                  epsilon_start: float = 1.0, epsilon_end: float = 0.05,
-                 epsilon_steps: int = 1000, reward_model=None, **_):
+                 epsilon_steps: int = 1000, reward_model=None, candidate_chunk: int = 2048,
+                 **_):
         super().__init__(features, k, seed)
         self.reward_model = reward_model
+        self.candidate_chunk = candidate_chunk
         tf.keras.utils.set_random_seed(seed)
         self.gamma, self.batch_size, self.target_update = gamma, batch_size, target_update
         self.epsilon = (epsilon_start, epsilon_end, epsilon_steps)
@@ -186,21 +224,53 @@ class CascadingDQN(Policy):
         frac = min(1.0, float(self.selections.numpy()) / max(steps, 1))
         return start + frac * (end - start)
 
-    def _candidate_features(self, history, candidates):
-        """`[B, N, d (+1)]`: item features (and the learned reward r(s, a))."""
-        feats = self.features.items(candidates)
-        if self.reward_model is None:
-            return feats
-        from ganrl.policy.baselines import learned_rewards
-        r = learned_rewards(self.reward_model, history, candidates)
-        return tf.concat([feats, r[..., None]], axis=-1)
+    def _cascade(self, history: tf.Tensor, candidates: tf.Tensor
+                 ) -> tuple[Callable, Callable, tf.Tensor]:
+        """The online network's position scorer for these users and candidates, the function
+        `indices [B, M] -> [B, M, d (+1)]` of the candidates' features (item features and the
+        learned reward r(s, a)), and the state. Above `candidate_chunk` candidates (or when N
+        is unknown) nothing of size N x d is made: the scorer works chunk by chunk."""
+        state = self.features.state(history)
+        n = candidates.shape[1]
+        chunked = bool(self.candidate_chunk) and (n is None or n > self.candidate_chunk)
+        rewards = None
+        if self.reward_model is not None:
+            from ganrl.policy.baselines import learned_rewards
+            rewards = learned_rewards(self.reward_model, history, candidates,
+                                      chunk=self.candidate_chunk if chunked else 0)
+
+        def features_at(indices):
+            feats = self.features.items(tf.gather(candidates, indices, batch_dims=1))
+            if rewards is None:
+                return feats
+            return tf.concat([feats, tf.gather(rewards, indices, batch_dims=1)[..., None]], -1)
+
+        if chunked:
+            # D e(a) = D_items e_a (+ D_r r): the items' part projected once per item.
+            kernel = self.q.own_item.kernel
+            table = tf.matmul(self.features.item_table, kernel[:self.features.item_dim])
+
+            def reward_at(indices):
+                return tf.gather(rewards, indices, batch_dims=1)
+
+            def own_at(indices):
+                own = tf.gather(table, tf.gather(candidates, indices, batch_dims=1))
+                if rewards is None:
+                    return own
+                return own + reward_at(indices)[..., None] * kernel[-1]
+
+            scorer = self.q.chunked_position_scorer(
+                state, tf.shape(candidates)[1], features_at, self.candidate_chunk, own_at,
+                reward_at if rewards is not None else None)
+        else:
+            all_columns = tf.broadcast_to(tf.range(n)[None], tf.shape(candidates))
+            scorer = self.q.position_scorer(state, features_at(all_columns))
+        return scorer, features_at, state
 
     def select_graph(self, observation: Observation) -> tf.Tensor:
         """The greedy cascade, traceable (for exports): `[B, k]` candidate indices."""
-        history, candidates = observation.history, observation.candidates
-        state = self.features.state(history)
-        cand = self._candidate_features(history, candidates)
-        scorer = self.q.position_scorer(state, cand)
+        candidates = observation.candidates
+        scorer, _, _ = self._cascade(observation.history, candidates)
         n = candidates.shape[1] if candidates.shape[1] is not None else tf.shape(candidates)[1]
         return cascade_select(scorer, tf.shape(candidates)[0], n, self.k)
 
@@ -214,7 +284,7 @@ class CascadingDQN(Policy):
             eps = self.current_epsilon()
             self.selections.assign_add(1)
             b, n = observation.candidates.shape
-            random = np.argsort(self.rng.random((b, n)), axis=1)[:, :self.k]
+            random = np.argpartition(self.rng.random((b, n)), self.k - 1, axis=1)[:, :self.k]
             use_random = self.rng.random(b) < eps
             slate = np.where(use_random[:, None], random, slate.numpy())
             slate = tf.constant(slate, tf.int32)
@@ -230,16 +300,13 @@ class CascadingDQN(Policy):
 
     @tf.function(reduce_retracing=True)
     def _update(self, history, candidates, slate, reward, next_history, next_candidates, done):
-        next_state = self.features.state(next_history)
-        next_cand = self._candidate_features(next_history, next_candidates)
-        next_slate = cascade_select(self.q.position_scorer(next_state, next_cand),
-                                    tf.shape(next_candidates)[0], next_candidates.shape[1],
-                                    self.k)
-        next_items = tf.gather(next_cand, next_slate, batch_dims=1)
-        next_q = self.target.slate_q(next_state, next_items)[:, -1]
+        scorer, next_features_at, next_state = self._cascade(next_history, next_candidates)
+        next_slate = cascade_select(scorer, tf.shape(next_candidates)[0],
+                                    next_candidates.shape[1], self.k)
+        next_q = self.target.slate_q(next_state, next_features_at(next_slate))[:, -1]
         y = tf.stop_gradient(cascading_td_targets(reward, done, next_q, self.gamma))
-        state = self.features.state(history)
-        items = tf.gather(self._candidate_features(history, candidates), slate, batch_dims=1)
+        _, features_at, state = self._cascade(history, candidates)
+        items = features_at(slate)
         with tf.GradientTape() as tape:
             q = self.q.slate_q(state, items)                      # [B, k]
             loss = tf.reduce_mean(tf.reduce_sum(tf.square(y[:, None] - q), axis=1))

@@ -38,6 +38,7 @@ flags.DEFINE_string("out", "runs/comparison", "Output folder.")
 def main(argv: list[str]) -> int:
     del argv
     logging.set_verbosity(logging.WARNING)
+    strategy = main_policy.strategy_from_flags()
     runs, tic = {}, time.perf_counter()
     try:
         for dataset in FLAGS.datasets:
@@ -47,7 +48,7 @@ def main(argv: list[str]) -> int:
                 config = main_policy.config_from_flags(
                     train_dir, test_dir, os.path.join(FLAGS.out, f"{dataset}__{seed}"), seed)
                 print(f"{dataset} seed {seed}: {config.save_dir}", flush=True)
-                results = PolicyRunner(config).run()
+                results = PolicyRunner(config, strategy=strategy).run()
                 results["policies"] = {name: results["policies"][name]
                                        for name in config.policies}
                 runs[(dataset, seed)] = results

@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ganrl.data.safe_io import DataError  # noqa: E402
 from ganrl.policy import registry  # noqa: E402
 from ganrl.policy.runner import PolicyConfig, PolicyRunner  # noqa: E402
+from ganrl.train.distribute import STRATEGIES, make_strategy  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("user_model_dir", None, "Run folder of the training simulator's user model.")
@@ -48,6 +49,11 @@ flags.DEFINE_integer("eval_users", 1000, "Users simulated in the test simulator.
 flags.DEFINE_integer("adapt_itrs", 300, "Online steps of the adaptation experiment (0: skip).")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_string("save_dir", "", "Run folder (default runs/policy/{model}__{seed}).")
+flags.DEFINE_enum("distribution", "default", list(STRATEGIES), "tf.distribute strategy of the "
+                  "CDQN's updates: one device, the GPUs of this host, or the hosts of "
+                  "TF_CONFIG.")
+flags.DEFINE_integer("cpu_replicas", 0, "With --distribution=mirrored on a machine without "
+                     "GPUs: split the CPU into this many logical devices (for testing).")
 
 
 def config_from_flags(user_model_dir: str, test_user_model_dir: str, save_dir: str,
@@ -66,16 +72,22 @@ def config_from_flags(user_model_dir: str, test_user_model_dir: str, save_dir: s
         eval_users=FLAGS.eval_users, adapt_itrs=FLAGS.adapt_itrs, seed=seed)
 
 
+def strategy_from_flags():
+    """The strategy of --distribution (call before anything touches a device)."""
+    return make_strategy(FLAGS.distribution, FLAGS.cpu_replicas)
+
+
 def main(argv: list[str]) -> int:
     del argv
     logging.set_verbosity(logging.WARNING)
+    strategy = strategy_from_flags()
     save_dir = FLAGS.save_dir or os.path.join(
         "runs", "policy", f"{os.path.basename(FLAGS.user_model_dir.rstrip('/'))}__{FLAGS.seed}")
     config = config_from_flags(FLAGS.user_model_dir, FLAGS.test_user_model_dir, save_dir,
                                FLAGS.seed)
     print(f"config: {config}", flush=True)
     try:
-        results = PolicyRunner(config).run()
+        results = PolicyRunner(config, strategy=strategy).run()
     except (DataError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

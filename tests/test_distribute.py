@@ -54,17 +54,35 @@ def _free_ports(n):
     return ports
 
 
+def _worker_env(workers, index):
+    return dict(os.environ, TF_CONFIG=json.dumps(
+        {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}))
+
+
 def test_two_workers_on_localhost_end_with_the_same_weights(tmp_path):
     write_tiny_dataset(tmp_path / "data", n_users=32)
     workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
-    procs = []
-    for index in range(2):
-        env = dict(os.environ, TF_CONFIG=json.dumps(
-            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}))
-        procs.append(subprocess.Popen(
-            [sys.executable, JOB, "multi_worker", "0", str(tmp_path / "data"),
-             str(tmp_path / "run"), str(tmp_path / f"w{index}.npz")],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    _finish([subprocess.Popen(
+        [sys.executable, JOB, "multi_worker", "0", str(tmp_path / "data"),
+         str(tmp_path / "run"), str(tmp_path / f"w{index}.npz")],
+        env=_worker_env(workers, index), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True) for index in range(2)])
+    for a, b in zip(_weights(tmp_path / "w0.npz"), _weights(tmp_path / "w1.npz")):
+        np.testing.assert_array_equal(a, b)
+    # Only the chief (worker 0) wrote the run folder; it is complete.
+    assert (tmp_path / "run" / "results.json").exists()
+    assert len(_losses(tmp_path / "run")) == 2
+
+
+CDQN_JOB = os.path.join(os.path.dirname(__file__), "distributed_cdqn_job.py")
+
+
+def _cdqn(strategy, cpu_replicas, out, env=None):
+    return subprocess.Popen([sys.executable, CDQN_JOB, strategy, str(cpu_replicas), str(out)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(procs):
     try:
         outputs = [p.communicate(timeout=TIMEOUT) for p in procs]
     finally:
@@ -73,8 +91,31 @@ def test_two_workers_on_localhost_end_with_the_same_weights(tmp_path):
                 p.kill()
     for p, (_, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-3000:]
-    for a, b in zip(_weights(tmp_path / "w0.npz"), _weights(tmp_path / "w1.npz")):
-        np.testing.assert_array_equal(a, b)
-    # Only the chief (worker 0) wrote the run folder; it is complete.
-    assert (tmp_path / "run" / "results.json").exists()
-    assert len(_losses(tmp_path / "run")) == 2
+
+
+def _arrays(path):
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def test_cdqn_mirrored_over_two_cpus_matches_one_device(tmp_path):
+    _finish([_cdqn("default", 0, tmp_path / "one.npz"),
+             _cdqn("mirrored", 2, tmp_path / "two.npz")])
+    one, two = _arrays(tmp_path / "one.npz"), _arrays(tmp_path / "two.npz")
+    assert one.keys() == two.keys() and len(one) > 1
+    for key in one:  # the losses, then every weight of the Q-network
+        np.testing.assert_allclose(two[key], one[key], rtol=1e-4, atol=1e-6)
+
+
+def test_cdqn_two_workers_on_localhost_end_with_the_same_weights(tmp_path):
+    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    procs = [_cdqn("multi_worker", 0, tmp_path / f"w{index}.npz", _worker_env(workers, index))
+             for index in range(2)]
+    _finish(procs + [_cdqn("default", 0, tmp_path / "one.npz")])
+    w0, w1 = _arrays(tmp_path / "w0.npz"), _arrays(tmp_path / "w1.npz")
+    one = _arrays(tmp_path / "one.npz")
+    for key in w0:
+        np.testing.assert_array_equal(w0[key], w1[key])
+        # Gradients were summed across the workers: the updates of one device on the whole
+        # minibatch (a worker alone would have seen half of it).
+        np.testing.assert_allclose(w0[key], one[key], rtol=1e-4, atol=1e-6)

@@ -21,6 +21,9 @@ candidates never become a users x candidates x features tensor.
 With the learned reward r(s, a) as the candidate's last feature (`reward_residual`), each Q^j
 also adds alpha_j r(s, a^j), alpha_j learned and starting at 1: the untrained cascade is then
 GAN-Greedy's ranking, and the networks learn what the long run adds to the immediate reward.
+A state-only term v_j(s) (linear) carries the level of each Q^j, which the regression needs
+(Q is a sum of discounted rewards) but the cascade's ranking ignores, so that fitting the level
+does not bend the items' scores.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ class CascadingQNetwork(keras.Model):
                                               initializer="ones")
                               if reward_residual else None)
         self.state_layer = keras.layers.Dense(k * hidden, name="state")     # W^j s + b^j
+        self.state_value = keras.layers.Dense(k, name="value")              # v_j(s)
         self.own_item = keras.layers.Dense(hidden, use_bias=False, name="own")  # D
         self.prev_items = keras.layers.Dense(k * k * hidden, use_bias=False, name="prev")
         # With the residual the output starts at zero, so the untrained cascade is greedy.
@@ -90,6 +94,7 @@ class CascadingQNetwork(keras.Model):
 
     def build_for(self, state_dim: int, item_dim: int) -> None:
         self.state_layer.build((None, state_dim))
+        self.state_value.build((None, state_dim))
         self.own_item.build((None, item_dim))
         self.prev_items.build((None, item_dim))
         self.built = True
@@ -111,13 +116,14 @@ class CascadingQNetwork(keras.Model):
     def position_scorer(self, state: tf.Tensor, candidates: tf.Tensor
                         ) -> Callable[[int, tf.Tensor], tf.Tensor]:
         """For `cascade_select`: state `[B, S]`, candidate features `[B, N, d]`."""
-        state_part = self._state(state)
+        state_part, value = self._state(state), self.state_value(state)
         own = self.own_item(candidates)  # once per step: [B, N, H]
 
         def scores(j, picked):
             pre = self._position_pre(state_part, j, tf.gather(candidates, picked, batch_dims=1))
             hidden = tf.nn.elu(pre[:, None, :] + own)
-            return tf.einsum("bnh,h->bn", hidden, self.out[j]) + self._residual(candidates, j)
+            return (tf.einsum("bnh,h->bn", hidden, self.out[j]) + value[:, j:j + 1]
+                    + self._residual(candidates, j))
 
         return scores
 
@@ -134,7 +140,7 @@ class CascadingQNetwork(keras.Model):
             own_at = lambda indices: self.own_item(features_at(indices))  # noqa: E731
         if reward_at is None:
             reward_at = lambda indices: features_at(indices)[..., -1]  # noqa: E731
-        state_part = self._state(state)
+        state_part, value = self._state(state), self.state_value(state)
         batch = tf.shape(state)[0]
 
         def scores(j, picked):
@@ -143,7 +149,7 @@ class CascadingQNetwork(keras.Model):
             def chunk_scores(columns):
                 indices = tf.broadcast_to(columns[None], [batch, chunk])
                 hidden = tf.nn.elu(pre[:, None, :] + own_at(indices))
-                scores = tf.einsum("bnh,h->bn", hidden, self.out[j])
+                scores = tf.einsum("bnh,h->bn", hidden, self.out[j]) + value[:, j:j + 1]
                 if self.reward_weight is None:
                     return scores
                 return scores + self.reward_weight[j] * reward_at(indices)
@@ -168,7 +174,8 @@ class CascadingQNetwork(keras.Model):
         earlier = tf.linalg.band_part(tf.ones([self.k, self.k]), 0, -1) - tf.eye(self.k)
         prev = tf.einsum("bijh,ij->bjh", prev, earlier)                   # only i < j
         hidden = tf.nn.elu(pre + own + prev)
-        return tf.einsum("bjh,jh->bj", hidden, self.out) + self._residual(slate_items)
+        return (tf.einsum("bjh,jh->bj", hidden, self.out) + self.state_value(state)
+                + self._residual(slate_items))
 
     def _residual(self, items: tf.Tensor, j: int | None = None) -> tf.Tensor | float:
         """alpha_j r(s, a): items `[B, N, d]` whose last feature is r, for position j
@@ -199,25 +206,30 @@ class CascadingDQN(Policy):
                  replay_capacity: int = 100_000, target_update: int = 100,
                  epsilon_start: float = 1.0, epsilon_end: float = 0.05,
                  epsilon_steps: int = 1000, reward_model=None, candidate_chunk: int = 2048,
-                 **_):
+                 strategy: tf.distribute.Strategy | None = None, **_):
         super().__init__(features, k, seed)
+        # Under a tf.distribute strategy each replica updates on its share of every replay
+        # minibatch and the optimiser sums the replicas' gradients (the loss is normalised by
+        # the global minibatch); acting and simulation run in the cross-replica context.
+        self.strategy = strategy or tf.distribute.get_strategy()
         self.reward_model = reward_model
         self.candidate_chunk = candidate_chunk
         tf.keras.utils.set_random_seed(seed)
         self.gamma, self.batch_size, self.target_update = gamma, batch_size, target_update
         self.epsilon = (epsilon_start, epsilon_end, epsilon_steps)
         residual = reward_model is not None
-        self.q = CascadingQNetwork(k, hidden, reward_residual=residual, name="q")
-        self.target = CascadingQNetwork(k, hidden, reward_residual=residual, name="target")
-        item_dim = features.item_dim + (1 if reward_model is not None else 0)
-        for net in (self.q, self.target):
-            net.build_for(features.state_dim, item_dim)
-        self.target.set_weights(self.q.get_weights())
-        self.optimizer = keras.optimizers.Adam(learning_rate)
-        self.optimizer.build(self.q.trainable_variables)
+        with self.strategy.scope():
+            self.q = CascadingQNetwork(k, hidden, reward_residual=residual, name="q")
+            self.target = CascadingQNetwork(k, hidden, reward_residual=residual, name="target")
+            item_dim = features.item_dim + (1 if reward_model is not None else 0)
+            for net in (self.q, self.target):
+                net.build_for(features.state_dim, item_dim)
+            self.target.set_weights(self.q.get_weights())
+            self.optimizer = keras.optimizers.Adam(learning_rate)
+            self.optimizer.build(self.q.trainable_variables)
+            self.selections = tf.Variable(0, dtype=tf.int64, trainable=False)
+            self.updates = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.replay = ReplayBuffer(replay_capacity, history_length, n_candidates, k, seed)
-        self.selections = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.updates = tf.Variable(0, dtype=tf.int64, trainable=False)
 
     def current_epsilon(self) -> float:
         start, end, steps = self.epsilon
@@ -298,8 +310,9 @@ class CascadingDQN(Policy):
                         next_candidates=next_observation.candidates.numpy(),
                         done=np.full(b, float(done), np.float32))
 
-    @tf.function(reduce_retracing=True)
-    def _update(self, history, candidates, slate, reward, next_history, next_candidates, done):
+    def _replica_update(self, history, candidates, slate, reward, next_history,
+                        next_candidates, done):
+        """One replica's share of an update; returns its part of the global mean loss."""
         scorer, next_features_at, next_state = self._cascade(next_history, next_candidates)
         next_slate = cascade_select(scorer, tf.shape(next_candidates)[0],
                                     next_candidates.shape[1], self.k)
@@ -308,17 +321,37 @@ class CascadingDQN(Policy):
         _, features_at, state = self._cascade(history, candidates)
         items = features_at(slate)
         with tf.GradientTape() as tape:
-            q = self.q.slate_q(state, items)                      # [B, k]
-            loss = tf.reduce_mean(tf.reduce_sum(tf.square(y[:, None] - q), axis=1))
+            q = self.q.slate_q(state, items)                      # [B_replica, k]
+            # The mean over the global minibatch of sum_j (y - Q^j)^2.
+            loss = tf.reduce_sum(tf.square(y[:, None] - q)) / self.batch_size
         grads = tape.gradient(loss, self.q.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, self.q.trainable_variables))
         return loss
+
+    @tf.function(reduce_retracing=True)
+    def _update(self, batch):
+        per_replica = self.strategy.run(lambda b: self._replica_update(**b), args=(batch,))
+        return self.strategy.reduce("SUM", per_replica, axis=None)
+
+    def _distribute(self, batch: dict[str, np.ndarray]):
+        """The global minibatch split row-wise over the replicas (every worker sampled the
+        same one: same seeds, same simulator)."""
+        n = self.strategy.num_replicas_in_sync
+
+        def shard(context):
+            rows = np.array_split(np.arange(self.batch_size), n)[
+                context.replica_id_in_sync_group]
+            return {k: tf.constant(v[rows]) for k, v in batch.items()}
+
+        if n == 1:
+            return {k: tf.constant(v) for k, v in batch.items()}
+        return self.strategy.experimental_distribute_values_from_function(shard)
 
     def train_step(self) -> dict:
         if self.replay.size < self.batch_size:
             return {}
         batch = self.replay.sample(self.batch_size)
-        loss = self._update(**{k: tf.constant(v) for k, v in batch.items()})
+        loss = self._update(self._distribute(batch))
         self.updates.assign_add(1)
         if int(self.updates.numpy()) % self.target_update == 0:
             self.target.set_weights(self.q.get_weights())

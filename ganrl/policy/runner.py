@@ -14,6 +14,11 @@ step shows how much pre-training saves.
 Run folder: config.json, curves.csv (policy, phase, iteration, reward, ctr, loss),
 tensorboard/, checkpoints/{policy}/ (resumable), policies/{policy}.json (finished policies
 are not retrained), results.json (written last) and curves.png.
+
+Under a `tf.distribute` strategy the CDQN's updates run on every replica (see
+`CascadingDQN`); under a multi-worker one every worker runs the same simulation (same seeds)
+and saves (a collective operation), but only the chief writes the run folder: the others
+write to a temporary folder they delete, and resume from the chief's checkpoints.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import dataclasses
 import json
 import math
 import os
+import shutil
+import tempfile
 import time
 
 import numpy as np
@@ -34,6 +41,7 @@ from ganrl.data.dataset import load_split_data
 from ganrl.policy.base import POLICIES, Policy, PolicyFeatures
 from ganrl.policy import registry  # noqa: F401  (fills POLICIES)
 from ganrl.simulator.simulator import Simulator, SimulatorConfig
+from ganrl.train.user_model_trainer import is_chief
 from ganrl.user_model import LoadedUserModel, load_user_model
 
 CURVE_FIELDS = ("policy", "phase", "iteration", "reward", "ctr", "loss")
@@ -81,7 +89,8 @@ def mean_ci(values: np.ndarray) -> dict:
 
 
 def make_policy(name: str, config: PolicyConfig, features: PolicyFeatures,
-                train_model: LoadedUserModel, train_events, n_candidates: int) -> Policy:
+                train_model: LoadedUserModel, train_events, n_candidates: int,
+                strategy: tf.distribute.Strategy | None = None) -> Policy:
     if name not in POLICIES:
         raise ValueError(f"unknown policy {name!r}: expected one of {sorted(POLICIES)}")
     clicked = train_events.clicked_item
@@ -92,7 +101,8 @@ def make_policy(name: str, config: PolicyConfig, features: PolicyFeatures,
         learning_rate=config.learning_rate, batch_size=config.train_batch_size,
         target_update=config.target_update, epsilon_start=config.epsilon_start,
         epsilon_end=config.epsilon_end, epsilon_steps=config.epsilon_steps,
-        click_counts=counts, reward_model=train_model.reward, train_events=train_events)
+        click_counts=counts, reward_model=train_model.reward, train_events=train_events,
+        strategy=strategy)
 
 
 def run_episodes(sim: Simulator, policy: Policy, users: int, learn: bool = False,
@@ -119,9 +129,16 @@ def run_episodes(sim: Simulator, policy: Policy, users: int, learn: bool = False
 class PolicyRunner:
     """Trains every policy in the training simulator and tests it in the test simulator."""
 
-    def __init__(self, config: PolicyConfig, progress=print):
+    def __init__(self, config: PolicyConfig, progress=print,
+                 strategy: tf.distribute.Strategy | None = None):
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.chief = is_chief(self.strategy)
+        self.read_dir = config.save_dir  # finished work and checkpoints: the chief's folder
+        if not self.chief:
+            config = dataclasses.replace(config,
+                                         save_dir=tempfile.mkdtemp(prefix="ganrl-worker-"))
         self.config = config
-        self.progress = progress
+        self.progress = progress if self.chief else (lambda _: None)
         self.train_model = load_user_model(config.user_model_dir)
         self.test_model = load_user_model(config.test_user_model_dir)
         if self.train_model.n_items != self.test_model.n_items:
@@ -141,7 +158,7 @@ class PolicyRunner:
 
     def _policy(self, name: str) -> Policy:
         return make_policy(name, self.config, self.features, self.train_model,
-                           self.train_events, self.n_candidates)
+                           self.train_events, self.n_candidates, self.strategy)
 
     def _log(self, row: dict) -> None:
         path = os.path.join(self.config.save_dir, "curves.csv")
@@ -162,10 +179,11 @@ class PolicyRunner:
         cfg = self.config
         iteration = tf.Variable(0, dtype=tf.int64, trainable=False)
         ckpt = tf.train.Checkpoint(iteration=iteration, **policy.checkpoint_objects())
-        manager = tf.train.CheckpointManager(
-            ckpt, os.path.join(cfg.save_dir, "checkpoints", f"{name}__{phase}"), 1)
-        if resume and manager.latest_checkpoint:
-            ckpt.restore(manager.latest_checkpoint)
+        folder = os.path.join("checkpoints", f"{name}__{phase}")
+        manager = tf.train.CheckpointManager(ckpt, os.path.join(cfg.save_dir, folder), 1)
+        latest = tf.train.latest_checkpoint(os.path.join(self.read_dir, folder))
+        if resume and latest:
+            ckpt.restore(latest)
             self.progress(f"resuming {name} ({phase}) at episode {int(iteration.numpy())}")
         curve, last_save = [], time.monotonic()
         episodes = max(1, itrs // cfg.horizon)
@@ -195,10 +213,18 @@ class PolicyRunner:
         return out
 
     def run(self) -> dict:
+        """Trains and evaluates every policy (reusing finished ones); returns the results."""
+        try:
+            return self._run()
+        finally:
+            if not self.chief:
+                shutil.rmtree(self.config.save_dir, ignore_errors=True)
+
+    def _run(self) -> dict:
         cfg = self.config
         results_path = os.path.join(cfg.save_dir, "results.json")
-        if os.path.exists(results_path):
-            with open(results_path) as f:
+        if os.path.exists(os.path.join(self.read_dir, "results.json")):
+            with open(os.path.join(self.read_dir, "results.json")) as f:
                 finished = json.load(f)
             if set(cfg.policies) <= set(finished["policies"]):
                 return finished
@@ -213,8 +239,9 @@ class PolicyRunner:
         for name in cfg.policies:
             done_path = os.path.join(cfg.save_dir, "policies", f"{name}.json")
             policy = self._policy(name)
-            if os.path.exists(done_path):
-                with open(done_path) as f:
+            finished = os.path.join(self.read_dir, "policies", f"{name}.json")
+            if os.path.exists(finished):
+                with open(finished) as f:
                     results["policies"][name] = json.load(f)
                 if policy.learns:
                     self.train(name, policy, self.train_sim, cfg.num_itrs, "train")

@@ -250,3 +250,15 @@ def test_comparison_summary_and_table_by_hand():
                         "reward | b CTR | b train s |")
     assert table[2] == "| p | 2.000 (1.000) | 0.300 (0.100) | 2.0 | 5.000 (0.000) | - | 2.0 |"
     assert table[3] == "| q | 3.000 (0.000) | 0.400 (0.000) | 2.0 | - | - | - |"
+
+
+def test_every_policy_is_evaluated_on_the_same_random_stream(user_model_dir, tmp_path):
+    from ganrl.policy.runner import PolicyConfig, PolicyRunner
+    runner = PolicyRunner(PolicyConfig(user_model_dir=user_model_dir,
+                                       test_user_model_dir=user_model_dir,
+                                       save_dir=str(tmp_path), k=2, horizon=3, eval_users=50,
+                                       n_candidates=5), progress=lambda _: None)
+    greedy = runner._policy("gan_greedy")
+    first = runner.evaluate(greedy)
+    runner.evaluate(runner._policy("most_popular"))  # consumes the stream in between
+    assert runner.evaluate(greedy) == first

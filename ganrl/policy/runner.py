@@ -204,6 +204,11 @@ class PolicyRunner:
         return curve
 
     def evaluate(self, policy: Policy) -> dict:
+        """Frozen, in the test simulator. Every policy meets the same random stream (common
+        random numbers: the same candidate draws, and the same click noise wherever the
+        slates agree), so differences between policies are not sampling noise of the
+        simulator."""
+        self.test_sim.rng.reset_from_seed(self.config.seed + 1)
         rewards, clicks, _ = run_episodes(self.test_sim, policy, self.config.eval_users)
         out = {"cumulative_reward": mean_ci(rewards.sum(axis=1)),
                "reward_curve": np.cumsum(rewards, axis=1).mean(axis=0).tolist()}

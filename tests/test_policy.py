@@ -1,5 +1,6 @@
 """Simulator, cascading DQN maths, baselines and the policy protocol."""
 
+import math
 import os
 import subprocess
 import sys
@@ -262,3 +263,15 @@ def test_every_policy_is_evaluated_on_the_same_random_stream(user_model_dir, tmp
     first = runner.evaluate(greedy)
     runner.evaluate(runner._policy("most_popular"))  # consumes the stream in between
     assert runner.evaluate(greedy) == first
+
+
+def test_rl_agents_run_in_the_protocol(user_model_dir, tmp_path):
+    from ganrl.policy.runner import PolicyConfig, PolicyRunner
+    config = PolicyConfig(user_model_dir=user_model_dir, test_user_model_dir=user_model_dir,
+                          save_dir=str(tmp_path), policies=("ppo", "a2c", "ddpg"), k=2,
+                          horizon=2, num_itrs=4, batch_size=4, train_batch_size=4,
+                          eval_users=8, adapt_itrs=0, hidden=8, checkpoint_secs=0)
+    results = PolicyRunner(config, progress=lambda _: None).run()
+    for name in config.policies:
+        assert math.isfinite(results["policies"][name]["cumulative_reward"]["mean"])
+        assert (tmp_path / "checkpoints" / f"{name}__train").is_dir()

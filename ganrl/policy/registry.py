@@ -1,6 +1,6 @@
 """Imports every policy module so that `POLICIES` is complete; `names()` lists them."""
 
-from ganrl.policy import baselines, cdqn  # noqa: F401  (registration side effects)
+from ganrl.policy import actor_critic, baselines, cdqn, ddpg  # noqa: F401  (registration)
 from ganrl.policy.base import POLICIES
 
 

@@ -1,0 +1,304 @@
+"""Actor-critic agents over candidate sets: PPO (Schulman et al., 2017) and A2C (Mnih et al.,
+2016), as projects that train them on a Gym environment of MovieLens do.
+
+Policy: a softmax over the candidates, logit(s, a) = w . elu(W_s s + W_x x_a + b) + alpha r(s, a),
+where s is the policy state (`PolicyFeatures.state`), x_a the candidate's item features and,
+when the training user model is given, r(s, a) its learned reward (the same candidate
+description as the cascading DQN's; alpha starts at 1 and w at 0, so the untrained policy
+samples in proportion to exp r). A slate of k is k candidates drawn without replacement
+(Gumbel top-k: the Plackett-Luce distribution of the softmax), so its log-probability is
+  log pi(A | s) = sum_j [logit(a_j) - logsumexp_{a not in a_1..a_{j-1}} logit(a)];
+with k = 1 it is a single item. Evaluation (explore=False) takes the k largest logits.
+A value head V(s) (an ELU layer and a linear output) is the critic.
+
+Rollouts: one episode of the runner's batch of users (horizon steps); `observe` collects the
+transitions and `train_step` updates once the episode has ended.
+- PPO: GAE(lambda) advantages, normalised; `ppo_epochs` passes of minibatches over the
+  rollout maximising the clipped surrogate min(rho A, clip(rho, 1 - eps, 1 + eps) A), with a
+  value loss and an entropy bonus (the entropy of the first pick's softmax).
+- A2C: n-step returns bootstrapped by V; one gradient step on -log pi (R - V) + value loss -
+  entropy bonus per rollout.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from ganrl.policy.base import Policy, PolicyFeatures, register
+from ganrl.simulator.simulator import Observation
+
+keras = tf.keras
+NEG_INF = -1e9
+
+
+# -- The maths ------------------------------------------------------------------------------
+
+def slate_log_prob(logits: tf.Tensor, slate: tf.Tensor) -> tf.Tensor:
+    """log pi(A | s) of slates drawn without replacement (Plackett-Luce).
+
+    Args:
+      logits: `[B, N]` candidate logits.
+      slate: `[B, k]` candidate indices in the order they were drawn.
+
+    Returns:
+      `[B]`.
+    """
+    n = tf.shape(logits)[1]
+    taken = tf.zeros_like(logits, dtype=tf.bool)
+    total = tf.zeros(tf.shape(logits)[:1])
+    for j in range(slate.shape[1]):
+        remaining = tf.where(taken, NEG_INF, logits)
+        picked = tf.gather(logits, slate[:, j], batch_dims=1)
+        total += picked - tf.reduce_logsumexp(remaining, axis=-1)
+        taken |= tf.one_hot(slate[:, j], n, on_value=True, off_value=False)
+    return total
+
+
+def gumbel_top_k(logits: tf.Tensor, k: int, seed: tf.Tensor) -> tf.Tensor:
+    """`[B, k]` candidates drawn without replacement from softmax(logits `[B, N]`)."""
+    u = tf.random.stateless_uniform(tf.shape(logits), seed, 1e-20, 1.0)
+    return tf.math.top_k(logits - tf.math.log(-tf.math.log(u)), k).indices
+
+
+def gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, dones: np.ndarray,
+        gamma: float, lam: float) -> np.ndarray:
+    """Generalised advantage estimates A_t = sum_i (gamma lam)^i delta_{t+i}, where
+    delta_t = r_t + gamma (1 - done_t) V(s_{t+1}) - V(s_t); no credit flows past an episode's
+    end. All arguments `[T, B]`; returns `[T, B]`."""
+    deltas = rewards + gamma * (1.0 - dones) * next_values - values
+    advantages = np.zeros_like(deltas)
+    running = np.zeros_like(deltas[0])
+    for t in range(len(deltas) - 1, -1, -1):
+        running = deltas[t] + gamma * lam * (1.0 - dones[t]) * running
+        advantages[t] = running
+    return advantages
+
+
+def n_step_returns(rewards: np.ndarray, next_values: np.ndarray, dones: np.ndarray,
+                   gamma: float, n: int) -> np.ndarray:
+    """R_t = sum_{i<m} gamma^i r_{t+i} + gamma^m V(s_{t+m}), m = min(n, steps to the end of
+    the rollout); nothing after an episode's end (no reward, no bootstrap). `next_values[t]`
+    is V(s_{t+1}). All arguments `[T, B]`; returns `[T, B]`."""
+    horizon = len(rewards)
+    returns = np.zeros_like(rewards)
+    for t in range(horizon):
+        total = np.zeros_like(rewards[0])
+        alive = np.ones_like(rewards[0])
+        discount = 1.0
+        for s in range(t, min(t + n, horizon)):
+            total += alive * discount * rewards[s]
+            discount *= gamma
+            alive = alive * (1.0 - dones[s])
+        total += alive * discount * next_values[s]
+        returns[t] = total
+    return returns
+
+
+def ppo_clip_loss(log_prob: tf.Tensor, old_log_prob: tf.Tensor, advantages: tf.Tensor,
+                  clip: float) -> tf.Tensor:
+    """-mean min(rho A, clip(rho, 1 - clip, 1 + clip) A), rho = exp(log_prob - old_log_prob);
+    all `[B]`."""
+    ratio = tf.exp(log_prob - old_log_prob)
+    clipped = tf.clip_by_value(ratio, 1.0 - clip, 1.0 + clip)
+    return -tf.reduce_mean(tf.minimum(ratio * advantages, clipped * advantages))
+
+
+# -- The networks ---------------------------------------------------------------------------
+
+class CandidateActorCritic(keras.Model):
+    """Logits over candidates and the state value (see the module docstring)."""
+
+    def __init__(self, state_dim: int, item_dim: int, hidden: int, reward_residual: bool,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.state_part = keras.layers.Dense(hidden, name="state")
+        self.item_part = keras.layers.Dense(hidden, use_bias=False, name="item")
+        self.out = self.add_weight(name="out", shape=(hidden,), initializer="zeros")
+        self.reward_weight = (self.add_weight(name="reward_weight", shape=(),
+                                              initializer="ones")
+                              if reward_residual else None)
+        self.value_hidden = keras.layers.Dense(hidden, activation="elu", name="value_hidden")
+        self.value_out = keras.layers.Dense(1, name="value")
+        self.state_part.build((None, state_dim))
+        self.item_part.build((None, item_dim))
+        self.value_hidden.build((None, state_dim))
+        self.value_out.build((None, hidden))
+        self.built = True
+
+    def logits(self, state: tf.Tensor, candidates: tf.Tensor) -> tf.Tensor:
+        """state `[B, S]`, candidate features `[B, N, d]` (last column r when residual) ->
+        `[B, N]`."""
+        hidden = tf.nn.elu(self.state_part(state)[:, None, :] + self.item_part(candidates))
+        logits = tf.einsum("bnh,h->bn", hidden, self.out)
+        if self.reward_weight is not None:
+            logits += self.reward_weight * candidates[..., -1]
+        return logits
+
+    def value(self, state: tf.Tensor) -> tf.Tensor:
+        """`[B]` V(s)."""
+        return self.value_out(self.value_hidden(state))[:, 0]
+
+
+class _ActorCriticPolicy(Policy):
+    """What PPO and A2C share: the network, candidate features, sampling, rollouts."""
+
+    learns = True
+
+    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0, *, hidden: int = 64,
+                 gamma: float = 0.9, learning_rate: float = 1e-3, reward_model=None,
+                 value_coef: float = 0.5, entropy_coef: float = 0.01, **_):
+        super().__init__(features, k, seed)
+        tf.keras.utils.set_random_seed(seed)
+        self.reward_model = reward_model
+        self.gamma, self.value_coef, self.entropy_coef = gamma, value_coef, entropy_coef
+        item_dim = features.item_dim + (1 if reward_model is not None else 0)
+        self.net = CandidateActorCritic(features.state_dim, item_dim, hidden,
+                                        reward_model is not None, name="actor_critic")
+        self.optimizer = keras.optimizers.Adam(learning_rate)
+        self.optimizer.build(self.net.trainable_variables)
+        self.draws = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.rollout: list[dict] = []
+
+    def _inputs(self, history: tf.Tensor, candidates: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """(`[B, S]` state, `[B, N, d (+1)]` candidate features)."""
+        feats = self.features.items(candidates)
+        if self.reward_model is not None:
+            from ganrl.policy.baselines import learned_rewards
+            r = learned_rewards(self.reward_model, history, candidates)
+            feats = tf.concat([feats, r[..., None]], axis=-1)
+        return self.features.state(history), feats
+
+    @tf.function(reduce_retracing=True)
+    def _logits(self, history, candidates):
+        return self.net.logits(*self._inputs(history, candidates))
+
+    def select(self, observation: Observation, explore: bool = False) -> tf.Tensor:
+        logits = self._logits(observation.history, observation.candidates)
+        if not explore:
+            return tf.math.top_k(logits, self.k).indices
+        self.draws.assign_add(1)
+        seed = tf.stack([tf.cast(self.draws, tf.int32), tf.constant(int(self.rng.integers(2**30)))])
+        return gumbel_top_k(logits, self.k, seed)
+
+    def observe(self, observation, slate, reward, clicked_index, next_observation, done):
+        self.rollout.append({
+            "history": observation.history.numpy(), "candidates": observation.candidates.numpy(),
+            "slate": np.asarray(slate), "reward": np.asarray(reward, np.float32),
+            "next_history": next_observation.history.numpy(),
+            "done": np.full(len(reward), float(done), np.float32)})
+        self._episode_over = done
+
+    @tf.function(reduce_retracing=True)
+    def _values(self, history):
+        return self.net.value(self.features.state(history))
+
+    def _stacked(self) -> dict[str, np.ndarray]:
+        """The rollout as `[T, B, ...]` arrays plus V(s_t) and V(s_{t+1})."""
+        batch = {key: np.stack([step[key] for step in self.rollout]) for key in self.rollout[0]}
+        t, b = batch["reward"].shape
+        flat = lambda x: tf.constant(x.reshape(t * b, *x.shape[2:]))  # noqa: E731
+        batch["value"] = self._values(flat(batch["history"])).numpy().reshape(t, b)
+        batch["next_value"] = self._values(flat(batch["next_history"])).numpy().reshape(t, b)
+        return batch
+
+    def _loss_terms(self, history, candidates, slate):
+        """(log pi(slate), V(s), mean entropy of the first pick) for flat `[M, ...]` inputs."""
+        state, feats = self._inputs(history, candidates)
+        logits = self.net.logits(state, feats)
+        log_prob = slate_log_prob(logits, slate)
+        probs = tf.nn.softmax(logits)
+        entropy = -tf.reduce_mean(tf.reduce_sum(probs * tf.nn.log_softmax(logits), -1))
+        return log_prob, self.net.value(state), entropy
+
+    def _gradient_step(self, history, candidates, slate, returns, policy_loss_fn):
+        """One step on policy_loss_fn(log pi, V) + value_coef (R - V)^2 - entropy_coef H."""
+        with tf.GradientTape() as tape:
+            log_prob, value, entropy = self._loss_terms(history, candidates, slate)
+            value_loss = tf.reduce_mean(tf.square(returns - value))
+            loss = (policy_loss_fn(log_prob, value) + self.value_coef * value_loss
+                    - self.entropy_coef * entropy)
+        grads = tape.gradient(loss, self.net.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.net.trainable_variables))
+        return loss
+
+    def train_step(self) -> dict:
+        if not self.rollout or not getattr(self, "_episode_over", False):
+            return {}
+        batch = self._stacked()
+        self.rollout = []
+        return self._update_rollout(batch)
+
+    def _update_rollout(self, batch: dict[str, np.ndarray]) -> dict:
+        raise NotImplementedError
+
+    def checkpoint_objects(self) -> dict:
+        from ganrl.user_model.model import checkpoint_variables
+        return dict(checkpoint_variables(net=self.net, opt=self.optimizer), draws=self.draws)
+
+
+def _flat(batch: dict[str, np.ndarray], keys: tuple[str, ...]) -> dict[str, tf.Tensor]:
+    """`[T, B, ...]` arrays -> `[T * B, ...]` tensors."""
+    return {k: tf.constant(batch[k].reshape(-1, *batch[k].shape[2:])) for k in keys}
+
+
+@register("ppo")
+class PPO(_ActorCriticPolicy):
+    """Proximal policy optimisation with the clipped surrogate and GAE (see the module
+    docstring)."""
+
+    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0, *, clip: float = 0.2,
+                 gae_lambda: float = 0.95, ppo_epochs: int = 4, minibatches: int = 4, **kwargs):
+        super().__init__(features, k, seed, **kwargs)
+        self.clip, self.gae_lambda = clip, gae_lambda
+        self.ppo_epochs, self.minibatches = ppo_epochs, minibatches
+
+    @tf.function(reduce_retracing=True)
+    def _old_log_prob(self, history, candidates, slate):
+        state, feats = self._inputs(history, candidates)
+        return slate_log_prob(self.net.logits(state, feats), slate)
+
+    @tf.function(reduce_retracing=True)
+    def _ppo_step(self, history, candidates, slate, old_log_prob, advantage, returns):
+        return self._gradient_step(
+            history, candidates, slate, returns,
+            lambda log_prob, _: ppo_clip_loss(log_prob, old_log_prob, advantage, self.clip))
+
+    def _update_rollout(self, batch):
+        advantage = gae(batch["reward"], batch["value"], batch["next_value"], batch["done"],
+                        self.gamma, self.gae_lambda)
+        batch["returns"] = advantage + batch["value"]
+        batch["advantage"] = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+        flat = _flat(batch, ("history", "candidates", "slate", "advantage", "returns"))
+        flat["old_log_prob"] = self._old_log_prob(flat["history"], flat["candidates"],
+                                                  flat["slate"])
+        m = int(flat["slate"].shape[0])
+        losses = []
+        for _ in range(self.ppo_epochs):
+            for rows in np.array_split(self.rng.permutation(m), self.minibatches):
+                part = {k: tf.gather(v, rows) for k, v in flat.items()}
+                losses.append(float(self._ppo_step(**part)))
+        return {"loss": float(np.mean(losses))}
+
+
+@register("a2c")
+class A2C(_ActorCriticPolicy):
+    """Synchronous advantage actor-critic with n-step returns (see the module docstring)."""
+
+    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0, *, n_steps: int = 5,
+                 **kwargs):
+        super().__init__(features, k, seed, **kwargs)
+        self.n_steps = n_steps
+
+    @tf.function(reduce_retracing=True)
+    def _a2c_step(self, history, candidates, slate, returns):
+        return self._gradient_step(
+            history, candidates, slate, returns,
+            lambda log_prob, value: -tf.reduce_mean(log_prob
+                                                    * tf.stop_gradient(returns - value)))
+
+    def _update_rollout(self, batch):
+        batch["returns"] = n_step_returns(batch["reward"], batch["next_value"], batch["done"],
+                                          self.gamma, self.n_steps)
+        flat = _flat(batch, ("history", "candidates", "slate", "returns"))
+        return {"loss": float(self._a2c_step(**flat))}

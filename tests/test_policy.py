@@ -126,9 +126,12 @@ def test_policy_protocol_smoke_and_resume(user_model_dir, tmp_path):
     config = PolicyConfig(user_model_dir=user_model_dir, test_user_model_dir=user_model_dir,
                           save_dir=str(tmp_path / "policy"), k=2, horizon=2, num_itrs=4,
                           batch_size=4, train_batch_size=4, eval_users=8, adapt_itrs=2,
-                          epsilon_steps=4, hidden=8, checkpoint_secs=0)
+                          regret_itrs=4, epsilon_steps=4, hidden=8, checkpoint_secs=0)
     results = PolicyRunner(config, progress=lambda _: None).run()
     assert set(results["policies"]) == set(config.policies)
+    # Click reward (the model learned no-click): the best slate is exact, regret only grows.
+    for curve in results["regret"].values():
+        assert len(curve) == 4 and np.all(np.diff(curve) >= -1e-6) and curve[0] >= -1e-6
     assert results["has_no_click"] and "ctr" in results["policies"]["random"]
     assert (tmp_path / "policy" / "curves.png").stat().st_size > 0
     # A rerun of a finished run trains nothing and returns the same results.
@@ -185,6 +188,17 @@ def test_chunked_cascade_picks_the_same_slates(user_model_dir):
         cdqn.q.out.assign(tf.random.stateless_normal([3, 8], [1, 2]))  # not the greedy start
         slates.append(cdqn.select(obs).numpy())
     np.testing.assert_array_equal(slates[0], slates[1])
+
+
+def test_best_slate_has_the_highest_expected_click_probability(user_model_dir):
+    model = load_user_model(user_model_dir)
+    sim = Simulator(model, SimulatorConfig(k=2, n_candidates=6, seed=2, reward="click"))
+    obs = sim.reset(64)
+    best = sim.expected_slate_reward(obs, sim.best_slate(obs)).numpy()
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        slate = tf.constant(np.argsort(rng.random((64, 6)), 1)[:, :2], tf.int32)
+        assert np.all(best >= sim.expected_slate_reward(obs, slate).numpy() - 1e-6)
 
 
 def test_auto_reward_is_the_click_where_the_model_learned_no_click(user_model_dir):

@@ -7,6 +7,11 @@ rate per step (clicks / steps), mean and 95% confidence interval over users. The
 reported only when the test model learned a no-click option (data with no-click events); on
 always-click data every step has a click and it carries no information.
 
+Regret (with `linucb` among the policies): LinUCB learns online, from scratch, in the test
+simulator, as a bandit does; at every step its expected reward is compared with that of the
+test simulator's best slate (`Simulator.best_slate`), and the cumulative regret per user is
+reported against the interaction steps, beside GAN-Greedy's and random's (frozen).
+
 Adaptation: a cascading DQN pre-trained in the training simulator and one started from scratch
 both keep learning online in the test simulator; their click rate (or reward) per interaction
 step shows how much pre-training saves.
@@ -72,6 +77,7 @@ class PolicyConfig:
     target_update: int = 100
     eval_users: int = 1000
     adapt_itrs: int = 300
+    regret_itrs: int = 300
     history_length: int = 10
     seed: int = 0
     checkpoint_secs: float = 30.0
@@ -106,13 +112,20 @@ def make_policy(name: str, config: PolicyConfig, features: PolicyFeatures,
 
 
 def run_episodes(sim: Simulator, policy: Policy, users: int, learn: bool = False,
-                 explore: bool = False) -> tuple[np.ndarray, np.ndarray, list]:
-    """One episode of `users` users: `[users, horizon]` rewards and clicks, and the losses."""
+                 explore: bool = False, regret: list | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, list]:
+    """One episode of `users` users: `[users, horizon]` rewards and clicks, and the losses.
+    With a `regret` list, appends each step's mean expected regret against the simulator's
+    best slate (`Simulator.best_slate`)."""
     obs = sim.reset(users)
     rewards, clicks, losses = [], [], []
     done = False
     while not done:
         slate = policy.select(obs, explore=explore)
+        if regret is not None:
+            gap = (sim.expected_slate_reward(obs, sim.best_slate(obs))
+                   - sim.expected_slate_reward(obs, slate))
+            regret.append(float(tf.reduce_mean(gap)))
         result = sim.step(obs, slate)
         if learn:
             policy.observe(obs, slate, result.reward, result.clicked_index,
@@ -267,6 +280,8 @@ class PolicyRunner:
             self.progress(line + f"  (trained {seconds:.1f}s)")
         if "cdqn" in trained and cfg.adapt_itrs > 0:
             results["adaptation"] = self.adaptation(trained["cdqn"])
+        if "linucb" in trained and cfg.regret_itrs > 0:
+            results["regret"] = self.regret()
         safe_io.dump_json(results_path, results)
         self.plot(results)
         return results
@@ -285,15 +300,33 @@ class PolicyRunner:
         out["metric"] = "ctr" if self.test_sim.has_no_click else "reward"
         return out
 
+    def regret(self) -> dict:
+        """Cumulative expected regret per user over online steps in the test simulator:
+        LinUCB learning from scratch; GAN-Greedy and random, frozen, for reference."""
+        cfg, out = self.config, {}
+        for name, learn in (("linucb", True), ("gan_greedy", False), ("random", False)):
+            policy, per_step = self._policy(name), []
+            self.test_sim.rng.reset_from_seed(cfg.seed + 2)
+            for _ in range(max(1, cfg.regret_itrs // cfg.horizon)):
+                run_episodes(self.test_sim, policy, cfg.batch_size, learn=learn, explore=learn,
+                             regret=per_step)
+            out[name] = np.cumsum(per_step).tolist()
+        return out
+
     def plot(self, results: dict) -> None:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         panels = ["reward_curve"] + (["ctr_curve"] if results["has_no_click"] else [])
-        panels += ["adaptation"] if "adaptation" in results else []
+        panels += [p for p in ("adaptation", "regret") if p in results]
         fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
         for ax, panel in zip(axes[0], panels):
-            if panel == "adaptation":
+            if panel == "regret":
+                for name, curve in results["regret"].items():
+                    ax.plot(range(1, len(curve) + 1), curve, label=name)
+                ax.set_xlabel("online step in the test simulator")
+                ax.set_ylabel("cumulative regret per user")
+            elif panel == "adaptation":
                 for label in ("pretrained", "scratch"):
                     ax.plot(results["adaptation"][label], label=f"cdqn {label}")
                 ax.set_xlabel("online episode in the test simulator")

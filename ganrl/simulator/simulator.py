@@ -41,7 +41,7 @@ class SimulatorConfig:
     k: int = 5
     n_candidates: int = 0
     horizon: int = 10
-    reward: str = "learned"
+    reward: str = "auto"
     history_length: int = 10
     seed: int = 0
 
@@ -177,6 +177,29 @@ class Simulator:
         behavior = self.model.behavior
         utilities = behavior.utilities(behavior.state_vector(self._state[0]), items)
         return tf.nn.softmax(behavior.choice_logits(utilities, tf.ones_like(items, tf.bool)))
+
+    def expected_slate_reward(self, observation: Observation, slate: tf.Tensor) -> tf.Tensor:
+        """`[B]` the expected reward of showing `slate [B, k]` now: the click probability
+        (click reward) or sum_i p_i (r_i - r_no_click) (learned reward), as `step` pays it."""
+        probs = self.click_probabilities(observation, slate)
+        if self.reward_kind == "click":
+            return 1.0 - probs[:, -1]
+        items = tf.gather(observation.candidates, tf.cast(slate, tf.int32), batch_dims=1)
+        reward = self.model.reward
+        r = reward.utilities(reward.state_vector(self._state[1]), items)
+        if reward.no_click_logit is not None:
+            r -= reward.no_click_logit
+        return tf.reduce_sum(probs[:, :-1] * r, axis=-1)
+
+    def best_slate(self, observation: Observation) -> tf.Tensor:
+        """`[B, k]` the candidates of highest utility under the behaviour model. It maximises
+        the click probability exactly (under a softmax with a no-click option a higher
+        utility in the slate always raises it); for the learned reward it is the reference
+        slate of regret (the best single items, not a search over assortments)."""
+        behavior = self.model.behavior
+        utilities = behavior.utilities(behavior.state_vector(self._state[0]),
+                                       observation.candidates)
+        return tf.math.top_k(utilities, self.config.k).indices
 
     def expected_rewards(self, observation: Observation) -> tf.Tensor:
         """`[B, N]` the learned reward of every candidate for the current states."""

@@ -47,6 +47,9 @@ flags.DEFINE_integer("target_update", 100, "Updates between target-network copie
 flags.DEFINE_integer("hidden", 64, "Hidden units of each Q^j.")
 flags.DEFINE_integer("eval_users", 1000, "Users simulated in the test simulator.")
 flags.DEFINE_integer("adapt_itrs", 300, "Online steps of the adaptation experiment (0: skip).")
+flags.DEFINE_integer("select_every", 20, "Validate a learning policy in the training "
+                     "simulator every this many episodes and test its best snapshot (0: the "
+                     "last one).")
 flags.DEFINE_integer("regret_itrs", 300, "Online steps of LinUCB's regret measurement in the "
                      "test simulator (0: skip).")
 flags.DEFINE_integer("seed", 0, "Random seed.")
@@ -72,7 +75,7 @@ def config_from_flags(user_model_dir: str, test_user_model_dir: str, save_dir: s
         hidden=FLAGS.hidden, epsilon_start=FLAGS.epsilon_start, epsilon_end=FLAGS.epsilon_end,
         epsilon_steps=FLAGS.epsilon_steps, target_update=FLAGS.target_update,
         eval_users=FLAGS.eval_users, adapt_itrs=FLAGS.adapt_itrs,
-        regret_itrs=FLAGS.regret_itrs, seed=seed)
+        regret_itrs=FLAGS.regret_itrs, select_every=FLAGS.select_every, seed=seed)
 
 
 def strategy_from_flags():

@@ -1,5 +1,6 @@
 """Simulator, cascading DQN maths, baselines and the policy protocol."""
 
+import json
 import math
 import os
 import subprocess
@@ -134,6 +135,10 @@ def test_policy_protocol_smoke_and_resume(user_model_dir, tmp_path):
         assert len(curve) == 4 and np.all(np.diff(curve) >= -1e-6) and curve[0] >= -1e-6
     assert results["has_no_click"] and "ctr" in results["policies"]["random"]
     assert (tmp_path / "policy" / "curves.png").stat().st_size > 0
+    # The tested CDQN is the snapshot best on the training simulator's validation.
+    best = json.loads((tmp_path / "policy" / "checkpoints" / "cdqn__train_best" /
+                       "best.json").read_text())
+    assert 0 <= best["episode"] <= 2 and math.isfinite(best["score"])
     # A rerun of a finished run trains nothing and returns the same results.
     lines = []
     again = PolicyRunner(config, progress=lines.append).run()

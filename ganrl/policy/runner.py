@@ -7,6 +7,13 @@ rate per step (clicks / steps), mean and 95% confidence interval over users. The
 reported only when the test model learned a no-click option (data with no-click events); on
 always-click data every step has a click and it carries no information.
 
+Snapshot selection: a learning policy is validated in the training simulator (a separate
+random stream, the same for every validation) before training and every `select_every`
+episodes; the snapshot with the best cumulative reward is the one tested. The recommender
+owns its simulator, so this is model selection on its own validation, never on the test
+simulator; an agent whose training does not help ends as its untrained start (for the CDQN
+with the learned-reward residual: GAN-Greedy's ranking).
+
 Regret (with `linucb` among the policies): LinUCB learns online, from scratch, in the test
 simulator, as a bandit does; at every step its expected reward is compared with that of the
 test simulator's best slate (`Simulator.best_slate`), and the cumulative regret per user is
@@ -78,6 +85,8 @@ class PolicyConfig:
     eval_users: int = 1000
     adapt_itrs: int = 300
     regret_itrs: int = 300
+    select_every: int = 20
+    select_users: int = 256
     history_length: int = 10
     seed: int = 0
     checkpoint_secs: float = 30.0
@@ -164,6 +173,7 @@ class PolicyRunner:
         self.train_events = data.splits["train"]
         self.train_sim = Simulator(self.train_model, config.simulator(0))
         self.test_sim = Simulator(self.test_model, config.simulator(1))
+        self.select_sim = Simulator(self.train_model, config.simulator(2))
         self.n_candidates = self.train_sim.n_candidates
         os.makedirs(config.save_dir, exist_ok=True)
         self.writer = tf.summary.create_file_writer(os.path.join(config.save_dir,
@@ -200,6 +210,24 @@ class PolicyRunner:
             self.progress(f"resuming {name} ({phase}) at episode {int(iteration.numpy())}")
         curve, last_save = [], time.monotonic()
         episodes = max(1, itrs // cfg.horizon)
+        select = phase == "train" and cfg.select_every > 0
+        best_name = os.path.join(folder + "_best", "best")
+        best_path = os.path.join(self.read_dir, best_name + ".json")
+        best, snapshot = None, tf.train.Checkpoint(**policy.checkpoint_objects())
+        if select and os.path.exists(best_path):
+            with open(best_path) as f:
+                best = json.load(f)
+
+        def consider() -> None:
+            nonlocal best
+            score = self.validate(policy)
+            if best is None or score > best["score"]:
+                snapshot.write(os.path.join(cfg.save_dir, best_name))
+                best = {"score": score, "episode": int(iteration.numpy())}
+                safe_io.dump_json(os.path.join(cfg.save_dir, best_name + ".json"), best)
+
+        if select and best is None:
+            consider()  # the untrained policy
         while int(iteration.numpy()) < episodes:
             rewards, clicks, losses = run_episodes(sim, policy, cfg.batch_size, learn=True,
                                                    explore=True)
@@ -214,7 +242,20 @@ class PolicyRunner:
                     int(iteration.numpy()) == episodes:
                 manager.save(checkpoint_number=int(iteration.numpy()))
                 last_save = time.monotonic()
+            if select and (int(iteration.numpy()) % cfg.select_every == 0
+                           or int(iteration.numpy()) == episodes):
+                consider()
+        if select:
+            snapshot.read(os.path.join(self.read_dir, best_name)).assert_consumed()
+            self.progress(f"{name}: the snapshot of episode {best['episode']} (validation "
+                          f"reward {best['score']:.3f} in the training simulator)")
         return curve
+
+    def validate(self, policy: Policy) -> float:
+        """Mean cumulative reward, frozen, in the training simulator's validation stream."""
+        self.select_sim.rng.reset_from_seed(self.config.seed + 3)
+        rewards, _, _ = run_episodes(self.select_sim, policy, self.config.select_users)
+        return float(rewards.sum(axis=1).mean())
 
     def evaluate(self, policy: Policy) -> dict:
         """Frozen, in the test simulator. Every policy meets the same random stream (common

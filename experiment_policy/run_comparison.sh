@@ -13,18 +13,19 @@ datasets=$(flag_value datasets yelp,ml100k "$@")
 data_folder=$(flag_value data_folder dropbox "$@")
 models_root=$(flag_value models_root runs "$@")
 um_itrs=$(flag_value user_model_itrs 2000 "$@")
+um_features=$(flag_value simulator_features generalising "$@")
 for dataset in ${datasets//,/ }; do
   ensure_dataset "$data_folder" "$dataset"
   ensure_user_model "$data_folder" "$dataset" "$models_root/${dataset}__LSTM__entropy__0" \
-    LSTM 0 "$um_itrs"
+    LSTM 0 "$um_itrs" "$um_features"
   ensure_user_model "$data_folder" "$dataset" "$models_root/${dataset}__PW__entropy__1" \
-    PW 1 "$um_itrs"
+    PW 1 "$um_itrs" "$um_features"
 done
 
 args=()
 for arg in "$@"; do
   case $arg in
-    --data_folder=*|--user_model_itrs=*) ;;
+    --data_folder=*|--user_model_itrs=*|--simulator_features=*) ;;
     *) args+=("$arg") ;;
   esac
 done

@@ -13,18 +13,19 @@ PYTHON=${PYTHON:-python3}
 dataset=$(flag_value dataset yelp "$@")
 data_folder=$(flag_value data_folder dropbox "$@")
 um_itrs=$(flag_value user_model_itrs 2000 "$@")
+um_features=$(flag_value simulator_features generalising "$@")
 models_root=$(flag_value models_root runs "$@")
 train_dir=$(flag_value user_model_dir "${models_root}/${dataset}__LSTM__entropy__0" "$@")
 test_dir=$(flag_value test_user_model_dir "${models_root}/${dataset}__PW__entropy__1" "$@")
 ensure_dataset "$data_folder" "$dataset"
-ensure_user_model "$data_folder" "$dataset" "$train_dir" LSTM 0 "$um_itrs"
-ensure_user_model "$data_folder" "$dataset" "$test_dir" PW 1 "$um_itrs"
+ensure_user_model "$data_folder" "$dataset" "$train_dir" LSTM 0 "$um_itrs" "$um_features"
+ensure_user_model "$data_folder" "$dataset" "$test_dir" PW 1 "$um_itrs" "$um_features"
 
 # --dataset, --data_folder, --user_model_itrs and --models_root are this script's own flags.
 args=()
 for arg in "$@"; do
   case $arg in
-    --dataset=*|--data_folder=*|--user_model_itrs=*|--models_root=*) ;;
+    --dataset=*|--data_folder=*|--user_model_itrs=*|--simulator_features=*|--models_root=*) ;;
     *) args+=("$arg") ;;
   esac
 done

@@ -22,14 +22,15 @@ ensure_dataset() {
   fi
 }
 
-# ensure_user_model DATA_FOLDER DATASET DIR ENCODER SEED ITRS: trains an entropy user model
-# into DIR (run_gan_user_model.sh's settings, ITRS iterations) unless DIR is a finished run.
+# ensure_user_model DATA_FOLDER DATASET DIR ENCODER SEED ITRS FEATURES: trains an entropy user
+# model into DIR (run_gan_user_model.sh's settings, ITRS iterations, --item_features=FEATURES)
+# unless DIR is a finished run.
 # The policy experiments' simulators: training LSTM seed 0, test PW seed 1 (another encoder
 # and initialisation).
 ensure_user_model() {
   if [ ! -f "$3/results.json" ]; then
     echo "training user model $3" >&2
     experiment_user_model/run_gan_user_model.sh --dataset="$2" --data_folder="$1" \
-      --user_model="$4" --seed="$5" --num_itrs="$6" --save_dir="$3"
+      --user_model="$4" --seed="$5" --num_itrs="$6" --item_features="$7" --save_dir="$3"
   fi
 }

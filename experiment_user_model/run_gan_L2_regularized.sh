@@ -31,6 +31,7 @@ exec "$PYTHON" experiment_user_model/main_gan_user_model.py \
   --dataset=yelp \
   --user_model=LSTM \
   --regularizer=L2 \
+  --item_features=generalising \
   --pretrain_dir="$pretrain_dir" \
   --learning_rate=0.0001 \
   --batch_size=50 \

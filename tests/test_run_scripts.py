@@ -70,3 +70,19 @@ def test_comparison_script_writes_the_table_and_reuses_runs(data_folder, tmp_pat
     assert (out / "synthetic__1" / "results.json").stat().st_mtime_ns == first
     assert "training user model" not in again.stderr and table in again.stdout
     assert "training user model" in proc.stderr
+
+
+def test_adversarial_run_refuses_a_pretrained_model_of_another_architecture(data_folder,
+                                                                           tmp_path):
+    pre = tmp_path / "pre"
+    common = [f"--data_folder={data_folder}", "--dataset=synthetic", "--num_itrs=1",
+              "--eval_every=1", "--batch_size=5"]
+    _run(["experiment_user_model/run_gan_user_model.sh", *common, f"--save_dir={pre}",
+          "--item_features=onehot"])
+    env = dict(os.environ, PYTHON=sys.executable, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run(["experiment_user_model/run_gan_L2_regularized.sh", *common,
+                           f"--save_dir={tmp_path / 'adv'}", f"--pretrain_dir={pre}"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    assert "item_features='onehot'" in proc.stderr and "item_features='generalising'" in proc.stderr
+    assert not (tmp_path / "adv" / "results.json").exists()

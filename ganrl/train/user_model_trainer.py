@@ -122,6 +122,11 @@ class TrainingDivergedError(RuntimeError):
 
 # -- Batches -------------------------------------------------------------------------------
 
+# Model settings that shape the variables: a pre-trained run must share them.
+ARCHITECTURE_FIELDS = ("item_features", "user_model", "dims", "item_dim", "rnn_hidden_dim",
+                       "pw_dim", "pw_band_size", "bilinear", "display_history",
+                       "history_features", "set_context")
+
 BATCH_KEYS = ("display", "display_mask", "clicked_pos", "event_mask", "event_user",
               "clicks_before", "click_items", "click_mask")
 
@@ -458,6 +463,19 @@ class UserModelRunner:
         if path is None:
             raise FileNotFoundError(f"{pretrain_dir}: no {which} checkpoint to start from "
                                     "(run the entropy pre-training first)")
+        with open(os.path.join(pretrain_dir, "config.json")) as f:
+            pretrained = json.load(f)
+        # The weights fit only the same architecture: compare what shapes the variables.
+        ours = {"item_features": self.config.item_features, **dataclasses.asdict(
+            self.config.model)}
+        theirs = {"item_features": pretrained.get("item_features"), **pretrained["model"]}
+        differ = [key for key in ARCHITECTURE_FIELDS if theirs.get(key) != ours[key]]
+        if differ:
+            raise ValueError(
+                f"{pretrain_dir}/config.json: the pre-trained model has "
+                f"{', '.join(f'{k}={theirs.get(k)!r}' for k in differ)}, this run "
+                f"{', '.join(f'{k}={ours[k]!r}' for k in differ)}: pass the pre-training's "
+                "model flags")
         for model in (self.reward, self.behavior):
             tf.train.Checkpoint(**checkpoint_variables(reward=model)).restore(path) \
                 .expect_partial().assert_existing_objects_matched()

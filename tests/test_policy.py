@@ -220,8 +220,11 @@ def test_load_recommend_and_export_without_ganrl(user_model_dir, tmp_path):
                           save_dir=str(tmp_path / "policy"), policies=("cdqn",), k=2,
                           horizon=2, num_itrs=4, batch_size=4, train_batch_size=4,
                           eval_users=4, adapt_itrs=0, hidden=8, checkpoint_secs=0)
-    PolicyRunner(config, progress=lambda _: None).run()
+    results = PolicyRunner(config, progress=lambda _: None).run()
     policy = load_policy(str(tmp_path / "policy"))
+    # The loaded weights are the tested ones: the same test figures on the same stream.
+    again = PolicyRunner(config, progress=lambda _: None).evaluate(policy)
+    assert again["cumulative_reward"] == results["policies"]["cdqn"]["cumulative_reward"]
     candidates = [3, 7, 1, 9, 4]
     slate = recommend(policy, history=[2, 5], candidates=candidates)
     assert len(set(slate)) == 2 and set(slate) <= set(candidates)

@@ -25,7 +25,8 @@ from ganrl.user_model import LoadedUserModel
 
 
 def load_policy(run_dir: str, name: str = "cdqn") -> Policy:
-    """Rebuilds policy `name` of a policy run folder with its trained weights."""
+    """Rebuilds policy `name` of a policy run folder with the trained weights it was tested
+    with."""
     from ganrl.policy.runner import PolicyConfig, PolicyRunner
     with open(os.path.join(run_dir, "config.json")) as f:
         values = json.load(f)
@@ -35,6 +36,11 @@ def load_policy(run_dir: str, name: str = "cdqn") -> Policy:
     policy = runner._policy(name)
     objects = policy.checkpoint_objects()
     if objects:
+        # The snapshot the run tested (best on its validation), else the last one.
+        best = os.path.join(run_dir, "checkpoints", f"{name}__train_best", "best")
+        if os.path.exists(best + ".index"):
+            tf.train.Checkpoint(**objects).read(best).assert_consumed()
+            return policy
         folder = os.path.join(run_dir, "checkpoints", f"{name}__train")
         path = tf.train.latest_checkpoint(folder)
         if path is None:

@@ -4,7 +4,8 @@
 # of the test simulator (PW, another seed); train the cascading DQN and the baselines in the
 # first and compare them in the second. The user models use the run script's generalising item
 # features; every registered policy (CDQN, PPO, A2C, DDPG, LinUCB and the baselines) runs.
-# Run through `make demo`, which sets up the virtual environment first. DATASET=yelp ./demo.sh uses dropbox/yelp.txt instead.
+# Run through `make demo`, which sets up the virtual environment first. DATASET=yelp ./demo.sh
+# uses dropbox/yelp.txt instead.
 set -euo pipefail
 cd "$(dirname "$0")"
 export PYTHON=${PYTHON:-.venv/bin/python}

@@ -86,3 +86,22 @@ def test_adversarial_run_refuses_a_pretrained_model_of_another_architecture(data
     assert proc.returncode != 0
     assert "item_features='onehot'" in proc.stderr and "item_features='generalising'" in proc.stderr
     assert not (tmp_path / "adv" / "results.json").exists()
+
+
+def test_table_script_end_to_end_and_reuse(data_folder, tmp_path):
+    out = tmp_path / "table"
+    args = ["experiment_user_model/run_table.sh", f"--data_folder={data_folder}",
+            "--datasets=synthetic", "--seeds=0,1", f"--out={out}", "--num_itrs=2",
+            "--adv_itrs=2", "--eval_every=1",
+            "--methods=chance,most_popular,iknn,wd_lr,gan_pw,gan_lstm_l2"]
+    proc = _run(args)
+    text = (out / "table.md").read_text()
+    assert text.splitlines()[0] == ("| method | synthetic prec@1 | synthetic prec@2 |")
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines()[2:]}
+    assert list(rows) == ["chance", "most_popular", "iknn", "wd_lr", "gan_pw", "gan_lstm_l2"]
+    assert "-" not in rows["gan_lstm_l2"].split(" | ")[1]
+    assert len((out / "records.csv").read_text().splitlines()) == 1 + 6 * 2
+    assert (out / "runs" / "synthetic__LSTM__entropy__1" / "results.json").exists()
+    assert "12 runs reused" not in proc.stdout
+    again = _run(args)
+    assert "12 runs reused" in again.stdout and text in again.stdout

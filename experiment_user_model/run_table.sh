@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The paper's user-model table in one command: every baseline and GAN-PW / GAN-LSTM (entropy
+# pre-training, then adversarial fine-tuning) on yelp, tb, rsc and ml100k over 5 seeds;
+# Markdown and CSV tables of test prec@1 / prec@2, mean (std). Prepares missing datasets;
+# finished records and runs are reused. Subsets: --datasets, --seeds, --methods.
+#   experiment_user_model/run_table.sh --datasets=yelp --seeds=0 --methods=wd_lr,gan_lstm
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source experiment_user_model/common.sh
+export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
+PYTHON=${PYTHON:-python3}
+
+datasets=$(flag_value datasets yelp,tb,rsc,ml100k "$@")
+data_folder=$(flag_value data_folder dropbox "$@")
+for dataset in ${datasets//,/ }; do
+  ensure_dataset "$data_folder" "$dataset"
+done
+
+exec "$PYTHON" experiment_user_model/main_table.py \
+  --datasets="$datasets" \
+  --data_folder="$data_folder" \
+  --seeds=0,1,2,3,4 \
+  --out=runs/table \
+  --num_itrs=2000 \
+  --adv_itrs=5000 \
+  "$@"

@@ -105,3 +105,18 @@ def test_table_script_end_to_end_and_reuse(data_folder, tmp_path):
     assert "12 runs reused" not in proc.stdout
     again = _run(args)
     assert "12 runs reused" in again.stdout and text in again.stdout
+
+
+def test_ablation_script_trains_its_variants_and_compares_them(data_folder, tmp_path):
+    out = tmp_path / "ablation"
+    _run(["experiment_user_model/ablations/no_pretraining.sh", f"--data_folder={data_folder}",
+          "--dataset=synthetic", "--num_itrs=2", "--eval_every=1", "--batch_size=5",
+          f"--out={out}"])
+    for label in ("entropy", "L2_from_entropy", "L2_from_scratch"):
+        assert (out / label / "results.json").exists()
+    assert json.loads((out / "L2_from_entropy" / "config.json").read_text())[
+        "pretrain_dir"] == str(out / "entropy")
+    assert json.loads((out / "L2_from_scratch" / "config.json").read_text())[
+        "pretrain_dir"] == ""
+    summary = (out / "compare" / "summary.md").read_text()
+    assert "regularizer" in summary and (out / "compare" / "vali_prec1.png").exists()

@@ -46,3 +46,21 @@ def test_truncated_event_array_is_reported(tmp_path):
     np.save(tmp_path / "tiny-events" / "train" / "clicked_pos.npy", np.zeros(3, np.int32))
     with pytest.raises(DataError, match="clicked_pos.npy: 3 rows, expected"):
         load_split_data(str(tmp_path), "tiny")
+
+
+def test_training_windows_by_hand_and_through_tf_data():
+    from ganrl.train.user_model_trainer import (batch_rows, replica_windows, window_bounds,
+                                                window_dataset)
+    # Evaluations every 3 iterations, at most 2 iterations a call, 7 iterations from 0.
+    assert window_bounds(0, 7, 3, 2) == [(0, 2), (2, 3), (3, 5), (5, 6), (6, 7)]
+    assert window_bounds(4, 7, 3, 2) == [(4, 6), (6, 7)]  # resuming at 4
+    train = SplitData.from_dataset(tiny_dataset()).splits["train"]
+    bounds = window_bounds(0, 4, 2, 2)
+    windows = list(window_dataset(train, bounds, 3, 7, 2, None))
+    assert len(windows) == len(bounds)
+    for (first, last), (stacked, counts) in zip(bounds, windows):
+        rows = [batch_rows(train.n_users, 3, 7, i) for i in range(first, last)]
+        expected, expected_counts = replica_windows(train, rows, 2, None)
+        np.testing.assert_array_equal(counts.numpy(), expected_counts)
+        for key, value in expected.items():
+            np.testing.assert_array_equal(stacked[key].numpy(), value)

@@ -327,6 +327,36 @@ def replica_windows(events: EventArrays, batches_rows: list[np.ndarray], num_rep
     return stacked, counts
 
 
+def window_bounds(start: int, num_itrs: int, eval_every: int, steps_per_call: int
+                  ) -> list[tuple[int, int]]:
+    """The (first, last + 1) iterations of each training call from `start` on: up to every
+    evaluation, at most `steps_per_call` iterations per call."""
+    bounds, it = [], start
+    while it < num_itrs:
+        end = min((it // eval_every + 1) * eval_every, num_itrs)
+        bounds += [(s, min(s + steps_per_call, end)) for s in range(it, end, steps_per_call)]
+        it = end
+    return bounds
+
+
+def window_dataset(events: EventArrays, bounds: list[tuple[int, int]], batch_size: int,
+                   seed: int, num_replicas: int, max_events: int | None) -> tf.data.Dataset:
+    """The training windows as a `tf.data` pipeline: element i holds the `[R, K, ...]` stacked
+    batches of `bounds[i]` (`replica_windows`) and their `[K]` event counts. Built from the
+    memory-mapped arrays one window ahead of the training (`prefetch`), so reading and padding
+    the next window overlaps the current one's steps and memory stays that of two windows."""
+    spec = batch_signature(events.max_display)
+
+    def windows():
+        for first, last in bounds:
+            rows = [batch_rows(events.n_users, batch_size, seed, i) for i in range(first, last)]
+            yield replica_windows(events, rows, num_replicas, max_events)
+
+    signature = ({k: tf.TensorSpec([None, None, *spec[k].shape], spec[k].dtype)
+                  for k in BATCH_KEYS}, tf.TensorSpec([None], tf.float32))
+    return tf.data.Dataset.from_generator(windows, output_signature=signature).prefetch(1)
+
+
 # -- Runner --------------------------------------------------------------------------------
 
 def peak_rss_mb() -> float:
@@ -519,14 +549,17 @@ class UserModelRunner:
         train_seconds, train_events = 0.0, 0
         last_save = time.monotonic()
         it = start
+        # Up to each evaluation, `steps_per_call` iterations per tf.function call: few calls,
+        # and memory bounded by that many batches.
+        bounds = window_bounds(start, cfg.num_itrs, cfg.eval_every, cfg.steps_per_call)
+        windows = iter(window_dataset(train, bounds, cfg.batch_size, cfg.seed,
+                                      self.num_replicas, cfg.max_events or None))
         while it < cfg.num_itrs:
             end = min((it // cfg.eval_every + 1) * cfg.eval_every, cfg.num_itrs)
             losses, counts, elapsed = [], [], 0.0
-            # Up to the next evaluation, `steps_per_call` iterations per tf.function call:
-            # few calls, and memory bounded by that many batches.
             for chunk_start in range(it, end, cfg.steps_per_call):
-                chunk_end = min(chunk_start + cfg.steps_per_call, end)
-                chunk_losses, chunk_counts, seconds = self._train_chunk(chunk_start, chunk_end)
+                chunk_losses, chunk_counts, seconds = self._train_chunk(chunk_start,
+                                                                        next(windows))
                 losses.append(chunk_losses)
                 counts.append(chunk_counts)
                 elapsed += seconds
@@ -551,15 +584,15 @@ class UserModelRunner:
             shutil.rmtree(self._checkpoint_root, ignore_errors=True)
         return results
 
-    def _train_chunk(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray, float]:
-        """Trains iterations start..end-1 in one call: their losses, event counts and seconds."""
-        cfg, train = self.config, self.splits["train"]
-        rows = [batch_rows(train.n_users, cfg.batch_size, cfg.seed, i) for i in range(start, end)]
-        stacked, counts = replica_windows(train, rows, self.num_replicas, cfg.max_events or None)
+    def _train_chunk(self, start: int, window: tuple[dict, tf.Tensor]
+                     ) -> tuple[np.ndarray, np.ndarray, float]:
+        """Trains one window (from `window_dataset`) whose first iteration is `start`: its
+        losses, event counts and seconds."""
+        stacked, counts = window
+        counts = counts.numpy()
         tic = time.perf_counter()
         per_replica = self.strategy.experimental_distribute_values_from_function(
-            lambda ctx: to_tensors({k: v[ctx.replica_id_in_sync_group]
-                                    for k, v in stacked.items()}))
+            lambda ctx: {k: v[ctx.replica_id_in_sync_group] for k, v in stacked.items()})
         losses = self.window_fn(per_replica, tf.constant(np.maximum(counts, 1.0))).numpy()
         elapsed = time.perf_counter() - tic
         bad = np.flatnonzero(~np.isfinite(losses))

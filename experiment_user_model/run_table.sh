@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The paper's user-model table in one command: every baseline and GAN-PW / GAN-LSTM (entropy
-# pre-training, then adversarial fine-tuning) on yelp, tb, rsc and ml100k over 5 seeds;
-# Markdown and CSV tables of test prec@1 / prec@2, mean (std). Prepares missing datasets;
-# finished records and runs are reused. Subsets: --datasets, --seeds, --methods.
-#   experiment_user_model/run_table.sh --datasets=yelp --seeds=0 --methods=wd_lr,gan_lstm
+# pre-training, then adversarial fine-tuning from it) on yelp, tb, rsc and ml100k over 5 seeds;
+# Markdown and CSV tables of test prec@1 / prec@2, mean (std), in --out. Prepares missing
+# datasets; finished records and GAN runs are reused, never retrained. The GAN runs have the
+# run scripts' settings (run_gan_user_model.sh, run_gan_L2_regularized.sh), and any flag of
+# main_gan_user_model.py overrides them. Subsets: --datasets, --seeds, --methods.
+#   experiment_user_model/run_table.sh --datasets=yelp --seeds=0 --methods=wd_lr,gan_lstm_l2
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source experiment_user_model/common.sh
@@ -16,11 +18,16 @@ for dataset in ${datasets//,/ }; do
   ensure_dataset "$data_folder" "$dataset"
 done
 
+# Beside main_gan_user_model.py's defaults (the run scripts' values but item_features), the
+# entropy runs take --num_itrs / --learning_rate, the adversarial ones --adv_*.
 exec "$PYTHON" experiment_user_model/main_table.py \
   --datasets="$datasets" \
   --data_folder="$data_folder" \
   --seeds=0,1,2,3,4 \
   --out=runs/table \
+  --item_features=generalising \
+  --learning_rate=0.0005 \
   --num_itrs=2000 \
+  --adv_learning_rate=0.0001 \
   --adv_itrs=5000 \
   "$@"

@@ -1,28 +1,15 @@
 """One-iteration smoke tests of the run scripts on a tiny synthetic dataset."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _run(args, cwd=ROOT):
-    env = dict(os.environ, PYTHON=sys.executable, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    return proc
+from tests.script_helpers import run_script as _run, synthetic_data_folder
 
 
 @pytest.fixture(scope="module")
 def data_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("data")
-    _run(["./process_data.sh", "--dataset=synthetic", f"--data_folder={folder}", "--users=20",
-          "--items=30", "--events_per_user=4", "--posterior_samples=50"])
-    return str(folder)
+    return synthetic_data_folder(tmp_path_factory.mktemp("data"))
 
 
 def test_user_model_scripts(data_folder, tmp_path):
@@ -79,44 +66,8 @@ def test_adversarial_run_refuses_a_pretrained_model_of_another_architecture(data
               "--eval_every=1", "--batch_size=5"]
     _run(["experiment_user_model/run_gan_user_model.sh", *common, f"--save_dir={pre}",
           "--item_features=onehot"])
-    env = dict(os.environ, PYTHON=sys.executable, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run(["experiment_user_model/run_gan_L2_regularized.sh", *common,
-                           f"--save_dir={tmp_path / 'adv'}", f"--pretrain_dir={pre}"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = _run(["experiment_user_model/run_gan_L2_regularized.sh", *common,
+                 f"--save_dir={tmp_path / 'adv'}", f"--pretrain_dir={pre}"], check=False)
     assert proc.returncode != 0
     assert "item_features='onehot'" in proc.stderr and "item_features='generalising'" in proc.stderr
     assert not (tmp_path / "adv" / "results.json").exists()
-
-
-def test_table_script_end_to_end_and_reuse(data_folder, tmp_path):
-    out = tmp_path / "table"
-    args = ["experiment_user_model/run_table.sh", f"--data_folder={data_folder}",
-            "--datasets=synthetic", "--seeds=0,1", f"--out={out}", "--num_itrs=2",
-            "--adv_itrs=2", "--eval_every=1",
-            "--methods=chance,most_popular,iknn,wd_lr,gan_pw,gan_lstm_l2"]
-    proc = _run(args)
-    text = (out / "table.md").read_text()
-    assert text.splitlines()[0] == ("| method | synthetic prec@1 | synthetic prec@2 |")
-    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines()[2:]}
-    assert list(rows) == ["chance", "most_popular", "iknn", "wd_lr", "gan_pw", "gan_lstm_l2"]
-    assert "-" not in rows["gan_lstm_l2"].split(" | ")[1]
-    assert len((out / "records.csv").read_text().splitlines()) == 1 + 6 * 2
-    assert (out / "runs" / "synthetic__LSTM__entropy__1" / "results.json").exists()
-    assert "12 runs reused" not in proc.stdout
-    again = _run(args)
-    assert "12 runs reused" in again.stdout and text in again.stdout
-
-
-def test_ablation_script_trains_its_variants_and_compares_them(data_folder, tmp_path):
-    out = tmp_path / "ablation"
-    _run(["experiment_user_model/ablations/no_pretraining.sh", f"--data_folder={data_folder}",
-          "--dataset=synthetic", "--num_itrs=2", "--eval_every=1", "--batch_size=5",
-          f"--out={out}"])
-    for label in ("entropy", "L2_from_entropy", "L2_from_scratch"):
-        assert (out / label / "results.json").exists()
-    assert json.loads((out / "L2_from_entropy" / "config.json").read_text())[
-        "pretrain_dir"] == str(out / "entropy")
-    assert json.loads((out / "L2_from_scratch" / "config.json").read_text())[
-        "pretrain_dir"] == ""
-    summary = (out / "compare" / "summary.md").read_text()
-    assert "regularizer" in summary and (out / "compare" / "vali_prec1.png").exists()

@@ -1,8 +1,8 @@
 # Shared by the ablation scripts. Source, don't run.
 # run_variants OUT LABEL=FLAGS... -- ARGS...: trains one user-model run per variant into
-# OUT/LABEL (main_gan_user_model.py with the run script's settings, then the variant's FLAGS
-# (comma-separated), then ARGS but --out; finished runs are reused), then draws the validation
-# curves and prints the summary table with `python -m ganrl.compare` into OUT/compare.
+# OUT/LABEL (run_gan_user_model.sh, so its settings, then the variant's FLAGS (comma-separated),
+# then ARGS but --out; finished runs are reused), then draws the validation curves and prints
+# the summary table with `python -m ganrl.compare` into OUT/compare.
 # A FLAGS entry @LABEL stands for --pretrain_dir=OUT/LABEL (adversarial fine-tuning from it).
 run_variants() {
   local out=$1 variant label flags dirs=() variants=()
@@ -25,11 +25,8 @@ run_variants() {
     done
     if [ ! -f "$out/$label/results.json" ]; then
       echo "training $out/$label" >&2
-      "$PYTHON" experiment_user_model/main_gan_user_model.py --data_folder=dropbox \
-        --dataset=yelp --user_model=LSTM --learning_rate=0.0005 --batch_size=50 \
-        --num_itrs=2000 --dims=64-64 --rnn_hidden_dim=20 --pw_dim=4 --pw_band_size=20 \
-        --item_features=generalising ${flags[@]+"${flags[@]}"} ${args[@]+"${args[@]}"} \
-        --save_dir="$out/$label"
+      experiment_user_model/run_gan_user_model.sh ${flags[@]+"${flags[@]}"} \
+        ${args[@]+"${args[@]}"} --save_dir="$out/$label"
     fi
     dirs+=("$out/$label")
   done

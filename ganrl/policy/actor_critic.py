@@ -11,16 +11,21 @@ samples in proportion to exp r). A slate of k is k candidates drawn without repl
 with k = 1 it is a single item. Evaluation (explore=False) takes the k largest logits.
 A value head V(s) (an ELU layer and a linear output) is the critic.
 
-Rollouts: one episode of the runner's batch of users (horizon steps); `observe` collects the
-transitions and `train_step` updates once the episode has ended.
+Rollouts: `observe` collects the batched transitions; `train_step` updates once the rollout
+holds `rollout_steps` steps of the runner's batch of users, or earlier when the episode ends
+(a reset brings other users), and then clears it. The last step of a rollout cut short of its
+episode's end bootstraps from V(s_{t+1}).
 - PPO: GAE(lambda) advantages, normalised; `ppo_epochs` passes of minibatches over the
   rollout maximising the clipped surrogate min(rho A, clip(rho, 1 - eps, 1 + eps) A), with a
   value loss and an entropy bonus (the entropy of the first pick's softmax).
-- A2C: n-step returns bootstrapped by V; one gradient step on -log pi (R - V) + value loss -
-  entropy bonus per rollout.
+- A2C: n-step returns bootstrapped by V (the rollout is n steps by default, so the first step
+  looks n steps ahead and the last one step, as in Mnih et al.); one gradient step on
+  -log pi (R - V) + value loss - entropy bonus per rollout.
 """
 
 from __future__ import annotations
+
+import abc
 
 import numpy as np
 import tensorflow as tf
@@ -140,6 +145,11 @@ class CandidateActorCritic(keras.Model):
         return self.value_out(self.value_hidden(state))[:, 0]
 
 
+def _flat(batch: dict[str, np.ndarray], keys: tuple[str, ...]) -> dict[str, tf.Tensor]:
+    """`[T, B, ...]` arrays -> `[T * B, ...]` tensors."""
+    return {k: tf.constant(batch[k].reshape(-1, *batch[k].shape[2:])) for k in keys}
+
+
 class _ActorCriticPolicy(Policy):
     """What PPO and A2C share: the network, candidate features, sampling, rollouts."""
 
@@ -147,11 +157,13 @@ class _ActorCriticPolicy(Policy):
 
     def __init__(self, features: PolicyFeatures, k: int, seed: int = 0, *, hidden: int = 64,
                  gamma: float = 0.9, learning_rate: float = 1e-3, reward_model=None,
-                 value_coef: float = 0.5, entropy_coef: float = 0.01, **_):
+                 value_coef: float = 0.5, entropy_coef: float = 0.01, rollout_steps: int = 10,
+                 **_):
         super().__init__(features, k, seed)
         tf.keras.utils.set_random_seed(seed)
         self.reward_model = reward_model
         self.gamma, self.value_coef, self.entropy_coef = gamma, value_coef, entropy_coef
+        self.rollout_steps = rollout_steps
         item_dim = features.item_dim + (1 if reward_model is not None else 0)
         self.net = CandidateActorCritic(features.state_dim, item_dim, hidden,
                                         reward_model is not None, name="actor_critic")
@@ -187,7 +199,6 @@ class _ActorCriticPolicy(Policy):
             "slate": np.asarray(slate), "reward": np.asarray(reward, np.float32),
             "next_history": next_observation.history.numpy(),
             "done": np.full(len(reward), float(done), np.float32)})
-        self._episode_over = done
 
     @tf.function(reduce_retracing=True)
     def _values(self, history):
@@ -196,10 +207,10 @@ class _ActorCriticPolicy(Policy):
     def _stacked(self) -> dict[str, np.ndarray]:
         """The rollout as `[T, B, ...]` arrays plus V(s_t) and V(s_{t+1})."""
         batch = {key: np.stack([step[key] for step in self.rollout]) for key in self.rollout[0]}
-        t, b = batch["reward"].shape
-        flat = lambda x: tf.constant(x.reshape(t * b, *x.shape[2:]))  # noqa: E731
-        batch["value"] = self._values(flat(batch["history"])).numpy().reshape(t, b)
-        batch["next_value"] = self._values(flat(batch["next_history"])).numpy().reshape(t, b)
+        shape = batch["reward"].shape
+        flat = _flat(batch, ("history", "next_history"))
+        batch["value"] = self._values(flat["history"]).numpy().reshape(shape)
+        batch["next_value"] = self._values(flat["next_history"]).numpy().reshape(shape)
         return batch
 
     def _loss_terms(self, history, candidates, slate):
@@ -223,23 +234,20 @@ class _ActorCriticPolicy(Policy):
         return loss
 
     def train_step(self) -> dict:
-        if not self.rollout or not getattr(self, "_episode_over", False):
+        full = len(self.rollout) >= self.rollout_steps
+        if not self.rollout or not (full or self.rollout[-1]["done"][0]):
             return {}
         batch = self._stacked()
         self.rollout = []
         return self._update_rollout(batch)
 
+    @abc.abstractmethod
     def _update_rollout(self, batch: dict[str, np.ndarray]) -> dict:
-        raise NotImplementedError
+        """The agent's update on a rollout (`_stacked`); returns named scalars."""
 
     def checkpoint_objects(self) -> dict:
         from ganrl.user_model.model import checkpoint_variables
         return dict(checkpoint_variables(net=self.net, opt=self.optimizer), draws=self.draws)
-
-
-def _flat(batch: dict[str, np.ndarray], keys: tuple[str, ...]) -> dict[str, tf.Tensor]:
-    """`[T, B, ...]` arrays -> `[T * B, ...]` tensors."""
-    return {k: tf.constant(batch[k].reshape(-1, *batch[k].shape[2:])) for k in keys}
 
 
 @register("ppo")
@@ -286,8 +294,8 @@ class A2C(_ActorCriticPolicy):
     """Synchronous advantage actor-critic with n-step returns (see the module docstring)."""
 
     def __init__(self, features: PolicyFeatures, k: int, seed: int = 0, *, n_steps: int = 5,
-                 **kwargs):
-        super().__init__(features, k, seed, **kwargs)
+                 rollout_steps: int | None = None, **kwargs):
+        super().__init__(features, k, seed, rollout_steps=rollout_steps or n_steps, **kwargs)
         self.n_steps = n_steps
 
     @tf.function(reduce_retracing=True)

@@ -1,15 +1,24 @@
 """DDPG in item-embedding space (Lillicrap et al., 2016), as RecNN recommends with it.
 
-The actor mu(s) outputs a vector in the item feature space (the `PolicyFeatures` item table);
-the slate is the k candidates with the largest dot product <mu(s), e_a> (the similarity:
-unnormalised, so an item's norm counts as its general appeal). The critic Q(s, v) scores the
-state and an action vector. Training from a replay memory of (s, v, r, s', done), v being the
-action vector acted on (with its exploration noise):
+The actor mu(s) outputs a vector in the item feature space (the `PolicyFeatures` item table),
+normalised onto the sphere whose radius rho is the items' mean norm: mu(s) = rho f(s) / |f(s)|.
+The slate is the k candidates of largest dot product <v, e_a> with the action vector v (the
+similarity: unnormalised, so an item's norm counts as its general appeal; the ranking depends
+only on v's direction, so fixing |v| loses nothing, and it keeps the critic's inputs where its
+data are, instead of actions that grow without bound or saturate a tanh). The critic Q(s, v)
+scores the state and an action vector. Training from a replay memory of (s, v, r, s', done), v
+being the action vector acted on (with its exploration noise):
   critic: (Q(s, v) - y)^2,  y = r + gamma (1 - done) Q'(s', mu'(s'))   (`ddpg_targets`);
   actor:  -Q(s, mu(s));
 target networks mu', Q' follow by soft updates theta' <- tau theta + (1 - tau) theta'.
-Exploration: Gaussian noise of `noise_scale` times the item table's per-dimension standard
-deviation added to mu(s). The actor learns at a tenth of the critic's learning rate.
+Exploration (explore=True): v = rho normalise(mu(s) + eps), eps ~ N(0, sigma^2 I) with
+sigma = noise_scale rho / sqrt(d), so |eps| is about noise_scale |mu(s)|; evaluation acts on
+mu(s). Defaults: noise_scale 0.5, tau 0.01, gamma and the learning rate (actor and critic
+alike) from the runner, a replay memory (`TransitionMemory`) of 100,000 transitions sampled
+uniformly, one minibatch of `batch_size` per `train_step` once it holds that many. Actor and
+critic are two ELU layers of `hidden` units and a linear output. The policy sees only item
+features and the state, not the learned reward (unlike the cascading DQN and the
+actor-critics).
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import tensorflow as tf
 
 from ganrl.policy.base import Policy, PolicyFeatures, register, top_k_slate
 from ganrl.policy.cdqn import cascading_td_targets
+from ganrl.policy.replay import TransitionMemory
 from ganrl.simulator.simulator import Observation
 
 keras = tf.keras
@@ -52,7 +62,7 @@ class DDPG(Policy):
 
     def __init__(self, features: PolicyFeatures, k: int, seed: int = 0, *, hidden: int = 64,
                  gamma: float = 0.9, learning_rate: float = 1e-3, batch_size: int = 256,
-                 replay_capacity: int = 100_000, tau: float = 0.01, noise_scale: float = 0.3,
+                 replay_capacity: int = 100_000, tau: float = 0.01, noise_scale: float = 0.5,
                  **_):
         super().__init__(features, k, seed)
         tf.keras.utils.set_random_seed(seed)
@@ -63,60 +73,64 @@ class DDPG(Policy):
                                            for n in ("critic", "critic_t"))
         self.actor_target.set_weights(self.actor.get_weights())
         self.critic_target.set_weights(self.critic.get_weights())
-        self.actor_opt = keras.optimizers.Adam(learning_rate * 0.1)
+        self.actor_opt = keras.optimizers.Adam(learning_rate)
         self.critic_opt = keras.optimizers.Adam(learning_rate)
         self.actor_opt.build(self.actor.trainable_variables)
         self.critic_opt.build(self.critic.trainable_variables)
-        self.noise = noise_scale * np.std(features.item_table.numpy(), axis=0)
-        self.capacity, self.size, self.cursor = replay_capacity, 0, 0
-        self.memory = {"state": np.zeros((replay_capacity, s), np.float32),
-                       "action": np.zeros((replay_capacity, d), np.float32),
-                       "reward": np.zeros(replay_capacity, np.float32),
-                       "next_state": np.zeros((replay_capacity, s), np.float32),
-                       "done": np.zeros(replay_capacity, np.float32)}
-        self._acted = None
+        self.radius = float(np.linalg.norm(features.item_table.numpy(), axis=1).mean())
+        self.noise = noise_scale * self.radius / np.sqrt(d)  # per dimension
+        self.replay = TransitionMemory(replay_capacity, {
+            "state": ((s,), np.float32), "action": ((d,), np.float32),
+            "reward": ((), np.float32), "next_state": ((s,), np.float32),
+            "done": ((), np.float32)}, seed)
+        self._acted = None  # (state [B, S], action vector [B, d]) of the last selection
+
+    def _on_sphere(self, vectors: tf.Tensor) -> tf.Tensor:
+        """`[B, d]` vectors scaled to norm rho."""
+        return self.radius * tf.math.l2_normalize(vectors, axis=-1)
+
+    @staticmethod
+    def _q(critic: keras.Model, state: tf.Tensor, action: tf.Tensor) -> tf.Tensor:
+        """`[B]` Q(s, v)."""
+        return critic(tf.concat([state, action], axis=-1))[:, 0]
 
     @tf.function(reduce_retracing=True)
     def _action(self, history):
+        """(`[B, S]` state, `[B, d]` mu(s))."""
         state = self.features.state(history)
-        return state, self.actor(state)
+        return state, self._on_sphere(self.actor(state))
 
     @tf.function(reduce_retracing=True)
     def _nearest(self, action, candidates):
-        return top_k_slate(tf.einsum("bnd,bd->bn", self.features.items(candidates), action),
-                           self.k)
+        similarity = tf.einsum("bnd,bd->bn", self.features.items(candidates), action)
+        return top_k_slate(similarity, self.k)
 
     def select(self, observation: Observation, explore: bool = False) -> tf.Tensor:
         state, action = self._action(observation.history)
         if explore:
-            action = action + self.rng.normal(size=action.shape).astype(np.float32) * self.noise
-        self._acted = (state.numpy(), np.asarray(action, np.float32))
-        return self._nearest(tf.constant(action, tf.float32), observation.candidates)
+            noise = self.rng.normal(size=action.shape).astype(np.float32) * self.noise
+            action = self._on_sphere(action + noise)
+        self._acted = (state.numpy(), action.numpy())
+        return self._nearest(action, observation.candidates)
 
     def observe(self, observation, slate, reward, clicked_index, next_observation, done):
         state, action = self._acted
-        next_state = self.features.state(next_observation.history).numpy()
-        n = len(state)
-        rows = (self.cursor + np.arange(n)) % self.capacity
-        for key, value in (("state", state), ("action", action), ("reward", reward),
-                           ("next_state", next_state), ("done", float(done))):
-            self.memory[key][rows] = value
-        self.cursor = (self.cursor + n) % self.capacity
-        self.size = min(self.size + n, self.capacity)
+        self.replay.add(state=state, action=action, reward=np.asarray(reward, np.float32),
+                        next_state=self.features.state(next_observation.history).numpy(),
+                        done=np.full(len(state), float(done), np.float32))
 
     @tf.function(reduce_retracing=True)
     def _update(self, state, action, reward, next_state, done):
-        next_q = self.critic_target(tf.concat([next_state, self.actor_target(next_state)],
-                                              -1))[:, 0]
+        next_action = self._on_sphere(self.actor_target(next_state))
+        next_q = self._q(self.critic_target, next_state, next_action)
         y = tf.stop_gradient(ddpg_targets(reward, done, next_q, self.gamma))
         with tf.GradientTape() as tape:
-            q = self.critic(tf.concat([state, action], -1))[:, 0]
-            critic_loss = tf.reduce_mean(tf.square(y - q))
+            critic_loss = tf.reduce_mean(tf.square(y - self._q(self.critic, state, action)))
         grads = tape.gradient(critic_loss, self.critic.trainable_variables)
         self.critic_opt.apply_gradients(zip(grads, self.critic.trainable_variables))
         with tf.GradientTape() as tape:
             actor_loss = -tf.reduce_mean(
-                self.critic(tf.concat([state, self.actor(state)], -1)))
+                self._q(self.critic, state, self._on_sphere(self.actor(state))))
         grads = tape.gradient(actor_loss, self.actor.trainable_variables)
         self.actor_opt.apply_gradients(zip(grads, self.actor.trainable_variables))
         soft_update(self.actor_target.weights, self.actor.weights, self.tau)
@@ -124,10 +138,10 @@ class DDPG(Policy):
         return critic_loss
 
     def train_step(self) -> dict:
-        if self.size < self.batch_size:
+        if self.replay.size < self.batch_size:
             return {}
-        rows = self.rng.integers(0, self.size, self.batch_size)
-        loss = self._update(**{k: tf.constant(v[rows]) for k, v in self.memory.items()})
+        batch = self.replay.sample(self.batch_size)
+        loss = self._update(**{k: tf.constant(v) for k, v in batch.items()})
         return {"loss": float(loss)}
 
     def checkpoint_objects(self) -> dict:

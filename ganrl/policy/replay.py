@@ -1,32 +1,32 @@
-"""A ring-buffer replay memory of batched transitions (numpy, vectorised)."""
+"""Ring-buffer replay memories of batched transitions (numpy, vectorised)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 
-class ReplayBuffer:
-    """Stores transitions (history, candidates, slate, reward, next history, next candidates,
-    done) row-wise; `add` takes a batch, `sample` returns a batch of rows."""
+class TransitionMemory:
+    """Named arrays stored row-wise in a ring of `capacity` rows; `add` takes a batch of rows,
+    `sample` returns a batch of rows drawn uniformly with replacement.
 
-    def __init__(self, capacity: int, history_length: int, n_candidates: int, k: int,
+    Args:
+      capacity: rows kept (the oldest are overwritten).
+      fields: name -> (shape of one row, dtype).
+      seed: the sampling stream.
+    """
+
+    def __init__(self, capacity: int, fields: dict[str, tuple[tuple[int, ...], type]],
                  seed: int = 0):
         self.capacity = capacity
         self.size = 0
         self.cursor = 0
         self.rng = np.random.default_rng(seed)
-        self.data = {
-            "history": np.zeros((capacity, history_length), np.int32),
-            "candidates": np.zeros((capacity, n_candidates), np.int32),
-            "slate": np.zeros((capacity, k), np.int32),
-            "reward": np.zeros(capacity, np.float32),
-            "next_history": np.zeros((capacity, history_length), np.int32),
-            "next_candidates": np.zeros((capacity, n_candidates), np.int32),
-            "done": np.zeros(capacity, np.float32),
-        }
+        self.data = {name: np.zeros((capacity, *shape), dtype)
+                     for name, (shape, dtype) in fields.items()}
 
     def add(self, **batch: np.ndarray) -> None:
-        n = len(batch["reward"])
+        """One array `[n, ...]` per field: n rows."""
+        n = len(next(iter(batch.values())))
         rows = (self.cursor + np.arange(n)) % self.capacity
         for key, value in batch.items():
             self.data[key][rows] = value
@@ -36,3 +36,20 @@ class ReplayBuffer:
     def sample(self, batch_size: int) -> dict[str, np.ndarray]:
         rows = self.rng.integers(0, self.size, batch_size)
         return {key: value[rows] for key, value in self.data.items()}
+
+
+class ReplayBuffer(TransitionMemory):
+    """Transitions of slates: history, candidates, slate, reward, next history, next
+    candidates, done."""
+
+    def __init__(self, capacity: int, history_length: int, n_candidates: int, k: int,
+                 seed: int = 0):
+        super().__init__(capacity, {
+            "history": ((history_length,), np.int32),
+            "candidates": ((n_candidates,), np.int32),
+            "slate": ((k,), np.int32),
+            "reward": ((), np.float32),
+            "next_history": ((history_length,), np.int32),
+            "next_candidates": ((n_candidates,), np.int32),
+            "done": ((), np.float32),
+        }, seed)

@@ -21,6 +21,11 @@ episode's end bootstraps from V(s_{t+1}).
 - A2C: n-step returns bootstrapped by V (the rollout is n steps by default, so the first step
   looks n steps ahead and the last one step, as in Mnih et al.); one gradient step on
   -log pi (R - V) + value loss - entropy bonus per rollout.
+Defaults: rollout_steps 10 (PPO) and n_steps = rollout_steps = 5 (A2C); PPO clip 0.2,
+gae_lambda 0.95, 4 epochs of 4 minibatches; loss weights value_coef 0.5, entropy_coef 0.01;
+one Adam optimiser for actor and critic at the runner's learning rate, gamma from the runner.
+Candidates are scored all at once (`[B, N, hidden]`), so N should be a sampled candidate set
+(`n_candidates`), not a catalogue of 100,000 items.
 """
 
 from __future__ import annotations

@@ -206,7 +206,8 @@ class CascadingDQN(Policy):
                  replay_capacity: int = 100_000, target_update: int = 100,
                  epsilon_start: float = 1.0, epsilon_end: float = 0.05,
                  epsilon_steps: int = 1000, reward_model=None, candidate_chunk: int = 2048,
-                 strategy: tf.distribute.Strategy | None = None, **_):
+                 strategy: tf.distribute.Strategy | None = None, jit_compile: bool = True,
+                 **_):
         super().__init__(features, k, seed)
         # Under a tf.distribute strategy each replica updates on its share of every replay
         # minibatch and the optimiser sums the replicas' gradients (the loss is normalised by
@@ -230,6 +231,13 @@ class CascadingDQN(Policy):
             self.selections = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.updates = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.replay = ReplayBuffer(replay_capacity, history_length, n_candidates, k, seed)
+        # The greedy cascade compiled by XLA (one compilation per batch and candidate-set
+        # shape): it fuses each position's add, ELU and output into one pass over the
+        # users x candidates x hidden values instead of three, the bulk of a slate's cost.
+        # Under a multi-replica strategy the cascade stays a plain graph.
+        jit = jit_compile and self.strategy.num_replicas_in_sync == 1
+        self._greedy = tf.function(self._greedy_cascade, jit_compile=jit,
+                                   reduce_retracing=True)
 
     def current_epsilon(self) -> float:
         start, end, steps = self.epsilon
@@ -286,8 +294,7 @@ class CascadingDQN(Policy):
         n = candidates.shape[1] if candidates.shape[1] is not None else tf.shape(candidates)[1]
         return cascade_select(scorer, tf.shape(candidates)[0], n, self.k)
 
-    @tf.function(reduce_retracing=True)
-    def _greedy(self, history, candidates):
+    def _greedy_cascade(self, history, candidates):
         return self.select_graph(Observation(history, candidates, 0))
 
     def select(self, observation: Observation, explore: bool = False) -> tf.Tensor:

@@ -178,7 +178,7 @@ def test_map_column_chunks_equals_one_pass():
     np.testing.assert_array_equal(out.numpy(), table.numpy() * 10.0)
 
 
-def test_chunked_cascade_picks_the_same_slates(user_model_dir):
+def test_chunked_and_compiled_cascades_pick_the_same_slates(user_model_dir):
     from ganrl.policy.cdqn import CascadingDQN
     model = load_user_model(user_model_dir)
     features = PolicyFeatures(model.reward.item_embeddings(tf.range(model.n_items)).numpy())
@@ -186,13 +186,15 @@ def test_chunked_cascade_picks_the_same_slates(user_model_dir):
     obs = Observation(tf.constant(rng.integers(-1, model.n_items, (6, 4)), tf.int32),
                       tf.constant(rng.integers(0, model.n_items, (6, 11)), tf.int32), 0)
     slates = []
-    for chunk in (0, 4):  # one pass; chunks of 4 (the last one padded)
+    # One pass; chunks of 4 (the last one padded); each compiled by XLA and as a plain graph.
+    for chunk, jit in ((0, True), (4, True), (0, False), (4, False)):
         cdqn = CascadingDQN(features, 3, seed=5, n_candidates=11, history_length=4,
                             hidden=8, replay_capacity=8, reward_model=model.reward,
-                            candidate_chunk=chunk)
+                            candidate_chunk=chunk, jit_compile=jit)
         cdqn.q.out.assign(tf.random.stateless_normal([3, 8], [1, 2]))  # not the greedy start
         slates.append(cdqn.select(obs).numpy())
-    np.testing.assert_array_equal(slates[0], slates[1])
+    for other in slates[1:]:
+        np.testing.assert_array_equal(slates[0], other)
 
 
 def test_best_slate_has_the_highest_expected_click_probability(user_model_dir):

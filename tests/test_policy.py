@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from ganrl.data.dataset import SplitData
 from ganrl.policy.base import PolicyFeatures
-from ganrl.policy.baselines import linucb_update
+from ganrl.policy.baselines import linucb_update, pair_features
 from ganrl.policy.cdqn import CascadingQNetwork, cascade_select, cascading_td_targets
 from ganrl.simulator.simulator import Observation, Simulator, SimulatorConfig
 from ganrl.train import user_model_trainer as trainer
@@ -76,6 +76,15 @@ def test_linucb_update_by_hand():
     # A = I + e1 e1^T + (0,2)(0,2)^T = diag(2, 5); b = 3 * (1, 0).
     np.testing.assert_allclose(a.numpy(), [[2.0, 0.0], [0.0, 5.0]])
     np.testing.assert_allclose(b.numpy(), [3.0, 0.0])
+
+
+def test_pair_features_by_hand():
+    features = PolicyFeatures(np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 1.0]], np.float32))
+    history = tf.constant([[1, 0, -1]])          # clicked items 1 then 0; one empty slot
+    x = pair_features(features, history, tf.constant([[2, 0]])).numpy()
+    # mean of the clicked items' features (0.5, 1); seen: item 0 yes, item 2 no.
+    np.testing.assert_allclose(x[0], [[3.0, 1.0, 1.5, 1.0, 0.0],
+                                      [1.0, 0.0, 0.5, 0.0, 1.0]])
 
 
 @pytest.fixture(scope="module")

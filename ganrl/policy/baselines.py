@@ -4,7 +4,8 @@
 - `most_popular`: the k candidates clicked most often in the training logs.
 - `gan_greedy`: the top k by the training user model's learned reward r(s, a), myopic.
 - `linucb`: LinUCB with one shared linear model (Li et al., 2010, the disjoint-arm form with
-  shared parameters): x(s, a) = [e_a, mean_history * e_a], score theta.x + alpha *
+  shared parameters): x(s, a) = [e_a, mean_history * e_a, seen_a] (seen_a: a is among the
+  user's recent clicks), score theta.x + alpha *
   sqrt(x A^-1 x); every displayed item is an observation (its reward if clicked, else 0).
 - `wd_lr`: the wide part of W&D, a logistic-regression click model on x(s, a) fitted to the
   training logs; the top k by predicted click probability.
@@ -23,10 +24,19 @@ from ganrl.user_model.model import UserModel
 
 def pair_features(features: PolicyFeatures, history: tf.Tensor, items: tf.Tensor
                   ) -> tf.Tensor:
-    """x(s, a) = [e_a, mean_history * e_a]: history `[B, H]`, items `[B, N]` -> `[B, N, 2d]`."""
+    """x(s, a) = [e_a, mean_history * e_a, seen_a]: history `[B, H]`, items `[B, N]` ->
+    `[B, N, 2d + 1]`, where seen_a is 1 if a is among the user's recent clicks (the user
+    models learn that users rarely click an item again; without this flag a linear policy
+    keeps showing what the user has already clicked)."""
     e = features.items(items)
     mean = features.state(history)[:, None, :features.item_dim]
-    return tf.concat([e, mean * e], axis=-1)
+    seen = tf.reduce_any(tf.equal(items[:, :, None], history[:, None, :]), axis=-1)
+    return tf.concat([e, mean * e, tf.cast(seen, tf.float32)[..., None]], axis=-1)
+
+
+def pair_dim(features: PolicyFeatures) -> int:
+    """The width of `pair_features`."""
+    return 2 * features.item_dim + 1
 
 
 def model_state_from_history(model: UserModel, history: tf.Tensor):
@@ -92,7 +102,7 @@ class LinUCB(Policy):
     def __init__(self, features: PolicyFeatures, k: int, seed: int = 0, *,
                  alpha: float = 0.5, ridge: float = 1.0, **_):
         super().__init__(features, k, seed)
-        dim = 2 * features.item_dim
+        dim = pair_dim(features)
         self.alpha = alpha
         self.a_matrix = tf.Variable(ridge * tf.eye(dim), trainable=False, name="A")
         self.b_vector = tf.Variable(tf.zeros(dim), trainable=False, name="b")

@@ -169,7 +169,7 @@ def test_untrained_cdqn_with_the_learned_reward_is_gan_greedy(user_model_dir):
     from ganrl.policy.baselines import GanGreedy
     from ganrl.policy.cdqn import CascadingDQN
     model = load_user_model(user_model_dir)
-    features = PolicyFeatures(model.reward.item_embeddings(tf.range(model.n_items)).numpy())
+    features = PolicyFeatures.from_user_model(model.reward)
     rng = np.random.default_rng(0)
     obs = Observation(tf.constant(rng.integers(-1, model.n_items, (16, 4)), tf.int32),
                       tf.constant(np.argsort(rng.random((16, model.n_items)), 1)[:, :8],
@@ -190,7 +190,7 @@ def test_map_column_chunks_equals_one_pass():
 def test_chunked_and_compiled_cascades_pick_the_same_slates(user_model_dir):
     from ganrl.policy.cdqn import CascadingDQN
     model = load_user_model(user_model_dir)
-    features = PolicyFeatures(model.reward.item_embeddings(tf.range(model.n_items)).numpy())
+    features = PolicyFeatures.from_user_model(model.reward)
     rng = np.random.default_rng(1)
     obs = Observation(tf.constant(rng.integers(-1, model.n_items, (6, 4)), tf.int32),
                       tf.constant(rng.integers(0, model.n_items, (6, 11)), tf.int32), 0)

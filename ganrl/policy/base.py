@@ -14,16 +14,27 @@ from ganrl.simulator.simulator import Observation
 class PolicyFeatures:
     """Fixed item features and a simple history encoding for policies.
 
-    Items are described by the training user model's item embeddings (what the recommender
-    knows about items); a user's state is the mean of her recent clicks' features and the
-    most recent one's. Policies see only these and the raw observation, never a simulator's
-    internal state, so they run in any simulator.
+    Items are described by what the training user model knows of them (`from_user_model`:
+    its item embeddings and training statistics); a user's state is the mean of her recent
+    clicks' features and the most recent one's. Policies see only these and the raw
+    observation, never a simulator's internal state, so they run in any simulator.
     """
 
     def __init__(self, item_table: np.ndarray):
         self.item_table = tf.constant(item_table, tf.float32)  # [n_items, d]
         self.item_dim = int(item_table.shape[1])
         self.state_dim = 2 * self.item_dim
+
+    @classmethod
+    def from_user_model(cls, model) -> "PolicyFeatures":
+        """The user model's `item_descriptors`, each column standardised (zero mean, unit
+        variance; constant columns become 0): trained embeddings are small (std ~0.05), and
+        regularised linear policies (LinUCB's ridge, W&D-LR) would otherwise see little but
+        their norms."""
+        table = np.asarray(model.item_descriptors(), np.float64)
+        std = table.std(axis=0)
+        table = (table - table.mean(axis=0)) / np.where(std > 1e-8, std, 1.0)
+        return cls(table.astype(np.float32))
 
     def items(self, ids: tf.Tensor) -> tf.Tensor:
         """ids `[...]` -> `[..., d]`."""

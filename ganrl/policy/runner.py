@@ -165,9 +165,7 @@ class PolicyRunner:
         self.test_model = load_user_model(config.test_user_model_dir)
         if self.train_model.n_items != self.test_model.n_items:
             raise ValueError("the training and test user models have different catalogues")
-        items = tf.range(self.train_model.n_items)
-        table = self.train_model.reward.item_embeddings(items).numpy()
-        self.features = PolicyFeatures(table)
+        self.features = PolicyFeatures.from_user_model(self.train_model.reward)
         cfg = self.train_model.config
         data = load_split_data(cfg["data_folder"], cfg["dataset"])
         self.train_events = data.splits["train"]

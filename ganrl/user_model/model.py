@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 from ganrl.data.dataset import ItemFeatures
@@ -237,6 +238,17 @@ class UserModel(keras.Model):
     def item_embeddings(self, items: tf.Tensor) -> tf.Tensor:
         """items `[...]` -> `[..., item_dim]`."""
         return self.items(items)
+
+    def item_descriptors(self) -> np.ndarray:
+        """`[n_items, d]` what this model knows of every item, for recommenders: the item
+        embeddings and, for the generalising features, the items' training statistics
+        (`context.statistic_features`: display count, clicks, smoothed click rate, unseen)."""
+        table = self.item_embeddings(tf.range(self.n_items))
+        if self._counts is not None:
+            stats = context.statistic_features(self._counts, self._prior_rate,
+                                               self.config.rate_prior_strength)
+            table = tf.concat([table, stats], axis=-1)
+        return table.numpy()
 
     def utilities(self, state_vector: tf.Tensor, items: tf.Tensor, training: bool = False,
                   mask: tf.Tensor | None = None, item_counts: tf.Tensor | None = None

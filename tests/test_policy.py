@@ -87,6 +87,17 @@ def test_pair_features_by_hand():
                                       [1.0, 0.0, 0.5, 0.0, 1.0]])
 
 
+def test_policy_features_standardise_the_model_s_item_descriptors():
+    class Model:
+        def item_descriptors(self):
+            return np.array([[1.0, 5.0, 0.0], [3.0, 5.0, 2.0], [5.0, 5.0, 4.0]])
+
+    table = PolicyFeatures.from_user_model(Model()).item_table.numpy()
+    # columns: mean 3, std sqrt(8/3); constant -> 0; mean 2, std sqrt(8/3).
+    z = np.sqrt(1.5)
+    np.testing.assert_allclose(table, [[-z, 0, -z], [0, 0, 0], [z, 0, z]], rtol=1e-6)
+
+
 @pytest.fixture(scope="module")
 def user_model_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("um")

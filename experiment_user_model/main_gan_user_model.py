@@ -51,6 +51,9 @@ flags.DEFINE_enum("regularizer", "entropy", ["entropy", "L2"],
 flags.DEFINE_string("pretrain_dir", "", "For L2: the entropy run folder to start from.")
 flags.DEFINE_enum("pretrain_checkpoint", "prec1", ["loss", "prec1", "prec2"],
                   "For L2: which best-by-validation checkpoint of --pretrain_dir to start from.")
+flags.DEFINE_float("start_margin", 1.0, "For L2: a fine-tuned checkpoint replaces the "
+                   "pre-trained start as the best by prec@k only if it is better on "
+                   "validation by more than this many standard errors (0: any gain).")
 flags.DEFINE_integer("item_dim", 32, "Item embedding width.")
 flags.DEFINE_boolean("bilinear", True, "Add a bilinear state-item term to the utility MLP.")
 flags.DEFINE_enum("item_features", "onehot", ["onehot", "generalising"],
@@ -97,7 +100,8 @@ def config_from_flags() -> TrainConfig:
         regularizer=FLAGS.regularizer, learning_rate=FLAGS.learning_rate,
         batch_size=FLAGS.batch_size, num_itrs=FLAGS.num_itrs, seed=FLAGS.seed,
         eval_every=FLAGS.eval_every, pretrain_dir=FLAGS.pretrain_dir,
-        pretrain_checkpoint=FLAGS.pretrain_checkpoint, resplit=FLAGS.resplit,
+        pretrain_checkpoint=FLAGS.pretrain_checkpoint, start_margin=FLAGS.start_margin,
+        resplit=FLAGS.resplit,
         weight_decay=FLAGS.weight_decay, item_features=FLAGS.item_features,
         max_events=FLAGS.max_events, model=model)
 

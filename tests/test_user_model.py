@@ -194,6 +194,25 @@ def test_adversarial_fine_tuning_starts_from_pretrained_and_reports_phi(tmp_path
     assert loaded.behavior is not loaded.reward
 
 
+def test_fine_tuning_keeps_the_start_unless_validation_gains_beyond_the_margin(tmp_path):
+    dataset = tiny_dataset(n_users=40)
+    pre = _config(tmp_path / "pre", num_itrs=2, eval_every=2)  # short: room to gain
+    pre_results = _runner(pre, dataset).run()
+    runs = {}
+    for margin in (0.0, 1e6):
+        adv = _config(tmp_path / f"adv{margin}", regularizer="L2", pretrain_dir=pre.save_dir,
+                      learning_rate=0.005, num_itrs=20, eval_every=5, start_margin=margin)
+        runs[margin] = _runner(adv, dataset).run()
+    assert runs[0.0]["best_iteration"]["prec1"] > 0  # fine-tuning gained on validation
+    # An unreachable margin: prec@1 and prec@2 come from the start, the pre-trained
+    # best-prec@1 weights, whose test prec@1 the pre-training reported.
+    assert runs[1e6]["best_iteration"]["prec1"] == 0
+    assert runs[1e6]["best_iteration"]["prec2"] == 0
+    assert runs[1e6]["test"]["prec1"] == pre_results["test"]["prec1"]
+    # The loss has no margin, and with none a fine-tuned checkpoint may replace the start.
+    assert runs[1e6]["best_iteration"]["loss"] == runs[0.0]["best_iteration"]["loss"]
+
+
 def test_run_script_help_lists_original_flags(tmp_path):
     import subprocess
     import sys

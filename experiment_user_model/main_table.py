@@ -66,6 +66,8 @@ flags.DEFINE_list("methods", list(METHODS), "Methods (rows): " + ", ".join(METHO
 flags.DEFINE_string("out", "runs/table", "Output folder (records, GAN run folders, tables).")
 flags.DEFINE_integer("adv_itrs", 5000, "Adversarial (L2) iterations (run script: 5000).")
 flags.DEFINE_float("adv_learning_rate", 0.0001, "Adversarial (L2) learning rate.")
+flags.DEFINE_boolean("write_only", False, "Write the tables from the records already in "
+                     "--out; train and evaluate nothing ('-' where a record is missing).")
 
 
 def entropy_method(method: str) -> str:
@@ -168,6 +170,8 @@ def main(argv: list[str]) -> int:
         for dataset in FLAGS.datasets:
             for seed in seeds:
                 for method in needed:
+                    if FLAGS.write_only:
+                        continue
                     if (method, dataset, seed) in done:
                         reused += 1
                         continue

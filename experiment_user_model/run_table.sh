@@ -14,9 +14,11 @@ PYTHON=${PYTHON:-python3}
 
 datasets=$(flag_value datasets yelp,tb,rsc,ml100k "$@")
 data_folder=$(flag_value data_folder dropbox "$@")
-for dataset in ${datasets//,/ }; do
-  ensure_dataset "$data_folder" "$dataset"
-done
+if [ "$(flag_value write_only false "$@")" = false ]; then
+  for dataset in ${datasets//,/ }; do
+    ensure_dataset "$data_folder" "$dataset"
+  done
+fi
 
 # Beside main_gan_user_model.py's defaults (the run scripts' values but item_features), the
 # entropy runs take --num_itrs / --learning_rate, the adversarial ones --adv_*.

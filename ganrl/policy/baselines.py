@@ -5,8 +5,8 @@
 - `gan_greedy`: the top k by the training user model's learned reward r(s, a), myopic.
 - `linucb`: LinUCB with one shared linear model (Li et al., 2010, the disjoint-arm form with
   shared parameters): x(s, a) = [e_a, mean_history * e_a, seen_a] (seen_a: a is among the
-  user's recent clicks), score theta.x + alpha *
-  sqrt(x A^-1 x); every displayed item is an observation (its reward if clicked, else 0).
+  user's recent clicks), score theta.x + alpha * sqrt(x A^-1 x); every displayed item is an
+  observation (its reward if clicked, else 0).
 - `wd_lr`: the wide part of W&D, a logistic-regression click model on x(s, a) fitted to the
   training logs; the top k by predicted click probability.
 """

@@ -165,13 +165,12 @@ def main(argv: list[str]) -> int:
     seconds = load_seconds(seconds_path)
     done = {(r.method, r.dataset, r.seed) for r in records}
     seeds, needed = [int(s) for s in FLAGS.seeds], methods_to_run(FLAGS.methods)
+    to_run = [] if FLAGS.write_only else needed
     tic, reused, data_cache = time.perf_counter(), 0, {}
     try:
         for dataset in FLAGS.datasets:
             for seed in seeds:
-                for method in needed:
-                    if FLAGS.write_only:
-                        continue
+                for method in to_run:
                     if (method, dataset, seed) in done:
                         reused += 1
                         continue

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from ganrl.data.dataset import (DataError, EventArrays, SplitData, load_split_data,
                                 save_dataset, save_event_splits)
@@ -64,3 +65,25 @@ def test_training_windows_by_hand_and_through_tf_data():
         np.testing.assert_array_equal(counts.numpy(), expected_counts)
         for key, value in expected.items():
             np.testing.assert_array_equal(stacked[key].numpy(), value)
+
+
+def test_trim_padding_recovers_each_batch_of_a_window():
+    from ganrl.train.user_model_trainer import stack_batches, trim_padding
+    train = SplitData.from_dataset(tiny_dataset()).splits["train"]
+    # Batches of different sizes: stacking pads the smaller ones with masked events and
+    # empty click columns, which trimming must drop again, exactly.
+    batches = [train.flat_batch(np.array([0]), max_events=2),
+               train.flat_batch(np.arange(train.n_users))]
+    assert len(batches[0]["clicked_pos"]) < len(batches[1]["clicked_pos"])
+    assert batches[0]["click_items"].shape[1] < batches[1]["click_items"].shape[1]
+    stacked = stack_batches(batches)
+    for i, batch in enumerate(batches):
+        trimmed = trim_padding({k: tf.constant(v[i]) for k, v in stacked.items()})
+        for key in ("display", "display_mask", "clicked_pos", "event_mask", "event_user",
+                    "clicks_before"):
+            np.testing.assert_array_equal(trimmed[key].numpy(), batch[key], err_msg=key)
+        # Rows stay padded to the window's users (empty), columns are the batch's own.
+        users = len(batch["click_items"])
+        for key in ("click_items", "click_mask"):
+            np.testing.assert_array_equal(trimmed[key].numpy()[:users], batch[key], err_msg=key)
+            assert not trimmed["click_mask"].numpy()[users:].any()

@@ -307,6 +307,19 @@ def test_process_data_synthetic_end_to_end(tmp_path):
     config_line, stats_line = proc.stdout.splitlines()
     assert json.loads(config_line.split(": ", 1)[1])["synthetic"]["users"] == 12
     assert json.loads(stats_line.split(": ", 1)[1])["truth"]["test_chance_prec1"] > 0
+    # The reference rankers of the synthetic benchmark read that truth file.
+    import subprocess
+    import sys
+    bench = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "bench_synthetic_limits.py"),
+         f"--truth={tmp_path / 'synthetic-truth.npz'}", "--samples=20",
+         f"--out={tmp_path / 'limits'}"], capture_output=True, text=True)
+    assert bench.returncode == 0, bench.stderr
+    limits = {r["ranker"]: r for r in json.loads((tmp_path / "limits" / "limits.json")
+                                                 .read_text())["rows"]}
+    assert set(limits) == {"oracle", "bayes", "posterior_mean", "chance", "surprise_p0",
+                           "surprise_uniform", "clicks_only"}
+    assert limits["bayes"]["prec1"] == pytest.approx(float(truth["test_bayes_prec1"]))
 
 
 def test_dataset_round_trip_with_compact_features(tmp_path):
@@ -317,3 +330,20 @@ def test_dataset_round_trip_with_compact_features(tmp_path):
     assert isinstance(objects[1], dict) and objects[1]["n_items"] == 1500  # no dense one-hot
     loaded = load_dataset(str(tmp_path), "tiny")
     assert loaded.behavior == dataset.behavior and loaded.split == dataset.split
+
+
+def test_posterior_mean_taste_by_hand():
+    from ganrl.data.synthetic import posterior_mean_taste, posterior_predictive
+    # One user, two events, one item shown alone each time; two equally likely tastes, +1 and
+    # -1 on a 1-d vector v = 2. Before any event the mean is 0; after a click on the item the
+    # weights are the click probabilities under each taste, sigmoid(2) and sigmoid(-2) (the
+    # no-click option has utility 0).
+    vd = np.array([[[2.0]], [[2.0]]])
+    base, mask = np.zeros((2, 1)), np.ones((2, 1), bool)
+    choice, offsets, draws = np.array([0, 0]), np.array([0, 2]), np.array([[1.0], [-1.0]])
+    mean = posterior_mean_taste(vd, base, mask, choice, offsets, draws, 0.0)
+    p_plus, p_minus = 1 / (1 + np.exp(-2.0)), 1 / (1 + np.exp(2.0))
+    np.testing.assert_allclose(mean[:, 0], [0.0, (p_plus - p_minus) / (p_plus + p_minus)])
+    predictive = posterior_predictive(vd, base, mask, choice, offsets, draws, 0.0)
+    np.testing.assert_allclose(predictive[:, 0], [0.5, (p_plus ** 2 + p_minus ** 2)
+                                                  / (p_plus + p_minus)])

@@ -191,6 +191,35 @@ def history_means(v: np.ndarray, clicked_item: np.ndarray, event_offsets: np.nda
     return before_sum / np.maximum(before_count, 1)[:, None]
 
 
+def _posterior_steps(vd: np.ndarray, base: np.ndarray, mask: np.ndarray, choice: np.ndarray,
+                     event_offsets: np.ndarray, draws: np.ndarray, no_click_utility: float):
+    """Walks every user's events in time order, a chunk of users at a time, and yields
+    `(e, w, p)` per step: the events `e [n]` at that step, the normalised importance weights
+    `w [n, S]` of the draws given each user's earlier choices, and the choice probabilities
+    `p [n, D, S]` of the displayed items under each draw (the arguments are those of
+    `posterior_predictive`)."""
+    n_users = len(event_offsets) - 1
+    lengths = np.diff(event_offsets)
+    d_max, samples = mask.shape[1], len(draws)
+    for first in range(0, n_users, _USER_CHUNK):  # steps vectorised over a chunk of users
+        users = np.arange(first, min(first + _USER_CHUNK, n_users))
+        log_w = np.zeros((len(users), samples))
+        for t in range(int(lengths[users].max())):
+            live = users[lengths[users] > t]
+            e = event_offsets[live] + t
+            u = np.matmul(vd[e], draws.T) + base[e][:, :, None]  # [e, D, S]
+            u = np.where(mask[e][:, :, None], u, -np.inf)
+            logits = np.concatenate([u, np.full((len(e), 1, samples), no_click_utility)],
+                                    axis=1)
+            top = logits.max(axis=1, keepdims=True)
+            log_p = logits - top - np.log(np.exp(logits - top).sum(axis=1, keepdims=True))
+            lw = log_w[live - first]
+            w = np.exp(lw - lw.max(axis=1, keepdims=True))
+            w /= w.sum(axis=1, keepdims=True)
+            yield e, w, np.exp(log_p[:, :d_max, :])
+            log_w[live - first] = lw + log_p[np.arange(len(e)), choice[e], :]
+
+
 def posterior_predictive(vd: np.ndarray, base: np.ndarray, mask: np.ndarray,
                          choice: np.ndarray, event_offsets: np.ndarray, draws: np.ndarray,
                          no_click_utility: float) -> np.ndarray:
@@ -210,27 +239,23 @@ def posterior_predictive(vd: np.ndarray, base: np.ndarray, mask: np.ndarray,
       choice probabilities over the draws, each weighted by the likelihood of the user's
       choices at steps < t (self-normalised importance sampling).
     """
-    n_users = len(event_offsets) - 1
-    lengths = np.diff(event_offsets)
-    d_max, samples = mask.shape[1], len(draws)
     out = np.zeros(mask.shape)
-    for first in range(0, n_users, _USER_CHUNK):  # steps vectorised over a chunk of users
-        users = np.arange(first, min(first + _USER_CHUNK, n_users))
-        log_w = np.zeros((len(users), samples))
-        for t in range(int(lengths[users].max())):
-            live = users[lengths[users] > t]
-            e = event_offsets[live] + t
-            u = np.matmul(vd[e], draws.T) + base[e][:, :, None]  # [e, D, S]
-            u = np.where(mask[e][:, :, None], u, -np.inf)
-            logits = np.concatenate([u, np.full((len(e), 1, samples), no_click_utility)],
-                                    axis=1)
-            top = logits.max(axis=1, keepdims=True)
-            log_p = logits - top - np.log(np.exp(logits - top).sum(axis=1, keepdims=True))
-            lw = log_w[live - first]
-            w = np.exp(lw - lw.max(axis=1, keepdims=True))
-            w /= w.sum(axis=1, keepdims=True)
-            out[e] = np.matmul(np.exp(log_p[:, :d_max, :]), w[:, :, None])[:, :, 0]
-            log_w[live - first] = lw + log_p[np.arange(len(e)), choice[e], :]
+    for e, w, p in _posterior_steps(vd, base, mask, choice, event_offsets, draws,
+                                    no_click_utility):
+        out[e] = np.matmul(p, w[:, :, None])[:, :, 0]
+    return out
+
+
+def posterior_mean_taste(vd: np.ndarray, base: np.ndarray, mask: np.ndarray,
+                         choice: np.ndarray, event_offsets: np.ndarray, draws: np.ndarray,
+                         no_click_utility: float) -> np.ndarray:
+    """`[E, d]` theta's posterior mean given each user's events before each event (the
+    arguments are those of `posterior_predictive`). Ranking by theta_mean . v + base is the
+    best a model with a single utility per item can do when v and base are known."""
+    out = np.zeros((len(mask), draws.shape[1]))
+    for e, w, _ in _posterior_steps(vd, base, mask, choice, event_offsets, draws,
+                                    no_click_utility):
+        out[e] = w @ draws
     return out
 
 

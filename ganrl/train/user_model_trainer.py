@@ -215,8 +215,11 @@ def _compiled_logits(model: UserModel, max_display: int) -> Callable:
 def _apply(tape: tf.GradientTape, loss: tf.Tensor, model: keras.Model,
            optimizer: keras.optimizers.Optimizer) -> None:
     grads = tape.gradient(loss, model.trainable_variables)
+    # A variable the loss does not reach (the reward's no-click logit in the adversarial
+    # step, where the no-click reward is fixed at 0) is left out rather than warned about.
     # Under a tf.distribute strategy the optimiser sums the replicas' gradients.
-    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    optimizer.apply_gradients([(g, v) for g, v in zip(grads, model.trainable_variables)
+                               if g is not None])
 
 
 def make_entropy_step(model: UserModel, optimizer: keras.optimizers.Optimizer,

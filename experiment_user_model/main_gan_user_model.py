@@ -64,6 +64,9 @@ flags.DEFINE_float("id_dropout", None, "Share of item occurrences whose identity
                    "is replaced by a learned fallback while training.")
 flags.DEFINE_boolean("display_history", None, "Add to the state the mean embedding of the "
                      "items the user was shown and passed over, and her no-click share.")
+flags.DEFINE_boolean("choice_history", None, "Add to the state the evidence of the user's "
+                     "earlier choices under the model's own prediction: each clicked item's "
+                     "embedding less the predicted mean embedding of its display set.")
 flags.DEFINE_boolean("history_features", None, "Per-item features of the user's own history "
                      "(clicked before, last click, shown before, in the previous set).")
 flags.DEFINE_boolean("set_context", None, "Each item's rank within its display set by "
@@ -87,7 +90,8 @@ def config_from_flags() -> TrainConfig:
         "runs", f"{FLAGS.dataset}__{FLAGS.user_model}__{FLAGS.regularizer}__{FLAGS.seed}")
     preset = MODEL_PRESETS[FLAGS.item_features]
     chosen = {name: getattr(FLAGS, name) for name in ("id_dropout", "display_history",
-                                                      "history_features", "set_context")
+                                                      "choice_history", "history_features",
+                                                      "set_context")
               if getattr(FLAGS, name) is not None}
     model = ModelConfig(user_model=FLAGS.user_model, dims=FLAGS.dims, item_dim=FLAGS.item_dim,
                         rnn_hidden_dim=FLAGS.rnn_hidden_dim, pw_dim=FLAGS.pw_dim,

@@ -174,7 +174,10 @@ def test_permuting_a_display_set_permutes_the_predictions(encoder):
 @pytest.mark.parametrize("encoder,options", [
     ("PW", {"set_context": True}), ("LSTM", {"set_context": True}),
     ("LSTM", {"display_history": True}), ("PW", {"display_history": True,
-                                                  "history_features": False})])
+                                                  "history_features": False}),
+    ("LSTM", {"choice_history": True}), ("PW", {"choice_history": True,
+                                                 "display_history": True,
+                                                 "history_features": False})])
 def test_sequence_and_step_views_agree_with_history_features(encoder, options):
     behavior = [[0, [[1, 2], [3, 4, 1], [5, 1], [0, 3, 5]], [2, -1, 5, 3]],
                 [1, [[2, 3], [4, 5]], [3, 4]]]

@@ -80,3 +80,24 @@ def test_precision_ties_count_fractionally():
     np.testing.assert_allclose(precision_at_k(scores, mask, clicked, 1), [1 / 3, 0.0, 0.5])
     np.testing.assert_allclose(precision_at_k(scores, mask, clicked, 2), [2 / 3, 1.0, 1.0])
     assert np.isnan(precision_at_k(scores, mask, np.array([-1, 0, 0]), 1)[0])
+
+
+@pytest.mark.parametrize("has_no_click", [False, True])
+def test_choice_evidence_by_hand(has_no_click):
+    from ganrl.data.dataset import ItemFeatures
+    from ganrl.user_model.model import ModelConfig, UserModel, summarise_choices
+    model = UserModel(ItemFeatures(3), ModelConfig(item_dim=2, choice_history=True),
+                      has_no_click=has_no_click)
+    model.items.identity.embeddings.assign([[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]])
+    u = tf.constant([[0.0, math.log(2.0), 9.0]])  # item 2 is padding
+    mask = tf.constant([[True, True, False]])
+    display = tf.constant([[0, 1, 2]])
+    if has_no_click:  # no-click logit 0: p = 1/4, 2/4 and 1/4 for no click, which is chosen
+        evidence = model._choice_evidence(u, display, mask, tf.constant([-1])).numpy()
+        np.testing.assert_allclose(evidence, [[-0.25, -0.5, 1.0]], rtol=1e-6)
+    else:  # p = 1/3, 2/3; item 0 chosen: e_0 - (e_0 / 3 + 2 e_1 / 3)
+        evidence = model._choice_evidence(u, display, mask, tf.constant([0])).numpy()
+        np.testing.assert_allclose(evidence, [[2 / 3, -2 / 3, 1.0]], rtol=1e-6)
+    # Sums over two events: shrunk by 1 / (1 + 2), then log(1 + 2).
+    np.testing.assert_allclose(summarise_choices(tf.constant([[3.0, 6.0, 2.0]])).numpy(),
+                               [[1.0, 2.0, math.log(3.0)]], rtol=1e-6)

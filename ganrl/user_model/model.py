@@ -52,6 +52,15 @@ class ModelConfig:
         over her earlier events), her share of no-click events and log(1 + events). Under a
         softmax choice, the items passed over carry as much evidence about a taste as the
         click; an encoder of clicks alone cannot see it.
+      choice_history: add to the state the evidence of the user's earlier choices weighed by
+        the model's own prediction: per event, the embedding of the clicked item (none for a
+        no-click) less the predicted mean embedding of the choice, sum_a p(a) e_a, with p the
+        model's choice probabilities for that event from the state *without* this part;
+        summed over the earlier events, shrunk by 1 / (1 + events), and log(1 + events).
+        This is the gradient of a softmax choice's log-likelihood in a latent taste, so it
+        tracks that taste's posterior mean where a uniform mean of the items passed over
+        (`display_history`) does not (items the model expected to be picked weigh more).
+        Each event's utilities are then computed twice (without, then with this part).
       history_features: add what the user's own history says about each item (clicked
         before, last click, shown before, in the previous display set).
       history_clicks: how many recent clicks those features look at.
@@ -78,6 +87,7 @@ class ModelConfig:
     dropout: float = 0.0
     id_dropout: float = 0.0
     display_history: bool = False
+    choice_history: bool = False
     history_features: bool = False
     history_clicks: int = 10
     history_events: int = 5
@@ -133,7 +143,8 @@ class UserModel(keras.Model):
             pw_band_size=config.pw_band_size, rnn_hidden_dim=config.rnn_hidden_dim)
         # The encoded state: the history encoder's output, then the display summary.
         self.encoded_dim = self.history.state_dim + (
-            config.item_dim + 2 if config.display_history else 0)
+            config.item_dim + 2 if config.display_history else 0) + (
+            config.item_dim + 1 if config.choice_history else 0)
         self.state_layer = keras.layers.Dense(dims[0], name="mlp_0_state")
         self.item_layer = keras.layers.Dense(dims[0], use_bias=False, name="mlp_0_item")
         self.hidden_layers = [keras.layers.Dense(d, activation="elu", name=f"mlp_{i + 1}")
@@ -167,14 +178,17 @@ class UserModel(keras.Model):
     # -- Step view (simulator) -------------------------------------------------------------
     def initial_state(self, batch_size: int) -> Any:
         """The empty history of `batch_size` users: the encoder's state, alone or, with
-        `display_history` or `history_features`, in a dict beside what those remember."""
+        `display_history`, `choice_history` or `history_features`, in a dict beside what
+        those remember."""
         state = self.history.initial_state(batch_size)
         cfg = self.config
-        if not (cfg.display_history or cfg.history_features):
+        if not self._remembers_events:
             return state
         parts = {"encoder": state}
         if cfg.display_history:
             parts["shown"] = tf.zeros([batch_size, cfg.item_dim + 2])
+        if cfg.choice_history:
+            parts["choices"] = tf.zeros([batch_size, cfg.item_dim + 1])
         if cfg.history_features:
             parts["ids"] = context.empty_history_ids(batch_size, cfg.history_clicks,
                                                      cfg.history_events,
@@ -186,17 +200,21 @@ class UserModel(keras.Model):
                      ) -> Any:
         """Adds `clicked_item [B]` to the histories where `clicked [B]` (bool) is True.
 
-        With `display_history` or `history_features`, pass the event's display set too
-        (`display [B, D]`, with `display_mask [B, D]` unless every slot is real), click or no
-        click: the model remembers what the user was shown. Without it the event counts as a
-        click alone (nothing is remembered as shown).
+        With `display_history`, `choice_history` or `history_features`, pass the event's
+        display set too (`display [B, D]`, with `display_mask [B, D]` unless every slot is
+        real), click or no click: the model remembers what the user was shown. Without it the
+        event counts as a click alone (nothing is remembered as shown; for `choice_history`,
+        a display set of the clicked item alone).
         """
         embedding = self.items(tf.maximum(clicked_item, 0))
         clicked = tf.cast(clicked, tf.bool)
         cfg = self.config
-        if not (cfg.display_history or cfg.history_features):
+        if not self._remembers_events:
             return self.history.update(state, embedding, clicked)
         out = {"encoder": self.history.update(state["encoder"], embedding, clicked)}
+        if cfg.choice_history:
+            out["choices"] = state["choices"] + self._step_choice_evidence(
+                state, clicked_item, clicked, display, display_mask)
         if cfg.display_history:
             out["shown"] = state["shown"]
             if display is not None:
@@ -210,16 +228,25 @@ class UserModel(keras.Model):
                                                     display, display_mask)
         return out
 
+    @property
+    def _remembers_events(self) -> bool:
+        """Whether the step view's state is a dict of more than the encoder's state."""
+        cfg = self.config
+        return cfg.display_history or cfg.choice_history or cfg.history_features
+
     def state_vector(self, state: Any) -> tf.Tensor:
         """`[B, S]` encoded history: the encoder's output, the display summary
-        (`display_history`) and, with `history_features`, the remembered item ids (as
-        floats) in the last columns, which `utilities` compares with the candidates."""
+        (`display_history`), the choice evidence (`choice_history`) and, with
+        `history_features`, the remembered item ids (as floats) in the last columns, which
+        `utilities` compares with the candidates."""
         cfg = self.config
-        if not (cfg.display_history or cfg.history_features):
+        if not self._remembers_events:
             return self.history.state_vector(state)
         encoded = self.history.state_vector(state["encoder"])
         if cfg.display_history:
             encoded = tf.concat([encoded, summarise_displays(state["shown"])], axis=-1)
+        if cfg.choice_history:
+            encoded = tf.concat([encoded, summarise_choices(state["choices"])], axis=-1)
         if not cfg.history_features:
             return encoded
         return self._pack(encoded, state["ids"].clicks, state["ids"].displays)
@@ -234,6 +261,33 @@ class UserModel(keras.Model):
             ..., None]
         ones = tf.ones_like(mean[..., :1])
         return tf.concat([mean, tf.cast(no_click, tf.float32)[..., None], ones], axis=-1)
+
+    def _choice_evidence(self, utilities: tf.Tensor, display: tf.Tensor, mask: tf.Tensor,
+                         clicked_pos: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """`[N, E + 1]` what one event adds to the choice-evidence sums: the clicked item's
+        embedding (0 for a no-click) less sum_a p(a) e_a under the choice probabilities of
+        `utilities [N, D]` (the no-click option's share adds nothing), and 1."""
+        probabilities = tf.nn.softmax(self.choice_logits(utilities, mask))[..., :-1]
+        chosen = tf.one_hot(clicked_pos, tf.shape(display)[-1])  # all zeros for -1
+        embeddings = self.items(display, training=training)
+        evidence = tf.einsum("nd,nde->ne", chosen - probabilities, embeddings)
+        return tf.concat([evidence, tf.ones_like(evidence[..., :1])], axis=-1)
+
+    def _step_choice_evidence(self, state: dict, clicked_item: tf.Tensor, clicked: tf.Tensor,
+                              display: tf.Tensor | None, display_mask: tf.Tensor | None
+                              ) -> tf.Tensor:
+        """The step view's `_choice_evidence` for one event of each user in `state`."""
+        if display is None:  # a display set of the clicked item alone
+            display, display_mask = clicked_item[:, None], clicked[:, None]
+        elif display_mask is None:
+            display_mask = tf.ones(tf.shape(display), tf.bool)
+        display = tf.convert_to_tensor(display, tf.int32)
+        without = dict(state, choices=tf.zeros_like(state["choices"]))
+        utilities = self.utilities(self.state_vector(without), display, mask=display_mask)
+        hit = display_mask & tf.equal(display, clicked_item[:, None]) & clicked[:, None]
+        clicked_pos = tf.where(tf.reduce_any(hit, -1),
+                               tf.argmax(tf.cast(hit, tf.int32), -1, output_type=tf.int32), -1)
+        return self._choice_evidence(utilities, display, display_mask, clicked_pos)
 
     def item_embeddings(self, items: tf.Tensor) -> tf.Tensor:
         """items `[...]` -> `[..., item_dim]`."""
@@ -343,13 +397,6 @@ class UserModel(keras.Model):
             states = tf.concat([states, summarise_displays(
                 user_prefix_sums(sums, batch["event_user"],
                                  tf.shape(batch["click_items"])[0]))], axis=-1)
-        if cfg.history_features:
-            states = self._pack(
-                states,
-                context.recent_click_items(batch["click_items"], batch["event_user"],
-                                           batch["clicks_before"], cfg.history_clicks),
-                context.recent_display_items(batch["display"], batch["display_mask"],
-                                             batch["event_user"], cfg.history_events))
         item_counts = None
         if leave_user_out is None:
             leave_user_out = training
@@ -357,8 +404,28 @@ class UserModel(keras.Model):
             item_counts = tf.gather(self._counts, batch["display"]) - context.own_event_counts(
                 batch["display"], batch["display_mask"], batch["clicked_pos"],
                 batch["event_user"])
-        return self.utilities(states, batch["display"], training=training,
-                              mask=batch["display_mask"], item_counts=item_counts)
+
+        def event_scores(encoded: tf.Tensor) -> tf.Tensor:
+            if cfg.history_features:
+                encoded = self._pack(
+                    encoded,
+                    context.recent_click_items(batch["click_items"], batch["event_user"],
+                                               batch["clicks_before"], cfg.history_clicks),
+                    context.recent_display_items(batch["display"], batch["display_mask"],
+                                                 batch["event_user"], cfg.history_events))
+            return self.utilities(encoded, batch["display"], training=training,
+                                  mask=batch["display_mask"], item_counts=item_counts)
+
+        if cfg.choice_history:
+            # Each event's evidence from the utilities without it; since the states see only
+            # earlier events, one pass over all events gives every event's evidence.
+            without = event_scores(tf.concat(
+                [states, tf.zeros([tf.shape(states)[0], cfg.item_dim + 1])], axis=-1))
+            evidence = self._choice_evidence(without, batch["display"], batch["display_mask"],
+                                             batch["clicked_pos"], training=training)
+            states = tf.concat([states, summarise_choices(user_prefix_sums(
+                evidence, batch["event_user"], tf.shape(batch["click_items"])[0]))], axis=-1)
+        return event_scores(states)
 
     def regularization_loss(self) -> tf.Tensor:
         """l2_reg * (sum of squared weights); 0 when l2_reg is 0."""
@@ -394,6 +461,13 @@ def summarise_displays(sums: tf.Tensor) -> tf.Tensor:
     events = sums[..., -1:]
     means = sums[..., :-1] / tf.maximum(events, 1.0)
     return tf.concat([means, tf.math.log1p(events)], axis=-1)
+
+
+def summarise_choices(sums: tf.Tensor) -> tf.Tensor:
+    """Choice-evidence sums `[..., E + 1]` (evidence, events) -> the state part
+    `[..., E + 1]`: the evidence shrunk by 1 / (1 + events) and log(1 + events)."""
+    events = sums[..., -1:]
+    return tf.concat([sums[..., :-1] / (1.0 + events), tf.math.log1p(events)], axis=-1)
 
 
 def checkpoint_variables(**parts: Any) -> dict[str, tf.Variable]:

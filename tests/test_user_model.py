@@ -223,3 +223,26 @@ def test_run_script_help_lists_original_flags(tmp_path):
                  "batch_size", "num_itrs", "rnn_hidden_dim", "pw_dim", "pw_band_size", "dims",
                  "user_model"):
         assert re.search(rf"--(\[no\])?{flag}:", out.stdout), flag
+
+
+def test_fine_tuning_accepts_a_pretraining_that_predates_an_option(tmp_path):
+    dataset = tiny_dataset(n_users=20)
+    pre = _config(tmp_path / "pre", num_itrs=2, eval_every=2)
+    _runner(pre, dataset).run()
+    config_path = os.path.join(pre.save_dir, "config.json")
+    with open(config_path) as f:
+        saved = json.load(f)
+    del saved["model"]["choice_history"]  # as written before the option existed
+    with open(config_path, "w") as f:
+        json.dump(saved, f)
+    adv = _config(tmp_path / "adv", regularizer="L2", pretrain_dir=pre.save_dir, num_itrs=2,
+                  eval_every=2)
+    assert "test" in _runner(adv, dataset).run()
+    # An option the pre-training did use still has to match.
+    saved["model"]["choice_history"] = True
+    with open(config_path, "w") as f:
+        json.dump(saved, f)
+    other = _config(tmp_path / "other", regularizer="L2", pretrain_dir=pre.save_dir,
+                    num_itrs=2, eval_every=2)
+    with pytest.raises(ValueError, match="choice_history"):
+        _runner(other, dataset).run()

@@ -98,6 +98,7 @@ def test_choice_evidence_by_hand(has_no_click):
     else:  # p = 1/3, 2/3; item 0 chosen: e_0 - (e_0 / 3 + 2 e_1 / 3)
         evidence = model._choice_evidence(u, display, mask, tf.constant([0])).numpy()
         np.testing.assert_allclose(evidence, [[2 / 3, -2 / 3, 1.0]], rtol=1e-6)
-    # Sums over two events: shrunk by 1 / (1 + 2), then log(1 + 2).
-    np.testing.assert_allclose(summarise_choices(tf.constant([[3.0, 6.0, 2.0]])).numpy(),
-                               [[1.0, 2.0, math.log(3.0)]], rtol=1e-6)
+    # Sums over two events: shrunk by 1 / (1 + k 2), k = 1 at the start, then log(1 + 2).
+    assert model._shrink().numpy() == pytest.approx(1.0, rel=1e-6)
+    np.testing.assert_allclose(summarise_choices(tf.constant([[3.0, 6.0, 2.0]]), 0.5).numpy(),
+                               [[1.5, 3.0, math.log(3.0)]], rtol=1e-6)

@@ -538,7 +538,9 @@ class UserModelRunner:
         # The weights fit only the same architecture: compare what shapes the variables.
         ours = {"item_features": self.config.item_features, **dataclasses.asdict(
             self.config.model)}
-        theirs = {"item_features": pretrained.get("item_features"), **pretrained["model"]}
+        # A field a run folder predates has its default (the option did not exist yet).
+        theirs = {"item_features": pretrained.get("item_features"),
+                  **dataclasses.asdict(ModelConfig(**pretrained["model"]))}
         differ = [key for key in ARCHITECTURE_FIELDS if theirs.get(key) != ours[key]]
         if differ:
             raise ValueError(

@@ -56,7 +56,8 @@ class ModelConfig:
         the model's own prediction: per event, the embedding of the clicked item (none for a
         no-click) less the predicted mean embedding of the choice, sum_a p(a) e_a, with p the
         model's choice probabilities for that event from the state *without* this part;
-        summed over the earlier events, shrunk by 1 / (1 + events), and log(1 + events).
+        summed over the earlier events, shrunk by 1 / (1 + k events) with a learned k > 0
+        (how fast the evidence outweighs the prior), and log(1 + events).
         This is the gradient of a softmax choice's log-likelihood in a latent taste, so it
         tracks that taste's posterior mean where a uniform mean of the items passed over
         (`display_history`) does not (items the model expected to be picked weigh more).
@@ -159,6 +160,11 @@ class UserModel(keras.Model):
         self.no_click_logit = (self.add_weight(name="no_click_logit", shape=(),
                                                initializer="zeros")
                                if has_no_click else None)
+        # k of choice_history's shrinkage 1 / (1 + k events): softplus of this, 1 at the start.
+        self.choice_shrink = (self.add_weight(name="choice_shrink", shape=(),
+                                              initializer=keras.initializers.Constant(
+                                                  float(np.log(np.e - 1.0))))
+                              if config.choice_history else None)
         self.context_dim = ((len(context.STATISTIC_FEATURES) if counts is not None else 0)
                             + (2 if config.set_context else 0)
                             + (len(context.HISTORY_FEATURES) if config.history_features else 0))
@@ -246,7 +252,8 @@ class UserModel(keras.Model):
         if cfg.display_history:
             encoded = tf.concat([encoded, summarise_displays(state["shown"])], axis=-1)
         if cfg.choice_history:
-            encoded = tf.concat([encoded, summarise_choices(state["choices"])], axis=-1)
+            encoded = tf.concat([encoded, summarise_choices(state["choices"],
+                                                                 self._shrink())], axis=-1)
         if not cfg.history_features:
             return encoded
         return self._pack(encoded, state["ids"].clicks, state["ids"].displays)
@@ -261,6 +268,10 @@ class UserModel(keras.Model):
             ..., None]
         ones = tf.ones_like(mean[..., :1])
         return tf.concat([mean, tf.cast(no_click, tf.float32)[..., None], ones], axis=-1)
+
+    def _shrink(self) -> tf.Tensor:
+        """k > 0 of choice_history's shrinkage 1 / (1 + k events)."""
+        return tf.nn.softplus(self.choice_shrink)
 
     def _choice_evidence(self, utilities: tf.Tensor, display: tf.Tensor, mask: tf.Tensor,
                          clicked_pos: tf.Tensor, training: bool = False) -> tf.Tensor:
@@ -424,7 +435,8 @@ class UserModel(keras.Model):
             evidence = self._choice_evidence(without, batch["display"], batch["display_mask"],
                                              batch["clicked_pos"], training=training)
             states = tf.concat([states, summarise_choices(user_prefix_sums(
-                evidence, batch["event_user"], tf.shape(batch["click_items"])[0]))], axis=-1)
+                evidence, batch["event_user"], tf.shape(batch["click_items"])[0]),
+                self._shrink())], axis=-1)
         return event_scores(states)
 
     def regularization_loss(self) -> tf.Tensor:
@@ -463,11 +475,12 @@ def summarise_displays(sums: tf.Tensor) -> tf.Tensor:
     return tf.concat([means, tf.math.log1p(events)], axis=-1)
 
 
-def summarise_choices(sums: tf.Tensor) -> tf.Tensor:
+def summarise_choices(sums: tf.Tensor, shrink: tf.Tensor | float) -> tf.Tensor:
     """Choice-evidence sums `[..., E + 1]` (evidence, events) -> the state part
-    `[..., E + 1]`: the evidence shrunk by 1 / (1 + events) and log(1 + events)."""
+    `[..., E + 1]`: the evidence shrunk by 1 / (1 + shrink * events) and log(1 + events)."""
     events = sums[..., -1:]
-    return tf.concat([sums[..., :-1] / (1.0 + events), tf.math.log1p(events)], axis=-1)
+    return tf.concat([sums[..., :-1] / (1.0 + shrink * events), tf.math.log1p(events)],
+                     axis=-1)
 
 
 def checkpoint_variables(**parts: Any) -> dict[str, tf.Variable]:

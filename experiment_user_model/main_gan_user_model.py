@@ -71,6 +71,8 @@ flags.DEFINE_boolean("history_features", None, "Per-item features of the user's 
                      "(clicked before, last click, shown before, in the previous set).")
 flags.DEFINE_boolean("set_context", None, "Each item's rank within its display set by "
                      "training popularity and click rate (needs item statistics).")
+flags.DEFINE_boolean("set_summary", None, "Let each utility see the mean embedding of "
+                     "its display set (a mixture-of-softmaxes choice depends on the set).")
 flags.DEFINE_boolean("leave_user_out", True, "Take a training batch's own events out of the "
                      "item statistics.")
 flags.DEFINE_float("rate_prior_strength", 5.0, "Pseudo display sets of the click-rate prior.")
@@ -91,7 +93,7 @@ def config_from_flags() -> TrainConfig:
     preset = MODEL_PRESETS[FLAGS.item_features]
     chosen = {name: getattr(FLAGS, name) for name in ("id_dropout", "display_history",
                                                       "choice_history", "history_features",
-                                                      "set_context")
+                                                      "set_context", "set_summary")
               if getattr(FLAGS, name) is not None}
     model = ModelConfig(user_model=FLAGS.user_model, dims=FLAGS.dims, item_dim=FLAGS.item_dim,
                         rnn_hidden_dim=FLAGS.rnn_hidden_dim, pw_dim=FLAGS.pw_dim,

@@ -177,7 +177,8 @@ def test_permuting_a_display_set_permutes_the_predictions(encoder):
                                                   "history_features": False}),
     ("LSTM", {"choice_history": True}), ("PW", {"choice_history": True,
                                                  "display_history": True,
-                                                 "history_features": False})])
+                                                 "history_features": False}),
+    ("LSTM", {"choice_history": True, "set_summary": True})])
 def test_sequence_and_step_views_agree_with_history_features(encoder, options):
     behavior = [[0, [[1, 2], [3, 4, 1], [5, 1], [0, 3, 5]], [2, -1, 5, 3]],
                 [1, [[2, 3], [4, 5]], [3, 4]]]
@@ -223,3 +224,15 @@ def test_identity_dropout_falls_with_the_display_count():
     encoder.identity.embeddings.assign(tf.ones([3, 2]))
     kept = tf.reduce_mean(encoder(tf.fill([4000], 1), training=True), axis=-1).numpy()
     assert abs(kept.mean() - 0.6) < 0.03  # the fallback is 0 until trained
+
+
+@pytest.mark.parametrize("set_summary", [False, True])
+def test_set_summary_makes_a_utility_depend_on_the_rest_of_the_set(set_summary):
+    model = _generalising_model(ItemFeatures(6), set_summary=set_summary)
+    state = model.state_vector(model.initial_state(1))
+    u = model.utilities(state, tf.constant([[0, 1, 2]]),
+                        mask=tf.constant([[True, True, False]])).numpy()[0]
+    other = model.utilities(state, tf.constant([[0, 3]])).numpy()[0]
+    padded = model.utilities(state, tf.constant([[0, 1]])).numpy()[0]
+    np.testing.assert_allclose(u[:2], padded, rtol=1e-5, atol=1e-6)  # padding is not in the set
+    assert np.isclose(u[0], other[0], rtol=1e-5, atol=1e-6) == (not set_summary)

@@ -131,7 +131,8 @@ class TrainingDivergedError(RuntimeError):
 # Model settings that shape the variables: a pre-trained run must share them.
 ARCHITECTURE_FIELDS = ("item_features", "user_model", "dims", "item_dim", "rnn_hidden_dim",
                        "pw_dim", "pw_band_size", "bilinear", "display_history",
-                       "choice_history", "history_features", "set_context")
+                       "choice_history", "history_features", "set_context",
+                       "set_summary")
 
 BATCH_KEYS = ("display", "display_mask", "clicked_pos", "event_mask", "event_user",
               "clicks_before", "click_items", "click_mask")

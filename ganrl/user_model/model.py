@@ -70,6 +70,12 @@ class ModelConfig:
         raises it to the data's widest set).
       set_context: add each item's rank within its display set by training popularity and
         by smoothed click rate (needs item statistics).
+      set_summary: let each utility see the rest of its display set: the mean embedding of
+        the set's items enters the first hidden layer and a bilinear term with the item's
+        embedding. Where the choice is a mixture of softmaxes (the posterior predictive of a
+        latent taste), which item is likeliest depends on the set, and a utility of the item
+        alone cannot say so. The policies' learned reward then depends on the whole candidate
+        set.
       rate_prior_strength: pseudo display sets of the Beta prior of the smoothed click rate
         (and the display count at which identity dropout halves).
       leave_user_out: on training batches, take the batch users' own events out of the item
@@ -94,6 +100,7 @@ class ModelConfig:
     history_events: int = 5
     history_display_width: int = 10
     set_context: bool = False
+    set_summary: bool = False
     rate_prior_strength: float = 5.0
     leave_user_out: bool = True
     l2_reg: float = 0.0
@@ -165,6 +172,11 @@ class UserModel(keras.Model):
                                               initializer=keras.initializers.Constant(
                                                   float(np.log(np.e - 1.0))))
                               if config.choice_history else None)
+        self.set_layer = self.set_bilinear = None
+        if config.set_summary:
+            self.set_layer = keras.layers.Dense(dims[0], use_bias=False, name="mlp_0_set")
+            self.set_bilinear = keras.layers.Dense(config.item_dim, use_bias=False,
+                                                   name="set_bilinear")
         self.context_dim = ((len(context.STATISTIC_FEATURES) if counts is not None else 0)
                             + (2 if config.set_context else 0)
                             + (len(context.HISTORY_FEATURES) if config.history_features else 0))
@@ -322,7 +334,7 @@ class UserModel(keras.Model):
 
         Args:
           mask: `[B, ..., N]` bool, the real items of the display set (default all); only
-            `set_context` looks at the other items of the set.
+            `set_context` and `set_summary` look at the other items of the set.
           item_counts: `[B, ..., N, 2]` training counts to use instead of the stored ones
             (the sequence view's leave-user-out counts).
         """
@@ -332,6 +344,12 @@ class UserModel(keras.Model):
         features = self._context(state_vector, items, mask, item_counts)
         if features is not None:
             hidden += self.context_layer(features)
+        set_mean = None
+        if self.set_layer is not None:
+            real = tf.ones(tf.shape(items)) if mask is None else tf.cast(mask, tf.float32)
+            set_mean = tf.reduce_sum(item_embeddings * real[..., None], -2) / tf.maximum(
+                tf.reduce_sum(real, -1), 1.0)[..., None]
+            hidden += self.set_layer(set_mean)[..., None, :]
         hidden = tf.nn.elu(hidden)
         for layer in self.hidden_layers:
             hidden = layer(self.dropout(hidden, training=training))
@@ -341,6 +359,9 @@ class UserModel(keras.Model):
                                      axis=-1)
         if features is not None:
             utility += tf.squeeze(self.context_linear(features), -1)
+        if set_mean is not None:
+            utility += tf.reduce_sum(self.set_bilinear(set_mean)[..., None, :] * item_embeddings,
+                                     axis=-1)
         return utility
 
     def _context(self, state_vector: tf.Tensor, items: tf.Tensor, mask: tf.Tensor | None,

@@ -264,8 +264,8 @@ class UserModel(keras.Model):
         if cfg.display_history:
             encoded = tf.concat([encoded, summarise_displays(state["shown"])], axis=-1)
         if cfg.choice_history:
-            encoded = tf.concat([encoded, summarise_choices(state["choices"],
-                                                                 self._shrink())], axis=-1)
+            encoded = tf.concat([encoded, summarise_choices(state["choices"], self._shrink())],
+                                axis=-1)
         if not cfg.history_features:
             return encoded
         return self._pack(encoded, state["ids"].clicks, state["ids"].displays)
@@ -437,14 +437,16 @@ class UserModel(keras.Model):
                 batch["display"], batch["display_mask"], batch["clicked_pos"],
                 batch["event_user"])
 
+        recent = None
+        if cfg.history_features:  # the same for both passes of choice_history
+            recent = (context.recent_click_items(batch["click_items"], batch["event_user"],
+                                                 batch["clicks_before"], cfg.history_clicks),
+                      context.recent_display_items(batch["display"], batch["display_mask"],
+                                                   batch["event_user"], cfg.history_events))
+
         def event_scores(encoded: tf.Tensor) -> tf.Tensor:
-            if cfg.history_features:
-                encoded = self._pack(
-                    encoded,
-                    context.recent_click_items(batch["click_items"], batch["event_user"],
-                                               batch["clicks_before"], cfg.history_clicks),
-                    context.recent_display_items(batch["display"], batch["display_mask"],
-                                                 batch["event_user"], cfg.history_events))
+            if recent is not None:
+                encoded = self._pack(encoded, *recent)
             return self.utilities(encoded, batch["display"], training=training,
                                   mask=batch["display_mask"], item_counts=item_counts)
 

@@ -54,6 +54,9 @@ flags.DEFINE_enum("pretrain_checkpoint", "prec1", ["loss", "prec1", "prec2"],
 flags.DEFINE_float("start_margin", 1.0, "For L2: a fine-tuned checkpoint replaces the "
                    "pre-trained start as the best by prec@k only if it is better on "
                    "validation by more than this many standard errors (0: any gain).")
+flags.DEFINE_enum("pw_activation", None, ["sigmoid", "linear"], "PW's squashing of its "
+                  "position-weighted sums (sigmoid: the paper's).")
+flags.DEFINE_boolean("item_bias", None, "A learned scalar per item in its utility.")
 flags.DEFINE_integer("item_dim", 32, "Item embedding width.")
 flags.DEFINE_boolean("bilinear", True, "Add a bilinear state-item term to the utility MLP.")
 flags.DEFINE_enum("item_features", "onehot", ["onehot", "generalising"],
@@ -75,6 +78,8 @@ flags.DEFINE_boolean("set_summary", None, "Let each utility see the mean embeddi
                      "its display set (a mixture-of-softmaxes choice depends on the set).")
 flags.DEFINE_boolean("leave_user_out", True, "Take a training batch's own events out of the "
                      "item statistics.")
+flags.DEFINE_integer("statistic_folds", 5, "Out-of-fold item statistics on training batches: "
+                     "K folds of training users (0: leave-one-user-out instead).")
 flags.DEFINE_float("rate_prior_strength", 5.0, "Pseudo display sets of the click-rate prior.")
 flags.DEFINE_float("dropout", 0.0, "Dropout on item embeddings and hidden layers.")
 flags.DEFINE_float("l2_reg", 0.0, "L2 penalty coefficient on the weights.")
@@ -91,7 +96,8 @@ def config_from_flags() -> TrainConfig:
     save_dir = FLAGS.save_dir or os.path.join(
         "runs", f"{FLAGS.dataset}__{FLAGS.user_model}__{FLAGS.regularizer}__{FLAGS.seed}")
     preset = MODEL_PRESETS[FLAGS.item_features]
-    chosen = {name: getattr(FLAGS, name) for name in ("id_dropout", "display_history",
+    chosen = {name: getattr(FLAGS, name) for name in ("id_dropout", "pw_activation",
+                                                      "item_bias", "display_history",
                                                       "choice_history", "history_features",
                                                       "set_context", "set_summary")
               if getattr(FLAGS, name) is not None}
@@ -99,6 +105,7 @@ def config_from_flags() -> TrainConfig:
                         rnn_hidden_dim=FLAGS.rnn_hidden_dim, pw_dim=FLAGS.pw_dim,
                         pw_band_size=FLAGS.pw_band_size, bilinear=FLAGS.bilinear,
                         dropout=FLAGS.dropout, leave_user_out=FLAGS.leave_user_out,
+                        statistic_folds=FLAGS.statistic_folds,
                         rate_prior_strength=FLAGS.rate_prior_strength, l2_reg=FLAGS.l2_reg,
                         **{**preset, **chosen})
     return TrainConfig(

@@ -6,8 +6,9 @@ import tensorflow as tf
 
 from ganrl.data.convert import convert_rows
 from ganrl.data.dataset import EventArrays, ItemFeatures, SplitData
-from ganrl.data.item_stats import (COLUMNS, features_pickle_object, item_statistics,
-                                   split_statistics, with_statistics)
+from ganrl.data.item_stats import (COLUMNS, features_pickle_object, fold_of_users,
+                                   fold_statistics, item_statistics, split_statistics,
+                                   with_statistics)
 from ganrl.train import user_model_trainer as trainer
 from ganrl.user_model import context
 from ganrl.user_model.model import MODEL_PRESETS, ModelConfig, UserModel
@@ -126,6 +127,79 @@ def test_leave_user_out_a_training_event_never_sees_its_own_click():
         first_event.append(u.numpy()[0])  # no history yet: only the statistics differ
     assert not np.array_equal(*tables)  # the user's clicks are in the statistics...
     np.testing.assert_allclose(*first_event, atol=1e-6)  # ...but not in what the user sees
+
+
+def test_fold_statistics_by_hand():
+    # Users 0, 1, 2 in folds 1, 0, 1 (a 3-user deal into 2 folds is (fold of row) 1, 0, 1 for
+    # this seed: asserted first, so the hand figures below follow from it).
+    behavior = [[0, [[1, 2], [2, 3]], [1, -1]], [1, [[1, 3]], [3]], [2, [[2, 3]], [2]]]
+    train = EventArrays.from_behavior(behavior, None, 2, 4)
+    fold, counts = fold_statistics(train, 4, folds=2, seed=0)
+    np.testing.assert_array_equal(fold, fold_of_users(3, 2, 0))
+    assert sorted(np.bincount(fold).tolist()) == [1, 2]  # as equal as 3 users allow
+    expected = np.zeros((2, 4, 2))
+    for (user, displays, clicks), f in zip(behavior, fold):
+        for display, click in zip(displays, clicks):
+            expected[f, display, 0] += 1
+            if click >= 0:
+                expected[f, click, 1] += 1
+    np.testing.assert_array_equal(counts, expected)
+    np.testing.assert_array_equal(counts.sum(0), item_statistics(train, 4)[0])
+
+
+@pytest.mark.parametrize("encoder", ["PW", "LSTM"])
+def test_out_of_fold_a_training_users_clicks_change_none_of_her_own_features(encoder):
+    """The leak that leave-one-user-out statistics leave open: the identity embedding learns
+    an item's total count, and the total less the user's-own-events-removed count is her own
+    click. Out of fold, a user's own features do not depend on her clicks at all."""
+    dataset = tiny_dataset(n_users=40)
+    user = dataset.split[0][3]
+    entry = next(e for e in dataset.behavior if e[0] == user)
+    other_clicks = [d[-1] if d[-1] != c else d[0] for d, c in zip(entry[1], entry[2])]
+    tables, own_counts, first_event = [], [], []
+    for clicks in (list(entry[2]), other_clicks):
+        entry[2] = clicks
+        data = SplitData.from_dataset(dataset)
+        train = data.splits["train"]
+        features = with_statistics(dataset.item_features, train)
+        model = _generalising_model(features, encoder)  # identity embedding included
+        assert model.items.identity is not None
+        model.use_statistic_folds(*fold_statistics(train, dataset.n_items, folds=4, seed=0))
+        row = train.user_ids.tolist().index(user)
+        batch = trainer.to_tensors(train.flat_batch(np.array([row, (row + 1) % train.n_users])))
+        tables.append(features.dense)
+        own_counts.append(model._training_counts(batch).numpy()[:len(entry[1])])
+        u = model.event_utilities(batch, leave_user_out=True).numpy()
+        first_event.append(u[0])  # no history yet: only the statistics could differ
+    assert not np.array_equal(*tables)  # the user's clicks are in the statistics...
+    np.testing.assert_array_equal(*own_counts)  # ...but in none of her own features
+    np.testing.assert_allclose(*first_event, atol=1e-6)
+
+
+def _distinct_counts_per_key(model, train, fold):
+    """The most distinct training counts any (fold, item) pair is given across the events
+    of the whole training split."""
+    batch = trainer.to_tensors(train.flat_batch(np.arange(train.n_users)))
+    counts = model._training_counts(batch).numpy()
+    event_fold = np.repeat(fold, train.events_per_user)
+    seen = {}
+    for e, d in zip(*np.nonzero(train.display_mask)):
+        seen.setdefault((event_fold[e], train.display[e, d]), set()).add(tuple(counts[e, d]))
+    return max(len(values) for values in seen.values())
+
+
+def test_out_of_fold_counts_depend_on_the_item_and_fold_only():
+    """What the identity embedding could combine with a training event's counts says nothing
+    of the event's own user: every event of a fold sees one value per item. Leave-one-user-out
+    counts fail this (they differ between users exactly by their own clicks)."""
+    dataset = tiny_dataset(n_users=40)
+    train = SplitData.from_dataset(dataset).splits["train"]
+    features = with_statistics(dataset.item_features, train)
+    fold, fold_counts = fold_statistics(train, dataset.n_items, folds=4, seed=0)
+    model = _generalising_model(features)
+    assert _distinct_counts_per_key(model, train, fold) > 1  # leave-one-user-out: it leaks
+    model.use_statistic_folds(fold, fold_counts)
+    assert _distinct_counts_per_key(model, train, fold) == 1
 
 
 # -- (b) row order and repeated rows -----------------------------------------------------------

@@ -436,8 +436,8 @@ class EventArrays:
           display `[N, D]`, display_mask `[N, D]`, clicked_pos `[N]`, event_mask `[N]` (all
           True here; padding added by stacking is False), event_user `[N]` (row of the event's
           user in the batch), clicks_before `[N]` (the user's clicks before this event, within
-          the kept events), click_items `[B, C]` (each user's clicked items in order, 0-padded)
-          and click_mask `[B, C]`.
+          the kept events), click_items `[B, C]` (each user's clicked items in order, 0-padded),
+          click_mask `[B, C]` and user_row `[B]` (the users' rows in this split).
         """
         user_rows = np.asarray(user_rows, dtype=np.int64)
         starts = self.event_offsets[user_rows]
@@ -469,4 +469,5 @@ class EventArrays:
             "clicks_before": clicks_before,
             "click_items": click_items,
             "click_mask": click_mask,
+            "user_row": user_rows.astype(np.int32),
         }

@@ -9,9 +9,14 @@ item:
 
 They are kept as counts: the user model turns them into features
 (`ganrl.user_model.context.statistic_features`: log counts, a click rate smoothed towards the
-overall rate with a Beta prior, so an item seen once is no certainty, and an unseen flag) and,
-on a training batch, first subtracts the batch users' own events, so that a training event sees
-what a test event sees: the other users' behaviour, never its own click.
+overall rate with a Beta prior, so an item seen once is no certainty, and an unseen flag). A
+test event sees the counts of the training users, none of them its own; a training event must
+see the same kind of counts, so on a training batch the model replaces them with out-of-fold
+counts (`fold_statistics`): the training users are dealt into K folds and an event sees the
+counts of the other K - 1 folds, scaled by K / (K - 1). Nothing a training user did then
+reaches her own features. Leave-one-user-out counts (subtracting the user's own events) are
+not enough: the identity embedding learns each item's total count, and the total less the
+leave-user-out count is the user's own click.
 
 A run stores them as extra dense columns (named `train:...`) of its `item_features.pkl`, so
 `load_user_model` rebuilds the model without the data. Recency is not among them: `EventArrays`
@@ -88,3 +93,43 @@ def features_pickle_object(features: ItemFeatures) -> object:
     return {"format": FEATURES_FORMAT, "n_items": int(features.n_items),
             "identity": bool(features.identity), "dense": features.dense.astype(np.float32),
             "columns": list(features.columns)}
+
+
+def fold_of_users(n_users: int, folds: int, seed: int) -> np.ndarray:
+    """`[n_users]` int32: a seeded deal of the training users into `folds` folds of equal
+    size (within one user)."""
+    order = np.random.default_rng([seed, 1729]).permutation(n_users)
+    fold = np.empty(n_users, dtype=np.int32)
+    fold[order] = np.arange(n_users) % folds
+    return fold
+
+
+def fold_statistics(train: EventArrays, n_items: int, folds: int, seed: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Each fold's share of the training counts, for out-of-fold statistics.
+
+    Args:
+      train: the training split.
+      n_items: catalogue size.
+      folds: K >= 2.
+      seed: seeds the deal of users into folds.
+
+    Returns:
+      (`[train.n_users]` int32 fold of each user row, `[K, n_items, 2]` float32 counts of
+      each fold's users, in `COLUMNS` order; they sum over folds to `item_statistics`).
+    """
+    if folds < 2:
+        raise ValueError(f"statistic_folds={folds}: out-of-fold statistics need at least 2")
+    fold = fold_of_users(train.n_users, folds, seed)
+    event_fold = np.repeat(fold, np.diff(np.asarray(train.event_offsets)))
+    mask = np.asarray(train.display_mask, dtype=bool)
+    shown = np.asarray(train.display)[mask]
+    shown_fold = np.broadcast_to(event_fold[:, None], mask.shape)[mask]
+    clicked = np.asarray(train.clicked_item)
+    has_click = clicked >= 0
+    size = folds * n_items
+    counts = np.stack([
+        np.bincount(shown_fold * n_items + shown, minlength=size),
+        np.bincount(event_fold[has_click] * n_items + clicked[has_click], minlength=size)],
+        axis=1)
+    return fold, counts.reshape(folds, n_items, 2).astype(np.float32)

@@ -35,7 +35,8 @@ import tensorflow as tf
 
 from ganrl.data import safe_io
 from ganrl.data.dataset import EventArrays, SplitData
-from ganrl.data.item_stats import features_pickle_object, with_statistics
+from ganrl.data.item_stats import (features_pickle_object, fold_statistics,
+                                   with_statistics)
 from ganrl.metrics import precision_at_k
 from ganrl.user_model import choice
 from ganrl.user_model.model import ModelConfig, UserModel, checkpoint_variables
@@ -130,12 +131,13 @@ class TrainingDivergedError(RuntimeError):
 
 # Model settings that shape the variables: a pre-trained run must share them.
 ARCHITECTURE_FIELDS = ("item_features", "user_model", "dims", "item_dim", "rnn_hidden_dim",
-                       "pw_dim", "pw_band_size", "bilinear", "display_history",
+                       "pw_dim", "pw_band_size", "pw_activation", "item_bias", "bilinear",
+                       "display_history",
                        "choice_history", "history_features", "set_context",
                        "set_summary")
 
 BATCH_KEYS = ("display", "display_mask", "clicked_pos", "event_mask", "event_user",
-              "clicks_before", "click_items", "click_mask")
+              "clicks_before", "click_items", "click_mask", "user_row")
 
 
 def batch_signature(max_display: int) -> dict:
@@ -150,6 +152,7 @@ def batch_signature(max_display: int) -> dict:
         "clicks_before": tf.TensorSpec([None], tf.int32),
         "click_items": tf.TensorSpec([None, None], tf.int32),
         "click_mask": tf.TensorSpec([None, None], tf.bool),
+        "user_row": tf.TensorSpec([None], tf.int32),
     }
 
 
@@ -331,6 +334,7 @@ def trim_padding(batch: dict) -> dict:
                                           "event_mask", "event_user", "clicks_before")}
     out["click_items"] = batch["click_items"][:, :c]
     out["click_mask"] = batch["click_mask"][:, :c]
+    out["user_row"] = batch["user_row"]
     return out
 
 
@@ -483,6 +487,12 @@ class UserModelRunner:
         else:
             self.behavior = self.reward
             step = make_entropy_step(self.reward, self.reward_opt, self.num_replicas)
+        folds = config.model.statistic_folds
+        if config.item_features == "generalising" and config.model.leave_user_out and folds:
+            user_fold, fold_counts = fold_statistics(self.splits["train"], self.data.n_items,
+                                                     folds, config.seed)
+            for model in models.values():
+                model.use_statistic_folds(user_fold, fold_counts)
         self.window_fn = make_window_fn(step, self.strategy,
                                         self.splits["train"].max_display)
         for name, opt in optimizers.items():  # create slots now, so restores are eager

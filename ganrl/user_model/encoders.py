@@ -134,16 +134,27 @@ class HistoryEncoder(keras.layers.Layer):
         raise NotImplementedError
 
 
+PW_ACTIVATIONS = {"sigmoid": tf.sigmoid, "linear": tf.identity}
+
+
 class PositionWeightEncoder(HistoryEncoder):
-    """Position weighting (the paper's PW): s_t = vec[sigmoid(F W + B)].
+    """Position weighting: s_t = vec[f(F W + B)].
 
     F `[E, m]` holds the embeddings of the last m = `band_size` clicks (most recent first, zeros
     where the history is shorter), W `[m, pw_dim]` learned position weights and B `[E, pw_dim]`
-    a learned bias, so state_dim = E * pw_dim.
+    a learned bias, so state_dim = E * pw_dim. The paper's f is the sigmoid; with f linear
+    (`activation='linear'`) each column is a position-weighted sum of click embeddings, which
+    a dot product with an item's embedding turns into a lag-weighted similarity to the recent
+    clicks (the sigmoid squashes it, and an MLP relearns products poorly).
     """
 
-    def __init__(self, embed_dim: int, band_size: int, pw_dim: int, **kwargs: Any):
+    def __init__(self, embed_dim: int, band_size: int, pw_dim: int, activation: str = "sigmoid",
+                 **kwargs: Any):
         super().__init__(**kwargs)
+        if activation not in PW_ACTIVATIONS:
+            raise ValueError(f"pw_activation={activation!r}: expected one of "
+                             f"{sorted(PW_ACTIVATIONS)}")
+        self.activation = PW_ACTIVATIONS[activation]
         self.embed_dim, self.band_size, self.pw_dim = embed_dim, band_size, pw_dim
         self.state_dim = embed_dim * pw_dim
         self.position_weights = self.add_weight(
@@ -155,7 +166,7 @@ class PositionWeightEncoder(HistoryEncoder):
         """window `[..., m, E]` -> `[..., E * pw_dim]`."""
         mixed = tf.einsum("...me,mn->...en", window, self.position_weights) + self.bias
         flat_shape = tf.concat([tf.shape(window)[:-2], [self.state_dim]], axis=0)
-        return tf.reshape(tf.sigmoid(mixed), flat_shape)
+        return tf.reshape(self.activation(mixed), flat_shape)
 
     def sequence_states(self, click_embeddings, click_mask, event_user, clicks_before):
         return self._encode(gather_click_window(click_embeddings, event_user, clicks_before,
@@ -208,10 +219,11 @@ class LSTMEncoder(HistoryEncoder):
 
 
 def make_history_encoder(name: str, embed_dim: int, *, pw_dim: int, pw_band_size: int,
-                         rnn_hidden_dim: int) -> HistoryEncoder:
+                         rnn_hidden_dim: int, pw_activation: str = "sigmoid") -> HistoryEncoder:
     """Builds the encoder registered as `name` (case-insensitive: 'PW' or 'LSTM')."""
     builders = {
-        "PW": lambda: PositionWeightEncoder(embed_dim, pw_band_size, pw_dim, name="history"),
+        "PW": lambda: PositionWeightEncoder(embed_dim, pw_band_size, pw_dim, pw_activation,
+                                            name="history"),
         "LSTM": lambda: LSTMEncoder(embed_dim, rnn_hidden_dim, name="history"),
     }
     key = name.upper()

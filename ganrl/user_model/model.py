@@ -39,6 +39,11 @@ class ModelConfig:
       rnn_hidden_dim: LSTM units.
       pw_dim: number of position-weight columns (PW).
       pw_band_size: number of past clicks PW looks at.
+      pw_activation: PW's squashing of its position-weighted sums: 'sigmoid' (the paper's) or
+        'linear' (`ganrl.user_model.encoders.PositionWeightEncoder`).
+      item_bias: add a learned scalar per item to its utility (a popularity term a dot
+        product or an MLP of the embedding would otherwise have to carve out of the
+        embedding); items never shown in training share a learned fallback.
       bilinear: add a bilinear state-item term (P s) . e_a to the MLP's utility; an MLP over
         the concatenation [s, e_a] learns multiplicative taste-item interactions slowly.
       dropout: dropout rate on item embeddings and hidden layers while training.
@@ -78,8 +83,13 @@ class ModelConfig:
         set.
       rate_prior_strength: pseudo display sets of the Beta prior of the smoothed click rate
         (and the display count at which identity dropout halves).
-      leave_user_out: on training batches, take the batch users' own events out of the item
-        statistics (a test user is never in them either).
+      leave_user_out: on training batches, keep the batch users' own events out of the item
+        statistics (a test user is never in them either): out-of-fold counts when the
+        trainer gave the model its folds (`use_statistic_folds`), else the counts less the
+        batch users' own events.
+      statistic_folds: K of the out-of-fold statistics (`ganrl.data.item_stats`); 0 takes
+        each batch user's own events out instead (leave-one-user-out), which the identity
+        embedding can undo (docs/user_model_generalisation.md).
       l2_reg: coefficient of the L2 penalty on the weights (the original's MLP regulariser),
         added to the training loss by `regularization_loss`.
     """
@@ -90,6 +100,8 @@ class ModelConfig:
     rnn_hidden_dim: int = 20
     pw_dim: int = 4
     pw_band_size: int = 20
+    pw_activation: str = "sigmoid"
+    item_bias: bool = False
     bilinear: bool = True
     dropout: float = 0.0
     id_dropout: float = 0.0
@@ -103,6 +115,7 @@ class ModelConfig:
     set_summary: bool = False
     rate_prior_strength: float = 5.0
     leave_user_out: bool = True
+    statistic_folds: int = 5
     l2_reg: float = 0.0
 
     @property
@@ -137,6 +150,7 @@ class UserModel(keras.Model):
             raise ValueError(f"dims={config.dims!r}: need at least one hidden layer")
         side_features, counts = split_statistics(item_features)
         self._counts = None if counts is None else tf.constant(counts, tf.float32)
+        self._user_fold = self._fold_counts = None  # set by `use_statistic_folds`
         if counts is not None:
             # The Beta prior's mean: the training users' clicks per displayed item.
             rate = float(counts[:, 1].sum()) / max(float(counts[:, 0].sum()), 1.0)
@@ -148,7 +162,14 @@ class UserModel(keras.Model):
                                  count_scale=config.rate_prior_strength, name="items")
         self.history = make_history_encoder(
             config.user_model, config.item_dim, pw_dim=config.pw_dim,
-            pw_band_size=config.pw_band_size, rnn_hidden_dim=config.rnn_hidden_dim)
+            pw_band_size=config.pw_band_size, rnn_hidden_dim=config.rnn_hidden_dim,
+            pw_activation=config.pw_activation)
+        self.item_bias = self.bias_fallback = None
+        if config.item_bias:
+            self.item_bias = keras.layers.Embedding(self.n_items, 1, embeddings_initializer="zeros",
+                                                    name="item_bias")
+            self.bias_fallback = self.add_weight(name="bias_fallback", shape=(),
+                                                 initializer="zeros")
         # The encoded state: the history encoder's output, then the display summary.
         self.encoded_dim = self.history.state_dim + (
             config.item_dim + 2 if config.display_history else 0) + (
@@ -362,7 +383,18 @@ class UserModel(keras.Model):
         if set_mean is not None:
             utility += tf.reduce_sum(self.set_bilinear(set_mean)[..., None, :] * item_embeddings,
                                      axis=-1)
+        if self.item_bias is not None:
+            utility += self._item_bias(items)
         return utility
+
+    def _item_bias(self, items: tf.Tensor) -> tf.Tensor:
+        """`[...]` the learned bias of each item; the fallback for items no training user
+        was shown."""
+        bias = tf.squeeze(self.item_bias(items), -1)
+        if self._counts is None:
+            return bias
+        seen = tf.gather(self._counts[:, 0], items) > 0
+        return tf.where(seen, bias, self.bias_fallback)
 
     def _context(self, state_vector: tf.Tensor, items: tf.Tensor, mask: tf.Tensor | None,
                  item_counts: tf.Tensor | None) -> tf.Tensor | None:
@@ -433,9 +465,7 @@ class UserModel(keras.Model):
         if leave_user_out is None:
             leave_user_out = training
         if self._counts is not None and leave_user_out and cfg.leave_user_out:
-            item_counts = tf.gather(self._counts, batch["display"]) - context.own_event_counts(
-                batch["display"], batch["display_mask"], batch["clicked_pos"],
-                batch["event_user"])
+            item_counts = self._training_counts(batch)
 
         recent = None
         if cfg.history_features:  # the same for both passes of choice_history
@@ -461,6 +491,31 @@ class UserModel(keras.Model):
                 evidence, batch["event_user"], tf.shape(batch["click_items"])[0]),
                 self._shrink())], axis=-1)
         return event_scores(states)
+
+    def use_statistic_folds(self, user_fold: np.ndarray, fold_counts: np.ndarray) -> None:
+        """Gives training batches out-of-fold item statistics.
+
+        Args:
+          user_fold: `[U]` the fold of each training user row (a batch's `user_row`).
+          fold_counts: `[K, n_items, 2]` the counts of each fold's users
+            (`ganrl.data.item_stats.fold_statistics`).
+        """
+        self._user_fold = tf.constant(user_fold, tf.int32)
+        self._fold_counts = tf.constant(fold_counts, tf.float32)
+
+    def _training_counts(self, batch: dict) -> tf.Tensor:
+        """`[N, D, 2]` the item statistics a training event sees: those of the other folds,
+        scaled up to the whole training split's size, or, without folds, the counts less the
+        batch users' own events."""
+        total = tf.gather(self._counts, batch["display"])
+        if self._fold_counts is None:
+            return total - context.own_event_counts(batch["display"], batch["display_mask"],
+                                                    batch["clicked_pos"], batch["event_user"])
+        folds = tf.cast(tf.shape(self._fold_counts)[0], tf.float32)
+        fold = tf.gather(tf.gather(self._user_fold, batch["user_row"]), batch["event_user"])
+        fold = tf.broadcast_to(fold[:, None], tf.shape(batch["display"]))
+        own_fold = tf.gather_nd(self._fold_counts, tf.stack([fold, batch["display"]], -1))
+        return (total - own_fold) * (folds / (folds - 1.0))
 
     def regularization_loss(self) -> tf.Tensor:
         """l2_reg * (sum of squared weights); 0 when l2_reg is 0."""

@@ -1,5 +1,6 @@
 """Bad input: one test per case. Each error names the file and the line or field, the command
-exits non-zero with one line on stderr, and no output (nor temporary file) is left."""
+exits non-zero with one line on stderr, and no output (nor temporary file, nor run folder) is
+left."""
 
 import os
 import pickle
@@ -11,7 +12,7 @@ from ganrl.data.csv_logs import parse_column_mapping, read_csv_logs
 from ganrl.data.dataset import DataError, load_dataset, save_dataset
 from ganrl.data.movielens import find_ml100k, read_ml100k
 from ganrl.data.retailrocket import read_retailrocket
-from tests.data_helpers import RELEASED_HEADER, outputs, process_data
+from tests.data_helpers import RELEASED_HEADER, outputs, process_data, released_row
 from tests.tiny_data import tiny_dataset
 
 
@@ -112,3 +113,62 @@ def test_split_naming_an_unknown_user(tmp_path):
     save_dataset(str(tmp_path), dataset)
     with pytest.raises(DataError, match=r"tiny-split.pkl: train list, entry 12: user 999"):
         load_dataset(str(tmp_path), "tiny")
+
+
+# Rows of a small valid released file: 6 users (split 0, 1, 2 by user % 3), 2 display sets of
+# 3 items each, the first item of a set clicked; items 0..7.
+GOOD_ROWS = [released_row(user, 10 * user + t, (user + t + j) % 8, int(j == 0), user % 3)
+             for user in range(6) for t in range(2) for j in range(3)]
+
+
+def _released_text(rows) -> str:
+    return RELEASED_HEADER + "".join("\t".join(map(str, r)) + "\n" for r in rows)
+
+
+def _with_field(rows, row_index, column, value):
+    """`rows` with `value` in `column` (an index of `released_row`'s tuple) of one row."""
+    changed = [list(r) for r in rows]
+    changed[row_index][column] = value
+    return changed
+
+
+def test_one_huge_item_id_is_refused_not_a_catalogue_of_its_size(tmp_path):
+    # Line 5 (row 3) holds item 99999999999 among 8 distinct ids: the catalogue would be
+    # 1e11 items; the bound is max(1000, 10 x 9 distinct ids) = 1000.
+    rows = _with_field(GOOD_ROWS, 3, 6, 99999999999)
+    _fails_cleanly(tmp_path, _released_text(rows), "line 5, field 'item_new_index'",
+                   "99999999999", "= 1000")
+
+
+@pytest.mark.parametrize("time", ["inf", "1e30", "-inf"])
+def test_time_that_is_not_a_finite_exact_integer_is_refused(tmp_path, time):
+    rows = _with_field(GOOD_ROWS, 4, 1, time)  # line 6, the Time field
+    _fails_cleanly(tmp_path, _released_text(rows), "line 6, field 'Time'",
+                   f"got '{time}'")
+
+
+def test_negative_user_id_is_refused(tmp_path):
+    rows = [list(r) for r in GOOD_ROWS]
+    for r in rows[6:12]:  # every row of user 1: lines 8 to 13
+        r[5] = -7
+    _fails_cleanly(tmp_path, _released_text(rows),
+                   "line 8, field 'session_new_index': expected a non-negative integer, got '-7'")
+
+
+@pytest.mark.parametrize("where", ["SessionId", "end"])
+def test_nul_byte_inside_a_line_is_refused(tmp_path, where):
+    lines = _released_text(GOOD_ROWS).split("\n")
+    # Line 4: a NUL in the unused SessionId field (which nothing converts) or at the end.
+    lines[3] = "s\0x" + lines[3][1:] if where == "SessionId" else lines[3] + "\0"
+    _fails_cleanly(tmp_path, "\n".join(lines), "line 4: holds a NUL byte")
+
+
+def test_crlf_line_ends_give_the_same_dataset(tmp_path):
+    text = _released_text(GOOD_ROWS)
+    (tmp_path / "lf.txt").write_bytes(text.encode())
+    (tmp_path / "crlf.txt").write_bytes(text.replace("\n", "\r\n").encode())
+    for name in ("lf", "crlf"):
+        assert process_data(tmp_path, f"--dataset={name}").returncode == 0
+    lf, crlf = (load_dataset(str(tmp_path), name) for name in ("lf", "crlf"))
+    assert crlf.behavior == lf.behavior and crlf.split == lf.split
+    assert crlf.n_items == lf.n_items == 8

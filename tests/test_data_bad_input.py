@@ -4,15 +4,19 @@ left."""
 
 import os
 import pickle
+import sys
 
+import numpy as np
 import pytest
 
 from ganrl.data import safe_io
 from ganrl.data.csv_logs import parse_column_mapping, read_csv_logs
-from ganrl.data.dataset import DataError, load_dataset, save_dataset
+from ganrl.data.dataset import (FEATURES_FORMAT, DataError, SplitData, load_dataset,
+                                load_split_data, save_dataset, save_event_splits)
 from ganrl.data.movielens import find_ml100k, read_ml100k
 from ganrl.data.retailrocket import read_retailrocket
-from tests.data_helpers import RELEASED_HEADER, outputs, process_data, released_row
+from tests.data_helpers import ROOT, RELEASED_HEADER, outputs, process_data, released_row
+from tests.script_helpers import run_script
 from tests.tiny_data import tiny_dataset
 
 
@@ -172,3 +176,156 @@ def test_crlf_line_ends_give_the_same_dataset(tmp_path):
     lf, crlf = (load_dataset(str(tmp_path), name) for name in ("lf", "crlf"))
     assert crlf.behavior == lf.behavior and crlf.split == lf.split
     assert crlf.n_items == lf.n_items == 8
+
+
+def test_split_with_a_user_in_two_lists(tmp_path):
+    dataset = tiny_dataset()  # train holds users 0..11, test users 18..23
+    dataset.split = (dataset.split[0], dataset.split[1], dataset.split[2] + [5])
+    save_dataset(str(tmp_path), dataset)
+    with pytest.raises(DataError, match=r"tiny-split.pkl: test list, entry 6: user 5 is "
+                                        r"already in the train list \(entry 5\)"):
+        load_dataset(str(tmp_path), "tiny")
+
+
+def test_event_folders_with_a_user_in_two_splits(tmp_path):
+    data = SplitData.from_dataset(tiny_dataset())
+    data.splits["vali"] = data.splits["train"]
+    save_event_splits(str(tmp_path), data)
+    with pytest.raises(DataError, match=r"tiny-events: vali list, entry 0: user 0 is already "
+                                        r"in the train list"):
+        load_split_data(str(tmp_path), "tiny")
+
+
+def _save_with_features(folder, features_object):
+    """Saves the tiny dataset (12 items) with `features_object` as NAME.pkl's features."""
+    dataset = tiny_dataset()
+    save_dataset(str(folder), dataset)
+    safe_io.dump_pickles(folder / "tiny.pkl", dataset.behavior, features_object)
+
+
+def _compact(dense, n_items=12):
+    return {"format": FEATURES_FORMAT, "n_items": n_items, "identity": True, "dense": dense,
+            "columns": ["a", "b"]}
+
+
+@pytest.mark.parametrize("form", ["compact", "matrix"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 1e300])  # 1e300 is inf in float32
+def test_non_finite_dense_features_are_refused(tmp_path, form, bad):
+    dense = np.ones((12, 2))
+    dense[7, 1] = bad
+    _save_with_features(tmp_path, _compact(dense) if form == "compact" else dense)
+    field = ", field 'dense'" if form == "compact" else r" \(2-D array\)"
+    with pytest.raises(DataError, match=rf"tiny.pkl: item features{field}: expected finite "
+                                        rf"numbers, got .* at row 7, column 1"):
+        load_dataset(str(tmp_path), "tiny")
+
+
+@pytest.mark.parametrize("form", ["compact", "matrix"])
+def test_string_dense_features_are_refused(tmp_path, form):
+    dense = np.full((12, 2), "0.5")  # numbers as text: numpy would convert them silently
+    _save_with_features(tmp_path, _compact(dense) if form == "compact" else dense)
+    with pytest.raises(DataError, match=r"tiny.pkl: item features.*expected an array of "
+                                        r"numbers, got dtype <U3"):
+        load_dataset(str(tmp_path), "tiny")
+
+
+@pytest.mark.parametrize("entry,message", [
+    ([3, 5, [1]], r"data_behavior\[3\] \(user 3\): displays: expected a list, got int"),
+    ([3, [["a", "b"]], [-1]], r"data_behavior\[3\] \(user 3\), step 0: display set: "
+                              r"expected item ids in 0..11, got 'a'"),
+    ([3, [[1, 2]], [1.0]], r"data_behavior\[3\] \(user 3\), step 0: click: expected an item "
+                           r"of the display set \[1, 2\] or -1, got 1.0"),
+    (["3", [[1, 2]], [1]], r"data_behavior\[3\]: user id: expected a non-negative integer, "
+                           r"got '3'"),
+    ([2, [[1, 2]], [1]], r"data_behavior\[3\]: user 2 already has entry 2"),
+], ids=["displays_not_a_list", "item_ids_as_text", "click_as_float", "user_id_as_text",
+        "user_twice"])
+def test_behavior_entries_of_the_wrong_type_are_refused(tmp_path, entry, message):
+    dataset = tiny_dataset()
+    dataset.behavior[3] = entry
+    save_dataset(str(tmp_path), dataset)
+    with pytest.raises(DataError, match=r"tiny.pkl: " + message):
+        load_dataset(str(tmp_path), "tiny")
+
+
+def test_event_folder_whose_item_features_disagree_with_the_events(tmp_path):
+    data = SplitData.from_dataset(tiny_dataset())  # 12 items
+    save_event_splits(str(tmp_path), data)
+    safe_io.dump_pickles(tmp_path / "tiny-events" / "item_features.pkl", np.eye(5))
+    with pytest.raises(DataError, match=r"item_features.pkl: item features of 5 items, "
+                                        r"expected 12 \(n_items of .*train/meta.json\)"):
+        load_split_data(str(tmp_path), "tiny")
+
+
+def test_event_folder_with_an_item_id_beyond_the_catalogue(tmp_path):
+    data = SplitData.from_dataset(tiny_dataset())
+    save_event_splits(str(tmp_path), data)
+    display = data.splits["test"].display.copy()
+    display[2, 0] = 12
+    np.save(tmp_path / "tiny-events" / "test" / "display.npy", display)
+    with pytest.raises(DataError, match=r"test/display.npy: row 2: item id 12, expected "
+                                        r"0..11"):
+        load_split_data(str(tmp_path), "tiny")
+
+
+def _fake_user_model_dir(folder, features_object, n_items=12):
+    """The files `load_user_model` reads before any checkpoint, with these item features."""
+    folder.mkdir()
+    safe_io.dump_json(folder / "model.json", {"n_items": n_items, "model": {},
+                                               "has_no_click": False, "regularizer": "entropy"})
+    safe_io.dump_json(folder / "config.json", {"data_folder": str(folder), "dataset": "tiny"})
+    safe_io.dump_pickles(folder / "item_features.pkl", features_object)
+    return str(folder)
+
+
+def test_run_folder_item_features_of_the_wrong_item_count(tmp_path):
+    from ganrl.user_model import load_user_model
+    run = _fake_user_model_dir(tmp_path / "run", np.eye(10))
+    with pytest.raises(DataError, match=r"run/item_features.pkl: item features of 10 items, "
+                                        r"expected 12 \(n_items of .*run/model.json\)"):
+        load_user_model(run)
+
+
+def _refused_by_entry_point(args, cwd, *message_parts):
+    """Runs an entry point that must refuse its input: exit 1, one error line, no traceback,
+    no `runs/` folder."""
+    proc = run_script([sys.executable, *args], cwd=str(cwd), check=False)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    for part in message_parts:
+        assert part in errors[0]
+    assert not (cwd / "runs").exists()
+
+
+@pytest.mark.parametrize("case", ["split_overlap", "nan_features", "events_features"])
+def test_user_model_entry_point_refuses_bad_data_before_its_run_folder(tmp_path, case):
+    data = tmp_path / "data"
+    data.mkdir()
+    dataset = tiny_dataset()
+    if case == "split_overlap":
+        dataset.split = (dataset.split[0], dataset.split[1], dataset.split[2] + [5])
+    save_dataset(str(data), dataset)
+    if case == "nan_features":
+        dense = np.ones((12, 2))
+        dense[0, 0] = np.nan
+        safe_io.dump_pickles(data / "tiny.pkl", dataset.behavior, _compact(dense))
+    if case == "events_features":
+        save_event_splits(str(data), SplitData.from_dataset(dataset))
+        safe_io.dump_pickles(data / "tiny-events" / "item_features.pkl", np.eye(5))
+    expected = {"split_overlap": "tiny-split.pkl: test list", "nan_features": "tiny.pkl: item "
+                "features, field 'dense'", "events_features": "item_features.pkl: item "
+                "features of 5 items, expected 12"}[case]
+    _refused_by_entry_point([os.path.join(ROOT, "experiment_user_model",
+                                          "main_gan_user_model.py"),
+                             f"--data_folder={data}", "--dataset=tiny", "--num_itrs=1",
+                             "--batch_size=4"], tmp_path, expected)
+
+
+def test_policy_entry_point_refuses_bad_item_features_before_its_run_folder(tmp_path):
+    dense = np.ones((12, 2))
+    dense[3, 1] = np.inf
+    run = _fake_user_model_dir(tmp_path / "um", _compact(dense))
+    _refused_by_entry_point([os.path.join(ROOT, "experiment_policy", "main_policy.py"),
+                             f"--user_model_dir={run}", f"--test_user_model_dir={run}"],
+                            tmp_path, "um/item_features.pkl: item features, field 'dense'")

@@ -1,17 +1,22 @@
 """Bad input: one test per case. Each error names the file and the line or field, the command
-exits non-zero with one line on stderr, and no output (nor temporary file) is left."""
+exits non-zero with one line on stderr, and no output (nor temporary file, nor run folder) is
+left."""
 
 import os
 import pickle
+import sys
 
+import numpy as np
 import pytest
 
 from ganrl.data import safe_io
 from ganrl.data.csv_logs import parse_column_mapping, read_csv_logs
-from ganrl.data.dataset import DataError, load_dataset, save_dataset
+from ganrl.data.dataset import (FEATURES_FORMAT, DataError, SplitData, load_dataset,
+                                load_split_data, save_dataset, save_event_splits)
 from ganrl.data.movielens import find_ml100k, read_ml100k
 from ganrl.data.retailrocket import read_retailrocket
-from tests.data_helpers import RELEASED_HEADER, outputs, process_data
+from tests.data_helpers import ROOT, RELEASED_HEADER, outputs, process_data, released_row
+from tests.script_helpers import run_script
 from tests.tiny_data import tiny_dataset
 
 
@@ -112,3 +117,215 @@ def test_split_naming_an_unknown_user(tmp_path):
     save_dataset(str(tmp_path), dataset)
     with pytest.raises(DataError, match=r"tiny-split.pkl: train list, entry 12: user 999"):
         load_dataset(str(tmp_path), "tiny")
+
+
+# Rows of a small valid released file: 6 users (split 0, 1, 2 by user % 3), 2 display sets of
+# 3 items each, the first item of a set clicked; items 0..7.
+GOOD_ROWS = [released_row(user, 10 * user + t, (user + t + j) % 8, int(j == 0), user % 3)
+             for user in range(6) for t in range(2) for j in range(3)]
+
+
+def _released_text(rows) -> str:
+    return RELEASED_HEADER + "".join("\t".join(map(str, r)) + "\n" for r in rows)
+
+
+def _with_field(rows, row_index, column, value):
+    """`rows` with `value` in `column` (an index of `released_row`'s tuple) of one row."""
+    changed = [list(r) for r in rows]
+    changed[row_index][column] = value
+    return changed
+
+
+def test_one_huge_item_id_is_refused_not_a_catalogue_of_its_size(tmp_path):
+    # Line 5 (row 3) holds item 99999999999 among 8 distinct ids: the catalogue would be
+    # 1e11 items; the bound is max(1000, 10 x 9 distinct ids) = 1000.
+    rows = _with_field(GOOD_ROWS, 3, 6, 99999999999)
+    _fails_cleanly(tmp_path, _released_text(rows), "line 5, field 'item_new_index'",
+                   "99999999999", "= 1000")
+
+
+@pytest.mark.parametrize("time", ["inf", "1e30", "-inf"])
+def test_time_that_is_not_a_finite_exact_integer_is_refused(tmp_path, time):
+    rows = _with_field(GOOD_ROWS, 4, 1, time)  # line 6, the Time field
+    _fails_cleanly(tmp_path, _released_text(rows), "line 6, field 'Time'",
+                   f"got '{time}'")
+
+
+def test_negative_user_id_is_refused(tmp_path):
+    rows = [list(r) for r in GOOD_ROWS]
+    for r in rows[6:12]:  # every row of user 1: lines 8 to 13
+        r[5] = -7
+    _fails_cleanly(tmp_path, _released_text(rows),
+                   "line 8, field 'session_new_index': expected a non-negative integer, got '-7'")
+
+
+@pytest.mark.parametrize("where", ["SessionId", "end"])
+def test_nul_byte_inside_a_line_is_refused(tmp_path, where):
+    lines = _released_text(GOOD_ROWS).split("\n")
+    # Line 4: a NUL in the unused SessionId field (which nothing converts) or at the end.
+    lines[3] = "s\0x" + lines[3][1:] if where == "SessionId" else lines[3] + "\0"
+    _fails_cleanly(tmp_path, "\n".join(lines), "line 4: holds a NUL byte")
+
+
+def test_crlf_line_ends_give_the_same_dataset(tmp_path):
+    text = _released_text(GOOD_ROWS)
+    (tmp_path / "lf.txt").write_bytes(text.encode())
+    (tmp_path / "crlf.txt").write_bytes(text.replace("\n", "\r\n").encode())
+    for name in ("lf", "crlf"):
+        assert process_data(tmp_path, f"--dataset={name}").returncode == 0
+    lf, crlf = (load_dataset(str(tmp_path), name) for name in ("lf", "crlf"))
+    assert crlf.behavior == lf.behavior and crlf.split == lf.split
+    assert crlf.n_items == lf.n_items == 8
+
+
+def test_split_with_a_user_in_two_lists(tmp_path):
+    dataset = tiny_dataset()  # train holds users 0..11, test users 18..23
+    dataset.split = (dataset.split[0], dataset.split[1], dataset.split[2] + [5])
+    save_dataset(str(tmp_path), dataset)
+    with pytest.raises(DataError, match=r"tiny-split.pkl: test list, entry 6: user 5 is "
+                                        r"already in the train list \(entry 5\)"):
+        load_dataset(str(tmp_path), "tiny")
+
+
+def test_event_folders_with_a_user_in_two_splits(tmp_path):
+    data = SplitData.from_dataset(tiny_dataset())
+    data.splits["vali"] = data.splits["train"]
+    save_event_splits(str(tmp_path), data)
+    with pytest.raises(DataError, match=r"tiny-events: vali list, entry 0: user 0 is already "
+                                        r"in the train list"):
+        load_split_data(str(tmp_path), "tiny")
+
+
+def _save_with_features(folder, features_object):
+    """Saves the tiny dataset (12 items) with `features_object` as NAME.pkl's features."""
+    dataset = tiny_dataset()
+    save_dataset(str(folder), dataset)
+    safe_io.dump_pickles(folder / "tiny.pkl", dataset.behavior, features_object)
+
+
+def _compact(dense, n_items=12):
+    return {"format": FEATURES_FORMAT, "n_items": n_items, "identity": True, "dense": dense,
+            "columns": ["a", "b"]}
+
+
+@pytest.mark.parametrize("form", ["compact", "matrix"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 1e300])  # 1e300 is inf in float32
+def test_non_finite_dense_features_are_refused(tmp_path, form, bad):
+    dense = np.ones((12, 2))
+    dense[7, 1] = bad
+    _save_with_features(tmp_path, _compact(dense) if form == "compact" else dense)
+    field = ", field 'dense'" if form == "compact" else r" \(2-D array\)"
+    with pytest.raises(DataError, match=rf"tiny.pkl: item features{field}: expected finite "
+                                        rf"numbers, got .* at row 7, column 1"):
+        load_dataset(str(tmp_path), "tiny")
+
+
+@pytest.mark.parametrize("form", ["compact", "matrix"])
+def test_string_dense_features_are_refused(tmp_path, form):
+    dense = np.full((12, 2), "0.5")  # numbers as text: numpy would convert them silently
+    _save_with_features(tmp_path, _compact(dense) if form == "compact" else dense)
+    with pytest.raises(DataError, match=r"tiny.pkl: item features.*expected an array of "
+                                        r"numbers, got dtype <U3"):
+        load_dataset(str(tmp_path), "tiny")
+
+
+@pytest.mark.parametrize("entry,message", [
+    ([3, 5, [1]], r"data_behavior\[3\] \(user 3\): displays: expected a list, got int"),
+    ([3, [["a", "b"]], [-1]], r"data_behavior\[3\] \(user 3\), step 0: display set: "
+                              r"expected item ids in 0..11, got 'a'"),
+    ([3, [[1, 2]], [1.0]], r"data_behavior\[3\] \(user 3\), step 0: click: expected an item "
+                           r"of the display set \[1, 2\] or -1, got 1.0"),
+    (["3", [[1, 2]], [1]], r"data_behavior\[3\]: user id: expected a non-negative integer, "
+                           r"got '3'"),
+    ([2, [[1, 2]], [1]], r"data_behavior\[3\]: user 2 already has entry 2"),
+], ids=["displays_not_a_list", "item_ids_as_text", "click_as_float", "user_id_as_text",
+        "user_twice"])
+def test_behavior_entries_of_the_wrong_type_are_refused(tmp_path, entry, message):
+    dataset = tiny_dataset()
+    dataset.behavior[3] = entry
+    save_dataset(str(tmp_path), dataset)
+    with pytest.raises(DataError, match=r"tiny.pkl: " + message):
+        load_dataset(str(tmp_path), "tiny")
+
+
+def test_event_folder_whose_item_features_disagree_with_the_events(tmp_path):
+    data = SplitData.from_dataset(tiny_dataset())  # 12 items
+    save_event_splits(str(tmp_path), data)
+    safe_io.dump_pickles(tmp_path / "tiny-events" / "item_features.pkl", np.eye(5))
+    with pytest.raises(DataError, match=r"item_features.pkl: item features of 5 items, "
+                                        r"expected 12 \(n_items of .*train/meta.json\)"):
+        load_split_data(str(tmp_path), "tiny")
+
+
+def test_event_folder_with_an_item_id_beyond_the_catalogue(tmp_path):
+    data = SplitData.from_dataset(tiny_dataset())
+    save_event_splits(str(tmp_path), data)
+    display = data.splits["test"].display.copy()
+    display[2, 0] = 12
+    np.save(tmp_path / "tiny-events" / "test" / "display.npy", display)
+    with pytest.raises(DataError, match=r"test/display.npy: row 2: item id 12, expected "
+                                        r"0..11"):
+        load_split_data(str(tmp_path), "tiny")
+
+
+def _fake_user_model_dir(folder, features_object, n_items=12):
+    """The files `load_user_model` reads before any checkpoint, with these item features."""
+    folder.mkdir()
+    safe_io.dump_json(folder / "model.json", {"n_items": n_items, "model": {},
+                                               "has_no_click": False, "regularizer": "entropy"})
+    safe_io.dump_json(folder / "config.json", {"data_folder": str(folder), "dataset": "tiny"})
+    safe_io.dump_pickles(folder / "item_features.pkl", features_object)
+    return str(folder)
+
+
+def test_run_folder_item_features_of_the_wrong_item_count(tmp_path):
+    from ganrl.user_model import load_user_model
+    run = _fake_user_model_dir(tmp_path / "run", np.eye(10))
+    with pytest.raises(DataError, match=r"run/item_features.pkl: item features of 10 items, "
+                                        r"expected 12 \(n_items of .*run/model.json\)"):
+        load_user_model(run)
+
+
+def _refused_by_entry_point(args, cwd, *message_parts):
+    """Runs an entry point that must refuse its input: exit 1, one error line, no traceback,
+    no `runs/` folder."""
+    proc = run_script([sys.executable, *args], cwd=str(cwd), check=False)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    for part in message_parts:
+        assert part in errors[0]
+    assert not (cwd / "runs").exists()
+
+
+@pytest.mark.parametrize("case", ["split_overlap", "nan_features", "events_features"])
+def test_user_model_entry_point_refuses_bad_data_before_its_run_folder(tmp_path, case):
+    data = tmp_path / "data"
+    data.mkdir()
+    dataset = tiny_dataset()
+    if case == "split_overlap":
+        dataset.split = (dataset.split[0], dataset.split[1], dataset.split[2] + [5])
+    save_dataset(str(data), dataset)
+    if case == "nan_features":
+        dense = np.ones((12, 2))
+        dense[0, 0] = np.nan
+        safe_io.dump_pickles(data / "tiny.pkl", dataset.behavior, _compact(dense))
+    if case == "events_features":
+        save_event_splits(str(data), SplitData.from_dataset(dataset))
+        safe_io.dump_pickles(data / "tiny-events" / "item_features.pkl", np.eye(5))
+    expected = {"split_overlap": "tiny-split.pkl: test list", "nan_features": "tiny.pkl: item "
+                "features, field 'dense'", "events_features": "item_features.pkl: item "
+                "features of 5 items, expected 12"}[case]
+    _refused_by_entry_point([os.path.join(ROOT, "experiment_user_model",
+                                          "main_gan_user_model.py"),
+                             f"--data_folder={data}", "--dataset=tiny", "--num_itrs=1",
+                             "--batch_size=4"], tmp_path, expected)
+
+
+def test_policy_entry_point_refuses_bad_item_features_before_its_run_folder(tmp_path):
+    dense = np.ones((12, 2))
+    dense[3, 1] = np.inf
+    run = _fake_user_model_dir(tmp_path / "um", _compact(dense))
+    _refused_by_entry_point([os.path.join(ROOT, "experiment_policy", "main_policy.py"),
+                             f"--user_model_dir={run}", f"--test_user_model_dir={run}"],
+                            tmp_path, "um/item_features.pkl: item features, field 'dense'")

@@ -62,6 +62,7 @@ def read_table(path: str, sep: str, header: int | None = 0) -> pd.DataFrame:
         raise DataError(f"{path}: no such file")
     if os.path.isdir(path):
         raise DataError(f"{path}: is a folder, expected a file")
+    refuse_nul_bytes(path)
     try:
         frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, header=header,
                             skip_blank_lines=False)
@@ -78,6 +79,23 @@ def read_table(path: str, sep: str, header: int | None = 0) -> pd.DataFrame:
     return frame
 
 
+def refuse_nul_bytes(path: str, chunk_bytes: int = 1 << 24) -> None:
+    """Raises `DataError` naming the first line of `path` that holds a NUL byte.
+
+    The CSV parser would keep a NUL inside a field it never converts (such as the released
+    format's unused `SessionId`), so a corrupted line would pass unnoticed. Reads the file in
+    chunks: memory stays bounded whatever its size.
+    """
+    newlines = 0
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(chunk_bytes), b""):
+            nul = chunk.find(b"\0")
+            if nul >= 0:
+                line = newlines + chunk.count(b"\n", 0, nul) + 1
+                raise DataError(f"{path}: line {line}: holds a NUL byte; expected text")
+            newlines += chunk.count(b"\n")
+
+
 def line_numbers(frame: pd.DataFrame, header_lines: int = 1) -> np.ndarray:
     """`[R]` the line number in its file of each row of a `read_table` frame."""
     return frame.index.to_numpy() + header_lines + 1
@@ -91,15 +109,50 @@ def require_columns(frame: pd.DataFrame, columns: list[str], source: str) -> Non
                         f"{columns}, found {list(frame.columns)}")
 
 
-def integer_column(frame: pd.DataFrame, column: str, source: str, header_lines: int = 1
-                   ) -> np.ndarray:
-    """The column as int64; `DataError` naming the line and field of the first non-integer."""
+# Integers beyond this magnitude are not all exact in float64 (a column with one decimal or
+# exponent in it is parsed as floats), and none beyond int64 fits the arrays.
+EXACT_INTEGER_BOUND = 2 ** 53
+
+
+def exact_integers(values: pd.Series) -> np.ndarray:
+    """`[R]` which entries of a `pd.to_numeric` result are exact integers that fit int64:
+    whole, finite and, in a float column, at most `EXACT_INTEGER_BOUND` in magnitude."""
+    if pd.api.types.is_signed_integer_dtype(values.dtype):
+        return np.ones(len(values), dtype=bool)
+    if pd.api.types.is_unsigned_integer_dtype(values.dtype):
+        return values.to_numpy() <= np.iinfo(np.int64).max
+    numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        return (np.isfinite(numbers) & (numbers == np.floor(numbers))
+                & (np.abs(numbers) <= EXACT_INTEGER_BOUND))
+
+
+def _integer_expected(value: float, minimum: int | None) -> str:
+    """What an integer field should have held instead of `value` (words for the error)."""
+    if minimum is not None and value < minimum:
+        return "a non-negative integer" if minimum == 0 else f"an integer of at least {minimum}"
+    if np.isinf(value) or (value == np.floor(value)):  # inf, or too large to be exact
+        return "a finite integer of magnitude at most 2^53"
+    return "an integer"
+
+
+def integer_column(frame: pd.DataFrame, column: str, source: str, header_lines: int = 1,
+                   minimum: int | None = None) -> np.ndarray:
+    """The column as int64.
+
+    Raises:
+      DataError: naming the line and field of the first entry that is not an exact integer
+        (`exact_integers`: text, a fraction, inf, 1e30) or, with `minimum`, is below it.
+    """
     values = pd.to_numeric(frame[column], errors="coerce")
-    bad = values.isna() | (values != np.floor(values.fillna(0)))
-    if bad.any():
-        position = int(np.flatnonzero(bad.to_numpy())[0])
+    good = exact_integers(values)
+    if minimum is not None:
+        good[good] = values.to_numpy()[good] >= minimum
+    if not good.all():
+        position = int(np.flatnonzero(~good)[0])
         line = int(frame.index[position]) + header_lines + 1
-        raise DataError(f"{source}: line {line}, field {column!r}: expected an integer, got "
+        raise DataError(f"{source}: line {line}, field {column!r}: expected "
+                        f"{_integer_expected(values.iloc[position], minimum)}, got "
                         f"{frame[column].iloc[position]!r}")
     return values.to_numpy().astype(np.int64)
 

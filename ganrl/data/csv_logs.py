@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ganrl.data.convert import (Converted, convert_rows, integer_column, line_numbers,
-                                read_table, require_columns)
+from ganrl.data.convert import (Converted, convert_rows, exact_integers, integer_column,
+                                line_numbers, read_table, require_columns)
 from ganrl.data.safe_io import DataError
 
 ROLES = ("user", "time", "item", "click", "split")
@@ -54,9 +54,9 @@ def dense_codes(frame: pd.DataFrame, column: str, source: str
         line = line_numbers(frame)[int(np.flatnonzero(empty)[0])]
         raise DataError(f"{source}: line {line}, field {column!r}: expected an id, got an "
                         "empty field")
-    numeric = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy()
-    if not np.isnan(numeric).any() and np.array_equal(numeric, np.floor(numeric)):
-        return np.unique(numeric.astype(np.int64), return_inverse=True)
+    numeric = pd.to_numeric(pd.Series(values), errors="coerce")
+    if exact_integers(numeric).all():
+        return np.unique(numeric.to_numpy().astype(np.int64), return_inverse=True)
     return np.unique(values, return_inverse=True)
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 import numpy as np
 
@@ -90,37 +90,74 @@ class ItemFeatures:
 
     @classmethod
     def from_pickle_object(cls, obj: Any, source: str) -> "ItemFeatures":
-        """Parses either on-disk form; raises `DataError` naming `source` when malformed."""
+        """Parses either on-disk form; raises `DataError` naming `source` and the field when
+        malformed (a wrong shape or type, a non-numeric or non-finite feature)."""
         if isinstance(obj, np.ndarray):
-            if obj.ndim != 2:
-                raise DataError(f"{source}: item features: expected a 2-D array, got shape {obj.shape}")
-            n = obj.shape[0]
-            if obj.shape[1] == n and np.array_equal(obj, np.eye(n, dtype=obj.dtype)):
+            matrix = feature_matrix(obj, f"{source}: item features (2-D array)")
+            n = matrix.shape[0]
+            if matrix.shape[1] == n and np.array_equal(matrix, np.eye(n, dtype=matrix.dtype)):
                 return cls(n_items=n, identity=True)
-            return cls(n_items=n, identity=False, dense=obj.astype(np.float32),
-                                  columns=tuple(f"f{i}" for i in range(obj.shape[1])))
+            return cls(n_items=n, identity=False, dense=matrix,
+                       columns=tuple(f"f{i}" for i in range(matrix.shape[1])))
         if isinstance(obj, dict):
+            where = f"{source}: item features"
             if obj.get("format") != FEATURES_FORMAT:
-                raise DataError(
-                        f"{source}: item features: field 'format' is {obj.get('format')!r}, "
-                        f"expected {FEATURES_FORMAT!r}")
+                raise DataError(f"{where}: field 'format' is {obj.get('format')!r}, expected "
+                                f"{FEATURES_FORMAT!r}")
             n = obj.get("n_items")
-            if not isinstance(n, (int, np.integer)) or n <= 0:
-                raise DataError(f"{source}: item features: field 'n_items' must be a positive integer, "
-                                                f"got {n!r}")
+            if not is_integer(n) or n <= 0:
+                raise DataError(f"{where}: field 'n_items': expected a positive integer, got "
+                                f"{n!r}")
+            identity = obj.get("identity", True)
+            if not isinstance(identity, (bool, np.bool_)):
+                raise DataError(f"{where}: field 'identity': expected True or False, got "
+                                f"{identity!r}")
             dense = obj.get("dense")
             if dense is not None:
-                dense = np.asarray(dense, dtype=np.float32)
-                if dense.ndim != 2 or dense.shape[0] != n:
-                    raise DataError(f"{source}: item features: field 'dense' must have shape "
-                                                    f"[{n}, d], got {dense.shape}")
+                dense = feature_matrix(dense, f"{where}, field 'dense'")
+                if dense.shape[0] != n:
+                    raise DataError(f"{where}, field 'dense': expected shape [{n}, d] (n_items "
+                                    f"rows), got {dense.shape}")
+            elif not identity:
+                raise DataError(f"{where}: no features: 'identity' is False and 'dense' is "
+                                "None; expected one of them")
             columns = tuple(str(c) for c in obj.get("columns") or ())
             if dense is not None and len(columns) != dense.shape[1]:
                 columns = tuple(f"f{i}" for i in range(dense.shape[1]))
-            return cls(n_items=int(n), identity=bool(obj.get("identity", True)), dense=dense,
-                                  columns=columns)
+            return cls(n_items=int(n), identity=bool(identity), dense=dense, columns=columns)
         raise DataError(f"{source}: item features: expected a 2-D array or a dict, "
-                                        f"got {type(obj).__name__}")
+                        f"got {type(obj).__name__}")
+
+
+def is_integer(value: Any) -> bool:
+    """Whether `value` is a Python or numpy integer (not a bool)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def feature_matrix(values: Any, where: str) -> np.ndarray:
+    """`values` as a float32 `[rows, d]` matrix of finite numbers.
+
+    Args:
+      values: the array read from a pickle.
+      where: the file and field, for the error.
+
+    Raises:
+      DataError: `where`, and what is wrong: not 2-D, no rows, not numbers (strings, objects),
+        or a NaN or infinity (also one that float32 cannot hold), with its row and column.
+    """
+    array = np.asarray(values)
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"{where}: expected an array of numbers, got dtype {array.dtype}")
+    if array.ndim != 2 or array.shape[0] == 0:
+        raise DataError(f"{where}: expected a 2-D array [n_items, d], got shape {array.shape}")
+    with np.errstate(over="ignore"):
+        matrix = array.astype(np.float32)
+    finite = np.isfinite(matrix)
+    if not finite.all():
+        row, column = (int(i) for i in np.argwhere(~finite)[0])
+        raise DataError(f"{where}: expected finite numbers, got {float(array[row, column])} "
+                        f"at row {row}, column {column}")
+    return matrix
 
 
 @dataclasses.dataclass
@@ -227,9 +264,18 @@ def load_split_data(data_folder: str, name: str, resplit_seed: int | None = None
     if resplit_seed is None and os.path.isdir(folder):
         features_path = os.path.join(folder, "item_features.pkl")
         (features,) = safe_io.load_pickles(features_path, 1)
-        return SplitData(name, ItemFeatures.from_pickle_object(features, features_path), {
-            split: EventArrays.load(os.path.join(folder, split), mmap=mmap)
-            for split in SPLIT_NAMES})
+        item_features = ItemFeatures.from_pickle_object(features, features_path)
+        splits = {split: EventArrays.load(os.path.join(folder, split), mmap=mmap)
+                  for split in SPLIT_NAMES}
+        for split, events in splits.items():
+            if events.n_items != item_features.n_items:
+                raise DataError(
+                    f"{features_path}: item features of {item_features.n_items} items, "
+                    f"expected {events.n_items} (n_items of {os.path.join(folder, split)}/"
+                    "meta.json)")
+        # The lists are the split folders' user_ids.npy.
+        validate_split([events.user_ids.tolist() for events in splits.values()], folder)
+        return SplitData(name, item_features, splits)
     return SplitData.from_dataset(load_dataset(data_folder, name), resplit_seed)
 
 
@@ -243,42 +289,95 @@ def save_dataset(data_folder: str, dataset: ClickDataset, stats: dict | None = N
 
 
 def load_dataset(data_folder: str, name: str) -> ClickDataset:
-    """Reads and validates dataset `name` from `data_folder` (restricted unpickling)."""
+    """Reads and validates dataset `name` from `data_folder` (restricted unpickling).
+
+    Raises:
+      DataError: naming the file and the field, entry or user that is malformed
+        (`ItemFeatures.from_pickle_object`, `validate_behavior`, `validate_split`).
+    """
     p = paths(data_folder, name)
     behavior, features = safe_io.load_pickles(p["pkl"], 2)
     item_features = ItemFeatures.from_pickle_object(features, p["pkl"])
     validate_behavior(behavior, item_features.n_items, p["pkl"])
-    split = tuple(list(s) for s in safe_io.load_pickles(p["split"], 3))
-    known = {entry[0] for entry in behavior}
-    for split_name, users in zip(SPLIT_NAMES, split):
-        for position, user in enumerate(users):
-            if user not in known:
-                raise DataError(f"{p['split']}: {split_name} list, entry {position}: user {user!r} "
-                                                f"is not in {p['pkl']}")
+    split = validate_split(safe_io.load_pickles(p["split"], 3), p["split"],
+                           known=({entry[0] for entry in behavior}, p["pkl"]))
     return ClickDataset(name=name, behavior=behavior, item_features=item_features, split=split)
 
 
+def validate_split(lists: Sequence, source: str, known: tuple[set, str] | None = None
+                   ) -> tuple[list, list, list]:
+    """Checks a user split: three lists (train, vali, test) of user ids, each user in one.
+
+    Args:
+      lists: the train, validation and test user ids, as read.
+      source: where they come from, for the error.
+      known: (the dataset's user ids, its file name): every user must be one of them.
+
+    Returns:
+      The three lists.
+
+    Raises:
+      DataError: naming `source`, the list and entry: not a list of integers, a user the data
+        lacks, or a user twice (a test user also in training would be scored on her own
+        training events).
+    """
+    seen: dict = {}
+    for split_name, users in zip(SPLIT_NAMES, lists):
+        if not isinstance(users, (list, tuple, np.ndarray)):
+            raise DataError(f"{source}: {split_name} list: expected a list of user ids, got "
+                            f"{type(users).__name__}")
+        for position, user in enumerate(users):
+            where = f"{source}: {split_name} list, entry {position}"
+            if not is_integer(user):
+                raise DataError(f"{where}: expected an integer user id, got {user!r}")
+            if known is not None and user not in known[0]:
+                raise DataError(f"{where}: user {user!r} is not in {known[1]}")
+            if user in seen:
+                raise DataError(f"{where}: user {user!r} is already in the {seen[user]}; "
+                                "expected each user in one split, once")
+            seen[user] = f"{split_name} list (entry {position})"
+    return tuple(list(users) for users in lists)
+
+
 def validate_behavior(behavior: Any, n_items: int, source: str) -> None:
-    """Checks the `data_behavior` structure; raises `DataError` naming user and step."""
+    """Checks the `data_behavior` structure and types.
+
+    Raises:
+      DataError: naming `source`, the entry (and user, step) and what was expected.
+    """
     if not isinstance(behavior, list):
         raise DataError(f"{source}: data_behavior: expected a list, got {type(behavior).__name__}")
+    entry_of_user: dict = {}
     for u, entry in enumerate(behavior):
         if not isinstance(entry, (list, tuple)) or len(entry) != 3:
             raise DataError(f"{source}: data_behavior[{u}]: expected [user_id, displays, clicks]")
         user, displays, clicks = entry
+        where = f"{source}: data_behavior[{u}]"
+        if not is_integer(user) or user < 0:
+            raise DataError(f"{where}: user id: expected a non-negative integer, got {user!r}")
+        if user in entry_of_user:
+            raise DataError(f"{where}: user {user} already has entry {entry_of_user[user]}; "
+                            "expected one entry per user")
+        entry_of_user[user] = u
+        where = f"{where} (user {user})"
+        for field, value in (("displays", displays), ("clicks", clicks)):
+            if not isinstance(value, (list, tuple, np.ndarray)):
+                raise DataError(f"{where}: {field}: expected a list, got "
+                                f"{type(value).__name__}")
         if len(displays) != len(clicks):
-            raise DataError(f"{source}: data_behavior[{u}] (user {user!r}): {len(displays)} display "
-                                            f"sets but {len(clicks)} clicks")
+            raise DataError(f"{where}: {len(displays)} display sets but {len(clicks)} clicks")
         for t, (display, click) in enumerate(zip(displays, clicks)):
-            if len(display) == 0:
-                raise DataError(f"{source}: user {user!r}, step {t}: empty display set")
-            if click != NO_CLICK and click not in display:
-                raise DataError(f"{source}: user {user!r}, step {t}: clicked item {click!r} is not in "
-                                                f"the display set {list(display)!r}")
+            step = f"{where}, step {t}"
+            if not isinstance(display, (list, tuple, np.ndarray)) or len(display) == 0:
+                raise DataError(f"{step}: display set: expected a non-empty list of item ids, "
+                                f"got {display!r}")
             for item in display:
-                if not 0 <= int(item) < n_items:
-                    raise DataError(f"{source}: user {user!r}, step {t}: item id {item!r} outside "
-                                                    f"0..{n_items - 1}")
+                if not is_integer(item) or not 0 <= item < n_items:
+                    raise DataError(f"{step}: display set: expected item ids in "
+                                    f"0..{n_items - 1}, got {item!r}")
+            if not is_integer(click) or (click != NO_CLICK and click not in display):
+                raise DataError(f"{step}: click: expected an item of the display set "
+                                f"{list(display)!r} or {NO_CLICK}, got {click!r}")
 
 
 @dataclasses.dataclass
@@ -325,6 +424,9 @@ class EventArrays:
         return np.where(self.clicked_pos >= 0, items, NO_CLICK).astype(np.int32)
 
     ARRAY_FIELDS = ("user_ids", "event_offsets", "display", "display_mask", "clicked_pos")
+    # Field -> (numpy dtype kinds it may have, number of dimensions).
+    ARRAY_TYPES = {"user_ids": ("iu", 1), "event_offsets": ("iu", 1), "display": ("iu", 2),
+                   "display_mask": ("b", 2), "clicked_pos": ("iu", 1)}
 
     def save(self, folder: str) -> None:
         """Writes the arrays as `.npy` files in `folder` (each atomically), readable in pieces
@@ -344,8 +446,14 @@ class EventArrays:
         meta_path = os.path.join(folder, "meta.json")
         if not os.path.exists(meta_path):
             raise DataError(f"{folder}: no meta.json: not an event-array folder")
-        with open(meta_path) as f:
-            meta = json.load(f)
+        try:
+            with open(meta_path) as f:
+                n_items = json.load(f)["n_items"]
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+            raise DataError(f"{meta_path}: expected a JSON object with 'n_items': {e}") from None
+        if not is_integer(n_items) or n_items <= 0:
+            raise DataError(f"{meta_path}: field 'n_items': expected a positive integer, got "
+                            f"{n_items!r}")
         arrays = {}
         for field in cls.ARRAY_FIELDS:
             path = os.path.join(folder, field + ".npy")
@@ -354,12 +462,57 @@ class EventArrays:
                                         allow_pickle=False)
             except (OSError, ValueError) as e:
                 raise DataError(f"{path}: cannot read event array '{field}': {e}") from None
-        n_events = int(arrays["event_offsets"][-1]) if len(arrays["event_offsets"]) else 0
+        events = cls(n_items=n_items, **arrays)
+        events.validate(folder)
+        return events
+
+    # Rows checked at a time by `validate`, so that checking a memory-mapped folder needs
+    # memory for one block, not for the data.
+    VALIDATE_BLOCK = 1 << 20
+
+    def validate(self, folder: str) -> None:
+        """Checks shapes, types and ranges: every displayed id in 0..n_items-1, every click
+        on a displayed item (or -1), offsets from 0 that never decrease.
+
+        Raises:
+          DataError: naming `folder`'s array file and the first bad row.
+        """
+        def fail(field: str, what: str) -> NoReturn:
+            raise DataError(f"{os.path.join(folder, field + '.npy')}: {what}")
+
+        for field, (kinds, ndim) in self.ARRAY_TYPES.items():
+            array = getattr(self, field)
+            if array.dtype.kind not in kinds or array.ndim != ndim:
+                fail(field, f"a {array.ndim}-D array of {array.dtype}, expected a {ndim}-D "
+                     f"array of {'booleans' if kinds == 'b' else 'integers'}")
+        offsets = np.asarray(self.event_offsets)
+        if len(offsets) != self.n_users + 1 or offsets[0] != 0 or (np.diff(offsets) < 0).any():
+            fail("event_offsets", f"expected {self.n_users + 1} offsets (users + 1) rising from "
+                 "0")
+        n_events = int(offsets[-1])
         for field in ("display", "display_mask", "clicked_pos"):
-            if len(arrays[field]) != n_events:
-                raise DataError(f"{folder}/{field}.npy: {len(arrays[field])} rows, expected "
-                                f"{n_events} (event_offsets[-1])")
-        return cls(n_items=int(meta["n_items"]), **arrays)
+            if len(getattr(self, field)) != n_events:
+                fail(field, f"{len(getattr(self, field))} rows, expected {n_events} "
+                     "(event_offsets[-1])")
+        if self.display_mask.shape != self.display.shape:
+            fail("display_mask", f"shape {self.display_mask.shape}, expected "
+                 f"{self.display.shape} (that of display.npy)")
+        for start in range(0, n_events, self.VALIDATE_BLOCK):
+            rows = slice(start, start + self.VALIDATE_BLOCK)
+            display, mask = np.asarray(self.display[rows]), np.asarray(self.display_mask[rows])
+            bad = mask & ((display < 0) | (display >= self.n_items))
+            if bad.any():
+                row, column = np.argwhere(bad)[0]
+                fail("display", f"row {start + row}: item id {display[row, column]}, expected "
+                     f"0..{self.n_items - 1} (n_items of meta.json)")
+            clicked = np.asarray(self.clicked_pos[rows]).astype(np.int64)
+            on_item = (clicked >= 0) & (clicked < self.max_display)
+            on_item[on_item] = mask[np.flatnonzero(on_item), clicked[on_item]]
+            bad = ~on_item & (clicked != NO_CLICK)
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                fail("clicked_pos", f"row {start + row}: {clicked[row]}, expected the position "
+                     f"of a displayed item or {NO_CLICK}")
 
     @classmethod
     def from_behavior(cls, behavior: list, users: Sequence | None, max_display: int,

@@ -7,7 +7,8 @@ Tab-separated with the header
 `Time` one display set (a `Time` value belongs to one user), `is_click` the click (0/1) and
 `tr_val_tst` the user's split (0 train, 1 validation, 2 test). `SessionId`, `ItemId` and
 `raw_index` are not used. The conversion's rules (duplicates, repeated items, shuffling, two
-clicks) are those of `ganrl.data.convert`; the item count is the largest id plus one.
+clicks) are those of `ganrl.data.convert`; the item count is the largest id plus one, within a
+bound (`catalogue_size`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ RELEASED_COLUMNS = ("SessionId", "Time", "ItemId", "is_click", "raw_index",
                     "session_new_index", "item_new_index", "tr_val_tst")
 # The columns the reader needs (the others may be absent).
 USED_COLUMNS = ["Time", "is_click", "session_new_index", "item_new_index", "tr_val_tst"]
+ID_COLUMNS = ("session_new_index", "item_new_index")  # dense from 0: never negative
+# The catalogue (largest item id + 1) may be at most this many times the distinct ids, or
+# this many items, whichever is larger (`catalogue_size`).
+CATALOGUE_SPREAD = 10
+CATALOGUE_MIN_BOUND = 1000
 
 
 def is_released_format(path: str) -> bool:
@@ -44,12 +50,14 @@ def read_released(path: str, name: str, seed: int) -> Converted:
       seed: shuffles each display set.
 
     Raises:
-      DataError: naming the file, line and field (missing column, non-integer id, a `Time`
-        shared by two users, two clicks in a display set, a user in two splits, ...).
+      DataError: naming the file, line and field (missing column, non-integer or negative
+        id, a `Time` shared by two users, two clicks in a display set, a user in two splits,
+        an item id far beyond the others, ...).
     """
     frame = read_table(path, "\t")
     require_columns(frame, USED_COLUMNS, path)
-    values = {c: integer_column(frame, c, path) for c in USED_COLUMNS}
+    values = {c: integer_column(frame, c, path, minimum=0 if c in ID_COLUMNS else None)
+              for c in USED_COLUMNS}
     lines = line_numbers(frame)
     owners = pd.DataFrame({"t": values["Time"], "u": values["session_new_index"]}
                           ).groupby("t")["u"].nunique()
@@ -59,10 +67,29 @@ def read_released(path: str, name: str, seed: int) -> Converted:
         raise DataError(f"{path}: lines {shown}: Time {t} belongs to more than one user "
                         "(session_new_index); expected one display set per Time value")
     items = values["item_new_index"]
-    if items.min() < 0:
-        first = int(np.flatnonzero(items < 0)[0])
-        raise DataError(f"{path}: line {lines[first]}, field 'item_new_index': expected a "
-                        f"non-negative id, got {items[first]}")
     return convert_rows(name, values["session_new_index"], values["Time"], items,
-                        values["is_click"], int(items.max()) + 1, seed, path, line=lines,
-                        split=values["tr_val_tst"])
+                        values["is_click"], catalogue_size(items, lines, path), seed, path,
+                        line=lines, split=values["tr_val_tst"])
+
+
+def catalogue_size(items: np.ndarray, lines: np.ndarray, source: str) -> int:
+    """The catalogue of dense item ids `items` (`[R]`, non-negative): the largest plus one.
+
+    Ids are meant to be dense from 0, so the catalogue may hold at most
+    `max(CATALOGUE_MIN_BOUND, CATALOGUE_SPREAD * distinct ids)` items: one stray huge id would
+    otherwise size every item table (and training's memory) by itself.
+
+    Raises:
+      DataError: naming the line of the largest id and the bound.
+    """
+    largest = int(items.max())
+    distinct = len(np.unique(items))
+    bound = max(CATALOGUE_MIN_BOUND, CATALOGUE_SPREAD * distinct)
+    if largest + 1 > bound:
+        line = lines[int(np.argmax(items))]
+        raise DataError(
+            f"{source}: line {line}, field 'item_new_index': expected ids dense from 0, got "
+            f"{largest}: a catalogue of {largest + 1} items for {distinct} distinct ids "
+            f"(at most max({CATALOGUE_MIN_BOUND}, {CATALOGUE_SPREAD} x distinct ids) = {bound}"
+            "); re-index the items, or read the file with --columns, which re-indexes them")
+    return largest + 1

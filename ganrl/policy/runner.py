@@ -168,6 +168,11 @@ class PolicyRunner:
         self.features = PolicyFeatures.from_user_model(self.train_model.reward)
         cfg = self.train_model.config
         data = load_split_data(cfg["data_folder"], cfg["dataset"])
+        if data.n_items != self.train_model.n_items:
+            raise safe_io.DataError(
+                f"{os.path.join(cfg['data_folder'], cfg['dataset'])}: {data.n_items} items, "
+                f"expected {self.train_model.n_items} (the catalogue of the user model in "
+                f"{config.user_model_dir})")
         self.train_events = data.splits["train"]
         self.train_sim = Simulator(self.train_model, config.simulator(0))
         self.test_sim = Simulator(self.test_model, config.simulator(1))

@@ -74,6 +74,9 @@ def load_user_model(run_dir: str, checkpoint: str = "loss") -> LoadedUserModel:
     features_path = os.path.join(run_dir, "item_features.pkl")
     (features_obj,) = safe_io.load_pickles(features_path, 1)
     item_features = ItemFeatures.from_pickle_object(features_obj, features_path)
+    if item_features.n_items != meta["n_items"]:
+        raise safe_io.DataError(f"{features_path}: item features of {item_features.n_items} "
+                                f"items, expected {meta['n_items']} (n_items of {model_json})")
     model_config = ModelConfig(**meta["model"])
     reward = UserModel(item_features, model_config, meta["has_no_click"], name="reward")
     models = {"reward": reward}

@@ -37,7 +37,12 @@ flags.DEFINE_string("save_dir", "", "Run folder (default runs/{dataset}__{user_m
 flags.DEFINE_boolean("resplit", False, "Draw a new 50/25/25 user split with --seed.")
 flags.DEFINE_float("learning_rate", 0.0005, "Adam learning rate.")
 flags.DEFINE_integer("batch_size", 50, "Users per training batch.")
-flags.DEFINE_integer("num_itrs", 2000, "Training iterations.")
+flags.DEFINE_integer("num_itrs", 0, "Training iterations (0: --num_epochs passes over the "
+                     "training users).")
+flags.DEFINE_float("num_epochs", 100.0, "With --num_itrs=0, the training length in passes over "
+                   "the training users.")
+flags.DEFINE_integer("early_stop", 10, "Stop once this many evaluations in a row have not "
+                     "improved the validation loss (0: never).")
 flags.DEFINE_integer("rnn_hidden_dim", 20, "LSTM units.")
 flags.DEFINE_integer("pw_dim", 4, "Position-weight columns (PW).")
 flags.DEFINE_integer("pw_band_size", 20, "Past clicks seen by PW.")
@@ -56,6 +61,10 @@ flags.DEFINE_float("start_margin", 1.0, "For L2: a fine-tuned checkpoint replace
                    "validation by more than this many standard errors (0: any gain).")
 flags.DEFINE_enum("pw_activation", None, ["sigmoid", "linear"], "PW's squashing of its "
                   "position-weighted sums (sigmoid: the paper's).")
+flags.DEFINE_integer("rnn_skip", None, "LSTM: a learned position-weighted sum of the last "
+                     "this many click embeddings beside its output (0: none).")
+flags.DEFINE_boolean("mlp_item", None, "Whether the utility MLP sees the item's embedding "
+                     "(else only its context features).")
 flags.DEFINE_boolean("item_bias", None, "A learned scalar per item in its utility.")
 flags.DEFINE_integer("item_dim", 32, "Item embedding width.")
 flags.DEFINE_boolean("bilinear", True, "Add a bilinear state-item term to the utility MLP.")
@@ -96,8 +105,9 @@ def config_from_flags() -> TrainConfig:
     save_dir = FLAGS.save_dir or os.path.join(
         "runs", f"{FLAGS.dataset}__{FLAGS.user_model}__{FLAGS.regularizer}__{FLAGS.seed}")
     preset = MODEL_PRESETS[FLAGS.item_features]
-    chosen = {name: getattr(FLAGS, name) for name in ("id_dropout", "pw_activation",
-                                                      "item_bias", "display_history",
+    chosen = {name: getattr(FLAGS, name) for name in ("id_dropout", "pw_activation", "rnn_skip",
+                                                      "mlp_item", "item_bias",
+                                                      "display_history",
                                                       "choice_history", "history_features",
                                                       "set_context", "set_summary")
               if getattr(FLAGS, name) is not None}
@@ -112,6 +122,7 @@ def config_from_flags() -> TrainConfig:
         dataset=FLAGS.dataset, data_folder=FLAGS.data_folder, save_dir=save_dir,
         regularizer=FLAGS.regularizer, learning_rate=FLAGS.learning_rate,
         batch_size=FLAGS.batch_size, num_itrs=FLAGS.num_itrs, seed=FLAGS.seed,
+        num_epochs=FLAGS.num_epochs, early_stop=FLAGS.early_stop,
         eval_every=FLAGS.eval_every, pretrain_dir=FLAGS.pretrain_dir,
         pretrain_checkpoint=FLAGS.pretrain_checkpoint, start_margin=FLAGS.start_margin,
         resplit=FLAGS.resplit,

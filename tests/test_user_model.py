@@ -15,12 +15,18 @@ from ganrl.user_model.model import ModelConfig, UserModel
 from tests.tiny_data import tiny_dataset, write_tiny_dataset
 
 ENCODERS = ["PW", "LSTM"]
+# Each encoder as the paper has it and with the options of ids-only learning: linear PW,
+# the LSTM's skip path, item biases and a utility without an MLP.
+VARIANTS = ["PW", "LSTM", "PW-linear", "LSTM-skip"]
+_VARIANT_OPTIONS = {"PW-linear": {"pw_activation": "linear", "item_bias": True, "dims": ""},
+                    "LSTM-skip": {"rnn_skip": 2, "item_bias": True, "dims": ""}}
 
 
 def _model(encoder, n_items=8, has_no_click=False):
     tf.keras.utils.set_random_seed(0)
-    config = ModelConfig(user_model=encoder, dims="8-8", item_dim=4, rnn_hidden_dim=5,
-                         pw_dim=2, pw_band_size=3)
+    options = {"dims": "8-8", **_VARIANT_OPTIONS.get(encoder, {})}
+    config = ModelConfig(user_model=encoder.split("-")[0], item_dim=4, rnn_hidden_dim=5,
+                         pw_dim=2, pw_band_size=3, **options)
     return UserModel(ItemFeatures(n_items), config, has_no_click)
 
 
@@ -29,7 +35,7 @@ def _batch(behavior, n_items=8, max_display=3):
     return trainer.to_tensors(events.flat_batch(np.arange(events.n_users)))
 
 
-@pytest.mark.parametrize("encoder", ENCODERS)
+@pytest.mark.parametrize("encoder", VARIANTS)
 def test_state_at_t_ignores_clicks_at_t_and_later(encoder):
     model = _model(encoder)
     base = [[0, [[1, 2], [3, 4], [5, 6], [1, 7]], [1, 3, 5, 7]]]
@@ -42,7 +48,7 @@ def test_state_at_t_ignores_clicks_at_t_and_later(encoder):
     assert not np.allclose(u_base[2], u_changed[2])
 
 
-@pytest.mark.parametrize("encoder", ENCODERS)
+@pytest.mark.parametrize("encoder", VARIANTS)
 def test_no_click_events_do_not_enter_the_history(encoder):
     model = _model(encoder)
     with_gap = [[0, [[1, 2], [3, 4], [5, 6]], [1, -1, 5]]]
@@ -52,7 +58,7 @@ def test_no_click_events_do_not_enter_the_history(encoder):
     np.testing.assert_allclose(u_gap[2], u_without[1], atol=1e-6)
 
 
-@pytest.mark.parametrize("encoder", ENCODERS)
+@pytest.mark.parametrize("encoder", VARIANTS)
 def test_sequence_and_step_views_agree(encoder):
     model = _model(encoder)
     behavior = [[0, [[1, 2], [3, 4], [5, 6], [0, 7]], [2, -1, 5, 7]],
@@ -110,6 +116,28 @@ def test_runner_learns_writes_run_folder_and_loads_back(tmp_path, encoder):
     # A finished run is not retrained.
     again = _runner(config, dataset).run()
     assert again == json.loads((run / "results.json").read_text())
+
+
+def _curve_iterations(run):
+    rows = (run / "curves.csv").read_text().strip().splitlines()[1:]
+    return [int(r.split(",")[0]) for r in rows]
+
+
+def test_length_in_epochs_and_early_stopping(tmp_path):
+    dataset = tiny_dataset(n_users=40)  # 20 training users
+    # num_itrs 0: 3 passes over the 20 training users in batches of 6 are ceil(60 / 6) = 10.
+    config = _config(tmp_path / "a", num_itrs=0, num_epochs=3, eval_every=5)
+    assert config.iterations(20) == 10
+    _runner(config, dataset).run()
+    assert _curve_iterations(tmp_path / "a" / "run") == [0, 5, 10]
+    # Early stopping: at a learning rate this high the tiny set is overfitted within a few
+    # steps, so the validation loss stops improving well before 300 iterations; the run then
+    # stops exactly `early_stop` evaluations after its best one.
+    config = _config(tmp_path / "b", num_itrs=300, eval_every=2, early_stop=3,
+                     learning_rate=0.2)
+    results = _runner(config, dataset).run()
+    best = results["best_iteration"]["loss"]
+    assert _curve_iterations(tmp_path / "b" / "run")[-1] == best + 3 * 2 < 300
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):

@@ -61,7 +61,12 @@ class TrainConfig:
       regularizer: 'entropy' (maximum likelihood) or 'L2' (adversarial min-max).
       learning_rate: Adam step size.
       batch_size: users per training batch.
-      num_itrs: training iterations (batches).
+      num_itrs: training iterations (batches); 0: `num_epochs` passes over the training
+        users instead, so a larger log is not under-trained.
+      num_epochs: with num_itrs 0, the training length in passes over the training users
+        (ceil(num_epochs * training users / batch_size) iterations).
+      early_stop: stop once this many evaluations in a row have not improved the validation
+        loss (0: never); the best checkpoints are kept either way.
       seed: seeds the initialisation, the data order and `resplit`.
       eval_every: validate every this many iterations.
       pretrain_dir: for 'L2', the entropy run folder whose weights start both the reward r
@@ -91,6 +96,8 @@ class TrainConfig:
     learning_rate: float = 0.0005
     batch_size: int = 50
     num_itrs: int = 2000
+    num_epochs: float = 0.0
+    early_stop: int = 0
     seed: int = 0
     eval_every: int = 50
     pretrain_dir: str = ""
@@ -108,9 +115,20 @@ class TrainConfig:
     def __post_init__(self):
         if self.regularizer not in REGULARIZERS:
             raise ValueError(f"regularizer={self.regularizer!r}: expected one of {REGULARIZERS}")
-        for name in ("batch_size", "num_itrs", "eval_every", "steps_per_call"):
+        for name in ("batch_size", "eval_every", "steps_per_call"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.num_itrs < 0 or self.num_epochs < 0 or self.early_stop < 0:
+            raise ValueError(f"num_itrs, num_epochs and early_stop must not be negative, got "
+                             f"{self.num_itrs}, {self.num_epochs}, {self.early_stop}")
+        if self.num_itrs == 0 and self.num_epochs <= 0:
+            raise ValueError("num_itrs is 0: num_epochs must then be positive")
+
+    def iterations(self, train_users: int) -> int:
+        """The training length: `num_itrs`, or `num_epochs` passes over `train_users`."""
+        if self.num_itrs:
+            return self.num_itrs
+        return max(1, math.ceil(self.num_epochs * train_users / self.batch_size))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -131,8 +149,8 @@ class TrainingDivergedError(RuntimeError):
 
 # Model settings that shape the variables: a pre-trained run must share them.
 ARCHITECTURE_FIELDS = ("item_features", "user_model", "dims", "item_dim", "rnn_hidden_dim",
-                       "pw_dim", "pw_band_size", "pw_activation", "item_bias", "bilinear",
-                       "display_history",
+                       "pw_dim", "pw_band_size", "pw_activation", "rnn_skip", "item_bias",
+                       "mlp_item", "bilinear", "display_history",
                        "choice_history", "history_features", "set_context",
                        "set_summary")
 
@@ -586,7 +604,8 @@ class UserModelRunner:
 
     # -- The loop --------------------------------------------------------------------------
     def run(self) -> dict:
-        """Trains to `num_itrs` (resuming if interrupted), then tests the best checkpoints."""
+        """Trains for `config.iterations` (resuming if interrupted) or until early stopping,
+        then tests the best checkpoints."""
         if os.path.exists(self.results_path):
             with open(self.results_path) as f:
                 return json.load(f)
@@ -604,11 +623,13 @@ class UserModelRunner:
         it = start
         # Up to each evaluation, `steps_per_call` iterations per tf.function call: few calls,
         # and memory bounded by that many batches.
-        bounds = window_bounds(start, cfg.num_itrs, cfg.eval_every, cfg.steps_per_call)
+        num_itrs = cfg.iterations(train.n_users)
+        bounds = window_bounds(start, num_itrs, cfg.eval_every, cfg.steps_per_call)
         windows = iter(window_dataset(train, bounds, cfg.batch_size, cfg.seed,
                                       self.num_replicas, cfg.max_events or None))
-        while it < cfg.num_itrs:
-            end = min((it // cfg.eval_every + 1) * cfg.eval_every, cfg.num_itrs)
+        stopped = self._early_stopped(it)
+        while it < num_itrs and not stopped:
+            end = min((it // cfg.eval_every + 1) * cfg.eval_every, num_itrs)
             losses, counts, elapsed = [], [], 0.0
             for chunk_start in range(it, end, cfg.steps_per_call):
                 chunk_losses, chunk_counts, seconds = self._train_chunk(chunk_start,
@@ -623,10 +644,14 @@ class UserModelRunner:
             self.iteration.assign(it)
             self._validate(it, phase, float((losses * counts).sum() / max(counts.sum(), 1)),
                            counts.sum() / max(elapsed, 1e-9), writer)
-            if it == cfg.num_itrs or time.monotonic() - last_save >= cfg.checkpoint_secs:
+            stopped = self._early_stopped(it)
+            if it == num_itrs or stopped or time.monotonic() - last_save >= cfg.checkpoint_secs:
                 self.latest.save(checkpoint_number=it)
                 last_save = time.monotonic()
         writer.close()
+        if stopped:
+            self.progress(f"early stop at iteration {it}: the validation loss has not improved "
+                          f"for {cfg.early_stop} evaluations")
         results = self._test()
         results["train_seconds"] = train_seconds
         results["events_per_second"] = train_events / max(train_seconds, 1e-9)
@@ -636,6 +661,15 @@ class UserModelRunner:
         else:
             shutil.rmtree(self._checkpoint_root, ignore_errors=True)
         return results
+
+    def _early_stopped(self, iteration: int) -> bool:
+        """Whether `early_stop` evaluations have passed since the best validation loss (a
+        function of the checkpointed state, so a resumed run stops where it would have)."""
+        path = self.best_managers["loss"].latest_checkpoint
+        if not self.config.early_stop or path is None:
+            return False
+        best = int(path.rsplit("-", 1)[1])
+        return iteration - best >= self.config.early_stop * self.config.eval_every
 
     def _train_chunk(self, start: int, window: tuple[dict, tf.Tensor]
                      ) -> tuple[np.ndarray, np.ndarray, float]:

@@ -133,6 +133,12 @@ class HistoryEncoder(keras.layers.Layer):
         """`[B, state_dim]` encoding of `state`."""
         raise NotImplementedError
 
+    def similarity_init(self) -> np.ndarray | None:
+        """`[state_dim, E]` a starting map from the state into item-embedding space under
+        which the bilinear utility (P s) . e_a is a similarity of the item to the history,
+        or None when the state does not live in that space (a random start then)."""
+        return None
+
 
 PW_ACTIVATIONS = {"sigmoid": tf.sigmoid, "linear": tf.identity}
 
@@ -182,17 +188,40 @@ class PositionWeightEncoder(HistoryEncoder):
     def state_vector(self, state):
         return self._encode(state)
 
+    def similarity_init(self):
+        """Linear PW: the mean of the columns (each a weighted sum of click embeddings);
+        state index e * pw_dim + n is column n of embedding dimension e."""
+        if self.activation is not tf.identity:
+            return None
+        return np.repeat(np.eye(self.embed_dim, dtype=np.float32), self.pw_dim, axis=0
+                         ) / self.pw_dim
+
 
 class LSTMEncoder(HistoryEncoder):
     """An LSTM over the clicked items' embeddings; the state at event t is its output after
-    the last click before t (zeros before the first click)."""
+    the last click before t (zeros before the first click).
 
-    def __init__(self, embed_dim: int, hidden_dim: int, **kwargs: Any):
+    With `skip_window` m > 0 the state also holds a learned position-weighted sum of the
+    last m click embeddings, sum_l w_l e_{t-l} (w_l starting at 1 / l): a linear path in
+    item-embedding space beside the LSTM's squashed one, which a bilinear utility turns into
+    a lag-weighted similarity to the recent clicks from the first step on.
+    """
+
+    def __init__(self, embed_dim: int, hidden_dim: int, skip_window: int = 0, **kwargs: Any):
         super().__init__(**kwargs)
-        self.hidden_dim = hidden_dim
-        self.state_dim = hidden_dim
+        self.hidden_dim, self.embed_dim, self.skip_window = hidden_dim, embed_dim, skip_window
+        self.state_dim = hidden_dim + (embed_dim if skip_window else 0)
         self.lstm = keras.layers.LSTM(hidden_dim, return_sequences=True, name="lstm")
         self.lstm.build((None, None, embed_dim))
+        self.skip_weights = None
+        if skip_window:
+            self.skip_weights = self.add_weight(
+                name="skip_weights", shape=(skip_window,),
+                initializer=keras.initializers.Constant(1.0 / np.arange(1, skip_window + 1)))
+
+    def _skip(self, window: tf.Tensor) -> tf.Tensor:
+        """window `[..., m, E]` most recent first -> `[..., E]`."""
+        return tf.einsum("...me,m->...e", window, self.skip_weights)
 
     def sequence_states(self, click_embeddings, click_mask, event_user, clicks_before):
         # Padding is trailing only and the LSTM is causal, so the outputs gathered below (at
@@ -203,28 +232,49 @@ class LSTMEncoder(HistoryEncoder):
         outputs = self.lstm(click_embeddings)
         (previous,) = tf.unstack(gather_click_window(outputs, event_user, clicks_before, 1),
                                  axis=1)
-        return previous
+        if not self.skip_window:
+            return previous
+        window = gather_click_window(click_embeddings, event_user, clicks_before,
+                                     self.skip_window)
+        return tf.concat([previous, self._skip(window)], axis=-1)
 
     def initial_state(self, batch_size):
         zeros = tf.zeros([batch_size, self.hidden_dim])
-        return (zeros, zeros)
+        if not self.skip_window:
+            return (zeros, zeros)
+        return (zeros, zeros, tf.zeros([batch_size, self.skip_window, self.embed_dim]))
 
     def update(self, state, click_embedding, clicked):
-        _, (h, c) = self.lstm.cell(click_embedding, list(state))
+        _, (h, c) = self.lstm.cell(click_embedding, list(state[:2]))
         keep = clicked[:, None]
-        return (tf.where(keep, h, state[0]), tf.where(keep, c, state[1]))
+        out = (tf.where(keep, h, state[0]), tf.where(keep, c, state[1]))
+        if not self.skip_window:
+            return out
+        shifted = tf.concat([click_embedding[:, None, :], state[2][:, :-1, :]], axis=1)
+        return out + (tf.where(keep[..., None], shifted, state[2]),)
 
     def state_vector(self, state):
-        return state[0]
+        if not self.skip_window:
+            return state[0]
+        return tf.concat([state[0], self._skip(state[2])], axis=-1)
+
+    def similarity_init(self):
+        """Random on the LSTM's output, the identity on the skip path."""
+        if not self.skip_window:
+            return None
+        rows = keras.initializers.GlorotUniform(int(tf.random.uniform(
+            [], 0, 2**31 - 1, tf.int64).numpy()))([self.hidden_dim, self.embed_dim]).numpy()
+        return np.concatenate([rows, np.eye(self.embed_dim, dtype=np.float32)])
 
 
 def make_history_encoder(name: str, embed_dim: int, *, pw_dim: int, pw_band_size: int,
-                         rnn_hidden_dim: int, pw_activation: str = "sigmoid") -> HistoryEncoder:
+                         rnn_hidden_dim: int, pw_activation: str = "sigmoid",
+                         rnn_skip: int = 0) -> HistoryEncoder:
     """Builds the encoder registered as `name` (case-insensitive: 'PW' or 'LSTM')."""
     builders = {
         "PW": lambda: PositionWeightEncoder(embed_dim, pw_band_size, pw_dim, pw_activation,
                                             name="history"),
-        "LSTM": lambda: LSTMEncoder(embed_dim, rnn_hidden_dim, name="history"),
+        "LSTM": lambda: LSTMEncoder(embed_dim, rnn_hidden_dim, rnn_skip, name="history"),
     }
     key = name.upper()
     if key not in builders:

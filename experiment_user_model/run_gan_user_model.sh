@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Entropy-regularised (maximum-likelihood) pre-training of the GAN user model, with the original
-# script's settings: LSTM on yelp, learning rate 0.0005, 50 users a batch, 2000 iterations,
-# dims 64-64, 20 LSTM units, pw_dim 4; and ganrl's generalising item features (training-split
-# item statistics, identity dropout, the user's history of each item: docs/
-# user_model_generalisation.md). --item_features=onehot is the paper's model. Any flag can be
-# overridden: ./run_gan_user_model.sh --dataset=tb
+# script's settings: LSTM on yelp, learning rate 0.0005, 50 users a batch, dims 64-64, 20 LSTM
+# units, pw_dim 4; ganrl's generalising item features (out-of-fold item statistics of the
+# training users, identity dropout, item biases, the user's history of each item, choice
+# evidence: docs/user_model_generalisation.md); and a length in passes over the training users
+# (up to 100, stopped 10 evaluations after the best validation loss) instead of the original's
+# fixed 2000 iterations, so a larger log is not under-trained (--num_itrs=2000 restores it).
+# --item_features=onehot is the paper's model. Any flag can be overridden:
+# ./run_gan_user_model.sh --dataset=tb
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source experiment_user_model/common.sh
@@ -20,7 +23,8 @@ exec "$PYTHON" experiment_user_model/main_gan_user_model.py \
   --regularizer=entropy \
   --learning_rate=0.0005 \
   --batch_size=50 \
-  --num_itrs=2000 \
+  --num_epochs=100 \
+  --early_stop=10 \
   --dims=64-64 \
   --rnn_hidden_dim=20 \
   --pw_dim=4 \

@@ -48,6 +48,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from ganrl import config_checks
 from ganrl.data import safe_io
 from ganrl.data.dataset import load_split_data
 from ganrl.policy.base import POLICIES, Policy, PolicyFeatures
@@ -90,6 +91,23 @@ class PolicyConfig:
     history_length: int = 10
     seed: int = 0
     checkpoint_secs: float = 30.0
+
+    def __post_init__(self):
+        if not self.policies:
+            raise ValueError("policy='': expected at least one policy")
+        for name in self.policies:
+            if name not in POLICIES:
+                raise ValueError(f"policy={name!r}: expected one of "
+                                 f"{', '.join(sorted(POLICIES))}")
+        self.simulator()  # checks k, n_candidates, horizon, reward and history_length
+        config_checks.check(self, "a positive integer", "num_itrs", "batch_size",
+                            "train_batch_size", "hidden", "epsilon_steps", "target_update",
+                            "eval_users", "select_users")
+        config_checks.check(self, "a non-negative integer", "adapt_itrs", "regret_itrs",
+                            "select_every", "seed")
+        config_checks.check(self, "a positive number", "learning_rate")
+        config_checks.check(self, "a number in [0, 1]", "gamma", "epsilon_start", "epsilon_end")
+        config_checks.check(self, "a non-negative number", "checkpoint_secs")
 
     def simulator(self, seed_offset: int = 0) -> SimulatorConfig:
         return SimulatorConfig(k=self.k, n_candidates=self.n_candidates, horizon=self.horizon,

@@ -33,6 +33,7 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
+from ganrl import config_checks
 from ganrl.data import safe_io
 from ganrl.data.dataset import EventArrays, SplitData
 from ganrl.data.item_stats import features_pickle_object, with_statistics
@@ -47,6 +48,7 @@ BEST_METRICS = ("loss", "prec1", "prec2")
 CURVE_FIELDS = ("iteration", "phase", "train_loss", "vali_loss", "vali_prec1", "vali_prec2",
                 "events_per_second")
 REGULARIZERS = ("entropy", "L2")
+ITEM_FEATURES = ("onehot", "generalising")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,11 +107,15 @@ class TrainConfig:
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
 
     def __post_init__(self):
-        if self.regularizer not in REGULARIZERS:
-            raise ValueError(f"regularizer={self.regularizer!r}: expected one of {REGULARIZERS}")
-        for name in ("batch_size", "num_itrs", "eval_every", "steps_per_call"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        config_checks.check_choice(self, "regularizer", REGULARIZERS)
+        config_checks.check_choice(self, "item_features", ITEM_FEATURES)
+        config_checks.check_choice(self, "pretrain_checkpoint", BEST_METRICS)
+        config_checks.check(self, "a positive integer", "batch_size", "num_itrs", "eval_every",
+                            "eval_batch_users", "steps_per_call")
+        config_checks.check(self, "a non-negative integer", "seed", "max_events")
+        config_checks.check(self, "a positive number", "learning_rate")
+        config_checks.check(self, "a non-negative number", "start_margin", "weight_decay",
+                            "checkpoint_secs")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -445,9 +451,6 @@ class UserModelRunner:
             data = dataclasses.replace(
                 data, item_features=with_statistics(data.item_features, self.splits["train"]))
             self.data = data
-        elif config.item_features != "onehot":
-            raise ValueError(f"item_features={config.item_features!r}: expected 'onehot' or "
-                             "'generalising'")
         max_display = self.splits["train"].max_display
         if config.model.history_display_width < max_display:  # the step view must hold a set
             config = dataclasses.replace(config, model=dataclasses.replace(

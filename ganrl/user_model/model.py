@@ -15,15 +15,17 @@ has none of them (`MODEL_PRESETS["onehot"]`).
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
+from ganrl import config_checks
 from ganrl.data.dataset import ItemFeatures
 from ganrl.data.item_stats import split_statistics
 from ganrl.user_model import choice, context
-from ganrl.user_model.encoders import ItemEncoder, make_history_encoder
+from ganrl.user_model.encoders import HISTORY_ENCODERS, ItemEncoder, make_history_encoder
 
 keras = tf.keras
 
@@ -105,6 +107,18 @@ class ModelConfig:
     leave_user_out: bool = True
     l2_reg: float = 0.0
 
+    def __post_init__(self):
+        config_checks.check_choice(self, "user_model", HISTORY_ENCODERS)
+        if not re.fullmatch(r"[1-9][0-9]*(-[1-9][0-9]*)*", self.dims):
+            raise ValueError(f"dims={self.dims!r}: expected the hidden sizes of the utility "
+                             "MLP, positive integers joined by '-', e.g. '64-64'")
+        config_checks.check(self, "a positive integer", "item_dim", "rnn_hidden_dim", "pw_dim",
+                            "pw_band_size", "history_clicks", "history_events",
+                            "history_display_width")
+        config_checks.check(self, "a number in [0, 1)", "dropout", "id_dropout")
+        config_checks.check(self, "a positive number", "rate_prior_strength")
+        config_checks.check(self, "a non-negative number", "l2_reg")
+
     @property
     def hidden_dims(self) -> list[int]:
         return [int(d) for d in self.dims.split("-") if d]
@@ -133,8 +147,6 @@ class UserModel(keras.Model):
         self.n_items = item_features.n_items
         self.has_no_click = has_no_click
         dims = config.hidden_dims
-        if not dims:
-            raise ValueError(f"dims={config.dims!r}: need at least one hidden layer")
         side_features, counts = split_statistics(item_features)
         self._counts = None if counts is None else tf.constant(counts, tf.float32)
         if counts is not None:

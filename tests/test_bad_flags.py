@@ -1,0 +1,160 @@
+"""Bad flags: one test per case. A bad flag is refused by its config dataclass
+with one line naming the flag and what was expected, the command exits with 1 and writes
+nothing."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ganrl.data.dataset import SplitData
+from ganrl.policy.runner import PolicyConfig, PolicyRunner
+from ganrl.train import user_model_trainer as trainer
+from ganrl.user_model.model import ModelConfig
+from tests.tiny_data import tiny_dataset, write_tiny_dataset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATASET = dict(n_users=24, no_click_every=4)
+
+
+def _train_config(folder, **overrides) -> trainer.TrainConfig:
+    model = ModelConfig(user_model="PW", dims="8", item_dim=4, pw_dim=2, pw_band_size=3)
+    values = dict(dataset="tiny", data_folder=str(folder / "data"),
+                  save_dir=str(folder / "run"), learning_rate=0.05, batch_size=6, num_itrs=2,
+                  eval_every=2, checkpoint_secs=0, model=model)
+    return trainer.TrainConfig(**{**values, **overrides})
+
+
+def _train(config: trainer.TrainConfig, progress=lambda _: None) -> dict:
+    data = SplitData.from_dataset(tiny_dataset(**DATASET))
+    return trainer.UserModelRunner(config, data, progress=progress).run()
+
+
+def _policy_config(user_model_dir, save_dir, **overrides) -> PolicyConfig:
+    values = dict(user_model_dir=user_model_dir, test_user_model_dir=user_model_dir,
+                  save_dir=str(save_dir), policies=("random",), k=2, horizon=2, num_itrs=2,
+                  batch_size=4, train_batch_size=4, eval_users=8, select_users=8,
+                  adapt_itrs=0, regret_itrs=0, hidden=8, checkpoint_secs=0)
+    return PolicyConfig(**{**values, **overrides})
+
+
+@pytest.fixture(scope="module")
+def user_model_dir(tmp_path_factory):
+    """A finished tiny user model run (12 items) whose dataset is on disk."""
+    folder = tmp_path_factory.mktemp("um")
+    write_tiny_dataset(folder / "data", **DATASET)
+    _train(_train_config(folder))
+    return str(folder / "run")
+
+
+def _main(script: str, *flags: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, script, *flags], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _refused(proc: subprocess.CompletedProcess, *message_parts: str) -> None:
+    """Exit 1, no traceback, and the last line of stderr the only error line (TensorFlow's
+    C++ start-up lines, which ignore TF_CPP_MIN_LOG_LEVEL, may come before it)."""
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert [line for line in lines if line.startswith("error:")] == lines[-1:]
+    for part in message_parts:
+        assert part in lines[-1]
+
+
+# -- 1. User-model flags ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"num_itrs": -5}, "num_itrs=-5: expected a positive integer"),
+    ({"batch_size": 0}, "batch_size=0: expected a positive integer"),
+    ({"eval_every": 0}, "eval_every=0: expected a positive integer"),
+    ({"learning_rate": -1.0}, "learning_rate=-1.0: expected a positive number"),
+    ({"learning_rate": 0.0}, "learning_rate=0.0: expected a positive number"),
+    ({"learning_rate": float("nan")}, "learning_rate=nan: expected a positive number"),
+    ({"weight_decay": -0.1}, "weight_decay=-0.1: expected a non-negative number"),
+    ({"seed": -1}, "seed=-1: expected a non-negative integer"),
+    ({"max_events": -1}, "max_events=-1: expected a non-negative integer"),
+    ({"item_features": "both"}, "item_features='both': expected one of onehot, generalising"),
+])
+def test_train_config_refuses_bad_values(tmp_path, overrides, message):
+    with pytest.raises(ValueError) as error:
+        _train_config(tmp_path, **overrides)
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"dims": "abc"}, "dims='abc': expected the hidden sizes of the utility MLP, positive "
+                      "integers joined by '-', e.g. '64-64'"),
+    ({"dims": "64-0"}, "dims='64-0': expected the hidden sizes"),
+    ({"dims": ""}, "dims='': expected the hidden sizes"),
+    ({"rnn_hidden_dim": 0}, "rnn_hidden_dim=0: expected a positive integer"),
+    ({"pw_dim": -1}, "pw_dim=-1: expected a positive integer"),
+    ({"pw_band_size": 0}, "pw_band_size=0: expected a positive integer"),
+    ({"item_dim": 0}, "item_dim=0: expected a positive integer"),
+    ({"dropout": 1.0}, "dropout=1.0: expected a number in [0, 1)"),
+    ({"id_dropout": -0.5}, "id_dropout=-0.5: expected a number in [0, 1)"),
+    ({"l2_reg": -1.0}, "l2_reg=-1.0: expected a non-negative number"),
+    ({"rate_prior_strength": 0.0}, "rate_prior_strength=0.0: expected a positive number"),
+    ({"user_model": "GRU"}, "user_model='GRU': expected one of PW, LSTM"),
+])
+def test_model_config_refuses_bad_values(overrides, message):
+    with pytest.raises(ValueError) as error:
+        ModelConfig(**overrides)
+    assert str(error.value).startswith(message)
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--num_itrs=-5", "num_itrs=-5: expected a positive integer"),
+    ("--dims=abc", "dims='abc': expected the hidden sizes"),
+])
+def test_user_model_entry_point_refuses_a_bad_flag_in_one_line(tmp_path, flag, message):
+    write_tiny_dataset(tmp_path / "data", **DATASET)
+    proc = _main("experiment_user_model/main_gan_user_model.py",
+                 f"--data_folder={tmp_path / 'data'}", "--dataset=tiny",
+                 f"--save_dir={tmp_path / 'run'}", flag)
+    _refused(proc, message)
+    assert not (tmp_path / "run").exists()
+
+
+# -- 2. Policy flags -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"k": 0}, "k=0: expected a positive integer"),
+    ({"k": -1}, "k=-1: expected a positive integer"),
+    ({"horizon": 0}, "horizon=0: expected a positive integer"),
+    ({"batch_size": 0}, "batch_size=0: expected a positive integer"),
+    ({"num_itrs": -1}, "num_itrs=-1: expected a positive integer"),
+    ({"n_candidates": -3}, "n_candidates=-3: expected a non-negative integer"),
+    ({"n_candidates": 1}, "n_candidates=1: expected 0 (every item) or at least k=2"),
+    ({"gamma": 1.5}, "gamma=1.5: expected a number in [0, 1]"),
+    ({"learning_rate": 0.0}, "learning_rate=0.0: expected a positive number"),
+    ({"adapt_itrs": -1}, "adapt_itrs=-1: expected a non-negative integer"),
+    ({"policies": ("cdqn", "dqn")}, "policy='dqn': expected one of a2c, cdqn"),
+    ({"policies": ()}, "policy='': expected at least one policy"),
+])
+def test_policy_config_refuses_bad_values(tmp_path, overrides, message):
+    with pytest.raises(ValueError) as error:
+        _policy_config("um", tmp_path / "policy", **overrides)
+    assert str(error.value).startswith(message)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"n_candidates": 13}, "n_candidates=13: expected at most the user model's 12 items"),
+    ({"k": 13}, "k=13: expected at most the user model's 12 items"),
+])
+def test_policy_runner_refuses_more_than_the_catalogue_before_writing(user_model_dir, tmp_path,
+                                                                      overrides, message):
+    with pytest.raises(ValueError, match=message):
+        PolicyRunner(_policy_config(user_model_dir, tmp_path / "policy", **overrides))
+    assert not (tmp_path / "policy").exists()
+
+
+def test_policy_entry_point_refuses_a_bad_flag_in_one_line(user_model_dir, tmp_path):
+    proc = _main("experiment_policy/main_policy.py", f"--user_model_dir={user_model_dir}",
+                 f"--test_user_model_dir={user_model_dir}", f"--save_dir={tmp_path / 'p'}",
+                 "--n_candidates=100")
+    _refused(proc, "n_candidates=100: expected at most the user model's 12 items")
+    assert not (tmp_path / "p").exists()

@@ -132,6 +132,9 @@ def main(argv: list[str]) -> int:
           f"train {results['train_seconds']:.1f}s  "
           f"{results['events_per_second']:,.0f} events/s  "
           f"peak RSS {results['peak_rss_mb']:.0f} MB", flush=True)
+    print(f"iterations of the best checkpoints by validation: {results.get('best_iteration')}"
+          + ("  (training diverged: see the warning in results.json)"
+             if results.get("diverged") else ""), flush=True)
     return 0
 
 

@@ -2,6 +2,7 @@
 with one line naming the flag and what was expected, the command exits with 1 and writes
 nothing."""
 
+import json
 import os
 import subprocess
 import sys
@@ -158,3 +159,31 @@ def test_policy_entry_point_refuses_a_bad_flag_in_one_line(user_model_dir, tmp_p
                  "--n_candidates=100")
     _refused(proc, "n_candidates=100: expected at most the user model's 12 items")
     assert not (tmp_path / "p").exists()
+
+
+# -- 3. Divergence ---------------------------------------------------------------------------
+
+def test_divergence_by_hand():
+    def rows(start, last):
+        return [{"iteration": "0", "train_loss": "nan", "vali_loss": str(start)},
+                {"iteration": "10", "train_loss": str(last), "vali_loss": "0"}]
+
+    assert trainer.divergence(rows(1.9, 5.6)) == ""  # below 3 x 1.9 = 5.7
+    assert "training loss ended at 5.8 (iteration 10)" in trainer.divergence(rows(1.9, 5.8))
+    assert trainer.divergence(rows(0.05, 0.9)) == ""  # 18 times the start, but within 1 nat
+    assert trainer.divergence(rows(0.05, 1.1)) != ""
+    assert trainer.divergence(rows(1.9, 1.0)[:1]) == ""  # nothing trained
+
+
+def test_a_huge_learning_rate_warns_that_training_diverged(tmp_path):
+    lines = []
+    results = _train(_train_config(tmp_path, learning_rate=1e3, num_itrs=6), lines.append)
+    assert results["diverged"] is True
+    warnings = [line for line in lines if line.startswith("warning: training diverged")]
+    assert len(warnings) == 1 and "try a lower learning_rate" in warnings[0]
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["diverged"] is True and saved["warning"] == warnings[0][len("warning: "):]
+    assert set(saved["best_iteration"]) == {"loss", "prec1", "prec2"}
+    assert f"loss {saved['best_iteration']['loss']}" in saved["warning"]
+    sane = _train(_train_config(tmp_path / "sane"))
+    assert sane["diverged"] is False and "warning" not in sane

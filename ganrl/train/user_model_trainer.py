@@ -12,7 +12,9 @@ Run folder layout:
   tensorboard/           the same curves as TensorBoard summaries
   checkpoints/latest/    model(s), optimiser(s), iteration, bests: a rerun resumes from here
   checkpoints/best_{loss,prec1,prec2}/   the weights that were best on validation
-  results.json           written last: its presence marks the run finished
+  results.json           written last: its presence marks the run finished. Test and
+                         validation figures of each best checkpoint, their iterations
+                         (`best_iteration`), and whether training diverged (`diverged`)
 """
 
 from __future__ import annotations
@@ -130,6 +132,25 @@ class TrainConfig:
 
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or Inf."""
+
+
+# A finite training loss that ends more than this many times, and this many nats, above the
+# start's validation loss means training diverged: the model ended far worse than it began
+# (a step size too large overshoots further at every step).
+DIVERGENCE_RATIO = 3.0
+DIVERGENCE_NATS = 1.0
+
+
+def divergence(curve_rows: list[dict]) -> str:
+    """Why the rows of curves.csv (iteration 0 first) say training diverged, or ''."""
+    if len(curve_rows) < 2:
+        return ""
+    start, last = float(curve_rows[0]["vali_loss"]), curve_rows[-1]
+    loss = float(last["train_loss"])
+    if not loss > max(DIVERGENCE_RATIO * start, start + DIVERGENCE_NATS):
+        return ""
+    return (f"training diverged: the training loss ended at {loss:.4g} (iteration "
+            f"{last['iteration']}), far above the start's validation loss {start:.4g}")
 
 
 # -- Batches -------------------------------------------------------------------------------
@@ -625,6 +646,7 @@ class UserModelRunner:
         results["events_per_second"] = train_events / max(train_seconds, 1e-9)
         results["peak_rss_mb"] = peak_rss_mb()
         if self.chief:
+            self._note_divergence(results)
             safe_io.dump_json(self.results_path, results)
         else:
             shutil.rmtree(self._checkpoint_root, ignore_errors=True)
@@ -673,6 +695,19 @@ class UserModelRunner:
                       f"train_loss {train_loss:.4f}  vali loss {metrics['loss']:.4f}  "
                       f"prec@1 {metrics['prec1']:.4f}  prec@2 {metrics['prec2']:.4f}  "
                       f"{events_per_second:,.0f} events/s")
+
+    def _note_divergence(self, results: dict) -> None:
+        """Sets `results["diverged"]` from curves.csv and, when it did, warns and says which
+        checkpoints the results come from."""
+        with open(os.path.join(self.save_dir, "curves.csv"), newline="") as f:
+            warning = divergence(list(csv.DictReader(f)))
+        results["diverged"] = bool(warning)
+        if warning:
+            best = ", ".join(f"{m} {i}" for m, i in results.get("best_iteration", {}).items())
+            results["warning"] = (f"{warning}; the results come from the best checkpoints by "
+                                  f"validation, of iterations {best}; try a lower "
+                                  "learning_rate")
+            self.progress(f"warning: {results['warning']}")
 
     def _start_margin(self, iteration: int, metric: str, metrics: dict) -> float:
         """What a later checkpoint must add to the pre-trained start's prec@k to replace it

@@ -1,7 +1,9 @@
-"""Bad flags: one test per case. A bad flag is refused by its config dataclass
+"""Bad flags and run folders: one test per case. A bad flag is refused by its config dataclass
 with one line naming the flag and what was expected, the command exits with 1 and writes
-nothing."""
+nothing; a run folder takes one run at a time, and only reruns with its flags."""
 
+import contextlib
+import dataclasses
 import json
 import os
 import subprocess
@@ -11,6 +13,7 @@ import pytest
 
 from ganrl.data.dataset import SplitData
 from ganrl.policy.runner import PolicyConfig, PolicyRunner
+from ganrl.train import run_folder
 from ganrl.train import user_model_trainer as trainer
 from ganrl.user_model.model import ModelConfig
 from tests.tiny_data import tiny_dataset, write_tiny_dataset
@@ -66,6 +69,31 @@ def _refused(proc: subprocess.CompletedProcess, *message_parts: str) -> None:
         assert part in lines[-1]
 
 
+@contextlib.contextmanager
+def _held_by_another_process(folder):
+    """Another process holding `folder` the way a run holds its run folder (flock)."""
+    hold = ("import fcntl, os, sys, time\n"
+            "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('held', flush=True)\n"
+            "time.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, "-c", hold, str(folder)], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+
+
+def _listing(folder) -> dict:
+    """Every file under `folder` with its modification time."""
+    return {os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns
+            for d, _, files in os.walk(folder) for f in files}
+
+
 # -- 1. User-model flags ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("overrides, message", [
@@ -117,6 +145,13 @@ def test_user_model_entry_point_refuses_a_bad_flag_in_one_line(tmp_path, flag, m
                  f"--data_folder={tmp_path / 'data'}", "--dataset=tiny",
                  f"--save_dir={tmp_path / 'run'}", flag)
     _refused(proc, message)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_missing_pretraining_is_refused_before_the_run_folder_exists(tmp_path):
+    config = _train_config(tmp_path, regularizer="L2", pretrain_dir=str(tmp_path / "none"))
+    with pytest.raises(FileNotFoundError, match="no best_prec1 checkpoint"):
+        _train(config)
     assert not (tmp_path / "run").exists()
 
 
@@ -187,3 +222,83 @@ def test_a_huge_learning_rate_warns_that_training_diverged(tmp_path):
     assert f"loss {saved['best_iteration']['loss']}" in saved["warning"]
     sane = _train(_train_config(tmp_path / "sane"))
     assert sane["diverged"] is False and "warning" not in sane
+
+
+# -- 4. Checkpoint writes that were killed ---------------------------------------------------
+
+def _partial_checkpoint(folder) -> str:
+    """What a kill during `CheckpointManager.save` leaves behind."""
+    os.makedirs(folder)
+    open(os.path.join(folder, "part-00000-of-00001.index"), "w").close()
+    return str(folder)
+
+
+def test_a_rerun_removes_partial_checkpoints(user_model_dir, tmp_path):
+    config = _train_config(tmp_path)
+    _train(config)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    partial = [_partial_checkpoint(checkpoints / "latest" / "ckpt-5_temp"),
+               _partial_checkpoint(checkpoints / "best_loss" / "ckpt-5_temp")]
+    mine = checkpoints / "notes_temp"  # not a checkpoint write: kept
+    os.makedirs(mine)
+    (mine / "notes.txt").write_text("mine")
+    _train(config)
+    assert not any(os.path.exists(p) for p in partial) and mine.is_dir()
+
+    policy = _policy_config(user_model_dir, tmp_path / "policy", policies=("linucb",))
+    PolicyRunner(policy).run()
+    partial = _partial_checkpoint(tmp_path / "policy" / "checkpoints" / "linucb__train" /
+                                  "ckpt-9_temp")
+    PolicyRunner(policy).run()
+    assert not os.path.exists(partial)
+
+
+# -- 5. Two runs, one run folder -------------------------------------------------------------
+
+def test_a_run_folder_takes_one_run_at_a_time(user_model_dir, tmp_path):
+    config = _train_config(tmp_path)
+    policy = _policy_config(user_model_dir, tmp_path / "policy")
+    for folder in (tmp_path / "run", tmp_path / "policy"):
+        os.makedirs(folder)
+    with _held_by_another_process(tmp_path / "run"):
+        with pytest.raises(run_folder.RunFolderError,
+                           match=f"{tmp_path / 'run'}: another run is writing to this run "
+                                 "folder"):
+            _train(config)
+        assert os.listdir(tmp_path / "run") == []
+    with _held_by_another_process(tmp_path / "policy") as holder:
+        with pytest.raises(run_folder.RunFolderError, match="another run is writing"):
+            PolicyRunner(policy).run()
+        assert os.listdir(tmp_path / "policy") == []
+        holder.kill()  # a killed run leaves no stale lock
+        holder.wait()
+        assert "random" in PolicyRunner(policy).run()["policies"]
+    assert "test" in _train(config)
+
+
+# -- 6. Reruns with other flags --------------------------------------------------------------
+
+def test_a_user_model_rerun_with_other_flags_is_refused(tmp_path):
+    config = _train_config(tmp_path)
+    first = _train(config)
+    before = _listing(tmp_path / "run")
+    other = dataclasses.replace(config, num_itrs=4, model=dataclasses.replace(config.model,
+                                                                              dims="16"))
+    with pytest.raises(run_folder.RunFolderError) as error:
+        _train(other)
+    assert str(error.value) == (f"{tmp_path / 'run'}: holds a run with other flags "
+                                "(dims='8' there, '16' now; num_itrs=2 there, 4 now): rerun "
+                                "with its flags or pass another --save_dir")
+    assert _listing(tmp_path / "run") == before
+    # The same flags (where and how often it saves aside) reuse the finished run.
+    assert _train(dataclasses.replace(config, checkpoint_secs=60.0)) == first
+
+
+def test_a_policy_rerun_with_other_flags_is_refused(user_model_dir, tmp_path):
+    config = _policy_config(user_model_dir, tmp_path / "policy")
+    first = PolicyRunner(config).run()
+    before = _listing(tmp_path / "policy")
+    with pytest.raises(run_folder.RunFolderError, match=r"\(horizon=2 there, 3 now\)"):
+        PolicyRunner(dataclasses.replace(config, horizon=3)).run()
+    assert _listing(tmp_path / "policy") == before
+    assert PolicyRunner(config).run() == first

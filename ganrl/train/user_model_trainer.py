@@ -15,6 +15,9 @@ Run folder layout:
   results.json           written last: its presence marks the run finished. Test and
                          validation figures of each best checkpoint, their iterations
                          (`best_iteration`), and whether training diverged (`diverged`)
+
+A rerun resumes or reuses the folder only with the same flags, and one run at a time writes
+it (`ganrl.train.run_folder`).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from ganrl.data import safe_io
 from ganrl.data.dataset import EventArrays, SplitData
 from ganrl.data.item_stats import features_pickle_object, with_statistics
 from ganrl.metrics import precision_at_k
+from ganrl.train import run_folder
 from ganrl.user_model import choice
 from ganrl.user_model.model import ModelConfig, UserModel, checkpoint_variables
 
@@ -133,6 +137,9 @@ class TrainConfig:
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or Inf."""
 
+
+# Settings a rerun into a run folder may change: they do not change the results.
+RERUN_MAY_CHANGE = ("save_dir", "checkpoint_secs", "eval_batch_users", "steps_per_call")
 
 # A finite training loss that ends more than this many times, and this many nats, above the
 # start's validation loss means training diverged: the model ended far worse than it began
@@ -553,6 +560,15 @@ class UserModelRunner:
         return 0
 
     def _load_pretrained(self, pretrain_dir: str) -> None:
+        path = self._pretrained_checkpoint(pretrain_dir)
+        for model in (self.reward, self.behavior):
+            tf.train.Checkpoint(**checkpoint_variables(reward=model)).restore(path) \
+                .expect_partial().assert_existing_objects_matched()
+        self.progress(f"starting r and phi from {path}")
+
+    def _pretrained_checkpoint(self, pretrain_dir: str) -> str:
+        """The checkpoint of `pretrain_dir` to start from, refused unless its architecture is
+        this run's."""
         which = f"best_{self.config.pretrain_checkpoint}"
         path = tf.train.latest_checkpoint(os.path.join(pretrain_dir, "checkpoints", which))
         if path is None:
@@ -573,10 +589,7 @@ class UserModelRunner:
                 f"{', '.join(f'{k}={theirs.get(k)!r}' for k in differ)}, this run "
                 f"{', '.join(f'{k}={ours[k]!r}' for k in differ)}: pass the pre-training's "
                 "model flags")
-        for model in (self.reward, self.behavior):
-            tf.train.Checkpoint(**checkpoint_variables(reward=model)).restore(path) \
-                .expect_partial().assert_existing_objects_matched()
-        self.progress(f"starting r and phi from {path}")
+        return path
 
     def _truncate_curves(self, last_iteration: int) -> None:
         """Keeps the CSV rows up to `last_iteration` (all are dropped for -1)."""
@@ -600,7 +613,21 @@ class UserModelRunner:
 
     # -- The loop --------------------------------------------------------------------------
     def run(self) -> dict:
-        """Trains to `num_itrs` (resuming if interrupted), then tests the best checkpoints."""
+        """Trains to `num_itrs` (resuming if interrupted), then tests the best checkpoints.
+
+        The chief holds the run folder meanwhile (`run_folder.claim`): a second run into it,
+        or a rerun with other flags, is refused before anything is written.
+        """
+        if not self.chief:  # its run folder is a temporary one of its own
+            return self._run()
+        if self.adversarial and self.config.pretrain_dir and not self.latest.latest_checkpoint:
+            self._pretrained_checkpoint(self.config.pretrain_dir)  # a bad one: no run folder
+        with run_folder.claim(self.save_dir, self.config.to_dict(),
+                              lambda saved: TrainConfig.from_dict(saved).to_dict(),
+                              ignore=RERUN_MAY_CHANGE):
+            return self._run()
+
+    def _run(self) -> dict:
         if os.path.exists(self.results_path):
             with open(self.results_path) as f:
                 return json.load(f)

@@ -5,9 +5,11 @@
 #   ./process_data.sh --dataset=ml100k        # MovieLens 100k, downloaded when absent
 #   ./process_data.sh --dataset=synthetic --users=2000   # a log with its ground truth
 #   ./process_data.sh                         # ml100k and every released-format .txt
-# PYTHON picks the interpreter (default python3).
+# PYTHON picks the interpreter (default: the repository's .venv unless a virtualenv is active,
+# see experiment_user_model/common.sh).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$root/experiment_user_model/common.sh"
 export PYTHONPATH="${root}${PYTHONPATH:+:${PYTHONPATH}}"
 export TF_CPP_MIN_LOG_LEVEL=3
-exec "${PYTHON:-python3}" -m ganrl.data.process "$@"
+exec "$PYTHON" -m ganrl.data.process "$@"

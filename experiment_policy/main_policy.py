@@ -89,11 +89,12 @@ def main(argv: list[str]) -> int:
     strategy = strategy_from_flags()
     save_dir = FLAGS.save_dir or os.path.join(
         "runs", "policy", f"{os.path.basename(FLAGS.user_model_dir.rstrip('/'))}__{FLAGS.seed}")
-    config = config_from_flags(FLAGS.user_model_dir, FLAGS.test_user_model_dir, save_dir,
-                               FLAGS.seed)
-    print(f"config: {config}", flush=True)
     try:
-        results = PolicyRunner(config, strategy=strategy).run()
+        config = config_from_flags(FLAGS.user_model_dir, FLAGS.test_user_model_dir, save_dir,
+                                   FLAGS.seed)
+        runner = PolicyRunner(config, strategy=strategy)  # checks the flags against the models
+        print(f"config: {config}", flush=True)
+        results = runner.run()
     except (DataError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -1,4 +1,16 @@
-# Shared by the run_*.sh scripts: flag lookup and dataset preparation. Source, don't run.
+# Shared by the run_*.sh scripts: the interpreter, flag lookup and dataset preparation.
+# Source, don't run.
+
+# The interpreter, exported for the scripts these call: $PYTHON when set; else, when no
+# virtualenv is active, the repository's .venv (`make venv`) if there is one; else python3.
+if [ -z "${PYTHON:-}" ]; then
+  PYTHON=python3
+  repository=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  if [ -z "${VIRTUAL_ENV:-}" ] && [ -x "$repository/.venv/bin/python" ]; then
+    PYTHON=$repository/.venv/bin/python
+  fi
+fi
+export PYTHON
 
 # flag_value NAME DEFAULT ARGS...: the last --NAME=VALUE or --NAME VALUE in ARGS, else DEFAULT.
 flag_value() {

@@ -133,10 +133,10 @@ def config_from_flags() -> TrainConfig:
 def main(argv: list[str]) -> int:
     del argv
     logging.set_verbosity(logging.WARNING)
-    config = config_from_flags()
-    print(f"config: {json.dumps(config.to_dict(), sort_keys=True)}", flush=True)
-    strategy = make_strategy(FLAGS.distribution, FLAGS.cpu_replicas)
     try:
+        config = config_from_flags()  # checks the flags: before anything is written
+        print(f"config: {json.dumps(config.to_dict(), sort_keys=True)}", flush=True)
+        strategy = make_strategy(FLAGS.distribution, FLAGS.cpu_replicas)
         data = load_split_data(config.data_folder, config.dataset,
                                resplit_seed=config.seed if config.resplit else None)
         results = UserModelRunner(config, data, strategy=strategy).run()
@@ -150,6 +150,9 @@ def main(argv: list[str]) -> int:
           f"train {results['train_seconds']:.1f}s  "
           f"{results['events_per_second']:,.0f} events/s  "
           f"peak RSS {results['peak_rss_mb']:.0f} MB", flush=True)
+    print(f"iterations of the best checkpoints by validation: {results.get('best_iteration')}"
+          + ("  (training diverged: see the warning in results.json)"
+             if results.get("diverged") else ""), flush=True)
     return 0
 
 

@@ -149,11 +149,14 @@ def main(argv: list[str]) -> int:
     del argv
     logging.set_verbosity(logging.WARNING)
     error = check_flags()
+    try:
+        base = main_gan_user_model.config_from_flags()  # checks the user-model flags
+    except ValueError as e:
+        error = error or str(e)
     if error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     strategy = make_strategy(FLAGS.distribution, FLAGS.cpu_replicas)
-    base = main_gan_user_model.config_from_flags()
     shared = {k: v for k, v in base.to_dict().items() if k not in PER_RUN_FLAGS}
     shared["model"] = {k: v for k, v in shared["model"].items() if k not in PER_RUN_FLAGS}
     print(f"GAN runs: {json.dumps(shared, sort_keys=True)}; adversarial: {FLAGS.adv_itrs} "

@@ -6,7 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source experiment_user_model/common.sh
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
-PYTHON=${PYTHON:-python3}
 
 dataset=$(flag_value dataset yelp "$@")
 user_model=$(flag_value user_model LSTM "$@")

@@ -12,7 +12,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source experiment_user_model/common.sh
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
-PYTHON=${PYTHON:-python3}
 
 ensure_dataset "$(flag_value data_folder dropbox "$@")" "$(flag_value dataset yelp "$@")"
 

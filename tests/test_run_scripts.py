@@ -1,10 +1,12 @@
 """One-iteration smoke tests of the run scripts on a tiny synthetic dataset."""
 
 import json
+import os
+import subprocess
 
 import pytest
 
-from tests.script_helpers import run_script as _run, synthetic_data_folder
+from tests.script_helpers import ROOT, run_script as _run, synthetic_data_folder
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +73,20 @@ def test_adversarial_run_refuses_a_pretrained_model_of_another_architecture(data
     assert proc.returncode != 0
     assert "item_features='onehot'" in proc.stderr and "item_features='generalising'" in proc.stderr
     assert not (tmp_path / "adv" / "results.json").exists()
+
+
+
+def test_scripts_pick_the_repository_virtualenv_unless_told_otherwise():
+    venv = os.path.join(ROOT, ".venv", "bin", "python")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "VIRTUAL_ENV")}
+
+    def interpreter(**extra) -> str:
+        return subprocess.run(
+            ["bash", "-c", 'source experiment_user_model/common.sh && echo "$PYTHON"'],
+            cwd=ROOT, env={**env, **extra}, capture_output=True, text=True,
+            check=True).stdout.strip()
+
+    # Outside a virtualenv: the repository's, when `make venv` made one.
+    assert interpreter() == (venv if os.access(venv, os.X_OK) else "python3")
+    assert interpreter(VIRTUAL_ENV="/some/venv") == "python3"  # the active virtualenv's
+    assert interpreter(PYTHON="/opt/python") == "/opt/python"

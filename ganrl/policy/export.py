@@ -29,9 +29,7 @@ def load_policy(run_dir: str, name: str = "cdqn") -> Policy:
     with."""
     from ganrl.policy.runner import PolicyConfig, PolicyRunner
     with open(os.path.join(run_dir, "config.json")) as f:
-        values = json.load(f)
-    values["policies"] = tuple(values["policies"])
-    config = PolicyConfig(**values)
+        config = PolicyConfig.from_dict(json.load(f))
     runner = PolicyRunner(config, progress=lambda _: None)
     policy = runner._policy(name)
     objects = policy.checkpoint_objects()

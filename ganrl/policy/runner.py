@@ -25,7 +25,9 @@ step shows how much pre-training saves.
 
 Run folder: config.json, curves.csv (policy, phase, iteration, reward, ctr, loss),
 tensorboard/, checkpoints/{policy}/ (resumable), policies/{policy}.json (finished policies
-are not retrained), results.json (written last) and curves.png.
+are not retrained), results.json (written last) and curves.png. A rerun resumes or reuses
+the folder only with the same flags (but the policies: it trains those it lacks), and one run
+at a time writes it (`ganrl.train.run_folder`).
 
 Under a `tf.distribute` strategy the CDQN's updates run on every replica (see
 `CascadingDQN`); under a multi-worker one every worker runs the same simulation (same seeds)
@@ -48,15 +50,20 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from ganrl import config_checks
 from ganrl.data import safe_io
 from ganrl.data.dataset import load_split_data
 from ganrl.policy.base import POLICIES, Policy, PolicyFeatures
 from ganrl.policy import registry  # noqa: F401  (fills POLICIES)
 from ganrl.simulator.simulator import Simulator, SimulatorConfig
+from ganrl.train import run_folder
 from ganrl.train.user_model_trainer import is_chief
 from ganrl.user_model import LoadedUserModel, load_user_model
 
 CURVE_FIELDS = ("policy", "phase", "iteration", "reward", "ctr", "loss")
+# Settings a rerun into a run folder may change: where it is, how often it saves, and the
+# policies (a finished run takes more policies and trains only those).
+RERUN_MAY_CHANGE = ("save_dir", "checkpoint_secs", "policies")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +97,32 @@ class PolicyConfig:
     history_length: int = 10
     seed: int = 0
     checkpoint_secs: float = 30.0
+
+    def __post_init__(self):
+        if not self.policies:
+            raise ValueError("policy='': expected at least one policy")
+        for name in self.policies:
+            if name not in POLICIES:
+                raise ValueError(f"policy={name!r}: expected one of "
+                                 f"{', '.join(sorted(POLICIES))}")
+        self.simulator()  # checks k, n_candidates, horizon, reward and history_length
+        config_checks.check(self, "a positive integer", "num_itrs", "batch_size",
+                            "train_batch_size", "hidden", "epsilon_steps", "target_update",
+                            "eval_users", "select_users")
+        config_checks.check(self, "a non-negative integer", "adapt_itrs", "regret_itrs",
+                            "select_every", "seed")
+        config_checks.check(self, "a positive number", "learning_rate")
+        config_checks.check(self, "a number in [0, 1]", "gamma", "epsilon_start", "epsilon_end")
+        config_checks.check(self, "a non-negative number", "checkpoint_secs")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "PolicyConfig":
+        """The config of a run folder's config.json (a field it predates has its default)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in values.items() if k in known}
+        if "policies" in values:
+            values["policies"] = tuple(values["policies"])
+        return cls(**values)
 
     def simulator(self, seed_offset: int = 0) -> SimulatorConfig:
         return SimulatorConfig(k=self.k, n_candidates=self.n_candidates, horizon=self.horizon,
@@ -178,9 +211,6 @@ class PolicyRunner:
         self.test_sim = Simulator(self.test_model, config.simulator(1))
         self.select_sim = Simulator(self.train_model, config.simulator(2))
         self.n_candidates = self.train_sim.n_candidates
-        os.makedirs(config.save_dir, exist_ok=True)
-        self.writer = tf.summary.create_file_writer(os.path.join(config.save_dir,
-                                                                 "tensorboard"))
 
     def _policy(self, name: str) -> Policy:
         return make_policy(name, self.config, self.features, self.train_model,
@@ -275,9 +305,18 @@ class PolicyRunner:
         return out
 
     def run(self) -> dict:
-        """Trains and evaluates every policy (reusing finished ones); returns the results."""
+        """Trains and evaluates every policy (reusing finished ones); returns the results.
+
+        The chief holds the run folder meanwhile (`run_folder.claim`): a second run into it,
+        or a rerun with other flags (but the policies), is refused before anything is written.
+        """
         try:
-            return self._run()
+            if not self.chief:  # its save_dir is a temporary folder of its own
+                return self._run()
+            with run_folder.claim(self.config.save_dir, dataclasses.asdict(self.config),
+                                  lambda saved: dataclasses.asdict(PolicyConfig.from_dict(saved)),
+                                  ignore=RERUN_MAY_CHANGE):
+                return self._run()
         finally:
             if not self.chief:
                 shutil.rmtree(self.config.save_dir, ignore_errors=True)
@@ -292,6 +331,7 @@ class PolicyRunner:
                 return finished
             # Policies were added: the finished ones are reused from policies/*.json below.
         safe_io.dump_json(os.path.join(cfg.save_dir, "config.json"), dataclasses.asdict(cfg))
+        self.writer = tf.summary.create_file_writer(os.path.join(cfg.save_dir, "tensorboard"))
         results = {"policies": {}, "has_no_click": self.test_sim.has_no_click}
         if not self.test_sim.has_no_click:
             results["ctr_note"] = ("the test user model was trained on data where every "

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from ganrl import config_checks
 from ganrl.user_model import LoadedUserModel
 
 REWARDS = ("learned", "click", "auto")
@@ -46,8 +47,12 @@ class SimulatorConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.reward not in REWARDS:
-            raise ValueError(f"reward={self.reward!r}: expected one of {REWARDS}")
+        config_checks.check_choice(self, "reward", REWARDS)
+        config_checks.check(self, "a positive integer", "k", "horizon", "history_length")
+        config_checks.check(self, "a non-negative integer", "n_candidates")
+        if 0 < self.n_candidates < self.k:
+            raise ValueError(f"n_candidates={self.n_candidates}: expected 0 (every item) or "
+                             f"at least k={self.k}")
 
 
 class Observation(NamedTuple):
@@ -77,8 +82,12 @@ class Simulator:
         self.model = user_model
         self.config = config
         self.n_items = user_model.n_items
-        if config.n_candidates and config.n_candidates < config.k:
-            raise ValueError("n_candidates must be at least k")
+        if config.n_candidates > self.n_items:
+            raise ValueError(f"n_candidates={config.n_candidates}: expected at most the user "
+                             f"model's {self.n_items} items (0: every item)")
+        if config.k > self.n_items:
+            raise ValueError(f"k={config.k}: expected at most the user model's {self.n_items} "
+                             "items")
         self.n_candidates = config.n_candidates or self.n_items
         self.rng = tf.random.Generator.from_seed(config.seed)
         self.shared = user_model.behavior is user_model.reward

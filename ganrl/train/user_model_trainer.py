@@ -12,7 +12,12 @@ Run folder layout:
   tensorboard/           the same curves as TensorBoard summaries
   checkpoints/latest/    model(s), optimiser(s), iteration, bests: a rerun resumes from here
   checkpoints/best_{loss,prec1,prec2}/   the weights that were best on validation
-  results.json           written last: its presence marks the run finished
+  results.json           written last: its presence marks the run finished. Test and
+                         validation figures of each best checkpoint, their iterations
+                         (`best_iteration`), and whether training diverged (`diverged`)
+
+A rerun resumes or reuses the folder only with the same flags, and one run at a time writes
+it (`ganrl.train.run_folder`).
 """
 
 from __future__ import annotations
@@ -33,11 +38,13 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
+from ganrl import config_checks
 from ganrl.data import safe_io
 from ganrl.data.dataset import EventArrays, SplitData
 from ganrl.data.item_stats import (features_pickle_object, fold_statistics,
                                    with_statistics)
 from ganrl.metrics import precision_at_k
+from ganrl.train import run_folder
 from ganrl.user_model import choice
 from ganrl.user_model.model import ModelConfig, UserModel, checkpoint_variables
 
@@ -48,6 +55,7 @@ BEST_METRICS = ("loss", "prec1", "prec2")
 CURVE_FIELDS = ("iteration", "phase", "train_loss", "vali_loss", "vali_prec1", "vali_prec2",
                 "events_per_second")
 REGULARIZERS = ("entropy", "L2")
+ITEM_FEATURES = ("onehot", "generalising")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,16 +121,18 @@ class TrainConfig:
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
 
     def __post_init__(self):
-        if self.regularizer not in REGULARIZERS:
-            raise ValueError(f"regularizer={self.regularizer!r}: expected one of {REGULARIZERS}")
-        for name in ("batch_size", "eval_every", "steps_per_call"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.num_itrs < 0 or self.num_epochs < 0 or self.early_stop < 0:
-            raise ValueError(f"num_itrs, num_epochs and early_stop must not be negative, got "
-                             f"{self.num_itrs}, {self.num_epochs}, {self.early_stop}")
+        config_checks.check_choice(self, "regularizer", REGULARIZERS)
+        config_checks.check_choice(self, "item_features", ITEM_FEATURES)
+        config_checks.check_choice(self, "pretrain_checkpoint", BEST_METRICS)
+        config_checks.check(self, "a positive integer", "batch_size", "eval_every",
+                            "eval_batch_users", "steps_per_call")
+        config_checks.check(self, "a non-negative integer", "seed", "max_events", "num_itrs",
+                            "early_stop")
+        config_checks.check(self, "a positive number", "learning_rate")
+        config_checks.check(self, "a non-negative number", "start_margin", "weight_decay",
+                            "checkpoint_secs", "num_epochs")
         if self.num_itrs == 0 and self.num_epochs <= 0:
-            raise ValueError("num_itrs is 0: num_epochs must then be positive")
+            raise ValueError("num_itrs=0: the length is then num_epochs, which must be positive")
 
     def iterations(self, train_users: int) -> int:
         """The training length: `num_itrs`, or `num_epochs` passes over `train_users`."""
@@ -143,6 +153,28 @@ class TrainConfig:
 
 class TrainingDivergedError(RuntimeError):
     """The loss became NaN or Inf."""
+
+
+# Settings a rerun into a run folder may change: they do not change the results.
+RERUN_MAY_CHANGE = ("save_dir", "checkpoint_secs", "eval_batch_users", "steps_per_call")
+
+# A finite training loss that ends more than this many times, and this many nats, above the
+# start's validation loss means training diverged: the model ended far worse than it began
+# (a step size too large overshoots further at every step).
+DIVERGENCE_RATIO = 3.0
+DIVERGENCE_NATS = 1.0
+
+
+def divergence(curve_rows: list[dict]) -> str:
+    """Why the rows of curves.csv (iteration 0 first) say training diverged, or ''."""
+    if len(curve_rows) < 2:
+        return ""
+    start, last = float(curve_rows[0]["vali_loss"]), curve_rows[-1]
+    loss = float(last["train_loss"])
+    if not loss > max(DIVERGENCE_RATIO * start, start + DIVERGENCE_NATS):
+        return ""
+    return (f"training diverged: the training loss ended at {loss:.4g} (iteration "
+            f"{last['iteration']}), far above the start's validation loss {start:.4g}")
 
 
 # -- Batches -------------------------------------------------------------------------------
@@ -467,9 +499,6 @@ class UserModelRunner:
             data = dataclasses.replace(
                 data, item_features=with_statistics(data.item_features, self.splits["train"]))
             self.data = data
-        elif config.item_features != "onehot":
-            raise ValueError(f"item_features={config.item_features!r}: expected 'onehot' or "
-                             "'generalising'")
         max_display = self.splits["train"].max_display
         if config.model.history_display_width < max_display:  # the step view must hold a set
             config = dataclasses.replace(config, model=dataclasses.replace(
@@ -557,6 +586,15 @@ class UserModelRunner:
         return 0
 
     def _load_pretrained(self, pretrain_dir: str) -> None:
+        path = self._pretrained_checkpoint(pretrain_dir)
+        for model in (self.reward, self.behavior):
+            tf.train.Checkpoint(**checkpoint_variables(reward=model)).restore(path) \
+                .expect_partial().assert_existing_objects_matched()
+        self.progress(f"starting r and phi from {path}")
+
+    def _pretrained_checkpoint(self, pretrain_dir: str) -> str:
+        """The checkpoint of `pretrain_dir` to start from, refused unless its architecture is
+        this run's."""
         which = f"best_{self.config.pretrain_checkpoint}"
         path = tf.train.latest_checkpoint(os.path.join(pretrain_dir, "checkpoints", which))
         if path is None:
@@ -577,10 +615,7 @@ class UserModelRunner:
                 f"{', '.join(f'{k}={theirs.get(k)!r}' for k in differ)}, this run "
                 f"{', '.join(f'{k}={ours[k]!r}' for k in differ)}: pass the pre-training's "
                 "model flags")
-        for model in (self.reward, self.behavior):
-            tf.train.Checkpoint(**checkpoint_variables(reward=model)).restore(path) \
-                .expect_partial().assert_existing_objects_matched()
-        self.progress(f"starting r and phi from {path}")
+        return path
 
     def _truncate_curves(self, last_iteration: int) -> None:
         """Keeps the CSV rows up to `last_iteration` (all are dropped for -1)."""
@@ -605,7 +640,21 @@ class UserModelRunner:
     # -- The loop --------------------------------------------------------------------------
     def run(self) -> dict:
         """Trains for `config.iterations` (resuming if interrupted) or until early stopping,
-        then tests the best checkpoints."""
+        then tests the best checkpoints.
+
+        The chief holds the run folder meanwhile (`run_folder.claim`): a second run into it,
+        or a rerun with other flags, is refused before anything is written.
+        """
+        if not self.chief:  # its run folder is a temporary one of its own
+            return self._run()
+        if self.adversarial and self.config.pretrain_dir and not self.latest.latest_checkpoint:
+            self._pretrained_checkpoint(self.config.pretrain_dir)  # a bad one: no run folder
+        with run_folder.claim(self.save_dir, self.config.to_dict(),
+                              lambda saved: TrainConfig.from_dict(saved).to_dict(),
+                              ignore=RERUN_MAY_CHANGE):
+            return self._run()
+
+    def _run(self) -> dict:
         if os.path.exists(self.results_path):
             with open(self.results_path) as f:
                 return json.load(f)
@@ -657,6 +706,7 @@ class UserModelRunner:
         results["events_per_second"] = train_events / max(train_seconds, 1e-9)
         results["peak_rss_mb"] = peak_rss_mb()
         if self.chief:
+            self._note_divergence(results)
             safe_io.dump_json(self.results_path, results)
         else:
             shutil.rmtree(self._checkpoint_root, ignore_errors=True)
@@ -714,6 +764,19 @@ class UserModelRunner:
                       f"train_loss {train_loss:.4f}  vali loss {metrics['loss']:.4f}  "
                       f"prec@1 {metrics['prec1']:.4f}  prec@2 {metrics['prec2']:.4f}  "
                       f"{events_per_second:,.0f} events/s")
+
+    def _note_divergence(self, results: dict) -> None:
+        """Sets `results["diverged"]` from curves.csv and, when it did, warns and says which
+        checkpoints the results come from."""
+        with open(os.path.join(self.save_dir, "curves.csv"), newline="") as f:
+            warning = divergence(list(csv.DictReader(f)))
+        results["diverged"] = bool(warning)
+        if warning:
+            best = ", ".join(f"{m} {i}" for m, i in results.get("best_iteration", {}).items())
+            results["warning"] = (f"{warning}; the results come from the best checkpoints by "
+                                  f"validation, of iterations {best}; try a lower "
+                                  "learning_rate")
+            self.progress(f"warning: {results['warning']}")
 
     def _start_margin(self, iteration: int, metric: str, metrics: dict) -> float:
         """What a later checkpoint must add to the pre-trained start's prec@k to replace it

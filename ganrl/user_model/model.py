@@ -15,15 +15,17 @@ has none of them (`MODEL_PRESETS["onehot"]`).
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
+from ganrl import config_checks
 from ganrl.data.dataset import ItemFeatures
 from ganrl.data.item_stats import split_statistics
 from ganrl.user_model import choice, context
-from ganrl.user_model.encoders import ItemEncoder, make_history_encoder
+from ganrl.user_model.encoders import HISTORY_ENCODERS, ItemEncoder, make_history_encoder
 
 keras = tf.keras
 
@@ -125,6 +127,26 @@ class ModelConfig:
     statistic_folds: int = 5
     l2_reg: float = 0.0
 
+    def __post_init__(self):
+        config_checks.check_choice(self, "user_model", HISTORY_ENCODERS)
+        if not re.fullmatch(r"([1-9][0-9]*(-[1-9][0-9]*)*)?", self.dims):
+            raise ValueError(f"dims={self.dims!r}: expected the hidden sizes of the utility "
+                             "MLP, positive integers joined by '-', e.g. '64-64' (or '' for "
+                             "none)")
+        config_checks.check(self, "a positive integer", "item_dim", "rnn_hidden_dim", "pw_dim",
+                            "pw_band_size", "history_clicks", "history_events",
+                            "history_display_width")
+        config_checks.check(self, "a number in [0, 1)", "dropout", "id_dropout")
+        config_checks.check(self, "a positive number", "rate_prior_strength")
+        config_checks.check(self, "a non-negative number", "l2_reg")
+        config_checks.check(self, "a non-negative integer", "rnn_skip", "statistic_folds")
+        config_checks.check_choice(self, "pw_activation", ("sigmoid", "linear"))
+        if not self.dims and not self.bilinear:
+            raise ValueError(f"dims={self.dims!r}: a utility without an MLP needs the "
+                             "bilinear term (bilinear=True)")
+        if self.statistic_folds == 1:
+            raise ValueError("statistic_folds=1: expected 0 (leave-one-user-out) or at least 2")
+
     @property
     def hidden_dims(self) -> list[int]:
         return [int(d) for d in self.dims.split("-") if d]
@@ -155,9 +177,6 @@ class UserModel(keras.Model):
         self.n_items = item_features.n_items
         self.has_no_click = has_no_click
         dims = config.hidden_dims
-        if not dims and not config.bilinear:
-            raise ValueError(f"dims={config.dims!r}: a utility without an MLP needs the "
-                             "bilinear term (bilinear=True)")
         side_features, counts = split_statistics(item_features)
         self._counts = None if counts is None else tf.constant(counts, tf.float32)
         self._user_fold = self._fold_counts = None  # set by `use_statistic_folds`

@@ -112,3 +112,11 @@ def test_split_naming_an_unknown_user(tmp_path):
     save_dataset(str(tmp_path), dataset)
     with pytest.raises(DataError, match=r"tiny-split.pkl: train list, entry 12: user 999"):
         load_dataset(str(tmp_path), "tiny")
+
+
+def test_curve_row_cut_short_by_a_kill_is_dropped(tmp_path):
+    path = tmp_path / "curves.csv"
+    path.write_text("iteration,phase,train_loss\n0,mle,nan\n2,mle,0.5\n4,ml")
+    assert safe_io.read_csv_rows(path) == [{"iteration": "0", "phase": "mle", "train_loss": "nan"},
+                                           {"iteration": "2", "phase": "mle", "train_loss": "0.5"}]
+    assert safe_io.read_csv_rows(tmp_path / "missing.csv") == []

@@ -557,14 +557,12 @@ class UserModelRunner:
         self.progress(f"starting r and phi from {path}")
 
     def _truncate_curves(self, last_iteration: int) -> None:
-        """Keeps the CSV rows up to `last_iteration` (all are dropped for -1)."""
+        """Keeps the CSV rows up to `last_iteration` (all are dropped for -1), less any row a
+        kill cut short (rows are appended, not written atomically)."""
         if not self.chief:
             return
         path = os.path.join(self.save_dir, "curves.csv")
-        rows = []
-        if os.path.exists(path):
-            with open(path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["iteration"]) <= last_iteration]
+        rows = [r for r in safe_io.read_csv_rows(path) if int(r["iteration"]) <= last_iteration]
         with safe_io.atomic_open(path, "w") as f:
             writer = csv.DictWriter(f, CURVE_FIELDS)
             writer.writeheader()

@@ -212,8 +212,6 @@ class PolicyRunner:
         """Drops the curve rows of `name` in `phase` after interaction step `last_step` (and
         any row a kill cut short) and returns the rows kept, as `train` makes them."""
         path = os.path.join(self.config.save_dir, "curves.csv")
-        if not os.path.exists(path):
-            return []
         rows = [r for r in safe_io.read_csv_rows(path)
                 if (r["policy"], r["phase"]) != (name, phase) or int(r["iteration"]) <= last_step]
         with safe_io.atomic_open(path, "w") as f:
@@ -249,8 +247,8 @@ class PolicyRunner:
                 best = json.load(f)
 
         def consider() -> None:
-            # Each snapshot gets its own name and best.json, replaced atomically, names it:
-            # a kill while writing a snapshot leaves the previous one whole and named.
+            # Each snapshot is written under its own name, then best.json (replaced
+            # atomically) names it: a kill while writing one leaves the previous one whole.
             nonlocal best
             score = self.validate(policy)
             if best is None or score > best["score"]:

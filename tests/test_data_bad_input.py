@@ -329,3 +329,11 @@ def test_policy_entry_point_refuses_bad_item_features_before_its_run_folder(tmp_
     _refused_by_entry_point([os.path.join(ROOT, "experiment_policy", "main_policy.py"),
                              f"--user_model_dir={run}", f"--test_user_model_dir={run}"],
                             tmp_path, "um/item_features.pkl: item features, field 'dense'")
+
+
+def test_curve_row_cut_short_by_a_kill_is_dropped(tmp_path):
+    path = tmp_path / "curves.csv"
+    path.write_text("iteration,phase,train_loss\n0,mle,nan\n2,mle,0.5\n4,ml")
+    assert safe_io.read_csv_rows(path) == [{"iteration": "0", "phase": "mle", "train_loss": "nan"},
+                                           {"iteration": "2", "phase": "mle", "train_loss": "0.5"}]
+    assert safe_io.read_csv_rows(tmp_path / "missing.csv") == []

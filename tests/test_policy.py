@@ -176,6 +176,66 @@ def test_policy_protocol_smoke_and_resume(user_model_dir, tmp_path):
     assert grown["policies"]["random"] == first["policies"]["random"]
 
 
+def _cdqn_protocol(user_model_dir, save_dir):
+    from ganrl.policy.runner import PolicyConfig
+    return PolicyConfig(user_model_dir=user_model_dir, test_user_model_dir=user_model_dir,
+                        save_dir=str(save_dir), policies=("cdqn",), k=2, horizon=2,
+                        num_itrs=8, batch_size=4, train_batch_size=4, eval_users=4,
+                        adapt_itrs=4, regret_itrs=0, epsilon_steps=8, target_update=2,
+                        select_every=2, select_users=4, hidden=8, checkpoint_secs=0)
+
+
+def _protocol_figures(save_dir):
+    """results.json without timings, and curves.csv."""
+    results = json.loads((save_dir / "results.json").read_text())
+    for result in results["policies"].values():
+        result.pop("train_seconds")
+    return results, (save_dir / "curves.csv").read_text().splitlines()
+
+
+def test_killed_cdqn_run_resumes_to_the_uninterrupted_figures(user_model_dir, tmp_path):
+    from ganrl.policy.runner import PolicyRunner
+    PolicyRunner(_cdqn_protocol(user_model_dir, tmp_path / "full"),
+                 progress=lambda _: None).run()
+
+    class Killed(Exception):
+        pass
+
+    def run_killed_at(phase, step):
+        """Killed after logging a curve row, before that episode's checkpoint."""
+        runner = PolicyRunner(_cdqn_protocol(user_model_dir, tmp_path / "killed"),
+                              progress=lines.append)
+        log = runner._log
+
+        def log_then_die(row):
+            log(row)
+            if (row["phase"], row["iteration"]) == (phase, step):
+                raise Killed
+
+        runner._log = log_then_die
+        with pytest.raises(Killed):
+            runner.run()
+
+    lines = []
+    # In training (exploration, replay and target updates under way: resumes at episode 2),
+    # then in the first episode of adaptation (in the test simulator, before any checkpoint).
+    run_killed_at("train", 6)
+    run_killed_at("adapt_pretrained", 2)
+    assert "resuming cdqn (train) at episode 2" in lines
+    PolicyRunner(_cdqn_protocol(user_model_dir, tmp_path / "killed"),
+                 progress=lambda _: None).run()
+    results, curves = _protocol_figures(tmp_path / "killed")
+    full_results, full_curves = _protocol_figures(tmp_path / "full")
+    assert len(curves) == len(set(curves)) == 1 + 4 + 2 + 2
+    assert curves == full_curves
+    assert results == full_results
+    # One snapshot is kept, the one best.json names.
+    best_folder = tmp_path / "killed" / "checkpoints" / "cdqn__train_best"
+    best = json.loads((best_folder / "best.json").read_text())
+    assert {name.split(".")[0] for name in os.listdir(best_folder)} == {"best",
+                                                                        best["checkpoint"]}
+
+
 def test_untrained_cdqn_with_the_learned_reward_is_gan_greedy(user_model_dir):
     from ganrl.policy.baselines import GanGreedy
     from ganrl.policy.cdqn import CascadingDQN

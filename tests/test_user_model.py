@@ -1,5 +1,6 @@
 """User model: history encoders (sequence and step views) and the training runner."""
 
+import csv
 import json
 import os
 import re
@@ -171,6 +172,46 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
     curves = (tmp_path / "b" / "run" / "curves.csv").read_text().strip().splitlines()
     assert [int(r.split(",")[0]) for r in curves[1:]] == [0, 2, 4, 6]
+
+
+def _figures(run_dir):
+    """results.json's test figures and curves.csv without its timing column."""
+    with open(os.path.join(run_dir, "results.json")) as f:
+        test = json.load(f)["test"]
+    with open(os.path.join(run_dir, "curves.csv"), newline="") as f:
+        curves = [{k: v for k, v in row.items() if k != "events_per_second"}
+                  for row in csv.DictReader(f)]
+    return test, curves
+
+
+@pytest.mark.parametrize("regularizer", ["entropy", "L2"])
+def test_killed_run_with_dropout_resumes_to_the_uninterrupted_figures(tmp_path, regularizer):
+    # Identity dropout and dropout draw fresh masks every step: a resumed run must continue
+    # their random streams where the checkpoint left them, not restart them.
+    dataset = tiny_dataset()
+    model = ModelConfig(user_model="PW", dims="16-8", item_dim=8, pw_dim=2, pw_band_size=3,
+                        dropout=0.3, id_dropout=0.5)
+    full = _config(tmp_path / "full", regularizer=regularizer, model=model)
+    _runner(full, dataset).run()
+
+    class Killed(Exception):
+        pass
+
+    def die_at_4(line):  # after validating iteration 4, before its checkpoint
+        if re.search(r"itr\s+4 ", line):
+            raise Killed
+
+    killed = _config(tmp_path / "killed", regularizer=regularizer, model=model)
+    with pytest.raises(Killed):
+        _runner(killed, dataset, progress=die_at_4).run()
+    lines = []
+    _runner(killed, dataset, progress=lines.append).run()
+    assert any("resuming" in line and "iteration 2" in line for line in lines)
+    full_test, full_curves = _figures(full.save_dir)
+    test, curves = _figures(killed.save_dir)
+    assert [int(row["iteration"]) for row in curves] == [0, 2, 4, 6]
+    assert curves == full_curves
+    assert test == full_test
 
 
 def test_nan_loss_stops_training_and_keeps_best_checkpoints(tmp_path):

@@ -10,6 +10,7 @@ kill never leaves a half-written output behind.
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 import os
@@ -130,6 +131,16 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[io.IOBase
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+
+
+def read_csv_rows(path: str | os.PathLike) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header that ganrl appends to (its curves), less a last
+    row that a kill cut short (missing fields); [] if there is no file."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return [row for row in csv.DictReader(f) if None not in row and None not in row.values()]
 
 
 def dump_pickles(path: str | os.PathLike, *objects: Any) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import abc
+import io
 from typing import Callable
 
 import numpy as np
 import tensorflow as tf
 
+from ganrl.policy.replay import TransitionMemory, generator_state, set_generator_state
 from ganrl.simulator.simulator import Observation
 
 
@@ -56,6 +58,7 @@ class Policy(abc.ABC):
     """
 
     learns: bool = False
+    replay: TransitionMemory | None = None  # a learning policy's replay memory, if it has one
 
     def __init__(self, features: PolicyFeatures, k: int, seed: int = 0, **_):
         self.features = features
@@ -77,6 +80,45 @@ class Policy(abc.ABC):
     def checkpoint_objects(self) -> dict:
         """Trackable objects that make up the policy's state, for checkpoints."""
         return {}
+
+    def numpy_state(self) -> dict[str, np.ndarray]:
+        """What the policy keeps outside TF variables: its random stream (exploration,
+        minibatch order) and its replay memory, if any. A resumable checkpoint saves it
+        (`NumpyState`), so that a resumed run explores and samples as an uninterrupted one."""
+        state = {"rng": generator_state(self.rng)}
+        if self.replay is not None:
+            state.update({f"replay_{key}": v for key, v in self.replay.state().items()})
+        return state
+
+    def load_numpy_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restores what `numpy_state` returned."""
+        set_generator_state(self.rng, state["rng"])
+        if self.replay is not None:
+            self.replay.load_state({key.removeprefix("replay_"): v for key, v in state.items()
+                                    if key.startswith("replay_")})
+
+
+class NumpyState(tf.train.experimental.PythonState):
+    """A policy's `numpy_state` inside a `tf.train.Checkpoint`: written with the variables in
+    the same checkpoint (so as atomically: a kill never leaves weights and replay memory of
+    different episodes) and restored with them.
+
+    The replay memory's filled rows are stored uncompressed: a checkpoint of a full default
+    memory (100,000 transitions) holds 100,000 x (2 x (history_length + n_candidates) + k + 2)
+    4-byte values, and a save briefly needs that much memory again.
+    """
+
+    def __init__(self, policy: Policy):
+        self.policy = policy
+
+    def serialize(self) -> bytes:
+        buffer = io.BytesIO()
+        np.savez(buffer, **self.policy.numpy_state())
+        return buffer.getvalue()
+
+    def deserialize(self, string_value: bytes) -> None:
+        with np.load(io.BytesIO(string_value), allow_pickle=False) as arrays:
+            self.policy.load_numpy_state({key: arrays[key] for key in arrays.files})
 
 
 def map_column_chunks(fn: Callable[[tf.Tensor], tf.Tensor], n: int | tf.Tensor,

@@ -35,7 +35,11 @@ def load_policy(run_dir: str, name: str = "cdqn") -> Policy:
     objects = policy.checkpoint_objects()
     if objects:
         # The snapshot the run tested (best on its validation), else the last one.
-        best = os.path.join(run_dir, "checkpoints", f"{name}__train_best", "best")
+        best_folder = os.path.join(run_dir, "checkpoints", f"{name}__train_best")
+        best = os.path.join(best_folder, "best")  # a run folder before named snapshots
+        if os.path.exists(os.path.join(best_folder, "best.json")):
+            with open(os.path.join(best_folder, "best.json")) as f:
+                best = os.path.join(best_folder, json.load(f).get("checkpoint", "best"))
         if os.path.exists(best + ".index"):
             tf.train.Checkpoint(**objects).read(best).assert_consumed()
             return policy

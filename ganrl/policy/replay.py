@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+
+
+def generator_state(rng: np.random.Generator) -> np.ndarray:
+    """The state of a numpy random generator as a 0-d string array (for `np.savez`)."""
+    return np.array(json.dumps(rng.bit_generator.state))
+
+
+def set_generator_state(rng: np.random.Generator, state: np.ndarray) -> None:
+    """Puts `rng` back in a state from `generator_state`."""
+    rng.bit_generator.state = json.loads(str(state))
 
 
 class TransitionMemory:
@@ -36,6 +48,20 @@ class TransitionMemory:
     def sample(self, batch_size: int) -> dict[str, np.ndarray]:
         rows = self.rng.integers(0, self.size, batch_size)
         return {key: value[rows] for key, value in self.data.items()}
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The filled rows, the ring's position and the sampling stream, as arrays (what a
+        resumable checkpoint saves: rows beyond `size` were never written)."""
+        return {"size": np.array(self.size), "cursor": np.array(self.cursor),
+                "rng": generator_state(self.rng),
+                **{f"data_{key}": value[:self.size] for key, value in self.data.items()}}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restores what `state` returned."""
+        self.size, self.cursor = int(state["size"]), int(state["cursor"])
+        set_generator_state(self.rng, state["rng"])
+        for key, value in self.data.items():
+            value[:self.size] = state[f"data_{key}"]
 
 
 class ReplayBuffer(TransitionMemory):

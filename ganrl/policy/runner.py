@@ -24,10 +24,16 @@ both keep learning online in the test simulator; their click rate (or reward) pe
 step shows how much pre-training saves.
 
 Run folder: config.json, curves.csv (policy, phase, iteration, reward, ctr, loss),
-tensorboard/, checkpoints/{policy}/ (resumable), policies/{policy}.json (finished policies
+tensorboard/, checkpoints/{policy}__{phase}/ (resumable), checkpoints/{policy}__train_best/
+(the selected snapshot, named in its best.json), policies/{policy}.json (finished policies
 are not retrained), results.json (written last) and curves.png. A rerun resumes or reuses
 the folder only with the same flags (but the policies: it trains those it lacks), and one run
 at a time writes it (`ganrl.train.run_folder`).
+
+Resuming: a checkpoint holds the policy's variables (networks, target network, optimiser,
+epsilon schedule), its numpy state (exploration stream and replay memory, `NumpyState`) and
+the simulator's random stream, so a killed run, rerun, ends with the figures and curves of
+an uninterrupted one; the curve rows after the checkpoint are dropped when it resumes.
 
 Under a `tf.distribute` strategy the CDQN's updates run on every replica (see
 `CascadingDQN`); under a multi-worker one every worker runs the same simulation (same seeds)
@@ -53,7 +59,7 @@ import tensorflow as tf
 from ganrl import config_checks
 from ganrl.data import safe_io
 from ganrl.data.dataset import load_split_data
-from ganrl.policy.base import POLICIES, Policy, PolicyFeatures
+from ganrl.policy.base import POLICIES, NumpyState, Policy, PolicyFeatures
 from ganrl.policy import registry  # noqa: F401  (fills POLICIES)
 from ganrl.simulator.simulator import Simulator, SimulatorConfig
 from ganrl.train import run_folder
@@ -153,6 +159,14 @@ def make_policy(name: str, config: PolicyConfig, features: PolicyFeatures,
         strategy=strategy)
 
 
+def remove_other_snapshots(folder: str, keep: str) -> None:
+    """Deletes the files of every snapshot in `folder` but `keep` (its best.json stays)."""
+    for entry in os.listdir(folder):
+        path = os.path.join(folder, entry)
+        if entry != "best.json" and entry.split(".")[0] != keep and os.path.isfile(path):
+            os.remove(path)
+
+
 def run_episodes(sim: Simulator, policy: Policy, users: int, learn: bool = False,
                  explore: bool = False, regret: list | None = None
                  ) -> tuple[np.ndarray, np.ndarray, list]:
@@ -229,35 +243,56 @@ class PolicyRunner:
                 if row.get(key) not in (None, "") and math.isfinite(float(row[key])):
                     tf.summary.scalar(f"{row['policy']}/{row['phase']}/{key}", float(row[key]))
 
+    def _resume_curve(self, name: str, phase: str, last_step: int) -> list[dict]:
+        """Drops the curve rows of `name` in `phase` after interaction step `last_step` (and
+        any row a kill cut short) and returns the rows kept, as `train` makes them."""
+        path = os.path.join(self.config.save_dir, "curves.csv")
+        rows = [r for r in safe_io.read_csv_rows(path)
+                if (r["policy"], r["phase"]) != (name, phase) or int(r["iteration"]) <= last_step]
+        with safe_io.atomic_open(path, "w") as f:
+            writer = csv.DictWriter(f, CURVE_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+        return [{"policy": name, "phase": phase, "iteration": int(r["iteration"]),
+                 **{key: float(r[key]) for key in ("reward", "ctr", "loss")}}
+                for r in rows if (r["policy"], r["phase"]) == (name, phase)]
+
     def train(self, name: str, policy: Policy, sim: Simulator, itrs: int, phase: str,
               resume: bool = True) -> list[dict]:
         """Trains a learning policy for `itrs` episodes of `batch_size` users (resumable)."""
         cfg = self.config
         iteration = tf.Variable(0, dtype=tf.int64, trainable=False)
-        ckpt = tf.train.Checkpoint(iteration=iteration, **policy.checkpoint_objects())
+        ckpt = tf.train.Checkpoint(iteration=iteration, **policy.checkpoint_objects(),
+                                   numpy_state=NumpyState(policy), simulator=sim.rng)
         folder = os.path.join("checkpoints", f"{name}__{phase}")
         manager = tf.train.CheckpointManager(ckpt, os.path.join(cfg.save_dir, folder), 1)
         latest = tf.train.latest_checkpoint(os.path.join(self.read_dir, folder))
         if resume and latest:
             ckpt.restore(latest)
             self.progress(f"resuming {name} ({phase}) at episode {int(iteration.numpy())}")
-        curve, last_save = [], time.monotonic()
+        curve = self._resume_curve(name, phase, int(iteration.numpy()) * cfg.horizon)
+        last_save = time.monotonic()
         episodes = max(1, itrs // cfg.horizon)
         select = phase == "train" and cfg.select_every > 0
-        best_name = os.path.join(folder + "_best", "best")
-        best_path = os.path.join(self.read_dir, best_name + ".json")
+        best_folder = folder + "_best"
+        best_path = os.path.join(self.read_dir, best_folder, "best.json")
         best, snapshot = None, tf.train.Checkpoint(**policy.checkpoint_objects())
         if select and os.path.exists(best_path):
             with open(best_path) as f:
                 best = json.load(f)
 
         def consider() -> None:
+            # Each snapshot is written under its own name, then best.json (replaced
+            # atomically) names it: a kill while writing one leaves the previous one whole.
             nonlocal best
             score = self.validate(policy)
             if best is None or score > best["score"]:
-                snapshot.write(os.path.join(cfg.save_dir, best_name))
-                best = {"score": score, "episode": int(iteration.numpy())}
-                safe_io.dump_json(os.path.join(cfg.save_dir, best_name + ".json"), best)
+                episode = int(iteration.numpy())
+                snapshot.write(os.path.join(cfg.save_dir, best_folder, f"best-{episode}"))
+                best = {"score": score, "episode": episode, "checkpoint": f"best-{episode}"}
+                safe_io.dump_json(os.path.join(cfg.save_dir, best_folder, "best.json"), best)
+                remove_other_snapshots(os.path.join(cfg.save_dir, best_folder),
+                                       best["checkpoint"])
 
         if select and best is None:
             consider()  # the untrained policy
@@ -271,15 +306,19 @@ class PolicyRunner:
                    "loss": float(np.mean(losses)) if losses else float("nan")}
             curve.append(row)
             self._log(row)
+            # Validation comes before the checkpoint, so a run killed in between validates
+            # this episode again when it resumes (validation changes no state).
+            if select and (int(iteration.numpy()) % cfg.select_every == 0
+                           or int(iteration.numpy()) == episodes):
+                consider()
             if time.monotonic() - last_save >= cfg.checkpoint_secs or \
                     int(iteration.numpy()) == episodes:
                 manager.save(checkpoint_number=int(iteration.numpy()))
                 last_save = time.monotonic()
-            if select and (int(iteration.numpy()) % cfg.select_every == 0
-                           or int(iteration.numpy()) == episodes):
-                consider()
         if select:
-            snapshot.read(os.path.join(self.read_dir, best_name)).assert_consumed()
+            # A run folder that predates named snapshots has one snapshot, "best".
+            snapshot.read(os.path.join(self.read_dir, best_folder,
+                                       best.get("checkpoint", "best"))).assert_consumed()
             self.progress(f"{name}: the snapshot of episode {best['episode']} (validation "
                           f"reward {best['score']:.3f} in the training simulator)")
         return curve
@@ -377,6 +416,9 @@ class PolicyRunner:
         adapted = copy.copy(pretrained)  # keeps the pre-trained networks; new counters below
         adapted.selections = tf.Variable(pretrained.epsilon[2], dtype=tf.int64)  # low epsilon
         for label, policy in (("pretrained", adapted), ("scratch", scratch)):
+            # Both meet the same test-simulator stream, a function of the seed alone (not of
+            # the evaluations before, which a rerun of a killed run skips).
+            self.test_sim.rng.reset_from_seed(self.config.seed + 4)
             curve = self.train("cdqn", policy, self.test_sim, self.config.adapt_itrs,
                                f"adapt_{label}")
             key = "ctr" if self.test_sim.has_no_click else "reward"

@@ -10,7 +10,8 @@ Run folder layout:
   item_features.pkl      the dataset's item features (so the model loads without the data)
   curves.csv             iteration,phase,train_loss,vali_loss,vali_prec1,vali_prec2,events_per_second
   tensorboard/           the same curves as TensorBoard summaries
-  checkpoints/latest/    model(s), optimiser(s), iteration, bests: a rerun resumes from here
+  checkpoints/latest/    model(s), optimiser(s), iteration, bests and the dropout streams'
+                         states: a rerun resumes from here and ends as an uninterrupted run
   checkpoints/best_{loss,prec1,prec2}/   the weights that were best on validation
   results.json           written last: its presence marks the run finished. Test and
                          validation figures of each best checkpoint, their iterations
@@ -46,7 +47,8 @@ from ganrl.data.item_stats import (features_pickle_object, fold_statistics,
 from ganrl.metrics import precision_at_k
 from ganrl.train import run_folder
 from ganrl.user_model import choice
-from ganrl.user_model.model import ModelConfig, UserModel, checkpoint_variables
+from ganrl.user_model.model import (ModelConfig, UserModel, checkpoint_variables,
+                                    random_state_variables)
 
 keras = tf.keras
 log = logging.getLogger("ganrl")
@@ -551,7 +553,7 @@ class UserModelRunner:
         self.weights = tf.train.Checkpoint(**checkpoint_variables(**models))
         self.state = tf.train.Checkpoint(
             iteration=self.iteration, **{f"best_{m}": v for m, v in self.best.items()},
-            **checkpoint_variables(**models, **optimizers))
+            **checkpoint_variables(**models, **optimizers), **random_state_variables(**models))
 
     def _optimizer(self) -> keras.optimizers.Optimizer:
         return keras.optimizers.Adam(self.config.learning_rate,
@@ -618,14 +620,12 @@ class UserModelRunner:
         return path
 
     def _truncate_curves(self, last_iteration: int) -> None:
-        """Keeps the CSV rows up to `last_iteration` (all are dropped for -1)."""
+        """Keeps the CSV rows up to `last_iteration` (all are dropped for -1), less any row a
+        kill cut short (rows are appended, not written atomically)."""
         if not self.chief:
             return
         path = os.path.join(self.save_dir, "curves.csv")
-        rows = []
-        if os.path.exists(path):
-            with open(path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["iteration"]) <= last_iteration]
+        rows = [r for r in safe_io.read_csv_rows(path) if int(r["iteration"]) <= last_iteration]
         with safe_io.atomic_open(path, "w") as f:
             writer = csv.DictWriter(f, CURVE_FIELDS)
             writer.writeheader()

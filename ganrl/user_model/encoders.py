@@ -32,6 +32,10 @@ class ItemEncoder(keras.layers.Layer):
     id_dropout * a / (a + d) for an item shown in d training display sets (a =
     `count_scale`). Rare items then lean on the shared features instead of an embedding that
     memorised a few clicks, while frequent items keep theirs.
+
+    The dropout draws come from a Keras `SeedGenerator`, whose state is a variable (in
+    `model.variables`, not `model.weights`) that a resumable checkpoint saves, so a resumed
+    run continues the stream instead of restarting it.
     """
 
     def __init__(self, item_features: ItemFeatures, embed_dim: int, id_dropout: float = 0.0,
@@ -51,6 +55,8 @@ class ItemEncoder(keras.layers.Layer):
             if display_counts is not None or id_dropout > 0:
                 self.fallback = self.add_weight(name="fallback", shape=(embed_dim,),
                                                 initializer="zeros")
+        self.dropout_seed = (keras.random.SeedGenerator(name="id_dropout_seed")
+                             if self.fallback is not None and id_dropout > 0 else None)
         self._seen = self._drop_rate = None
         if display_counts is not None:
             counts = np.asarray(display_counts, dtype=np.float32)
@@ -75,7 +81,8 @@ class ItemEncoder(keras.layers.Layer):
                 if training and self.id_dropout > 0:
                     rate = (self.id_dropout if self._drop_rate is None
                             else tf.gather(self._drop_rate, items))
-                    use_identity &= tf.random.uniform(tf.shape(items)) >= rate
+                    use_identity &= keras.random.uniform(
+                        tf.shape(items), seed=self.dropout_seed) >= rate
                 out = tf.where(use_identity[..., None], out, self.fallback)
         if self.side is not None:
             out = out + self.side(tf.gather(self._side_table, items))

@@ -637,3 +637,20 @@ def checkpoint_variables(**parts: Any) -> dict[str, tf.Variable]:
         for index, var in enumerate(variables):
             out[f"{part}_{index:03d}"] = var
     return out
+
+
+def random_state_variables(**models: keras.Model) -> dict[str, tf.Variable]:
+    """Named random-stream states of models, for a resumable `tf.train.Checkpoint`.
+
+    Dropout and identity dropout draw from Keras `SeedGenerator`s, whose states are variables
+    in `model.variables` but not in `model.weights` (so not in `checkpoint_variables`, and
+    the best-by-validation checkpoints stay weights only). Saving them lets a resumed run
+    draw the masks an uninterrupted run would have drawn.
+    """
+    out = {}
+    for part, model in models.items():
+        weights = {id(w) for w in model.weights}
+        states = [v for v in model.variables if id(v) not in weights]
+        for index, var in enumerate(states):
+            out[f"{part}_random_{index:03d}"] = var
+    return out

@@ -4,6 +4,7 @@
 #   ./process_data.sh --dataset=yelp          # dropbox/yelp.txt (released format)
 #   ./process_data.sh --dataset=ml100k        # MovieLens 100k, downloaded when absent
 #   ./process_data.sh --dataset=synthetic --users=2000   # a log with its ground truth
+#   ./process_data.sh --dataset=synthetic --world=mean_uniform_noclick   # another world
 #   ./process_data.sh                         # ml100k and every released-format .txt
 # PYTHON picks the interpreter (default: the repository's .venv unless a virtualenv is active,
 # see experiment_user_model/common.sh).

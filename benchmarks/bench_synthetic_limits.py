@@ -2,8 +2,8 @@
 
 The synthetic generator (`ganrl.data.synthetic`) knows every parameter, so the gap between a
 learned user model and the reachable limit (the posterior predictive, `bayes_prob`) can be
-split into steps. With the item vectors v, biases b and history weight known, this ranks each
-display set of a split by:
+split into steps. With the item vectors v, biases b and the history effect known (the world is
+the truth file's `config`), this ranks each display set of a split by:
 - `oracle`: the true click probabilities (uses the user's taste: a ceiling, not a target);
 - `bayes`: the posterior predictive given the user's earlier events (the reachable limit);
 - `posterior_mean`: theta's posterior mean . v + base, a single utility per item (what a
@@ -35,8 +35,8 @@ sys.path.insert(0, ROOT)
 
 from ganrl.data import safe_io  # noqa: E402
 from ganrl.data.dataset import SPLIT_NAMES  # noqa: E402
-from ganrl.data.synthetic import (choice_probabilities, history_means,  # noqa: E402
-                                  posterior_mean_taste)
+from ganrl.data.synthetic import (SyntheticConfig, base_utilities,  # noqa: E402
+                                  choice_probabilities, load_truth, posterior_mean_taste)
 from ganrl.metrics import precision_at_k  # noqa: E402
 
 SHRINKS = (0.0, 0.1, 0.2, 0.4, 0.8, 1.6)
@@ -58,21 +58,20 @@ def precisions(scores: np.ndarray, mask: np.ndarray, clicked: np.ndarray, rows: 
                  for k in (1, 2))
 
 
-def reference_rankers(truth: dict, history_weight: float, no_click_utility: float,
-                      samples: int, seed: int) -> dict[str, np.ndarray]:
+def reference_rankers(truth: dict, world: SyntheticConfig, samples: int, seed: int
+                      ) -> dict[str, np.ndarray]:
     """`{name: [E, D] scores}` of the rankers of the module docstring, but the tuned linear
     statistics, which `linear_statistics` gives."""
-    v, b = truth["item_vectors"], truth["item_bias"]
     display, mask, clicked = truth["display"], truth["display_mask"], truth["clicked_pos"]
     offsets = truth["event_offsets"]
     clicked_item = np.where(clicked >= 0, display[np.arange(len(display)),
                                                   np.maximum(clicked, 0)], -1)
-    vd = v[display]
-    base = history_weight * np.einsum("ek,edk->ed", history_means(v, clicked_item, offsets),
-                                      vd) + b[display]
-    draws = np.random.default_rng(seed).normal(size=(samples, v.shape[1]))
+    vd, base = base_utilities(truth["item_vectors"], truth["item_bias"], display, clicked_item,
+                              offsets, world)
+    draws = np.random.default_rng(seed).normal(size=(samples, vd.shape[-1]))
     choice = np.where(clicked >= 0, clicked, display.shape[1])
-    theta_mean = posterior_mean_taste(vd, base, mask, choice, offsets, draws, no_click_utility)
+    theta_mean = posterior_mean_taste(vd, base, mask, choice, offsets, draws,
+                                      world.no_click_logit)
     return {"oracle": truth["true_prob"], "bayes": truth["bayes_prob"],
             "posterior_mean": np.einsum("ek,edk->ed", theta_mean, vd) + base,
             "chance": np.zeros(display.shape), "_base": base, "_vd": vd}
@@ -100,24 +99,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--truth", required=True, help="NAME-truth.npz of the synthetic set")
     parser.add_argument("--run_dirs", default="", help="comma-separated learned run folders")
-    parser.add_argument("--history_weight", type=float, default=1.0)
-    parser.add_argument("--no_click_utility", type=float, default=0.5)
     parser.add_argument("--samples", type=int, default=3000, help="posterior draws")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", default="benchmarks/results/synthetic_limits")
     args = parser.parse_args()
-    with np.load(args.truth) as f:
-        truth = {k: f[k] for k in f.files}
+    world, truth = load_truth(args.truth)
     mask, clicked = truth["display_mask"], truth["clicked_pos"]
     split_rows = {s: np.flatnonzero(truth["event_split"] == i) for i, s in enumerate(SPLIT_NAMES)}
-    scores = reference_rankers(truth, args.history_weight, args.no_click_utility,
-                               args.samples, args.seed)
+    scores = reference_rankers(truth, world, args.samples, args.seed)
     base, vd = scores.pop("_base"), scores.pop("_vd")
     rows = []
     for name, s in scores.items():
         rows.append({"ranker": name, **dict(zip(("prec1", "prec2"),
                                                 precisions(s, mask, clicked, split_rows["test"])))})
-    for name, (m, n) in linear_statistics(truth, base, vd, args.no_click_utility).items():
+    for name, (m, n) in linear_statistics(truth, base, vd, world.no_click_logit).items():
         best = None
         for k in SHRINKS:
             for scale in SCALES:

@@ -1,6 +1,7 @@
 """Readers on tiny hand-made files (expected counts worked out by hand in the comments), the
 released files' published statistics, determinism and shuffling, and the synthetic truth."""
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -16,7 +17,8 @@ from ganrl.data.pipeline import PrepareConfig, default_names, prepare
 from ganrl.data.released import read_released
 from ganrl.data.retailrocket import read_retailrocket
 from ganrl.data.stats import STATS_KEYS
-from ganrl.data.synthetic import SyntheticConfig, choice_probabilities, make_synthetic
+from ganrl.data.synthetic import (SyntheticConfig, choice_probabilities, make_synthetic,
+                                  world_settings)
 from tests.data_helpers import ROOT, process_data, released_row as row, write_released
 from tests.tiny_data import tiny_dataset
 
@@ -226,30 +228,39 @@ def test_retailrocket_pages_keep_every_view(tmp_path):
 SMALL = SyntheticConfig(users=160, items=40, events_per_user=6, posterior_samples=1500)
 
 
-def test_synthetic_truth(tmp_path):
-    c, truth = make_synthetic(str(tmp_path), "syn", seed=3, config=SMALL)
+@pytest.mark.parametrize("world", ["mean_uniform_noclick", "lag_popular_always"])
+def test_synthetic_truth(tmp_path, world):
+    config = dataclasses.replace(SMALL, **world_settings(world))
+    c, truth = make_synthetic(str(tmp_path), "syn", seed=3, config=config)
     ev = c.events
     assert c.stats["users"] == 160 and c.stats["events"] == 160 * 6
     assert 2 <= c.stats["display_size"]["min"] and c.stats["display_size"]["max"] <= 10
+    assert (c.stats["no_clicks"] == 0) == config.always_click
     # Alignment: event e is step event_step[e] of user event_user[e], as in data_behavior.
     behavior = c.dataset.behavior
     for e in (0, 7, 500, ev.n_events - 1):
         user, step = truth["event_user"][e], truth["event_step"][e]
         display = behavior[user][1][step]
         assert list(truth["display"][e][: len(display)]) == display
-    # true_prob recomputed by hand for one event: softmax of theta.v + beta * h.v + b with
-    # the no-click option at 0.5; h is the mean vector of the user's earlier clicks.
+    # true_prob recomputed by hand for one event: softmax of theta.v + h.v + b, with the
+    # no-click option at 0.5 in the noclick world. h: the mean vector of the user's earlier
+    # clicks (beta 1), or the last three clicks weighted 1, 0.5, 0.25, the latest first.
     e = 500
     user, step = truth["event_user"][e], truth["event_step"][e]
     earlier = [k for k in behavior[user][2][:step] if k >= 0]
     v = truth["item_vectors"]
-    h = v[earlier].mean(axis=0) if earlier else np.zeros(v.shape[1])
+    if config.history == "mean":
+        h = v[earlier].mean(axis=0) if earlier else np.zeros(v.shape[1])
+    else:
+        h = sum(w * v[k] for w, k in zip([1.0, 0.5, 0.25], earlier[::-1]))
     display = behavior[user][1][step]
     u = v[display] @ (truth["user_taste"][user] + h) + truth["item_bias"][display]
-    expected = np.exp(u) / (np.exp(u).sum() + np.exp(0.5))
+    no_click = 0.0 if config.always_click else np.exp(0.5)
+    expected = np.exp(u) / (np.exp(u).sum() + no_click)
     np.testing.assert_allclose(truth["true_prob"][e][: len(display)], expected, rtol=1e-9)
-    assert np.all(truth["true_prob"].sum(axis=1) < 1) and np.all(
-        truth["bayes_prob"][~ev.display_mask] == 0)
+    row_sums = truth["true_prob"].sum(axis=1)
+    assert np.allclose(row_sums, 1) if config.always_click else np.all(row_sums < 1)
+    assert np.all(truth["bayes_prob"][~ev.display_mask] == 0)
     # Chance < reachable limit < oracle on the training split (460 or so clicked events).
     assert truth["train_chance_prec1"] + 0.1 < truth["train_bayes_prec1"]
     assert truth["train_bayes_prec1"] < truth["train_oracle_prec1"]
@@ -295,7 +306,8 @@ def test_default_names_skip_builtin_names(tmp_path):
 def test_process_data_synthetic_end_to_end(tmp_path):
     proc = process_data(tmp_path, "--dataset=synthetic", "--users=12", "--items=20",
                         "--events_per_user=3", "--max_display=4", "--feature_dim=3",
-                        "--posterior_samples=20", "--seed=2")
+                        "--posterior_samples=20", "--seed=2", "--world=lag_uniform_noclick",
+                        "--synthetic_true_features")
     assert proc.returncode == 0, proc.stderr
     stats = json.loads((tmp_path / "synthetic-stats.json").read_text())
     assert (stats["users"], stats["items"], stats["events"], stats["feature_dim"]) == (
@@ -305,7 +317,9 @@ def test_process_data_synthetic_end_to_end(tmp_path):
     truth = np.load(tmp_path / "synthetic-truth.npz")
     assert truth["true_prob"].shape[0] == 36 and "test_bayes_prec1" in truth.files
     config_line, stats_line = proc.stdout.splitlines()
-    assert json.loads(config_line.split(": ", 1)[1])["synthetic"]["users"] == 12
+    synthetic = json.loads(config_line.split(": ", 1)[1])["synthetic"]
+    assert (synthetic["users"], synthetic["history"], synthetic["always_click"]) == (
+        12, "lag", False)
     assert json.loads(stats_line.split(": ", 1)[1])["truth"]["test_chance_prec1"] > 0
     # The reference rankers of the synthetic benchmark read that truth file.
     import subprocess

@@ -20,7 +20,7 @@ from absl import app, flags
 
 from ganrl.data.pipeline import PrepareConfig, default_names, prepare
 from ganrl.data.safe_io import DataError
-from ganrl.data.synthetic import SyntheticConfig
+from ganrl.data.synthetic import DEFAULT_WORLD, SyntheticConfig, world_names, world_settings
 
 _DEFAULT = PrepareConfig()
 _SYNTHETIC = SyntheticConfig()
@@ -44,6 +44,14 @@ flags.DEFINE_string("retailrocket_path", _DEFAULT.retailrocket_path, "Retailrock
                     "events.csv (default DATA_FOLDER/events.csv).")
 flags.DEFINE_float("session_gap_minutes", _DEFAULT.session_gap_minutes,
                    "retailrocket: idle minutes that end a session.")
+flags.DEFINE_enum("world", DEFAULT_WORLD, world_names(), "synthetic: HISTORY_DISPLAY_CLICKS: "
+                  "the history effect (mean of all earlier clicks, or lag-weighted last "
+                  "clicks), the display draw (uniform, or popular: by exp(gamma * bias)) and "
+                  "whether every display set has a click (always) or a no-click option "
+                  "competes (noclick).")
+flags.DEFINE_boolean("synthetic_true_features", _SYNTHETIC.true_vectors_as_features,
+                     "synthetic: give models the true item vectors as dense features (tests "
+                     "the choice model alone, not learning item structure from ids).")
 flags.DEFINE_integer("users", _SYNTHETIC.users, "synthetic: users.")
 flags.DEFINE_integer("items", _SYNTHETIC.items, "synthetic: items.")
 flags.DEFINE_integer("events_per_user", _SYNTHETIC.events_per_user,
@@ -53,8 +61,14 @@ flags.DEFINE_integer("feature_dim", _SYNTHETIC.feature_dim,
                      "synthetic: dimension of item vectors and user tastes.")
 flags.DEFINE_float("history_weight", _SYNTHETIC.history_weight,
                    "synthetic: weight beta of the history effect.")
+flags.DEFINE_integer("history_lags", _SYNTHETIC.history_lags,
+                     "synthetic, lag history: L, the earlier clicks that count.")
+flags.DEFINE_float("history_decay", _SYNTHETIC.history_decay, "synthetic, lag history: the "
+                   "weight of the l-th last click is beta * decay^(l - 1).")
+flags.DEFINE_float("popularity_strength", _SYNTHETIC.popularity_strength, "synthetic, "
+                   "popular display draw: gamma, items drawn by exp(gamma * bias).")
 flags.DEFINE_float("no_click_utility", _SYNTHETIC.no_click_utility,
-                   "synthetic: utility of clicking nothing.")
+                   "synthetic, noclick worlds: utility of clicking nothing.")
 flags.DEFINE_integer("posterior_samples", _SYNTHETIC.posterior_samples,
                      "synthetic: prior draws of the Bayes-optimal (reachable) predictor.")
 flags.DEFINE_string("csv_path", _DEFAULT.csv_path, "Generic reader: the CSV of click logs "
@@ -69,8 +83,12 @@ def config_from_flags() -> PrepareConfig:
     synthetic = SyntheticConfig(
         users=FLAGS.users, items=FLAGS.items, events_per_user=FLAGS.events_per_user,
         min_display=FLAGS.min_display, max_display=FLAGS.max_display,
-        feature_dim=FLAGS.feature_dim, history_weight=FLAGS.history_weight,
-        no_click_utility=FLAGS.no_click_utility, posterior_samples=FLAGS.posterior_samples)
+        feature_dim=FLAGS.feature_dim, **world_settings(FLAGS.world),
+        history_weight=FLAGS.history_weight, history_lags=FLAGS.history_lags,
+        history_decay=FLAGS.history_decay, popularity_strength=FLAGS.popularity_strength,
+        no_click_utility=FLAGS.no_click_utility,
+        true_vectors_as_features=FLAGS.synthetic_true_features,
+        posterior_samples=FLAGS.posterior_samples)
     return PrepareConfig(
         data_folder=FLAGS.data_folder, seed=FLAGS.seed, max_display=FLAGS.max_display,
         ml100k_path=FLAGS.ml100k_path, ml100k_download=FLAGS.ml100k_download,

@@ -20,8 +20,8 @@ def test_user_model_approaches_the_bayes_limit_on_synthetic_data(tmp_path):
     world = SyntheticConfig(users=3000, posterior_samples=500, true_vectors_as_features=True,
                             **world_settings("mean_uniform_noclick"))
     converted, truth = make_synthetic(str(tmp_path), "syn", seed=0, config=world)
-    model = ModelConfig(user_model="LSTM", rnn_hidden_dim=32, choice_history=True,
-                        **MODEL_PRESETS["generalising"])
+    model = ModelConfig(user_model="LSTM", rnn_hidden_dim=32,
+                        **{**MODEL_PRESETS["generalising"], "choice_history": True})
     config = trainer.TrainConfig(dataset="syn", data_folder=str(tmp_path),
                                  save_dir=str(tmp_path / "run"), learning_rate=0.002,
                                  batch_size=100, num_itrs=600, eval_every=100, seed=0,

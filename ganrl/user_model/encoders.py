@@ -108,6 +108,12 @@ def gather_click_window(click_embeddings: tf.Tensor, event_user: tf.Tensor,
     return window * tf.cast(rows >= 0, window.dtype)[..., None]
 
 
+def random_map(rows: int, cols: int) -> np.ndarray:
+    """`[rows, cols]` Glorot-uniform draw from the global seed (a Dense kernel's default)."""
+    seed = int(tf.random.uniform([], 0, 2**31 - 1, tf.int64).numpy())
+    return keras.initializers.GlorotUniform(seed)([rows, cols]).numpy()
+
+
 class HistoryEncoder(keras.layers.Layer):
     """Interface of a history encoder; see the module docstring."""
 
@@ -269,9 +275,8 @@ class LSTMEncoder(HistoryEncoder):
         """Random on the LSTM's output, the identity on the skip path."""
         if not self.skip_window:
             return None
-        rows = keras.initializers.GlorotUniform(int(tf.random.uniform(
-            [], 0, 2**31 - 1, tf.int64).numpy()))([self.hidden_dim, self.embed_dim]).numpy()
-        return np.concatenate([rows, np.eye(self.embed_dim, dtype=np.float32)])
+        return np.concatenate([random_map(self.hidden_dim, self.embed_dim),
+                               np.eye(self.embed_dim, dtype=np.float32)])
 
 
 def make_history_encoder(name: str, embed_dim: int, *, pw_dim: int, pw_band_size: int,

@@ -25,7 +25,8 @@ from ganrl import config_checks
 from ganrl.data.dataset import ItemFeatures
 from ganrl.data.item_stats import split_statistics
 from ganrl.user_model import choice, context
-from ganrl.user_model.encoders import HISTORY_ENCODERS, ItemEncoder, make_history_encoder
+from ganrl.user_model.encoders import (HISTORY_ENCODERS, ItemEncoder, make_history_encoder,
+                                     random_map)
 
 keras = tf.keras
 
@@ -259,8 +260,7 @@ class UserModel(keras.Model):
         state_dim = self.history.state_dim
         blocks = [self.history.similarity_init()]
         if blocks[0] is None:
-            seed = int(tf.random.uniform([], 0, 2**31 - 1, tf.int64).numpy())
-            blocks[0] = keras.initializers.GlorotUniform(seed)([state_dim, dim]).numpy()
+            blocks[0] = random_map(state_dim, dim)
         eye = np.eye(dim, dtype=np.float32)
         if cfg.display_history:
             blocks.append(np.concatenate([eye, np.zeros((2, dim), np.float32)]))

@@ -112,6 +112,36 @@ def user_model_dir(tmp_path_factory):
     return str(folder / "run")
 
 
+def test_policies_fitted_to_the_logs_see_the_user_model_s_resplit(tmp_path):
+    # A user model trained on a resplit (seed 7): the most-popular policy counts the clicks
+    # of that model's training users, not of the dataset's own training split.
+    from ganrl.data.dataset import load_split_data
+    from ganrl.policy.runner import PolicyConfig, PolicyRunner
+    write_tiny_dataset(tmp_path / "data", n_users=24, no_click_every=4)
+    data = load_split_data(str(tmp_path / "data"), "tiny", resplit_seed=7)
+    model = ModelConfig(user_model="PW", dims="8", item_dim=4, pw_dim=2, pw_band_size=3)
+    config = trainer.TrainConfig(dataset="tiny", data_folder=str(tmp_path / "data"),
+                                 save_dir=str(tmp_path / "run"), num_itrs=2, eval_every=2,
+                                 batch_size=8, learning_rate=0.05, seed=7, resplit=True,
+                                 model=model)
+    trainer.UserModelRunner(config, data, progress=lambda _: None).run()
+    runner = PolicyRunner(PolicyConfig(user_model_dir=str(tmp_path / "run"),
+                                       test_user_model_dir=str(tmp_path / "run"),
+                                       save_dir=str(tmp_path / "policy"), k=2, horizon=2),
+                          progress=lambda _: None)
+
+    def click_counts(events):
+        clicked = events.clicked_item
+        return np.bincount(clicked[clicked >= 0], minlength=data.n_items)
+
+    own_split = load_split_data(str(tmp_path / "data"), "tiny").splits["train"]
+    resplit = click_counts(data.splits["train"])
+    assert not np.array_equal(resplit, click_counts(own_split))  # the test can tell them apart
+    popularity = runner._policy("most_popular").popularity.numpy()
+    # Counts plus tie-breaking noise below 1e-3.
+    np.testing.assert_allclose(popularity, resplit, atol=1e-3)
+
+
 def test_simulated_click_frequencies_match_the_choice_model(user_model_dir):
     model = load_user_model(user_model_dir)
     sim = Simulator(model, SimulatorConfig(k=3, horizon=1, seed=3))

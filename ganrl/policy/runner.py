@@ -214,7 +214,10 @@ class PolicyRunner:
             raise ValueError("the training and test user models have different catalogues")
         self.features = PolicyFeatures.from_user_model(self.train_model.reward)
         cfg = self.train_model.config
-        data = load_split_data(cfg["data_folder"], cfg["dataset"])
+        # The user model's own split: with `resplit` its training users are drawn with its
+        # seed, and the policies fitted to the logs (most popular, W&D-LR) must see only them.
+        data = load_split_data(cfg["data_folder"], cfg["dataset"],
+                               resplit_seed=cfg["seed"] if cfg.get("resplit") else None)
         if data.n_items != self.train_model.n_items:
             raise safe_io.DataError(
                 f"{os.path.join(cfg['data_folder'], cfg['dataset'])}: {data.n_items} items, "

@@ -206,6 +206,43 @@ def test_policy_protocol_smoke_and_resume(user_model_dir, tmp_path):
     assert grown["policies"]["random"] == first["policies"]["random"]
 
 
+def test_heartbeat_speaks_by_wall_time_not_by_call():
+    from ganrl.policy.runner import Heartbeat
+    now, lines = [0.0], []
+    beat = Heartbeat(lines.append, every=20.0, clock=lambda: now[0])
+    for t in (5.0, 19.9, 20.0, 30.0, 39.9, 40.0, 100.0):
+        now[0] = t
+        beat(lambda: f"at {now[0]:.1f}")
+    # Since the start (0), a line at 20; since 20, a line at 40; since 40, at 100.
+    assert lines == ["at 20.0", "at 40.0", "at 100.0"]
+
+
+def test_protocol_stages_report_progress_and_results(user_model_dir, tmp_path):
+    from ganrl.policy.runner import PolicyConfig, PolicyRunner
+    config = PolicyConfig(user_model_dir=user_model_dir, test_user_model_dir=user_model_dir,
+                          save_dir=str(tmp_path), policies=("cdqn", "linucb"), k=2, horizon=2,
+                          num_itrs=4, batch_size=4, train_batch_size=4, eval_users=8,
+                          adapt_itrs=4, regret_itrs=4, epsilon_steps=4, hidden=8,
+                          select_every=0, checkpoint_secs=0)
+    lines = []
+    results = PolicyRunner(config, progress=lines.append, progress_every=0).run()
+    # Every episode of every stage speaks when lines are due at once (progress_every=0).
+    for stage in ("cdqn (train)", "linucb (train)", "cdqn (adapt_pretrained)",
+                  "cdqn (adapt_scratch)"):
+        assert f"{stage}: 2 episodes of 4 users" in lines
+        assert any(line.startswith(f"{stage}: episode 2/2, reward ") for line in lines)
+    assert "regret: linucb episode 2/2" in lines and "regret: random episode 2/2" in lines
+    # The results of adaptation and regret are printed, not only written.
+    adapt = results["adaptation"]
+    assert any(line.startswith("adaptation (ctr per episode") and
+               f"cdqn scratch {adapt['scratch'][0]:.3f} -> {adapt['scratch'][-1]:.3f}" in line
+               for line in lines)
+    regret = results["regret"]
+    assert (f"regret after 4 online steps (cumulative, per user): linucb "
+            f"{regret['linucb'][-1]:.3f}, gan_greedy {regret['gan_greedy'][-1]:.3f}, "
+            f"random {regret['random'][-1]:.3f}") in lines
+
+
 def _cdqn_protocol(user_model_dir, save_dir):
     from ganrl.policy.runner import PolicyConfig
     return PolicyConfig(user_model_dir=user_model_dir, test_user_model_dir=user_model_dir,

@@ -52,6 +52,7 @@ import os
 import shutil
 import tempfile
 import time
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -70,6 +71,9 @@ CURVE_FIELDS = ("policy", "phase", "iteration", "reward", "ctr", "loss")
 # Settings a rerun into a run folder may change: where it is, how often it saves, and the
 # policies (a finished run takes more policies and trains only those).
 RERUN_MAY_CHANGE = ("save_dir", "checkpoint_secs", "policies")
+# Seconds of wall time between progress lines of a long stage: under 30 s, so that a line
+# comes at least every 30 s while an episode takes under 10 s.
+PROGRESS_EVERY = 20.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,6 +163,27 @@ def make_policy(name: str, config: PolicyConfig, features: PolicyFeatures,
         strategy=strategy)
 
 
+def print_line(line: str) -> None:
+    print(line, flush=True)
+
+
+class Heartbeat:
+    """Progress lines by wall time, not by iteration: `beat(message)` passes `message()` to
+    `progress` when at least `every` seconds have passed since the last line it passed (or
+    since it was made); `message` is called only then."""
+
+    def __init__(self, progress: Callable[[str], None], every: float,
+                 clock: Callable[[], float] = time.monotonic):
+        self.progress, self.every, self.clock = progress, every, clock
+        self.last = clock()
+
+    def __call__(self, message: Callable[[], str]) -> None:
+        now = self.clock()
+        if now - self.last >= self.every:
+            self.progress(message())
+            self.last = now
+
+
 def remove_other_snapshots(folder: str, keep: str) -> None:
     """Deletes the files of every snapshot in `folder` but `keep` (its best.json stays)."""
     for entry in os.listdir(folder):
@@ -198,8 +223,9 @@ def run_episodes(sim: Simulator, policy: Policy, users: int, learn: bool = False
 class PolicyRunner:
     """Trains every policy in the training simulator and tests it in the test simulator."""
 
-    def __init__(self, config: PolicyConfig, progress=print,
-                 strategy: tf.distribute.Strategy | None = None):
+    def __init__(self, config: PolicyConfig, progress: Callable[[str], None] = print_line,
+                 strategy: tf.distribute.Strategy | None = None,
+                 progress_every: float = PROGRESS_EVERY):
         self.strategy = strategy or tf.distribute.get_strategy()
         self.chief = is_chief(self.strategy)
         self.read_dir = config.save_dir  # finished work and checkpoints: the chief's folder
@@ -208,6 +234,7 @@ class PolicyRunner:
                                          save_dir=tempfile.mkdtemp(prefix="ganrl-worker-"))
         self.config = config
         self.progress = progress if self.chief else (lambda _: None)
+        self.progress_every = progress_every
         self.train_model = load_user_model(config.user_model_dir)
         self.test_model = load_user_model(config.test_user_model_dir)
         if self.train_model.n_items != self.test_model.n_items:
@@ -297,6 +324,9 @@ class PolicyRunner:
                 remove_other_snapshots(os.path.join(cfg.save_dir, best_folder),
                                        best["checkpoint"])
 
+        if int(iteration.numpy()) < episodes:
+            self.progress(f"{name} ({phase}): {episodes} episodes of {cfg.batch_size} users")
+        beat = Heartbeat(self.progress, self.progress_every)
         if select and best is None:
             consider()  # the untrained policy
         while int(iteration.numpy()) < episodes:
@@ -309,6 +339,8 @@ class PolicyRunner:
                    "loss": float(np.mean(losses)) if losses else float("nan")}
             curve.append(row)
             self._log(row)
+            beat(lambda: f"{name} ({phase}): episode {int(iteration.numpy())}/{episodes}, "
+                         f"reward {row['reward']:.3f}, loss {row['loss']:.4g}")
             # Validation comes before the checkpoint, so a run killed in between validates
             # this episode again when it resumes (validation changes no state).
             if select and (int(iteration.numpy()) % cfg.select_every == 0
@@ -427,19 +459,30 @@ class PolicyRunner:
             key = "ctr" if self.test_sim.has_no_click else "reward"
             out[label] = [row[key] for row in curve]
         out["metric"] = "ctr" if self.test_sim.has_no_click else "reward"
+        self.progress(f"adaptation ({out['metric']} per episode in the test simulator, first "
+                      "-> last, mean): " + "; ".join(
+                          f"cdqn {label} {out[label][0]:.3f} -> {out[label][-1]:.3f}, "
+                          f"{np.mean(out[label]):.3f}" for label in ("pretrained", "scratch")))
         return out
 
     def regret(self) -> dict:
         """Cumulative expected regret per user over online steps in the test simulator:
         LinUCB learning from scratch; GAN-Greedy and random, frozen, for reference."""
         cfg, out = self.config, {}
+        episodes = max(1, cfg.regret_itrs // cfg.horizon)
+        self.progress(f"regret: {episodes} episodes of {cfg.batch_size} users in the test "
+                      "simulator for linucb (learning), gan_greedy and random")
+        beat = Heartbeat(self.progress, self.progress_every)
         for name, learn in (("linucb", True), ("gan_greedy", False), ("random", False)):
             policy, per_step = self._policy(name), []
             self.test_sim.rng.reset_from_seed(cfg.seed + 2)
-            for _ in range(max(1, cfg.regret_itrs // cfg.horizon)):
+            for episode in range(episodes):
                 run_episodes(self.test_sim, policy, cfg.batch_size, learn=learn, explore=learn,
                              regret=per_step)
+                beat(lambda: f"regret: {name} episode {episode + 1}/{episodes}")
             out[name] = np.cumsum(per_step).tolist()
+        self.progress(f"regret after {len(out['linucb'])} online steps (cumulative, per user): "
+                      + ", ".join(f"{name} {curve[-1]:.3f}" for name, curve in out.items()))
         return out
 
     def plot(self, results: dict) -> None:

@@ -206,6 +206,27 @@ def test_policy_protocol_smoke_and_resume(user_model_dir, tmp_path):
     assert grown["policies"]["random"] == first["policies"]["random"]
 
 
+def test_make_policy_gives_each_policy_its_own_config(user_model_dir, tmp_path):
+    from ganrl.policy.base import POLICIES
+    from ganrl.policy.cdqn import CDQNConfig
+    from ganrl.policy.ddpg import DDPGConfig
+    from ganrl.policy.runner import BUILDERS, PolicyConfig, PolicyRunner
+    assert set(BUILDERS) == set(POLICIES)
+    runner = PolicyRunner(PolicyConfig(user_model_dir=user_model_dir,
+                                       test_user_model_dir=user_model_dir,
+                                       save_dir=str(tmp_path), k=2, horizon=2, hidden=8,
+                                       gamma=0.5, train_batch_size=4, epsilon_steps=7,
+                                       target_update=3), progress=lambda _: None)
+    assert runner._policy("cdqn").config == CDQNConfig(hidden=8, gamma=0.5, batch_size=4,
+                                                        epsilon_steps=7, target_update=3)
+    ddpg = runner._policy("ddpg")
+    assert (ddpg.gamma, ddpg.batch_size) == (0.5, 4)
+    ppo, a2c = runner._policy("ppo"), runner._policy("a2c")
+    assert (ppo.gamma, ppo.rollout_steps, a2c.rollout_steps, a2c.n_steps) == (0.5, 10, 5, 5)
+    with pytest.raises(ValueError, match=r"^tau=2: expected a number in \[0, 1\]$"):
+        DDPGConfig(tau=2)
+
+
 def test_heartbeat_speaks_by_wall_time_not_by_call():
     from ganrl.policy.runner import Heartbeat
     now, lines = [0.0], []
@@ -305,15 +326,15 @@ def test_killed_cdqn_run_resumes_to_the_uninterrupted_figures(user_model_dir, tm
 
 def test_untrained_cdqn_with_the_learned_reward_is_gan_greedy(user_model_dir):
     from ganrl.policy.heuristics import GanGreedy
-    from ganrl.policy.cdqn import CascadingDQN
+    from ganrl.policy.cdqn import CascadingDQN, CDQNConfig
     model = load_user_model(user_model_dir)
     features = PolicyFeatures.from_user_model(model.reward)
     rng = np.random.default_rng(0)
     obs = Observation(tf.constant(rng.integers(-1, model.n_items, (16, 4)), tf.int32),
                       tf.constant(np.argsort(rng.random((16, model.n_items)), 1)[:, :8],
                                   tf.int32), 0)
-    cdqn = CascadingDQN(features, 3, n_candidates=8, history_length=4, hidden=8,
-                        replay_capacity=8, reward_model=model.reward)
+    cdqn = CascadingDQN(features, 3, config=CDQNConfig(hidden=8, replay_capacity=8),
+                        n_candidates=8, history_length=4, reward_model=model.reward)
     greedy = GanGreedy(features, 3, reward_model=model.reward)
     np.testing.assert_array_equal(cdqn.select(obs).numpy(), greedy.select(obs).numpy())
 
@@ -326,7 +347,7 @@ def test_map_column_chunks_equals_one_pass():
 
 
 def test_chunked_and_compiled_cascades_pick_the_same_slates(user_model_dir):
-    from ganrl.policy.cdqn import CascadingDQN
+    from ganrl.policy.cdqn import CascadingDQN, CDQNConfig
     model = load_user_model(user_model_dir)
     features = PolicyFeatures.from_user_model(model.reward)
     rng = np.random.default_rng(1)
@@ -335,9 +356,10 @@ def test_chunked_and_compiled_cascades_pick_the_same_slates(user_model_dir):
     slates = []
     # One pass; chunks of 4 (the last one padded); each compiled by XLA and as a plain graph.
     for chunk, jit in ((0, True), (4, True), (0, False), (4, False)):
-        cdqn = CascadingDQN(features, 3, seed=5, n_candidates=11, history_length=4,
-                            hidden=8, replay_capacity=8, reward_model=model.reward,
-                            candidate_chunk=chunk, jit_compile=jit)
+        config = CDQNConfig(hidden=8, replay_capacity=8, candidate_chunk=chunk,
+                            jit_compile=jit)
+        cdqn = CascadingDQN(features, 3, seed=5, config=config, n_candidates=11,
+                            history_length=4, reward_model=model.reward)
         cdqn.q.out.assign(tf.random.stateless_normal([3, 8], [1, 2]))  # not the greedy start
         slates.append(cdqn.select(obs).numpy())
     for other in slates[1:]:

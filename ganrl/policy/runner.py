@@ -43,7 +43,6 @@ write to a temporary folder they delete, and resume from the chief's checkpoints
 
 from __future__ import annotations
 
-import copy
 import csv
 import dataclasses
 import json
@@ -60,12 +59,15 @@ import tensorflow as tf
 from ganrl import config_checks
 from ganrl.data import safe_io
 from ganrl.data.dataset import load_split_data
+from ganrl.data.dataset import EventArrays
+from ganrl.policy import actor_critic, cdqn, ddpg, heuristics
 from ganrl.policy.base import POLICIES, NumpyState, Policy, PolicyFeatures
 from ganrl.policy import registry  # noqa: F401  (fills POLICIES)
 from ganrl.simulator.simulator import Simulator, SimulatorConfig
 from ganrl.train import run_folder
 from ganrl.train.user_model_trainer import is_chief
-from ganrl.user_model import LoadedUserModel, load_user_model
+from ganrl.user_model import load_user_model
+from ganrl.user_model.model import UserModel
 
 CURVE_FIELDS = ("policy", "phase", "iteration", "reward", "ctr", "loss")
 # Settings a rerun into a run folder may change: where it is, how often it saves, and the
@@ -146,21 +148,73 @@ def mean_ci(values: np.ndarray) -> dict:
     return {"mean": float(values.mean()), "ci95": float(half)}
 
 
-def make_policy(name: str, config: PolicyConfig, features: PolicyFeatures,
-                train_model: LoadedUserModel, train_events, n_candidates: int,
-                strategy: tf.distribute.Strategy | None = None) -> Policy:
-    if name not in POLICIES:
-        raise ValueError(f"unknown policy {name!r}: expected one of {sorted(POLICIES)}")
-    clicked = train_events.clicked_item
-    counts = np.bincount(clicked[clicked >= 0], minlength=train_model.n_items).astype(float)
-    return POLICIES[name](
-        features, config.k, config.seed, n_candidates=n_candidates,
-        history_length=config.history_length, hidden=config.hidden, gamma=config.gamma,
-        learning_rate=config.learning_rate, batch_size=config.train_batch_size,
-        target_update=config.target_update, epsilon_start=config.epsilon_start,
-        epsilon_end=config.epsilon_end, epsilon_steps=config.epsilon_steps,
-        click_counts=counts, reward_model=train_model.reward, train_events=train_events,
-        strategy=strategy)
+@dataclasses.dataclass(frozen=True)
+class PolicyInputs:
+    """What the policies of a run are built from beside their settings.
+
+    Attributes:
+      features: the item and state features (from the training user model).
+      reward_model: the training user model's reward r(s, a).
+      train_events: the training logs of that user model's training users.
+      n_candidates: candidates per user and step in the simulators.
+      strategy: the `tf.distribute` strategy of the CDQN's updates (None: the default).
+    """
+
+    features: PolicyFeatures
+    reward_model: UserModel
+    train_events: EventArrays
+    n_candidates: int
+    strategy: tf.distribute.Strategy | None = None
+
+    def click_counts(self) -> np.ndarray:
+        """`[n_items]` clicks of each item in the training logs."""
+        clicked = self.train_events.clicked_item
+        return np.bincount(clicked[clicked >= 0],
+                           minlength=self.train_events.n_items).astype(float)
+
+
+def _actor_critic(config: PolicyConfig) -> dict:
+    """The protocol's settings that the actor-critic configs take."""
+    return {"hidden": config.hidden, "gamma": config.gamma,
+            "learning_rate": config.learning_rate}
+
+
+# Policy name -> its builder from the protocol's config: each passes only what it needs.
+BUILDERS: dict[str, Callable[[PolicyConfig, PolicyInputs], Policy]] = {
+    "random": lambda c, i: heuristics.RandomPolicy(i.features, c.k, c.seed),
+    "most_popular": lambda c, i: heuristics.MostPopular(i.features, c.k, c.seed,
+                                                        click_counts=i.click_counts()),
+    "gan_greedy": lambda c, i: heuristics.GanGreedy(i.features, c.k, c.seed,
+                                                    reward_model=i.reward_model),
+    "linucb": lambda c, i: heuristics.LinUCB(i.features, c.k, c.seed),
+    "wd_lr": lambda c, i: heuristics.WideLogisticRegression(i.features, c.k, c.seed,
+                                                            train_events=i.train_events),
+    "cdqn": lambda c, i: cdqn.CascadingDQN(
+        i.features, c.k, c.seed,
+        cdqn.CDQNConfig(hidden=c.hidden, gamma=c.gamma, learning_rate=c.learning_rate,
+                        batch_size=c.train_batch_size, target_update=c.target_update,
+                        epsilon_start=c.epsilon_start, epsilon_end=c.epsilon_end,
+                        epsilon_steps=c.epsilon_steps),
+        n_candidates=i.n_candidates, history_length=c.history_length,
+        reward_model=i.reward_model, strategy=i.strategy),
+    "ppo": lambda c, i: actor_critic.PPO(i.features, c.k, c.seed,
+                                         actor_critic.PPOConfig(**_actor_critic(c)),
+                                         reward_model=i.reward_model),
+    "a2c": lambda c, i: actor_critic.A2C(i.features, c.k, c.seed,
+                                         actor_critic.A2CConfig(**_actor_critic(c)),
+                                         reward_model=i.reward_model),
+    "ddpg": lambda c, i: ddpg.DDPG(i.features, c.k, c.seed,
+                                   ddpg.DDPGConfig(hidden=c.hidden, gamma=c.gamma,
+                                                   learning_rate=c.learning_rate,
+                                                   batch_size=c.train_batch_size)),
+}
+
+
+def make_policy(name: str, config: PolicyConfig, inputs: PolicyInputs) -> Policy:
+    """Policy `name` with its own config from the protocol's `config`."""
+    if name not in BUILDERS:
+        raise ValueError(f"unknown policy {name!r}: expected one of {sorted(BUILDERS)}")
+    return BUILDERS[name](config, inputs)
 
 
 def print_line(line: str) -> None:
@@ -250,15 +304,15 @@ class PolicyRunner:
                 f"{os.path.join(cfg['data_folder'], cfg['dataset'])}: {data.n_items} items, "
                 f"expected {self.train_model.n_items} (the catalogue of the user model in "
                 f"{config.user_model_dir})")
-        self.train_events = data.splits["train"]
         self.train_sim = Simulator(self.train_model, config.simulator(0))
         self.test_sim = Simulator(self.test_model, config.simulator(1))
         self.select_sim = Simulator(self.train_model, config.simulator(2))
-        self.n_candidates = self.train_sim.n_candidates
+        self.inputs = PolicyInputs(self.features, self.train_model.reward,
+                                   data.splits["train"], self.train_sim.n_candidates,
+                                   self.strategy)
 
     def _policy(self, name: str) -> Policy:
-        return make_policy(name, self.config, self.features, self.train_model,
-                           self.train_events, self.n_candidates, self.strategy)
+        return make_policy(name, self.config, self.inputs)
 
     def _log(self, row: dict) -> None:
         path = os.path.join(self.config.save_dir, "curves.csv")
@@ -448,8 +502,7 @@ class PolicyRunner:
         """Pre-trained vs from-scratch CDQN, both learning online in the test simulator."""
         out = {}
         scratch = self._policy("cdqn")
-        adapted = copy.copy(pretrained)  # keeps the pre-trained networks; new counters below
-        adapted.selections = tf.Variable(pretrained.epsilon[2], dtype=tf.int64)  # low epsilon
+        adapted = pretrained.fine_tuning_copy()  # the pre-trained networks, low epsilon
         for label, policy in (("pretrained", adapted), ("scratch", scratch)):
             # Both meet the same test-simulator stream, a function of the seed alone (not of
             # the evaluations before, which a rerun of a killed run skips).

@@ -24,8 +24,8 @@ from absl import app, flags, logging  # noqa: E402
 from ganrl.cli import policy_flags  # noqa: E402  (defines the protocol's flags)
 from ganrl.cli.distribution_flags import strategy_from_flags  # noqa: E402
 from ganrl.data.safe_io import DataError  # noqa: E402
-from ganrl.policy import comparison  # noqa: E402
 from ganrl.policy.runner import PolicyRunner  # noqa: E402
+from ganrl.reporting import policy_comparison as comparison  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("datasets", ["yelp", "ml100k"], "Datasets to compare on.")

@@ -35,10 +35,10 @@ import time  # noqa: E402
 
 from absl import app, flags, logging  # noqa: E402
 
-from ganrl import table  # noqa: E402
 from ganrl.cli import user_model_flags  # noqa: E402  (defines the user-model flags)
 from ganrl.cli.distribution_flags import strategy_from_flags  # noqa: E402
 from ganrl.data import safe_io  # noqa: E402
+from ganrl.reporting import tables as table  # noqa: E402
 from ganrl.train.table_runs import (LABELS, METHODS, PER_RUN_SETTINGS,  # noqa: E402
                                     TableRuns, methods_to_run)
 from ganrl.train.user_model_trainer import TrainingDivergedError  # noqa: E402

@@ -423,7 +423,7 @@ def test_load_recommend_and_export_without_ganrl(user_model_dir, tmp_path):
 
 
 def test_comparison_summary_and_table_by_hand():
-    from ganrl.policy import comparison
+    from ganrl.reporting import policy_comparison as comparison
 
     def result(reward, ctr=None):
         out = {"cumulative_reward": {"mean": reward, "ci95": 0.0}, "reward_curve": [reward],

@@ -63,6 +63,7 @@ from ganrl.data.dataset import EventArrays
 from ganrl.policy import actor_critic, cdqn, ddpg, heuristics
 from ganrl.policy.base import POLICIES, NumpyState, Policy, PolicyFeatures
 from ganrl.policy import registry  # noqa: F401  (fills POLICIES)
+from ganrl.reporting.curves import plot_policy_run
 from ganrl.simulator.simulator import Simulator, SimulatorConfig
 from ganrl.train import run_folder
 from ganrl.train.user_model_trainer import is_chief
@@ -495,7 +496,7 @@ class PolicyRunner:
         if "linucb" in trained and cfg.regret_itrs > 0:
             results["regret"] = self.regret()
         safe_io.dump_json(results_path, results)
-        self.plot(results)
+        plot_policy_run(results, os.path.join(cfg.save_dir, "curves.png"))
         return results
 
     def adaptation(self, pretrained: Policy) -> dict:
@@ -537,32 +538,3 @@ class PolicyRunner:
         self.progress(f"regret after {len(out['linucb'])} online steps (cumulative, per user): "
                       + ", ".join(f"{name} {curve[-1]:.3f}" for name, curve in out.items()))
         return out
-
-    def plot(self, results: dict) -> None:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        panels = ["reward_curve"] + (["ctr_curve"] if results["has_no_click"] else [])
-        panels += [p for p in ("adaptation", "regret") if p in results]
-        fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
-        for ax, panel in zip(axes[0], panels):
-            if panel == "regret":
-                for name, curve in results["regret"].items():
-                    ax.plot(range(1, len(curve) + 1), curve, label=name)
-                ax.set_xlabel("online step in the test simulator")
-                ax.set_ylabel("cumulative regret per user")
-            elif panel == "adaptation":
-                for label in ("pretrained", "scratch"):
-                    ax.plot(results["adaptation"][label], label=f"cdqn {label}")
-                ax.set_xlabel("online episode in the test simulator")
-                ax.set_ylabel(results["adaptation"]["metric"])
-            else:
-                for name, r in results["policies"].items():
-                    ax.plot(range(1, len(r[panel]) + 1), r[panel], label=name)
-                ax.set_xlabel("time step")
-                ax.set_ylabel("cumulative reward" if panel == "reward_curve" else "CTR")
-            ax.legend(fontsize=8)
-        fig.tight_layout()
-        with safe_io.atomic_open(os.path.join(self.config.save_dir, "curves.png")) as f:
-            fig.savefig(f, format="png", dpi=100)
-        plt.close(fig)

@@ -25,9 +25,9 @@ from typing import Callable
 
 import tensorflow as tf
 
-from ganrl import table
 from ganrl.data import safe_io
 from ganrl.data.dataset import SplitData, load_split_data
+from ganrl.reporting import tables as table
 from ganrl.train.flat_settings import run_dir_name
 from ganrl.train.user_model_trainer import TrainConfig, UserModelRunner
 from ganrl.user_model_baselines import PAPER_BASELINES, chance_summary, evaluate_scorer

@@ -42,6 +42,7 @@ def test_policy_script_trains_missing_user_models(data_folder, tmp_path):
     assert "cdqn" in results["policies"] and "CTR" in proc.stdout
 
 
+@pytest.mark.slow
 def test_comparison_script_writes_the_table_and_reuses_runs(data_folder, tmp_path):
     models, out = tmp_path / "models", tmp_path / "comparison"
     args = ["experiment_policy/run_comparison.sh", f"--data_folder={data_folder}",

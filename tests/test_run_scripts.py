@@ -29,6 +29,7 @@ def test_user_model_scripts(data_folder, tmp_path):
     assert (adv / "results.json").exists()
 
 
+@pytest.mark.slow
 def test_policy_script_trains_missing_user_models(data_folder, tmp_path):
     train_dir, test_dir = tmp_path / "um_train", tmp_path / "um_test"
     proc = _run(["experiment_policy/run_policy.sh", f"--data_folder={data_folder}",

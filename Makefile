@@ -1,4 +1,4 @@
-# The two set-up commands of the README: `make demo` and `make test`.
+# The two set-up commands of the README, `make demo` and `make test`, and `make test-all`.
 # Each creates (or reuses) the virtual environment .venv and installs ganrl into it.
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ganrl-installed-$(TF_BUILD)
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: venv demo test
+.PHONY: venv demo test test-all
 
 venv: $(STAMP)
 
@@ -19,7 +19,12 @@ $(STAMP): setup.py
 	touch $(STAMP)
 
 demo: venv
-	./demo.sh
+	PYTHON=$(PY) ./demo.sh
 
+# The fast tier: every test but the slow learning ones (marked `slow`, see pytest.ini).
 test: venv
+	$(PY) -m pytest -q -m "not slow" tests
+
+# Every test (what CI runs).
+test-all: venv
 	$(PY) -m pytest -q tests

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Every policy (CDQN, the baselines and the other RL agents) trained in each dataset's learned
 # simulator and tested in its held-apart one, over seeds: one Markdown/CSV table and a plot.
-# Prepares the datasets and trains the two user models of each (as run_policy.sh) if missing.
+# Prepares the datasets and trains the two user models of each in --models_root (as
+# run_policy.sh) if missing; the table goes to --out (default {models_root}/comparison).
 #   experiment_policy/run_comparison.sh --datasets=yelp,ml100k --seeds=0,1,2,3,4
 set -euo pipefail
-cd "$(dirname "$0")/.."
-source experiment_user_model/common.sh
+source "$(dirname "$0")/../experiment_user_model/common.sh"
+enter_repository "$@"; set -- ${script_args[@]+"${script_args[@]}"}
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
 
 datasets=$(flag_value datasets yelp,ml100k "$@")
 data_folder=$(flag_value data_folder dropbox "$@")
 models_root=$(flag_value models_root runs "$@")
+out=$(flag_value out "${models_root}/comparison" "$@")
 um_itrs=$(flag_value user_model_itrs 2000 "$@")
 um_features=$(flag_value simulator_features generalising "$@")
 for dataset in ${datasets//,/ }; do
@@ -21,21 +23,16 @@ for dataset in ${datasets//,/ }; do
     PW 1 "$um_itrs" "$um_features"
 done
 
-args=()
-for arg in "$@"; do
-  case $arg in
-    --data_folder=*|--user_model_itrs=*|--simulator_features=*) ;;
-    *) args+=("$arg") ;;
-  esac
-done
+# This script's own flags; the rest go to main_comparison.py.
+without_flags "datasets data_folder models_root out user_model_itrs simulator_features" "$@"
 exec "$PYTHON" experiment_policy/main_comparison.py \
   --datasets="$datasets" \
   --seeds=0,1,2,3,4 \
   --models_root="$models_root" \
-  --out=runs/comparison \
+  --out="$out" \
   --policy=all \
   --k=5 \
   --n_candidates=100 \
   --horizon=10 \
   --num_itrs=2000 \
-  ${args[@]+"${args[@]}"}
+  ${kept_args[@]+"${kept_args[@]}"}

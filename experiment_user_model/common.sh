@@ -1,16 +1,72 @@
-# Shared by the run_*.sh scripts: the interpreter, flag lookup and dataset preparation.
-# Source, don't run.
+# Shared by the shell scripts: the interpreter, the caller's flags, flag lookup and the
+# preparation of datasets and user models. Source, don't run.
 
-# The interpreter, exported for the scripts these call: $PYTHON when set; else, when no
-# virtualenv is active, the repository's .venv (`make venv`) if there is one; else python3.
+# The repository root: the scripts run from there and their default paths (dropbox, runs/...)
+# are relative to it.
+repository=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# The interpreter, exported for the scripts these call: $PYTHON when set (a relative path is
+# taken from the caller's folder); else, when no virtualenv is active, the repository's .venv
+# (`make venv`) if there is one; else python3.
 if [ -z "${PYTHON:-}" ]; then
   PYTHON=python3
-  repository=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
   if [ -z "${VIRTUAL_ENV:-}" ] && [ -x "$repository/.venv/bin/python" ]; then
     PYTHON=$repository/.venv/bin/python
   fi
+elif [[ $PYTHON == */* && $PYTHON != /* ]]; then
+  PYTHON=$PWD/$PYTHON
 fi
 export PYTHON
+
+# The flags that name a file or folder: a relative value is taken from the caller's folder.
+PATH_FLAGS=(data_folder save_dir out pretrain_dir user_model_dir test_user_model_dir
+            models_root ml100k_path retailrocket_path csv_path flagfile)
+
+# enter_repository ARGS...: sets the array `script_args` to ARGS with every `--name value`
+# written `--name=value` (a value is the next argument unless it starts with a dash and is not
+# a negative number) and every relative value of a PATH_FLAGS flag made absolute against the
+# current folder, then changes to the repository root. Use as
+#   enter_repository "$@"; set -- ${script_args[@]+"${script_args[@]}"}
+enter_repository() {
+  local arg name value path_flag
+  script_args=()
+  while [ $# -gt 0 ]; do
+    arg=$1
+    shift
+    if [[ $arg == --?* && $arg != *=* && $# -gt 0 ]] && [[ $1 != -* || $1 =~ ^-[0-9.] ]]; then
+      arg=$arg=$1
+      shift
+    fi
+    if [[ $arg == --?*=* ]]; then
+      name=${arg%%=*}
+      name=${name#--}
+      value=${arg#*=}
+      for path_flag in "${PATH_FLAGS[@]}"; do
+        if [ "$name" = "$path_flag" ] && [ -n "$value" ] && [[ $value != /* ]]; then
+          arg=--$name=$PWD/$value
+        fi
+      done
+    fi
+    script_args+=("$arg")
+  done
+  cd "$repository"
+}
+
+# without_flags "NAME..." ARGS...: sets the array `kept_args` to ARGS less the flags NAME (in
+# the forms enter_repository leaves: --NAME=VALUE and --NAME).
+without_flags() {
+  local names=" $1 " arg name
+  shift
+  kept_args=()
+  for arg in "$@"; do
+    name=${arg%%=*}
+    name=${name#--}
+    if [[ $arg == --* && $names == *" $name "* ]]; then
+      continue
+    fi
+    kept_args+=("$arg")
+  done
+}
 
 # flag_value NAME DEFAULT ARGS...: the last --NAME=VALUE or --NAME VALUE in ARGS, else DEFAULT.
 flag_value() {
@@ -30,19 +86,22 @@ flag_value() {
 ensure_dataset() {
   if [ ! -f "$1/$2.pkl" ]; then
     echo "preparing dataset $2 in $1" >&2
-    ./process_data.sh --dataset "$2" --data_folder "$1"
+    ./process_data.sh --dataset="$2" --data_folder="$1"
   fi
 }
 
 # ensure_user_model DATA_FOLDER DATASET DIR ENCODER SEED ITRS FEATURES: trains an entropy user
 # model into DIR (run_gan_user_model.sh's settings, ITRS iterations, --item_features=FEATURES)
-# unless DIR is a finished run.
+# unless DIR is a finished run; says which it does.
 # The policy experiments' simulators: training LSTM seed 0, test PW seed 1 (another encoder
 # and initialisation).
 ensure_user_model() {
-  if [ ! -f "$3/results.json" ]; then
-    echo "training user model $3" >&2
-    experiment_user_model/run_gan_user_model.sh --dataset="$2" --data_folder="$1" \
-      --user_model="$4" --seed="$5" --num_itrs="$6" --item_features="$7" --save_dir="$3"
+  if [ -f "$3/results.json" ]; then
+    echo "user model $3: a finished run, reused" >&2
+    return
   fi
+  echo "training user model $3 ($4, seed $5, $6 iterations, $7 item features): no finished" \
+    "run there; --models_root, --user_model_dir and --test_user_model_dir choose the folders" >&2
+  experiment_user_model/run_gan_user_model.sh --dataset="$2" --data_folder="$1" \
+    --user_model="$4" --seed="$5" --num_itrs="$6" --item_features="$7" --save_dir="$3"
 }

@@ -3,8 +3,8 @@
 # entropy-pretrained model in --pretrain_dir (default: the run_gan_user_model.sh run folder of
 # the same dataset, encoder and seed, which is trained first if it is missing).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-source experiment_user_model/common.sh
+source "$(dirname "$0")/common.sh"
+enter_repository "$@"; set -- ${script_args[@]+"${script_args[@]}"}
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
 
 dataset=$(flag_value dataset yelp "$@")
@@ -15,14 +15,10 @@ ensure_dataset "$(flag_value data_folder dropbox "$@")" "$dataset"
 if [ ! -f "$pretrain_dir/results.json" ]; then
   echo "pre-training $pretrain_dir first" >&2
   # Only the flags the two runs share are passed on.
-  shared=()
-  for arg in "$@"; do
-    case $arg in
-      --learning_rate=*|--num_itrs=*|--save_dir=*|--pretrain_dir=*|--regularizer=*|--pretrain_checkpoint=*) ;;
-      *) shared+=("$arg") ;;
-    esac
-  done
-  experiment_user_model/run_gan_user_model.sh "${shared[@]}" --save_dir="$pretrain_dir"
+  without_flags "learning_rate num_itrs save_dir pretrain_dir regularizer pretrain_checkpoint" \
+    "$@"
+  experiment_user_model/run_gan_user_model.sh ${kept_args[@]+"${kept_args[@]}"} \
+    --save_dir="$pretrain_dir"
 fi
 
 exec "$PYTHON" experiment_user_model/main_gan_user_model.py \

@@ -9,8 +9,8 @@
 # --item_features=onehot is the paper's model. Any flag can be overridden:
 # ./run_gan_user_model.sh --dataset=tb
 set -euo pipefail
-cd "$(dirname "$0")/.."
-source experiment_user_model/common.sh
+source "$(dirname "$0")/common.sh"
+enter_repository "$@"; set -- ${script_args[@]+"${script_args[@]}"}
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
 
 ensure_dataset "$(flag_value data_folder dropbox "$@")" "$(flag_value dataset yelp "$@")"

@@ -7,8 +7,8 @@
 # main_gan_user_model.py overrides them. Subsets: --datasets, --seeds, --methods.
 #   experiment_user_model/run_table.sh --datasets=yelp --seeds=0 --methods=wd_lr,gan_lstm_l2
 set -euo pipefail
-cd "$(dirname "$0")/.."
-source experiment_user_model/common.sh
+source "$(dirname "$0")/common.sh"
+enter_repository "$@"; set -- ${script_args[@]+"${script_args[@]}"}
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
 
 datasets=$(flag_value datasets yelp,tb,rsc,ml100k "$@")
@@ -25,7 +25,6 @@ exec "$PYTHON" experiment_user_model/main_table.py \
   --datasets="$datasets" \
   --data_folder="$data_folder" \
   --seeds=0,1,2,3,4 \
-  --out=runs/table \
   --item_features=generalising \
   --learning_rate=0.0005 \
   --num_itrs=2000 \

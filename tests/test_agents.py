@@ -146,6 +146,7 @@ def test_on_policy_agents_update_on_full_rollouts_and_at_episode_ends(name):
     assert updated == [False, False, True, True] and agent.rollout == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k", [1, 2])
 @pytest.mark.parametrize("name", AGENTS)
 def test_agent_learns_each_users_best_slate(name, k):

@@ -103,9 +103,10 @@ U_DATA = "1\t10\t5\t100\n1\t20\t3\t100\n1\t30\t4\t200\n2\t10\t2\t50\n2\t40\t5\t6
 
 def _check_tiny_movielens(c):
     s = c.stats
-    # 6 ratings -> 6 display sets of 3; ratings >= 4 (three of them) are clicks.
+    # 6 ratings, all kept -> 6 display sets of 3 (the fillers are no input rows); ratings >= 4
+    # (three of them) are clicks.
     assert (s["rows"], s["rows_kept"], s["events"], s["clicks"], s["no_clicks"]) == (
-        6, 18, 6, 3, 3)
+        6, 6, 6, 3, 3)
     assert s["display_size"] == {"mean": 3.0, "min": 3, "max": 3}
     assert s["split"] == {"train": 1, "vali": 0, "test": 1}
     assert s["feature_dim"] == 5 + 20  # one-hot + 19 genres + year
@@ -223,6 +224,30 @@ def test_retailrocket_pages_keep_every_view(tmp_path):
     assert [sorted(d) for d in displays] == [[0], [1, 2], [3], [4, 5]]
     assert clicks == [-1, 2, -1, -1]
     assert (c.stats["rows"], c.stats["rows_kept"], c.stats["clicks"]) == (8, 6, 1)
+
+
+def test_every_reader_keeps_at_most_its_input_rows(tmp_path):
+    # `rows_kept` counts input rows (never rows a reader adds, such as MovieLens' fillers), so
+    # it is at most `rows`: the printed `"rows": 100000, "rows_kept": 1000000` on ml100k was
+    # the displayed rows.
+    (tmp_path / "u.data").write_text(U_DATA)
+    (tmp_path / "logs.csv").write_text("u,t,i,c\n1,5,x,0\n1,5,y,1\n2,1,y,0\n")
+    (tmp_path / "events.csv").write_text(RETAILROCKET_HEADER + "0,5,view,1,\n1000,5,view,1,\n")
+    converted = {
+        "released": read_released(write_released(tmp_path / "t.txt", TINY_ROWS), "t", seed=0),
+        "ml100k": movielens.read_ml100k(str(tmp_path / "u.data"), "ml", 1, max_display=3),
+        "csv": read_csv_logs(str(tmp_path / "logs.csv"), "logs", 0,
+                             parse_column_mapping("user=u,time=t,item=i,click=c")),
+        "retailrocket": read_retailrocket(str(tmp_path / "events.csv"), "rr", seed=0),
+        "synthetic": make_synthetic(str(tmp_path), "syn", 0, SyntheticConfig(
+            users=20, items=30, events_per_user=3, posterior_samples=50))[0]}
+    counts = {name: (c.stats["rows"], c.stats["rows_kept"]) for name, c in converted.items()}
+    # released: the duplicate and item 2's unclicked row dropped; MovieLens: 6 ratings, each
+    # shown with 2 fillers; retailrocket: item 1's two views in one segment are one row.
+    assert counts == {"released": (8, 6), "ml100k": (6, 6), "csv": (3, 3),
+                      "retailrocket": (2, 1), "synthetic": (counts["synthetic"][0],) * 2}
+    synthetic = converted["synthetic"].stats
+    assert counts["synthetic"][0] == synthetic["display_size"]["mean"] * synthetic["events"]
 
 
 SMALL = SyntheticConfig(users=160, items=40, events_per_user=6, posterior_samples=1500)

@@ -59,6 +59,7 @@ def _worker_env(workers, index):
         {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}))
 
 
+@pytest.mark.slow
 def test_two_workers_on_localhost_end_with_the_same_weights(tmp_path):
     write_tiny_dataset(tmp_path / "data", n_users=32)
     workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
@@ -107,6 +108,7 @@ def test_cdqn_mirrored_over_two_cpus_matches_one_device(tmp_path):
         np.testing.assert_allclose(two[key], one[key], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_cdqn_two_workers_on_localhost_end_with_the_same_weights(tmp_path):
     workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
     procs = [_cdqn("multi_worker", 0, tmp_path / f"w{index}.npz", _worker_env(workers, index))

@@ -52,6 +52,7 @@ def test_true_parameters_give_the_reachable_limit(tmp_path, world):
                                atol=2e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("world", WORLDS)
 def test_fitted_learner_comes_close_to_the_limit(tmp_path, world):
     # 1,000 users of 8 display sets, 20 items with 2-d vectors: 60 parameters against 4,000

@@ -1,4 +1,5 @@
-"""One-iteration smoke tests of the run scripts on a tiny synthetic dataset."""
+"""One-iteration smoke tests of the run scripts on a tiny synthetic dataset, and the command
+lines the scripts build (recorded by a stub interpreter, nothing trains)."""
 
 import json
 import os
@@ -6,7 +7,8 @@ import subprocess
 
 import pytest
 
-from tests.script_helpers import ROOT, run_script as _run, synthetic_data_folder
+from tests.script_helpers import (ROOT, flags_of, recorded_commands, run_script as _run,
+                                  synthetic_data_folder)
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +29,7 @@ def test_user_model_scripts(data_folder, tmp_path):
     assert (adv / "results.json").exists()
 
 
+@pytest.mark.slow
 def test_policy_script_trains_missing_user_models(data_folder, tmp_path):
     train_dir, test_dir = tmp_path / "um_train", tmp_path / "um_test"
     proc = _run(["experiment_policy/run_policy.sh", f"--data_folder={data_folder}",
@@ -40,6 +43,7 @@ def test_policy_script_trains_missing_user_models(data_folder, tmp_path):
     assert "cdqn" in results["policies"] and "CTR" in proc.stdout
 
 
+@pytest.mark.slow
 def test_comparison_script_writes_the_table_and_reuses_runs(data_folder, tmp_path):
     models, out = tmp_path / "models", tmp_path / "comparison"
     args = ["experiment_policy/run_comparison.sh", f"--data_folder={data_folder}",
@@ -75,7 +79,6 @@ def test_adversarial_run_refuses_a_pretrained_model_of_another_architecture(data
     assert not (tmp_path / "adv" / "results.json").exists()
 
 
-
 def test_scripts_pick_the_repository_virtualenv_unless_told_otherwise():
     venv = os.path.join(ROOT, ".venv", "bin", "python")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "VIRTUAL_ENV")}
@@ -90,3 +93,110 @@ def test_scripts_pick_the_repository_virtualenv_unless_told_otherwise():
     assert interpreter() == (venv if os.access(venv, os.X_OK) else "python3")
     assert interpreter(VIRTUAL_ENV="/some/venv") == "python3"  # the active virtualenv's
     assert interpreter(PYTHON="/opt/python") == "/opt/python"
+
+
+# Each script the user runs, with flags in the `--flag=value` form; the paths are relative (to
+# the test's folder, from which the scripts are started) and `--choice_history` is a boolean.
+SCRIPT_FLAGS = {
+    "experiment_user_model/run_gan_user_model.sh": [
+        "--dataset=tb", "--user_model=PW", "--choice_history", "--seed=2",
+        "--data_folder=data", "--save_dir=run"],
+    "experiment_user_model/run_gan_L2_regularized.sh": [
+        "--dataset=tb", "--seed=2", "--data_folder=data", "--save_dir=run",
+        "--pretrain_dir=pre", "--num_itrs=7"],
+    "experiment_user_model/run_table.sh": [
+        "--datasets=tb", "--seeds=0", "--data_folder=data", "--out=table"],
+    "experiment_user_model/ablations/pw_vs_lstm.sh": [
+        "--dataset=tb", "--data_folder=data", "--out=ablation", "--num_itrs=3"],
+    "experiment_policy/run_policy.sh": [
+        "--dataset=yelp", "--data_folder=data", "--models_root=models",
+        "--policy=cdqn,random", "--seed=3"],
+    "experiment_policy/run_comparison.sh": [
+        "--datasets=yelp", "--data_folder=data", "--models_root=models", "--seeds=0,1"],
+    "demo.sh": ["--dataset=yelp", "--data_folder=data", "--models_root=models",
+                "--user_model_itrs=5"],
+}
+PATH_FLAGS = ("data_folder", "save_dir", "out", "pretrain_dir", "user_model_dir",
+              "test_user_model_dir", "models_root")
+
+
+def _split_form(flags: list[str]) -> list[str]:
+    """`--name=value` -> `--name value` (two arguments); bare flags stay."""
+    return [part for flag in flags for part in flag.split("=", 1)]
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPT_FLAGS))
+def test_script_takes_flags_in_both_forms(script, tmp_path):
+    (tmp_path / "stub").mkdir()
+    joined, _ = recorded_commands([os.path.join(ROOT, script), *SCRIPT_FLAGS[script]],
+                                  tmp_path / "stub", cwd=str(tmp_path))
+    split, _ = recorded_commands([os.path.join(ROOT, script), *_split_form(SCRIPT_FLAGS[script])],
+                                 tmp_path / "stub", cwd=str(tmp_path))
+    assert joined and split == joined
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPT_FLAGS))
+def test_script_paths_are_taken_from_the_callers_folder(script, tmp_path):
+    (tmp_path / "stub").mkdir()
+    commands, _ = recorded_commands(
+        [os.path.join(ROOT, script), *_split_form(SCRIPT_FLAGS[script])], tmp_path / "stub",
+        cwd=str(tmp_path))
+    for folder, *args in commands:
+        assert folder == ROOT  # the scripts run from the repository root
+        paths = {name: value for name, value in flags_of([folder, *args]).items()
+                 if name in PATH_FLAGS}
+        assert paths and all(value.startswith(f"{tmp_path}/") for value in paths.values()), args
+
+
+def test_run_policy_passes_on_only_main_policy_flags(tmp_path):
+    (tmp_path / "stub").mkdir()
+    commands, _ = recorded_commands(
+        ["experiment_policy/run_policy.sh", "--dataset", "yelp", "--data_folder", str(tmp_path),
+         "--models_root", str(tmp_path / "models"), "--seed", "3"], tmp_path / "stub")
+    main_policy = commands[-1]
+    assert main_policy[1] == "experiment_policy/main_policy.py"
+    flags = flags_of(main_policy)
+    assert not {"dataset", "data_folder", "models_root", "user_model_itrs"} & set(flags)
+    # The run folder follows --seed; one --save_dir, which --save_dir replaces.
+    assert flags["save_dir"] == str(tmp_path / "models" / "policy" / "yelp__3")
+    assert flags["seed"] == "3" and sum(a.startswith("--save_dir") for a in main_policy) == 1
+    commands, _ = recorded_commands(
+        ["experiment_policy/run_policy.sh", "--dataset", "yelp", "--data_folder", str(tmp_path),
+         "--models_root", str(tmp_path / "models"), "--save_dir", str(tmp_path / "mine")],
+        tmp_path / "stub")
+    assert [a for a in commands[-1] if a.startswith("--save_dir")] == [
+        f"--save_dir={tmp_path / 'mine'}"]
+
+
+def test_run_policy_reuses_the_demos_user_models(tmp_path):
+    (tmp_path / "stub").mkdir()
+    models = tmp_path / "models"
+    common = ["--dataset=ml100k", f"--data_folder={tmp_path}", f"--models_root={models}"]
+    demo, proc = recorded_commands(["./demo.sh", *common], tmp_path / "stub")
+    trained = [flags_of(c) for c in demo if c[1] == "experiment_user_model/main_gan_user_model.py"]
+    assert [(f["user_model"], f["seed"], f["num_itrs"]) for f in trained] == [
+        ("LSTM", "0", "500"), ("PW", "1", "500")]
+    assert proc.stderr.count("training user model") == 2
+    demo_policy = flags_of(demo[-1])
+    assert str(models / "policy" / "ml100k__0") in proc.stdout  # the demo says where it wrote
+    # As if the demo's training had finished: run_policy.sh finds the two runs and says so.
+    for f in trained:
+        os.makedirs(f["save_dir"])
+        with open(os.path.join(f["save_dir"], "results.json"), "w") as results:
+            results.write("{}")
+    again, proc = recorded_commands(["experiment_policy/run_policy.sh", *common],
+                                    tmp_path / "stub")
+    assert not [c for c in again if c[1] == "experiment_user_model/main_gan_user_model.py"]
+    assert "training user model" not in proc.stderr and proc.stderr.count("reused") == 2
+    policy = flags_of(again[-1])
+    assert (policy["user_model_dir"], policy["test_user_model_dir"]) == (
+        demo_policy["user_model_dir"], demo_policy["test_user_model_dir"]) == (
+        trained[0]["save_dir"], trained[1]["save_dir"])
+
+
+def test_process_data_takes_flags_in_both_forms_and_paths_from_the_caller(tmp_path):
+    _run([os.path.join(ROOT, "process_data.sh"), "--dataset", "synthetic", "--data_folder",
+          "data", "--users", "20", "--items=30", "--events_per_user", "4",
+          "--posterior_samples=50"], cwd=str(tmp_path))
+    stats = json.loads((tmp_path / "data" / "synthetic-stats.json").read_text())
+    assert stats["users"] == 20 and stats["items"] == 30

@@ -18,6 +18,7 @@ def _mtimes(folder):
     return {p.parent.name: p.stat().st_mtime_ns for p in folder.glob("*/results.json")}
 
 
+@pytest.mark.slow
 def test_table_script_writes_the_tables_and_reuses_records_and_runs(data_folder, tmp_path):
     out = tmp_path / "table"
     args = ["experiment_user_model/run_table.sh", f"--data_folder={data_folder}",

@@ -1,6 +1,8 @@
 """A learning test against a known model: on the synthetic generator's data, the user model
 comes close to the reachable (Bayes-optimal given the history) prec@1."""
 
+import pytest
+
 from ganrl.data.dataset import SplitData
 from ganrl.data.synthetic import SyntheticConfig, make_synthetic, world_settings
 from ganrl.train import user_model_trainer as trainer
@@ -16,6 +18,7 @@ from ganrl.user_model.model import MODEL_PRESETS, ModelConfig
 MARGIN = 0.05
 
 
+@pytest.mark.slow
 def test_user_model_approaches_the_bayes_limit_on_synthetic_data(tmp_path):
     world = SyntheticConfig(users=3000, posterior_samples=500, true_vectors_as_features=True,
                             **world_settings("mean_uniform_noclick"))

@@ -5,6 +5,8 @@ import json
 import math
 import sys
 
+import pytest
+
 from benchmarks.bench_synthetic_table import markdown, summarise
 from tests.script_helpers import run_script
 
@@ -26,6 +28,7 @@ def test_summary_by_hand():
     assert lines[3] == "| w | 10 | other | 1 | 0.500 | 1.000 | - | - | - |"
 
 
+@pytest.mark.slow
 def test_table_without_ganrl(tmp_path):
     args = [sys.executable, "-m", "benchmarks.bench_synthetic_table", "--skip_ganrl",
             "--users=120", "--seeds=0,1", "--posterior_samples=50",

@@ -1,4 +1,6 @@
 # Shared by the ablation scripts. Source, don't run.
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
+
 # run_variants OUT LABEL=FLAGS... -- ARGS...: trains one user-model run per variant into
 # OUT/LABEL (run_gan_user_model.sh, so its settings, then the variant's FLAGS (comma-separated),
 # then ARGS but --out; finished runs are reused), then draws the validation curves and prints
@@ -9,10 +11,7 @@ run_variants() {
   shift
   while [ $# -gt 0 ] && [ "$1" != "--" ]; do variants+=("$1"); shift; done
   [ $# -gt 0 ] && shift
-  local args=() arg
-  for arg in "$@"; do
-    case $arg in --out=*) ;; *) args+=("$arg") ;; esac
-  done
+  without_flags out "$@"
   for variant in "${variants[@]}"; do
     label=${variant%%=*}
     flags=()
@@ -26,17 +25,15 @@ run_variants() {
     if [ ! -f "$out/$label/results.json" ]; then
       echo "training $out/$label" >&2
       experiment_user_model/run_gan_user_model.sh ${flags[@]+"${flags[@]}"} \
-        ${args[@]+"${args[@]}"} --save_dir="$out/$label"
+        ${kept_args[@]+"${kept_args[@]}"} --save_dir="$out/$label"
     fi
     dirs+=("$out/$label")
   done
-  "$PYTHON" -m ganrl.reporting.compare "${dirs[@]}" --out "$out/compare"
+  "$PYTHON" -m ganrl.reporting.compare "${dirs[@]}" --out="$out/compare"
 }
 
-# ablation_setup: the common prologue (repository root, interpreter, dataset).
+# ablation_setup ARGS...: the common prologue after enter_repository (dataset preparation).
 ablation_setup() {
-  cd "$(dirname "$0")/../.."
-  source experiment_user_model/common.sh
   export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
   ensure_dataset "$(flag_value data_folder dropbox "$@")" "$(flag_value dataset yelp "$@")"
 }

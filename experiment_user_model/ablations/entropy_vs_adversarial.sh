@@ -2,6 +2,7 @@
 # Entropy pre-training alone against entropy then adversarial (L2) fine-tuning, both encoders.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
+enter_repository "$@"; set -- ${script_args[@]+"${script_args[@]}"}
 ablation_setup "$@"
 run_variants "$(flag_value out "runs/ablations/$(flag_value dataset yelp "$@")/entropy_vs_adversarial" "$@")" \
   "LSTM_entropy=--user_model=LSTM" \

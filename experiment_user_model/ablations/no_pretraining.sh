@@ -4,6 +4,7 @@
 #   experiment_user_model/ablations/no_pretraining.sh --dataset=tb --num_itrs=500
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
+enter_repository "$@"; set -- ${script_args[@]+"${script_args[@]}"}
 ablation_setup "$@"
 run_variants "$(flag_value out "runs/ablations/$(flag_value dataset yelp "$@")/no_pretraining" "$@")" \
   "entropy=--regularizer=entropy" \

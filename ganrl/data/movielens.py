@@ -15,7 +15,8 @@ MovieLens holds ratings, not impressions, so ganrl defines (docs/data.md):
   and the release year scaled to [0, 1] over the catalogue (`year`; an unknown year gets the
   mean of the known ones);
 - split: users 50/25/25 at random with the seed.
-In the statistics, `rows` counts ratings and `rows_kept` displayed rows (ratings x max_display).
+In the statistics, `rows` counts ratings and `rows_kept` the ratings kept (all of them: each
+becomes one display set); the displayed rows, fillers included, are `events` x `max_display`.
 
 Sources, in order: `--ml100k_path` (a file, GroupLens `u.data` or RecBole `ml-100k.inter`, or a
 folder holding one; `u.item` or `ml-100k.item` beside it gives the side features), a copy in
@@ -264,5 +265,6 @@ def read_ml100k(path: str, name: str, seed: int, max_display: int = 10) -> Conve
                             dense=read_item_features(path, item_ids), columns=FEATURE_COLUMNS)
     converted = convert_rows(name, user[row_step], row_step, row_item, row_click,
                              len(item_ids), seed, path, item_features=features)
-    converted.stats["rows"] = int(n)
+    # The rows convert_rows kept include ganrl's fillers, which are no input rows.
+    converted.stats["rows"] = converted.stats["rows_kept"] = int(n)
     return converted

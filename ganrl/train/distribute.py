@@ -4,7 +4,7 @@
 - `mirrored`: `MirroredStrategy`, synchronous data parallelism over the GPUs of one host (or,
   with `cpu_replicas` > 1, over that many logical CPU devices: for tests on CPU-only machines).
 - `multi_worker`: `MultiWorkerMirroredStrategy` over the hosts named in the `TF_CONFIG`
-  environment variable, one process per host (see the README for a two-worker launch).
+  environment variable, one process per host (see docs/scale.md for a two-worker launch).
 """
 
 from __future__ import annotations

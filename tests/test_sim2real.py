@@ -112,13 +112,14 @@ def test_harness_end_to_end_on_a_tiny_world(tmp_path):
         reader = csv.DictReader(f)
         rows = {r["policy"]: r for r in reader}
     assert tuple(reader.fieldnames) == harness.TABLE_FIELDS
-    assert set(rows) == {"gan_greedy", "random", "oracle_myopic", "oracle_lookahead"}
+    assert set(rows) == {"gan_greedy", "random", "oracle_myopic", "oracle_lookahead",
+                         "oracle_static"}
     assert float(rows["oracle_myopic"]["true_reward"]) >= float(rows["random"]["true_reward"])
     assert float(rows["gan_greedy"]["gap_to_gan_greedy"]) == 0.0
     assert rows["oracle_myopic"]["sim_reward"] == "nan"  # no simulator figure for oracles
     for name in ("table.md", "sim_vs_true.png", "results.json"):
         assert os.path.getsize(os.path.join(config.run_dir, name)) > 0
-    assert len(out["rows"]) == 4
+    assert len(out["rows"]) == 5
     # A rerun reuses every finished stage: the user models are not retrained.
     marker = os.path.join(config.run_dir, "user_model_LSTM__0", "results.json")
     before = os.stat(marker).st_mtime_ns

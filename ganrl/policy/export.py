@@ -178,7 +178,9 @@ class _PolicyModule(tf.Module):
         return {"slate": tf.gather(candidates, slate, batch_dims=1)}
 
 
-def export_policy(policy: Policy, path: str, history_length: int = 10) -> None:
-    """Writes a SavedModel with the `recommend` signature (see the module docstring)."""
-    module = _PolicyModule(policy, history_length)
+def export_policy(policy: Policy, path: str, history_length: int | None = None) -> None:
+    """Writes a SavedModel with the `recommend` signature (see the module docstring); its
+    history width is `history_length`, by default the policy's own (`load_policy`), else
+    10."""
+    module = _PolicyModule(policy, history_length or getattr(policy, "history_length", 10))
     tf.saved_model.save(module, path, signatures={"recommend": module.recommend})

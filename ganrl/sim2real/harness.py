@@ -16,7 +16,8 @@ For one ground-truth world and seed (`HarnessConfig`), in `SAVE_DIR/{world}__{se
    whole catalogue as candidates, k items a slate, `horizon` steps; every policy meets the
    same users and noise (common random numbers), so gaps are paired over users;
 5. references that know the truth: `oracle_myopic` (top k by the true utilities now) and,
-   in the satiation world, `oracle_lookahead` (see `lookahead_oracle`);
+   in the satiation world, `oracle_lookahead` (see `lookahead_oracle`) and `oracle_static`
+   (top k by the true utilities without tiredness: knows tastes, not satiation);
 6. `table.csv`, `table.md`, `results.json` and `sim_vs_true.png`: per policy the true
    reward's mean and standard error, the session length (steps before leaving), the test
    simulator's figure, the gap to GAN-Greedy with a paired 95% interval, and the Spearman
@@ -181,11 +182,14 @@ def evaluate_true(env: TrueEnvironment, recommender: Recommender, users: int, ho
     return {"reward": total, "steps": steps}
 
 
-def myopic_oracle(env: TrueEnvironment, k: int) -> Recommender:
+def myopic_oracle(env: TrueEnvironment, k: int,
+                  utilities: Callable[[], np.ndarray] | None = None) -> Recommender:
     """The k candidates of highest true utility for each user now (knows the truth,
-    ignores the future)."""
+    ignores the future); with `utilities` (`[U, items]`), of highest such scores instead."""
+    utilities = utilities or env.utilities
+
     def recommend(history, candidates):
-        u = env.utilities()[:, candidates]
+        u = utilities()[:, candidates]
         return candidates[np.argsort(-u, axis=1, kind="stable")[:, :k]]
     return recommend
 
@@ -266,6 +270,9 @@ def evaluate_policies(config: HarnessConfig, env: TrueEnvironment, names: list[s
     recommenders["oracle_myopic"] = myopic_oracle(env, config.k)
     if isinstance(env, SatiationEnvironment):
         recommenders["oracle_lookahead"] = lookahead_oracle(env, config.k)
+        # Knows each user's taste but not her tiredness: the best a greedy policy with a
+        # perfect model of static preferences can do.
+        recommenders["oracle_static"] = myopic_oracle(env, config.k, env.static_utilities)
     return {name: evaluate_true(env, fn, config.true_users, config.horizon, config.seed + 100)
             for name, fn in recommenders.items()}
 

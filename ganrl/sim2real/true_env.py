@@ -151,8 +151,11 @@ class SatiationEnvironment(TrueEnvironment):
                                                                     self.n_items))
         return self.world.utilities(self.theta, self.satiation, items)
 
+    def static_utilities(self) -> np.ndarray:
+        """`[U, items]` the utilities without tiredness (tastes and biases only)."""
+        return self.theta @ self.world.v.T + self.world.b[None, :]
+
     def _after(self, slate, choice, leave_draw):
-        users, k = slate.shape
         # The world's own step draws the click from its Gumbel noise; here the click is
         # already drawn (`choice`), so only the satiation and leave updates are applied.
         tired = self.world.update_satiation(self.satiation, slate, choice)

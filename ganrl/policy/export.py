@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from ganrl.data.dataset import load_split_data
 from ganrl.policy.base import Policy, PolicyFeatures
-from ganrl.policy.baselines import model_state_from_history
+from ganrl.policy.heuristics import model_state_from_history
 from ganrl.user_model import LoadedUserModel, load_user_model
 
 

@@ -331,14 +331,20 @@ def plot(config: HarnessConfig, rows: list[dict], rho: float) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    for r in rows:
-        if math.isnan(r["sim_reward"]):
-            ax.axhline(r["true_reward"], color="grey", linestyle=":", linewidth=1)
-            ax.annotate(r["policy"], (ax.get_xlim()[0], r["true_reward"]), fontsize=7,
-                        color="grey")
-            continue
-        ax.errorbar(r["sim_reward"], r["true_reward"], yerr=1.96 * r["true_se"], fmt="o")
-        ax.annotate(r["policy"], (r["sim_reward"], r["true_reward"]), fontsize=8,
+    references = [r for r in rows if math.isnan(r["sim_reward"])]
+    for i, r in enumerate(sorted(references, key=lambda r: r["true_reward"])):
+        # The oracles have no simulator figure: a line at their true reward, labelled at
+        # the right, alternately above and below it (close oracles would overlap).
+        ax.axhline(r["true_reward"], color="grey", linestyle=":", linewidth=1)
+        ax.text(0.99, r["true_reward"], r["policy"], transform=ax.get_yaxis_transform(),
+                ha="right", va="bottom" if i % 2 == 0 else "top", fontsize=7, color="grey")
+    points: dict[tuple[float, float], list[dict]] = {}
+    for r in rows:  # policies with the same figures (same slates) share a point and label
+        if not math.isnan(r["sim_reward"]):
+            points.setdefault((r["sim_reward"], r["true_reward"]), []).append(r)
+    for (sim, true), same in points.items():
+        ax.errorbar(sim, true, yerr=1.96 * same[0]["true_se"], fmt="o")
+        ax.annotate(", ".join(r["policy"] for r in same), (sim, true), fontsize=8,
                     xytext=(4, 3), textcoords="offset points")
     ax.set_xlabel("learned test simulator: cumulative reward per user")
     ax.set_ylabel("true world: cumulative reward per user (95% CI)")

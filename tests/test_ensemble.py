@@ -1,0 +1,117 @@
+"""The ensemble simulator: members follow the same users; mean, disagreement and pessimism."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ganrl.data.dataset import SplitData
+from ganrl.simulator.ensemble import EnsembleSimulator
+from ganrl.simulator.simulator import Simulator, SimulatorConfig
+from ganrl.train import user_model_trainer as trainer
+from ganrl.user_model import load_user_model
+from ganrl.user_model.model import ModelConfig
+from tests.tiny_data import tiny_dataset
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory):
+    """Two tiny user models of one log, trained from different seeds."""
+    folder = tmp_path_factory.mktemp("ensemble")
+    data = SplitData.from_dataset(tiny_dataset(n_users=24, no_click_every=4))
+    models = []
+    for seed in (0, 1):
+        model = ModelConfig(user_model="PW", dims="8", item_dim=4, pw_dim=2, pw_band_size=3)
+        config = trainer.TrainConfig(dataset="tiny", data_folder=str(folder),
+                                     save_dir=str(folder / f"run{seed}"), num_itrs=6,
+                                     eval_every=3, batch_size=8, learning_rate=0.05,
+                                     seed=seed, model=model)
+        trainer.UserModelRunner(config, data, progress=lambda _: None).run()
+        models.append(load_user_model(str(folder / f"run{seed}")))
+    return models
+
+
+def slate_of(users, items):
+    return tf.tile(tf.constant([items], tf.int32), [users, 1])
+
+
+def test_one_member_is_the_member_itself(members):
+    config = SimulatorConfig(k=3, horizon=2, reward="learned")
+    single, ensemble = Simulator(members[0], config), EnsembleSimulator(members[:1], config)
+    obs, ens_obs = single.reset(5), ensemble.reset(5)
+    slate = slate_of(5, [0, 2, 4])
+    np.testing.assert_allclose(ensemble.click_probabilities(ens_obs, slate),
+                               single.click_probabilities(obs, slate), rtol=1e-6)
+    stats = ensemble.slate_statistics(ens_obs, slate)
+    np.testing.assert_allclose(stats.reward_mean, single.expected_slate_reward(obs, slate),
+                               rtol=1e-5)
+    np.testing.assert_allclose(stats.reward_std, 0.0, atol=1e-7)
+
+
+def test_disagreement_is_the_spread_of_the_members_expected_rewards(members):
+    config = SimulatorConfig(k=3, horizon=2, reward="learned")
+    ensemble = EnsembleSimulator(members, config)
+    singles = [Simulator(m, config) for m in members]
+    obs = ensemble.reset(4)
+    slate = slate_of(4, [1, 3, 5])
+    expected = np.stack([s.expected_slate_reward(s.reset(4), slate).numpy() for s in singles])
+    stats = ensemble.slate_statistics(obs, slate)
+    np.testing.assert_allclose(stats.reward_mean, expected.mean(0), rtol=1e-5, atol=1e-6)
+    # Two members: the (population) standard deviation is half their difference.
+    np.testing.assert_allclose(stats.reward_std, np.abs(expected[0] - expected[1]) / 2,
+                               rtol=1e-4, atol=1e-6)
+    assert np.all(stats.reward_std.numpy() > 0)
+
+
+@pytest.mark.parametrize("acting", ["member", "mean"])
+def test_pessimistic_reward_is_the_raw_reward_less_lambda_times_disagreement(members, acting):
+    config = SimulatorConfig(k=3, horizon=3, reward="learned", seed=4)
+    ensemble = EnsembleSimulator(members, config, penalty=2.5, acting=acting)
+    obs = ensemble.reset(16)
+    for _ in range(3):
+        result = ensemble.step(obs, slate_of(16, [0, 1, 2]))
+        np.testing.assert_allclose(
+            result.reward, ensemble.last_raw_reward - 2.5 * ensemble.last_statistics.reward_std,
+            rtol=1e-6)
+        obs = result.observation
+    assert result.done
+
+
+def test_members_follow_the_same_users(members):
+    config = SimulatorConfig(k=2, n_candidates=5, horizon=4, seed=1)
+    ensemble = EnsembleSimulator(members, config)
+    obs = ensemble.reset(32, start_histories=[[1, 2]] * 32)
+    for _ in range(4):
+        obs = ensemble.step(obs, slate_of(32, [0, 3])).observation
+    histories = [sim.observation(obs.candidates).history.numpy() for sim in ensemble.members]
+    np.testing.assert_array_equal(histories[0], histories[1])
+    np.testing.assert_array_equal(obs.history, histories[0])
+    assert (histories[0][:, :2] >= 0).any()  # some users clicked during the episode
+
+
+def test_clicks_follow_the_acting_member_drawn_per_user(members):
+    config = SimulatorConfig(k=3, horizon=1, seed=5)
+    ensemble = EnsembleSimulator(members, config)
+    users = 6000
+    obs = ensemble.reset(users)
+    acting = ensemble._acting_member.numpy()
+    assert 0.4 < acting.mean() < 0.6  # both members act
+    slate = slate_of(users, [0, 5, 7])
+    singles = [Simulator(m, config) for m in members]
+    probs = np.stack([s.click_probabilities(s.reset(users), slate).numpy()[0]
+                      for s in singles])
+    index = ensemble.step(obs, slate).clicked_index.numpy()
+    for member in (0, 1):
+        chosen = np.where(index[acting == member] < 0, 3, index[acting == member])
+        freq = np.bincount(chosen, minlength=4) / len(chosen)
+        tolerance = 4 * np.sqrt(probs[member] * (1 - probs[member]) / len(chosen)) + 1e-3
+        assert np.all(np.abs(freq - probs[member]) <= tolerance), (member, freq, probs)
+
+
+def test_bad_ensembles_are_refused(members):
+    config = SimulatorConfig(k=2)
+    with pytest.raises(ValueError, match="at least one"):
+        EnsembleSimulator([], config)
+    with pytest.raises(ValueError, match="acting='vote'"):
+        EnsembleSimulator(members, config, acting="vote")
+    with pytest.raises(ValueError, match="penalty=-1"):
+        EnsembleSimulator(members, config, penalty=-1.0)

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from ganrl.policy.base import Policy
-from ganrl.policy.baselines import model_state_from_history
+from ganrl.policy.heuristics import model_state_from_history
 from ganrl.user_model import LoadedUserModel
 
 

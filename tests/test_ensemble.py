@@ -115,3 +115,85 @@ def test_bad_ensembles_are_refused(members):
         EnsembleSimulator(members, config, acting="vote")
     with pytest.raises(ValueError, match="penalty=-1"):
         EnsembleSimulator(members, config, penalty=-1.0)
+
+
+# -- Off-policy estimates on logs -----------------------------------------------------------
+from ganrl.data.dataset import EventArrays  # noqa: E402
+from ganrl.policy import off_policy  # noqa: E402
+
+
+class FixedScorePolicy:
+    """Shows the k items of highest fixed score (ties by id)."""
+
+    def __init__(self, scores, k):
+        self.scores, self.k = tf.constant(scores, tf.float32), k
+
+    def select(self, observation, explore=False):
+        scores = tf.broadcast_to(self.scores, tf.shape(observation.candidates))
+        return tf.math.top_k(scores, self.k).indices
+
+
+def logs_of(model, users, steps, display, seed):
+    """Logs drawn from `model` itself: uniform display sets of `display` items, the model's
+    clicks (so its direct method is the truth and every estimator aims at one value)."""
+    sim = Simulator(model, SimulatorConfig(k=display, n_candidates=display, horizon=steps,
+                                           seed=seed))
+    obs = sim.reset(users)
+    shown, clicks = [], []
+    for _ in range(steps):
+        shown.append(obs.candidates.numpy())
+        result = sim.step(obs, tf.tile(tf.range(display)[None], [users, 1]))
+        clicks.append(result.clicked_index.numpy())
+        obs = result.observation
+    shown = np.stack(shown, 1).reshape(users * steps, display)
+    return EventArrays(user_ids=np.arange(users), event_offsets=np.arange(users + 1) * steps,
+                       display=shown.astype(np.int32), display_mask=np.ones_like(shown, bool),
+                       clicked_pos=np.stack(clicks, 1).reshape(-1).astype(np.int32),
+                       n_items=model.n_items)
+
+
+def test_display_propensities_by_hand():
+    events = EventArrays(user_ids=np.arange(1), event_offsets=np.array([0, 2]),
+                         display=np.array([[0, 2, 0], [2, 1, 0]], np.int32),
+                         display_mask=np.array([[1, 1, 0], [1, 1, 0]], bool),
+                         clicked_pos=np.array([0, -1], np.int32), n_items=4)
+    np.testing.assert_allclose(off_policy.display_propensities(events), [0.5, 0.5, 1.0, 0.0])
+
+
+def test_estimators_by_hand_on_one_event(members):
+    model = members[0]
+    events = EventArrays(user_ids=np.arange(1), event_offsets=np.array([0, 1]),
+                         display=np.array([[3, 5, 0]], np.int32),
+                         display_mask=np.array([[1, 1, 0]], bool),
+                         clicked_pos=np.array([1], np.int32), n_items=model.n_items)
+    propensity = np.full(model.n_items, 0.25)
+    policy = FixedScorePolicy(-np.arange(model.n_items, dtype=np.float32) + 10 * (
+        np.arange(model.n_items) == 5), k=2)  # shows items 5 and 0
+    terms = off_policy.event_terms(policy, model, events, propensity, k=2)
+    sim = Simulator(model, SimulatorConfig(k=2))
+    sim.reset(1)
+    u = sim.utilities(tf.constant([[3, 5, 0]])).numpy()[0].astype(np.float64)
+    no_click = np.exp(float(model.behavior.no_click_logit.numpy()))
+    items = np.exp(u[0]) + np.exp(u[1])
+    q5 = np.exp(u[1]) / (items + no_click)  # shown
+    q0 = np.exp(u[2]) / (items / 2 + no_click + np.exp(u[2]))  # not shown: in place of one
+    np.testing.assert_allclose(terms.ips, [1 / 0.25])
+    np.testing.assert_allclose(terms.weight, [1 / 0.25])
+    np.testing.assert_allclose(terms.dm, [q5 + q0], rtol=1e-5)
+    np.testing.assert_allclose(terms.correction, [(1 - q5) / 0.25], rtol=1e-5)
+    estimates = terms.estimates(k=2)
+    assert estimates["snips"]["value"] == pytest.approx(2.0)
+
+
+def test_estimators_agree_when_the_logs_come_from_the_model(members):
+    model = members[1]
+    events = logs_of(model, users=3000, steps=3, display=4, seed=8)
+    propensity = np.full(model.n_items, 4 / model.n_items)  # uniform display sets of 4
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        policy = FixedScorePolicy(rng.random(model.n_items), k=3)
+        estimates = off_policy.event_terms(policy, model, events, propensity, k=3).estimates(3)
+        dm = estimates["dm"]["value"]
+        for name in ("ips", "snips", "dr"):
+            value, se = estimates[name]["value"], estimates[name]["se"]
+            assert abs(value - dm) < 4 * se + 0.01, (name, value, se, dm)

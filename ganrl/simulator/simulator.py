@@ -126,11 +126,14 @@ class Simulator:
         self._batch = batch_size
         return Observation(history, self._draw_candidates(batch_size), 0)
 
-    def _advance(self, b_state, r_state, history, items, clicked, display=None):
-        """Adds the clicked `items` to the states; `display` is the slate shown, if known."""
-        b_state = self.model.behavior.update_state(b_state, items, clicked, display=display)
+    def _advance(self, b_state, r_state, history, items, clicked, display=None,
+                 display_mask=None):
+        """Adds the clicked `items` to the states; `display` is the slate shown, if known
+        (`display_mask` its real slots, when padded)."""
+        b_state = self.model.behavior.update_state(b_state, items, clicked, display=display,
+                                                   display_mask=display_mask)
         r_state = b_state if self.shared else self.model.reward.update_state(
-            r_state, items, clicked, display=display)
+            r_state, items, clicked, display=display, display_mask=display_mask)
         shifted = tf.concat([items[:, None], history[:, :-1]], axis=1)
         history = tf.where(clicked[:, None], shifted, history)
         return b_state, r_state, history
@@ -189,12 +192,13 @@ class Simulator:
         behavior = self.model.behavior
         return behavior.utilities(behavior.state_vector(self._state[0]), items)
 
-    def choice_probabilities(self, items: tf.Tensor) -> tf.Tensor:
+    def choice_probabilities(self, items: tf.Tensor, mask: tf.Tensor | None = None
+                             ) -> tf.Tensor:
         """`[B, k + 1]` the behaviour model's probabilities of clicking each of `items [B, k]`
-        and of no click, for the current states."""
-        logits = self.model.behavior.choice_logits(self.utilities(items),
-                                                   tf.ones_like(items, tf.bool))
-        return tf.nn.softmax(logits)
+        (its real slots `mask [B, k]`, when padded) and of no click, for the current states."""
+        if mask is None:
+            mask = tf.ones_like(items, tf.bool)
+        return tf.nn.softmax(self.model.behavior.choice_logits(self.utilities(items), mask))
 
     def option_rewards(self, items: tf.Tensor) -> tf.Tensor:
         """`[B, k + 1]` the reward `step` pays for each click on `items [B, k]` and for no
@@ -209,14 +213,16 @@ class Simulator:
                 r -= reward.no_click_logit
         return tf.concat([r, tf.zeros([batch, 1], tf.float32)], axis=1)
 
-    def advance(self, items: tf.Tensor, clicked: tf.Tensor, display: tf.Tensor | None = None
-                ) -> None:
+    def advance(self, items: tf.Tensor, clicked: tf.Tensor, display: tf.Tensor | None = None,
+                display_mask: tf.Tensor | None = None) -> None:
         """Moves every user on by one step in which she clicked `items [B]` where `clicked
-        [B]` (after seeing `display [B, k]`, if known), whoever chose the click (an ensemble
-        of simulators moves all its members with the click one of them sampled)."""
+        [B]` (after seeing `display [B, k]`, if known, its real slots `display_mask`), whoever
+        chose the click: an ensemble moves all its members with the click one of them
+        sampled, an off-policy replay with the logged click."""
         b_state, r_state = self._state
         b_state, r_state, self._history = self._advance(b_state, r_state, self._history,
-                                                        items, clicked, display=display)
+                                                        items, clicked, display=display,
+                                                        display_mask=display_mask)
         self._state = (b_state, r_state)
         self._step += 1
 

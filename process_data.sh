@@ -13,4 +13,4 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$root/experiment_user_model/common.sh"
 export PYTHONPATH="${root}${PYTHONPATH:+:${PYTHONPATH}}"
 export TF_CPP_MIN_LOG_LEVEL=3
-exec "$PYTHON" -m ganrl.data.process "$@"
+exec "$PYTHON" -m ganrl.cli.process_data "$@"

@@ -19,14 +19,11 @@ import argparse
 import json
 import os
 import resource
-import sys
 import tempfile
 import time
 
 import numpy as np
 import pandas as pd
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ganrl.data.pipeline import Prepared, write_outputs  # noqa: E402
 from ganrl.data.released import read_released  # noqa: E402

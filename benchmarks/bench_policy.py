@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from ganrl.data.dataset import ItemFeatures  # noqa: E402
 from ganrl.policy.base import PolicyFeatures  # noqa: E402
-from ganrl.policy.cdqn import CascadingDQN  # noqa: E402
+from ganrl.policy.cdqn import CascadingDQN, CDQNConfig  # noqa: E402
 from ganrl.simulator.simulator import Observation, Simulator, SimulatorConfig  # noqa: E402
 from ganrl.user_model import LoadedUserModel  # noqa: E402
 from ganrl.user_model.model import ModelConfig, UserModel  # noqa: E402
@@ -48,8 +46,8 @@ def main() -> None:
     out = {}
     for n_items in (1000, 10000, 100000):
         features = PolicyFeatures(rng.normal(size=(n_items, 32)).astype(np.float32))
-        policy = CascadingDQN(features, k=10, n_candidates=n_items, history_length=10,
-                              replay_capacity=10)
+        policy = CascadingDQN(features, k=10, config=CDQNConfig(replay_capacity=10),
+                              n_candidates=n_items, history_length=10)
         obs = Observation(tf.constant(rng.integers(-1, n_items, (256, 10)), tf.int32),
                           tf.tile(tf.range(n_items)[None], [256, 1]), 0)
         seconds = timed(lambda: policy.select(obs).numpy(), repeats=5 if n_items < 1e5 else 2)

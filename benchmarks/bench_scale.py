@@ -24,7 +24,6 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 from ganrl.data.dataset import (EventArrays, ItemFeatures, SplitData,  # noqa: E402
                                 save_event_splits)

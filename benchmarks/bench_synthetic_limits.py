@@ -30,9 +30,6 @@ import sys
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
 from ganrl.data import safe_io  # noqa: E402
 from ganrl.data.dataset import SPLIT_NAMES  # noqa: E402
 from ganrl.data.synthetic import (SyntheticConfig, base_utilities,  # noqa: E402

@@ -18,8 +18,8 @@ Each figure is the mean over seeds with its standard deviation (`±`, over seeds
 the mean negative log-likelihood of the observed choice per event. Writes `records.csv` (one
 row per world, size, seed and method), `summary.json` and `table.md` in `--out`.
 
-  python benchmarks/bench_synthetic_table.py --skip_ganrl
-  python benchmarks/bench_synthetic_table.py --users=1000 --seeds=0 -- --num_itrs=100
+  python -m benchmarks.bench_synthetic_table --skip_ganrl     # from the repository root
+  python -m benchmarks.bench_synthetic_table --users=1000 --seeds=0 -- --num_itrs=100
 """
 
 from __future__ import annotations
@@ -32,9 +32,6 @@ import os
 import sys
 
 import numpy as np
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 from benchmarks import reference_mle  # noqa: E402
 from benchmarks.bench_user_model import run_one  # noqa: E402

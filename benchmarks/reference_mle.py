@@ -36,9 +36,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
 from ganrl.data import safe_io  # noqa: E402
 from ganrl.data.dataset import SPLIT_NAMES, EventArrays, load_split_data, paths  # noqa: E402
 from ganrl.data.synthetic import earlier_clicks, load_truth  # noqa: E402

@@ -6,7 +6,8 @@ For each dataset the training simulator is `{models_root}/{dataset}__LSTM__entro
 test simulator `{models_root}/{dataset}__PW__entropy__1` (`run_comparison.sh` trains them when
 missing). Each (dataset, seed) is one `PolicyRunner` run in `{out}/{dataset}__{seed}`; finished
 runs and policies are reused. Writes `{out}/comparison.md`, `comparison.csv` and
-`comparison.png`. Every flag of `main_policy.py` (k, horizon, num_itrs, ...) applies to all runs.
+`comparison.png`. Every protocol flag (`ganrl.cli.policy_flags`: k, horizon, num_itrs, ...)
+applies to all runs.
 """
 
 from __future__ import annotations
@@ -20,13 +21,11 @@ import time  # noqa: E402
 
 from absl import app, flags, logging  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import main_policy  # noqa: E402  (defines the protocol's flags)
+from ganrl.cli import policy_flags  # noqa: E402  (defines the protocol's flags)
+from ganrl.cli.distribution_flags import strategy_from_flags  # noqa: E402
 from ganrl.data.safe_io import DataError  # noqa: E402
-from ganrl.policy import comparison  # noqa: E402
 from ganrl.policy.runner import PolicyRunner  # noqa: E402
+from ganrl.reporting import policy_comparison as comparison  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("datasets", ["yelp", "ml100k"], "Datasets to compare on.")
@@ -38,14 +37,14 @@ flags.DEFINE_string("out", "runs/comparison", "Output folder.")
 def main(argv: list[str]) -> int:
     del argv
     logging.set_verbosity(logging.WARNING)
-    strategy = main_policy.strategy_from_flags()
+    strategy = strategy_from_flags()
     runs, tic = {}, time.perf_counter()
     try:
         for dataset in FLAGS.datasets:
             train_dir = os.path.join(FLAGS.models_root, f"{dataset}__LSTM__entropy__0")
             test_dir = os.path.join(FLAGS.models_root, f"{dataset}__PW__entropy__1")
             for seed in (int(s) for s in FLAGS.seeds):
-                config = main_policy.config_from_flags(
+                config = policy_flags.config_from_flags(
                     train_dir, test_dir, os.path.join(FLAGS.out, f"{dataset}__{seed}"), seed)
                 print(f"{dataset} seed {seed}: {config.save_dir}", flush=True)
                 results = PolicyRunner(config, strategy=strategy).run()

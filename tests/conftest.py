@@ -1,7 +1,7 @@
-"""Shared test set-up: quiet TensorFlow and put the checkout on the path."""
+"""Shared test set-up: quiet TensorFlow. The checkout's root is on the path because `tests`
+is a package (pytest puts the folder above a test package on `sys.path`), so tests import
+`tests.*` and `benchmarks.*`; ganrl itself is installed (editable)."""
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -10,12 +10,11 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
 from ganrl.policy.base import PolicyFeatures  # noqa: E402
-from ganrl.policy.cdqn import CascadingDQN  # noqa: E402
+from ganrl.policy.cdqn import CascadingDQN, CDQNConfig  # noqa: E402
 from ganrl.train.distribute import make_strategy  # noqa: E402
 
 
@@ -24,9 +23,10 @@ def main(strategy_name, cpu_replicas, out):
     rng = np.random.default_rng(0)
     n_items, n, rows = 20, 6, 32
     features = PolicyFeatures(rng.normal(size=(n_items, 4)).astype(np.float32))
-    policy = CascadingDQN(features, 2, seed=3, n_candidates=n, history_length=3, hidden=8,
-                          batch_size=8, replay_capacity=rows, target_update=2,
-                          learning_rate=0.01, strategy=strategy)
+    config = CDQNConfig(hidden=8, batch_size=8, replay_capacity=rows, target_update=2,
+                        learning_rate=0.01)
+    policy = CascadingDQN(features, 2, seed=3, config=config, n_candidates=n,
+                          history_length=3, strategy=strategy)
     policy.replay.add(
         history=rng.integers(-1, n_items, (rows, 3)), candidates=rng.integers(0, n_items, (rows, n)),
         slate=np.tile([0, 1], (rows, 1)), reward=rng.random(rows).astype(np.float32),

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ganrl.policy.actor_critic import gae, n_step_returns, ppo_clip_loss, slate_log_prob
+from ganrl.policy.actor_critic import (A2CConfig, PPOConfig, gae, n_step_returns,
+                                      ppo_clip_loss, slate_log_prob)
 from ganrl.policy.base import POLICIES, PolicyFeatures
-from ganrl.policy.ddpg import ddpg_targets
+from ganrl.policy.ddpg import DDPGConfig, ddpg_targets
 from ganrl.policy.registry import names
 from ganrl.policy.runner import run_episodes
 from ganrl.simulator.simulator import Observation, StepResult
@@ -102,10 +103,17 @@ class BanditSim:
 SETTINGS = {"ppo": ({}, 45), "a2c": ({}, 120), "ddpg": ({"noise_scale": 2.0, "tau": 0.1}, 150)}
 
 
+# Per agent: its config class and, for DDPG, the replay minibatch.
+CONFIGS = {"ppo": (PPOConfig, {}), "a2c": (A2CConfig, {}),
+           "ddpg": (DDPGConfig, {"batch_size": 64})}
+
+
 def _agent(name, k=1, seed=0, **overrides):
     features = PolicyFeatures(np.eye(8, dtype=np.float32))
-    return POLICIES[name](features, k, seed, hidden=32, learning_rate=0.01, batch_size=64,
-                          gamma=0.5, **dict(SETTINGS[name][0], **overrides))
+    config_class, replay = CONFIGS[name]
+    config = config_class(hidden=32, learning_rate=0.01, gamma=0.5,
+                          **dict(replay, **SETTINGS[name][0], **overrides))
+    return POLICIES[name](features, k, seed, config)
 
 
 def test_agents_are_registered():

@@ -1,4 +1,5 @@
-"""`ganrl.compare`: labels from differing configs, summary figures, plots, bad run folders."""
+"""`ganrl.reporting.compare`: labels from differing configs, summary figures, plots, bad run
+folders."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 
 import pytest
 
-from ganrl.compare import compare, phase_segments, read_run, run_labels, summary_rows
+from ganrl.reporting.compare import compare, phase_segments, read_run, run_labels, summary_rows
 from ganrl.data.safe_io import DataError
 
 HEADER = "iteration,phase,train_loss,vali_loss,vali_prec1,vali_prec2,events_per_second"
@@ -102,14 +103,15 @@ def test_bad_run_folders_are_named(tmp_path):
 
 def test_command_line(runs, tmp_path):
     out = tmp_path / "cli"
-    done = subprocess.run([sys.executable, "-m", "ganrl.compare", *runs, "--out", str(out)],
-                          capture_output=True, text=True, cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "ganrl.reporting.compare", *runs,
+                           "--out", str(out)], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": ROOT})
     assert done.returncode == 0, done.stderr
     assert "regularizer=L2, model.rnn_hidden_dim=64" in done.stdout
     assert (out / "vali_prec2.png").stat().st_size > 1000
-    failed = subprocess.run([sys.executable, "-m", "ganrl.compare", str(tmp_path / "none"),
-                             "--out", str(out)], capture_output=True, text=True, cwd=ROOT,
+    failed = subprocess.run([sys.executable, "-m", "ganrl.reporting.compare",
+                             str(tmp_path / "none"), "--out", str(out)],
+                            capture_output=True, text=True, cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": ROOT})
     assert failed.returncode == 1 and "no config.json" in failed.stderr
 

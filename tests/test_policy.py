@@ -112,6 +112,36 @@ def user_model_dir(tmp_path_factory):
     return str(folder / "run")
 
 
+def test_policies_fitted_to_the_logs_see_the_user_model_s_resplit(tmp_path):
+    # A user model trained on a resplit (seed 7): the most-popular policy counts the clicks
+    # of that model's training users, not of the dataset's own training split.
+    from ganrl.data.dataset import load_split_data
+    from ganrl.policy.runner import PolicyConfig, PolicyRunner
+    write_tiny_dataset(tmp_path / "data", n_users=24, no_click_every=4)
+    data = load_split_data(str(tmp_path / "data"), "tiny", resplit_seed=7)
+    model = ModelConfig(user_model="PW", dims="8", item_dim=4, pw_dim=2, pw_band_size=3)
+    config = trainer.TrainConfig(dataset="tiny", data_folder=str(tmp_path / "data"),
+                                 save_dir=str(tmp_path / "run"), num_itrs=2, eval_every=2,
+                                 batch_size=8, learning_rate=0.05, seed=7, resplit=True,
+                                 model=model)
+    trainer.UserModelRunner(config, data, progress=lambda _: None).run()
+    runner = PolicyRunner(PolicyConfig(user_model_dir=str(tmp_path / "run"),
+                                       test_user_model_dir=str(tmp_path / "run"),
+                                       save_dir=str(tmp_path / "policy"), k=2, horizon=2),
+                          progress=lambda _: None)
+
+    def click_counts(events):
+        clicked = events.clicked_item
+        return np.bincount(clicked[clicked >= 0], minlength=data.n_items)
+
+    own_split = load_split_data(str(tmp_path / "data"), "tiny").splits["train"]
+    resplit = click_counts(data.splits["train"])
+    assert not np.array_equal(resplit, click_counts(own_split))  # the test can tell them apart
+    popularity = runner._policy("most_popular").popularity.numpy()
+    # Counts plus tie-breaking noise below 1e-3.
+    np.testing.assert_allclose(popularity, resplit, atol=1e-3)
+
+
 def test_simulated_click_frequencies_match_the_choice_model(user_model_dir):
     model = load_user_model(user_model_dir)
     sim = Simulator(model, SimulatorConfig(k=3, horizon=1, seed=3))
@@ -176,6 +206,64 @@ def test_policy_protocol_smoke_and_resume(user_model_dir, tmp_path):
     assert grown["policies"]["random"] == first["policies"]["random"]
 
 
+def test_make_policy_gives_each_policy_its_own_config(user_model_dir, tmp_path):
+    from ganrl.policy.base import POLICIES
+    from ganrl.policy.cdqn import CDQNConfig
+    from ganrl.policy.ddpg import DDPGConfig
+    from ganrl.policy.runner import BUILDERS, PolicyConfig, PolicyRunner
+    assert set(BUILDERS) == set(POLICIES)
+    runner = PolicyRunner(PolicyConfig(user_model_dir=user_model_dir,
+                                       test_user_model_dir=user_model_dir,
+                                       save_dir=str(tmp_path), k=2, horizon=2, hidden=8,
+                                       gamma=0.5, train_batch_size=4, epsilon_steps=7,
+                                       target_update=3), progress=lambda _: None)
+    assert runner._policy("cdqn").config == CDQNConfig(hidden=8, gamma=0.5, batch_size=4,
+                                                        epsilon_steps=7, target_update=3)
+    ddpg = runner._policy("ddpg")
+    assert (ddpg.gamma, ddpg.batch_size) == (0.5, 4)
+    ppo, a2c = runner._policy("ppo"), runner._policy("a2c")
+    assert (ppo.gamma, ppo.rollout_steps, a2c.rollout_steps, a2c.n_steps) == (0.5, 10, 5, 5)
+    with pytest.raises(ValueError, match=r"^tau=2: expected a number in \[0, 1\]$"):
+        DDPGConfig(tau=2)
+
+
+def test_heartbeat_speaks_by_wall_time_not_by_call():
+    from ganrl.policy.runner import Heartbeat
+    now, lines = [0.0], []
+    beat = Heartbeat(lines.append, every=20.0, clock=lambda: now[0])
+    for t in (5.0, 19.9, 20.0, 30.0, 39.9, 40.0, 100.0):
+        now[0] = t
+        beat(lambda: f"at {now[0]:.1f}")
+    # Since the start (0), a line at 20; since 20, a line at 40; since 40, at 100.
+    assert lines == ["at 20.0", "at 40.0", "at 100.0"]
+
+
+def test_protocol_stages_report_progress_and_results(user_model_dir, tmp_path):
+    from ganrl.policy.runner import PolicyConfig, PolicyRunner
+    config = PolicyConfig(user_model_dir=user_model_dir, test_user_model_dir=user_model_dir,
+                          save_dir=str(tmp_path), policies=("cdqn", "linucb"), k=2, horizon=2,
+                          num_itrs=4, batch_size=4, train_batch_size=4, eval_users=8,
+                          adapt_itrs=4, regret_itrs=4, epsilon_steps=4, hidden=8,
+                          select_every=0, checkpoint_secs=0)
+    lines = []
+    results = PolicyRunner(config, progress=lines.append, progress_every=0).run()
+    # Every episode of every stage speaks when lines are due at once (progress_every=0).
+    for stage in ("cdqn (train)", "linucb (train)", "cdqn (adapt_pretrained)",
+                  "cdqn (adapt_scratch)"):
+        assert f"{stage}: 2 episodes of 4 users" in lines
+        assert any(line.startswith(f"{stage}: episode 2/2, reward ") for line in lines)
+    assert "regret: linucb episode 2/2" in lines and "regret: random episode 2/2" in lines
+    # The results of adaptation and regret are printed, not only written.
+    adapt = results["adaptation"]
+    assert any(line.startswith("adaptation (ctr per episode") and
+               f"cdqn scratch {adapt['scratch'][0]:.3f} -> {adapt['scratch'][-1]:.3f}" in line
+               for line in lines)
+    regret = results["regret"]
+    assert (f"regret after 4 online steps (cumulative, per user): linucb "
+            f"{regret['linucb'][-1]:.3f}, gan_greedy {regret['gan_greedy'][-1]:.3f}, "
+            f"random {regret['random'][-1]:.3f}") in lines
+
+
 def _cdqn_protocol(user_model_dir, save_dir):
     from ganrl.policy.runner import PolicyConfig
     return PolicyConfig(user_model_dir=user_model_dir, test_user_model_dir=user_model_dir,
@@ -238,15 +326,15 @@ def test_killed_cdqn_run_resumes_to_the_uninterrupted_figures(user_model_dir, tm
 
 def test_untrained_cdqn_with_the_learned_reward_is_gan_greedy(user_model_dir):
     from ganrl.policy.heuristics import GanGreedy
-    from ganrl.policy.cdqn import CascadingDQN
+    from ganrl.policy.cdqn import CascadingDQN, CDQNConfig
     model = load_user_model(user_model_dir)
     features = PolicyFeatures.from_user_model(model.reward)
     rng = np.random.default_rng(0)
     obs = Observation(tf.constant(rng.integers(-1, model.n_items, (16, 4)), tf.int32),
                       tf.constant(np.argsort(rng.random((16, model.n_items)), 1)[:, :8],
                                   tf.int32), 0)
-    cdqn = CascadingDQN(features, 3, n_candidates=8, history_length=4, hidden=8,
-                        replay_capacity=8, reward_model=model.reward)
+    cdqn = CascadingDQN(features, 3, config=CDQNConfig(hidden=8, replay_capacity=8),
+                        n_candidates=8, history_length=4, reward_model=model.reward)
     greedy = GanGreedy(features, 3, reward_model=model.reward)
     np.testing.assert_array_equal(cdqn.select(obs).numpy(), greedy.select(obs).numpy())
 
@@ -259,7 +347,7 @@ def test_map_column_chunks_equals_one_pass():
 
 
 def test_chunked_and_compiled_cascades_pick_the_same_slates(user_model_dir):
-    from ganrl.policy.cdqn import CascadingDQN
+    from ganrl.policy.cdqn import CascadingDQN, CDQNConfig
     model = load_user_model(user_model_dir)
     features = PolicyFeatures.from_user_model(model.reward)
     rng = np.random.default_rng(1)
@@ -268,9 +356,10 @@ def test_chunked_and_compiled_cascades_pick_the_same_slates(user_model_dir):
     slates = []
     # One pass; chunks of 4 (the last one padded); each compiled by XLA and as a plain graph.
     for chunk, jit in ((0, True), (4, True), (0, False), (4, False)):
-        cdqn = CascadingDQN(features, 3, seed=5, n_candidates=11, history_length=4,
-                            hidden=8, replay_capacity=8, reward_model=model.reward,
-                            candidate_chunk=chunk, jit_compile=jit)
+        config = CDQNConfig(hidden=8, replay_capacity=8, candidate_chunk=chunk,
+                            jit_compile=jit)
+        cdqn = CascadingDQN(features, 3, seed=5, config=config, n_candidates=11,
+                            history_length=4, reward_model=model.reward)
         cdqn.q.out.assign(tf.random.stateless_normal([3, 8], [1, 2]))  # not the greedy start
         slates.append(cdqn.select(obs).numpy())
     for other in slates[1:]:
@@ -334,7 +423,7 @@ def test_load_recommend_and_export_without_ganrl(user_model_dir, tmp_path):
 
 
 def test_comparison_summary_and_table_by_hand():
-    from ganrl.policy import comparison
+    from ganrl.reporting import policy_comparison as comparison
 
     def result(reward, ctr=None):
         out = {"cumulative_reward": {"mean": reward, "ci95": 0.0}, "reward_curve": [reward],

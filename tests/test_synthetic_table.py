@@ -27,9 +27,9 @@ def test_summary_by_hand():
 
 
 def test_table_without_ganrl(tmp_path):
-    args = [sys.executable, "benchmarks/bench_synthetic_table.py", "--skip_ganrl", "--users=120",
-            "--seeds=0,1", "--posterior_samples=50", f"--work={tmp_path / 'work'}",
-            f"--out={tmp_path / 'out'}"]
+    args = [sys.executable, "-m", "benchmarks.bench_synthetic_table", "--skip_ganrl",
+            "--users=120", "--seeds=0,1", "--posterior_samples=50",
+            f"--work={tmp_path / 'work'}", f"--out={tmp_path / 'out'}"]
     run_script(args)
     with open(tmp_path / "out" / "records.csv") as f:
         records = list(csv.DictReader(f))

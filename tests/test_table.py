@@ -7,7 +7,7 @@ import csv
 import pytest
 
 from ganrl.data.safe_io import DataError
-from ganrl.table import (Record, aggregate, load_records, markdown, save_records,
+from ganrl.reporting.tables import (Record, aggregate, load_records, markdown, save_records,
                          write_tables)
 
 RECORDS = [

@@ -2,7 +2,7 @@
 # run_variants OUT LABEL=FLAGS... -- ARGS...: trains one user-model run per variant into
 # OUT/LABEL (run_gan_user_model.sh, so its settings, then the variant's FLAGS (comma-separated),
 # then ARGS but --out; finished runs are reused), then draws the validation curves and prints
-# the summary table with `python -m ganrl.compare` into OUT/compare.
+# the summary table with `python -m ganrl.reporting.compare` into OUT/compare.
 # A FLAGS entry @LABEL stands for --pretrain_dir=OUT/LABEL (adversarial fine-tuning from it).
 run_variants() {
   local out=$1 variant label flags dirs=() variants=()
@@ -30,7 +30,7 @@ run_variants() {
     fi
     dirs+=("$out/$label")
   done
-  "$PYTHON" -m ganrl.compare "${dirs[@]}" --out "$out/compare"
+  "$PYTHON" -m ganrl.reporting.compare "${dirs[@]}" --out "$out/compare"
 }
 
 # ablation_setup: the common prologue (repository root, interpreter, dataset).

@@ -31,10 +31,12 @@ Candidates are scored all at once (`[B, N, hidden]`), so N should be a sampled c
 from __future__ import annotations
 
 import abc
+import dataclasses
 
 import numpy as np
 import tensorflow as tf
 
+from ganrl import config_checks
 from ganrl.policy.base import Policy, PolicyFeatures, register
 from ganrl.simulator.simulator import Observation
 
@@ -155,24 +157,86 @@ def _flat(batch: dict[str, np.ndarray], keys: tuple[str, ...]) -> dict[str, tf.T
     return {k: tf.constant(batch[k].reshape(-1, *batch[k].shape[2:])) for k in keys}
 
 
+@dataclasses.dataclass(frozen=True)
+class ActorCriticConfig:
+    """What PPO and A2C share (the module docstring gives the defaults' reasons).
+
+    Attributes:
+      hidden: units of the actor's and the critic's hidden layers.
+      gamma: the discount.
+      learning_rate: Adam's learning rate (actor and critic).
+      value_coef, entropy_coef: the weights of the value loss and the entropy bonus.
+      rollout_steps: steps of a rollout between updates.
+    """
+
+    hidden: int = 64
+    gamma: float = 0.9
+    learning_rate: float = 1e-3
+    value_coef: float = 0.5
+    entropy_coef: float = 0.01
+    rollout_steps: int = 10
+
+    def __post_init__(self):
+        config_checks.check(self, "a positive integer", "hidden", "rollout_steps")
+        config_checks.check(self, "a positive number", "learning_rate")
+        config_checks.check(self, "a number in [0, 1]", "gamma")
+        config_checks.check(self, "a non-negative number", "value_coef", "entropy_coef")
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig(ActorCriticConfig):
+    """Attributes (beside `ActorCriticConfig`'s):
+      clip: the surrogate's clipping range.
+      gae_lambda: GAE's lambda.
+      ppo_epochs, minibatches: passes over a rollout and minibatches per pass.
+    """
+
+    clip: float = 0.2
+    gae_lambda: float = 0.95
+    ppo_epochs: int = 4
+    minibatches: int = 4
+
+    def __post_init__(self):
+        super().__post_init__()
+        config_checks.check(self, "a positive number", "clip")
+        config_checks.check(self, "a number in [0, 1]", "gae_lambda")
+        config_checks.check(self, "a positive integer", "ppo_epochs", "minibatches")
+
+
+@dataclasses.dataclass(frozen=True)
+class A2CConfig(ActorCriticConfig):
+    """Attributes (beside `ActorCriticConfig`'s):
+      n_steps: the horizon of the n-step returns.
+      rollout_steps: by default as long as the default n_steps.
+    """
+
+    n_steps: int = 5
+    rollout_steps: int = 5
+
+    def __post_init__(self):
+        super().__post_init__()
+        config_checks.check(self, "a positive integer", "n_steps")
+
+
 class _ActorCriticPolicy(Policy):
     """What PPO and A2C share: the network, candidate features, sampling, rollouts."""
 
     learns = True
 
-    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0, *, hidden: int = 64,
-                 gamma: float = 0.9, learning_rate: float = 1e-3, reward_model=None,
-                 value_coef: float = 0.5, entropy_coef: float = 0.01, rollout_steps: int = 10,
-                 **_):
+    def __init__(self, features: PolicyFeatures, k: int, seed: int, config: ActorCriticConfig,
+                 reward_model=None):
+        """reward_model: the user model whose r(s, a) is each candidate's last feature (None:
+        item features alone)."""
         super().__init__(features, k, seed)
         tf.keras.utils.set_random_seed(seed)
         self.reward_model = reward_model
-        self.gamma, self.value_coef, self.entropy_coef = gamma, value_coef, entropy_coef
-        self.rollout_steps = rollout_steps
+        self.gamma = config.gamma
+        self.value_coef, self.entropy_coef = config.value_coef, config.entropy_coef
+        self.rollout_steps = config.rollout_steps
         item_dim = features.item_dim + (1 if reward_model is not None else 0)
-        self.net = CandidateActorCritic(features.state_dim, item_dim, hidden,
+        self.net = CandidateActorCritic(features.state_dim, item_dim, config.hidden,
                                         reward_model is not None, name="actor_critic")
-        self.optimizer = keras.optimizers.Adam(learning_rate)
+        self.optimizer = keras.optimizers.Adam(config.learning_rate)
         self.optimizer.build(self.net.trainable_variables)
         self.draws = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.rollout: list[dict] = []
@@ -260,11 +324,11 @@ class PPO(_ActorCriticPolicy):
     """Proximal policy optimisation with the clipped surrogate and GAE (see the module
     docstring)."""
 
-    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0, *, clip: float = 0.2,
-                 gae_lambda: float = 0.95, ppo_epochs: int = 4, minibatches: int = 4, **kwargs):
-        super().__init__(features, k, seed, **kwargs)
-        self.clip, self.gae_lambda = clip, gae_lambda
-        self.ppo_epochs, self.minibatches = ppo_epochs, minibatches
+    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0,
+                 config: PPOConfig = PPOConfig(), *, reward_model=None):
+        super().__init__(features, k, seed, config, reward_model)
+        self.clip, self.gae_lambda = config.clip, config.gae_lambda
+        self.ppo_epochs, self.minibatches = config.ppo_epochs, config.minibatches
 
     @tf.function(reduce_retracing=True)
     def _old_log_prob(self, history, candidates, slate):
@@ -298,10 +362,10 @@ class PPO(_ActorCriticPolicy):
 class A2C(_ActorCriticPolicy):
     """Synchronous advantage actor-critic with n-step returns (see the module docstring)."""
 
-    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0, *, n_steps: int = 5,
-                 rollout_steps: int | None = None, **kwargs):
-        super().__init__(features, k, seed, rollout_steps=rollout_steps or n_steps, **kwargs)
-        self.n_steps = n_steps
+    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0,
+                 config: A2CConfig = A2CConfig(), *, reward_model=None):
+        super().__init__(features, k, seed, config, reward_model)
+        self.n_steps = config.n_steps
 
     @tf.function(reduce_retracing=True)
     def _a2c_step(self, history, candidates, slate, returns):

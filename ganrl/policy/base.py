@@ -54,13 +54,16 @@ class Policy(abc.ABC):
     """Chooses a slate of k candidates for every user of a batch.
 
     `select` returns `[B, k]` indices into `observation.candidates`, without repeats. Learning
-    policies also take `observe` (one batched transition) and `train_step`.
+    policies also take `observe` (one batched transition) and `train_step`. A policy with
+    settings takes them as its own frozen config dataclass (checked by `ganrl.config_checks`)
+    and the components it needs (a reward model, the training logs) as keyword arguments;
+    `ganrl.policy.runner.make_policy` builds each from the protocol's config.
     """
 
     learns: bool = False
     replay: TransitionMemory | None = None  # a learning policy's replay memory, if it has one
 
-    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0, **_):
+    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0):
         self.features = features
         self.k = k
         self.rng = np.random.default_rng(seed)

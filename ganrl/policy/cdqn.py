@@ -28,11 +28,14 @@ does not bend the items' scores.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from typing import Callable
 
 import numpy as np
 import tensorflow as tf
 
+from ganrl import config_checks
 from ganrl.policy.base import Policy, PolicyFeatures, map_column_chunks, register
 from ganrl.policy.replay import ReplayBuffer
 from ganrl.simulator.simulator import Observation
@@ -186,6 +189,42 @@ class CascadingQNetwork(keras.Model):
         return weight * items[..., -1]
 
 
+@dataclasses.dataclass(frozen=True)
+class CDQNConfig:
+    """Attributes:
+      hidden: units of each Q^j's hidden layer.
+      gamma: the discount.
+      learning_rate: Adam's learning rate.
+      batch_size: the replay minibatch of an update.
+      replay_capacity: transitions the replay memory keeps.
+      target_update: updates between copies of the online networks to the target ones.
+      epsilon_start, epsilon_end, epsilon_steps: epsilon-greedy exploration, decaying linearly
+        from start to end over this many selections.
+      candidate_chunk: above this many candidates the cascade scores a chunk at a time (0:
+        never).
+      jit_compile: compile the greedy cascade with XLA (on one replica).
+    """
+
+    hidden: int = 64
+    gamma: float = 0.9
+    learning_rate: float = 1e-3
+    batch_size: int = 256
+    replay_capacity: int = 100_000
+    target_update: int = 100
+    epsilon_start: float = 1.0
+    epsilon_end: float = 0.05
+    epsilon_steps: int = 1000
+    candidate_chunk: int = 2048
+    jit_compile: bool = True
+
+    def __post_init__(self):
+        config_checks.check(self, "a positive integer", "hidden", "batch_size",
+                            "replay_capacity", "target_update", "epsilon_steps")
+        config_checks.check(self, "a non-negative integer", "candidate_chunk")
+        config_checks.check(self, "a positive number", "learning_rate")
+        config_checks.check(self, "a number in [0, 1]", "gamma", "epsilon_start", "epsilon_end")
+
+
 @register("cdqn")
 class CascadingDQN(Policy):
     """The cascading DQN policy with a replay buffer, a target network and epsilon-greedy
@@ -200,24 +239,25 @@ class CascadingDQN(Policy):
 
     learns = True
 
-    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0, *, n_candidates: int,
-                 history_length: int, hidden: int = 64, gamma: float = 0.9,
-                 learning_rate: float = 1e-3, batch_size: int = 256,
-                 replay_capacity: int = 100_000, target_update: int = 100,
-                 epsilon_start: float = 1.0, epsilon_end: float = 0.05,
-                 epsilon_steps: int = 1000, reward_model=None, candidate_chunk: int = 2048,
-                 strategy: tf.distribute.Strategy | None = None, jit_compile: bool = True,
-                 **_):
+    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0,
+                 config: CDQNConfig = CDQNConfig(), *, n_candidates: int, history_length: int,
+                 reward_model=None, strategy: tf.distribute.Strategy | None = None):
+        """n_candidates, history_length: the simulator's candidate set and history widths
+        (the replay memory's shapes); reward_model: the user model whose r(s, a) is each
+        candidate's last feature (None: item features alone)."""
         super().__init__(features, k, seed)
+        hidden, learning_rate = config.hidden, config.learning_rate
+        self.config = config
         # Under a tf.distribute strategy each replica updates on its share of every replay
         # minibatch and the optimiser sums the replicas' gradients (the loss is normalised by
         # the global minibatch); acting and simulation run in the cross-replica context.
         self.strategy = strategy or tf.distribute.get_strategy()
         self.reward_model = reward_model
-        self.candidate_chunk = candidate_chunk
+        self.candidate_chunk = config.candidate_chunk
         tf.keras.utils.set_random_seed(seed)
-        self.gamma, self.batch_size, self.target_update = gamma, batch_size, target_update
-        self.epsilon = (epsilon_start, epsilon_end, epsilon_steps)
+        self.gamma, self.batch_size = config.gamma, config.batch_size
+        self.target_update = config.target_update
+        self.epsilon = (config.epsilon_start, config.epsilon_end, config.epsilon_steps)
         residual = reward_model is not None
         with self.strategy.scope():
             self.q = CascadingQNetwork(k, hidden, reward_residual=residual, name="q")
@@ -230,14 +270,23 @@ class CascadingDQN(Policy):
             self.optimizer.build(self.q.trainable_variables)
             self.selections = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.updates = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.replay = ReplayBuffer(replay_capacity, history_length, n_candidates, k, seed)
+        self.replay = ReplayBuffer(config.replay_capacity, history_length, n_candidates, k,
+                                   seed)
         # The greedy cascade compiled by XLA (one compilation per batch and candidate-set
         # shape): it fuses each position's add, ELU and output into one pass over the
         # users x candidates x hidden values instead of three, the bulk of a slate's cost.
         # Under a multi-replica strategy the cascade stays a plain graph.
-        jit = jit_compile and self.strategy.num_replicas_in_sync == 1
+        jit = config.jit_compile and self.strategy.num_replicas_in_sync == 1
         self._greedy = tf.function(self._greedy_cascade, jit_compile=jit,
                                    reduce_retracing=True)
+
+    def fine_tuning_copy(self) -> "CascadingDQN":
+        """A copy that keeps learning from this policy's networks, optimiser and replay
+        memory (shared, not cloned) but counts its own selections, starting at the end of
+        the epsilon schedule: it explores at `epsilon_end` (online fine-tuning)."""
+        tuned = copy.copy(self)
+        tuned.selections = tf.Variable(self.epsilon[2], dtype=tf.int64)
+        return tuned
 
     def current_epsilon(self) -> float:
         start, end, steps = self.epsilon

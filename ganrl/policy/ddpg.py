@@ -23,9 +23,12 @@ actor-critics).
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import tensorflow as tf
 
+from ganrl import config_checks
 from ganrl.policy.base import Policy, PolicyFeatures, register, top_k_slate
 from ganrl.policy.cdqn import cascading_td_targets
 from ganrl.policy.replay import TransitionMemory
@@ -54,19 +57,46 @@ def _mlp(hidden: int, out: int, name: str, in_dim: int) -> keras.Sequential:
     return net
 
 
+@dataclasses.dataclass(frozen=True)
+class DDPGConfig:
+    """Attributes:
+      hidden: units of the actor's and the critic's hidden layers.
+      gamma: the discount.
+      learning_rate: Adam's learning rate (actor and critic).
+      batch_size: the replay minibatch of an update.
+      replay_capacity: transitions the replay memory keeps.
+      tau: the soft update's weight of the online networks in the target ones.
+      noise_scale: exploration noise, in units of the mean item norm spread over dimensions.
+    """
+
+    hidden: int = 64
+    gamma: float = 0.9
+    learning_rate: float = 1e-3
+    batch_size: int = 256
+    replay_capacity: int = 100_000
+    tau: float = 0.01
+    noise_scale: float = 0.5
+
+    def __post_init__(self):
+        config_checks.check(self, "a positive integer", "hidden", "batch_size",
+                            "replay_capacity")
+        config_checks.check(self, "a positive number", "learning_rate")
+        config_checks.check(self, "a number in [0, 1]", "gamma", "tau")
+        config_checks.check(self, "a non-negative number", "noise_scale")
+
+
 @register("ddpg")
 class DDPG(Policy):
     """Deep deterministic policy gradient with a k-nearest-items slate (module docstring)."""
 
     learns = True
 
-    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0, *, hidden: int = 64,
-                 gamma: float = 0.9, learning_rate: float = 1e-3, batch_size: int = 256,
-                 replay_capacity: int = 100_000, tau: float = 0.01, noise_scale: float = 0.5,
-                 **_):
+    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0,
+                 config: DDPGConfig = DDPGConfig()):
         super().__init__(features, k, seed)
         tf.keras.utils.set_random_seed(seed)
-        self.gamma, self.batch_size, self.tau = gamma, batch_size, tau
+        hidden, learning_rate = config.hidden, config.learning_rate
+        self.gamma, self.batch_size, self.tau = config.gamma, config.batch_size, config.tau
         s, d = features.state_dim, features.item_dim
         self.actor, self.actor_target = (_mlp(hidden, d, n, s) for n in ("actor", "actor_t"))
         self.critic, self.critic_target = (_mlp(hidden, 1, n, s + d)
@@ -78,8 +108,8 @@ class DDPG(Policy):
         self.actor_opt.build(self.actor.trainable_variables)
         self.critic_opt.build(self.critic.trainable_variables)
         self.radius = float(np.linalg.norm(features.item_table.numpy(), axis=1).mean())
-        self.noise = noise_scale * self.radius / np.sqrt(d)  # per dimension
-        self.replay = TransitionMemory(replay_capacity, {
+        self.noise = config.noise_scale * self.radius / np.sqrt(d)  # per dimension
+        self.replay = TransitionMemory(config.replay_capacity, {
             "state": ((s,), np.float32), "action": ((d,), np.float32),
             "reward": ((), np.float32), "next_state": ((s,), np.float32),
             "done": ((), np.float32)}, seed)

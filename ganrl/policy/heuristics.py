@@ -13,9 +13,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import tensorflow as tf
 
+from ganrl import config_checks
+from ganrl.data.dataset import EventArrays
 from ganrl.policy.base import (Policy, PolicyFeatures, map_column_chunks, register,
                                top_k_slate)
 from ganrl.simulator.simulator import Observation
@@ -70,7 +74,8 @@ class RandomPolicy(Policy):
 @register("most_popular")
 class MostPopular(Policy):
     def __init__(self, features: PolicyFeatures, k: int, seed: int = 0, *,
-                 click_counts: np.ndarray, **_):
+                 click_counts: np.ndarray):
+        """click_counts: `[n_items]` clicks of each item in the training logs."""
         super().__init__(features, k, seed)
         # Tiny noise breaks ties between equally popular items at random, not by id.
         noise = np.random.default_rng(seed).random(len(click_counts)) * 1e-3
@@ -83,7 +88,7 @@ class MostPopular(Policy):
 @register("gan_greedy")
 class GanGreedy(Policy):
     def __init__(self, features: PolicyFeatures, k: int, seed: int = 0, *,
-                 reward_model: UserModel, **_):
+                 reward_model: UserModel):
         super().__init__(features, k, seed)
         self.model = reward_model
 
@@ -95,16 +100,31 @@ class GanGreedy(Policy):
         return top_k_slate(self._scores(observation.history, observation.candidates), self.k)
 
 
+@dataclasses.dataclass(frozen=True)
+class LinUCBConfig:
+    """Attributes:
+      alpha: the weight of the confidence width in the score.
+      ridge: the ridge prior, A = ridge * I before any observation.
+    """
+
+    alpha: float = 0.5
+    ridge: float = 1.0
+
+    def __post_init__(self):
+        config_checks.check(self, "a non-negative number", "alpha")
+        config_checks.check(self, "a positive number", "ridge")
+
+
 @register("linucb")
 class LinUCB(Policy):
     learns = True
 
-    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0, *,
-                 alpha: float = 0.5, ridge: float = 1.0, **_):
+    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0,
+                 config: LinUCBConfig = LinUCBConfig()):
         super().__init__(features, k, seed)
         dim = pair_dim(features)
-        self.alpha = alpha
-        self.a_matrix = tf.Variable(ridge * tf.eye(dim), trainable=False, name="A")
+        self.alpha = config.alpha
+        self.a_matrix = tf.Variable(config.ridge * tf.eye(dim), trainable=False, name="A")
         self.b_vector = tf.Variable(tf.zeros(dim), trainable=False, name="b")
 
     def ucb(self, observation: Observation) -> tf.Tensor:
@@ -137,14 +157,31 @@ def linucb_update(a_matrix: tf.Variable, b_vector: tf.Variable, x: tf.Tensor,
     b_vector.assign_add(tf.linalg.matvec(flat, tf.reshape(rewards, [-1]), transpose_a=True))
 
 
+@dataclasses.dataclass(frozen=True)
+class WideLRConfig:
+    """Attributes:
+      inverse_regularisation: scikit-learn's `C`, the inverse of the L2 penalty's weight.
+      max_iter: the solver's iterations at most.
+    """
+
+    inverse_regularisation: float = 1.0
+    max_iter: int = 500
+
+    def __post_init__(self):
+        config_checks.check(self, "a positive number", "inverse_regularisation")
+        config_checks.check(self, "a positive integer", "max_iter")
+
+
 @register("wd_lr")
 class WideLogisticRegression(Policy):
-    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0, *,
-                 train_events=None, **_):
+    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0,
+                 config: WideLRConfig = WideLRConfig(), *, train_events: EventArrays):
+        """train_events: the training logs it is fitted to."""
         super().__init__(features, k, seed)
         from sklearn.linear_model import LogisticRegression
         x, y = self._training_pairs(train_events)
-        model = LogisticRegression(max_iter=500, C=1.0).fit(x, y)
+        model = LogisticRegression(max_iter=config.max_iter,
+                                   C=config.inverse_regularisation).fit(x, y)
         self.weights = tf.constant(model.coef_[0], tf.float32)
         self.bias = float(model.intercept_[0])
 

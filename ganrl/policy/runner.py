@@ -43,7 +43,6 @@ write to a temporary folder they delete, and resume from the chief's checkpoints
 
 from __future__ import annotations
 
-import copy
 import csv
 import dataclasses
 import json
@@ -52,6 +51,7 @@ import os
 import shutil
 import tempfile
 import time
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -59,17 +59,24 @@ import tensorflow as tf
 from ganrl import config_checks
 from ganrl.data import safe_io
 from ganrl.data.dataset import load_split_data
+from ganrl.data.dataset import EventArrays
+from ganrl.policy import actor_critic, cdqn, ddpg, heuristics
 from ganrl.policy.base import POLICIES, NumpyState, Policy, PolicyFeatures
 from ganrl.policy import registry  # noqa: F401  (fills POLICIES)
+from ganrl.reporting.curves import plot_policy_run
 from ganrl.simulator.simulator import Simulator, SimulatorConfig
 from ganrl.train import run_folder
 from ganrl.train.user_model_trainer import is_chief
-from ganrl.user_model import LoadedUserModel, load_user_model
+from ganrl.user_model import load_user_model
+from ganrl.user_model.model import UserModel
 
 CURVE_FIELDS = ("policy", "phase", "iteration", "reward", "ctr", "loss")
 # Settings a rerun into a run folder may change: where it is, how often it saves, and the
 # policies (a finished run takes more policies and trains only those).
 RERUN_MAY_CHANGE = ("save_dir", "checkpoint_secs", "policies")
+# Seconds of wall time between progress lines of a long stage: under 30 s, so that a line
+# comes at least every 30 s while an episode takes under 10 s.
+PROGRESS_EVERY = 20.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,21 +149,94 @@ def mean_ci(values: np.ndarray) -> dict:
     return {"mean": float(values.mean()), "ci95": float(half)}
 
 
-def make_policy(name: str, config: PolicyConfig, features: PolicyFeatures,
-                train_model: LoadedUserModel, train_events, n_candidates: int,
-                strategy: tf.distribute.Strategy | None = None) -> Policy:
-    if name not in POLICIES:
-        raise ValueError(f"unknown policy {name!r}: expected one of {sorted(POLICIES)}")
-    clicked = train_events.clicked_item
-    counts = np.bincount(clicked[clicked >= 0], minlength=train_model.n_items).astype(float)
-    return POLICIES[name](
-        features, config.k, config.seed, n_candidates=n_candidates,
-        history_length=config.history_length, hidden=config.hidden, gamma=config.gamma,
-        learning_rate=config.learning_rate, batch_size=config.train_batch_size,
-        target_update=config.target_update, epsilon_start=config.epsilon_start,
-        epsilon_end=config.epsilon_end, epsilon_steps=config.epsilon_steps,
-        click_counts=counts, reward_model=train_model.reward, train_events=train_events,
-        strategy=strategy)
+@dataclasses.dataclass(frozen=True)
+class PolicyInputs:
+    """What the policies of a run are built from beside their settings.
+
+    Attributes:
+      features: the item and state features (from the training user model).
+      reward_model: the training user model's reward r(s, a).
+      train_events: the training logs of that user model's training users.
+      n_candidates: candidates per user and step in the simulators.
+      strategy: the `tf.distribute` strategy of the CDQN's updates (None: the default).
+    """
+
+    features: PolicyFeatures
+    reward_model: UserModel
+    train_events: EventArrays
+    n_candidates: int
+    strategy: tf.distribute.Strategy | None = None
+
+    def click_counts(self) -> np.ndarray:
+        """`[n_items]` clicks of each item in the training logs."""
+        clicked = self.train_events.clicked_item
+        return np.bincount(clicked[clicked >= 0],
+                           minlength=self.train_events.n_items).astype(float)
+
+
+def _actor_critic(config: PolicyConfig) -> dict:
+    """The protocol's settings that the actor-critic configs take."""
+    return {"hidden": config.hidden, "gamma": config.gamma,
+            "learning_rate": config.learning_rate}
+
+
+# Policy name -> its builder from the protocol's config: each passes only what it needs.
+BUILDERS: dict[str, Callable[[PolicyConfig, PolicyInputs], Policy]] = {
+    "random": lambda c, i: heuristics.RandomPolicy(i.features, c.k, c.seed),
+    "most_popular": lambda c, i: heuristics.MostPopular(i.features, c.k, c.seed,
+                                                        click_counts=i.click_counts()),
+    "gan_greedy": lambda c, i: heuristics.GanGreedy(i.features, c.k, c.seed,
+                                                    reward_model=i.reward_model),
+    "linucb": lambda c, i: heuristics.LinUCB(i.features, c.k, c.seed),
+    "wd_lr": lambda c, i: heuristics.WideLogisticRegression(i.features, c.k, c.seed,
+                                                            train_events=i.train_events),
+    "cdqn": lambda c, i: cdqn.CascadingDQN(
+        i.features, c.k, c.seed,
+        cdqn.CDQNConfig(hidden=c.hidden, gamma=c.gamma, learning_rate=c.learning_rate,
+                        batch_size=c.train_batch_size, target_update=c.target_update,
+                        epsilon_start=c.epsilon_start, epsilon_end=c.epsilon_end,
+                        epsilon_steps=c.epsilon_steps),
+        n_candidates=i.n_candidates, history_length=c.history_length,
+        reward_model=i.reward_model, strategy=i.strategy),
+    "ppo": lambda c, i: actor_critic.PPO(i.features, c.k, c.seed,
+                                         actor_critic.PPOConfig(**_actor_critic(c)),
+                                         reward_model=i.reward_model),
+    "a2c": lambda c, i: actor_critic.A2C(i.features, c.k, c.seed,
+                                         actor_critic.A2CConfig(**_actor_critic(c)),
+                                         reward_model=i.reward_model),
+    "ddpg": lambda c, i: ddpg.DDPG(i.features, c.k, c.seed,
+                                   ddpg.DDPGConfig(hidden=c.hidden, gamma=c.gamma,
+                                                   learning_rate=c.learning_rate,
+                                                   batch_size=c.train_batch_size)),
+}
+
+
+def make_policy(name: str, config: PolicyConfig, inputs: PolicyInputs) -> Policy:
+    """Policy `name` with its own config from the protocol's `config`."""
+    if name not in BUILDERS:
+        raise ValueError(f"unknown policy {name!r}: expected one of {sorted(BUILDERS)}")
+    return BUILDERS[name](config, inputs)
+
+
+def print_line(line: str) -> None:
+    print(line, flush=True)
+
+
+class Heartbeat:
+    """Progress lines by wall time, not by iteration: `beat(message)` passes `message()` to
+    `progress` when at least `every` seconds have passed since the last line it passed (or
+    since it was made); `message` is called only then."""
+
+    def __init__(self, progress: Callable[[str], None], every: float,
+                 clock: Callable[[], float] = time.monotonic):
+        self.progress, self.every, self.clock = progress, every, clock
+        self.last = clock()
+
+    def __call__(self, message: Callable[[], str]) -> None:
+        now = self.clock()
+        if now - self.last >= self.every:
+            self.progress(message())
+            self.last = now
 
 
 def remove_other_snapshots(folder: str, keep: str) -> None:
@@ -198,8 +278,9 @@ def run_episodes(sim: Simulator, policy: Policy, users: int, learn: bool = False
 class PolicyRunner:
     """Trains every policy in the training simulator and tests it in the test simulator."""
 
-    def __init__(self, config: PolicyConfig, progress=print,
-                 strategy: tf.distribute.Strategy | None = None):
+    def __init__(self, config: PolicyConfig, progress: Callable[[str], None] = print_line,
+                 strategy: tf.distribute.Strategy | None = None,
+                 progress_every: float = PROGRESS_EVERY):
         self.strategy = strategy or tf.distribute.get_strategy()
         self.chief = is_chief(self.strategy)
         self.read_dir = config.save_dir  # finished work and checkpoints: the chief's folder
@@ -208,27 +289,31 @@ class PolicyRunner:
                                          save_dir=tempfile.mkdtemp(prefix="ganrl-worker-"))
         self.config = config
         self.progress = progress if self.chief else (lambda _: None)
+        self.progress_every = progress_every
         self.train_model = load_user_model(config.user_model_dir)
         self.test_model = load_user_model(config.test_user_model_dir)
         if self.train_model.n_items != self.test_model.n_items:
             raise ValueError("the training and test user models have different catalogues")
         self.features = PolicyFeatures.from_user_model(self.train_model.reward)
         cfg = self.train_model.config
-        data = load_split_data(cfg["data_folder"], cfg["dataset"])
+        # The user model's own split: with `resplit` its training users are drawn with its
+        # seed, and the policies fitted to the logs (most popular, W&D-LR) must see only them.
+        data = load_split_data(cfg["data_folder"], cfg["dataset"],
+                               resplit_seed=cfg["seed"] if cfg.get("resplit") else None)
         if data.n_items != self.train_model.n_items:
             raise safe_io.DataError(
                 f"{os.path.join(cfg['data_folder'], cfg['dataset'])}: {data.n_items} items, "
                 f"expected {self.train_model.n_items} (the catalogue of the user model in "
                 f"{config.user_model_dir})")
-        self.train_events = data.splits["train"]
         self.train_sim = Simulator(self.train_model, config.simulator(0))
         self.test_sim = Simulator(self.test_model, config.simulator(1))
         self.select_sim = Simulator(self.train_model, config.simulator(2))
-        self.n_candidates = self.train_sim.n_candidates
+        self.inputs = PolicyInputs(self.features, self.train_model.reward,
+                                   data.splits["train"], self.train_sim.n_candidates,
+                                   self.strategy)
 
     def _policy(self, name: str) -> Policy:
-        return make_policy(name, self.config, self.features, self.train_model,
-                           self.train_events, self.n_candidates, self.strategy)
+        return make_policy(name, self.config, self.inputs)
 
     def _log(self, row: dict) -> None:
         path = os.path.join(self.config.save_dir, "curves.csv")
@@ -294,6 +379,9 @@ class PolicyRunner:
                 remove_other_snapshots(os.path.join(cfg.save_dir, best_folder),
                                        best["checkpoint"])
 
+        if int(iteration.numpy()) < episodes:
+            self.progress(f"{name} ({phase}): {episodes} episodes of {cfg.batch_size} users")
+        beat = Heartbeat(self.progress, self.progress_every)
         if select and best is None:
             consider()  # the untrained policy
         while int(iteration.numpy()) < episodes:
@@ -306,6 +394,8 @@ class PolicyRunner:
                    "loss": float(np.mean(losses)) if losses else float("nan")}
             curve.append(row)
             self._log(row)
+            beat(lambda: f"{name} ({phase}): episode {int(iteration.numpy())}/{episodes}, "
+                         f"reward {row['reward']:.3f}, loss {row['loss']:.4g}")
             # Validation comes before the checkpoint, so a run killed in between validates
             # this episode again when it resumes (validation changes no state).
             if select and (int(iteration.numpy()) % cfg.select_every == 0
@@ -406,15 +496,14 @@ class PolicyRunner:
         if "linucb" in trained and cfg.regret_itrs > 0:
             results["regret"] = self.regret()
         safe_io.dump_json(results_path, results)
-        self.plot(results)
+        plot_policy_run(results, os.path.join(cfg.save_dir, "curves.png"))
         return results
 
     def adaptation(self, pretrained: Policy) -> dict:
         """Pre-trained vs from-scratch CDQN, both learning online in the test simulator."""
         out = {}
         scratch = self._policy("cdqn")
-        adapted = copy.copy(pretrained)  # keeps the pre-trained networks; new counters below
-        adapted.selections = tf.Variable(pretrained.epsilon[2], dtype=tf.int64)  # low epsilon
+        adapted = pretrained.fine_tuning_copy()  # the pre-trained networks, low epsilon
         for label, policy in (("pretrained", adapted), ("scratch", scratch)):
             # Both meet the same test-simulator stream, a function of the seed alone (not of
             # the evaluations before, which a rerun of a killed run skips).
@@ -424,46 +513,28 @@ class PolicyRunner:
             key = "ctr" if self.test_sim.has_no_click else "reward"
             out[label] = [row[key] for row in curve]
         out["metric"] = "ctr" if self.test_sim.has_no_click else "reward"
+        self.progress(f"adaptation ({out['metric']} per episode in the test simulator, first "
+                      "-> last, mean): " + "; ".join(
+                          f"cdqn {label} {out[label][0]:.3f} -> {out[label][-1]:.3f}, "
+                          f"{np.mean(out[label]):.3f}" for label in ("pretrained", "scratch")))
         return out
 
     def regret(self) -> dict:
         """Cumulative expected regret per user over online steps in the test simulator:
         LinUCB learning from scratch; GAN-Greedy and random, frozen, for reference."""
         cfg, out = self.config, {}
+        episodes = max(1, cfg.regret_itrs // cfg.horizon)
+        self.progress(f"regret: {episodes} episodes of {cfg.batch_size} users in the test "
+                      "simulator for linucb (learning), gan_greedy and random")
+        beat = Heartbeat(self.progress, self.progress_every)
         for name, learn in (("linucb", True), ("gan_greedy", False), ("random", False)):
             policy, per_step = self._policy(name), []
             self.test_sim.rng.reset_from_seed(cfg.seed + 2)
-            for _ in range(max(1, cfg.regret_itrs // cfg.horizon)):
+            for episode in range(episodes):
                 run_episodes(self.test_sim, policy, cfg.batch_size, learn=learn, explore=learn,
                              regret=per_step)
+                beat(lambda: f"regret: {name} episode {episode + 1}/{episodes}")
             out[name] = np.cumsum(per_step).tolist()
+        self.progress(f"regret after {len(out['linucb'])} online steps (cumulative, per user): "
+                      + ", ".join(f"{name} {curve[-1]:.3f}" for name, curve in out.items()))
         return out
-
-    def plot(self, results: dict) -> None:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        panels = ["reward_curve"] + (["ctr_curve"] if results["has_no_click"] else [])
-        panels += [p for p in ("adaptation", "regret") if p in results]
-        fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
-        for ax, panel in zip(axes[0], panels):
-            if panel == "regret":
-                for name, curve in results["regret"].items():
-                    ax.plot(range(1, len(curve) + 1), curve, label=name)
-                ax.set_xlabel("online step in the test simulator")
-                ax.set_ylabel("cumulative regret per user")
-            elif panel == "adaptation":
-                for label in ("pretrained", "scratch"):
-                    ax.plot(results["adaptation"][label], label=f"cdqn {label}")
-                ax.set_xlabel("online episode in the test simulator")
-                ax.set_ylabel(results["adaptation"]["metric"])
-            else:
-                for name, r in results["policies"].items():
-                    ax.plot(range(1, len(r[panel]) + 1), r[panel], label=name)
-                ax.set_xlabel("time step")
-                ax.set_ylabel("cumulative reward" if panel == "reward_curve" else "CTR")
-            ax.legend(fontsize=8)
-        fig.tight_layout()
-        with safe_io.atomic_open(os.path.join(self.config.save_dir, "curves.png")) as f:
-            fig.savefig(f, format="png", dpi=100)
-        plt.close(fig)

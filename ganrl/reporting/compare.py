@@ -1,7 +1,7 @@
 """Compares user-model runs from their run folders: curves as PNG plots, a summary table.
 
-`python -m ganrl.compare RUN_DIR [RUN_DIR ...] --out DIR` reads each run folder written by
-`ganrl.train.user_model_trainer.UserModelRunner`:
+`python -m ganrl.reporting.compare RUN_DIR [RUN_DIR ...] --out DIR` reads each run folder
+written by `ganrl.train.user_model_trainer.UserModelRunner`:
   config.json   the run's configuration (nested dicts are flattened to dotted keys);
   curves.csv    iteration,phase,train_loss,vali_loss,vali_prec1,vali_prec2,events_per_second
                 (phase `mle` or `adversarial`);
@@ -23,7 +23,8 @@ import sys
 
 from ganrl.data import safe_io
 from ganrl.data.safe_io import DataError
-from ganrl.table import markdown_table, read_typed_csv
+from ganrl.reporting.curves import line_style, save_figure
+from ganrl.reporting.tables import markdown_table, read_typed_csv
 
 CURVE_COLUMNS = ("iteration", "phase", "train_loss", "vali_loss", "vali_prec1", "vali_prec2",
                  "events_per_second")
@@ -207,21 +208,20 @@ def plot_curves(runs: list[Run], labels: list[str], out_dir: str) -> list[str]:
     for column, title in PLOTS:
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for index, (run, label) in enumerate(zip(runs, labels)):
+            # Colour and marker tell the runs apart; the line style tells the phase.
+            style = dict(line_style(index), markersize=4)
             for number, (phase, points) in enumerate(phase_segments(run.curves, column)):
                 xs, ys = zip(*points)
-                ax.plot(xs, ys, "--" if phase == "adversarial" else "-", color=f"C{index % 10}",
-                        marker=".", markersize=4, label=label if number == 0 else "_nolegend_")
+                style["linestyle"] = "--" if phase == "adversarial" else "-"
+                ax.plot(xs, ys, label=label if number == 0 else "_nolegend_", **style)
         ax.set_xlabel("iteration")
         ax.set_ylabel(title)
         ax.set_title(f"{title} (dashed: adversarial phase)", fontsize=10)
         ax.grid(alpha=0.3)
         if ax.get_lines():
             ax.legend(fontsize=7)
-        fig.tight_layout()
         path = os.path.join(out_dir, f"{column}.png")
-        with safe_io.atomic_open(path, "wb") as f:
-            fig.savefig(f, format="png", dpi=100)
-        plt.close(fig)
+        save_figure(fig, path)
         paths.append(path)
     return paths
 

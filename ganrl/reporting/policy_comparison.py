@@ -16,7 +16,8 @@ import os
 import numpy as np
 
 from ganrl.data import safe_io
-from ganrl.table import ordered_unique
+from ganrl.reporting.curves import plot_lines, save_figure
+from ganrl.reporting.tables import ordered_unique
 
 FIELDS = ("dataset", "policy", "seeds", "reward_mean", "reward_std", "ctr_mean", "ctr_std",
           "train_seconds")
@@ -96,14 +97,10 @@ def plot(runs: dict[tuple[str, int], dict], path: str) -> None:
             if d == dataset:
                 for policy, r in results["policies"].items():
                     curves.setdefault(policy, []).append(r["reward_curve"])
-        for policy, seeds in curves.items():
-            mean = np.mean(np.array(seeds), axis=0)
-            ax.plot(range(1, len(mean) + 1), mean, label=policy)
-        ax.set_title(dataset)
+        plot_lines(ax, {policy: np.mean(np.array(seeds), axis=0)
+                        for policy, seeds in curves.items()})
+        ax.set_title(f"{dataset}: cumulative reward per user (test simulator, mean over seeds)",
+                     fontsize=10)
         ax.set_xlabel("time step")
         ax.set_ylabel("cumulative reward")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    with safe_io.atomic_open(path) as f:
-        fig.savefig(f, format="png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -1,0 +1,56 @@
+"""The protocol flags of `main_policy.py` and `main_comparison.py` (entry points only).
+
+Every flag of `PolicyConfig` but the user models, the run folder and the seed, which each
+entry point sets its own way; `config_from_flags` adds those four.
+"""
+
+from __future__ import annotations
+
+from absl import flags
+
+from ganrl.policy import registry
+from ganrl.policy.runner import PolicyConfig
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("policy", "all", "Comma-separated policies, or 'all': "
+                    + ", ".join(registry.names()))
+flags.DEFINE_integer("k", 5, "Slate size.")
+flags.DEFINE_integer("n_candidates", 0, "Candidates drawn per user and step (0: all items).")
+flags.DEFINE_integer("horizon", 10, "Steps per episode.")
+flags.DEFINE_enum("reward", "auto", ["auto", "learned", "click"], "Reward: the learned "
+                  "reward of the clicked item, or the click indicator; auto: the click "
+                  "indicator where the user model learned a no-click option, else learned.")
+flags.DEFINE_float("gamma", 0.9, "Discount.")
+flags.DEFINE_float("learning_rate", 0.001, "CDQN learning rate.")
+flags.DEFINE_integer("num_itrs", 2000, "Training steps in the simulator (episodes x horizon).")
+flags.DEFINE_integer("batch_size", 64, "Simulated users per episode.")
+flags.DEFINE_integer("train_batch_size", 256, "Replay minibatch.")
+flags.DEFINE_float("epsilon_start", 1.0, "Exploration at the start.")
+flags.DEFINE_float("epsilon_end", 0.05, "Exploration at the end of the schedule.")
+flags.DEFINE_integer("epsilon_steps", 1000, "Selections over which epsilon decays linearly.")
+flags.DEFINE_integer("target_update", 100, "Updates between target-network copies.")
+flags.DEFINE_integer("hidden", 64, "Hidden units of each Q^j.")
+flags.DEFINE_integer("eval_users", 1000, "Users simulated in the test simulator.")
+flags.DEFINE_integer("adapt_itrs", 300, "Online steps of the adaptation experiment (0: skip).")
+flags.DEFINE_integer("select_every", 20, "Validate a learning policy in the training "
+                     "simulator every this many episodes and test its best snapshot (0: the "
+                     "last one).")
+flags.DEFINE_integer("regret_itrs", 300, "Online steps of LinUCB's regret measurement in the "
+                     "test simulator (0: skip).")
+
+
+def config_from_flags(user_model_dir: str, test_user_model_dir: str, save_dir: str,
+                      seed: int) -> PolicyConfig:
+    """The frozen config of one protocol run: these four from the caller, the rest from
+    the flags."""
+    names = registry.names() if FLAGS.policy == "all" else FLAGS.policy.split(",")
+    return PolicyConfig(
+        user_model_dir=user_model_dir, test_user_model_dir=test_user_model_dir,
+        save_dir=save_dir, policies=tuple(names), k=FLAGS.k, n_candidates=FLAGS.n_candidates,
+        horizon=FLAGS.horizon, reward=FLAGS.reward, gamma=FLAGS.gamma,
+        learning_rate=FLAGS.learning_rate, num_itrs=FLAGS.num_itrs,
+        batch_size=FLAGS.batch_size, train_batch_size=FLAGS.train_batch_size,
+        hidden=FLAGS.hidden, epsilon_start=FLAGS.epsilon_start, epsilon_end=FLAGS.epsilon_end,
+        epsilon_steps=FLAGS.epsilon_steps, target_update=FLAGS.target_update,
+        eval_users=FLAGS.eval_users, adapt_itrs=FLAGS.adapt_itrs,
+        regret_itrs=FLAGS.regret_itrs, select_every=FLAGS.select_every, seed=seed)

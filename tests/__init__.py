@@ -1,0 +1,1 @@
+"""ganrl's tests (a package, so that they import `tests.*` helpers)."""

@@ -10,18 +10,19 @@ from ganrl.simulator.simulator import Simulator, SimulatorConfig
 from ganrl.train import user_model_trainer as trainer
 from ganrl.user_model import load_user_model
 from ganrl.user_model.model import ModelConfig
-from tests.tiny_data import tiny_dataset
+from tests.tiny_data import tiny_dataset, write_tiny_dataset
 
 
 @pytest.fixture(scope="module")
 def members(tmp_path_factory):
-    """Two tiny user models of one log, trained from different seeds."""
+    """Three tiny user models of one log, trained from different seeds."""
     folder = tmp_path_factory.mktemp("ensemble")
+    write_tiny_dataset(folder / "data", n_users=24, no_click_every=4)
     data = SplitData.from_dataset(tiny_dataset(n_users=24, no_click_every=4))
     models = []
-    for seed in (0, 1):
+    for seed in (0, 1, 2):
         model = ModelConfig(user_model="PW", dims="8", item_dim=4, pw_dim=2, pw_band_size=3)
-        config = trainer.TrainConfig(dataset="tiny", data_folder=str(folder),
+        config = trainer.TrainConfig(dataset="tiny", data_folder=str(folder / "data"),
                                      save_dir=str(folder / f"run{seed}"), num_itrs=6,
                                      eval_every=3, batch_size=8, learning_rate=0.05,
                                      seed=seed, model=model)
@@ -49,8 +50,8 @@ def test_one_member_is_the_member_itself(members):
 
 def test_disagreement_is_the_spread_of_the_members_expected_rewards(members):
     config = SimulatorConfig(k=3, horizon=2, reward="learned")
-    ensemble = EnsembleSimulator(members, config)
-    singles = [Simulator(m, config) for m in members]
+    ensemble = EnsembleSimulator(members[:2], config)
+    singles = [Simulator(m, config) for m in members[:2]]
     obs = ensemble.reset(4)
     slate = slate_of(4, [1, 3, 5])
     expected = np.stack([s.expected_slate_reward(s.reset(4), slate).numpy() for s in singles])
@@ -83,22 +84,23 @@ def test_members_follow_the_same_users(members):
     for _ in range(4):
         obs = ensemble.step(obs, slate_of(32, [0, 3])).observation
     histories = [sim.observation(obs.candidates).history.numpy() for sim in ensemble.members]
-    np.testing.assert_array_equal(histories[0], histories[1])
+    for other in histories[1:]:
+        np.testing.assert_array_equal(histories[0], other)
     np.testing.assert_array_equal(obs.history, histories[0])
     assert (histories[0][:, :2] >= 0).any()  # some users clicked during the episode
 
 
 def test_clicks_follow_the_acting_member_drawn_per_user(members):
     config = SimulatorConfig(k=3, horizon=1, seed=5)
-    ensemble = EnsembleSimulator(members, config)
+    ensemble = EnsembleSimulator(members[:2], config)
     users = 6000
     obs = ensemble.reset(users)
     acting = ensemble._acting_member.numpy()
     assert 0.4 < acting.mean() < 0.6  # both members act
     slate = slate_of(users, [0, 5, 7])
-    singles = [Simulator(m, config) for m in members]
+    singles = [Simulator(m, config) for m in members[:2]]
     probs = np.stack([s.click_probabilities(s.reset(users), slate).numpy()[0]
-                      for s in singles])
+                      for s in singles[:2]])
     index = ensemble.step(obs, slate).clicked_index.numpy()
     for member in (0, 1):
         chosen = np.where(index[acting == member] < 0, 3, index[acting == member])
@@ -197,3 +199,28 @@ def test_estimators_agree_when_the_logs_come_from_the_model(members):
         for name in ("ips", "snips", "dr"):
             value, se = estimates[name]["value"], estimates[name]["se"]
             assert abs(value - dm) < 4 * se + 0.01, (name, value, se, dm)
+
+
+def test_protocol_trains_in_the_ensemble_selects_in_the_held_out_member(members, tmp_path):
+    from ganrl.policy.runner import PolicyConfig, PolicyRunner
+    dirs = [m.run_dir for m in members]
+    config = PolicyConfig(user_model_dir=dirs[0], test_user_model_dir=dirs[0],
+                          ensemble_dirs=(dirs[1], dirs[2]), penalty=1.0,
+                          save_dir=str(tmp_path / "policy"),
+                          policies=("cdqn", "gan_greedy", "random"), k=2, horizon=2,
+                          num_itrs=4, batch_size=4, train_batch_size=4, eval_users=8,
+                          adapt_itrs=0, regret_itrs=0, select_every=1, select_users=4,
+                          epsilon_steps=4, off_policy_users=5)
+    runner = PolicyRunner(config, progress=lambda _: None)
+    assert isinstance(runner.train_sim, EnsembleSimulator) and runner.train_sim.size == 2
+    assert runner.train_sim.penalty == 1.0
+    assert runner.select_sim.model.run_dir == dirs[2]
+    results = runner.run()
+    assert dirs[2] in results["snapshot_selection"]
+    for name in config.policies:
+        estimates = results["policies"][name]["off_policy"]
+        assert set(estimates) == {"ips", "snips", "dm", "dr"}
+        assert all(np.isfinite(e["value"]) for e in estimates.values())
+    with pytest.raises(ValueError, match="penalty=1.0: expected at least two ensemble_dirs"):
+        PolicyConfig(user_model_dir=dirs[0], test_user_model_dir=dirs[0], save_dir="x",
+                     ensemble_dirs=(dirs[1],), penalty=1.0)

@@ -26,7 +26,8 @@ from typing import NamedTuple, Sequence
 
 import tensorflow as tf
 
-from ganrl.simulator.simulator import Observation, Simulator, SimulatorConfig, StepResult
+from ganrl.simulator.simulator import (Observation, Simulator, SimulatorConfig, StepResult,
+                                      draw_candidates)
 from ganrl.user_model import LoadedUserModel
 
 ACTING = ("member", "mean")
@@ -70,6 +71,8 @@ class EnsembleSimulator:
         self.n_items = first.n_items
         self.n_candidates = first.n_candidates
         self.reward_kind = first.reward_kind
+        # The one stream of candidates, acting members and clicks (the members' own streams
+        # are never drawn from after `reset`), so a checkpoint of it resumes the ensemble.
         self.rng = tf.random.Generator.from_seed(config.seed)
         self._acting_member = None
         self.last_statistics: SlateStatistics | None = None
@@ -89,7 +92,12 @@ class EnsembleSimulator:
         for sim in self.members:
             sim.reset(batch_size, start_histories)
         self._acting_member = self.rng.uniform([batch_size], 0, self.size, dtype=tf.int32)
-        return self.members[0].observation()
+        return self._observation()
+
+    def _observation(self) -> Observation:
+        batch = int(self._acting_member.shape[0])
+        return self.members[0].observation(
+            draw_candidates(self.rng, batch, self.n_items, self.n_candidates))
 
     def _outcomes(self, items: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """`[M, B, k + 1]` every member's choice probabilities and option rewards."""
@@ -132,7 +140,7 @@ class EnsembleSimulator:
         reward = raw - self.penalty * self.last_statistics.reward_std
         for sim in self.members:
             sim.advance(clicked_item, clicked, display=items)
-        next_obs = self.members[0].observation()
+        next_obs = self._observation()
         return StepResult(next_obs, reward, clicked, tf.where(clicked, choice, -1),
                           next_obs.step >= self.config.horizon)
 

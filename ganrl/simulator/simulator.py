@@ -139,10 +139,7 @@ class Simulator:
         return b_state, r_state, history
 
     def _draw_candidates(self, batch_size: int) -> tf.Tensor:
-        if self.n_candidates == self.n_items:
-            return tf.tile(tf.range(self.n_items, dtype=tf.int32)[None], [batch_size, 1])
-        keys = self.rng.uniform([batch_size, self.n_items])
-        return tf.math.top_k(keys, self.n_candidates, sorted=False).indices
+        return draw_candidates(self.rng, batch_size, self.n_items, self.n_candidates)
 
     def step(self, observation: Observation, slate: tf.Tensor) -> StepResult:
         """Shows `slate [B, k]` (indices into `observation.candidates`) and samples clicks."""
@@ -254,6 +251,15 @@ class Simulator:
         """`[B, N]` the learned reward of every candidate for the current states."""
         reward = self.model.reward
         return reward.utilities(reward.state_vector(self._state[1]), observation.candidates)
+
+
+def draw_candidates(rng: tf.random.Generator, batch_size: int, n_items: int,
+                    n_candidates: int) -> tf.Tensor:
+    """`[B, n_candidates]` item ids: every item, or `n_candidates` drawn per user."""
+    if n_candidates == n_items:
+        return tf.tile(tf.range(n_items, dtype=tf.int32)[None], [batch_size, 1])
+    keys = rng.uniform([batch_size, n_items])
+    return tf.math.top_k(keys, n_candidates, sorted=False).indices
 
 
 def user_histories(events: Any, rows: np.ndarray) -> list[list[int]]:

@@ -20,6 +20,7 @@ from absl import app, flags
 
 from ganrl.data.pipeline import PrepareConfig, default_names, prepare
 from ganrl.data.safe_io import DataError
+from ganrl.data.satiation import WORLD_NAME as SATIATION, SatiationConfig
 from ganrl.data.synthetic import DEFAULT_WORLD, SyntheticConfig, world_names, world_settings
 
 _DEFAULT = PrepareConfig()
@@ -44,11 +45,14 @@ flags.DEFINE_string("retailrocket_path", _DEFAULT.retailrocket_path, "Retailrock
                     "events.csv (default DATA_FOLDER/events.csv).")
 flags.DEFINE_float("session_gap_minutes", _DEFAULT.session_gap_minutes,
                    "retailrocket: idle minutes that end a session.")
-flags.DEFINE_enum("world", DEFAULT_WORLD, world_names(), "synthetic: HISTORY_DISPLAY_CLICKS: "
-                  "the history effect (mean of all earlier clicks, or lag-weighted last "
-                  "clicks), the display draw (uniform, or popular: by exp(gamma * bias)) and "
-                  "whether every display set has a click (always) or a no-click option "
-                  "competes (noclick).")
+flags.DEFINE_enum("world", DEFAULT_WORLD, world_names() + [SATIATION], "synthetic: "
+                  "HISTORY_DISPLAY_CLICKS: the history effect (mean of all earlier clicks, or "
+                  "lag-weighted last clicks), the display draw (uniform, or popular: by "
+                  "exp(gamma * bias)) and whether every display set has a click (always) or a "
+                  "no-click option competes (noclick); or 'satiation' (ganrl.data.satiation: "
+                  "topics users tire of, leaving after poor slates; of the flags below it "
+                  "takes --users, --items, --events_per_user, --min_display, --max_display, "
+                  "--feature_dim and --popularity_strength when given, else its defaults).")
 flags.DEFINE_boolean("synthetic_true_features", _SYNTHETIC.true_vectors_as_features,
                      "synthetic: give models the true item vectors as dense features (tests "
                      "the choice model alone, not learning item structure from ids).")
@@ -80,21 +84,31 @@ flags.DEFINE_string("csv_sep", _DEFAULT.csv_sep, "Generic reader: field separato
 
 def config_from_flags() -> PrepareConfig:
     """The flags as a `PrepareConfig`."""
+    world = DEFAULT_WORLD if FLAGS.world == SATIATION else FLAGS.world
     synthetic = SyntheticConfig(
         users=FLAGS.users, items=FLAGS.items, events_per_user=FLAGS.events_per_user,
         min_display=FLAGS.min_display, max_display=FLAGS.max_display,
-        feature_dim=FLAGS.feature_dim, **world_settings(FLAGS.world),
+        feature_dim=FLAGS.feature_dim, **world_settings(world),
         history_weight=FLAGS.history_weight, history_lags=FLAGS.history_lags,
         history_decay=FLAGS.history_decay, popularity_strength=FLAGS.popularity_strength,
         no_click_utility=FLAGS.no_click_utility,
         true_vectors_as_features=FLAGS.synthetic_true_features,
         posterior_samples=FLAGS.posterior_samples)
     return PrepareConfig(
+        satiation=satiation_from_flags() if FLAGS.world == SATIATION else None,
         data_folder=FLAGS.data_folder, seed=FLAGS.seed, max_display=FLAGS.max_display,
         ml100k_path=FLAGS.ml100k_path, ml100k_download=FLAGS.ml100k_download,
         retailrocket_path=FLAGS.retailrocket_path,
         session_gap_minutes=FLAGS.session_gap_minutes, synthetic=synthetic,
         csv_path=FLAGS.csv_path, columns=FLAGS.columns, csv_sep=FLAGS.csv_sep)
+
+
+def satiation_from_flags() -> SatiationConfig:
+    """The satiation world's settings: its defaults, but the shared flags given."""
+    shared = ("users", "items", "events_per_user", "min_display", "max_display",
+              "feature_dim", "popularity_strength")
+    return SatiationConfig(**{name: FLAGS[name].value for name in shared
+                              if FLAGS[name].present})
 
 
 def main(argv: list[str]) -> int:

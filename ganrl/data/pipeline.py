@@ -28,6 +28,7 @@ from ganrl.data.csv_logs import parse_column_mapping, read_csv_logs
 from ganrl.data.movielens import find_ml100k, read_ml100k
 from ganrl.data.released import is_released_format, read_released
 from ganrl.data.retailrocket import read_retailrocket
+from ganrl.data.satiation import SatiationConfig, make_satiation
 from ganrl.data.safe_io import DataError
 from ganrl.data.synthetic import SyntheticConfig, make_synthetic, save_truth, truth_summary
 
@@ -46,6 +47,8 @@ class PrepareConfig:
       retailrocket_path: the Retailrocket `events.csv` (empty: `DATA_FOLDER/events.csv`).
       session_gap_minutes: Retailrocket's session gap.
       synthetic: the synthetic generator's settings (its `max_display` is `max_display`).
+      satiation: when set, `synthetic` generates the satiation world instead
+        (`ganrl.data.satiation`, `--world=satiation`; its own `max_display`).
       csv_path: generic reader: the CSV (empty: `DATA_FOLDER/NAME.csv`).
       columns: generic reader: `user=COL,time=COL,item=COL,click=COL[,split=COL]`.
       csv_sep: generic reader: the field separator.
@@ -59,6 +62,7 @@ class PrepareConfig:
     retailrocket_path: str = ""
     session_gap_minutes: float = 30.0
     synthetic: SyntheticConfig = SyntheticConfig()
+    satiation: SatiationConfig | None = None
     csv_path: str = ""
     columns: str = ""
     csv_sep: str = ","
@@ -95,6 +99,8 @@ def _retailrocket(name: str, config: PrepareConfig) -> Prepared:
 
 
 def _synthetic(name: str, config: PrepareConfig) -> Prepared:
+    if config.satiation is not None:
+        return Prepared(*make_satiation(config.data_folder, name, config.seed, config.satiation))
     settings = dataclasses.replace(config.synthetic, max_display=config.max_display)
     converted, truth = make_synthetic(config.data_folder, name, config.seed, settings)
     return Prepared(converted, truth)

@@ -288,10 +288,31 @@ def generate_log(path: str, config: SyntheticConfig, seed: int) -> dict:
         items_picked = shown[every_user, np.minimum(choice, c.max_display - 1)]
         earlier[picked] = np.concatenate([items_picked[picked][:, None],
                                           earlier[picked][:, :-1]], axis=1)
-    split_of_user = np.zeros(c.users, dtype=np.int64)
-    order = rng.permutation(c.users)
-    split_of_user[order[c.users // 2: c.users // 2 + c.users // 4]] = 1
-    split_of_user[order[c.users // 2 + c.users // 4:]] = 2
+    write_released_log(path, display, mask, clicked, user_of, draw_user_splits(rng, c.users))
+    return {"v": v, "b": b, "theta": theta}
+
+
+def draw_user_splits(rng: np.random.Generator, users: int) -> np.ndarray:
+    """`[users]` split codes: a random half of the users 0 (train), a quarter 1, the rest 2."""
+    split_of_user = np.zeros(users, dtype=np.int64)
+    order = rng.permutation(users)
+    split_of_user[order[users // 2: users // 2 + users // 4]] = 1
+    split_of_user[order[users // 2 + users // 4:]] = 2
+    return split_of_user
+
+
+def write_released_log(path: str, display: np.ndarray, mask: np.ndarray, clicked: np.ndarray,
+                       user_of: np.ndarray, split_of_user: np.ndarray) -> None:
+    """Writes display sets as a released-format log (`ganrl.data.released`), atomically.
+
+    Args:
+      path: the `.txt` to write.
+      display: `[E, D]` displayed items, one row per display set (its `Time` is the row).
+      mask: `[E, D]` bool, True on real items.
+      clicked: `[E]` slot of the click, -1 for none.
+      user_of: `[E]` the user of each display set.
+      split_of_user: `[users]` split codes (`draw_user_splits`).
+    """
     event_rows, slot = np.nonzero(mask)
     frame = pd.DataFrame({
         "SessionId": user_of[event_rows], "Time": event_rows, "ItemId": display[mask],
@@ -300,7 +321,6 @@ def generate_log(path: str, config: SyntheticConfig, seed: int) -> dict:
         "item_new_index": display[mask], "tr_val_tst": split_of_user[user_of[event_rows]]})
     with atomic_open(path, "w") as f:
         frame.to_csv(f, sep="\t", index=False)
-    return {"v": v, "b": b, "theta": theta}
 
 
 def choice_probabilities(utilities: np.ndarray, mask: np.ndarray, no_click_utility: float
@@ -461,7 +481,7 @@ def make_synthetic(data_folder: str, name: str, seed: int,
     params = generate_log(path, config, seed)
     converted = read_released(path, name, seed)
     if converted.dataset.n_items != config.items:  # an item never displayed
-        converted = _with_catalogue(converted, config.items)
+        converted = with_catalogue(converted, config.items)
     features = ItemFeatures(n_items=config.items, identity=True)
     if config.true_vectors_as_features:
         features = ItemFeatures(n_items=config.items, identity=True,
@@ -472,7 +492,7 @@ def make_synthetic(data_folder: str, name: str, seed: int,
     return converted, ground_truth(converted, params, config, seed)
 
 
-def _with_catalogue(converted: Converted, n_items: int) -> Converted:
+def with_catalogue(converted: Converted, n_items: int) -> Converted:
     """`converted` with the catalogue size set to `n_items` (the released reader infers it
     from the largest displayed id)."""
     converted.events.n_items = n_items

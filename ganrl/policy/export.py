@@ -2,7 +2,8 @@
 ganrl's Python code.
 
   policy = load_policy("runs/policy/yelp__0")                      # the trained CDQN
-  slate = recommend(policy, history=[12, 40], candidates=[3, 7, 40, 51, 60, 77])
+  slates = recommend(policy, histories, candidates, k=5)  # [U, H] most recent first -> [U, 5]
+  slate = recommend(policy, history=[12, 40], candidates=[3, 7, 40, 51, 60, 77])  # one user
   export_policy(policy, "export/cdqn"); export_user_model(model, "export/user_model")
 
 Exported signatures (int32 inputs, -1 pads histories, most recent click first):
@@ -19,19 +20,34 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from ganrl.policy.base import Policy
+from ganrl.data.dataset import load_split_data
+from ganrl.policy.base import Policy, PolicyFeatures
 from ganrl.policy.heuristics import model_state_from_history
-from ganrl.user_model import LoadedUserModel
+from ganrl.user_model import LoadedUserModel, load_user_model
 
 
 def load_policy(run_dir: str, name: str = "cdqn") -> Policy:
     """Rebuilds policy `name` of a policy run folder with the trained weights it was tested
-    with."""
-    from ganrl.policy.runner import PolicyConfig, PolicyRunner
-    with open(os.path.join(run_dir, "config.json")) as f:
+    with.
+
+    Builds only what the policy needs (the training user model, its item features and the
+    training users' clicks), not the run's simulators or test model, and writes nothing: the
+    run folder is read only. The returned policy carries `history_length`, the clicks it was
+    trained to see (`recommend` trims or pads histories to it).
+    """
+    from ganrl.policy.runner import PolicyConfig, make_policy
+    config_path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(config_path):
+        raise FileNotFoundError(f"{run_dir}: not a policy run folder (no config.json)")
+    with open(config_path) as f:
         config = PolicyConfig.from_dict(json.load(f))
-    runner = PolicyRunner(config, progress=lambda _: None)
-    policy = runner._policy(name)
+    train_model = load_user_model(config.user_model_dir)
+    data_config = train_model.config
+    data = load_split_data(data_config["data_folder"], data_config["dataset"])
+    policy = make_policy(name, config, PolicyFeatures.from_user_model(train_model.reward),
+                         train_model, data.splits["train"],
+                         config.n_candidates or train_model.n_items)
+    policy.history_length = config.history_length
     objects = policy.checkpoint_objects()
     if objects:
         # The snapshot the run tested (best on its validation), else the last one.
@@ -52,15 +68,70 @@ def load_policy(run_dir: str, name: str = "cdqn") -> Policy:
     return policy
 
 
-def recommend(policy: Policy, history: list[int], candidates: list[int]) -> list[int]:
-    """The slate (item ids) `policy` shows a user who clicked `history` (oldest first)."""
+def padded_histories(histories, history_length: int, lengths=None, mask=None) -> np.ndarray:
+    """`[U, history_length]` int32 histories in the simulator's form (most recent click
+    first, -1 padded).
+
+    Args:
+      histories: `[U, H]` item ids, most recent click first; entries < 0 are padding.
+      history_length: the width a policy sees: longer histories keep their most recent
+        `history_length` clicks, shorter ones are padded with -1.
+      lengths: optional `[U]` valid clicks per row (the first `lengths[u]` entries).
+      mask: optional `[U, H]` bool, True on valid clicks (valid clicks come first).
+    """
+    h = np.asarray(histories, dtype=np.int64)
+    if h.ndim != 2:
+        raise ValueError(f"histories: expected [users, clicks], got shape {h.shape}")
+    valid = h >= 0
+    if lengths is not None:
+        valid &= np.arange(h.shape[1])[None, :] < np.asarray(lengths)[:, None]
+    if mask is not None:
+        valid &= np.asarray(mask, dtype=bool)
+    h = np.where(valid, h, -1)[:, :history_length]
+    out = np.full((len(h), history_length), -1, np.int32)
+    out[:, :h.shape[1]] = h
+    return out
+
+
+def recommend(policy: Policy, histories=None, candidates=None, k: int | None = None, *,
+              lengths=None, mask=None, history: list[int] | None = None):
+    """Slates for many users at once, one batched call of the policy.
+
+    Args:
+      policy: a policy (`load_policy`); its `history_length` (default 10) is the history
+        width it sees.
+      histories: `[U, H]` int array or tensor, each user's recent clicks, most recent first,
+        padded with -1 (or delimited by `lengths [U]` or `mask [U, H]`).
+      candidates: `[U, C]` candidate ids per user, or `[C]` shared by every user.
+      k: slate size, at most the policy's own (default: the policy's); a smaller k keeps
+        the policy's first k picks.
+      history: the one-user form: a list of clicked ids, OLDEST first, with `candidates` a
+        list; returns a list of k item ids.
+
+    Returns:
+      `[U, k]` int32 numpy array of item ids (from each user's candidates, no repeats).
+    """
     from ganrl.simulator.simulator import Observation
-    h = np.full((1, 10), -1, np.int32)
-    recent = list(reversed(history))[:10]
-    h[0, :len(recent)] = recent
-    obs = Observation(tf.constant(h), tf.constant([candidates], tf.int32), 0)
-    slate = policy.select(obs).numpy()[0]
-    return [int(candidates[i]) for i in slate]
+    if history is not None:  # the one-user form
+        if histories is not None:
+            raise ValueError("recommend: give `histories` (many users) or `history` (one)")
+        slate = recommend(policy, [list(reversed(history)) or [-1]], candidates, k)
+        return [int(item) for item in slate[0]]
+    k = policy.k if k is None else int(k)
+    if not 1 <= k <= policy.k:
+        raise ValueError(f"k={k}: expected 1..{policy.k} (the policy's slate size)")
+    h = padded_histories(histories, getattr(policy, "history_length", 10), lengths, mask)
+    cands = np.asarray(candidates, dtype=np.int32)
+    if cands.ndim == 1:
+        cands = np.broadcast_to(cands[None, :], (len(h), len(cands)))
+    if cands.ndim != 2 or len(cands) != len(h):
+        raise ValueError(f"candidates: expected [C] or [{len(h)}, C], got shape {cands.shape}")
+    if cands.shape[1] < policy.k:
+        raise ValueError(f"candidates: {cands.shape[1]} per user, expected at least the "
+                         f"policy's slate size {policy.k}")
+    cands = tf.constant(cands)
+    slate = policy.select(Observation(tf.constant(h), cands, 0))[:, :k]
+    return tf.gather(cands, tf.cast(slate, tf.int32), batch_dims=1).numpy()
 
 
 def _tf_variables(*models) -> list[tf.Variable]:
@@ -107,7 +178,9 @@ class _PolicyModule(tf.Module):
         return {"slate": tf.gather(candidates, slate, batch_dims=1)}
 
 
-def export_policy(policy: Policy, path: str, history_length: int = 10) -> None:
-    """Writes a SavedModel with the `recommend` signature (see the module docstring)."""
-    module = _PolicyModule(policy, history_length)
+def export_policy(policy: Policy, path: str, history_length: int | None = None) -> None:
+    """Writes a SavedModel with the `recommend` signature (see the module docstring); its
+    history width is `history_length`, by default the policy's own (`load_policy`), else
+    10."""
+    module = _PolicyModule(policy, history_length or getattr(policy, "history_length", 10))
     tf.saved_model.save(module, path, signatures={"recommend": module.recommend})

@@ -1,0 +1,373 @@
+"""The sim-to-real harness: do policies trained in a learned simulator serve true users well?
+
+For one ground-truth world and seed (`HarnessConfig`), in `SAVE_DIR/{world}__{seed}/`:
+1. `data/`: the world's logs in the released format and the processed dataset
+   (`ganrl.data.pipeline`, dataset name `synthetic`; `--world=satiation` or a
+   `ganrl.data.synthetic` world name), with `synthetic-truth.npz`;
+2. `user_model_LSTM__0/`, `user_model_PW__1/`: the training and test user models, trained by
+   `experiment_user_model/run_gan_user_model.sh` (its defaults, but the training length
+   `user_model_epochs` and any `user_model_args`);
+3. `policy/`: every policy trained in the training simulator and tested in the test
+   simulator (`ganrl.policy.runner.PolicyRunner`, the run scripts' defaults but
+   `num_itrs`, `sim_eval_users`, an epsilon schedule of half the training steps, and no
+   adaptation or regret experiments);
+4. each policy loaded through `ganrl.policy.export.load_policy` and served with the batched
+   `recommend` to `true_users` new users of the TRUE world (`ganrl.sim2real.true_env`), the
+   whole catalogue as candidates, k items a slate, `horizon` steps; every policy meets the
+   same users and noise (common random numbers), so gaps are paired over users;
+5. references that know the truth: `oracle_myopic` (top k by the true utilities now) and,
+   in the satiation world, `oracle_lookahead` (see `lookahead_oracle`) and `oracle_static`
+   (top k by the true utilities without tiredness: knows tastes, not satiation);
+6. `table.csv`, `table.md`, `results.json` and `sim_vs_true.png`: per policy the true
+   reward's mean and standard error, the session length (steps before leaving), the test
+   simulator's figure, the gap to GAN-Greedy with a paired 95% interval, and the Spearman
+   rank correlation between the simulator's and the true figures over the policies.
+Every stage is reused when finished (the user-model and policy run folders resume).
+
+Plugging in later: a simulator ensemble replaces `simulator_figures` (a dict policy ->
+figure; the ensemble's mean and disagreement are further columns); a learned leave model
+adds a simulated session length beside `true_steps`.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+from typing import Callable
+
+import numpy as np
+
+from ganrl.data import pipeline
+from ganrl.data import safe_io
+from ganrl.data.satiation import WORLD_NAME as SATIATION, SatiationConfig
+from ganrl.data.synthetic import SyntheticConfig, world_settings
+from ganrl.sim2real.true_env import SatiationEnvironment, TrueEnvironment, load_true_env
+
+DATASET = "synthetic"
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The two simulators of the paper's protocol (`experiment_policy/run_policy.sh`).
+USER_MODELS = (("LSTM", 0), ("PW", 1))
+BASELINE = "gan_greedy"
+TABLE_FIELDS = ("policy", "true_reward", "true_se", "true_steps", "sim_reward", "sim_ci95",
+                "gap_to_gan_greedy", "gap_ci95_low", "gap_ci95_high")
+# A recommender: histories [U, H] (most recent click first, -1 padded) and the candidates
+# [C] shared by every user -> slates [U, k] of item ids.
+Recommender = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class HarnessConfig:
+    """Attributes:
+      world: `satiation` or a `ganrl.data.synthetic` world name (`lag_popular_always`).
+      seed: seeds the logs, the user models (seed and seed + 1), the policies and the true
+        users.
+      save_dir: the root; this run's folder is `{save_dir}/{world}__{seed}`.
+      users: users in the logs.
+      user_model_epochs: passes over the training users of each user model.
+      user_model_args: further flags of `run_gan_user_model.sh`.
+      policies: the policies to train and evaluate (`ganrl.policy.registry.names()`).
+      num_itrs: training steps of each learning policy in the simulator.
+      sim_eval_users: users of the test simulator's evaluation.
+      true_users: new users of the true world.
+      k: slate size; horizon: steps per episode.
+      true_reward: `utility` or `click`: the reward in `ganrl.data.synthetic` worlds (the
+        satiation world counts clicks).
+    """
+
+    world: str = "lag_popular_always"
+    seed: int = 0
+    save_dir: str = os.path.join("runs", "sim2real")
+    users: int = 2000
+    user_model_epochs: float = 10.0
+    user_model_args: tuple[str, ...] = ()
+    policies: tuple[str, ...] = ()
+    num_itrs: int = 300
+    sim_eval_users: int = 500
+    true_users: int = 1000
+    k: int = 5
+    horizon: int = 10
+    true_reward: str = "utility"
+
+    @property
+    def run_dir(self) -> str:
+        return os.path.join(self.save_dir, f"{self.world}__{self.seed}")
+
+    def prepare_config(self) -> pipeline.PrepareConfig:
+        """How `data/` is generated."""
+        data_folder = os.path.join(self.run_dir, "data")
+        if self.world == SATIATION:
+            return pipeline.PrepareConfig(data_folder=data_folder, seed=self.seed,
+                                          satiation=SatiationConfig(users=self.users))
+        return pipeline.PrepareConfig(
+            data_folder=data_folder, seed=self.seed,
+            synthetic=SyntheticConfig(users=self.users, **world_settings(self.world)))
+
+
+def prepare_data(config: HarnessConfig) -> str:
+    """Writes the world's logs and dataset unless there; returns the truth file's path."""
+    prepare = config.prepare_config()
+    truth = os.path.join(prepare.data_folder, f"{DATASET}-truth.npz")
+    if not os.path.exists(truth):  # written last (`pipeline.write_outputs`)
+        pipeline.prepare(DATASET, prepare)
+    return truth
+
+
+def train_user_models(config: HarnessConfig, log=print) -> list[str]:
+    """Trains the training and test user models unless finished; returns their folders."""
+    folders = []
+    for encoder, offset in USER_MODELS:
+        folder = os.path.join(config.run_dir, f"user_model_{encoder}__{offset}")
+        if not os.path.exists(os.path.join(folder, "results.json")):
+            log(f"training user model {folder}")
+            command = ["bash", os.path.join(REPOSITORY, "experiment_user_model",
+                                            "run_gan_user_model.sh"),
+                       f"--data_folder={os.path.abspath(config.prepare_config().data_folder)}",
+                       f"--dataset={DATASET}", f"--user_model={encoder}",
+                       f"--seed={config.seed + offset}", f"--save_dir={os.path.abspath(folder)}",
+                       f"--num_epochs={config.user_model_epochs}", *config.user_model_args]
+            proc = subprocess.run(command, capture_output=True, text=True,
+                                  env=dict(os.environ, PYTHON=sys.executable))
+            if proc.returncode != 0:
+                raise RuntimeError(f"{folder}: user-model training failed:\n"
+                                   f"{proc.stderr[-2000:]}")
+        folders.append(folder)
+    return folders
+
+
+def train_policies(config: HarnessConfig, user_models: list[str], log=print) -> dict:
+    """Trains and tests every policy in the learned simulators; returns the runner's
+    results (`ganrl.policy.runner`)."""
+    from ganrl.policy import registry
+    from ganrl.policy.runner import PolicyConfig, PolicyRunner
+    policy_config = PolicyConfig(
+        user_model_dir=user_models[0], test_user_model_dir=user_models[1],
+        save_dir=os.path.join(config.run_dir, "policy"),
+        policies=config.policies or tuple(registry.names()), k=config.k, horizon=config.horizon,
+        num_itrs=config.num_itrs, epsilon_steps=max(1, config.num_itrs // 2),
+        eval_users=config.sim_eval_users, adapt_itrs=0, regret_itrs=0, seed=config.seed)
+    return PolicyRunner(policy_config, progress=log).run()
+
+
+def simulator_figures(policy_results: dict) -> dict[str, dict]:
+    """policy -> the test simulator's cumulative reward {"mean", "ci95"}."""
+    return {name: r["cumulative_reward"] for name, r in policy_results["policies"].items()}
+
+
+def evaluate_true(env: TrueEnvironment, recommender: Recommender, users: int, horizon: int,
+                  seed: int) -> dict[str, np.ndarray]:
+    """Serves `users` new users of `env` for `horizon` steps (the whole catalogue as
+    candidates, one batched call a step).
+
+    Returns:
+      {"reward": `[users]` cumulative true reward, "steps": `[users]` slates seen before
+      leaving (the horizon for users who stay)}.
+    """
+    env.reset(users, seed)
+    candidates = np.arange(env.n_items, dtype=np.int32)
+    history = np.full((users, horizon), -1, np.int32)  # most recent click first
+    total = np.zeros(users)
+    steps = np.zeros(users, dtype=np.int64)
+    for _ in range(horizon):
+        steps += env.active
+        outcome = env.step(recommender(history, candidates))
+        total += outcome.reward
+        clicked = outcome.clicked_item >= 0
+        shifted = np.concatenate([outcome.clicked_item[:, None], history[:, :-1]], axis=1)
+        history = np.where(clicked[:, None], shifted, history).astype(np.int32)
+    return {"reward": total, "steps": steps}
+
+
+def myopic_oracle(env: TrueEnvironment, k: int,
+                  utilities: Callable[[], np.ndarray] | None = None) -> Recommender:
+    """The k candidates of highest true utility for each user now (knows the truth,
+    ignores the future); with `utilities` (`[U, items]`), of highest such scores instead."""
+    utilities = utilities or env.utilities
+
+    def recommend(history, candidates):
+        u = utilities()[:, candidates]
+        return candidates[np.argsort(-u, axis=1, kind="stable")[:, :k]]
+    return recommend
+
+
+def lookahead_oracle(env: SatiationEnvironment, k: int, width: int = 3) -> Recommender:
+    """The satiation world's short lookahead: of `width` candidate slates (the top k by
+    utility now, and the top k with at most one / two items per topic), the one with the
+    highest expected clicks over this step and the next (the next step's slate: the myopic
+    one, given the expected tiredness and staying probability)."""
+    world = env.world
+
+    def per_topic_top(u, limit):
+        order = np.argsort(-u, axis=1, kind="stable")
+        topics = world.topic[order]
+        # rank of each item within its topic along the order: keep the first `limit` of each
+        one_hot = topics[:, :, None] == np.arange(world.config.topics)[None, None, :]
+        rank = np.take_along_axis(np.cumsum(one_hot, axis=1), topics[:, :, None], 2)[..., 0]
+        keep = rank <= limit
+        position = np.where(keep, np.arange(order.shape[1])[None, :], order.shape[1])
+        chosen = np.sort(position, axis=1)[:, :k]
+        return np.take_along_axis(order, chosen, axis=1)
+
+    def value(slate):
+        u = world.utilities(env.theta, env.satiation, slate)
+        p = np.exp(u) / (np.exp(u).sum(axis=1, keepdims=True)
+                         + math.exp(world.config.no_click_utility))
+        now = p.sum(axis=1)
+        stay = 1.0 - world.leave_probability(u.max(axis=1))
+        # Expected tiredness: shown items count fully, the click by its probability.
+        tired = world.update_satiation(env.satiation, slate, np.full(len(slate), k))
+        topics = world.topic[slate]
+        n_topics = world.config.topics
+        flat = (np.arange(len(slate))[:, None] * n_topics + topics).ravel()
+        tired = tired + world.config.satiation_clicked * np.bincount(
+            flat, p.ravel(), len(slate) * n_topics).reshape(tired.shape)
+        every = np.broadcast_to(np.arange(env.n_items)[None], (len(slate), env.n_items))
+        u_next = world.utilities(env.theta, tired, every)
+        best_next = -np.sort(-u_next, axis=1)[:, :k]
+        later = np.exp(best_next).sum(axis=1)
+        return now + stay * later / (later + math.exp(world.config.no_click_utility))
+
+    def recommend(history, candidates):
+        u = env.utilities()
+        slates = [np.argsort(-u, axis=1, kind="stable")[:, :k]]
+        slates += [per_topic_top(u, limit) for limit in range(1, width)]
+        values = np.stack([value(s) for s in slates], axis=1)
+        best = np.argmax(values, axis=1)
+        return np.stack(slates, axis=1)[np.arange(len(u)), best]
+    return recommend
+
+
+def paired_gap(reward: np.ndarray, baseline: np.ndarray) -> tuple[float, float, float]:
+    """Mean of `reward - baseline` over the same users and its 95% interval."""
+    diff = reward - baseline
+    half = 1.96 * diff.std(ddof=1) / math.sqrt(len(diff)) if len(diff) > 1 else 0.0
+    return float(diff.mean()), float(diff.mean() - half), float(diff.mean() + half)
+
+
+def spearman(x: list[float], y: list[float]) -> float:
+    """Spearman's rank correlation (average ranks for ties); nan under 3 points or a
+    constant side."""
+    from scipy.stats import spearmanr
+    if len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
+        return float("nan")
+    return float(spearmanr(x, y).statistic)
+
+
+def evaluate_policies(config: HarnessConfig, env: TrueEnvironment, names: list[str]
+                      ) -> dict[str, dict[str, np.ndarray]]:
+    """Every policy of `policy/` (through `load_policy` and `recommend`) and the oracles in
+    the true world, all on the same users."""
+    from ganrl.policy.export import load_policy, recommend
+    policy_dir = os.path.join(config.run_dir, "policy")
+    recommenders: dict[str, Recommender] = {}
+    for name in names:
+        policy = load_policy(policy_dir, name)
+        recommenders[name] = (lambda h, c, p=policy: recommend(p, h, c, config.k))
+    recommenders["oracle_myopic"] = myopic_oracle(env, config.k)
+    if isinstance(env, SatiationEnvironment):
+        recommenders["oracle_lookahead"] = lookahead_oracle(env, config.k)
+        # Knows each user's taste but not her tiredness: the best a greedy policy with a
+        # perfect model of static preferences can do.
+        recommenders["oracle_static"] = myopic_oracle(env, config.k, env.static_utilities)
+    return {name: evaluate_true(env, fn, config.true_users, config.horizon, config.seed + 100)
+            for name, fn in recommenders.items()}
+
+
+def table_rows(true: dict[str, dict[str, np.ndarray]], sim: dict[str, dict]) -> list[dict]:
+    """One row per policy and oracle (`TABLE_FIELDS`); gaps need GAN-Greedy among them."""
+    rows = []
+    for name, result in true.items():
+        reward = result["reward"]
+        row = {"policy": name, "true_reward": float(reward.mean()),
+               "true_se": float(reward.std(ddof=1) / math.sqrt(len(reward))),
+               "true_steps": float(result["steps"].mean()),
+               "sim_reward": sim[name]["mean"] if name in sim else float("nan"),
+               "sim_ci95": sim[name]["ci95"] if name in sim else float("nan")}
+        gap = (paired_gap(reward, true[BASELINE]["reward"]) if BASELINE in true
+               else (float("nan"),) * 3)
+        row.update(zip(("gap_to_gan_greedy", "gap_ci95_low", "gap_ci95_high"), gap))
+        rows.append(row)
+    return rows
+
+
+def write_outputs(config: HarnessConfig, rows: list[dict], rho: float) -> None:
+    """table.csv, table.md, results.json and sim_vs_true.png in the run folder."""
+    with safe_io.atomic_open(os.path.join(config.run_dir, "table.csv"), "w") as f:
+        writer = csv.DictWriter(f, TABLE_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    unit = "clicks" if config.world == SATIATION else f"true {config.true_reward}"
+    lines = [f"# Sim-to-real: world `{config.world}`, seed {config.seed}",
+             "",
+             f"{config.true_users} new users of the true world, k={config.k} of the whole "
+             f"catalogue, horizon {config.horizon}; true reward = cumulative {unit} per user "
+             "(mean (se)); steps = slates seen before leaving; simulator = the learned test "
+             "simulator's cumulative reward (its own units); gap = true reward minus "
+             "GAN-Greedy's on the same users, 95% interval.",
+             "",
+             "| policy | true reward | steps | simulator | gap to GAN-Greedy [95% CI] |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        sim = "" if math.isnan(r["sim_reward"]) else f"{r['sim_reward']:.3f}"
+        lines.append(f"| {r['policy']} | {r['true_reward']:.3f} ({r['true_se']:.3f}) | "
+                     f"{r['true_steps']:.2f} | {sim} | {r['gap_to_gan_greedy']:+.3f} "
+                     f"[{r['gap_ci95_low']:+.3f}, {r['gap_ci95_high']:+.3f}] |")
+    lines += ["", f"Spearman rank correlation, simulator vs true, over the policies: {rho:.3f}",
+              ""]
+    with safe_io.atomic_open(os.path.join(config.run_dir, "table.md"), "w") as f:
+        f.write("\n".join(lines))
+    safe_io.dump_json(os.path.join(config.run_dir, "results.json"),
+                      {"config": dataclasses.asdict(config), "rows": rows, "spearman": rho})
+    plot(config, rows, rho)
+
+
+def plot(config: HarnessConfig, rows: list[dict], rho: float) -> None:
+    """sim_vs_true.png: each policy's simulator figure against its true reward."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    references = [r for r in rows if math.isnan(r["sim_reward"])]
+    for i, r in enumerate(sorted(references, key=lambda r: r["true_reward"])):
+        # The oracles have no simulator figure: a line at their true reward, labelled at
+        # the right, alternately above and below it (close oracles would overlap).
+        ax.axhline(r["true_reward"], color="grey", linestyle=":", linewidth=1)
+        ax.text(0.99, r["true_reward"], r["policy"], transform=ax.get_yaxis_transform(),
+                ha="right", va="bottom" if i % 2 == 0 else "top", fontsize=7, color="grey")
+    points: dict[tuple[float, float], list[dict]] = {}
+    for r in rows:  # policies with the same figures (same slates) share a point and label
+        if not math.isnan(r["sim_reward"]):
+            points.setdefault((r["sim_reward"], r["true_reward"]), []).append(r)
+    for (sim, true), same in points.items():
+        ax.errorbar(sim, true, yerr=1.96 * same[0]["true_se"], fmt="o")
+        ax.annotate(", ".join(r["policy"] for r in same), (sim, true), fontsize=8,
+                    xytext=(4, 3), textcoords="offset points")
+    ax.set_xlabel("learned test simulator: cumulative reward per user")
+    ax.set_ylabel("true world: cumulative reward per user (95% CI)")
+    ax.set_title(f"{config.world}, seed {config.seed}: simulator vs truth "
+                 f"(Spearman {rho:.2f})")
+    fig.tight_layout()
+    with safe_io.atomic_open(os.path.join(config.run_dir, "sim_vs_true.png")) as f:
+        fig.savefig(f, format="png", dpi=100)
+    plt.close(fig)
+
+
+def run(config: HarnessConfig, log=print) -> dict:
+    """The whole pipeline (module docstring); returns results.json's contents."""
+    os.makedirs(config.run_dir, exist_ok=True)
+    truth = prepare_data(config)
+    log(f"data: {truth}")
+    user_models = train_user_models(config, log)
+    policy_results = train_policies(config, user_models, log)
+    sim = simulator_figures(policy_results)
+    env = load_true_env(truth, config.true_reward)
+    true = evaluate_policies(config, env, list(policy_results["policies"]))
+    rows = table_rows(true, sim)
+    policies = [r for r in rows if not math.isnan(r["sim_reward"])]
+    rho = spearman([r["sim_reward"] for r in policies], [r["true_reward"] for r in policies])
+    write_outputs(config, rows, rho)
+    return {"rows": rows, "spearman": rho}

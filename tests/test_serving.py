@@ -1,0 +1,73 @@
+"""Batched serving (`recommend` for many users) and a read-only `load_policy`."""
+
+import os
+
+import numpy as np
+import pytest
+
+from ganrl.policy.export import load_policy, padded_histories, recommend
+from ganrl.policy.runner import PolicyConfig, PolicyRunner
+from tests.test_policy import user_model_dir  # noqa: F401  (a fixture)
+
+
+def _listing(folder: str) -> dict[str, float]:
+    """Every file and folder under `folder` with its mtime."""
+    out = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            out[os.path.relpath(path, folder)] = os.stat(path).st_mtime_ns
+    return out
+
+
+@pytest.fixture(scope="module")
+def policy_dir(user_model_dir, tmp_path_factory):  # noqa: F811
+    folder = str(tmp_path_factory.mktemp("policy") / "run")
+    config = PolicyConfig(user_model_dir=user_model_dir, test_user_model_dir=user_model_dir,
+                          save_dir=folder, policies=("cdqn", "gan_greedy"), k=3, horizon=2,
+                          num_itrs=4, batch_size=4, train_batch_size=4, eval_users=4,
+                          adapt_itrs=0, regret_itrs=0, hidden=8, checkpoint_secs=0,
+                          history_length=4)
+    PolicyRunner(config, progress=lambda _: None).run()
+    return folder
+
+
+def test_padded_histories_trim_pad_and_mask():
+    h = np.array([[5, 4, 3, 2, 1], [7, -1, -1, -1, -1], [9, 8, 6, 0, 0]])
+    # Width 3 keeps the 3 most recent; row 3 has 2 valid clicks by `lengths`.
+    out = padded_histories(h, 3, lengths=[5, 1, 2])
+    assert out.tolist() == [[5, 4, 3], [7, -1, -1], [9, 8, -1]]
+    mask = np.array([[1, 1, 0, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 1]], bool)
+    assert padded_histories(h, 6, mask=mask).tolist() == [
+        [5, 4, -1, -1, -1, -1], [7, -1, -1, -1, -1, -1], [9, 8, 6, 0, 0, -1]]
+
+
+@pytest.mark.parametrize("name", ["cdqn", "gan_greedy"])
+def test_batched_recommend_matches_one_user_at_a_time(policy_dir, name):
+    before = _listing(policy_dir)
+    policy = load_policy(policy_dir, name)
+    assert policy.history_length == 4  # from the run's config, not the default 10
+    assert _listing(policy_dir) == before  # nothing written or touched
+    rng = np.random.default_rng(0)
+    users, n_items = 6, 12
+    histories = np.full((users, 7), -1)
+    for u in range(users):  # user u clicked u items (0..5), most recent first
+        histories[u, :u] = rng.choice(n_items, u, replace=False)
+    candidates = rng.permuted(np.tile(np.arange(n_items), (users, 1)), axis=1)[:, :8]
+    slates = recommend(policy, histories, candidates)
+    assert slates.shape == (users, 3)
+    for u in range(users):
+        assert len(set(slates[u])) == 3 and set(slates[u]) <= set(candidates[u])
+        # The one-user form takes the history oldest first.
+        oldest_first = [int(i) for i in histories[u][::-1] if i >= 0]
+        assert recommend(policy, history=oldest_first,
+                         candidates=candidates[u].tolist()) == slates[u].tolist()
+    # A shared [C] candidate list is every user's; a smaller k keeps the first picks.
+    shared = recommend(policy, histories, np.arange(n_items))
+    each = recommend(policy, histories, np.tile(np.arange(n_items), (users, 1)))
+    np.testing.assert_array_equal(shared, each)
+    np.testing.assert_array_equal(recommend(policy, histories, np.arange(n_items), k=2),
+                                  shared[:, :2])
+    with pytest.raises(ValueError, match="k=4"):
+        recommend(policy, histories, np.arange(n_items), k=4)
+    assert _listing(policy_dir) == before

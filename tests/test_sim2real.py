@@ -1,0 +1,128 @@
+"""The ground-truth environments, the satiation world's logs and the sim-to-real harness."""
+
+import csv
+import dataclasses
+import math
+import os
+
+import numpy as np
+import pytest
+
+from ganrl.data.released import read_released
+from ganrl.data.satiation import SatiationConfig, SatiationWorld, make_satiation
+from ganrl.data.synthetic import SyntheticConfig, world_settings
+from ganrl.sim2real import harness
+from ganrl.sim2real.true_env import SatiationEnvironment, SyntheticEnvironment
+
+
+def _hand_made_env():
+    # Items: v0 = (1, 0), v1 = (0, 1), v2 = (-1, 0); b = (0, 0.5, 0); no click utility 0.5.
+    config = SyntheticConfig(feature_dim=2, items=3, max_display=3, min_display=1,
+                             **world_settings("lag_uniform_noclick"))
+    v = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    return SyntheticEnvironment(config, v, np.array([0.0, 0.5, 0.0]), reward="utility")
+
+
+def test_true_clicks_follow_the_true_softmax_on_a_hand_made_case():
+    env = _hand_made_env()
+    users = 40000
+    env.reset(users, seed=0)
+    env.theta[:] = [1.0, 0.0]  # every user the same taste; no history yet
+    # u = (1, 0.5, -1), no click 0.5: p = (e, e^.5, e^-1, e^.5) / (e + 2 e^.5 + e^-1).
+    z = math.e + 2 * math.exp(0.5) + math.exp(-1)
+    expected = np.array([math.e, math.exp(0.5), math.exp(-1), math.exp(0.5)]) / z
+    slate = np.tile([0, 1, 2], (users, 1))
+    np.testing.assert_allclose(env.click_probabilities(slate)[0], expected, rtol=1e-12)
+    out = env.step(slate)
+    freq = np.bincount(np.where(out.clicked_index >= 0, out.clicked_index, 3), minlength=4)
+    se = np.sqrt(expected * (1 - expected) / users)
+    assert np.all(np.abs(freq / users - expected) < 4 * se)
+    # Reward: the clicked item's true utility, 0 without a click.
+    clicked = out.clicked_index >= 0
+    np.testing.assert_allclose(out.reward[clicked],
+                               np.array([1.0, 0.5, -1.0])[out.clicked_index[clicked]])
+    assert np.all(out.reward[~clicked] == 0) and np.all(out.active)
+
+
+def test_common_random_numbers_same_users_same_noise():
+    env = _hand_made_env()
+    slate = np.tile([0, 1, 2], (50, 1))
+    env.reset(50, seed=3)
+    first = env.step(slate).clicked_index
+    env.reset(50, seed=3)
+    np.testing.assert_array_equal(env.step(slate).clicked_index, first)
+
+
+def _constant_leave_world(leave: float) -> SatiationWorld:
+    config = SatiationConfig(items=6, topics=2, feature_dim=2, max_display=2, min_display=1,
+                             leave_base=leave, leave_max=leave)
+    v = np.array([[1.0, 0], [0, 1], [1, 1], [0.5, 0], [0, 0.5], [-1, 0]])
+    return SatiationWorld(config, v, np.zeros(6), np.array([0, 1, 0, 1, 0, 1]))
+
+
+def test_leaving_ends_episodes_at_the_known_rate():
+    env = SatiationEnvironment(_constant_leave_world(0.3))
+    users, horizon = 20000, 5
+    result = harness.evaluate_true(env, lambda h, c: np.tile([0, 1], (len(h), 1)), users,
+                                   horizon, seed=1)
+    # Each slate is the last with probability 0.3: E[steps] = sum_{t<5} 0.7^t = 2.7731.
+    expected = sum(0.7 ** t for t in range(horizon))
+    se = result["steps"].std() / math.sqrt(users)
+    assert abs(result["steps"].mean() - expected) < 4 * se
+    assert np.all(result["steps"] >= 1)
+    # Users who left click no more: no one gets more clicks than slates seen.
+    assert np.all(result["reward"] <= result["steps"])
+
+
+def test_leave_probability_rises_when_the_best_utility_falls():
+    world = SatiationWorld(SatiationConfig(leave_base=0.1, leave_max=0.5, leave_threshold=2.0,
+                                           leave_scale=1.0), *([None] * 3))
+    # At the threshold the sigmoid is 1/2: 0.1 + 0.4 / 2 = 0.3.
+    p = world.leave_probability(np.array([10.0, 2.0, -10.0]))
+    np.testing.assert_allclose(p, [0.1, 0.3, 0.5], atol=1e-3)
+
+
+def test_satiation_tires_shown_and_clicked_topics():
+    world = _constant_leave_world(0.0)
+    tired = world.update_satiation(np.array([[1.0, 0.0]]), np.array([[0, 2]]), np.array([1]))
+    # Topic 0: 0.9 * 1 + 2 shown x 0.3 + the click (item 2, topic 0) 1.0 = 2.5; topic 1: 0.
+    np.testing.assert_allclose(tired, [[2.5, 0.0]])
+
+
+def test_satiation_logs_load_through_the_released_reader(tmp_path):
+    config = SatiationConfig(users=40, items=30, topics=3, events_per_user=6)
+    converted, truth = make_satiation(str(tmp_path), "sat", 0, config)
+    again = read_released(str(tmp_path / "sat.txt"), "sat", 0)
+    events = again.events
+    assert events.n_users == 40 and converted.dataset.n_items == 30
+    # Sessions: one display set per slate seen, ended by leaving or the longest session.
+    lengths = dict(zip(np.asarray(events.user_ids).tolist(), events.events_per_user.tolist()))
+    assert [lengths[u] for u in range(40)] == truth["session_length"].tolist()
+    assert truth["session_length"].max() <= 6 and truth["session_length"].min() >= 1
+    assert (events.clicked_pos < 0).any() and (events.clicked_pos >= 0).any()  # no-clicks too
+
+
+def test_harness_end_to_end_on_a_tiny_world(tmp_path):
+    config = harness.HarnessConfig(
+        world="satiation", seed=0, save_dir=str(tmp_path), users=60,
+        user_model_args=("--num_itrs=3", "--eval_every=3", "--dims=8", "--rnn_hidden_dim=4"),
+        policies=("gan_greedy", "random"), num_itrs=10, sim_eval_users=20, true_users=200)
+    out = harness.run(config, log=lambda _: None)
+    with open(os.path.join(config.run_dir, "table.csv")) as f:
+        reader = csv.DictReader(f)
+        rows = {r["policy"]: r for r in reader}
+    assert tuple(reader.fieldnames) == harness.TABLE_FIELDS
+    assert set(rows) == {"gan_greedy", "random", "oracle_myopic", "oracle_lookahead",
+                         "oracle_static"}
+    assert float(rows["oracle_myopic"]["true_reward"]) >= float(rows["random"]["true_reward"])
+    assert float(rows["gan_greedy"]["gap_to_gan_greedy"]) == 0.0
+    assert rows["oracle_myopic"]["sim_reward"] == "nan"  # no simulator figure for oracles
+    for name in ("table.md", "sim_vs_true.png", "results.json"):
+        assert os.path.getsize(os.path.join(config.run_dir, name)) > 0
+    assert len(out["rows"]) == 5
+    # A rerun reuses every finished stage: the user models are not retrained.
+    marker = os.path.join(config.run_dir, "user_model_LSTM__0", "results.json")
+    before = os.stat(marker).st_mtime_ns
+    again = harness.run(dataclasses.replace(config), log=lambda _: None)
+    assert os.stat(marker).st_mtime_ns == before
+    assert [r["true_reward"] for r in again["rows"]] == [r["true_reward"] for r in out["rows"]]

@@ -68,8 +68,7 @@ import tensorflow as tf
 
 from ganrl import config_checks
 from ganrl.data import safe_io
-from ganrl.data.dataset import load_split_data
-from ganrl.data.dataset import EventArrays
+from ganrl.data.dataset import EventArrays, SplitData, load_split_data
 from ganrl.policy import actor_critic, cdqn, ddpg, heuristics, off_policy
 from ganrl.policy.base import POLICIES, NumpyState, Policy, PolicyFeatures
 from ganrl.policy import registry  # noqa: F401  (fills POLICIES)
@@ -78,7 +77,7 @@ from ganrl.simulator.ensemble import EnsembleSimulator
 from ganrl.simulator.simulator import Simulator, SimulatorConfig
 from ganrl.train import run_folder
 from ganrl.train.user_model_trainer import is_chief
-from ganrl.user_model import load_user_model
+from ganrl.user_model import LoadedUserModel, load_user_model
 from ganrl.user_model.model import UserModel
 
 CURVE_FIELDS = ("policy", "phase", "iteration", "reward", "ctr", "loss")
@@ -172,6 +171,20 @@ def mean_ci(values: np.ndarray) -> dict:
     values = np.asarray(values, dtype=np.float64)
     half = 1.96 * values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else 0.0
     return {"mean": float(values.mean()), "ci95": float(half)}
+
+
+def load_training_data(model: LoadedUserModel) -> SplitData:
+    """The logs a user model was trained on, split as it was: with `resplit` its training
+    users are drawn with its seed, and the policies fitted to the logs (most popular, W&D-LR)
+    must see only them."""
+    cfg = model.config
+    data = load_split_data(cfg["data_folder"], cfg["dataset"],
+                           resplit_seed=cfg["seed"] if cfg.get("resplit") else None)
+    if data.n_items != model.n_items:
+        raise safe_io.DataError(
+            f"{os.path.join(cfg['data_folder'], cfg['dataset'])}: {data.n_items} items, "
+            f"expected {model.n_items} (the catalogue of the user model in {model.run_dir})")
+    return data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -323,16 +336,7 @@ class PolicyRunner:
                 raise ValueError(f"{model.run_dir}: {model.n_items} items, expected the "
                                  f"{self.train_model.n_items} of {config.user_model_dir}")
         self.features = PolicyFeatures.from_user_model(self.train_model.reward)
-        cfg = self.train_model.config
-        # The user model's own split: with `resplit` its training users are drawn with its
-        # seed, and the policies fitted to the logs (most popular, W&D-LR) must see only them.
-        data = load_split_data(cfg["data_folder"], cfg["dataset"],
-                               resplit_seed=cfg["seed"] if cfg.get("resplit") else None)
-        if data.n_items != self.train_model.n_items:
-            raise safe_io.DataError(
-                f"{os.path.join(cfg['data_folder'], cfg['dataset'])}: {data.n_items} items, "
-                f"expected {self.train_model.n_items} (the catalogue of the user model in "
-                f"{config.user_model_dir})")
+        data = load_training_data(self.train_model)
         if len(members) > 1:
             # Trained in every member but the last (their mean, less the penalty times their
             # disagreement); snapshots selected in the last, which training never saw.

@@ -47,6 +47,10 @@ flags.DEFINE_integer("sim_eval_users", _DEFAULT.sim_eval_users, "Users of the te
 flags.DEFINE_integer("true_users", _DEFAULT.true_users, "New users of the true world.")
 flags.DEFINE_integer("k", _DEFAULT.k, "Slate size.")
 flags.DEFINE_integer("horizon", _DEFAULT.horizon, "Steps per episode.")
+flags.DEFINE_integer("ensemble", _DEFAULT.ensemble, "Further LSTM user models: the policies "
+                     "train in an ensemble of all but the last and select in the last (0: none).")
+flags.DEFINE_float("penalty", _DEFAULT.penalty, "Pessimism of the ensemble: mean - penalty * "
+                   "disagreement (needs --ensemble=2 or more).")
 flags.DEFINE_enum("true_reward", _DEFAULT.true_reward, list(REWARDS), "Reward in the "
                   "ganrl.data.synthetic worlds: the clicked item's true utility, or 1 per "
                   "click (the satiation world counts clicks).")
@@ -66,7 +70,7 @@ def main(argv: list[str]) -> int:
             user_model_args=tuple(FLAGS.user_model_args), policies=names,
             num_itrs=FLAGS.num_itrs, sim_eval_users=FLAGS.sim_eval_users,
             true_users=FLAGS.true_users, k=FLAGS.k, horizon=FLAGS.horizon,
-            true_reward=FLAGS.true_reward)
+            true_reward=FLAGS.true_reward, ensemble=FLAGS.ensemble, penalty=FLAGS.penalty)
         print(f"config: {config}", flush=True)
         run(config)
     except (DataError, FileNotFoundError, ValueError, RuntimeError) as e:

@@ -2,6 +2,7 @@
 
 import csv
 import dataclasses
+import json
 import math
 import os
 
@@ -126,3 +127,16 @@ def test_harness_end_to_end_on_a_tiny_world(tmp_path):
     again = harness.run(dataclasses.replace(config), log=lambda _: None)
     assert os.stat(marker).st_mtime_ns == before
     assert [r["true_reward"] for r in again["rows"]] == [r["true_reward"] for r in out["rows"]]
+    # The ensemble variant reuses the logs and both user models, trains two more members and
+    # writes its own policies and table beside the plain one.
+    pessimistic = dataclasses.replace(config, ensemble=2, penalty=0.5)
+    harness.run(pessimistic, log=lambda _: None)
+    assert os.stat(marker).st_mtime_ns == before
+    assert os.path.isdir(os.path.join(config.run_dir, "user_model_LSTM__3"))
+    assert pessimistic.output_dir != config.run_dir
+    with open(os.path.join(pessimistic.output_dir, "table.csv")) as f:
+        rows = {r["policy"]: r for r in csv.DictReader(f)}
+    with open(os.path.join(pessimistic.policy_dir, "results.json")) as f:
+        assert "user_model_LSTM__3" in json.load(f)["snapshot_selection"]
+    for name in ("gan_greedy", "random"):
+        assert math.isfinite(float(rows[name]["off_policy_dr"]))

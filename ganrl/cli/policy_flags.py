@@ -37,6 +37,13 @@ flags.DEFINE_integer("select_every", 20, "Validate a learning policy in the trai
                      "last one).")
 flags.DEFINE_integer("regret_itrs", 300, "Online steps of LinUCB's regret measurement in the "
                      "test simulator (0: skip).")
+flags.DEFINE_list("ensemble_dirs", [], "Further user models of the training simulator: it "
+                  "becomes an ensemble of --user_model_dir and these but the last, in which "
+                  "snapshots are selected (held out).")
+flags.DEFINE_float("penalty", 0.0, "Pessimism: the training reward is the ensemble's mean less "
+                   "this times its disagreement (needs two --ensemble_dirs or more).")
+flags.DEFINE_integer("off_policy_users", 500, "Logged validation users of the off-policy "
+                     "estimates of every policy (0: none).")
 
 
 def config_from_flags(user_model_dir: str, test_user_model_dir: str, save_dir: str,
@@ -53,4 +60,6 @@ def config_from_flags(user_model_dir: str, test_user_model_dir: str, save_dir: s
         hidden=FLAGS.hidden, epsilon_start=FLAGS.epsilon_start, epsilon_end=FLAGS.epsilon_end,
         epsilon_steps=FLAGS.epsilon_steps, target_update=FLAGS.target_update,
         eval_users=FLAGS.eval_users, adapt_itrs=FLAGS.adapt_itrs,
-        regret_itrs=FLAGS.regret_itrs, select_every=FLAGS.select_every, seed=seed)
+        regret_itrs=FLAGS.regret_itrs, select_every=FLAGS.select_every, seed=seed,
+        ensemble_dirs=tuple(FLAGS.ensemble_dirs), penalty=FLAGS.penalty,
+        off_policy_users=FLAGS.off_policy_users)

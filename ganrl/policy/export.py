@@ -20,7 +20,6 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from ganrl.data.dataset import load_split_data
 from ganrl.policy.base import Policy, PolicyFeatures
 from ganrl.policy.heuristics import model_state_from_history
 from ganrl.user_model import LoadedUserModel, load_user_model
@@ -35,18 +34,17 @@ def load_policy(run_dir: str, name: str = "cdqn") -> Policy:
     run folder is read only. The returned policy carries `history_length`, the clicks it was
     trained to see (`recommend` trims or pads histories to it).
     """
-    from ganrl.policy.runner import PolicyConfig, make_policy
+    from ganrl.policy.runner import PolicyConfig, PolicyInputs, load_training_data, make_policy
     config_path = os.path.join(run_dir, "config.json")
     if not os.path.exists(config_path):
         raise FileNotFoundError(f"{run_dir}: not a policy run folder (no config.json)")
     with open(config_path) as f:
         config = PolicyConfig.from_dict(json.load(f))
     train_model = load_user_model(config.user_model_dir)
-    data_config = train_model.config
-    data = load_split_data(data_config["data_folder"], data_config["dataset"])
-    policy = make_policy(name, config, PolicyFeatures.from_user_model(train_model.reward),
-                         train_model, data.splits["train"],
-                         config.n_candidates or train_model.n_items)
+    inputs = PolicyInputs(PolicyFeatures.from_user_model(train_model.reward), train_model.reward,
+                          load_training_data(train_model).splits["train"],
+                          config.n_candidates or train_model.n_items)
+    policy = make_policy(name, config, inputs)
     policy.history_length = config.history_length
     objects = policy.checkpoint_objects()
     if objects:

@@ -7,12 +7,22 @@ rate per step (clicks / steps), mean and 95% confidence interval over users. The
 reported only when the test model learned a no-click option (data with no-click events); on
 always-click data every step has a click and it carries no information.
 
-Snapshot selection: a learning policy is validated in the training simulator (a separate
-random stream, the same for every validation) before training and every `select_every`
-episodes; the snapshot with the best cumulative reward is the one tested. The recommender
-owns its simulator, so this is model selection on its own validation, never on the test
-simulator; an agent whose training does not help ends as its untrained start (for the CDQN
-with the learned-reward residual: GAN-Greedy's ranking).
+Training simulator: the user model of `user_model_dir`, or, with `ensemble_dirs`, an ensemble
+(`ganrl.simulator.ensemble`) of it and every ensemble member but the last, paying the members'
+reward less `penalty` times their disagreement (pessimistic training, as MOPO).
+
+Snapshot selection: a learning policy is validated (a separate random stream, the same for
+every validation) before training and every `select_every` episodes; the snapshot with the
+best cumulative reward is the one tested. With `ensemble_dirs` it is validated in the last
+member, a user model training never saw; without, in the training simulator itself (which
+favours snapshots that exploit that model's errors). Never on the test simulator; an agent
+whose training does not help ends as its untrained start (for the CDQN with the
+learned-reward residual: GAN-Greedy's ranking).
+
+Off-policy estimates: every evaluated policy also gets IPS, SNIPS, direct-method and doubly
+robust estimates on the first `off_policy_users` logged validation users
+(`ganrl.policy.off_policy`, with its assumptions), what the logs say beside the test
+simulator's figure.
 
 Regret (with `linucb` among the policies): LinUCB learns online, from scratch, in the test
 simulator, as a bandit does; at every step its expected reward is compared with that of the
@@ -58,16 +68,16 @@ import tensorflow as tf
 
 from ganrl import config_checks
 from ganrl.data import safe_io
-from ganrl.data.dataset import load_split_data
-from ganrl.data.dataset import EventArrays
-from ganrl.policy import actor_critic, cdqn, ddpg, heuristics
+from ganrl.data.dataset import EventArrays, SplitData, load_split_data
+from ganrl.policy import actor_critic, cdqn, ddpg, heuristics, off_policy
 from ganrl.policy.base import POLICIES, NumpyState, Policy, PolicyFeatures
 from ganrl.policy import registry  # noqa: F401  (fills POLICIES)
 from ganrl.reporting.curves import plot_policy_run
+from ganrl.simulator.ensemble import EnsembleSimulator
 from ganrl.simulator.simulator import Simulator, SimulatorConfig
 from ganrl.train import run_folder
 from ganrl.train.user_model_trainer import is_chief
-from ganrl.user_model import load_user_model
+from ganrl.user_model import LoadedUserModel, load_user_model
 from ganrl.user_model.model import UserModel
 
 CURVE_FIELDS = ("policy", "phase", "iteration", "reward", "ctr", "loss")
@@ -110,6 +120,9 @@ class PolicyConfig:
     history_length: int = 10
     seed: int = 0
     checkpoint_secs: float = 30.0
+    ensemble_dirs: tuple[str, ...] = ()
+    penalty: float = 0.0
+    off_policy_users: int = 500
 
     def __post_init__(self):
         if not self.policies:
@@ -126,15 +139,26 @@ class PolicyConfig:
                             "select_every", "seed")
         config_checks.check(self, "a positive number", "learning_rate")
         config_checks.check(self, "a number in [0, 1]", "gamma", "epsilon_start", "epsilon_end")
-        config_checks.check(self, "a non-negative number", "checkpoint_secs")
+        config_checks.check(self, "a non-negative number", "checkpoint_secs", "penalty")
+        config_checks.check(self, "a non-negative integer", "off_policy_users")
+        if self.penalty > 0 and len(self.ensemble_dirs) < 2:
+            raise ValueError(f"penalty={self.penalty}: expected at least two ensemble_dirs "
+                             "beside user_model_dir (the last member is held out for "
+                             "selection, and a penalty needs two members to disagree)")
+
+    @property
+    def member_dirs(self) -> tuple[str, ...]:
+        """Every user model of the training simulator: user_model_dir and ensemble_dirs."""
+        return (self.user_model_dir, *self.ensemble_dirs)
 
     @classmethod
     def from_dict(cls, values: dict) -> "PolicyConfig":
         """The config of a run folder's config.json (a field it predates has its default)."""
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in values.items() if k in known}
-        if "policies" in values:
-            values["policies"] = tuple(values["policies"])
+        for name in ("policies", "ensemble_dirs"):
+            if name in values:
+                values[name] = tuple(values[name])
         return cls(**values)
 
     def simulator(self, seed_offset: int = 0) -> SimulatorConfig:
@@ -147,6 +171,20 @@ def mean_ci(values: np.ndarray) -> dict:
     values = np.asarray(values, dtype=np.float64)
     half = 1.96 * values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else 0.0
     return {"mean": float(values.mean()), "ci95": float(half)}
+
+
+def load_training_data(model: LoadedUserModel) -> SplitData:
+    """The logs a user model was trained on, split as it was: with `resplit` its training
+    users are drawn with its seed, and the policies fitted to the logs (most popular, W&D-LR)
+    must see only them."""
+    cfg = model.config
+    data = load_split_data(cfg["data_folder"], cfg["dataset"],
+                           resplit_seed=cfg["seed"] if cfg.get("resplit") else None)
+    if data.n_items != model.n_items:
+        raise safe_io.DataError(
+            f"{os.path.join(cfg['data_folder'], cfg['dataset'])}: {data.n_items} items, "
+            f"expected {model.n_items} (the catalogue of the user model in {model.run_dir})")
+    return data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -290,26 +328,31 @@ class PolicyRunner:
         self.config = config
         self.progress = progress if self.chief else (lambda _: None)
         self.progress_every = progress_every
-        self.train_model = load_user_model(config.user_model_dir)
+        members = [load_user_model(folder) for folder in config.member_dirs]
+        self.train_model = members[0]
         self.test_model = load_user_model(config.test_user_model_dir)
-        if self.train_model.n_items != self.test_model.n_items:
-            raise ValueError("the training and test user models have different catalogues")
+        for model in members[1:] + [self.test_model]:
+            if model.n_items != self.train_model.n_items:
+                raise ValueError(f"{model.run_dir}: {model.n_items} items, expected the "
+                                 f"{self.train_model.n_items} of {config.user_model_dir}")
         self.features = PolicyFeatures.from_user_model(self.train_model.reward)
-        cfg = self.train_model.config
-        # The user model's own split: with `resplit` its training users are drawn with its
-        # seed, and the policies fitted to the logs (most popular, W&D-LR) must see only them.
-        data = load_split_data(cfg["data_folder"], cfg["dataset"],
-                               resplit_seed=cfg["seed"] if cfg.get("resplit") else None)
-        if data.n_items != self.train_model.n_items:
-            raise safe_io.DataError(
-                f"{os.path.join(cfg['data_folder'], cfg['dataset'])}: {data.n_items} items, "
-                f"expected {self.train_model.n_items} (the catalogue of the user model in "
-                f"{config.user_model_dir})")
-        self.train_sim = Simulator(self.train_model, config.simulator(0))
+        data = load_training_data(self.train_model)
+        if len(members) > 1:
+            # Trained in every member but the last (their mean, less the penalty times their
+            # disagreement); snapshots selected in the last, which training never saw.
+            self.train_sim = EnsembleSimulator(members[:-1], config.simulator(0),
+                                               penalty=config.penalty)
+            self.select_sim = Simulator(members[-1], config.simulator(2))
+            self.selection = f"the held-out user model {members[-1].run_dir}"
+        else:
+            self.train_sim = Simulator(self.train_model, config.simulator(0))
+            self.select_sim = Simulator(self.train_model, config.simulator(2))
+            self.selection = ("the training simulator's own validation stream (no held-out "
+                              "user model: pass ensemble_dirs)")
         self.test_sim = Simulator(self.test_model, config.simulator(1))
-        self.select_sim = Simulator(self.train_model, config.simulator(2))
+        self.train_events, self.validation_events = data.splits["train"], data.splits["vali"]
         self.inputs = PolicyInputs(self.features, self.train_model.reward,
-                                   data.splits["train"], self.train_sim.n_candidates,
+                                   self.train_events, self.train_sim.n_candidates,
                                    self.strategy)
 
     def _policy(self, name: str) -> Policy:
@@ -431,7 +474,18 @@ class PolicyRunner:
         if self.test_sim.has_no_click:
             out["ctr"] = mean_ci(clicks.mean(axis=1))
             out["ctr_curve"] = clicks.mean(axis=0).tolist()
+        if self.config.off_policy_users:
+            out["off_policy"] = self.off_policy(policy)
         return out
+
+    def off_policy(self, policy: Policy) -> dict:
+        """The off-policy estimates (`ganrl.policy.off_policy`) of `policy` on the first
+        `off_policy_users` logged validation users: what the logs say beside what the test
+        simulator says; the direct method is the test user model's."""
+        users = np.arange(min(self.config.off_policy_users, self.validation_events.n_users))
+        return off_policy.estimate(policy, self.test_model, self.validation_events.subset(users),
+                                   self.train_events, self.config.k,
+                                   self.config.history_length)
 
     def run(self) -> dict:
         """Trains and evaluates every policy (reusing finished ones); returns the results.
@@ -461,7 +515,8 @@ class PolicyRunner:
             # Policies were added: the finished ones are reused from policies/*.json below.
         safe_io.dump_json(os.path.join(cfg.save_dir, "config.json"), dataclasses.asdict(cfg))
         self.writer = tf.summary.create_file_writer(os.path.join(cfg.save_dir, "tensorboard"))
-        results = {"policies": {}, "has_no_click": self.test_sim.has_no_click}
+        results = {"policies": {}, "has_no_click": self.test_sim.has_no_click,
+                   "snapshot_selection": self.selection}
         if not self.test_sim.has_no_click:
             results["ctr_note"] = ("the test user model was trained on data where every "
                                    "display set has a click, so it never clicks nothing: "

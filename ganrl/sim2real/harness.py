@@ -54,7 +54,7 @@ REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__f
 USER_MODELS = (("LSTM", 0), ("PW", 1))
 BASELINE = "gan_greedy"
 TABLE_FIELDS = ("policy", "true_reward", "true_se", "true_steps", "sim_reward", "sim_ci95",
-                "gap_to_gan_greedy", "gap_ci95_low", "gap_ci95_high")
+                "off_policy_dr", "gap_to_gan_greedy", "gap_ci95_low", "gap_ci95_high")
 # A recommender: histories [U, H] (most recent click first, -1 padded) and the candidates
 # [C] shared by every user -> slates [U, k] of item ids.
 Recommender = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -77,6 +77,10 @@ class HarnessConfig:
       k: slate size; horizon: steps per episode.
       true_reward: `utility` or `click`: the reward in `ganrl.data.synthetic` worlds (the
         satiation world counts clicks).
+      ensemble: further LSTM user models (seeds seed + 2, ...) beside the training one: the
+        policies train in an ensemble of all but the last and select snapshots in the last
+        (`ganrl.policy.runner`); 0: the paper's one training simulator.
+      penalty: the ensemble's pessimism, mean - penalty * disagreement (needs ensemble >= 2).
     """
 
     world: str = "lag_popular_always"
@@ -92,10 +96,26 @@ class HarnessConfig:
     k: int = 5
     horizon: int = 10
     true_reward: str = "utility"
+    ensemble: int = 0
+    penalty: float = 0.0
 
     @property
     def run_dir(self) -> str:
         return os.path.join(self.save_dir, f"{self.world}__{self.seed}")
+
+    @property
+    def variant(self) -> str:
+        """'' for the paper's simulator, else the ensemble's name."""
+        return f"ensemble{self.ensemble}_penalty{self.penalty:g}" if self.ensemble else ""
+
+    @property
+    def policy_dir(self) -> str:
+        return os.path.join(self.run_dir, f"policy__{self.variant}" if self.variant else "policy")
+
+    @property
+    def output_dir(self) -> str:
+        """Where the tables and the plot go: the run folder, or a folder per variant."""
+        return os.path.join(self.run_dir, self.variant) if self.variant else self.run_dir
 
     def prepare_config(self) -> pipeline.PrepareConfig:
         """How `data/` is generated."""
@@ -120,7 +140,8 @@ def prepare_data(config: HarnessConfig) -> str:
 def train_user_models(config: HarnessConfig, log=print) -> list[str]:
     """Trains the training and test user models unless finished; returns their folders."""
     folders = []
-    for encoder, offset in USER_MODELS:
+    members = tuple(("LSTM", 2 + i) for i in range(config.ensemble))
+    for encoder, offset in USER_MODELS + members:
         folder = os.path.join(config.run_dir, f"user_model_{encoder}__{offset}")
         if not os.path.exists(os.path.join(folder, "results.json")):
             log(f"training user model {folder}")
@@ -146,7 +167,8 @@ def train_policies(config: HarnessConfig, user_models: list[str], log=print) -> 
     from ganrl.policy.runner import PolicyConfig, PolicyRunner
     policy_config = PolicyConfig(
         user_model_dir=user_models[0], test_user_model_dir=user_models[1],
-        save_dir=os.path.join(config.run_dir, "policy"),
+        ensemble_dirs=tuple(user_models[2:]), penalty=config.penalty,
+        save_dir=config.policy_dir,
         policies=config.policies or tuple(registry.names()), k=config.k, horizon=config.horizon,
         num_itrs=config.num_itrs, epsilon_steps=max(1, config.num_itrs // 2),
         eval_users=config.sim_eval_users, adapt_itrs=0, regret_itrs=0, seed=config.seed)
@@ -154,8 +176,13 @@ def train_policies(config: HarnessConfig, user_models: list[str], log=print) -> 
 
 
 def simulator_figures(policy_results: dict) -> dict[str, dict]:
-    """policy -> the test simulator's cumulative reward {"mean", "ci95"}."""
-    return {name: r["cumulative_reward"] for name, r in policy_results["policies"].items()}
+    """policy -> the test simulator's cumulative reward {"mean", "ci95"} and the doubly
+    robust off-policy estimate on the logged validation users ("off_policy_dr")."""
+    figures = {}
+    for name, result in policy_results["policies"].items():
+        dr = result.get("off_policy", {}).get("dr", {}).get("value", float("nan"))
+        figures[name] = {**result["cumulative_reward"], "off_policy_dr": dr}
+    return figures
 
 
 def evaluate_true(env: TrueEnvironment, recommender: Recommender, users: int, horizon: int,
@@ -262,7 +289,7 @@ def evaluate_policies(config: HarnessConfig, env: TrueEnvironment, names: list[s
     """Every policy of `policy/` (through `load_policy` and `recommend`) and the oracles in
     the true world, all on the same users."""
     from ganrl.policy.export import load_policy, recommend
-    policy_dir = os.path.join(config.run_dir, "policy")
+    policy_dir = config.policy_dir
     recommenders: dict[str, Recommender] = {}
     for name in names:
         policy = load_policy(policy_dir, name)
@@ -286,7 +313,8 @@ def table_rows(true: dict[str, dict[str, np.ndarray]], sim: dict[str, dict]) -> 
                "true_se": float(reward.std(ddof=1) / math.sqrt(len(reward))),
                "true_steps": float(result["steps"].mean()),
                "sim_reward": sim[name]["mean"] if name in sim else float("nan"),
-               "sim_ci95": sim[name]["ci95"] if name in sim else float("nan")}
+               "sim_ci95": sim[name]["ci95"] if name in sim else float("nan"),
+               "off_policy_dr": sim[name]["off_policy_dr"] if name in sim else float("nan")}
         gap = (paired_gap(reward, true[BASELINE]["reward"]) if BASELINE in true
                else (float("nan"),) * 3)
         row.update(zip(("gap_to_gan_greedy", "gap_ci95_low", "gap_ci95_high"), gap))
@@ -296,7 +324,7 @@ def table_rows(true: dict[str, dict[str, np.ndarray]], sim: dict[str, dict]) -> 
 
 def write_outputs(config: HarnessConfig, rows: list[dict], rho: float) -> None:
     """table.csv, table.md, results.json and sim_vs_true.png in the run folder."""
-    with safe_io.atomic_open(os.path.join(config.run_dir, "table.csv"), "w") as f:
+    with safe_io.atomic_open(os.path.join(config.output_dir, "table.csv"), "w") as f:
         writer = csv.DictWriter(f, TABLE_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
@@ -307,20 +335,28 @@ def write_outputs(config: HarnessConfig, rows: list[dict], rho: float) -> None:
              f"catalogue, horizon {config.horizon}; true reward = cumulative {unit} per user "
              "(mean (se)); steps = slates seen before leaving; simulator = the learned test "
              "simulator's cumulative reward (its own units); gap = true reward minus "
-             "GAN-Greedy's on the same users, 95% interval.",
+             "GAN-Greedy's on the same users, 95% interval; off-policy = the doubly robust "
+             "estimate on the logged validation users (item-level clicks per step, "
+             "`ganrl.policy.off_policy`).",
              "",
-             "| policy | true reward | steps | simulator | gap to GAN-Greedy [95% CI] |",
-             "|---|---|---|---|---|"]
+             "| policy | true reward | steps | simulator | off-policy (DR) | "
+             "gap to GAN-Greedy [95% CI] |",
+             "|---|---|---|---|---|---|"]
     for r in rows:
         sim = "" if math.isnan(r["sim_reward"]) else f"{r['sim_reward']:.3f}"
+        ope = "" if math.isnan(r["off_policy_dr"]) else f"{r['off_policy_dr']:.3f}"
         lines.append(f"| {r['policy']} | {r['true_reward']:.3f} ({r['true_se']:.3f}) | "
-                     f"{r['true_steps']:.2f} | {sim} | {r['gap_to_gan_greedy']:+.3f} "
+                     f"{r['true_steps']:.2f} | {sim} | {ope} | {r['gap_to_gan_greedy']:+.3f} "
                      f"[{r['gap_ci95_low']:+.3f}, {r['gap_ci95_high']:+.3f}] |")
-    lines += ["", f"Spearman rank correlation, simulator vs true, over the policies: {rho:.3f}",
-              ""]
-    with safe_io.atomic_open(os.path.join(config.run_dir, "table.md"), "w") as f:
+    lines += ["", f"Spearman rank correlation, simulator vs true, over the policies: {rho:.3f}"]
+    if config.variant:
+        lines += ["", f"Training simulator: an ensemble of {config.ensemble} LSTM user models "
+                      f"(all but the last; snapshots selected in the last), penalty "
+                      f"{config.penalty:g}."]
+    lines.append("")
+    with safe_io.atomic_open(os.path.join(config.output_dir, "table.md"), "w") as f:
         f.write("\n".join(lines))
-    safe_io.dump_json(os.path.join(config.run_dir, "results.json"),
+    safe_io.dump_json(os.path.join(config.output_dir, "results.json"),
                       {"config": dataclasses.asdict(config), "rows": rows, "spearman": rho})
     plot(config, rows, rho)
 
@@ -351,14 +387,14 @@ def plot(config: HarnessConfig, rows: list[dict], rho: float) -> None:
     ax.set_title(f"{config.world}, seed {config.seed}: simulator vs truth "
                  f"(Spearman {rho:.2f})")
     fig.tight_layout()
-    with safe_io.atomic_open(os.path.join(config.run_dir, "sim_vs_true.png")) as f:
+    with safe_io.atomic_open(os.path.join(config.output_dir, "sim_vs_true.png")) as f:
         fig.savefig(f, format="png", dpi=100)
     plt.close(fig)
 
 
 def run(config: HarnessConfig, log=print) -> dict:
     """The whole pipeline (module docstring); returns results.json's contents."""
-    os.makedirs(config.run_dir, exist_ok=True)
+    os.makedirs(config.output_dir, exist_ok=True)
     truth = prepare_data(config)
     log(f"data: {truth}")
     user_models = train_user_models(config, log)

@@ -126,20 +126,20 @@ class Simulator:
         self._batch = batch_size
         return Observation(history, self._draw_candidates(batch_size), 0)
 
-    def _advance(self, b_state, r_state, history, items, clicked, display=None):
-        """Adds the clicked `items` to the states; `display` is the slate shown, if known."""
-        b_state = self.model.behavior.update_state(b_state, items, clicked, display=display)
+    def _advance(self, b_state, r_state, history, items, clicked, display=None,
+                 display_mask=None):
+        """Adds the clicked `items` to the states; `display` is the slate shown, if known
+        (`display_mask` its real slots, when padded)."""
+        b_state = self.model.behavior.update_state(b_state, items, clicked, display=display,
+                                                   display_mask=display_mask)
         r_state = b_state if self.shared else self.model.reward.update_state(
-            r_state, items, clicked, display=display)
+            r_state, items, clicked, display=display, display_mask=display_mask)
         shifted = tf.concat([items[:, None], history[:, :-1]], axis=1)
         history = tf.where(clicked[:, None], shifted, history)
         return b_state, r_state, history
 
     def _draw_candidates(self, batch_size: int) -> tf.Tensor:
-        if self.n_candidates == self.n_items:
-            return tf.tile(tf.range(self.n_items, dtype=tf.int32)[None], [batch_size, 1])
-        keys = self.rng.uniform([batch_size, self.n_items])
-        return tf.math.top_k(keys, self.n_candidates, sorted=False).indices
+        return draw_candidates(self.rng, batch_size, self.n_items, self.n_candidates)
 
     def step(self, observation: Observation, slate: tf.Tensor) -> StepResult:
         """Shows `slate [B, k]` (indices into `observation.candidates`) and samples clicks."""
@@ -180,40 +180,86 @@ class Simulator:
                                                   clicked, display=items)
         return reward, clicked, index, b_state, r_state, history
 
+    def slate_items(self, observation: Observation, slate: tf.Tensor) -> tf.Tensor:
+        """`[B, k]` the item ids of `slate [B, k]` (indices into `observation.candidates`)."""
+        return tf.gather(observation.candidates, tf.cast(slate, tf.int32), batch_dims=1)
+
+    def utilities(self, items: tf.Tensor) -> tf.Tensor:
+        """`[B, N]` the behaviour model's utilities of `items [B, N]` for the current states."""
+        behavior = self.model.behavior
+        return behavior.utilities(behavior.state_vector(self._state[0]), items)
+
+    def choice_probabilities(self, items: tf.Tensor, mask: tf.Tensor | None = None
+                             ) -> tf.Tensor:
+        """`[B, k + 1]` the behaviour model's probabilities of clicking each of `items [B, k]`
+        (its real slots `mask [B, k]`, when padded) and of no click, for the current states."""
+        if mask is None:
+            mask = tf.ones_like(items, tf.bool)
+        return tf.nn.softmax(self.model.behavior.choice_logits(self.utilities(items), mask))
+
+    def option_rewards(self, items: tf.Tensor) -> tf.Tensor:
+        """`[B, k + 1]` the reward `step` pays for each click on `items [B, k]` and for no
+        click (0): 1 per click (click reward) or r_i - r_no_click (learned reward)."""
+        batch = tf.shape(items)[0]
+        if self.reward_kind == "click":
+            r = tf.ones(tf.shape(items), tf.float32)
+        else:
+            reward = self.model.reward
+            r = reward.utilities(reward.state_vector(self._state[1]), items)
+            if reward.no_click_logit is not None:
+                r -= reward.no_click_logit
+        return tf.concat([r, tf.zeros([batch, 1], tf.float32)], axis=1)
+
+    def advance(self, items: tf.Tensor, clicked: tf.Tensor, display: tf.Tensor | None = None,
+                display_mask: tf.Tensor | None = None) -> None:
+        """Moves every user on by one step in which she clicked `items [B]` where `clicked
+        [B]` (after seeing `display [B, k]`, if known, its real slots `display_mask`), whoever
+        chose the click: an ensemble moves all its members with the click one of them
+        sampled, an off-policy replay with the logged click."""
+        b_state, r_state = self._state
+        b_state, r_state, self._history = self._advance(b_state, r_state, self._history,
+                                                        items, clicked, display=display,
+                                                        display_mask=display_mask)
+        self._state = (b_state, r_state)
+        self._step += 1
+
+    def observation(self, candidates: tf.Tensor | None = None) -> Observation:
+        """The current observation, with `candidates` or freshly drawn ones."""
+        if candidates is None:
+            candidates = self._draw_candidates(self._batch)
+        return Observation(self._history, candidates, self._step)
+
     def click_probabilities(self, observation: Observation, slate: tf.Tensor) -> tf.Tensor:
         """`[B, k + 1]` the behaviour model's probabilities of each slate item and no click."""
-        items = tf.gather(observation.candidates, tf.cast(slate, tf.int32), batch_dims=1)
-        behavior = self.model.behavior
-        utilities = behavior.utilities(behavior.state_vector(self._state[0]), items)
-        return tf.nn.softmax(behavior.choice_logits(utilities, tf.ones_like(items, tf.bool)))
+        return self.choice_probabilities(self.slate_items(observation, slate))
 
     def expected_slate_reward(self, observation: Observation, slate: tf.Tensor) -> tf.Tensor:
         """`[B]` the expected reward of showing `slate [B, k]` now: the click probability
         (click reward) or sum_i p_i (r_i - r_no_click) (learned reward), as `step` pays it."""
-        probs = self.click_probabilities(observation, slate)
-        if self.reward_kind == "click":
-            return 1.0 - probs[:, -1]
-        items = tf.gather(observation.candidates, tf.cast(slate, tf.int32), batch_dims=1)
-        reward = self.model.reward
-        r = reward.utilities(reward.state_vector(self._state[1]), items)
-        if reward.no_click_logit is not None:
-            r -= reward.no_click_logit
-        return tf.reduce_sum(probs[:, :-1] * r, axis=-1)
+        items = self.slate_items(observation, slate)
+        return tf.reduce_sum(self.choice_probabilities(items) * self.option_rewards(items),
+                             axis=-1)
 
     def best_slate(self, observation: Observation) -> tf.Tensor:
         """`[B, k]` the candidates of highest utility under the behaviour model. It maximises
         the click probability exactly (under a softmax with a no-click option a higher
         utility in the slate always raises it); for the learned reward it is the reference
         slate of regret (the best single items, not a search over assortments)."""
-        behavior = self.model.behavior
-        utilities = behavior.utilities(behavior.state_vector(self._state[0]),
-                                       observation.candidates)
-        return tf.math.top_k(utilities, self.config.k).indices
+        return tf.math.top_k(self.utilities(observation.candidates), self.config.k).indices
 
     def expected_rewards(self, observation: Observation) -> tf.Tensor:
         """`[B, N]` the learned reward of every candidate for the current states."""
         reward = self.model.reward
         return reward.utilities(reward.state_vector(self._state[1]), observation.candidates)
+
+
+def draw_candidates(rng: tf.random.Generator, batch_size: int, n_items: int,
+                    n_candidates: int) -> tf.Tensor:
+    """`[B, n_candidates]` item ids: every item, or `n_candidates` drawn per user."""
+    if n_candidates == n_items:
+        return tf.tile(tf.range(n_items, dtype=tf.int32)[None], [batch_size, 1])
+    keys = rng.uniform([batch_size, n_items])
+    return tf.math.top_k(keys, n_candidates, sorted=False).indices
 
 
 def user_histories(events: Any, rows: np.ndarray) -> list[list[int]]:

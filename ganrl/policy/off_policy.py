@@ -1,0 +1,141 @@
+"""Off-policy estimates of a policy's value on logged users (IPS, self-normalised IPS, direct
+method, doubly robust), the check of a simulator's figure against the logs themselves.
+
+The logged users are replayed event by event: at each logged event the policy sees the
+user's logged clicks so far (as in the simulator) and every item as a candidate, and picks its
+slate S; then the user moves on with her logged click.
+
+What the logs cannot tell and what is assumed (the released files record display sets, not
+the probabilities the logging system showed them with):
+- Display propensities are context-free: item i is in a logged display set with probability
+  mu(i), its share of the training events whose display set holds it. This is the logging
+  policy of popularity-drawn display sets; a logging system that targeted users breaks it.
+- The estimand is item-level: V(pi) = mean over events of sum_{i in S} q(i), q(i) being the
+  probability that the user clicks i when i is in the display set (the other items being
+  what the logging system shows). The logged click tells it for the items of S that were
+  displayed (weighted by 1 / mu(i)), the user model for every item (the direct method): under
+  its softmax q(i) = e^{u_i} / Z_D for a displayed item, Z_D the logged display set's (and no
+  click's) sum of e^u, and for an item not displayed the same with i in the place of one of
+  the m displayed items of average weight, e^{u_i} / (Z_0 + Z_items (m - 1) / m + e^{u_i}).
+  It credits a slate for the items a user would click among what she is shown, not for the
+  slate's own click probability, which logs without propensities cannot give.
+
+Estimators (per event e, W_e = sum_{i in S and D} 1 / mu(i), whose mean is k under the
+assumption):
+  IPS   mean_e sum_{i in S and D} click_e(i) / mu(i)
+  SNIPS k * sum_e IPS_e / sum_e W_e
+  DM    mean_e sum_{i in S} q_e(i)
+  DR    DM + mean_e sum_{i in S and D} (click_e(i) - q_e(i)) / mu(i)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from ganrl.data.dataset import EventArrays
+from ganrl.simulator.simulator import Observation, Simulator, SimulatorConfig
+from ganrl.user_model import LoadedUserModel
+
+ESTIMATORS = ("ips", "snips", "dm", "dr")
+
+
+def display_propensities(events: EventArrays) -> np.ndarray:
+    """`[n_items]` the share of `events` whose display set holds each item."""
+    counts = np.bincount(events.display[events.display_mask], minlength=events.n_items)
+    return counts / max(events.n_events, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class EventTerms:
+    """Per logged event (`[E]` arrays, in the events' order): the terms of the estimators."""
+
+    ips: np.ndarray
+    weight: np.ndarray
+    dm: np.ndarray
+    correction: np.ndarray
+
+    def estimates(self, k: int) -> dict[str, dict[str, float]]:
+        """Each estimator's value with its standard error (over events; SNIPS by the delta
+        method)."""
+        n = len(self.ips)
+
+        def mean_se(values: np.ndarray) -> dict[str, float]:
+            return {"value": float(values.mean()),
+                    "se": float(values.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")}
+
+        weight = self.weight.mean()
+        snips = k * self.ips.sum() / max(self.weight.sum(), 1e-12)
+        residual = (self.ips - snips / k * self.weight) * k / max(weight, 1e-12)
+        return {"ips": mean_se(self.ips),
+                "snips": {"value": float(snips), "se": mean_se(residual)["se"]},
+                "dm": mean_se(self.dm),
+                "dr": mean_se(self.dm + self.correction)}
+
+
+def event_terms(policy, model: LoadedUserModel, events: EventArrays, propensity: np.ndarray,
+                k: int, history_length: int = 10, batch_users: int = 512) -> EventTerms:
+    """Replays `events`' users through `policy` (anything with `select(Observation)`) and
+    `model` (the direct method); `propensity` from `display_propensities` of the training
+    events."""
+    if len(propensity) != events.n_items or model.n_items != events.n_items:
+        raise ValueError(f"{events.n_items} items in the logs, {len(propensity)} propensities, "
+                         f"{model.n_items} items in the user model {model.run_dir}")
+    parts = [_replay(policy, model, events, propensity, k, history_length,
+                     np.arange(start, min(start + batch_users, events.n_users)))
+             for start in range(0, events.n_users, batch_users)]
+    return EventTerms(*(np.concatenate(columns) for columns in zip(*parts)))
+
+
+def _replay(policy, model, events, propensity, k, history_length, users):
+    """The estimators' terms of the events of `users` (rows), in the events' order."""
+    config = SimulatorConfig(k=k, horizon=1, history_length=history_length, reward="click")
+    sim = Simulator(model, config)
+    n_users, n_items = len(users), events.n_items
+    starts, lengths = events.event_offsets[users], events.events_per_user[users]
+    sim.reset(n_users)
+    candidates = tf.tile(tf.range(n_items, dtype=tf.int32)[None], [n_users, 1])
+    inverse = np.where(propensity > 0, 1.0 / np.maximum(propensity, 1e-12), 0.0)
+    no_click = model.behavior.no_click_logit
+    out = np.zeros((4, int(lengths.sum())))
+    written = np.concatenate([[0], np.cumsum(lengths)])[:-1]
+    for t in range(int(lengths.max(initial=0))):
+        active = lengths > t
+        rows = starts + np.minimum(t, np.maximum(lengths - 1, 0))
+        display, mask = events.display[rows], events.display_mask[rows]
+        clicked_pos = np.where(active, events.clicked_pos[rows], -1)
+        observation = Observation(sim.observation(candidates).history, candidates, t)
+        slate = policy.select(observation).numpy()  # candidates are all items: ids
+        utilities = sim.utilities(candidates).numpy().astype(np.float64)
+        u_display = np.where(mask, np.take_along_axis(utilities, display, 1), -np.inf)
+        log_items = np.logaddexp.reduce(u_display, axis=1)[:, None]
+        log_rest = log_items + np.log(np.maximum(mask.sum(1) - 1, 0) / np.maximum(
+            mask.sum(1), 1))[:, None]  # one displayed item of average weight replaced
+        if no_click is not None:
+            log_no_click = float(no_click.numpy())
+            log_items = np.logaddexp(log_items, log_no_click)
+            log_rest = np.logaddexp(log_rest, log_no_click)
+        u_slate = np.take_along_axis(utilities, slate, 1)
+        in_display = ((slate[:, :, None] == display[:, None, :]) & mask[:, None, :]).any(-1)
+        q = np.exp(u_slate - np.where(in_display, log_items, np.logaddexp(log_rest, u_slate)))
+        clicked_item = np.where(clicked_pos >= 0,
+                                display[np.arange(n_users), np.maximum(clicked_pos, 0)], -1)
+        click = (slate == clicked_item[:, None]).astype(np.float64)
+        weight = in_display * inverse[slate]
+        terms = np.stack([(click * weight).sum(1), weight.sum(1), q.sum(1),
+                          ((click - q) * weight).sum(1)])
+        out[:, written[active] + t] = terms[:, active]
+        sim.advance(tf.constant(np.maximum(clicked_item, 0), tf.int32),
+                    tf.constant(clicked_pos >= 0), display=tf.constant(display, tf.int32),
+                    display_mask=tf.constant(mask & active[:, None]))
+    return tuple(out)
+
+
+def estimate(policy, model: LoadedUserModel, logged: EventArrays, train: EventArrays, k: int,
+             history_length: int = 10) -> dict[str, dict[str, float]]:
+    """The off-policy estimates of `policy` on the `logged` users (propensities from `train`,
+    the direct method from `model`)."""
+    terms = event_terms(policy, model, logged, display_propensities(train), k, history_length)
+    return terms.estimates(k)

@@ -1,0 +1,226 @@
+"""The ensemble simulator: members follow the same users; mean, disagreement and pessimism."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ganrl.data.dataset import SplitData
+from ganrl.simulator.ensemble import EnsembleSimulator
+from ganrl.simulator.simulator import Simulator, SimulatorConfig
+from ganrl.train import user_model_trainer as trainer
+from ganrl.user_model import load_user_model
+from ganrl.user_model.model import ModelConfig
+from tests.tiny_data import tiny_dataset, write_tiny_dataset
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory):
+    """Three tiny user models of one log, trained from different seeds."""
+    folder = tmp_path_factory.mktemp("ensemble")
+    write_tiny_dataset(folder / "data", n_users=24, no_click_every=4)
+    data = SplitData.from_dataset(tiny_dataset(n_users=24, no_click_every=4))
+    models = []
+    for seed in (0, 1, 2):
+        model = ModelConfig(user_model="PW", dims="8", item_dim=4, pw_dim=2, pw_band_size=3)
+        config = trainer.TrainConfig(dataset="tiny", data_folder=str(folder / "data"),
+                                     save_dir=str(folder / f"run{seed}"), num_itrs=6,
+                                     eval_every=3, batch_size=8, learning_rate=0.05,
+                                     seed=seed, model=model)
+        trainer.UserModelRunner(config, data, progress=lambda _: None).run()
+        models.append(load_user_model(str(folder / f"run{seed}")))
+    return models
+
+
+def slate_of(users, items):
+    return tf.tile(tf.constant([items], tf.int32), [users, 1])
+
+
+def test_one_member_is_the_member_itself(members):
+    config = SimulatorConfig(k=3, horizon=2, reward="learned")
+    single, ensemble = Simulator(members[0], config), EnsembleSimulator(members[:1], config)
+    obs, ens_obs = single.reset(5), ensemble.reset(5)
+    slate = slate_of(5, [0, 2, 4])
+    np.testing.assert_allclose(ensemble.click_probabilities(ens_obs, slate),
+                               single.click_probabilities(obs, slate), rtol=1e-6)
+    stats = ensemble.slate_statistics(ens_obs, slate)
+    np.testing.assert_allclose(stats.reward_mean, single.expected_slate_reward(obs, slate),
+                               rtol=1e-5)
+    np.testing.assert_allclose(stats.reward_std, 0.0, atol=1e-7)
+
+
+def test_disagreement_is_the_spread_of_the_members_expected_rewards(members):
+    config = SimulatorConfig(k=3, horizon=2, reward="learned")
+    ensemble = EnsembleSimulator(members[:2], config)
+    singles = [Simulator(m, config) for m in members[:2]]
+    obs = ensemble.reset(4)
+    slate = slate_of(4, [1, 3, 5])
+    expected = np.stack([s.expected_slate_reward(s.reset(4), slate).numpy() for s in singles])
+    stats = ensemble.slate_statistics(obs, slate)
+    np.testing.assert_allclose(stats.reward_mean, expected.mean(0), rtol=1e-5, atol=1e-6)
+    # Two members: the (population) standard deviation is half their difference.
+    np.testing.assert_allclose(stats.reward_std, np.abs(expected[0] - expected[1]) / 2,
+                               rtol=1e-4, atol=1e-6)
+    assert np.all(stats.reward_std.numpy() > 0)
+
+
+@pytest.mark.parametrize("acting", ["member", "mean"])
+def test_pessimistic_reward_is_the_raw_reward_less_lambda_times_disagreement(members, acting):
+    config = SimulatorConfig(k=3, horizon=3, reward="learned", seed=4)
+    ensemble = EnsembleSimulator(members, config, penalty=2.5, acting=acting)
+    obs = ensemble.reset(16)
+    for _ in range(3):
+        result = ensemble.step(obs, slate_of(16, [0, 1, 2]))
+        np.testing.assert_allclose(
+            result.reward, ensemble.last_raw_reward - 2.5 * ensemble.last_statistics.reward_std,
+            rtol=1e-6)
+        obs = result.observation
+    assert result.done
+
+
+def test_members_follow_the_same_users(members):
+    config = SimulatorConfig(k=2, n_candidates=5, horizon=4, seed=1)
+    ensemble = EnsembleSimulator(members, config)
+    obs = ensemble.reset(32, start_histories=[[1, 2]] * 32)
+    for _ in range(4):
+        obs = ensemble.step(obs, slate_of(32, [0, 3])).observation
+    histories = [sim.observation(obs.candidates).history.numpy() for sim in ensemble.members]
+    for other in histories[1:]:
+        np.testing.assert_array_equal(histories[0], other)
+    np.testing.assert_array_equal(obs.history, histories[0])
+    assert (histories[0][:, :2] >= 0).any()  # some users clicked during the episode
+
+
+def test_clicks_follow_the_acting_member_drawn_per_user(members):
+    config = SimulatorConfig(k=3, horizon=1, seed=5)
+    ensemble = EnsembleSimulator(members[:2], config)
+    users = 6000
+    obs = ensemble.reset(users)
+    acting = ensemble._acting_member.numpy()
+    assert 0.4 < acting.mean() < 0.6  # both members act
+    slate = slate_of(users, [0, 5, 7])
+    singles = [Simulator(m, config) for m in members[:2]]
+    probs = np.stack([s.click_probabilities(s.reset(users), slate).numpy()[0]
+                      for s in singles[:2]])
+    index = ensemble.step(obs, slate).clicked_index.numpy()
+    for member in (0, 1):
+        chosen = np.where(index[acting == member] < 0, 3, index[acting == member])
+        freq = np.bincount(chosen, minlength=4) / len(chosen)
+        tolerance = 4 * np.sqrt(probs[member] * (1 - probs[member]) / len(chosen)) + 1e-3
+        assert np.all(np.abs(freq - probs[member]) <= tolerance), (member, freq, probs)
+
+
+def test_bad_ensembles_are_refused(members):
+    config = SimulatorConfig(k=2)
+    with pytest.raises(ValueError, match="at least one"):
+        EnsembleSimulator([], config)
+    with pytest.raises(ValueError, match="acting='vote'"):
+        EnsembleSimulator(members, config, acting="vote")
+    with pytest.raises(ValueError, match="penalty=-1"):
+        EnsembleSimulator(members, config, penalty=-1.0)
+
+
+# -- Off-policy estimates on logs -----------------------------------------------------------
+from ganrl.data.dataset import EventArrays  # noqa: E402
+from ganrl.policy import off_policy  # noqa: E402
+
+
+class FixedScorePolicy:
+    """Shows the k items of highest fixed score (ties by id)."""
+
+    def __init__(self, scores, k):
+        self.scores, self.k = tf.constant(scores, tf.float32), k
+
+    def select(self, observation, explore=False):
+        scores = tf.broadcast_to(self.scores, tf.shape(observation.candidates))
+        return tf.math.top_k(scores, self.k).indices
+
+
+def logs_of(model, users, steps, display, seed):
+    """Logs drawn from `model` itself: uniform display sets of `display` items, the model's
+    clicks (so its direct method is the truth and every estimator aims at one value)."""
+    sim = Simulator(model, SimulatorConfig(k=display, n_candidates=display, horizon=steps,
+                                           seed=seed))
+    obs = sim.reset(users)
+    shown, clicks = [], []
+    for _ in range(steps):
+        shown.append(obs.candidates.numpy())
+        result = sim.step(obs, tf.tile(tf.range(display)[None], [users, 1]))
+        clicks.append(result.clicked_index.numpy())
+        obs = result.observation
+    shown = np.stack(shown, 1).reshape(users * steps, display)
+    return EventArrays(user_ids=np.arange(users), event_offsets=np.arange(users + 1) * steps,
+                       display=shown.astype(np.int32), display_mask=np.ones_like(shown, bool),
+                       clicked_pos=np.stack(clicks, 1).reshape(-1).astype(np.int32),
+                       n_items=model.n_items)
+
+
+def test_display_propensities_by_hand():
+    events = EventArrays(user_ids=np.arange(1), event_offsets=np.array([0, 2]),
+                         display=np.array([[0, 2, 0], [2, 1, 0]], np.int32),
+                         display_mask=np.array([[1, 1, 0], [1, 1, 0]], bool),
+                         clicked_pos=np.array([0, -1], np.int32), n_items=4)
+    np.testing.assert_allclose(off_policy.display_propensities(events), [0.5, 0.5, 1.0, 0.0])
+
+
+def test_estimators_by_hand_on_one_event(members):
+    model = members[0]
+    events = EventArrays(user_ids=np.arange(1), event_offsets=np.array([0, 1]),
+                         display=np.array([[3, 5, 0]], np.int32),
+                         display_mask=np.array([[1, 1, 0]], bool),
+                         clicked_pos=np.array([1], np.int32), n_items=model.n_items)
+    propensity = np.full(model.n_items, 0.25)
+    policy = FixedScorePolicy(-np.arange(model.n_items, dtype=np.float32) + 10 * (
+        np.arange(model.n_items) == 5), k=2)  # shows items 5 and 0
+    terms = off_policy.event_terms(policy, model, events, propensity, k=2)
+    sim = Simulator(model, SimulatorConfig(k=2))
+    sim.reset(1)
+    u = sim.utilities(tf.constant([[3, 5, 0]])).numpy()[0].astype(np.float64)
+    no_click = np.exp(float(model.behavior.no_click_logit.numpy()))
+    items = np.exp(u[0]) + np.exp(u[1])
+    q5 = np.exp(u[1]) / (items + no_click)  # shown
+    q0 = np.exp(u[2]) / (items / 2 + no_click + np.exp(u[2]))  # not shown: in place of one
+    np.testing.assert_allclose(terms.ips, [1 / 0.25])
+    np.testing.assert_allclose(terms.weight, [1 / 0.25])
+    np.testing.assert_allclose(terms.dm, [q5 + q0], rtol=1e-5)
+    np.testing.assert_allclose(terms.correction, [(1 - q5) / 0.25], rtol=1e-5)
+    estimates = terms.estimates(k=2)
+    assert estimates["snips"]["value"] == pytest.approx(2.0)
+
+
+def test_estimators_agree_when_the_logs_come_from_the_model(members):
+    model = members[1]
+    events = logs_of(model, users=3000, steps=3, display=4, seed=8)
+    propensity = np.full(model.n_items, 4 / model.n_items)  # uniform display sets of 4
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        policy = FixedScorePolicy(rng.random(model.n_items), k=3)
+        estimates = off_policy.event_terms(policy, model, events, propensity, k=3).estimates(3)
+        dm = estimates["dm"]["value"]
+        for name in ("ips", "snips", "dr"):
+            value, se = estimates[name]["value"], estimates[name]["se"]
+            assert abs(value - dm) < 4 * se + 0.01, (name, value, se, dm)
+
+
+def test_protocol_trains_in_the_ensemble_selects_in_the_held_out_member(members, tmp_path):
+    from ganrl.policy.runner import PolicyConfig, PolicyRunner
+    dirs = [m.run_dir for m in members]
+    config = PolicyConfig(user_model_dir=dirs[0], test_user_model_dir=dirs[0],
+                          ensemble_dirs=(dirs[1], dirs[2]), penalty=1.0,
+                          save_dir=str(tmp_path / "policy"),
+                          policies=("cdqn", "gan_greedy", "random"), k=2, horizon=2,
+                          num_itrs=4, batch_size=4, train_batch_size=4, eval_users=8,
+                          adapt_itrs=0, regret_itrs=0, select_every=1, select_users=4,
+                          epsilon_steps=4, off_policy_users=5)
+    runner = PolicyRunner(config, progress=lambda _: None)
+    assert isinstance(runner.train_sim, EnsembleSimulator) and runner.train_sim.size == 2
+    assert runner.train_sim.penalty == 1.0
+    assert runner.select_sim.model.run_dir == dirs[2]
+    results = runner.run()
+    assert dirs[2] in results["snapshot_selection"]
+    for name in config.policies:
+        estimates = results["policies"][name]["off_policy"]
+        assert set(estimates) == {"ips", "snips", "dm", "dr"}
+        assert all(np.isfinite(e["value"]) for e in estimates.values())
+    with pytest.raises(ValueError, match="penalty=1.0: expected at least two ensemble_dirs"):
+        PolicyConfig(user_model_dir=dirs[0], test_user_model_dir=dirs[0], save_dir="x",
+                     ensemble_dirs=(dirs[1],), penalty=1.0)

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from ganrl import config_checks
 from ganrl.user_model import LoadedUserModel
+from ganrl.user_model.choice_model import gumbel_noise
 
 REWARDS = ("learned", "click", "auto")
 
@@ -91,6 +92,8 @@ class Simulator:
         self.n_candidates = config.n_candidates or self.n_items
         self.rng = tf.random.Generator.from_seed(config.seed)
         self.shared = user_model.behavior is user_model.reward
+        self.behavior = user_model.behavior_choice  # phi: what users click
+        self.reward = user_model.reward_choice  # r: what a click is worth
         self.reward_kind = config.reward
         if self.reward_kind == "auto":
             self.reward_kind = "click" if self.has_no_click else "learned"
@@ -105,32 +108,31 @@ class Simulator:
               ) -> Observation:
         """Starts `batch_size` users with empty histories or with `start_histories` (each a
         user's clicked items in order, replayed through the models)."""
-        behavior, reward = self.model.behavior, self.model.reward
-        b_state = behavior.initial_state(batch_size)
-        r_state = b_state if self.shared else reward.initial_state(batch_size)
-        history = -tf.ones([batch_size, self.config.history_length], tf.int32)
+        b_state = self.behavior.initial_state(batch_size)
+        r_state = b_state if self.shared else self.reward.initial_state(batch_size)
+        history = np.full((batch_size, self.config.history_length), -1, np.int32)
         if start_histories:
             if len(start_histories) != batch_size:
                 raise ValueError("one start history per user")
             longest = max(len(h) for h in start_histories)
-            padded = np.full((batch_size, max(longest, 1)), -1, dtype=np.int32)
+            padded = np.full((batch_size, longest), -1, dtype=np.int32)
             for i, h in enumerate(start_histories):
                 padded[i, :len(h)] = h
-            for t in range(longest):  # vectorised over users
-                items = tf.constant(padded[:, t])
-                b_state, r_state, history = self._advance(b_state, r_state, history, items,
-                                                          items >= 0)
+                recent = h[::-1][:self.config.history_length]
+                history[i, :len(recent)] = recent
+            b_state = self.behavior.replay(padded, b_state)
+            r_state = b_state if self.shared else self.reward.replay(padded, r_state)
         self._state = (b_state, r_state)
-        self._history = history
+        self._history = tf.constant(history)
         self._step = 0
         self._batch = batch_size
-        return Observation(history, self._draw_candidates(batch_size), 0)
+        return Observation(self._history, self._draw_candidates(batch_size), 0)
 
-    def _advance(self, b_state, r_state, history, items, clicked, display=None):
-        """Adds the clicked `items` to the states; `display` is the slate shown, if known."""
-        b_state = self.model.behavior.update_state(b_state, items, clicked, display=display)
-        r_state = b_state if self.shared else self.model.reward.update_state(
-            r_state, items, clicked, display=display)
+    def _advance(self, b_state, r_state, history, items, clicked, display):
+        """Adds the clicked `items` of the event that showed `display` to the states."""
+        b_state = self.behavior.update(b_state, items, clicked, display=display)
+        r_state = b_state if self.shared else self.reward.update(r_state, items, clicked,
+                                                                 display=display)
         shifted = tf.concat([items[:, None], history[:, :-1]], axis=1)
         history = tf.where(clicked[:, None], shifted, history)
         return b_state, r_state, history
@@ -146,8 +148,7 @@ class Simulator:
         if self._state is None:
             raise RuntimeError("call reset() first")
         items = tf.gather(observation.candidates, tf.cast(slate, tf.int32), batch_dims=1)
-        gumbel = -tf.math.log(-tf.math.log(
-            self.rng.uniform(tf.shape(items) + [0, 1], 1e-20, 1.0)))
+        gumbel = gumbel_noise(self.rng, tf.shape(items) + [0, 1])
         b_state, r_state = self._state
         reward, clicked, index, b_state, r_state, history = self._step_fn(
             b_state, r_state, self._history, items, gumbel)
@@ -160,10 +161,7 @@ class Simulator:
 
     @tf.function(reduce_retracing=True)
     def _step_fn(self, b_state, r_state, history, items, gumbel):
-        behavior, reward_model = self.model.behavior, self.model.reward
-        utilities = behavior.utilities(behavior.state_vector(b_state), items)
-        logits = behavior.choice_logits(utilities, tf.ones_like(items, dtype=tf.bool))
-        choice = tf.argmax(logits + gumbel, axis=-1, output_type=tf.int32)  # Gumbel-max
+        choice = self.behavior.sample(b_state, items, gumbel)
         k = tf.shape(items)[1]
         clicked = choice < k
         index = tf.where(clicked, choice, -1)
@@ -171,10 +169,7 @@ class Simulator:
         if self.reward_kind == "click":
             reward = tf.cast(clicked, tf.float32)
         else:
-            r = reward_model.utilities(reward_model.state_vector(r_state), clicked_item[:, None])
-            # Utilities are defined up to a shift; the no-click option is the zero point.
-            if reward_model.no_click_logit is not None:
-                r -= reward_model.no_click_logit
+            r = self.reward.rewards(r_state, clicked_item[:, None])
             reward = tf.where(clicked, r[:, 0], 0.0)
         b_state, r_state, history = self._advance(b_state, r_state, history, clicked_item,
                                                   clicked, display=items)
@@ -183,9 +178,7 @@ class Simulator:
     def click_probabilities(self, observation: Observation, slate: tf.Tensor) -> tf.Tensor:
         """`[B, k + 1]` the behaviour model's probabilities of each slate item and no click."""
         items = tf.gather(observation.candidates, tf.cast(slate, tf.int32), batch_dims=1)
-        behavior = self.model.behavior
-        utilities = behavior.utilities(behavior.state_vector(self._state[0]), items)
-        return tf.nn.softmax(behavior.choice_logits(utilities, tf.ones_like(items, tf.bool)))
+        return self.behavior.click_probabilities(self._state[0], items)
 
     def expected_slate_reward(self, observation: Observation, slate: tf.Tensor) -> tf.Tensor:
         """`[B]` the expected reward of showing `slate [B, k]` now: the click probability
@@ -194,10 +187,7 @@ class Simulator:
         if self.reward_kind == "click":
             return 1.0 - probs[:, -1]
         items = tf.gather(observation.candidates, tf.cast(slate, tf.int32), batch_dims=1)
-        reward = self.model.reward
-        r = reward.utilities(reward.state_vector(self._state[1]), items)
-        if reward.no_click_logit is not None:
-            r -= reward.no_click_logit
+        r = self.reward.rewards(self._state[1], items)
         return tf.reduce_sum(probs[:, :-1] * r, axis=-1)
 
     def best_slate(self, observation: Observation) -> tf.Tensor:
@@ -205,15 +195,11 @@ class Simulator:
         the click probability exactly (under a softmax with a no-click option a higher
         utility in the slate always raises it); for the learned reward it is the reference
         slate of regret (the best single items, not a search over assortments)."""
-        behavior = self.model.behavior
-        utilities = behavior.utilities(behavior.state_vector(self._state[0]),
-                                       observation.candidates)
-        return tf.math.top_k(utilities, self.config.k).indices
+        return self.behavior.top_k(self._state[0], observation.candidates, self.config.k)
 
     def expected_rewards(self, observation: Observation) -> tf.Tensor:
         """`[B, N]` the learned reward of every candidate for the current states."""
-        reward = self.model.reward
-        return reward.utilities(reward.state_vector(self._state[1]), observation.candidates)
+        return self.reward.utilities(self._state[1], observation.candidates)
 
 
 def user_histories(events: Any, rows: np.ndarray) -> list[list[int]]:

@@ -47,6 +47,7 @@ from ganrl.data.item_stats import (features_pickle_object, fold_statistics,
 from ganrl.metrics import precision_at_k
 from ganrl.train import run_folder
 from ganrl.user_model import choice
+from ganrl.user_model.choice_model import ChoiceModel
 from ganrl.user_model.model import (ModelConfig, UserModel, checkpoint_variables,
                                     random_state_variables)
 
@@ -261,7 +262,7 @@ def _logsumexp(x: np.ndarray) -> np.ndarray:
 def _compiled_logits(model: UserModel, max_display: int) -> Callable:
     cache = model.__dict__.setdefault("_ganrl_logits_fns", {})
     if max_display not in cache:
-        cache[max_display] = tf.function(lambda batch: model(batch, training=False),
+        cache[max_display] = tf.function(ChoiceModel(model).event_logits,
                                          input_signature=[batch_signature(max_display)])
     return cache[max_display]
 

@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ganrl.data import safe_io  # noqa: E402
 from ganrl.data.dataset import load_split_data  # noqa: E402
 from ganrl.train.distribute import make_strategy  # noqa: E402
-from ganrl.train.user_model_trainer import (  # noqa: E402
+from ganrl.train.user_model import (  # noqa: E402
     TrainConfig, TrainingDivergedError, UserModelRunner)
 from ganrl.user_model.model import MODEL_PRESETS, ModelConfig  # noqa: E402
 

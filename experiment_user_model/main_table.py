@@ -44,7 +44,7 @@ from ganrl.baselines import PAPER_BASELINES, chance_summary, evaluate_scorer  # 
 from ganrl.data import safe_io  # noqa: E402
 from ganrl.data.dataset import SplitData, load_split_data  # noqa: E402
 from ganrl.train.distribute import make_strategy  # noqa: E402
-from ganrl.train.user_model_trainer import (  # noqa: E402
+from ganrl.train.user_model import (  # noqa: E402
     TrainConfig, TrainingDivergedError, UserModelRunner)
 
 # GAN method -> (encoder, regularizer).

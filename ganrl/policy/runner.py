@@ -63,7 +63,7 @@ from ganrl.policy.base import POLICIES, NumpyState, Policy, PolicyFeatures
 from ganrl.policy import registry  # noqa: F401  (fills POLICIES)
 from ganrl.simulator.simulator import Simulator, SimulatorConfig
 from ganrl.train import run_folder
-from ganrl.train.user_model_trainer import is_chief
+from ganrl.train.user_model import is_chief
 from ganrl.user_model import LoadedUserModel, load_user_model
 
 CURVE_FIELDS = ("policy", "phase", "iteration", "reward", "ctr", "loss")

@@ -38,13 +38,13 @@ sys.path.insert(0, ROOT)
 
 from benchmarks import reference_mle  # noqa: E402
 from benchmarks.bench_user_model import run_one  # noqa: E402
-from ganrl.baselines.neighbours import training_clicks  # noqa: E402
 from ganrl.data import safe_io  # noqa: E402
 from ganrl.data.dataset import SPLIT_NAMES, load_split_data, paths  # noqa: E402
 from ganrl.data.pipeline import PrepareConfig, prepare  # noqa: E402
 from ganrl.data.synthetic import (DEFAULT_WORLD, SyntheticConfig, load_truth,  # noqa: E402
                                   world_settings)
 from ganrl.metrics import ranking_summary  # noqa: E402
+from ganrl.user_model_baselines.neighbours import training_clicks  # noqa: E402
 
 DATASET = "synthetic"
 FIGURES = ("test_prec1", "test_prec2", "train_loss", "vali_loss", "test_loss")

@@ -3,10 +3,10 @@
   python experiment_user_model/main_table.py --datasets=yelp,tb,rsc,ml100k --seeds=0,1,2,3,4
 
 Methods (`--methods`, table label in brackets): chance (the expected figures of a random
-ranking), the baselines of `ganrl.baselines` and GAN-PW / GAN-LSTM after the Shannon-entropy
-pre-training (`gan_pw`, `gan_lstm`: "GAN-PW (entropy)") and after adversarial fine-tuning from
-that run (`gan_pw_l2`, `gan_lstm_l2`: "GAN-PW (L2)"; its entropy run is trained and recorded
-first when missing). The GAN runs take every model and training flag of
+ranking), the baselines of `ganrl.user_model_baselines` and GAN-PW / GAN-LSTM after the
+Shannon-entropy pre-training (`gan_pw`, `gan_lstm`: "GAN-PW (entropy)") and after adversarial
+fine-tuning from that run (`gan_pw_l2`, `gan_lstm_l2`: "GAN-PW (L2)"; its entropy run is trained
+and recorded first when missing). The GAN runs take every model and training flag of
 `main_gan_user_model.py` (dims, rnn_hidden_dim, pw_band_size, batch_size, item_features, ...;
 `run_table.sh` sets the run scripts' values); the table sets dataset, seed, user_model,
 regularizer, save_dir and pretrain_dir per run, `--num_itrs` / `--learning_rate` for the
@@ -40,12 +40,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import main_gan_user_model  # noqa: E402  (defines the user-model flags)
 from ganrl import table  # noqa: E402
-from ganrl.baselines import PAPER_BASELINES, chance_summary, evaluate_scorer  # noqa: E402
 from ganrl.data import safe_io  # noqa: E402
 from ganrl.data.dataset import SplitData, load_split_data  # noqa: E402
 from ganrl.train.distribute import make_strategy  # noqa: E402
 from ganrl.train.user_model import (  # noqa: E402
     TrainConfig, TrainingDivergedError, UserModelRunner)
+from ganrl.user_model_baselines import (  # noqa: E402
+    PAPER_BASELINES, chance_summary, evaluate_scorer)
 
 # GAN method -> (encoder, regularizer).
 GAN_METHODS = {"gan_pw": ("PW", "entropy"), "gan_lstm": ("LSTM", "entropy"),

@@ -12,8 +12,8 @@ import tensorflow as tf
 
 from ganrl.data.dataset import SplitData
 from ganrl.policy.base import PolicyFeatures
-from ganrl.policy.baselines import linucb_update, pair_features
 from ganrl.policy.cdqn import CascadingQNetwork, cascade_select, cascading_td_targets
+from ganrl.policy.heuristics import linucb_update, pair_features
 from ganrl.simulator.simulator import Observation, Simulator, SimulatorConfig
 from ganrl.train import user_model as trainer
 from ganrl.user_model import load_user_model
@@ -237,7 +237,7 @@ def test_killed_cdqn_run_resumes_to_the_uninterrupted_figures(user_model_dir, tm
 
 
 def test_untrained_cdqn_with_the_learned_reward_is_gan_greedy(user_model_dir):
-    from ganrl.policy.baselines import GanGreedy
+    from ganrl.policy.heuristics import GanGreedy
     from ganrl.policy.cdqn import CascadingDQN
     model = load_user_model(user_model_dir)
     features = PolicyFeatures.from_user_model(model.reward)

@@ -9,12 +9,12 @@ import pytest
 import tensorflow as tf
 
 from benchmarks import reference_mle as ref
-from ganrl.baselines.neighbours import training_clicks
 from ganrl.data.dataset import load_split_data
 from ganrl.data.pipeline import PrepareConfig, prepare
 from ganrl.data.synthetic import (SyntheticConfig, base_utilities, posterior_predictive,
                                   world_settings)
 from ganrl.metrics import ranking_summary
+from ganrl.user_model_baselines.neighbours import training_clicks
 
 WORLDS = ["lag_popular_always", "mean_uniform_noclick"]
 

@@ -181,7 +181,7 @@ class _ActorCriticPolicy(Policy):
         """(`[B, S]` state, `[B, N, d (+1)]` candidate features)."""
         feats = self.features.items(candidates)
         if self.reward_model is not None:
-            from ganrl.policy.baselines import learned_rewards
+            from ganrl.policy.heuristics import learned_rewards
             r = learned_rewards(self.reward_model, history, candidates)
             feats = tf.concat([feats, r[..., None]], axis=-1)
         return self.features.state(history), feats

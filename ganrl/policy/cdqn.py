@@ -255,7 +255,7 @@ class CascadingDQN(Policy):
         chunked = bool(self.candidate_chunk) and (n is None or n > self.candidate_chunk)
         rewards = None
         if self.reward_model is not None:
-            from ganrl.policy.baselines import learned_rewards
+            from ganrl.policy.heuristics import learned_rewards
             rewards = learned_rewards(self.reward_model, history, candidates,
                                       chunk=self.candidate_chunk if chunked else 0)
 

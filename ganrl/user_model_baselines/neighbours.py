@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ganrl.baselines.base import Scorer
-from ganrl.baselines.features import (MAX_BLOCK, Cooccurrence, gather, history_click_matrix,
-                                      training_rows, user_item_matrix)
 from ganrl.data.dataset import EventArrays, ItemFeatures
 from ganrl.data.item_stats import item_statistics
+from ganrl.user_model_baselines.base import Scorer
+from ganrl.user_model_baselines.features import (MAX_BLOCK, Cooccurrence, gather,
+                                                 history_click_matrix, training_rows,
+                                                 user_item_matrix)
 
 # Weight of the normalised popularity (in [0, 1]) added to neighbourhood scores: far below any
 # similarity step, it only orders items the neighbourhood scores alike (never the position).
@@ -48,7 +49,8 @@ class MostPopular(Scorer):
 class ItemKNN(Scorer):
     """Item kNN (co-occurrence): score(j) = sum over the user's earlier clicks h (with
     repeats) of the cosine similarity of distinct items h and j over the training users'
-    click sets (`ganrl.baselines.features.Cooccurrence`, leave-user-out for training users).
+    click sets (`ganrl.user_model_baselines.features.Cooccurrence`, leave-user-out for training
+    users).
     Items the history says nothing about are ordered by popularity (`POPULARITY_TIEBREAK`).
     """
 

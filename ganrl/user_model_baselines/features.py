@@ -1,6 +1,7 @@
 """Per-(event, item) features of the baselines, computed with numpy from `EventArrays`.
 
-Leakage rules (see /work/shared/data/README.md):
+Leakage rules (in the released files the clicked row is the last of its display set and a
+clicked item often repeats its row, so both position and raw row counts give the click away):
 - item statistics come from the training split's `EventArrays` only: display sets and clicks
   after de-duplication (`ganrl.data.item_stats.item_statistics`), never raw row counts;
 - nothing reads the position of an item in its display set or the numeric value of an item

@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ganrl.baselines import (PAPER_BASELINES, SCORERS, Scorer, chance_summary,
-                             evaluate_scorer, make_scorer, scorer_class)
-from ganrl.baselines.features import (PAIR_FEATURES, PairFeaturizer, count_earlier,
-                                      history_click_matrix, history_features, recent_clicks)
-from ganrl.baselines.neighbours import POPULARITY_TIEBREAK
 from ganrl.data.dataset import ClickDataset, EventArrays, ItemFeatures
 from ganrl.metrics import ranking_summary
+from ganrl.user_model_baselines import (PAPER_BASELINES, SCORERS, Scorer, chance_summary,
+                                        evaluate_scorer, make_scorer, scorer_class)
+from ganrl.user_model_baselines.features import (PAIR_FEATURES, PairFeaturizer, count_earlier,
+                                                 history_click_matrix, history_features,
+                                                 recent_clicks)
+from ganrl.user_model_baselines.neighbours import POPULARITY_TIEBREAK
 from tests.tiny_data import tiny_dataset
 
 
@@ -112,7 +113,7 @@ def test_item_knn_cosine_cooccurrence_by_hand():
 
 
 def test_cooccurrence_leaves_the_training_user_out():
-    from ganrl.baselines.features import Cooccurrence
+    from ganrl.user_model_baselines.features import Cooccurrence
     # Click sets: user 0 {0, 1}, user 1 {0, 1, 2}, user 2 {2}.
     train = events_of([[0, [[0, 5], [1, 2, 5]], [0, 1]],
                        [1, [[0, 5], [1, 2, 5], [2, 5]], [0, 1, 2]],
@@ -283,7 +284,7 @@ def test_no_click_events_are_handled(name):
 
 # -- The neural training loop ------------------------------------------------------------------
 def test_epoch_batches_and_holdout_users():
-    from ganrl.baselines.neural import epoch_batches, holdout_users
+    from ganrl.user_model_baselines.neural import epoch_batches, holdout_users
     batches = epoch_batches(10, 4, np.random.default_rng(0))
     # ceil(10 / 4) = 3 batches of 4: every row once, plus 2 rows again to fill the last.
     assert [len(b) for b in batches] == [4, 4, 4]
@@ -294,7 +295,7 @@ def test_epoch_batches_and_holdout_users():
 
 def test_fit_model_keeps_the_best_held_out_epoch():
     import tensorflow as tf
-    from ganrl.baselines.neural import FitConfig, fit_model, softmax_choice_loss
+    from ganrl.user_model_baselines.neural import FitConfig, fit_model, softmax_choice_loss
     rng = np.random.default_rng(0)
     n, width = 200, 3
     arrays = {"features": rng.normal(size=(n, width, 2)).astype(np.float32),

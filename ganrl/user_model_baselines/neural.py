@@ -5,9 +5,9 @@
   each displayed item by a dot product with its output embedding plus a bias, and a softmax
   over the display set is trained by maximum likelihood.
 - `DeepFM` (DFM, Guo et al. 2017): fields = the item id, the user's last click and each pair
-  feature (`ganrl.baselines.features`, a field vector scaled by the value); a factorisation
-  machine (first-order weights and pairwise field interactions) plus an MLP over the fields,
-  trained point-wise (sigmoid cross-entropy: clicked or not).
+  feature (`ganrl.user_model_baselines.features`, a field vector scaled by the value); a
+  factorisation machine (first-order weights and pairwise field interactions) plus an MLP over
+  the fields, trained point-wise (sigmoid cross-entropy: clicked or not).
 - `WideDeepCCF` (W&D-CCF): wide = linear in the pair features plus an item bias; deep = an MLP
   over the item embedding, the mean embedding of the user's recent clicks, their product and
   the pair features; the utility wide + deep is trained with collaborative competitive
@@ -28,12 +28,12 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from ganrl.baselines.base import Scorer
-from ganrl.baselines.features import (MAX_BLOCK, PairFeaturizer, Standardizer, event_users,
-                                      recent_clicks)
 from ganrl.data.dataset import EventArrays, ItemFeatures
 from ganrl.metrics import precision_at_k
 from ganrl.user_model.choice import choice_logits, entropy_regularised_loss
+from ganrl.user_model_baselines.base import Scorer
+from ganrl.user_model_baselines.features import (MAX_BLOCK, PairFeaturizer, Standardizer,
+                                                 event_users, recent_clicks)
 
 keras = tf.keras
 
@@ -325,7 +325,7 @@ class EventScorer(Scorer):
       hidden: widths of the MLP's hidden layers.
       score_events: events per scoring block.
       clicked_only: point-wise losses learn from the events with a click only (as
-        `ganrl.baselines.tabular` explains); a softmax loss uses every event.
+        `ganrl.user_model_baselines.tabular` explains); a softmax loss uses every event.
       **fit_options: `FitConfig` fields (a batch is `batch_size` events).
     """
 

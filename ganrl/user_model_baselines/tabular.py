@@ -2,8 +2,8 @@
 paper's XGBOOST) and the wide part of wide-and-deep, a logistic regression (W&D-LR).
 
 Both treat each displayed item as one example labelled clicked / not clicked, with the
-features of `ganrl.baselines.features.PairFeaturizer` (training statistics with leave-user-out,
-the user's history of the item, the item against its display set); the score is the
+features of `ganrl.user_model_baselines.features.PairFeaturizer` (training statistics with
+leave-user-out, the user's history of the item, the item against its display set); the score is the
 predicted log-odds of a click. By default they learn from the display sets that have a click
 (`clicked_only`): prec@k asks which item is picked given a click, and in a no-click event
 (on MovieLens, the rated item of a low rating) every item is a negative, which teaches the
@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ganrl.baselines.base import Scorer
-from ganrl.baselines.features import PairFeaturizer, Standardizer, click_labels
 from ganrl.data.dataset import EventArrays, ItemFeatures
+from ganrl.user_model_baselines.base import Scorer
+from ganrl.user_model_baselines.features import PairFeaturizer, Standardizer, click_labels
 
 
 def training_pairs(train: EventArrays, clicked_only: bool) -> np.ndarray:

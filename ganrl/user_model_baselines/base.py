@@ -2,7 +2,7 @@
 
 A scorer gives every item of every display set a score; ranking a display set by it yields
 prec@1 / prec@2 (`ganrl.metrics`, ties shared fractionally, never broken by position). The
-registry maps names to "module:Class" so that `import ganrl.baselines` stays free of
+registry maps names to "module:Class" so that `import ganrl.user_model_baselines` stays free of
 TensorFlow; `make_scorer` imports a scorer's module when it is asked for.
 """
 
@@ -18,15 +18,15 @@ from ganrl.data.dataset import ClickDataset, EventArrays, ItemFeatures, SplitDat
 from ganrl.metrics import ranking_summary
 
 SCORERS: dict[str, str] = {
-    "chance": "ganrl.baselines.neighbours:Chance",
-    "most_popular": "ganrl.baselines.neighbours:MostPopular",
-    "iknn": "ganrl.baselines.neighbours:ItemKNN",
-    "scknnc": "ganrl.baselines.neighbours:SessionKNN",
-    "xgboost": "ganrl.baselines.tabular:GradientBoosting",
-    "wd_lr": "ganrl.baselines.tabular:WideLogisticRegression",
-    "srnn": "ganrl.baselines.neural:SessionRNN",
-    "dfm": "ganrl.baselines.neural:DeepFM",
-    "wd_ccf": "ganrl.baselines.neural:WideDeepCCF",
+    "chance": "ganrl.user_model_baselines.neighbours:Chance",
+    "most_popular": "ganrl.user_model_baselines.neighbours:MostPopular",
+    "iknn": "ganrl.user_model_baselines.neighbours:ItemKNN",
+    "scknnc": "ganrl.user_model_baselines.neighbours:SessionKNN",
+    "xgboost": "ganrl.user_model_baselines.tabular:GradientBoosting",
+    "wd_lr": "ganrl.user_model_baselines.tabular:WideLogisticRegression",
+    "srnn": "ganrl.user_model_baselines.neural:SessionRNN",
+    "dfm": "ganrl.user_model_baselines.neural:DeepFM",
+    "wd_ccf": "ganrl.user_model_baselines.neural:WideDeepCCF",
 }
 # The paper's baselines plus most-popular, in the order of its table ("chance" is the
 # expected value of a random ranking).

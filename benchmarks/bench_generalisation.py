@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 
 from ganrl.data import safe_io  # noqa: E402
 from ganrl.data.dataset import load_split_data  # noqa: E402
-from ganrl.train.user_model_trainer import TrainConfig, UserModelRunner  # noqa: E402
+from ganrl.train.user_model import TrainConfig, UserModelRunner  # noqa: E402
 from ganrl.user_model.model import MODEL_PRESETS, ModelConfig  # noqa: E402
 
 # name -> (TrainConfig.item_features, ModelConfig options)

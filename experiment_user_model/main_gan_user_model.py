@@ -23,7 +23,7 @@ from ganrl.cli import user_model_flags  # noqa: E402  (defines the user-model fl
 from ganrl.cli.distribution_flags import strategy_from_flags  # noqa: E402
 from ganrl.data import safe_io  # noqa: E402
 from ganrl.data.dataset import load_split_data  # noqa: E402
-from ganrl.train.user_model_trainer import (  # noqa: E402
+from ganrl.train.user_model import (  # noqa: E402
     TrainingDivergedError, UserModelRunner)
 
 

@@ -41,7 +41,7 @@ from ganrl.data import safe_io  # noqa: E402
 from ganrl.reporting import tables as table  # noqa: E402
 from ganrl.train.table_runs import (LABELS, METHODS, PER_RUN_SETTINGS,  # noqa: E402
                                     TableRuns, methods_to_run)
-from ganrl.train.user_model_trainer import TrainingDivergedError  # noqa: E402
+from ganrl.train.user_model import TrainingDivergedError  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("datasets", ["yelp", "tb", "rsc", "ml100k"], "Datasets (columns).")

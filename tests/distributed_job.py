@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 
 from ganrl.data.dataset import load_split_data  # noqa: E402
 from ganrl.train.distribute import make_strategy  # noqa: E402
-from ganrl.train.user_model_trainer import TrainConfig, UserModelRunner  # noqa: E402
+from ganrl.train.user_model import TrainConfig, UserModelRunner  # noqa: E402
 from ganrl.user_model.model import ModelConfig  # noqa: E402
 
 

@@ -14,7 +14,7 @@ import pytest
 from ganrl.data.dataset import SplitData
 from ganrl.policy.runner import PolicyConfig, PolicyRunner
 from ganrl.train import run_folder
-from ganrl.train import user_model_trainer as trainer
+from ganrl.train import user_model as trainer
 from ganrl.user_model.model import ModelConfig
 from tests.tiny_data import tiny_dataset, write_tiny_dataset
 

@@ -7,7 +7,7 @@ import tensorflow as tf
 from ganrl.data.dataset import SplitData
 from ganrl.simulator.ensemble import EnsembleSimulator
 from ganrl.simulator.simulator import Simulator, SimulatorConfig
-from ganrl.train import user_model_trainer as trainer
+from ganrl.train import user_model as trainer
 from ganrl.user_model import load_user_model
 from ganrl.user_model.model import ModelConfig
 from tests.tiny_data import tiny_dataset, write_tiny_dataset

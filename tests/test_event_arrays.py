@@ -50,11 +50,14 @@ def test_truncated_event_array_is_reported(tmp_path):
 
 
 def test_training_windows_by_hand_and_through_tf_data():
-    from ganrl.train.user_model_trainer import (batch_rows, replica_windows, window_bounds,
-                                                window_dataset)
+    from ganrl.train.user_model import (batch_rows, evaluation_schedule, replica_windows,
+                                        window_bounds, window_dataset)
     # Evaluations every 3 iterations, at most 2 iterations a call, 7 iterations from 0.
     assert window_bounds(0, 7, 3, 2) == [(0, 2), (2, 3), (3, 5), (5, 6), (6, 7)]
     assert window_bounds(4, 7, 3, 2) == [(4, 6), (6, 7)]  # resuming at 4
+    # The same calls, grouped by the evaluation after them (at 3, 6 and the end, 7).
+    assert evaluation_schedule(0, 7, 3, 2) == [[(0, 2), (2, 3)], [(3, 5), (5, 6)], [(6, 7)]]
+    assert evaluation_schedule(4, 7, 3, 2) == [[(4, 6)], [(6, 7)]]
     train = SplitData.from_dataset(tiny_dataset()).splits["train"]
     bounds = window_bounds(0, 4, 2, 2)
     windows = list(window_dataset(train, bounds, 3, 7, 2, None))
@@ -68,7 +71,7 @@ def test_training_windows_by_hand_and_through_tf_data():
 
 
 def test_trim_padding_recovers_each_batch_of_a_window():
-    from ganrl.train.user_model_trainer import stack_batches, trim_padding
+    from ganrl.train.user_model import stack_batches, trim_padding
     train = SplitData.from_dataset(tiny_dataset()).splits["train"]
     # Batches of different sizes: stacking pads the smaller ones with masked events and
     # empty click columns, which trimming must drop again, exactly.

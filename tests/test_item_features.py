@@ -9,7 +9,7 @@ from ganrl.data.dataset import EventArrays, ItemFeatures, SplitData
 from ganrl.data.item_stats import (COLUMNS, features_pickle_object, fold_of_users,
                                    fold_statistics, item_statistics, split_statistics,
                                    with_statistics)
-from ganrl.train import user_model_trainer as trainer
+from ganrl.train import user_model as trainer
 from ganrl.user_model import context
 from ganrl.user_model.model import MODEL_PRESETS, ModelConfig, UserModel
 from tests.tiny_data import tiny_dataset

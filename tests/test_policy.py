@@ -15,7 +15,7 @@ from ganrl.policy.base import PolicyFeatures
 from ganrl.policy.cdqn import CascadingQNetwork, cascade_select, cascading_td_targets
 from ganrl.policy.heuristics import linucb_update, pair_features
 from ganrl.simulator.simulator import Observation, Simulator, SimulatorConfig
-from ganrl.train import user_model_trainer as trainer
+from ganrl.train import user_model as trainer
 from ganrl.user_model import load_user_model
 from ganrl.user_model.model import ModelConfig
 from tests.tiny_data import tiny_dataset, write_tiny_dataset

@@ -5,7 +5,7 @@ import pytest
 
 from ganrl.data.dataset import SplitData
 from ganrl.data.synthetic import SyntheticConfig, make_synthetic, world_settings
-from ganrl.train import user_model_trainer as trainer
+from ganrl.train import user_model as trainer
 from ganrl.user_model.model import MODEL_PRESETS, ModelConfig
 
 # The generator before worlds had names (mean history, uniform displays, no-click option),

@@ -1,6 +1,7 @@
 """User model: history encoders (sequence and step views) and the training runner."""
 
 import csv
+import dataclasses
 import json
 import os
 import re
@@ -10,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from ganrl.data.dataset import EventArrays, ItemFeatures, SplitData
-from ganrl.train import user_model_trainer as trainer
+from ganrl.train import user_model as trainer
 from ganrl.user_model import load_user_model
 from ganrl.user_model.model import ModelConfig, UserModel
 from tests.tiny_data import tiny_dataset, write_tiny_dataset
@@ -117,6 +118,30 @@ def test_runner_learns_writes_run_folder_and_loads_back(tmp_path, encoder):
     # A finished run is not retrained.
     again = _runner(config, dataset).run()
     assert again == json.loads((run / "results.json").read_text())
+
+
+def test_runner_keeps_its_config_and_prints_no_nan(tmp_path):
+    dataset = tiny_dataset(n_users=20)  # display sets of 4 items
+    config = _config(tmp_path, num_itrs=2, eval_every=2)
+    config = dataclasses.replace(config, model=dataclasses.replace(
+        config.model, history_display_width=2))
+    lines = []
+    runner = _runner(config, dataset, progress=lines.append)
+    # The step view must remember a whole display set: the model is built 4 wide, the
+    # config it was given is left as it was.
+    assert runner.config is config and config.model.history_display_width == 2
+    assert runner.model_config.history_display_width == 4
+    assert runner.reward.config.history_display_width == 4
+    results = runner.run()
+    # The run folder records the model as built, and a rerun with the same config matches it.
+    for name in ("model.json", "config.json"):
+        assert json.loads((tmp_path / "run" / name).read_text())[
+            "model"]["history_display_width"] == 4
+    assert _runner(config, dataset).run() == results
+    # The first line comes before any training: its training figures are not measured yet.
+    first = next(line for line in lines if "itr" in line)
+    assert re.search(r"itr +0 +train_loss - .* - events/s$", first), first
+    assert not any("nan" in line for line in lines), lines
 
 
 def _curve_iterations(run):

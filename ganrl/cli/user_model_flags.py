@@ -11,7 +11,7 @@ from typing import Any
 from absl import flags
 
 from ganrl.train.flat_settings import train_config
-from ganrl.train.user_model_trainer import TrainConfig
+from ganrl.train.user_model import TrainConfig
 
 FLAGS = flags.FLAGS
 # The original code's flags.

@@ -21,7 +21,6 @@ import numpy as np
 import tensorflow as tf
 
 from ganrl.policy.base import Policy, PolicyFeatures
-from ganrl.policy.heuristics import model_state_from_history
 from ganrl.user_model import LoadedUserModel, load_user_model
 
 
@@ -140,17 +139,16 @@ def _tf_variables(*models) -> list[tf.Variable]:
 class _UserModelModule(tf.Module):
     def __init__(self, model: LoadedUserModel, history_length: int):
         super().__init__()
-        self.model = model.behavior
+        self.model = model.behavior_choice
         self.tracked = _tf_variables(model.behavior)
         spec = [tf.TensorSpec([None, history_length], tf.int32),
                 tf.TensorSpec([None, None], tf.int32)]
         self.score = tf.function(self._score, input_signature=spec)
 
     def _score(self, history, display):
-        state = model_state_from_history(self.model, history)
-        utilities = self.model.utilities(self.model.state_vector(state), display)
-        logits = self.model.choice_logits(utilities, display >= 0)
-        return {"probabilities": tf.nn.softmax(logits)}
+        state = self.model.replay_recent_first(history)
+        return {"probabilities": self.model.click_probabilities(state, tf.maximum(display, 0),
+                                                                display >= 0)}
 
 
 def export_user_model(model: LoadedUserModel, path: str, history_length: int = 10) -> None:

@@ -23,6 +23,7 @@ from ganrl.data.dataset import EventArrays
 from ganrl.policy.base import (Policy, PolicyFeatures, map_column_chunks, register,
                                top_k_slate)
 from ganrl.simulator.simulator import Observation
+from ganrl.user_model.choice_model import ChoiceModel
 from ganrl.user_model.model import UserModel
 
 
@@ -43,24 +44,16 @@ def pair_dim(features: PolicyFeatures) -> int:
     return 2 * features.item_dim + 1
 
 
-def model_state_from_history(model: UserModel, history: tf.Tensor):
-    """Replays a `[B, H]` history (most recent first, -1 padded) through a user model."""
-    state = model.initial_state(tf.shape(history)[0])
-    for t in range(history.shape[1] - 1, -1, -1):
-        items = history[:, t]
-        state = model.update_state(state, tf.maximum(items, 0), items >= 0)
-    return state
-
-
 def learned_rewards(model: UserModel, history: tf.Tensor, candidates: tf.Tensor,
                     chunk: int = 0) -> tf.Tensor:
     """`[B, N]` r(s, a) of a user model for the states its histories lead to; with `chunk`,
     scored `chunk` candidates at a time (memory of one chunk)."""
-    state = model.state_vector(model_state_from_history(model, history))
+    choice_model = ChoiceModel(model)
+    state = choice_model.replay_recent_first(history)
     if not chunk:
-        return model.utilities(state, candidates)
+        return choice_model.utilities(state, candidates)
     return map_column_chunks(
-        lambda cols: model.utilities(state, tf.gather(candidates, cols, axis=1)),
+        lambda cols: choice_model.utilities(state, tf.gather(candidates, cols, axis=1)),
         tf.shape(candidates)[1], chunk)
 
 

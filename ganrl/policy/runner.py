@@ -76,7 +76,7 @@ from ganrl.reporting.curves import plot_policy_run
 from ganrl.simulator.ensemble import EnsembleSimulator
 from ganrl.simulator.simulator import Simulator, SimulatorConfig
 from ganrl.train import run_folder
-from ganrl.train.user_model_trainer import is_chief
+from ganrl.train.user_model import is_chief
 from ganrl.user_model import LoadedUserModel, load_user_model
 from ganrl.user_model.model import UserModel
 

@@ -1,7 +1,7 @@
 """Compares user-model runs from their run folders: curves as PNG plots, a summary table.
 
 `python -m ganrl.reporting.compare RUN_DIR [RUN_DIR ...] --out DIR` reads each run folder
-written by `ganrl.train.user_model_trainer.UserModelRunner`:
+written by `ganrl.train.user_model.UserModelRunner`:
   config.json   the run's configuration (nested dicts are flattened to dotted keys);
   curves.csv    iteration,phase,train_loss,vali_loss,vali_prec1,vali_prec2,events_per_second
                 (phase `mle` or `adversarial`);

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from ganrl import config_checks
 from ganrl.user_model import LoadedUserModel
+from ganrl.user_model.choice_model import gumbel_noise
 
 REWARDS = ("learned", "click", "auto")
 
@@ -91,6 +92,8 @@ class Simulator:
         self.n_candidates = config.n_candidates or self.n_items
         self.rng = tf.random.Generator.from_seed(config.seed)
         self.shared = user_model.behavior is user_model.reward
+        self.behavior = user_model.behavior_choice  # phi: what users click
+        self.reward = user_model.reward_choice  # r: what a click is worth
         self.reward_kind = config.reward
         if self.reward_kind == "auto":
             self.reward_kind = "click" if self.has_no_click else "learned"
@@ -105,34 +108,33 @@ class Simulator:
               ) -> Observation:
         """Starts `batch_size` users with empty histories or with `start_histories` (each a
         user's clicked items in order, replayed through the models)."""
-        behavior, reward = self.model.behavior, self.model.reward
-        b_state = behavior.initial_state(batch_size)
-        r_state = b_state if self.shared else reward.initial_state(batch_size)
-        history = -tf.ones([batch_size, self.config.history_length], tf.int32)
+        b_state = self.behavior.initial_state(batch_size)
+        r_state = b_state if self.shared else self.reward.initial_state(batch_size)
+        history = np.full((batch_size, self.config.history_length), -1, np.int32)
         if start_histories:
             if len(start_histories) != batch_size:
                 raise ValueError("one start history per user")
             longest = max(len(h) for h in start_histories)
-            padded = np.full((batch_size, max(longest, 1)), -1, dtype=np.int32)
+            padded = np.full((batch_size, longest), -1, dtype=np.int32)
             for i, h in enumerate(start_histories):
                 padded[i, :len(h)] = h
-            for t in range(longest):  # vectorised over users
-                items = tf.constant(padded[:, t])
-                b_state, r_state, history = self._advance(b_state, r_state, history, items,
-                                                          items >= 0)
+                recent = h[::-1][:self.config.history_length]
+                history[i, :len(recent)] = recent
+            b_state = self.behavior.replay(padded, b_state)
+            r_state = b_state if self.shared else self.reward.replay(padded, r_state)
         self._state = (b_state, r_state)
-        self._history = history
+        self._history = tf.constant(history)
         self._step = 0
         self._batch = batch_size
-        return Observation(history, self._draw_candidates(batch_size), 0)
+        return Observation(self._history, self._draw_candidates(batch_size), 0)
 
     def _advance(self, b_state, r_state, history, items, clicked, display=None,
                  display_mask=None):
-        """Adds the clicked `items` to the states; `display` is the slate shown, if known
-        (`display_mask` its real slots, when padded)."""
-        b_state = self.model.behavior.update_state(b_state, items, clicked, display=display,
-                                                   display_mask=display_mask)
-        r_state = b_state if self.shared else self.model.reward.update_state(
+        """Adds the clicked `items` of the event that showed `display` (if known; its real
+        slots `display_mask`, when padded) to the states."""
+        b_state = self.behavior.update(b_state, items, clicked, display=display,
+                                       display_mask=display_mask)
+        r_state = b_state if self.shared else self.reward.update(
             r_state, items, clicked, display=display, display_mask=display_mask)
         shifted = tf.concat([items[:, None], history[:, :-1]], axis=1)
         history = tf.where(clicked[:, None], shifted, history)
@@ -146,8 +148,7 @@ class Simulator:
         if self._state is None:
             raise RuntimeError("call reset() first")
         items = tf.gather(observation.candidates, tf.cast(slate, tf.int32), batch_dims=1)
-        gumbel = -tf.math.log(-tf.math.log(
-            self.rng.uniform(tf.shape(items) + [0, 1], 1e-20, 1.0)))
+        gumbel = gumbel_noise(self.rng, tf.shape(items) + [0, 1])
         b_state, r_state = self._state
         reward, clicked, index, b_state, r_state, history = self._step_fn(
             b_state, r_state, self._history, items, gumbel)
@@ -160,10 +161,7 @@ class Simulator:
 
     @tf.function(reduce_retracing=True)
     def _step_fn(self, b_state, r_state, history, items, gumbel):
-        behavior, reward_model = self.model.behavior, self.model.reward
-        utilities = behavior.utilities(behavior.state_vector(b_state), items)
-        logits = behavior.choice_logits(utilities, tf.ones_like(items, dtype=tf.bool))
-        choice = tf.argmax(logits + gumbel, axis=-1, output_type=tf.int32)  # Gumbel-max
+        choice = self.behavior.sample(b_state, items, gumbel)
         k = tf.shape(items)[1]
         clicked = choice < k
         index = tf.where(clicked, choice, -1)
@@ -171,10 +169,7 @@ class Simulator:
         if self.reward_kind == "click":
             reward = tf.cast(clicked, tf.float32)
         else:
-            r = reward_model.utilities(reward_model.state_vector(r_state), clicked_item[:, None])
-            # Utilities are defined up to a shift; the no-click option is the zero point.
-            if reward_model.no_click_logit is not None:
-                r -= reward_model.no_click_logit
+            r = self.reward.rewards(r_state, clicked_item[:, None])
             reward = tf.where(clicked, r[:, 0], 0.0)
         b_state, r_state, history = self._advance(b_state, r_state, history, clicked_item,
                                                   clicked, display=items)
@@ -186,29 +181,22 @@ class Simulator:
 
     def utilities(self, items: tf.Tensor) -> tf.Tensor:
         """`[B, N]` the behaviour model's utilities of `items [B, N]` for the current states."""
-        behavior = self.model.behavior
-        return behavior.utilities(behavior.state_vector(self._state[0]), items)
+        return self.behavior.utilities(self._state[0], items)
 
     def choice_probabilities(self, items: tf.Tensor, mask: tf.Tensor | None = None
                              ) -> tf.Tensor:
         """`[B, k + 1]` the behaviour model's probabilities of clicking each of `items [B, k]`
         (its real slots `mask [B, k]`, when padded) and of no click, for the current states."""
-        if mask is None:
-            mask = tf.ones_like(items, tf.bool)
-        return tf.nn.softmax(self.model.behavior.choice_logits(self.utilities(items), mask))
+        return self.behavior.click_probabilities(self._state[0], items, mask)
 
     def option_rewards(self, items: tf.Tensor) -> tf.Tensor:
         """`[B, k + 1]` the reward `step` pays for each click on `items [B, k]` and for no
         click (0): 1 per click (click reward) or r_i - r_no_click (learned reward)."""
-        batch = tf.shape(items)[0]
         if self.reward_kind == "click":
             r = tf.ones(tf.shape(items), tf.float32)
         else:
-            reward = self.model.reward
-            r = reward.utilities(reward.state_vector(self._state[1]), items)
-            if reward.no_click_logit is not None:
-                r -= reward.no_click_logit
-        return tf.concat([r, tf.zeros([batch, 1], tf.float32)], axis=1)
+            r = self.reward.rewards(self._state[1], items)
+        return tf.concat([r, tf.zeros([tf.shape(items)[0], 1], tf.float32)], axis=1)
 
     def advance(self, items: tf.Tensor, clicked: tf.Tensor, display: tf.Tensor | None = None,
                 display_mask: tf.Tensor | None = None) -> None:
@@ -245,12 +233,11 @@ class Simulator:
         the click probability exactly (under a softmax with a no-click option a higher
         utility in the slate always raises it); for the learned reward it is the reference
         slate of regret (the best single items, not a search over assortments)."""
-        return tf.math.top_k(self.utilities(observation.candidates), self.config.k).indices
+        return self.behavior.top_k(self._state[0], observation.candidates, self.config.k)
 
     def expected_rewards(self, observation: Observation) -> tf.Tensor:
         """`[B, N]` the learned reward of every candidate for the current states."""
-        reward = self.model.reward
-        return reward.utilities(reward.state_vector(self._state[1]), observation.candidates)
+        return self.reward.utilities(self._state[1], observation.candidates)
 
 
 def draw_candidates(rng: tf.random.Generator, batch_size: int, n_items: int,

@@ -17,7 +17,7 @@ import dataclasses
 import os
 from typing import Any, Mapping
 
-from ganrl.train.user_model_trainer import TrainConfig
+from ganrl.train.user_model import TrainConfig
 from ganrl.user_model.model import MODEL_PRESETS, ModelConfig
 
 MODEL_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelConfig))

@@ -29,7 +29,7 @@ from ganrl.data import safe_io
 from ganrl.data.dataset import SplitData, load_split_data
 from ganrl.reporting import tables as table
 from ganrl.train.flat_settings import run_dir_name
-from ganrl.train.user_model_trainer import TrainConfig, UserModelRunner
+from ganrl.train.user_model import TrainConfig, UserModelRunner
 from ganrl.user_model_baselines import PAPER_BASELINES, chance_summary, evaluate_scorer
 
 # GAN method -> (encoder, regularizer).

@@ -11,9 +11,10 @@ import tensorflow as tf
 
 from ganrl.data import safe_io
 from ganrl.data.dataset import ItemFeatures
+from ganrl.user_model.choice_model import ChoiceModel
 from ganrl.user_model.model import ModelConfig, UserModel, checkpoint_variables
 
-__all__ = ["LoadedUserModel", "ModelConfig", "UserModel", "load_user_model"]
+__all__ = ["ChoiceModel", "LoadedUserModel", "ModelConfig", "UserModel", "load_user_model"]
 
 
 @dataclasses.dataclass
@@ -39,6 +40,16 @@ class LoadedUserModel:
     def n_items(self) -> int:
         return self.item_features.n_items
 
+    @property
+    def behavior_choice(self) -> ChoiceModel:
+        """phi as a choice model: what users click."""
+        return ChoiceModel(self.behavior)
+
+    @property
+    def reward_choice(self) -> ChoiceModel:
+        """r as a choice model: what a click is worth."""
+        return ChoiceModel(self.reward)
+
     def score(self, history: list[int], display: list[int]) -> np.ndarray:
         """Click probabilities of `display` items for a user who clicked `history` (in order).
 
@@ -46,15 +57,10 @@ class LoadedUserModel:
           `[len(display) + 1]` probabilities; the last is the no-click option (0 when the
           model conditions on a click).
         """
-        model = self.behavior
-        state = model.initial_state(1)
-        for item in history:
-            state = model.update_state(state, tf.constant([item], tf.int32),
-                                       tf.constant([True]))
+        choice_model = self.behavior_choice
+        state = choice_model.replay(np.asarray([history], np.int32).reshape(1, len(history)))
         items = tf.constant([display], tf.int32)
-        utilities = model.utilities(model.state_vector(state), items)
-        logits = model.choice_logits(utilities, tf.ones_like(items, dtype=tf.bool))
-        return tf.nn.softmax(logits)[0].numpy()
+        return choice_model.click_probabilities(state, items)[0].numpy()
 
 
 def load_user_model(run_dir: str, checkpoint: str = "loss") -> LoadedUserModel:

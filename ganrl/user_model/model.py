@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -27,6 +27,13 @@ from ganrl.data.item_stats import split_statistics
 from ganrl.user_model import choice, context
 from ganrl.user_model.encoders import (HISTORY_ENCODERS, ItemEncoder, make_history_encoder,
                                      random_map)
+from ganrl.user_model.state_parts import (Event, make_state_parts, summarise_choices,
+                                          summarise_displays, user_prefix_sums)
+
+# Re-exported: the state parts' maths lived here before `ganrl.user_model.state_parts`.
+__all__ = ["EncodedState", "MODEL_PRESETS", "ModelConfig", "UserModel", "checkpoint_variables",
+           "random_state_variables", "summarise_choices", "summarise_displays",
+           "user_prefix_sums"]
 
 keras = tf.keras
 
@@ -164,6 +171,15 @@ MODEL_PRESETS = {
 }
 
 
+class EncodedState(NamedTuple):
+    """What the utility reads of a state: `vector [..., S]` (the encoder's output and the
+    parts' columns) and `context`, the int item ids of the parts that keep ids (by part name),
+    which the per-item context compares with the candidates."""
+
+    vector: tf.Tensor
+    context: dict
+
+
 class UserModel(keras.Model):
     """Reward r(s, a) and softmax choice over a display set (plus an optional no-click).
 
@@ -200,10 +216,10 @@ class UserModel(keras.Model):
                                                     name="item_bias")
             self.bias_fallback = self.add_weight(name="bias_fallback", shape=(),
                                                  initializer="zeros")
-        # The encoded state: the history encoder's output, then the display summary.
-        self.encoded_dim = self.history.state_dim + (
-            config.item_dim + 2 if config.display_history else 0) + (
-            config.item_dim + 1 if config.choice_history else 0)
+        # The state: the history encoder's, then the configured parts (`state_parts`); the
+        # encoded vector holds the encoder's output, then the parts' columns.
+        self.state_parts = make_state_parts(config)
+        self.encoded_dim = self.history.state_dim + sum(p.vector_dim for p in self.state_parts)
         # The MLP (absent for dims=''): its first layer splits over state, item, context and
         # set summary; no output bias: a softmax over the display set ignores a shift of
         # every utility (its gradient would be rounding noise that Adam amplifies); the
@@ -225,11 +241,8 @@ class UserModel(keras.Model):
         self.no_click_logit = (self.add_weight(name="no_click_logit", shape=(),
                                                initializer="zeros")
                                if has_no_click else None)
-        # k of choice_history's shrinkage 1 / (1 + k events): softplus of this, 1 at the start.
-        self.choice_shrink = (self.add_weight(name="choice_shrink", shape=(),
-                                              initializer=keras.initializers.Constant(
-                                                  float(np.log(np.e - 1.0))))
-                              if config.choice_history else None)
+        for part in self.state_parts:  # here, so the weights keep their checkpoint order
+            part.create_weights(self)
         self.set_layer = self.set_bilinear = None
         if config.set_summary:
             if dims:
@@ -238,7 +251,7 @@ class UserModel(keras.Model):
                                                    name="set_bilinear")
         self.context_dim = ((len(context.STATISTIC_FEATURES) if counts is not None else 0)
                             + (2 if config.set_context else 0)
-                            + (len(context.HISTORY_FEATURES) if config.history_features else 0))
+                            + sum(p.context_dim for p in self.state_parts))
         self.context_layer = self.context_linear = None
         if self.context_dim:
             if dims:
@@ -256,16 +269,10 @@ class UserModel(keras.Model):
         similarity of an item to the history, which a random P would first have to find
         (on an ids-only synthetic log a random start ended 2 to 3 points of prec@1 lower);
         random elsewhere."""
-        cfg, dim = self.config, self.config.item_dim
-        state_dim = self.history.state_dim
         blocks = [self.history.similarity_init()]
         if blocks[0] is None:
-            blocks[0] = random_map(state_dim, dim)
-        eye = np.eye(dim, dtype=np.float32)
-        if cfg.display_history:
-            blocks.append(np.concatenate([eye, np.zeros((2, dim), np.float32)]))
-        if cfg.choice_history:
-            blocks.append(np.concatenate([eye, np.zeros((1, dim), np.float32)]))
+            blocks[0] = random_map(self.history.state_dim, self.config.item_dim)
+        blocks += [part.bilinear_block() for part in self.state_parts if part.vector_dim]
         return keras.initializers.Constant(np.concatenate(blocks).astype(np.float32))
 
     def build(self, input_shape: Any = None) -> None:
@@ -273,28 +280,15 @@ class UserModel(keras.Model):
         self.built = True
 
     # -- Step view (simulator) -------------------------------------------------------------
-    def initial_state(self, batch_size: int) -> Any:
-        """The empty history of `batch_size` users: the encoder's state, alone or, with
-        `display_history`, `choice_history` or `history_features`, in a dict beside what
-        those remember."""
-        state = self.history.initial_state(batch_size)
-        cfg = self.config
-        if not self._remembers_events:
-            return state
-        parts = {"encoder": state}
-        if cfg.display_history:
-            parts["shown"] = tf.zeros([batch_size, cfg.item_dim + 2])
-        if cfg.choice_history:
-            parts["choices"] = tf.zeros([batch_size, cfg.item_dim + 1])
-        if cfg.history_features:
-            parts["ids"] = context.empty_history_ids(batch_size, cfg.history_clicks,
-                                                     cfg.history_events,
-                                                     cfg.history_display_width)
-        return parts
+    def initial_state(self, batch_size: int) -> dict:
+        """The empty history of `batch_size` users: the encoder's state under "encoder" and
+        each state part's under its name."""
+        return {"encoder": self.history.initial_state(batch_size),
+                **{part.name: part.initial_state(batch_size) for part in self.state_parts}}
 
-    def update_state(self, state: Any, clicked_item: tf.Tensor, clicked: tf.Tensor,
+    def update_state(self, state: dict, clicked_item: tf.Tensor, clicked: tf.Tensor,
                      display: tf.Tensor | None = None, display_mask: tf.Tensor | None = None
-                     ) -> Any:
+                     ) -> dict:
         """Adds `clicked_item [B]` to the histories where `clicked [B]` (bool) is True.
 
         With `display_history`, `choice_history` or `history_features`, pass the event's
@@ -303,66 +297,27 @@ class UserModel(keras.Model):
         event counts as a click alone (nothing is remembered as shown; for `choice_history`,
         a display set of the clicked item alone).
         """
-        embedding = self.items(tf.maximum(clicked_item, 0))
         clicked = tf.cast(clicked, tf.bool)
-        cfg = self.config
-        if not self._remembers_events:
-            return self.history.update(state, embedding, clicked)
-        out = {"encoder": self.history.update(state["encoder"], embedding, clicked)}
-        if cfg.choice_history:
-            out["choices"] = state["choices"] + self._step_choice_evidence(
-                state, clicked_item, clicked, display, display_mask)
-        if cfg.display_history:
-            out["shown"] = state["shown"]
-            if display is not None:
-                if display_mask is None:
-                    display_mask = tf.ones(tf.shape(display), tf.bool)
-                passed = display_mask & ~(clicked[:, None]
-                                          & tf.equal(display, clicked_item[:, None]))
-                out["shown"] += self._event_summary(display, passed, ~clicked)
-        if cfg.history_features:
-            out["ids"] = context.update_history_ids(state["ids"], clicked_item, clicked,
-                                                    display, display_mask)
-        return out
+        event = Event(clicked_item, clicked, display, display_mask)
+        embedding = self.items(tf.maximum(clicked_item, 0))
+        return {"encoder": self.history.update(state["encoder"], embedding, clicked),
+                **{part.name: part.update_state(self, state, event)
+                   for part in self.state_parts}}
 
-    @property
-    def _remembers_events(self) -> bool:
-        """Whether the step view's state is a dict of more than the encoder's state."""
-        cfg = self.config
-        return cfg.display_history or cfg.choice_history or cfg.history_features
-
-    def state_vector(self, state: Any) -> tf.Tensor:
-        """`[B, S]` encoded history: the encoder's output, the display summary
-        (`display_history`), the choice evidence (`choice_history`) and, with
-        `history_features`, the remembered item ids (as floats) in the last columns, which
-        `utilities` compares with the candidates."""
-        cfg = self.config
-        if not self._remembers_events:
-            return self.history.state_vector(state)
-        encoded = self.history.state_vector(state["encoder"])
-        if cfg.display_history:
-            encoded = tf.concat([encoded, summarise_displays(state["shown"])], axis=-1)
-        if cfg.choice_history:
-            encoded = tf.concat([encoded, summarise_choices(state["choices"], self._shrink())],
-                                axis=-1)
-        if not cfg.history_features:
-            return encoded
-        return self._pack(encoded, state["ids"].clicks, state["ids"].displays)
-
-    def _event_summary(self, display: tf.Tensor, passed: tf.Tensor, no_click: tf.Tensor,
-                       training: bool = False) -> tf.Tensor:
-        """`[N, E + 2]` what one event adds to the display summary's sums: the mean embedding
-        of the items passed over (`passed [N, D]`), whether nothing was clicked, and 1."""
-        weights = tf.cast(passed, tf.float32)
-        embeddings = self.items(display, training=training) * weights[..., None]
-        mean = tf.reduce_sum(embeddings, -2) / tf.maximum(tf.reduce_sum(weights, -1), 1.0)[
-            ..., None]
-        ones = tf.ones_like(mean[..., :1])
-        return tf.concat([mean, tf.cast(no_click, tf.float32)[..., None], ones], axis=-1)
+    def state_vector(self, state: dict) -> EncodedState:
+        """The encoded history: `vector [B, S]`, the encoder's output and the parts' columns
+        (`display_history`'s summary, `choice_history`'s evidence), and the remembered item
+        ids (`history_features`) as int tensors, which `utilities` compares with the
+        candidates."""
+        vector = tf.concat([self.history.state_vector(state["encoder"])]
+                           + [part.vector(self, state[part.name])
+                              for part in self.state_parts if part.vector_dim], axis=-1)
+        return EncodedState(vector, {part.name: part.context(state[part.name])
+                                     for part in self.state_parts if part.context_dim})
 
     def _shrink(self) -> tf.Tensor:
         """k > 0 of choice_history's shrinkage 1 / (1 + k events)."""
-        return tf.nn.softplus(self.choice_shrink)
+        return next(p for p in self.state_parts if p.name == "choices").shrink()
 
     def _choice_evidence(self, utilities: tf.Tensor, display: tf.Tensor, mask: tf.Tensor,
                          clicked_pos: tf.Tensor, training: bool = False) -> tf.Tensor:
@@ -374,22 +329,6 @@ class UserModel(keras.Model):
         embeddings = self.items(display, training=training)
         evidence = tf.einsum("nd,nde->ne", chosen - probabilities, embeddings)
         return tf.concat([evidence, tf.ones_like(evidence[..., :1])], axis=-1)
-
-    def _step_choice_evidence(self, state: dict, clicked_item: tf.Tensor, clicked: tf.Tensor,
-                              display: tf.Tensor | None, display_mask: tf.Tensor | None
-                              ) -> tf.Tensor:
-        """The step view's `_choice_evidence` for one event of each user in `state`."""
-        if display is None:  # a display set of the clicked item alone
-            display, display_mask = clicked_item[:, None], clicked[:, None]
-        elif display_mask is None:
-            display_mask = tf.ones(tf.shape(display), tf.bool)
-        display = tf.convert_to_tensor(display, tf.int32)
-        without = dict(state, choices=tf.zeros_like(state["choices"]))
-        utilities = self.utilities(self.state_vector(without), display, mask=display_mask)
-        hit = display_mask & tf.equal(display, clicked_item[:, None]) & clicked[:, None]
-        clicked_pos = tf.where(tf.reduce_any(hit, -1),
-                               tf.argmax(tf.cast(hit, tf.int32), -1, output_type=tf.int32), -1)
-        return self._choice_evidence(utilities, display, display_mask, clicked_pos)
 
     def item_embeddings(self, items: tf.Tensor) -> tf.Tensor:
         """items `[...]` -> `[..., item_dim]`."""
@@ -406,10 +345,11 @@ class UserModel(keras.Model):
             table = tf.concat([table, stats], axis=-1)
         return table.numpy()
 
-    def utilities(self, state_vector: tf.Tensor, items: tf.Tensor, training: bool = False,
+    def utilities(self, state: EncodedState, items: tf.Tensor, training: bool = False,
                   mask: tf.Tensor | None = None, item_counts: tf.Tensor | None = None
                   ) -> tf.Tensor:
-        """r(s, a) for `state_vector [B, ..., S]` and `items [B, ..., N]` -> `[B, ..., N]`.
+        """r(s, a) for an encoded state (`state_vector`: `vector [B, ..., S]`) and
+        `items [B, ..., N]` -> `[B, ..., N]`.
 
         Args:
           mask: `[B, ..., N]` bool, the real items of the display set (default all); only
@@ -417,9 +357,9 @@ class UserModel(keras.Model):
           item_counts: `[B, ..., N, 2]` training counts to use instead of the stored ones
             (the sequence view's leave-user-out counts).
         """
-        encoded = state_vector[..., :self.encoded_dim]
+        encoded = state.vector
         item_embeddings = self.dropout(self.items(items, training=training), training=training)
-        features = self._context(state_vector, items, mask, item_counts)
+        features = self._context(state, items, mask, item_counts)
         set_mean = None
         if self.set_bilinear is not None:
             real = tf.ones(tf.shape(items)) if mask is None else tf.cast(mask, tf.float32)
@@ -459,7 +399,7 @@ class UserModel(keras.Model):
         seen = tf.gather(self._counts[:, 0], items) > 0
         return tf.where(seen, bias, self.bias_fallback)
 
-    def _context(self, state_vector: tf.Tensor, items: tf.Tensor, mask: tf.Tensor | None,
+    def _context(self, state: EncodedState, items: tf.Tensor, mask: tf.Tensor | None,
                  item_counts: tf.Tensor | None) -> tf.Tensor | None:
         """`[B, ..., N, context_dim]` per-item context, or None when the model has none."""
         if not self.context_dim:
@@ -474,26 +414,9 @@ class UserModel(keras.Model):
             if cfg.set_context:
                 real = tf.ones(tf.shape(items), tf.bool) if mask is None else mask
                 parts.append(context.set_ranks(stats[..., :3:2], real))  # by d and by rate
-        if cfg.history_features:
-            ids = tf.cast(tf.round(state_vector[..., self.encoded_dim:]), tf.int32)
-            clicks = ids[..., :cfg.history_clicks]
-            displays = tf.reshape(ids[..., cfg.history_clicks:], tf.concat(
-                [tf.shape(ids)[:-1], [cfg.history_events, cfg.history_display_width]], 0))
-            parts.append(context.history_features(items, clicks, displays))
+        parts += [part.context_features(items, state.context[part.name])
+                  for part in self.state_parts if part.context_dim]
         return tf.concat(parts, axis=-1)
-
-    def _pack(self, encoded: tf.Tensor, clicks: tf.Tensor, displays: tf.Tensor) -> tf.Tensor:
-        """[encoded `[B, S0]`, clicks `[B, Kc]`, displays `[B, Kd, W']`] -> `[B, S]` (W' <= W
-        is padded to W)."""
-        width = self.config.history_display_width
-        if displays.shape[-1] is not None and displays.shape[-1] > width:
-            raise ValueError(f"display sets of {displays.shape[-1]} items: this model remembers "
-                             f"at most {width} (history_display_width)")
-        displays = tf.pad(displays, [[0, 0], [0, 0], [0, width - tf.shape(displays)[-1]]],
-                          constant_values=context.EMPTY)
-        flat = tf.reshape(displays, [tf.shape(displays)[0], self.config.history_events * width])
-        return tf.concat([encoded, tf.cast(clicks, encoded.dtype), tf.cast(flat, encoded.dtype)],
-                         axis=-1)
 
     def choice_logits(self, utilities: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
         """`[..., N]` utilities and mask -> `[..., N + 1]` logits, last = no-click."""
@@ -512,48 +435,30 @@ class UserModel(keras.Model):
         """
         click_embeddings = self.dropout(self.items(batch["click_items"], training=training),
                                         training=training)
-        states = self.history.sequence_states(click_embeddings, batch["click_mask"],
+        vector = self.history.sequence_states(click_embeddings, batch["click_mask"],
                                               batch["event_user"], batch["clicks_before"])
-        cfg = self.config
-        if cfg.display_history:
-            display, mask = batch["display"], batch["display_mask"]
-            passed = mask & (tf.range(tf.shape(display)[1])[None, :]
-                             != batch["clicked_pos"][:, None])
-            sums = self._event_summary(display, passed, batch["clicked_pos"] < 0,
-                                       training=training)
-            states = tf.concat([states, summarise_displays(
-                user_prefix_sums(sums, batch["event_user"],
-                                 tf.shape(batch["click_items"])[0]))], axis=-1)
         item_counts = None
         if leave_user_out is None:
             leave_user_out = training
-        if self._counts is not None and leave_user_out and cfg.leave_user_out:
+        if self._counts is not None and leave_user_out and self.config.leave_user_out:
             item_counts = self._training_counts(batch)
+        part_context = {part.name: part.sequence_context(batch)
+                        for part in self.state_parts if part.context_dim}
 
-        recent = None
-        if cfg.history_features:  # the same for both passes of choice_history
-            recent = (context.recent_click_items(batch["click_items"], batch["event_user"],
-                                                 batch["clicks_before"], cfg.history_clicks),
-                      context.recent_display_items(batch["display"], batch["display_mask"],
-                                                   batch["event_user"], cfg.history_events))
+        def event_scores(columns: tf.Tensor) -> tf.Tensor:
+            """`[N, D]` utilities under the state columns so far, zero-padded to the full
+            width (so a part sees the state without itself and the parts after it)."""
+            columns = tf.pad(columns, [[0, 0], [0, self.encoded_dim - tf.shape(columns)[1]]])
+            return self.utilities(EncodedState(columns, part_context), batch["display"],
+                                  training=training, mask=batch["display_mask"],
+                                  item_counts=item_counts)
 
-        def event_scores(encoded: tf.Tensor) -> tf.Tensor:
-            if recent is not None:
-                encoded = self._pack(encoded, *recent)
-            return self.utilities(encoded, batch["display"], training=training,
-                                  mask=batch["display_mask"], item_counts=item_counts)
-
-        if cfg.choice_history:
-            # Each event's evidence from the utilities without it; since the states see only
-            # earlier events, one pass over all events gives every event's evidence.
-            without = event_scores(tf.concat(
-                [states, tf.zeros([tf.shape(states)[0], cfg.item_dim + 1])], axis=-1))
-            evidence = self._choice_evidence(without, batch["display"], batch["display_mask"],
-                                             batch["clicked_pos"], training=training)
-            states = tf.concat([states, summarise_choices(user_prefix_sums(
-                evidence, batch["event_user"], tf.shape(batch["click_items"])[0]),
-                self._shrink())], axis=-1)
-        return event_scores(states)
+        for part in self.state_parts:
+            if part.vector_dim:
+                vector = tf.concat([vector, part.sequence_vector(self, batch, vector,
+                                                                 event_scores, training)],
+                                   axis=-1)
+        return event_scores(vector)
 
     def use_statistic_folds(self, user_fold: np.ndarray, fold_counts: np.ndarray) -> None:
         """Gives training batches out-of-fold item statistics.
@@ -593,35 +498,6 @@ class UserModel(keras.Model):
         return self.choice_logits(
             self.event_utilities(batch, training=training, leave_user_out=leave_user_out),
             batch["display_mask"])
-
-
-def user_prefix_sums(values: tf.Tensor, event_user: tf.Tensor, n_users: tf.Tensor
-                     ) -> tf.Tensor:
-    """`[N, F]` per-event values -> for each event, the sum over its user's earlier events.
-
-    A flat batch holds each user's events together and in order, so this is an exclusive
-    cumulative sum less its value at the user's first event.
-    """
-    running = tf.cumsum(values, axis=0, exclusive=True)
-    first = tf.math.unsorted_segment_min(tf.range(tf.shape(event_user)[0]), event_user,
-                                         n_users)
-    return running - tf.gather(running, tf.gather(first, event_user))
-
-
-def summarise_displays(sums: tf.Tensor) -> tf.Tensor:
-    """Display-summary sums `[..., E + 2]` (passed-over means, no-clicks, events) -> the
-    state part `[..., E + 2]`: their means over the earlier events and log(1 + events)."""
-    events = sums[..., -1:]
-    means = sums[..., :-1] / tf.maximum(events, 1.0)
-    return tf.concat([means, tf.math.log1p(events)], axis=-1)
-
-
-def summarise_choices(sums: tf.Tensor, shrink: tf.Tensor | float) -> tf.Tensor:
-    """Choice-evidence sums `[..., E + 1]` (evidence, events) -> the state part
-    `[..., E + 1]`: the evidence shrunk by 1 / (1 + shrink * events) and log(1 + events)."""
-    events = sums[..., -1:]
-    return tf.concat([sums[..., :-1] / (1.0 + shrink * events), tf.math.log1p(events)],
-                     axis=-1)
 
 
 def checkpoint_variables(**parts: Any) -> dict[str, tf.Variable]:

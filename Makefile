@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ganrl-installed-$(TF_BUILD)
 export TF_CPP_MIN_LOG_LEVEL := 3
 
-.PHONY: venv demo test test-all
+.PHONY: venv demo test test-all lint
 
 venv: $(STAMP)
 
@@ -28,3 +28,8 @@ test: venv
 # Every test (what CI runs).
 test-all: venv
 	$(PY) -m pytest -q tests
+
+# Formatting and lint (ruff.toml): what CI checks before the tests.
+lint: venv
+	$(PY) -m ruff format --check .
+	$(PY) -m ruff check .

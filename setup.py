@@ -29,6 +29,7 @@ setuptools.setup(
     extras_require={
         "cpu": ["tensorflow-cpu" + _TF_VERSION],
         "gpu": ["tensorflow[and-cuda]" + _TF_VERSION],
-        "test": ["pytest>=8"],
+        # ruff: the formatter and linter CI runs (one small binary, no dependencies).
+        "test": ["pytest>=8", "ruff>=0.6,<1"],
     },
 )

@@ -42,10 +42,18 @@ def make_released(path: str, args: argparse.Namespace) -> int:
     click[first + rng.integers(0, sizes)] = 1
     user = event // args.events_per_user
     split = rng.integers(0, 3, args.users)[user]
-    pd.DataFrame({"SessionId": user, "Time": event, "ItemId": item, "is_click": click,
-                  "raw_index": np.arange(len(event)), "session_new_index": user,
-                  "item_new_index": item, "tr_val_tst": split}).to_csv(path, sep="\t",
-                                                                       index=False)
+    pd.DataFrame(
+        {
+            "SessionId": user,
+            "Time": event,
+            "ItemId": item,
+            "is_click": click,
+            "raw_index": np.arange(len(event)),
+            "session_new_index": user,
+            "item_new_index": item,
+            "tr_val_tst": split,
+        }
+    ).to_csv(path, sep="\t", index=False)
     return len(event)
 
 
@@ -55,29 +63,32 @@ def make_retailrocket(path: str, args: argparse.Namespace) -> int:
     n = args.rows
     visitors = max(1, int(n * 0.52))
     start_ms, span_ms = 1_430_000_000_000, 139 * 24 * 3600 * 1000
-    event = rng.choice(np.array(["view", "addtocart", "transaction"]), n,
-                       p=[0.967, 0.025, 0.008])
-    pd.DataFrame({"timestamp": start_ms + rng.integers(0, span_ms, n),
-                  # most visitors come once or twice, a few very often
-                  "visitorid": np.where(rng.random(n) < 0.8, rng.integers(0, visitors, n),
-                                        rng.zipf(1.6, n) % visitors),
-                  "event": event,
-                  "itemid": rng.zipf(1.3, n) % 235_000,
-                  "transactionid": np.where(event == "transaction", "1", "")}
-                 ).to_csv(path, index=False)
+    event = rng.choice(np.array(["view", "addtocart", "transaction"]), n, p=[0.967, 0.025, 0.008])
+    pd.DataFrame(
+        {
+            "timestamp": start_ms + rng.integers(0, span_ms, n),
+            # most visitors come once or twice, a few very often
+            "visitorid": np.where(
+                rng.random(n) < 0.8, rng.integers(0, visitors, n), rng.zipf(1.6, n) % visitors
+            ),
+            "event": event,
+            "itemid": rng.zipf(1.3, n) % 235_000,
+            "transactionid": np.where(event == "transaction", "1", ""),
+        }
+    ).to_csv(path, index=False)
     return n
 
 
 FORMATS = {
     "released": (make_released, lambda path, seed: read_released(path, "big", seed)),
-    "retailrocket": (make_retailrocket,
-                     lambda path, seed: read_retailrocket(path, "big", seed)),
+    "retailrocket": (make_retailrocket, lambda path, seed: read_retailrocket(path, "big", seed)),
 }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--format", choices=sorted(FORMATS), default="released")
     parser.add_argument("--users", type=int, default=40000, help="released: users")
     parser.add_argument("--items", type=int, default=3000, help="released: items")
@@ -94,10 +105,15 @@ def main() -> None:
         converted = read(path, args.seed)
         write_outputs(folder, Prepared(converted))
         seconds = time.perf_counter() - tic
-    result = {"format": args.format, "rows": rows, "events": converted.stats["events"],
-              "users": converted.stats["users"], "seconds": round(seconds, 2),
-              "rows_per_second": round(rows / seconds),
-              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+    result = {
+        "format": args.format,
+        "rows": rows,
+        "events": converted.stats["events"],
+        "users": converted.stats["users"],
+        "seconds": round(seconds, 2),
+        "rows_per_second": round(rows / seconds),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
     print(json.dumps(result))
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

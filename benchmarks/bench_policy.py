@@ -38,6 +38,7 @@ def timed(fn, repeats: int = 5) -> float:
 
 def peak_rss_mb() -> float:
     import resource
+
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -46,17 +47,27 @@ def main() -> None:
     out = {}
     for n_items in (1000, 10000, 100000):
         features = PolicyFeatures(rng.normal(size=(n_items, 32)).astype(np.float32))
-        policy = CascadingDQN(features, k=10, config=CDQNConfig(replay_capacity=10),
-                              n_candidates=n_items, history_length=10)
-        obs = Observation(tf.constant(rng.integers(-1, n_items, (256, 10)), tf.int32),
-                          tf.tile(tf.range(n_items)[None], [256, 1]), 0)
+        policy = CascadingDQN(
+            features,
+            k=10,
+            config=CDQNConfig(replay_capacity=10),
+            n_candidates=n_items,
+            history_length=10,
+        )
+        obs = Observation(
+            tf.constant(rng.integers(-1, n_items, (256, 10)), tf.int32),
+            tf.tile(tf.range(n_items)[None], [256, 1]),
+            0,
+        )
         seconds = timed(lambda: policy.select(obs).numpy(), repeats=5 if n_items < 1e5 else 2)
         out[f"slate_k10_{n_items}_candidates_256_users_ms"] = 1000 * seconds
         out[f"peak_rss_mb_after_{n_items}"] = peak_rss_mb()
     features = ItemFeatures(1000)
     model = UserModel(features, ModelConfig(user_model="LSTM"), has_no_click=True)
-    sim = Simulator(LoadedUserModel(model, model, {}, features, ""),
-                    SimulatorConfig(k=10, n_candidates=100, horizon=10**9))
+    sim = Simulator(
+        LoadedUserModel(model, model, {}, features, ""),
+        SimulatorConfig(k=10, n_candidates=100, horizon=10**9),
+    )
     users = 4096
     obs = sim.reset(users)
     slate = tf.tile(tf.range(10)[None], [users, 1])

@@ -23,16 +23,16 @@ import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from ganrl.data.dataset import EventArrays, ItemFeatures, SplitData, save_event_splits
 
-from ganrl.data.dataset import (EventArrays, ItemFeatures, SplitData,  # noqa: E402
-                                save_event_splits)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 MAX_DISPLAY = 10
 
 
-def synthetic_events(n_users: int, first_user: int, n_events_target: int, n_items: int,
-                     rng: np.random.Generator) -> EventArrays:
+def synthetic_events(
+    n_users: int, first_user: int, n_events_target: int, n_items: int, rng: np.random.Generator
+) -> EventArrays:
     """About `n_events_target` events of `n_users` users, vectorised."""
     per_user = rng.poisson(n_events_target / n_users - 1, n_users) + 1
     n = int(per_user.sum())
@@ -46,10 +46,14 @@ def synthetic_events(n_users: int, first_user: int, n_events_target: int, n_item
     scores = np.where(mask, quality[display] + rng.gumbel(size=display.shape), -np.inf)
     clicked = np.argmax(scores, axis=1).astype(np.int32)
     clicked[rng.random(n) < 0.1] = -1
-    return EventArrays(user_ids=np.arange(first_user, first_user + n_users),
-                       event_offsets=np.concatenate([[0], np.cumsum(per_user)]),
-                       display=display, display_mask=mask, clicked_pos=clicked,
-                       n_items=n_items)
+    return EventArrays(
+        user_ids=np.arange(first_user, first_user + n_users),
+        event_offsets=np.concatenate([[0], np.cumsum(per_user)]),
+        display=display,
+        display_mask=mask,
+        clicked_pos=clicked,
+        n_items=n_items,
+    )
 
 
 def write_dataset(folder: str, name: str, n_events: int, n_items: int, seed: int) -> dict:
@@ -65,32 +69,47 @@ def write_dataset(folder: str, name: str, n_events: int, n_items: int, seed: int
     return {split: {"users": e.n_users, "events": e.n_events} for split, e in splits.items()}
 
 
-def run_epoch(folder: str, name: str, train_users: int, batch_size: int, extra: list[str]
-              ) -> dict:
+def run_epoch(folder: str, name: str, train_users: int, batch_size: int, extra: list[str]) -> dict:
     itrs = math.ceil(train_users / batch_size)
     save_dir = os.path.join(folder, "run")
-    cmd = [sys.executable, os.path.join(ROOT, "experiment_user_model/main_gan_user_model.py"),
-           f"--data_folder={folder}", f"--dataset={name}", f"--save_dir={save_dir}",
-           f"--num_itrs={itrs}", f"--eval_every={itrs}", f"--batch_size={batch_size}", *extra]
+    cmd = [
+        sys.executable,
+        os.path.join(ROOT, "experiment_user_model/main_gan_user_model.py"),
+        f"--data_folder={folder}",
+        f"--dataset={name}",
+        f"--save_dir={save_dir}",
+        f"--num_itrs={itrs}",
+        f"--eval_every={itrs}",
+        f"--batch_size={batch_size}",
+        *extra,
+    ]
     tic = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    )
     wall = time.perf_counter() - tic
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-3000:])
     with open(os.path.join(save_dir, "results.json")) as f:
         results = json.load(f)
-    return {"iterations": itrs, "wall_seconds": wall,
-            "train_seconds": results["train_seconds"],
-            "events_per_second": results["events_per_second"],
-            "peak_rss_mb": results["peak_rss_mb"]}
+    return {
+        "iterations": itrs,
+        "wall_seconds": wall,
+        "train_seconds": results["train_seconds"],
+        "events_per_second": results["events_per_second"],
+        "peak_rss_mb": results["peak_rss_mb"],
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="100000,1000000,4000000",
-                        help="display sets (events) in the whole dataset")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sizes",
+        default="100000,1000000,4000000",
+        help="display sets (events) in the whole dataset",
+    )
     parser.add_argument("--items", type=int, default=3000)
     parser.add_argument("--batch_size", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
@@ -103,22 +122,29 @@ def main() -> None:
             tic = time.perf_counter()
             counts = write_dataset(folder, "synth", size, args.items, args.seed)
             generate = time.perf_counter() - tic
-            row = {"events_total": size, "items": args.items, "generate_seconds": generate,
-                   "train_events": counts["train"]["events"],
-                   "train_users": counts["train"]["users"]}
-            row.update(run_epoch(folder, "synth", counts["train"]["users"], args.batch_size,
-                                 extra))
+            row = {
+                "events_total": size,
+                "items": args.items,
+                "generate_seconds": generate,
+                "train_events": counts["train"]["events"],
+                "train_users": counts["train"]["users"],
+            }
+            row.update(run_epoch(folder, "synth", counts["train"]["users"], args.batch_size, extra))
         print(json.dumps(row), flush=True)
         rows.append(row)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"rows": rows, "extra_flags": extra}, f, indent=2)
-    print("| display sets | items | train events | epoch itrs | train s | wall s | events/s "
-          "| peak RSS MB |\n|---|---|---|---|---|---|---|---|")
+    print(
+        "| display sets | items | train events | epoch itrs | train s | wall s | events/s "
+        "| peak RSS MB |\n|---|---|---|---|---|---|---|---|"
+    )
     for r in rows:
-        print(f"| {r['events_total']:,} | {r['items']:,} | {r['train_events']:,} "
-              f"| {r['iterations']:,} | {r['train_seconds']:.1f} | {r['wall_seconds']:.1f} "
-              f"| {r['events_per_second']:,.0f} | {r['peak_rss_mb']:.0f} |")
+        print(
+            f"| {r['events_total']:,} | {r['items']:,} | {r['train_events']:,} "
+            f"| {r['iterations']:,} | {r['train_seconds']:.1f} | {r['wall_seconds']:.1f} "
+            f"| {r['events_per_second']:,.0f} | {r['peak_rss_mb']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

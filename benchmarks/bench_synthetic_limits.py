@@ -32,8 +32,13 @@ import numpy as np
 
 from ganrl.data import safe_io  # noqa: E402
 from ganrl.data.dataset import SPLIT_NAMES  # noqa: E402
-from ganrl.data.synthetic import (SyntheticConfig, base_utilities,  # noqa: E402
-                                  choice_probabilities, load_truth, posterior_mean_taste)
+from ganrl.data.synthetic import (  # noqa: E402
+    SyntheticConfig,
+    base_utilities,
+    choice_probabilities,
+    load_truth,
+    posterior_mean_taste,
+)
 from ganrl.metrics import precision_at_k  # noqa: E402
 
 SHRINKS = (0.0, 0.1, 0.2, 0.4, 0.8, 1.6)
@@ -48,34 +53,44 @@ def exclusive_user_sums(values: np.ndarray, event_offsets: np.ndarray) -> np.nda
     return total[:-1] - total[start]
 
 
-def precisions(scores: np.ndarray, mask: np.ndarray, clicked: np.ndarray, rows: np.ndarray
-               ) -> tuple[float, float]:
+def precisions(
+    scores: np.ndarray, mask: np.ndarray, clicked: np.ndarray, rows: np.ndarray
+) -> tuple[float, float]:
     rows = rows[clicked[rows] >= 0]
-    return tuple(float(np.mean(precision_at_k(scores[rows], mask[rows], clicked[rows], k)))
-                 for k in (1, 2))
+    return tuple(
+        float(np.mean(precision_at_k(scores[rows], mask[rows], clicked[rows], k))) for k in (1, 2)
+    )
 
 
-def reference_rankers(truth: dict, world: SyntheticConfig, samples: int, seed: int
-                      ) -> dict[str, np.ndarray]:
+def reference_rankers(
+    truth: dict, world: SyntheticConfig, samples: int, seed: int
+) -> dict[str, np.ndarray]:
     """`{name: [E, D] scores}` of the rankers of the module docstring, but the tuned linear
     statistics, which `linear_statistics` gives."""
     display, mask, clicked = truth["display"], truth["display_mask"], truth["clicked_pos"]
     offsets = truth["event_offsets"]
-    clicked_item = np.where(clicked >= 0, display[np.arange(len(display)),
-                                                  np.maximum(clicked, 0)], -1)
-    vd, base = base_utilities(truth["item_vectors"], truth["item_bias"], display, clicked_item,
-                              offsets, world)
+    clicked_item = np.where(
+        clicked >= 0, display[np.arange(len(display)), np.maximum(clicked, 0)], -1
+    )
+    vd, base = base_utilities(
+        truth["item_vectors"], truth["item_bias"], display, clicked_item, offsets, world
+    )
     draws = np.random.default_rng(seed).normal(size=(samples, vd.shape[-1]))
     choice = np.where(clicked >= 0, clicked, display.shape[1])
-    theta_mean = posterior_mean_taste(vd, base, mask, choice, offsets, draws,
-                                      world.no_click_logit)
-    return {"oracle": truth["true_prob"], "bayes": truth["bayes_prob"],
-            "posterior_mean": np.einsum("ek,edk->ed", theta_mean, vd) + base,
-            "chance": np.zeros(display.shape), "_base": base, "_vd": vd}
+    theta_mean = posterior_mean_taste(vd, base, mask, choice, offsets, draws, world.no_click_logit)
+    return {
+        "oracle": truth["true_prob"],
+        "bayes": truth["bayes_prob"],
+        "posterior_mean": np.einsum("ek,edk->ed", theta_mean, vd) + base,
+        "chance": np.zeros(display.shape),
+        "_base": base,
+        "_vd": vd,
+    }
 
 
-def linear_statistics(truth: dict, base: np.ndarray, vd: np.ndarray, no_click_utility: float
-                      ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def linear_statistics(
+    truth: dict, base: np.ndarray, vd: np.ndarray, no_click_utility: float
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """`{name: (m_unshrunk [E, d], n_before [E])}`: the earlier events' statistic per event."""
     display, mask, clicked = truth["display"], truth["display_mask"], truth["clicked_pos"]
     offsets = truth["event_offsets"]
@@ -107,8 +122,12 @@ def main() -> int:
     base, vd = scores.pop("_base"), scores.pop("_vd")
     rows = []
     for name, s in scores.items():
-        rows.append({"ranker": name, **dict(zip(("prec1", "prec2"),
-                                                precisions(s, mask, clicked, split_rows["test"])))})
+        rows.append(
+            {
+                "ranker": name,
+                **dict(zip(("prec1", "prec2"), precisions(s, mask, clicked, split_rows["test"]))),
+            }
+        )
     for name, (m, n) in linear_statistics(truth, base, vd, world.no_click_logit).items():
         best = None
         for k in SHRINKS:
@@ -118,23 +137,32 @@ def main() -> int:
                 if best is None or vali > best[0]:
                     best = (vali, k, scale, s)
         _, k, scale, s = best
-        rows.append({"ranker": name, "shrink": k, "scale": scale,
-                     **dict(zip(("prec1", "prec2"),
-                                precisions(s, mask, clicked, split_rows["test"])))})
+        rows.append(
+            {
+                "ranker": name,
+                "shrink": k,
+                "scale": scale,
+                **dict(zip(("prec1", "prec2"), precisions(s, mask, clicked, split_rows["test"]))),
+            }
+        )
     for run_dir in filter(None, args.run_dirs.split(",")):
         with open(os.path.join(run_dir, "results.json")) as f:
             test = json.load(f)["test"]
-        rows.append({"ranker": f"learned: {run_dir}", "prec1": test["prec1"],
-                     "prec2": test["prec2"]})
+        rows.append(
+            {"ranker": f"learned: {run_dir}", "prec1": test["prec1"], "prec2": test["prec2"]}
+        )
     events = int(np.sum(clicked[split_rows["test"]] >= 0))
-    lines = [f"test split of {args.truth}: {events} events with a click", "",
-             "| ranker | test prec@1 | test prec@2 |", "|---|---|---|"]
+    lines = [
+        f"test split of {args.truth}: {events} events with a click",
+        "",
+        "| ranker | test prec@1 | test prec@2 |",
+        "|---|---|---|",
+    ]
     lines += [f"| {r['ranker']} | {r['prec1']:.4f} | {r['prec2']:.4f} |" for r in rows]
     text = "\n".join(lines)
     print(text)
     os.makedirs(args.out, exist_ok=True)
-    safe_io.dump_json(os.path.join(args.out, "limits.json"), {"truth": args.truth,
-                                                              "rows": rows})
+    safe_io.dump_json(os.path.join(args.out, "limits.json"), {"truth": args.truth, "rows": rows})
     with safe_io.atomic_open(os.path.join(args.out, "limits.md"), "w") as f:
         f.write(text + "\n")
     return 0

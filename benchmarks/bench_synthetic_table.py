@@ -38,8 +38,12 @@ from benchmarks.bench_user_model import run_one  # noqa: E402
 from ganrl.data import safe_io  # noqa: E402
 from ganrl.data.dataset import SPLIT_NAMES, load_split_data, paths  # noqa: E402
 from ganrl.data.pipeline import PrepareConfig, prepare  # noqa: E402
-from ganrl.data.synthetic import (DEFAULT_WORLD, SyntheticConfig, load_truth,  # noqa: E402
-                                  world_settings)
+from ganrl.data.synthetic import (  # noqa: E402
+    DEFAULT_WORLD,
+    SyntheticConfig,
+    load_truth,
+    world_settings,
+)
 from ganrl.metrics import ranking_summary  # noqa: E402
 from ganrl.user_model_baselines.neighbours import training_clicks  # noqa: E402
 
@@ -56,8 +60,12 @@ def ensure_world(folder: str, config: SyntheticConfig, seed: int) -> dict:
         if stored == config:
             return truth
     print(f"generating {folder}", flush=True)
-    prepare(DATASET, PrepareConfig(data_folder=folder, seed=seed,
-                                   max_display=config.max_display, synthetic=config))
+    prepare(
+        DATASET,
+        PrepareConfig(
+            data_folder=folder, seed=seed, max_display=config.max_display, synthetic=config
+        ),
+    )
     return load_truth(truth_path)[1]
 
 
@@ -67,8 +75,9 @@ def truth_figures(truth: dict, scorer: str) -> dict:
     out = {f"test_prec{k}": float(truth[f"test_{scorer}_prec{k}"]) for k in (1, 2)}
     if scorer == "bayes":
         prob, clicked = truth["bayes_prob"], truth["clicked_pos"]
-        chosen = np.where(clicked >= 0, prob[np.arange(len(prob)), np.maximum(clicked, 0)],
-                          1.0 - prob.sum(axis=1))
+        chosen = np.where(
+            clicked >= 0, prob[np.arange(len(prob)), np.maximum(clicked, 0)], 1.0 - prob.sum(axis=1)
+        )
         for code, split in enumerate(SPLIT_NAMES):
             out[f"{split}_loss"] = float(-np.log(chosen[truth["event_split"] == code]).mean())
     return out
@@ -78,8 +87,9 @@ def popularity_figures(folder: str) -> dict:
     """Test prec@k of ranking by training clicks."""
     splits = load_split_data(folder, DATASET).splits
     test = splits["test"]
-    summary = ranking_summary(training_clicks(splits["train"])[test.display],
-                              test.display_mask, test.clicked_pos)
+    summary = ranking_summary(
+        training_clicks(splits["train"])[test.display], test.display_mask, test.clicked_pos
+    )
     return {f"test_prec{k}": summary[f"prec{k}"] for k in (1, 2)}
 
 
@@ -92,9 +102,12 @@ def reference_figures(folder: str, seed: int) -> dict:
         safe_io.dump_json(path, reference_mle.run(folder, DATASET, config))
     with open(path) as f:
         results = json.load(f)
-    return {"test_prec1": results["test"]["prec1"], "test_prec2": results["test"]["prec2"],
-            **{f"{split}_loss": results[split]["loss"] for split in SPLIT_NAMES},
-            "best": results["best_epoch"]}
+    return {
+        "test_prec1": results["test"]["prec1"],
+        "test_prec2": results["test"]["prec2"],
+        **{f"{split}_loss": results[split]["loss"] for split in SPLIT_NAMES},
+        "best": results["best_epoch"],
+    }
 
 
 def ganrl_figures(folder: str, user_model: str, seed: int, extra: list[str]) -> dict:
@@ -107,28 +120,45 @@ def ganrl_figures(folder: str, user_model: str, seed: int, extra: list[str]) -> 
         best = json.load(f)["best_iteration"]["loss"]
     with open(os.path.join(run_dir, "curves.csv")) as f:
         row = [r for r in csv.DictReader(f) if int(r["iteration"]) == best][-1]
-    return {"test_prec1": record["prec1"], "test_prec2": record["prec2"],
-            "train_loss": float(row["train_loss"]), "vali_loss": float(row["vali_loss"]),
-            "test_loss": record["loss"], "best": best}
+    return {
+        "test_prec1": record["prec1"],
+        "test_prec2": record["prec2"],
+        "train_loss": float(row["train_loss"]),
+        "vali_loss": float(row["vali_loss"]),
+        "test_loss": record["loss"],
+        "best": best,
+    }
 
 
-def cell_records(world: str, users: int, seed: int, args: argparse.Namespace,
-                 extra: list[str]) -> list[dict]:
+def cell_records(
+    world: str, users: int, seed: int, args: argparse.Namespace, extra: list[str]
+) -> list[dict]:
     """One record per method for one world, size and seed."""
-    config = SyntheticConfig(users=users, posterior_samples=args.posterior_samples,
-                             **world_settings(world))
+    config = SyntheticConfig(
+        users=users, posterior_samples=args.posterior_samples, **world_settings(world)
+    )
     folder = os.path.join(os.path.abspath(args.work), f"{world}__{users}__{seed}")
     truth = ensure_world(folder, config, seed)
-    figures = {"chance": truth_figures(truth, "chance"),
-               "popularity": popularity_figures(folder),
-               "reference_mle": reference_figures(folder, seed)}
+    figures = {
+        "chance": truth_figures(truth, "chance"),
+        "popularity": popularity_figures(folder),
+        "reference_mle": reference_figures(folder, seed),
+    }
     if not args.skip_ganrl:
         for user_model in args.user_models.split(","):
             figures[user_model] = ganrl_figures(folder, user_model, seed, extra)
     figures["bayes"] = truth_figures(truth, "bayes")
-    return [{"world": world, "users": users, "seed": seed, "method": method,
-             **{k: values.get(k, float("nan")) for k in FIGURES},
-             "best": values.get("best", "")} for method, values in figures.items()]
+    return [
+        {
+            "world": world,
+            "users": users,
+            "seed": seed,
+            "method": method,
+            **{k: values.get(k, float("nan")) for k in FIGURES},
+            "best": values.get("best", ""),
+        }
+        for method, values in figures.items()
+    ]
 
 
 def summarise(records: list[dict]) -> list[dict]:
@@ -154,28 +184,36 @@ def _cell(mean: float, sd: float) -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| world | users | method | seeds | test prec@1 | test prec@2 | train loss "
-             "| vali loss | test loss |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| world | users | method | seeds | test prec@1 | test prec@2 | train loss "
+        "| vali loss | test loss |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         cells = " | ".join(_cell(r[k], r[k + "_sd"]) for k in FIGURES)
-        lines.append(f"| {r['world']} | {r['users']:,} | {r['method']} | {r['seeds']} "
-                     f"| {cells} |")
+        lines.append(f"| {r['world']} | {r['users']:,} | {r['method']} | {r['seeds']} | {cells} |")
     return "\n".join(lines)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--worlds", default=DEFAULT_WORLD, help="comma-separated world names")
     parser.add_argument("--users", default="3000,20000", help="comma-separated user counts")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--user_models", default="LSTM,PW")
-    parser.add_argument("--skip_ganrl", action="store_true",
-                        help="only chance, popularity, the reference learner and the limit")
-    parser.add_argument("--posterior_samples", type=int,
-                        default=SyntheticConfig().posterior_samples)
-    parser.add_argument("--work", default="runs/synthetic_table",
-                        help="where the worlds' datasets and runs go")
+    parser.add_argument(
+        "--skip_ganrl",
+        action="store_true",
+        help="only chance, popularity, the reference learner and the limit",
+    )
+    parser.add_argument(
+        "--posterior_samples", type=int, default=SyntheticConfig().posterior_samples
+    )
+    parser.add_argument(
+        "--work", default="runs/synthetic_table", help="where the worlds' datasets and runs go"
+    )
     parser.add_argument("--out", default="benchmarks/results/synthetic_table")
     args, extra = parser.parse_known_args()
     extra = [a for a in extra if a != "--"]
@@ -193,9 +231,10 @@ def main() -> int:
         writer = csv.DictWriter(f, list(records[0]))
         writer.writeheader()
         writer.writerows(records)
-    safe_io.dump_json(os.path.join(args.out, "summary.json"),
-                      {"args": vars(args), "ganrl_flags": extra, "records": records,
-                       "summary": rows})
+    safe_io.dump_json(
+        os.path.join(args.out, "summary.json"),
+        {"args": vars(args), "ganrl_flags": extra, "records": records, "summary": rows},
+    )
     with safe_io.atomic_open(os.path.join(args.out, "table.md"), "w") as f:
         f.write(table + "\n")
     print(table)

@@ -25,15 +25,22 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_one(dataset: str, user_model: str, seed: int, out: str, data_folder: str,
-            extra: list[str]) -> dict:
+def run_one(
+    dataset: str, user_model: str, seed: int, out: str, data_folder: str, extra: list[str]
+) -> dict:
     save_dir = os.path.join(out, "runs", f"{dataset}__{user_model}__{seed}")
     results_path = os.path.join(save_dir, "results.json")
     timing_path = os.path.join(save_dir, "bench_wall.json")
     if not os.path.exists(results_path):
-        cmd = ["experiment_user_model/run_gan_user_model.sh", f"--dataset={dataset}",
-               f"--user_model={user_model}", f"--seed={seed}", f"--save_dir={save_dir}",
-               f"--data_folder={data_folder}", *extra]
+        cmd = [
+            "experiment_user_model/run_gan_user_model.sh",
+            f"--dataset={dataset}",
+            f"--user_model={user_model}",
+            f"--seed={seed}",
+            f"--save_dir={save_dir}",
+            f"--data_folder={data_folder}",
+            *extra,
+        ]
         env = dict(os.environ, PYTHON=sys.executable, TF_CPP_MIN_LOG_LEVEL="3")
         tic = time.perf_counter()
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -48,12 +55,18 @@ def run_one(dataset: str, user_model: str, seed: int, out: str, data_folder: str
     if os.path.exists(timing_path):
         with open(timing_path) as f:
             wall = json.load(f)["wall_seconds"]
-    return {"dataset": dataset, "user_model": user_model, "seed": seed,
-            "prec1": results["test"]["prec1"], "prec2": results["test"]["prec2"],
-            "loss": results["test"]["loss"], "wall_seconds": wall,
-            "train_seconds": results["train_seconds"],
-            "events_per_second": results["events_per_second"],
-            "peak_rss_mb": results["peak_rss_mb"]}
+    return {
+        "dataset": dataset,
+        "user_model": user_model,
+        "seed": seed,
+        "prec1": results["test"]["prec1"],
+        "prec2": results["test"]["prec2"],
+        "loss": results["test"]["loss"],
+        "wall_seconds": wall,
+        "train_seconds": results["train_seconds"],
+        "events_per_second": results["events_per_second"],
+        "peak_rss_mb": results["peak_rss_mb"],
+    }
 
 
 def summarise(records: list[dict]) -> list[dict]:
@@ -63,8 +76,15 @@ def summarise(records: list[dict]) -> list[dict]:
     rows = []
     for (dataset, user_model), rs in groups.items():
         row = {"dataset": dataset, "user_model": user_model, "seeds": len(rs)}
-        for key in ("prec1", "prec2", "loss", "wall_seconds", "train_seconds",
-                    "events_per_second", "peak_rss_mb"):
+        for key in (
+            "prec1",
+            "prec2",
+            "loss",
+            "wall_seconds",
+            "train_seconds",
+            "events_per_second",
+            "peak_rss_mb",
+        ):
             values = np.array([r[key] for r in rs], dtype=float)
             row[key] = float(np.mean(values))
             row[key + "_std"] = float(np.std(values))
@@ -73,20 +93,25 @@ def summarise(records: list[dict]) -> list[dict]:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| dataset | encoder | seeds | test prec@1 | test prec@2 | test loss | wall s "
-             "| train events/s | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| dataset | encoder | seeds | test prec@1 | test prec@2 | test loss | wall s "
+        "| train events/s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         lines.append(
             f"| {r['dataset']} | {r['user_model']} | {r['seeds']} "
             f"| {r['prec1']:.3f} ({r['prec1_std']:.3f}) | {r['prec2']:.3f} ({r['prec2_std']:.3f}) "
             f"| {r['loss']:.3f} ({r['loss_std']:.3f}) | {r['wall_seconds']:.1f} "
-            f"| {r['events_per_second']:,.0f} | {r['peak_rss_mb']:.0f} |")
+            f"| {r['events_per_second']:,.0f} | {r['peak_rss_mb']:.0f} |"
+        )
     return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--datasets", default="yelp,tb,rsc")
     parser.add_argument("--user_models", default="LSTM,PW")
     parser.add_argument("--seeds", default="0,1,2,3,4")

@@ -112,8 +112,13 @@ def user_tensors(events: EventArrays, depth: int) -> UserTensors:
     rows = np.where(batch["event_mask"], events.event_offsets[:-1, None] + steps, 0)
     earlier = np.where(batch["event_mask"][..., None], flat_earlier[rows], -1)
     choice = np.where(batch["clicked_pos"] >= 0, batch["clicked_pos"], events.max_display)
-    return UserTensors(batch["display"].astype(np.int32), batch["display_mask"],
-                       choice.astype(np.int32), batch["event_mask"], earlier.astype(np.int32))
+    return UserTensors(
+        batch["display"].astype(np.int32),
+        batch["display_mask"],
+        choice.astype(np.int32),
+        batch["event_mask"],
+        earlier.astype(np.int32),
+    )
 
 
 class ChoiceModel(tf.Module):
@@ -121,14 +126,16 @@ class ChoiceModel(tf.Module):
 
     def __init__(self, n_items: int, config: ReferenceConfig, has_no_click: bool):
         super().__init__(name="reference_choice_model")
-        init = tf.random.stateless_normal([n_items, config.feature_dim], [config.seed, 0],
-                                          stddev=config.init_scale)
+        init = tf.random.stateless_normal(
+            [n_items, config.feature_dim], [config.seed, 0], stddev=config.init_scale
+        )
         self.item_vectors = tf.Variable(init, name="item_vectors")
         self.item_bias = tf.Variable(tf.zeros([n_items]), name="item_bias")
         self.history = config.history
         self.history_weights = tf.Variable(
             tf.zeros([config.history_lags if config.history == "lag" else 1]),
-            name="history_weights")  # [L] lag weights or [1] beta
+            name="history_weights",
+        )  # [L] lag weights or [1] beta
         self.no_click = tf.Variable(0.0, name="no_click_utility") if has_no_click else None
 
     def click_weights(self, earlier: tf.Tensor) -> tf.Tensor:
@@ -157,8 +164,9 @@ class ChoiceModel(tf.Module):
         utility = base[..., None] + tf.einsum("btjd,sd->btjs", vd, draws)  # [B, T, D, S]
         utility = tf.where(batch.display_mask[..., None], utility, _PADDING)
         no_click = _PADDING if self.no_click is None else self.no_click
-        no_click = tf.fill(tf.concat([tf.shape(utility)[:2], [1], tf.shape(draws)[:1]], 0),
-                           no_click)
+        no_click = tf.fill(
+            tf.concat([tf.shape(utility)[:2], [1], tf.shape(draws)[:1]], 0), no_click
+        )
         return tf.concat([utility, no_click], axis=2)
 
 
@@ -196,16 +204,17 @@ class Loss(NamedTuple):
 def loss_fn(model: ChoiceModel, batch: UserTensors, draws: tf.Tensor) -> Loss:
     chosen = chosen_log_probs(model.utilities(batch, draws), batch)
     events = tf.reduce_sum(tf.cast(batch.event_mask, tf.float32))
-    return Loss(-tf.reduce_sum(marginal_log_likelihood(chosen)) / tf.maximum(events, 1.0),
-                events)
+    return Loss(-tf.reduce_sum(marginal_log_likelihood(chosen)) / tf.maximum(events, 1.0), events)
 
 
 def _signature() -> UserTensors:
-    return UserTensors(tf.TensorSpec([None, None, None], tf.int32),
-                       tf.TensorSpec([None, None, None], tf.bool),
-                       tf.TensorSpec([None, None], tf.int32),
-                       tf.TensorSpec([None, None], tf.bool),
-                       tf.TensorSpec([None, None, None], tf.int32))
+    return UserTensors(
+        tf.TensorSpec([None, None, None], tf.int32),
+        tf.TensorSpec([None, None, None], tf.bool),
+        tf.TensorSpec([None, None], tf.int32),
+        tf.TensorSpec([None, None], tf.bool),
+        tf.TensorSpec([None, None, None], tf.int32),
+    )
 
 
 class ReferenceLearner:
@@ -214,13 +223,15 @@ class ReferenceLearner:
     def __init__(self, n_items: int, config: ReferenceConfig, has_no_click: bool):
         self.config = config
         self.model = ChoiceModel(n_items, config, has_no_click)
-        self.draws = tf.random.stateless_normal([config.samples, config.feature_dim],
-                                                [config.seed, 1])
+        self.draws = tf.random.stateless_normal(
+            [config.samples, config.feature_dim], [config.seed, 1]
+        )
         self.optimizer = tf.keras.optimizers.Adam(config.learning_rate)
         self.train_step = tf.function(self._train_step, input_signature=[_signature()])
         self.predict = tf.function(self._predict, input_signature=[_signature()])
-        self.batch_loss = tf.function(lambda batch: loss_fn(self.model, batch, self.draws),
-                                      input_signature=[_signature()])
+        self.batch_loss = tf.function(
+            lambda batch: loss_fn(self.model, batch, self.draws), input_signature=[_signature()]
+        )
 
     def _train_step(self, batch: UserTensors) -> tf.Tensor:
         with tf.GradientTape() as tape:
@@ -239,14 +250,17 @@ class ReferenceLearner:
     def _parts(self, users: UserTensors):
         """`users` in batches of `batch_users`, in order."""
         for first in range(0, len(users.choice), self.config.batch_users):
-            yield users.rows(np.arange(first, min(first + self.config.batch_users,
-                                                  len(users.choice))))
+            yield users.rows(
+                np.arange(first, min(first + self.config.batch_users, len(users.choice)))
+            )
 
     def loss(self, users: UserTensors) -> float:
         """The negative marginal log-likelihood per event of `users`."""
         total = [self.batch_loss(part) for part in self._parts(users)]
-        return float(sum(float(x.loss * x.events) for x in total)
-                     / max(sum(float(x.events) for x in total), 1.0))
+        return float(
+            sum(float(x.loss * x.events) for x in total)
+            / max(sum(float(x.events) for x in total), 1.0)
+        )
 
     def evaluate(self, users: UserTensors) -> dict:
         """Loss (mean negative log predictive probability per event), prec@1 and prec@2."""
@@ -260,11 +274,13 @@ class ReferenceLearner:
         choice = users.choice[users.event_mask]
         clicked = np.where(choice < mask.shape[1], choice, -1)
         events = int(users.event_mask.sum())
-        return {"loss": -loglik / max(events, 1), "events": events,
-                **ranking_summary(np.where(mask, probs[:, :-1], 0.0), mask, clicked)}
+        return {
+            "loss": -loglik / max(events, 1),
+            "events": events,
+            **ranking_summary(np.where(mask, probs[:, :-1], 0.0), mask, clicked),
+        }
 
-    def fit(self, train: UserTensors, vali: UserTensors,
-            progress=lambda line: None) -> dict:
+    def fit(self, train: UserTensors, vali: UserTensors, progress=lambda line: None) -> dict:
         """Adam over shuffled batches of training users, an epoch at a time; keeps the
         parameters of the epoch with the best validation loss. Returns the training log."""
         cfg = self.config
@@ -275,15 +291,17 @@ class ReferenceLearner:
             order = rng.permutation(len(train.choice))
             losses = []
             for first in range(0, len(order), cfg.batch_users):
-                loss = float(self.train_step(train.rows(order[first:first + cfg.batch_users])))
+                loss = float(self.train_step(train.rows(order[first : first + cfg.batch_users])))
                 if not np.isfinite(loss):
                     raise FloatingPointError(f"training loss {loss} at epoch {epoch}")
                 losses.append(loss)
             vali_loss = self.loss(vali)
-            curve.append({"epoch": epoch, "train_loss": float(np.mean(losses)),
-                          "vali_loss": vali_loss})
-            progress(f"epoch {epoch:3d}  train loss {np.mean(losses):.4f}  "
-                     f"vali loss {vali_loss:.4f}")
+            curve.append(
+                {"epoch": epoch, "train_loss": float(np.mean(losses)), "vali_loss": vali_loss}
+            )
+            progress(
+                f"epoch {epoch:3d}  train loss {np.mean(losses):.4f}  vali loss {vali_loss:.4f}"
+            )
             if vali_loss < best[0]:
                 best = (vali_loss, epoch, [v.numpy() for v in self.model.variables])
             elif epoch - best[1] >= cfg.patience:
@@ -294,32 +312,44 @@ class ReferenceLearner:
 
     def fitted(self) -> dict:
         """The fitted history weights and no-click utility."""
-        return {"history_weights": self.model.history_weights.numpy().tolist(),
-                "no_click_utility": None if self.model.no_click is None
-                else float(self.model.no_click.numpy())}
+        return {
+            "history_weights": self.model.history_weights.numpy().tolist(),
+            "no_click_utility": None
+            if self.model.no_click is None
+            else float(self.model.no_click.numpy()),
+        }
 
 
-def run(data_folder: str, dataset: str, config: ReferenceConfig,
-        progress=lambda line: None) -> dict:
+def run(
+    data_folder: str, dataset: str, config: ReferenceConfig, progress=lambda line: None
+) -> dict:
     """Fits the reference learner on `dataset` and evaluates it on every split."""
     data = load_split_data(data_folder, dataset, mmap=False)
-    splits = {name: user_tensors(data.splits[name], config.history_depth)
-              for name in SPLIT_NAMES}
+    splits = {name: user_tensors(data.splits[name], config.history_depth) for name in SPLIT_NAMES}
     has_no_click = bool(np.any(data.splits["train"].clicked_pos < 0))
     tic = time.perf_counter()
     learner = ReferenceLearner(data.n_items, config, has_no_click)
     log = learner.fit(splits["train"], splits["vali"], progress)
     results = {name: learner.evaluate(users) for name, users in splits.items()}
-    return {"dataset": dataset, "config": dataclasses.asdict(config), **results,
-            "fitted": learner.fitted(), "has_no_click": has_no_click,
-            "train_seconds": time.perf_counter() - tic, **log}
+    return {
+        "dataset": dataset,
+        "config": dataclasses.asdict(config),
+        **results,
+        "fitted": learner.fitted(),
+        "has_no_click": has_no_click,
+        "train_seconds": time.perf_counter() - tic,
+        **log,
+    }
 
 
 def config_for(data_folder: str, dataset: str, **overrides) -> ReferenceConfig:
     """The form of `NAME-truth.npz`'s world (history, L, d) with `overrides` (None: kept)."""
     world, _ = load_truth(paths(data_folder, dataset)["truth"])
-    form = {"history": world.history, "history_lags": world.history_lags,
-            "feature_dim": world.feature_dim}
+    form = {
+        "history": world.history,
+        "history_lags": world.history_lags,
+        "feature_dim": world.feature_dim,
+    }
     return ReferenceConfig(**{**form, **{k: v for k, v in overrides.items() if v is not None}})
 
 
@@ -328,8 +358,9 @@ def main() -> int:
     parser.add_argument("--data_folder", default="dropbox")
     parser.add_argument("--dataset", default="synthetic")
     parser.add_argument("--out", default="", help="JSON results (default: printed only)")
-    parser.add_argument("--history", choices=["mean", "lag"], default=None,
-                        help="default: the truth file's world")
+    parser.add_argument(
+        "--history", choices=["mean", "lag"], default=None, help="default: the truth file's world"
+    )
     parser.add_argument("--history_lags", type=int, default=None)
     parser.add_argument("--feature_dim", type=int, default=None)
     for field in ("samples", "batch_users", "max_epochs", "patience", "seed"):
@@ -338,19 +369,28 @@ def main() -> int:
         parser.add_argument(f"--{field}", type=float, default=None)
     parser.add_argument("--quiet", action="store_true", help="no line per epoch")
     args = vars(parser.parse_args())
-    data_folder, dataset, out, quiet = (args.pop(k) for k in ("data_folder", "dataset", "out",
-                                                              "quiet"))
+    data_folder, dataset, out, quiet = (
+        args.pop(k) for k in ("data_folder", "dataset", "out", "quiet")
+    )
     config = config_for(data_folder, dataset, **args)
     print(f"config: {json.dumps(dataclasses.asdict(config))}", flush=True)
-    results = run(data_folder, dataset, config,
-                  progress=(lambda line: None) if quiet else lambda line: print(line,
-                                                                                 flush=True))
+    results = run(
+        data_folder,
+        dataset,
+        config,
+        progress=(lambda line: None) if quiet else lambda line: print(line, flush=True),
+    )
     for split in SPLIT_NAMES:
         r = results[split]
-        print(f"{split}: loss {r['loss']:.4f}  prec@1 {r['prec1']:.4f}  "
-              f"prec@2 {r['prec2']:.4f}", flush=True)
-    print(f"best epoch {results['best_epoch']} of {results['epochs']}, fitted "
-          f"{json.dumps(results['fitted'])}, {results['train_seconds']:.0f} s", flush=True)
+        print(
+            f"{split}: loss {r['loss']:.4f}  prec@1 {r['prec1']:.4f}  prec@2 {r['prec2']:.4f}",
+            flush=True,
+        )
+    print(
+        f"best epoch {results['best_epoch']} of {results['epochs']}, fitted "
+        f"{json.dumps(results['fitted'])}, {results['train_seconds']:.0f} s",
+        flush=True,
+    )
     if out:
         safe_io.dump_json(out, results)
     return 0

@@ -45,20 +45,22 @@ def main(argv: list[str]) -> int:
             test_dir = os.path.join(FLAGS.models_root, f"{dataset}__PW__entropy__1")
             for seed in (int(s) for s in FLAGS.seeds):
                 config = policy_flags.config_from_flags(
-                    train_dir, test_dir, os.path.join(FLAGS.out, f"{dataset}__{seed}"), seed)
+                    train_dir, test_dir, os.path.join(FLAGS.out, f"{dataset}__{seed}"), seed
+                )
                 print(f"{dataset} seed {seed}: {config.save_dir}", flush=True)
                 results = PolicyRunner(config, strategy=strategy).run()
-                results["policies"] = {name: results["policies"][name]
-                                       for name in config.policies}
+                results["policies"] = {name: results["policies"][name] for name in config.policies}
                 runs[(dataset, seed)] = results
     except (DataError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     table = comparison.write_tables(comparison.summarise(runs), FLAGS.out)
     comparison.plot(runs, os.path.join(FLAGS.out, "comparison.png"))
-    print(f"\ncumulative reward and CTR over {FLAGS.horizon} steps in each dataset's test "
-          f"simulator, mean (std) over seeds {','.join(FLAGS.seeds)}; train s: mean training "
-          f"wall seconds (this invocation: {time.perf_counter() - tic:.0f} s)\n")
+    print(
+        f"\ncumulative reward and CTR over {FLAGS.horizon} steps in each dataset's test "
+        f"simulator, mean (std) over seeds {','.join(FLAGS.seeds)}; train s: mean training "
+        f"wall seconds (this invocation: {time.perf_counter() - tic:.0f} s)\n"
+    )
     print(table)
     print(f"tables and plot: {FLAGS.out}/comparison.{{md,csv,png}}")
     return 0

@@ -24,8 +24,11 @@ from ganrl.policy.runner import PolicyRunner  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("user_model_dir", None, "Run folder of the training simulator's user model.")
-flags.DEFINE_string("test_user_model_dir", None, "Run folder of the test simulator's user model "
-                    "(trained apart: other users, seed or encoder).")
+flags.DEFINE_string(
+    "test_user_model_dir",
+    None,
+    "Run folder of the test simulator's user model (trained apart: other users, seed or encoder).",
+)
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_string("save_dir", "", "Run folder (default runs/policy/{model}__{seed}).")
 
@@ -35,21 +38,27 @@ def main(argv: list[str]) -> int:
     logging.set_verbosity(logging.WARNING)
     strategy = strategy_from_flags()
     save_dir = FLAGS.save_dir or os.path.join(
-        "runs", "policy", f"{os.path.basename(FLAGS.user_model_dir.rstrip('/'))}__{FLAGS.seed}")
+        "runs", "policy", f"{os.path.basename(FLAGS.user_model_dir.rstrip('/'))}__{FLAGS.seed}"
+    )
     try:
-        config = policy_flags.config_from_flags(FLAGS.user_model_dir,
-                                                FLAGS.test_user_model_dir, save_dir, FLAGS.seed)
+        config = policy_flags.config_from_flags(
+            FLAGS.user_model_dir, FLAGS.test_user_model_dir, save_dir, FLAGS.seed
+        )
         runner = PolicyRunner(config, strategy=strategy)  # checks the flags against the models
         print(f"config: {config}", flush=True)
         results = runner.run()
     except (DataError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"\nin the test simulator ({config.test_user_model_dir}), {config.eval_users} users, "
-          f"{config.horizon} steps:")
+    print(
+        f"\nin the test simulator ({config.test_user_model_dir}), {config.eval_users} users, "
+        f"{config.horizon} steps:"
+    )
     for name, r in results["policies"].items():
-        line = (f"  {name:>13}: cumulative reward {r['cumulative_reward']['mean']:8.3f} "
-                f"+- {r['cumulative_reward']['ci95']:.3f}")
+        line = (
+            f"  {name:>13}: cumulative reward {r['cumulative_reward']['mean']:8.3f} "
+            f"+- {r['cumulative_reward']['ci95']:.3f}"
+        )
         if "ctr" in r:
             line += f"   CTR {r['ctr']['mean']:.3f} +- {r['ctr']['ci95']:.3f}"
         print(line)

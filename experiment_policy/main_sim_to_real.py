@@ -19,8 +19,8 @@ from absl import app, flags, logging  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ganrl.data.satiation import WORLD_NAME as SATIATION  # noqa: E402
 from ganrl.data.safe_io import DataError  # noqa: E402
+from ganrl.data.satiation import WORLD_NAME as SATIATION  # noqa: E402
 from ganrl.data.synthetic import DEFAULT_WORLD, world_names  # noqa: E402
 from ganrl.policy import registry  # noqa: E402
 from ganrl.sim2real.harness import HarnessConfig, run  # noqa: E402
@@ -28,49 +28,86 @@ from ganrl.sim2real.true_env import REWARDS  # noqa: E402
 
 _DEFAULT = HarnessConfig()
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("world", DEFAULT_WORLD, world_names() + [SATIATION], "The ground-truth "
-                  "world: a ganrl.data.synthetic world or 'satiation'.")
-flags.DEFINE_integer("seed", _DEFAULT.seed, "Seed of the logs, user models, policies and "
-                     "true users.")
+flags.DEFINE_enum(
+    "world",
+    DEFAULT_WORLD,
+    world_names() + [SATIATION],
+    "The ground-truth world: a ganrl.data.synthetic world or 'satiation'.",
+)
+flags.DEFINE_integer(
+    "seed", _DEFAULT.seed, "Seed of the logs, user models, policies and true users."
+)
 flags.DEFINE_string("save_dir", _DEFAULT.save_dir, "Root of the harness's run folders.")
 flags.DEFINE_integer("users", _DEFAULT.users, "Users in the logs.")
-flags.DEFINE_float("user_model_epochs", _DEFAULT.user_model_epochs, "Passes over the training "
-                   "users of each user model (run_gan_user_model.sh's --num_epochs).")
-flags.DEFINE_list("user_model_args", [], "Further flags of run_gan_user_model.sh, "
-                  "comma-separated (e.g. --num_itrs=50).")
-flags.DEFINE_string("policy", "all", "Comma-separated policies, or 'all': "
-                    + ", ".join(registry.names()))
-flags.DEFINE_integer("num_itrs", _DEFAULT.num_itrs, "Training steps of each learning policy "
-                     "in the simulator (episodes x horizon).")
-flags.DEFINE_integer("sim_eval_users", _DEFAULT.sim_eval_users, "Users of the test "
-                     "simulator's evaluation.")
+flags.DEFINE_float(
+    "user_model_epochs",
+    _DEFAULT.user_model_epochs,
+    "Passes over the training users of each user model (run_gan_user_model.sh's --num_epochs).",
+)
+flags.DEFINE_list(
+    "user_model_args",
+    [],
+    "Further flags of run_gan_user_model.sh, comma-separated (e.g. --num_itrs=50).",
+)
+flags.DEFINE_string(
+    "policy", "all", "Comma-separated policies, or 'all': " + ", ".join(registry.names())
+)
+flags.DEFINE_integer(
+    "num_itrs",
+    _DEFAULT.num_itrs,
+    "Training steps of each learning policy in the simulator (episodes x horizon).",
+)
+flags.DEFINE_integer(
+    "sim_eval_users", _DEFAULT.sim_eval_users, "Users of the test simulator's evaluation."
+)
 flags.DEFINE_integer("true_users", _DEFAULT.true_users, "New users of the true world.")
 flags.DEFINE_integer("k", _DEFAULT.k, "Slate size.")
 flags.DEFINE_integer("horizon", _DEFAULT.horizon, "Steps per episode.")
-flags.DEFINE_integer("ensemble", _DEFAULT.ensemble, "Further LSTM user models: the policies "
-                     "train in an ensemble of all but the last and select in the last (0: none).")
-flags.DEFINE_float("penalty", _DEFAULT.penalty, "Pessimism of the ensemble: mean - penalty * "
-                   "disagreement (needs --ensemble=2 or more).")
-flags.DEFINE_enum("true_reward", _DEFAULT.true_reward, list(REWARDS), "Reward in the "
-                  "ganrl.data.synthetic worlds: the clicked item's true utility, or 1 per "
-                  "click (the satiation world counts clicks).")
+flags.DEFINE_integer(
+    "ensemble",
+    _DEFAULT.ensemble,
+    "Further LSTM user models: the policies "
+    "train in an ensemble of all but the last and select in the last (0: none).",
+)
+flags.DEFINE_float(
+    "penalty",
+    _DEFAULT.penalty,
+    "Pessimism of the ensemble: mean - penalty * disagreement (needs --ensemble=2 or more).",
+)
+flags.DEFINE_enum(
+    "true_reward",
+    _DEFAULT.true_reward,
+    list(REWARDS),
+    "Reward in the "
+    "ganrl.data.synthetic worlds: the clicked item's true utility, or 1 per "
+    "click (the satiation world counts clicks).",
+)
 
 
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]} (flags are --NAME=VALUE)",
-              file=sys.stderr)
+        print(f"error: unexpected arguments {argv[1:]} (flags are --NAME=VALUE)", file=sys.stderr)
         return 2
     logging.set_verbosity(logging.WARNING)
     names = () if FLAGS.policy == "all" else tuple(FLAGS.policy.split(","))
     try:
         config = HarnessConfig(
-            world=FLAGS.world, seed=FLAGS.seed, save_dir=FLAGS.save_dir, users=FLAGS.users,
+            world=FLAGS.world,
+            seed=FLAGS.seed,
+            save_dir=FLAGS.save_dir,
+            users=FLAGS.users,
             user_model_epochs=FLAGS.user_model_epochs,
-            user_model_args=tuple(FLAGS.user_model_args), policies=names,
-            num_itrs=FLAGS.num_itrs, sim_eval_users=FLAGS.sim_eval_users,
-            true_users=FLAGS.true_users, k=FLAGS.k, horizon=FLAGS.horizon,
-            true_reward=FLAGS.true_reward, ensemble=FLAGS.ensemble, penalty=FLAGS.penalty)
+            user_model_args=tuple(FLAGS.user_model_args),
+            policies=names,
+            num_itrs=FLAGS.num_itrs,
+            sim_eval_users=FLAGS.sim_eval_users,
+            true_users=FLAGS.true_users,
+            k=FLAGS.k,
+            horizon=FLAGS.horizon,
+            true_reward=FLAGS.true_reward,
+            ensemble=FLAGS.ensemble,
+            penalty=FLAGS.penalty,
+        )
         print(f"config: {config}", flush=True)
         run(config)
     except (DataError, FileNotFoundError, ValueError, RuntimeError) as e:

@@ -24,7 +24,9 @@ from ganrl.cli.distribution_flags import strategy_from_flags  # noqa: E402
 from ganrl.data import safe_io  # noqa: E402
 from ganrl.data.dataset import load_split_data  # noqa: E402
 from ganrl.train.user_model import (  # noqa: E402
-    TrainingDivergedError, UserModelRunner)
+    TrainingDivergedError,
+    UserModelRunner,
+)
 
 
 def main(argv: list[str]) -> int:
@@ -34,22 +36,32 @@ def main(argv: list[str]) -> int:
         config = user_model_flags.config_from_flags()  # checks the flags: before anything
         print(f"config: {json.dumps(config.to_dict(), sort_keys=True)}", flush=True)
         strategy = strategy_from_flags()
-        data = load_split_data(config.data_folder, config.dataset,
-                               resplit_seed=config.seed if config.resplit else None)
+        data = load_split_data(
+            config.data_folder, config.dataset, resplit_seed=config.seed if config.resplit else None
+        )
         results = UserModelRunner(config, data, strategy=strategy).run()
     except (safe_io.DataError, FileNotFoundError, TrainingDivergedError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     test = results["test"]
-    print(f"test ({config.save_dir}): loss {test.get('loss', float('nan')):.4f}  "
-          f"prec@1 {test.get('prec1', float('nan')):.4f}  "
-          f"prec@2 {test.get('prec2', float('nan')):.4f}  "
-          f"train {results['train_seconds']:.1f}s  "
-          f"{results['events_per_second']:,.0f} events/s  "
-          f"peak RSS {results['peak_rss_mb']:.0f} MB", flush=True)
-    print(f"iterations of the best checkpoints by validation: {results.get('best_iteration')}"
-          + ("  (training diverged: see the warning in results.json)"
-             if results.get("diverged") else ""), flush=True)
+    print(
+        f"test ({config.save_dir}): loss {test.get('loss', float('nan')):.4f}  "
+        f"prec@1 {test.get('prec1', float('nan')):.4f}  "
+        f"prec@2 {test.get('prec2', float('nan')):.4f}  "
+        f"train {results['train_seconds']:.1f}s  "
+        f"{results['events_per_second']:,.0f} events/s  "
+        f"peak RSS {results['peak_rss_mb']:.0f} MB",
+        flush=True,
+    )
+    print(
+        f"iterations of the best checkpoints by validation: {results.get('best_iteration')}"
+        + (
+            "  (training diverged: see the warning in results.json)"
+            if results.get("diverged")
+            else ""
+        ),
+        flush=True,
+    )
     return 0
 
 

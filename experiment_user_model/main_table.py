@@ -39,8 +39,13 @@ from ganrl.cli import user_model_flags  # noqa: E402  (defines the user-model fl
 from ganrl.cli.distribution_flags import strategy_from_flags  # noqa: E402
 from ganrl.data import safe_io  # noqa: E402
 from ganrl.reporting import tables as table  # noqa: E402
-from ganrl.train.table_runs import (LABELS, METHODS, PER_RUN_SETTINGS,  # noqa: E402
-                                    TableRuns, methods_to_run)
+from ganrl.train.table_runs import (  # noqa: E402
+    LABELS,
+    METHODS,
+    PER_RUN_SETTINGS,
+    TableRuns,
+    methods_to_run,
+)
 from ganrl.train.user_model import TrainingDivergedError  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -50,8 +55,12 @@ flags.DEFINE_list("methods", list(METHODS), "Methods (rows): " + ", ".join(METHO
 flags.DEFINE_string("out", "runs/table", "Output folder (records, GAN run folders, tables).")
 flags.DEFINE_integer("adv_itrs", 5000, "Adversarial (L2) iterations (run script: 5000).")
 flags.DEFINE_float("adv_learning_rate", 0.0001, "Adversarial (L2) learning rate.")
-flags.DEFINE_boolean("write_only", False, "Write the tables from the records already in "
-                     "--out; train and evaluate nothing ('-' where a record is missing).")
+flags.DEFINE_boolean(
+    "write_only",
+    False,
+    "Write the tables from the records already in "
+    "--out; train and evaluate nothing ('-' where a record is missing).",
+)
 
 
 def check_flags() -> str:
@@ -61,8 +70,10 @@ def check_flags() -> str:
         return f"unknown methods {unknown}; expected some of {', '.join(METHODS)}"
     per_run = [f"--{name}" for name in PER_RUN_SETTINGS if FLAGS[name].present]
     if per_run:
-        return (f"{', '.join(per_run)}: set per run by the table; use --datasets, --seeds, "
-                "--methods and --out")
+        return (
+            f"{', '.join(per_run)}: set per run by the table; use --datasets, --seeds, "
+            "--methods and --out"
+        )
     return ""
 
 
@@ -80,29 +91,45 @@ def main(argv: list[str]) -> int:
     strategy = strategy_from_flags()
     shared = {k: v for k, v in base.to_dict().items() if k not in PER_RUN_SETTINGS}
     shared["model"] = {k: v for k, v in shared["model"].items() if k not in PER_RUN_SETTINGS}
-    print(f"GAN runs: {json.dumps(shared, sort_keys=True)}; adversarial: {FLAGS.adv_itrs} "
-          f"iterations, learning rate {FLAGS.adv_learning_rate}", flush=True)
+    print(
+        f"GAN runs: {json.dumps(shared, sort_keys=True)}; adversarial: {FLAGS.adv_itrs} "
+        f"iterations, learning rate {FLAGS.adv_learning_rate}",
+        flush=True,
+    )
     runs = TableRuns(FLAGS.out, base, FLAGS.adv_itrs, FLAGS.adv_learning_rate)
     seeds, needed = [int(s) for s in FLAGS.seeds], methods_to_run(FLAGS.methods)
     tic = time.perf_counter()
     try:
         records, seconds, reused = runs.run(
-            FLAGS.datasets, seeds, [] if FLAGS.write_only else needed, strategy,
-            progress=lambda line: print(line, flush=True))
+            FLAGS.datasets,
+            seeds,
+            [] if FLAGS.write_only else needed,
+            strategy,
+            progress=lambda line: print(line, flush=True),
+        )
     except (safe_io.DataError, FileNotFoundError, TrainingDivergedError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     in_table = [r for r in records if r.dataset in FLAGS.datasets and r.seed in seeds]
     text = table.write_tables(
-        [dataclasses.replace(r, method=LABELS[r.method]) for r in in_table
-         if r.method in FLAGS.methods],
-        os.path.join(FLAGS.out, "table.md"), os.path.join(FLAGS.out, "table.csv"),
-        methods=[LABELS[m] for m in FLAGS.methods], datasets=FLAGS.datasets)
+        [
+            dataclasses.replace(r, method=LABELS[r.method])
+            for r in in_table
+            if r.method in FLAGS.methods
+        ],
+        os.path.join(FLAGS.out, "table.md"),
+        os.path.join(FLAGS.out, "table.csv"),
+        methods=[LABELS[m] for m in FLAGS.methods],
+        datasets=FLAGS.datasets,
+    )
     # Wall seconds of every run the table needed (the entropy runs of its L2 methods too).
-    total = sum(seconds.get((r.method, r.dataset, r.seed), 0.0) for r in in_table
-                if r.method in needed)
-    print(f"\n{reused} runs reused; this invocation {time.perf_counter() - tic:.0f} s; all "
-          f"runs of the table {total:.0f} s (per run: {runs.seconds_path})\n")
+    total = sum(
+        seconds.get((r.method, r.dataset, r.seed), 0.0) for r in in_table if r.method in needed
+    )
+    print(
+        f"\n{reused} runs reused; this invocation {time.perf_counter() - tic:.0f} s; all "
+        f"runs of the table {total:.0f} s (per run: {runs.seconds_path})\n"
+    )
     print(f"test prec@1 and prec@2, mean (std) over seeds {','.join(FLAGS.seeds)}\n")
     print(text)
     print(f"tables: {FLAGS.out}/table.{{md,csv}}")

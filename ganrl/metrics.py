@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def precision_at_k(scores: np.ndarray, display_mask: np.ndarray, clicked_pos: np.ndarray,
-                   k: int) -> np.ndarray:
+def precision_at_k(
+    scores: np.ndarray, display_mask: np.ndarray, clicked_pos: np.ndarray, k: int
+) -> np.ndarray:
     """Per-event prec@k with fractional ties.
 
     Args:
@@ -40,8 +41,9 @@ def precision_at_k(scores: np.ndarray, display_mask: np.ndarray, clicked_pos: np
     return np.where(has_click, result, np.nan)
 
 
-def ranking_summary(scores: np.ndarray, display_mask: np.ndarray,
-                    clicked_pos: np.ndarray) -> dict[str, float]:
+def ranking_summary(
+    scores: np.ndarray, display_mask: np.ndarray, clicked_pos: np.ndarray
+) -> dict[str, float]:
     """Mean prec@1 and prec@2 over the events that have a click."""
     out = {}
     for k in (1, 2):

@@ -23,16 +23,21 @@ def main(strategy_name, cpu_replicas, out):
     rng = np.random.default_rng(0)
     n_items, n, rows = 20, 6, 32
     features = PolicyFeatures(rng.normal(size=(n_items, 4)).astype(np.float32))
-    config = CDQNConfig(hidden=8, batch_size=8, replay_capacity=rows, target_update=2,
-                        learning_rate=0.01)
-    policy = CascadingDQN(features, 2, seed=3, config=config, n_candidates=n,
-                          history_length=3, strategy=strategy)
+    config = CDQNConfig(
+        hidden=8, batch_size=8, replay_capacity=rows, target_update=2, learning_rate=0.01
+    )
+    policy = CascadingDQN(
+        features, 2, seed=3, config=config, n_candidates=n, history_length=3, strategy=strategy
+    )
     policy.replay.add(
-        history=rng.integers(-1, n_items, (rows, 3)), candidates=rng.integers(0, n_items, (rows, n)),
-        slate=np.tile([0, 1], (rows, 1)), reward=rng.random(rows).astype(np.float32),
+        history=rng.integers(-1, n_items, (rows, 3)),
+        candidates=rng.integers(0, n_items, (rows, n)),
+        slate=np.tile([0, 1], (rows, 1)),
+        reward=rng.random(rows).astype(np.float32),
         next_history=rng.integers(-1, n_items, (rows, 3)),
         next_candidates=rng.integers(0, n_items, (rows, n)),
-        done=(rng.random(rows) < 0.2).astype(np.float32))
+        done=(rng.random(rows) < 0.2).astype(np.float32),
+    )
     losses = [policy.train_step()["loss"] for _ in range(4)]
     np.savez(out, losses=np.array(losses), *[w.numpy() for w in policy.q.weights])
 

@@ -10,8 +10,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_script(args: list[str], cwd: str = ROOT, check: bool = True
-               ) -> subprocess.CompletedProcess:
+def run_script(args: list[str], cwd: str = ROOT, check: bool = True) -> subprocess.CompletedProcess:
     """Runs `args` with this interpreter as $PYTHON; with `check`, fails the test on a
     non-zero exit."""
     env = dict(os.environ, PYTHON=sys.executable, TF_CPP_MIN_LOG_LEVEL="3")
@@ -22,13 +21,23 @@ def run_script(args: list[str], cwd: str = ROOT, check: bool = True
 
 def synthetic_data_folder(folder) -> str:
     """`folder` holding dataset 'synthetic': 20 users, 30 items, 4 display sets each."""
-    run_script(["./process_data.sh", "--dataset=synthetic", f"--data_folder={folder}",
-                "--users=20", "--items=30", "--events_per_user=4", "--posterior_samples=50"])
+    run_script(
+        [
+            "./process_data.sh",
+            "--dataset=synthetic",
+            f"--data_folder={folder}",
+            "--users=20",
+            "--items=30",
+            "--events_per_user=4",
+            "--posterior_samples=50",
+        ]
+    )
     return str(folder)
 
 
-def recorded_commands(args: list[str], stub_folder, cwd: str = ROOT
-                      ) -> tuple[list[list[str]], subprocess.CompletedProcess]:
+def recorded_commands(
+    args: list[str], stub_folder, cwd: str = ROOT
+) -> tuple[list[list[str]], subprocess.CompletedProcess]:
     """Runs script `args` with a stub interpreter that records each command it is given and
     does nothing, so no data is prepared and nothing trains.
 
@@ -38,9 +47,11 @@ def recorded_commands(args: list[str], stub_folder, cwd: str = ROOT
     """
     stub, log = os.path.join(stub_folder, "python"), os.path.join(stub_folder, "commands.jsonl")
     with open(stub, "w") as f:
-        f.write(f"#!{sys.executable}\nimport json, os, sys\n"
-                f"with open({log!r}, 'a') as log:\n"
-                "    log.write(json.dumps([os.getcwd()] + sys.argv[1:]) + '\\n')\n")
+        f.write(
+            f"#!{sys.executable}\nimport json, os, sys\n"
+            f"with open({log!r}, 'a') as log:\n"
+            "    log.write(json.dumps([os.getcwd()] + sys.argv[1:]) + '\\n')\n"
+        )
     os.chmod(stub, 0o755)
     if os.path.exists(log):
         os.remove(log)

@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ganrl.policy.actor_critic import (A2CConfig, PPOConfig, gae, n_step_returns,
-                                      ppo_clip_loss, slate_log_prob)
+from ganrl.policy.actor_critic import (
+    A2CConfig,
+    PPOConfig,
+    gae,
+    n_step_returns,
+    ppo_clip_loss,
+    slate_log_prob,
+)
 from ganrl.policy.base import POLICIES, PolicyFeatures
 from ganrl.policy.ddpg import DDPGConfig, ddpg_targets
 from ganrl.policy.registry import names
@@ -21,20 +27,36 @@ AGENTS = ("ppo", "a2c", "ddpg")
 def test_gae_by_hand():
     # gamma 1, lambda 0.5: delta_0 = 1 + 0.5 - 0.5 = 1, delta_1 = 1 + 0 (done) - 0.5 = 0.5;
     # A_1 = 0.5, A_0 = 1 + 0.5 * 0.5 = 1.25.
-    a = gae(np.array([[1.0], [1.0]]), np.array([[0.5], [0.5]]), np.array([[0.5], [9.0]]),
-            np.array([[0.0], [1.0]]), gamma=1.0, lam=0.5)
+    a = gae(
+        np.array([[1.0], [1.0]]),
+        np.array([[0.5], [0.5]]),
+        np.array([[0.5], [9.0]]),
+        np.array([[0.0], [1.0]]),
+        gamma=1.0,
+        lam=0.5,
+    )
     np.testing.assert_allclose(a[:, 0], [1.25, 0.5])
 
 
 def test_n_step_returns_stop_at_the_episode_end():
     # gamma 0.5, n 2, done after step 1: R_0 = 1 + 0.5 * 2 = 2 (no bootstrap past the end),
     # R_1 = 2, R_2 = 3 + 0.5 * V(s_3) = 3 + 0.5 * 30 = 18.
-    r = n_step_returns(np.array([[1.0], [2.0], [3.0]]), np.array([[10.0], [20.0], [30.0]]),
-                       np.array([[0.0], [1.0], [0.0]]), gamma=0.5, n=2)
+    r = n_step_returns(
+        np.array([[1.0], [2.0], [3.0]]),
+        np.array([[10.0], [20.0], [30.0]]),
+        np.array([[0.0], [1.0], [0.0]]),
+        gamma=0.5,
+        n=2,
+    )
     np.testing.assert_allclose(r[:, 0], [2.0, 2.0, 18.0])
     # n = 1 is the one-step target: r + gamma V(s') unless done.
-    r1 = n_step_returns(np.array([[1.0], [2.0]]), np.array([[10.0], [20.0]]),
-                        np.array([[0.0], [1.0]]), gamma=0.5, n=1)
+    r1 = n_step_returns(
+        np.array([[1.0], [2.0]]),
+        np.array([[10.0], [20.0]]),
+        np.array([[0.0], [1.0]]),
+        gamma=0.5,
+        n=1,
+    )
     np.testing.assert_allclose(r1[:, 0], [6.0, 2.0])
 
 
@@ -56,8 +78,9 @@ def test_slate_log_prob_is_plackett_luce():
 
 
 def test_ddpg_target_by_hand():
-    y = ddpg_targets(tf.constant([1.0, 1.0]), tf.constant([0.0, 1.0]), tf.constant([4.0, 4.0]),
-                     0.5).numpy()
+    y = ddpg_targets(
+        tf.constant([1.0, 1.0]), tf.constant([0.0, 1.0]), tf.constant([4.0, 4.0]), 0.5
+    ).numpy()
     np.testing.assert_allclose(y, [3.0, 1.0])
 
 
@@ -78,22 +101,27 @@ class BanditSim:
         context = self.rng.integers(0, self.n_items, users)
         self.history = np.full((users, 4), -1, np.int32)
         self.history[:, 0] = context
-        self.best = (context[:, None] + np.array([1, 3])[:self.k]) % self.n_items  # [B, k]
+        self.best = (context[:, None] + np.array([1, 3])[: self.k]) % self.n_items  # [B, k]
         return self._obs()
 
     def _obs(self):
         users = len(self.history)
-        return Observation(tf.constant(self.history),
-                           tf.tile(tf.range(self.n_items)[None], [users, 1]), self.t)
+        return Observation(
+            tf.constant(self.history), tf.tile(tf.range(self.n_items)[None], [users, 1]), self.t
+        )
 
     def step(self, observation, slate):
         items = tf.gather(observation.candidates, tf.cast(slate, tf.int32), batch_dims=1)
         hits = (items.numpy()[:, :, None] == self.best[:, None, :]).any(axis=2)  # [B, k]
         self.t += 1
         index = np.where(hits.any(axis=1), hits.argmax(axis=1), -1).astype(np.int32)
-        return StepResult(self._obs(), tf.constant(hits.mean(axis=1), tf.float32),
-                          tf.constant(hits.any(axis=1)), tf.constant(index),
-                          self.t >= self.horizon)
+        return StepResult(
+            self._obs(),
+            tf.constant(hits.mean(axis=1), tf.float32),
+            tf.constant(hits.any(axis=1)),
+            tf.constant(index),
+            self.t >= self.horizon,
+        )
 
 
 # Per agent: constructor settings for this tiny bandit and the training episodes it needs.
@@ -104,15 +132,15 @@ SETTINGS = {"ppo": ({}, 45), "a2c": ({}, 120), "ddpg": ({"noise_scale": 2.0, "ta
 
 
 # Per agent: its config class and, for DDPG, the replay minibatch.
-CONFIGS = {"ppo": (PPOConfig, {}), "a2c": (A2CConfig, {}),
-           "ddpg": (DDPGConfig, {"batch_size": 64})}
+CONFIGS = {"ppo": (PPOConfig, {}), "a2c": (A2CConfig, {}), "ddpg": (DDPGConfig, {"batch_size": 64})}
 
 
 def _agent(name, k=1, seed=0, **overrides):
     features = PolicyFeatures(np.eye(8, dtype=np.float32))
     config_class, replay = CONFIGS[name]
-    config = config_class(hidden=32, learning_rate=0.01, gamma=0.5,
-                          **dict(replay, **SETTINGS[name][0], **overrides))
+    config = config_class(
+        hidden=32, learning_rate=0.01, gamma=0.5, **dict(replay, **SETTINGS[name][0], **overrides)
+    )
     return POLICIES[name](features, k, seed, config)
 
 
@@ -139,8 +167,9 @@ def test_on_policy_agents_update_on_full_rollouts_and_at_episode_ends(name):
     for _ in range(sim.horizon):
         slate = agent.select(obs, explore=True)
         result = sim.step(obs, slate)
-        agent.observe(obs, slate, result.reward, result.clicked_index, result.observation,
-                      result.done)
+        agent.observe(
+            obs, slate, result.reward, result.clicked_index, result.observation, result.done
+        )
         updated.append("loss" in agent.train_step())
         obs = result.observation
     assert updated == [False, False, True, True] and agent.rollout == []

@@ -24,9 +24,17 @@ DATASET = dict(n_users=24, no_click_every=4)
 
 def _train_config(folder, **overrides) -> trainer.TrainConfig:
     model = ModelConfig(user_model="PW", dims="8", item_dim=4, pw_dim=2, pw_band_size=3)
-    values = dict(dataset="tiny", data_folder=str(folder / "data"),
-                  save_dir=str(folder / "run"), learning_rate=0.05, batch_size=6, num_itrs=2,
-                  eval_every=2, checkpoint_secs=0, model=model)
+    values = dict(
+        dataset="tiny",
+        data_folder=str(folder / "data"),
+        save_dir=str(folder / "run"),
+        learning_rate=0.05,
+        batch_size=6,
+        num_itrs=2,
+        eval_every=2,
+        checkpoint_secs=0,
+        model=model,
+    )
     return trainer.TrainConfig(**{**values, **overrides})
 
 
@@ -36,10 +44,23 @@ def _train(config: trainer.TrainConfig, progress=lambda _: None) -> dict:
 
 
 def _policy_config(user_model_dir, save_dir, **overrides) -> PolicyConfig:
-    values = dict(user_model_dir=user_model_dir, test_user_model_dir=user_model_dir,
-                  save_dir=str(save_dir), policies=("random",), k=2, horizon=2, num_itrs=2,
-                  batch_size=4, train_batch_size=4, eval_users=8, select_users=8,
-                  adapt_itrs=0, regret_itrs=0, hidden=8, checkpoint_secs=0)
+    values = dict(
+        user_model_dir=user_model_dir,
+        test_user_model_dir=user_model_dir,
+        save_dir=str(save_dir),
+        policies=("random",),
+        k=2,
+        horizon=2,
+        num_itrs=2,
+        batch_size=4,
+        train_batch_size=4,
+        eval_users=8,
+        select_users=8,
+        adapt_itrs=0,
+        regret_itrs=0,
+        hidden=8,
+        checkpoint_secs=0,
+    )
     return PolicyConfig(**{**values, **overrides})
 
 
@@ -54,8 +75,14 @@ def user_model_dir(tmp_path_factory):
 
 def _main(script: str, *flags: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, script, *flags], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, script, *flags],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _refused(proc: subprocess.CompletedProcess, *message_parts: str) -> None:
@@ -72,13 +99,16 @@ def _refused(proc: subprocess.CompletedProcess, *message_parts: str) -> None:
 @contextlib.contextmanager
 def _held_by_another_process(folder):
     """Another process holding `folder` the way a run holds its run folder (flock)."""
-    hold = ("import fcntl, os, sys, time\n"
-            "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
-            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-            "print('held', flush=True)\n"
-            "time.sleep(600)\n")
-    proc = subprocess.Popen([sys.executable, "-c", hold, str(folder)], stdout=subprocess.PIPE,
-                            text=True)
+    hold = (
+        "import fcntl, os, sys, time\n"
+        "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "print('held', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", hold, str(folder)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout.readline().strip() == "held"
         yield proc
@@ -90,64 +120,84 @@ def _held_by_another_process(folder):
 
 def _listing(folder) -> dict:
     """Every file under `folder` with its modification time."""
-    return {os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns
-            for d, _, files in os.walk(folder) for f in files}
+    return {
+        os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns
+        for d, _, files in os.walk(folder)
+        for f in files
+    }
 
 
 # -- 1. User-model flags ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"num_itrs": -5}, "num_itrs=-5: expected a non-negative integer"),
-    ({"batch_size": 0}, "batch_size=0: expected a positive integer"),
-    ({"eval_every": 0}, "eval_every=0: expected a positive integer"),
-    ({"learning_rate": -1.0}, "learning_rate=-1.0: expected a positive number"),
-    ({"learning_rate": 0.0}, "learning_rate=0.0: expected a positive number"),
-    ({"learning_rate": float("nan")}, "learning_rate=nan: expected a positive number"),
-    ({"weight_decay": -0.1}, "weight_decay=-0.1: expected a non-negative number"),
-    ({"seed": -1}, "seed=-1: expected a non-negative integer"),
-    ({"max_events": -1}, "max_events=-1: expected a non-negative integer"),
-    ({"item_features": "both"}, "item_features='both': expected one of onehot, generalising"),
-])
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"num_itrs": -5}, "num_itrs=-5: expected a non-negative integer"),
+        ({"batch_size": 0}, "batch_size=0: expected a positive integer"),
+        ({"eval_every": 0}, "eval_every=0: expected a positive integer"),
+        ({"learning_rate": -1.0}, "learning_rate=-1.0: expected a positive number"),
+        ({"learning_rate": 0.0}, "learning_rate=0.0: expected a positive number"),
+        ({"learning_rate": float("nan")}, "learning_rate=nan: expected a positive number"),
+        ({"weight_decay": -0.1}, "weight_decay=-0.1: expected a non-negative number"),
+        ({"seed": -1}, "seed=-1: expected a non-negative integer"),
+        ({"max_events": -1}, "max_events=-1: expected a non-negative integer"),
+        ({"item_features": "both"}, "item_features='both': expected one of onehot, generalising"),
+    ],
+)
 def test_train_config_refuses_bad_values(tmp_path, overrides, message):
     with pytest.raises(ValueError) as error:
         _train_config(tmp_path, **overrides)
     assert str(error.value) == message
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"dims": "abc"}, "dims='abc': expected the hidden sizes of the utility MLP, positive "
-                      "integers joined by '-', e.g. '64-64'"),
-    ({"dims": "64-0"}, "dims='64-0': expected the hidden sizes"),
-    ({"dims": "64-"}, "dims='64-': expected the hidden sizes"),
-    ({"dims": "", "bilinear": False}, "dims='': a utility without an MLP needs the bilinear"),
-    ({"rnn_skip": -1}, "rnn_skip=-1: expected a non-negative integer"),
-    ({"statistic_folds": 1}, "statistic_folds=1: expected 0 (leave-one-user-out) or at least"),
-    ({"pw_activation": "tanh"}, "pw_activation='tanh': expected one of sigmoid, linear"),
-    ({"rnn_hidden_dim": 0}, "rnn_hidden_dim=0: expected a positive integer"),
-    ({"pw_dim": -1}, "pw_dim=-1: expected a positive integer"),
-    ({"pw_band_size": 0}, "pw_band_size=0: expected a positive integer"),
-    ({"item_dim": 0}, "item_dim=0: expected a positive integer"),
-    ({"dropout": 1.0}, "dropout=1.0: expected a number in [0, 1)"),
-    ({"id_dropout": -0.5}, "id_dropout=-0.5: expected a number in [0, 1)"),
-    ({"l2_reg": -1.0}, "l2_reg=-1.0: expected a non-negative number"),
-    ({"rate_prior_strength": 0.0}, "rate_prior_strength=0.0: expected a positive number"),
-    ({"user_model": "GRU"}, "user_model='GRU': expected one of PW, LSTM"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            {"dims": "abc"},
+            "dims='abc': expected the hidden sizes of the utility MLP, positive "
+            "integers joined by '-', e.g. '64-64'",
+        ),
+        ({"dims": "64-0"}, "dims='64-0': expected the hidden sizes"),
+        ({"dims": "64-"}, "dims='64-': expected the hidden sizes"),
+        ({"dims": "", "bilinear": False}, "dims='': a utility without an MLP needs the bilinear"),
+        ({"rnn_skip": -1}, "rnn_skip=-1: expected a non-negative integer"),
+        ({"statistic_folds": 1}, "statistic_folds=1: expected 0 (leave-one-user-out) or at least"),
+        ({"pw_activation": "tanh"}, "pw_activation='tanh': expected one of sigmoid, linear"),
+        ({"rnn_hidden_dim": 0}, "rnn_hidden_dim=0: expected a positive integer"),
+        ({"pw_dim": -1}, "pw_dim=-1: expected a positive integer"),
+        ({"pw_band_size": 0}, "pw_band_size=0: expected a positive integer"),
+        ({"item_dim": 0}, "item_dim=0: expected a positive integer"),
+        ({"dropout": 1.0}, "dropout=1.0: expected a number in [0, 1)"),
+        ({"id_dropout": -0.5}, "id_dropout=-0.5: expected a number in [0, 1)"),
+        ({"l2_reg": -1.0}, "l2_reg=-1.0: expected a non-negative number"),
+        ({"rate_prior_strength": 0.0}, "rate_prior_strength=0.0: expected a positive number"),
+        ({"user_model": "GRU"}, "user_model='GRU': expected one of PW, LSTM"),
+    ],
+)
 def test_model_config_refuses_bad_values(overrides, message):
     with pytest.raises(ValueError) as error:
         ModelConfig(**overrides)
     assert str(error.value).startswith(message)
 
 
-@pytest.mark.parametrize("flag, message", [
-    ("--num_itrs=-5", "num_itrs=-5: expected a non-negative integer"),
-    ("--dims=abc", "dims='abc': expected the hidden sizes"),
-])
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("--num_itrs=-5", "num_itrs=-5: expected a non-negative integer"),
+        ("--dims=abc", "dims='abc': expected the hidden sizes"),
+    ],
+)
 def test_user_model_entry_point_refuses_a_bad_flag_in_one_line(tmp_path, flag, message):
     write_tiny_dataset(tmp_path / "data", **DATASET)
-    proc = _main("experiment_user_model/main_gan_user_model.py",
-                 f"--data_folder={tmp_path / 'data'}", "--dataset=tiny",
-                 f"--save_dir={tmp_path / 'run'}", flag)
+    proc = _main(
+        "experiment_user_model/main_gan_user_model.py",
+        f"--data_folder={tmp_path / 'data'}",
+        "--dataset=tiny",
+        f"--save_dir={tmp_path / 'run'}",
+        flag,
+    )
     _refused(proc, message)
     assert not (tmp_path / "run").exists()
 
@@ -161,51 +211,66 @@ def test_a_missing_pretraining_is_refused_before_the_run_folder_exists(tmp_path)
 
 # -- 2. Policy flags -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"k": 0}, "k=0: expected a positive integer"),
-    ({"k": -1}, "k=-1: expected a positive integer"),
-    ({"horizon": 0}, "horizon=0: expected a positive integer"),
-    ({"batch_size": 0}, "batch_size=0: expected a positive integer"),
-    ({"num_itrs": -1}, "num_itrs=-1: expected a positive integer"),
-    ({"n_candidates": -3}, "n_candidates=-3: expected a non-negative integer"),
-    ({"n_candidates": 1}, "n_candidates=1: expected 0 (every item) or at least k=2"),
-    ({"gamma": 1.5}, "gamma=1.5: expected a number in [0, 1]"),
-    ({"learning_rate": 0.0}, "learning_rate=0.0: expected a positive number"),
-    ({"adapt_itrs": -1}, "adapt_itrs=-1: expected a non-negative integer"),
-    ({"policies": ("cdqn", "dqn")}, "policy='dqn': expected one of a2c, cdqn"),
-    ({"policies": ()}, "policy='': expected at least one policy"),
-])
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"k": 0}, "k=0: expected a positive integer"),
+        ({"k": -1}, "k=-1: expected a positive integer"),
+        ({"horizon": 0}, "horizon=0: expected a positive integer"),
+        ({"batch_size": 0}, "batch_size=0: expected a positive integer"),
+        ({"num_itrs": -1}, "num_itrs=-1: expected a positive integer"),
+        ({"n_candidates": -3}, "n_candidates=-3: expected a non-negative integer"),
+        ({"n_candidates": 1}, "n_candidates=1: expected 0 (every item) or at least k=2"),
+        ({"gamma": 1.5}, "gamma=1.5: expected a number in [0, 1]"),
+        ({"learning_rate": 0.0}, "learning_rate=0.0: expected a positive number"),
+        ({"adapt_itrs": -1}, "adapt_itrs=-1: expected a non-negative integer"),
+        ({"policies": ("cdqn", "dqn")}, "policy='dqn': expected one of a2c, cdqn"),
+        ({"policies": ()}, "policy='': expected at least one policy"),
+    ],
+)
 def test_policy_config_refuses_bad_values(tmp_path, overrides, message):
     with pytest.raises(ValueError) as error:
         _policy_config("um", tmp_path / "policy", **overrides)
     assert str(error.value).startswith(message)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"n_candidates": 13}, "n_candidates=13: expected at most the user model's 12 items"),
-    ({"k": 13}, "k=13: expected at most the user model's 12 items"),
-])
-def test_policy_runner_refuses_more_than_the_catalogue_before_writing(user_model_dir, tmp_path,
-                                                                      overrides, message):
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"n_candidates": 13}, "n_candidates=13: expected at most the user model's 12 items"),
+        ({"k": 13}, "k=13: expected at most the user model's 12 items"),
+    ],
+)
+def test_policy_runner_refuses_more_than_the_catalogue_before_writing(
+    user_model_dir, tmp_path, overrides, message
+):
     with pytest.raises(ValueError, match=message):
         PolicyRunner(_policy_config(user_model_dir, tmp_path / "policy", **overrides))
     assert not (tmp_path / "policy").exists()
 
 
 def test_policy_entry_point_refuses_a_bad_flag_in_one_line(user_model_dir, tmp_path):
-    proc = _main("experiment_policy/main_policy.py", f"--user_model_dir={user_model_dir}",
-                 f"--test_user_model_dir={user_model_dir}", f"--save_dir={tmp_path / 'p'}",
-                 "--n_candidates=100")
+    proc = _main(
+        "experiment_policy/main_policy.py",
+        f"--user_model_dir={user_model_dir}",
+        f"--test_user_model_dir={user_model_dir}",
+        f"--save_dir={tmp_path / 'p'}",
+        "--n_candidates=100",
+    )
     _refused(proc, "n_candidates=100: expected at most the user model's 12 items")
     assert not (tmp_path / "p").exists()
 
 
 # -- 3. Divergence ---------------------------------------------------------------------------
 
+
 def test_divergence_by_hand():
     def rows(start, last):
-        return [{"iteration": "0", "train_loss": "nan", "vali_loss": str(start)},
-                {"iteration": "10", "train_loss": str(last), "vali_loss": "0"}]
+        return [
+            {"iteration": "0", "train_loss": "nan", "vali_loss": str(start)},
+            {"iteration": "10", "train_loss": str(last), "vali_loss": "0"},
+        ]
 
     assert trainer.divergence(rows(1.9, 5.6)) == ""  # below 3 x 1.9 = 5.7
     assert "training loss ended at 5.8 (iteration 10)" in trainer.divergence(rows(1.9, 5.8))
@@ -221,7 +286,7 @@ def test_a_huge_learning_rate_warns_that_training_diverged(tmp_path):
     warnings = [line for line in lines if line.startswith("warning: training diverged")]
     assert len(warnings) == 1 and "try a lower learning_rate" in warnings[0]
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert saved["diverged"] is True and saved["warning"] == warnings[0][len("warning: "):]
+    assert saved["diverged"] is True and saved["warning"] == warnings[0][len("warning: ") :]
     assert set(saved["best_iteration"]) == {"loss", "prec1", "prec2"}
     assert f"loss {saved['best_iteration']['loss']}" in saved["warning"]
     sane = _train(_train_config(tmp_path / "sane"))
@@ -229,6 +294,7 @@ def test_a_huge_learning_rate_warns_that_training_diverged(tmp_path):
 
 
 # -- 4. Checkpoint writes that were killed ---------------------------------------------------
+
 
 def _partial_checkpoint(folder) -> str:
     """What a kill during `CheckpointManager.save` leaves behind."""
@@ -241,8 +307,10 @@ def test_a_rerun_removes_partial_checkpoints(user_model_dir, tmp_path):
     config = _train_config(tmp_path)
     _train(config)
     checkpoints = tmp_path / "run" / "checkpoints"
-    partial = [_partial_checkpoint(checkpoints / "latest" / "ckpt-5_temp"),
-               _partial_checkpoint(checkpoints / "best_loss" / "ckpt-5_temp")]
+    partial = [
+        _partial_checkpoint(checkpoints / "latest" / "ckpt-5_temp"),
+        _partial_checkpoint(checkpoints / "best_loss" / "ckpt-5_temp"),
+    ]
     mine = checkpoints / "notes_temp"  # not a checkpoint write: kept
     os.makedirs(mine)
     (mine / "notes.txt").write_text("mine")
@@ -251,13 +319,15 @@ def test_a_rerun_removes_partial_checkpoints(user_model_dir, tmp_path):
 
     policy = _policy_config(user_model_dir, tmp_path / "policy", policies=("linucb",))
     PolicyRunner(policy).run()
-    partial = _partial_checkpoint(tmp_path / "policy" / "checkpoints" / "linucb__train" /
-                                  "ckpt-9_temp")
+    partial = _partial_checkpoint(
+        tmp_path / "policy" / "checkpoints" / "linucb__train" / "ckpt-9_temp"
+    )
     PolicyRunner(policy).run()
     assert not os.path.exists(partial)
 
 
 # -- 5. Two runs, one run folder -------------------------------------------------------------
+
 
 def test_a_run_folder_takes_one_run_at_a_time(user_model_dir, tmp_path):
     config = _train_config(tmp_path)
@@ -265,9 +335,10 @@ def test_a_run_folder_takes_one_run_at_a_time(user_model_dir, tmp_path):
     for folder in (tmp_path / "run", tmp_path / "policy"):
         os.makedirs(folder)
     with _held_by_another_process(tmp_path / "run"):
-        with pytest.raises(run_folder.RunFolderError,
-                           match=f"{tmp_path / 'run'}: another run is writing to this run "
-                                 "folder"):
+        with pytest.raises(
+            run_folder.RunFolderError,
+            match=f"{tmp_path / 'run'}: another run is writing to this run folder",
+        ):
             _train(config)
         assert os.listdir(tmp_path / "run") == []
     with _held_by_another_process(tmp_path / "policy") as holder:
@@ -282,17 +353,21 @@ def test_a_run_folder_takes_one_run_at_a_time(user_model_dir, tmp_path):
 
 # -- 6. Reruns with other flags --------------------------------------------------------------
 
+
 def test_a_user_model_rerun_with_other_flags_is_refused(tmp_path):
     config = _train_config(tmp_path)
     first = _train(config)
     before = _listing(tmp_path / "run")
-    other = dataclasses.replace(config, num_itrs=4, model=dataclasses.replace(config.model,
-                                                                              dims="16"))
+    other = dataclasses.replace(
+        config, num_itrs=4, model=dataclasses.replace(config.model, dims="16")
+    )
     with pytest.raises(run_folder.RunFolderError) as error:
         _train(other)
-    assert str(error.value) == (f"{tmp_path / 'run'}: holds a run with other flags "
-                                "(dims='8' there, '16' now; num_itrs=2 there, 4 now): rerun "
-                                "with its flags or pass another --save_dir")
+    assert str(error.value) == (
+        f"{tmp_path / 'run'}: holds a run with other flags "
+        "(dims='8' there, '16' now; num_itrs=2 there, 4 now): rerun "
+        "with its flags or pass another --save_dir"
+    )
     assert _listing(tmp_path / "run") == before
     # The same flags (where and how often it saves aside) reuse the finished run.
     assert _train(dataclasses.replace(config, checkpoint_secs=60.0)) == first

@@ -10,15 +10,28 @@ from ganrl.user_model.model import ModelConfig, UserModel
 
 # The paper's model and one whose state holds every part (display summary, choice evidence,
 # history ids), where a padded replay step is most likely to leak into the state.
-OPTIONS = {"plain": {},
-           "all_parts": {"display_history": True, "choice_history": True,
-                         "history_features": True, "history_display_width": 3}}
+OPTIONS = {
+    "plain": {},
+    "all_parts": {
+        "display_history": True,
+        "choice_history": True,
+        "history_features": True,
+        "history_display_width": 3,
+    },
+}
 
 
 def _choice_model(encoder, options, has_no_click=False):
     tf.keras.utils.set_random_seed(0)
-    config = ModelConfig(user_model=encoder, dims="8", item_dim=4, rnn_hidden_dim=5, pw_dim=2,
-                         pw_band_size=3, **OPTIONS[options])
+    config = ModelConfig(
+        user_model=encoder,
+        dims="8",
+        item_dim=4,
+        rnn_hidden_dim=5,
+        pw_dim=2,
+        pw_band_size=3,
+        **OPTIONS[options],
+    )
     return ChoiceModel(UserModel(ItemFeatures(9), config, has_no_click))
 
 
@@ -63,8 +76,9 @@ def test_probabilities_mask_padding_and_an_absent_no_click(has_no_click):
     assert (probs[3] > 0) == has_no_click
     # Log-probabilities are those probabilities' logs; the utilities' softmax over the real
     # items is the probabilities given a click.
-    np.testing.assert_allclose(np.exp(cm.log_probs(state, display, mask).numpy()[0]), probs,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        np.exp(cm.log_probs(state, display, mask).numpy()[0]), probs, atol=1e-6
+    )
     u = cm.utilities(state, display[:, :2]).numpy()[0]
     given_click = np.exp(u) / np.exp(u).sum()
     np.testing.assert_allclose(probs[:2] / probs[:2].sum(), given_click, atol=1e-6)
@@ -80,8 +94,9 @@ def test_sample_follows_the_gumbel_max_rule_and_its_frequencies():
     np.testing.assert_array_equal(chosen, np.argmax(logits + gumbel.numpy(), -1))
     frequencies = np.bincount(chosen, minlength=4) / 4000.0
     # 4,000 draws: each frequency within about 4 standard errors (<= 0.032) of its probability.
-    np.testing.assert_allclose(frequencies, cm.click_probabilities(state, display).numpy()[0],
-                               atol=0.032)
+    np.testing.assert_allclose(
+        frequencies, cm.click_probabilities(state, display).numpy()[0], atol=0.032
+    )
 
 
 def test_top_k_and_rewards():
@@ -90,6 +105,7 @@ def test_top_k_and_rewards():
     state = cm.replay(tf.constant([[4], [7]]))
     items = tf.constant([[0, 1, 2, 3, 5], [8, 6, 5, 1, 0]])
     u = cm.utilities(state, items).numpy()
-    np.testing.assert_array_equal(cm.top_k(state, items, 3).numpy(),
-                                  np.argsort(-u, axis=1, kind="stable")[:, :3])
+    np.testing.assert_array_equal(
+        cm.top_k(state, items, 3).numpy(), np.argsort(-u, axis=1, kind="stable")[:, :3]
+    )
     np.testing.assert_allclose(cm.rewards(state, items).numpy(), u - 0.75, atol=1e-6)

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from ganrl.reporting.compare import compare, phase_segments, read_run, run_labels, summary_rows
 from ganrl.data.safe_io import DataError
+from ganrl.reporting.compare import compare, phase_segments, read_run, run_labels, summary_rows
 
 HEADER = "iteration,phase,train_loss,vali_loss,vali_prec1,vali_prec2,events_per_second"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,11 +30,17 @@ def write_run(folder, config: dict, rows: list[str], results: dict | None = None
 
 
 def base_config(save_dir: str, **changes) -> dict:
-    config = {"dataset": "yelp", "save_dir": save_dir, "seed": 0, "regularizer": "entropy",
-              "learning_rate": 0.0005, "model": {"user_model": "LSTM", "rnn_hidden_dim": 20}}
+    config = {
+        "dataset": "yelp",
+        "save_dir": save_dir,
+        "seed": 0,
+        "regularizer": "entropy",
+        "learning_rate": 0.0005,
+        "model": {"user_model": "LSTM", "rnn_hidden_dim": 20},
+    }
     for key, value in changes.items():
         if key.startswith("model."):
-            config["model"][key[len("model."):]] = value
+            config["model"][key[len("model.") :]] = value
         else:
             config[key] = value
     return config
@@ -42,22 +48,33 @@ def base_config(save_dir: str, **changes) -> dict:
 
 @pytest.fixture
 def runs(tmp_path):
-    a = write_run(tmp_path / "a", base_config("runs/a"),
-                  ["0,mle,,1.5,0.40,0.60,", "50,mle,1.2,1.1,0.60,0.80,900",
-                   "100,mle,1.0,1.2,0.65,0.78,950"],
-                  {"test": {"loss": 1.15, "prec1": 0.62, "prec2": 0.81}, "vali": {},
-                   "train_seconds": 12.5, "events_per_second": 930, "peak_rss_mb": 400})
-    b = write_run(tmp_path / "b", base_config("runs/b", **{"model.rnn_hidden_dim": 64,
-                                                             "regularizer": "L2"}),
-                  ["0,adversarial,,1.4,0.50,0.70,", "50,adversarial,1.3,nan,0.55,0.75,800"])
+    a = write_run(
+        tmp_path / "a",
+        base_config("runs/a"),
+        ["0,mle,,1.5,0.40,0.60,", "50,mle,1.2,1.1,0.60,0.80,900", "100,mle,1.0,1.2,0.65,0.78,950"],
+        {
+            "test": {"loss": 1.15, "prec1": 0.62, "prec2": 0.81},
+            "vali": {},
+            "train_seconds": 12.5,
+            "events_per_second": 930,
+            "peak_rss_mb": 400,
+        },
+    )
+    b = write_run(
+        tmp_path / "b",
+        base_config("runs/b", **{"model.rnn_hidden_dim": 64, "regularizer": "L2"}),
+        ["0,adversarial,,1.4,0.50,0.70,", "50,adversarial,1.3,nan,0.55,0.75,800"],
+    )
     return [a, b]
 
 
 def test_labels_name_the_differing_keys_only(runs):
     loaded = [read_run(r) for r in runs]
     # save_dir differs too but is a path, not a setting.
-    assert run_labels(loaded) == ["regularizer=entropy, model.rnn_hidden_dim=20",
-                                  "regularizer=L2, model.rnn_hidden_dim=64"]
+    assert run_labels(loaded) == [
+        "regularizer=entropy, model.rnn_hidden_dim=20",
+        "regularizer=L2, model.rnn_hidden_dim=64",
+    ]
 
 
 def test_identical_configs_fall_back_to_folder_names(tmp_path):
@@ -77,7 +94,7 @@ def test_summary_best_values_and_test_figures(runs):
     assert rows[0]["iterations"] == 100
     # Run b: the NaN loss is skipped; unfinished, so no test figures.
     assert rows[1]["best_vali_loss"] == pytest.approx(1.4)
-    assert rows[1]["test_prec1"] != rows[1]["test_prec1"]   # NaN
+    assert rows[1]["test_prec1"] != rows[1]["test_prec1"]  # NaN
 
 
 def test_compare_writes_plots_and_table(runs, tmp_path):
@@ -88,8 +105,10 @@ def test_compare_writes_plots_and_table(runs, tmp_path):
         assert data.startswith(b"\x89PNG") and len(data) > 1000
     assert (out / "summary.md").read_text() == text
     lines = text.splitlines()
-    assert lines[2].startswith("| regularizer=entropy, model.rnn_hidden_dim=20 | a | 100 | "
-                               "1.1000 | 0.6500 | 0.8000 | 1.1500 | 0.6200 | 0.8100 | 12.5 |")
+    assert lines[2].startswith(
+        "| regularizer=entropy, model.rnn_hidden_dim=20 | a | 100 | "
+        "1.1000 | 0.6500 | 0.8000 | 1.1500 | 0.6200 | 0.8100 | 12.5 |"
+    )
     assert lines[3].endswith("| 1.4000 | 0.5500 | 0.7500 | - | - | - | - |")
 
 
@@ -103,23 +122,46 @@ def test_bad_run_folders_are_named(tmp_path):
 
 def test_command_line(runs, tmp_path):
     out = tmp_path / "cli"
-    done = subprocess.run([sys.executable, "-m", "ganrl.reporting.compare", *runs,
-                           "--out", str(out)], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": ROOT})
+    done = subprocess.run(
+        [sys.executable, "-m", "ganrl.reporting.compare", *runs, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
     assert done.returncode == 0, done.stderr
     assert "regularizer=L2, model.rnn_hidden_dim=64" in done.stdout
     assert (out / "vali_prec2.png").stat().st_size > 1000
-    failed = subprocess.run([sys.executable, "-m", "ganrl.reporting.compare",
-                             str(tmp_path / "none"), "--out", str(out)],
-                            capture_output=True, text=True, cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": ROOT})
+    failed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ganrl.reporting.compare",
+            str(tmp_path / "none"),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
     assert failed.returncode == 1 and "no config.json" in failed.stderr
 
 
 def test_phase_segments_join_at_the_phase_change():
-    rows = [{"iteration": i, "phase": p, "v": v} for i, p, v in
-            [(0, "mle", 1.0), (50, "mle", float("nan")), (100, "mle", 0.5),
-             (150, "adversarial", 0.4), (200, "adversarial", 0.3)]]
+    rows = [
+        {"iteration": i, "phase": p, "v": v}
+        for i, p, v in [
+            (0, "mle", 1.0),
+            (50, "mle", float("nan")),
+            (100, "mle", 0.5),
+            (150, "adversarial", 0.4),
+            (200, "adversarial", 0.3),
+        ]
+    ]
     # The NaN row is skipped; the adversarial line starts at the last mle point.
-    assert phase_segments(rows, "v") == [("mle", [(0, 1.0), (100, 0.5)]),
-                                         ("adversarial", [(100, 0.5), (150, 0.4), (200, 0.3)])]
+    assert phase_segments(rows, "v") == [
+        ("mle", [(0, 1.0), (100, 0.5)]),
+        ("adversarial", [(100, 0.5), (150, 0.4), (200, 0.3)]),
+    ]

@@ -11,11 +11,18 @@ import pytest
 
 from ganrl.data import safe_io
 from ganrl.data.csv_logs import parse_column_mapping, read_csv_logs
-from ganrl.data.dataset import (FEATURES_FORMAT, DataError, SplitData, load_dataset,
-                                load_split_data, save_dataset, save_event_splits)
+from ganrl.data.dataset import (
+    FEATURES_FORMAT,
+    DataError,
+    SplitData,
+    load_dataset,
+    load_split_data,
+    save_dataset,
+    save_event_splits,
+)
 from ganrl.data.movielens import find_ml100k, read_ml100k
 from ganrl.data.retailrocket import read_retailrocket
-from tests.data_helpers import ROOT, RELEASED_HEADER, outputs, process_data, released_row
+from tests.data_helpers import RELEASED_HEADER, ROOT, outputs, process_data, released_row
 from tests.script_helpers import run_script
 from tests.tiny_data import tiny_dataset
 
@@ -39,8 +46,11 @@ def test_missing_column(tmp_path):
 
 def test_non_integer_id(tmp_path):
     rows = "s\t0\ti\t1\t0\t0\t0\t0\ns\t1\ti\t1\t0\tabc\t0\t0\n"  # line 3, the user field
-    _fails_cleanly(tmp_path, RELEASED_HEADER + rows,
-                   "line 3, field 'session_new_index': expected an integer, got 'abc'")
+    _fails_cleanly(
+        tmp_path,
+        RELEASED_HEADER + rows,
+        "line 3, field 'session_new_index': expected an integer, got 'abc'",
+    )
 
 
 def test_two_clicks_in_one_display_set(tmp_path):
@@ -74,8 +84,9 @@ def test_bad_movielens_rating_names_line_and_field(tmp_path):
 
 
 def test_bad_retailrocket_event_names_line_and_field(tmp_path):
-    (tmp_path / "events.csv").write_text("timestamp,visitorid,event,itemid,transactionid\n"
-                                         "1000,7,view,100,\n2000,7,purchase,100,\n")
+    (tmp_path / "events.csv").write_text(
+        "timestamp,visitorid,event,itemid,transactionid\n1000,7,view,100,\n2000,7,purchase,100,\n"
+    )
     with pytest.raises(DataError, match=r"events.csv: line 3, field 'event': expected one of"):
         read_retailrocket(str(tmp_path / "events.csv"), "rr", seed=0)
 
@@ -97,8 +108,9 @@ def test_pickle_that_would_run_code_is_refused(tmp_path):
     save_dataset(str(tmp_path), tiny_dataset())
     with open(tmp_path / "tiny.pkl", "wb") as f:
         pickle.dump(Evil(), f)
-    with pytest.raises(safe_io.UnsafePickleError,
-                       match=r"tiny.pkl: refused to load global '(posix|os)\.system'"):
+    with pytest.raises(
+        safe_io.UnsafePickleError, match=r"tiny.pkl: refused to load global '(posix|os)\.system'"
+    ):
         load_dataset(str(tmp_path), "tiny")
     assert not (tmp_path / "pwned").exists()
 
@@ -121,8 +133,12 @@ def test_split_naming_an_unknown_user(tmp_path):
 
 # Rows of a small valid released file: 6 users (split 0, 1, 2 by user % 3), 2 display sets of
 # 3 items each, the first item of a set clicked; items 0..7.
-GOOD_ROWS = [released_row(user, 10 * user + t, (user + t + j) % 8, int(j == 0), user % 3)
-             for user in range(6) for t in range(2) for j in range(3)]
+GOOD_ROWS = [
+    released_row(user, 10 * user + t, (user + t + j) % 8, int(j == 0), user % 3)
+    for user in range(6)
+    for t in range(2)
+    for j in range(3)
+]
 
 
 def _released_text(rows) -> str:
@@ -140,23 +156,26 @@ def test_one_huge_item_id_is_refused_not_a_catalogue_of_its_size(tmp_path):
     # Line 5 (row 3) holds item 99999999999 among 8 distinct ids: the catalogue would be
     # 1e11 items; the bound is max(1000, 10 x 9 distinct ids) = 1000.
     rows = _with_field(GOOD_ROWS, 3, 6, 99999999999)
-    _fails_cleanly(tmp_path, _released_text(rows), "line 5, field 'item_new_index'",
-                   "99999999999", "= 1000")
+    _fails_cleanly(
+        tmp_path, _released_text(rows), "line 5, field 'item_new_index'", "99999999999", "= 1000"
+    )
 
 
 @pytest.mark.parametrize("time", ["inf", "1e30", "-inf"])
 def test_time_that_is_not_a_finite_exact_integer_is_refused(tmp_path, time):
     rows = _with_field(GOOD_ROWS, 4, 1, time)  # line 6, the Time field
-    _fails_cleanly(tmp_path, _released_text(rows), "line 6, field 'Time'",
-                   f"got '{time}'")
+    _fails_cleanly(tmp_path, _released_text(rows), "line 6, field 'Time'", f"got '{time}'")
 
 
 def test_negative_user_id_is_refused(tmp_path):
     rows = [list(r) for r in GOOD_ROWS]
     for r in rows[6:12]:  # every row of user 1: lines 8 to 13
         r[5] = -7
-    _fails_cleanly(tmp_path, _released_text(rows),
-                   "line 8, field 'session_new_index': expected a non-negative integer, got '-7'")
+    _fails_cleanly(
+        tmp_path,
+        _released_text(rows),
+        "line 8, field 'session_new_index': expected a non-negative integer, got '-7'",
+    )
 
 
 @pytest.mark.parametrize("where", ["SessionId", "end"])
@@ -182,8 +201,11 @@ def test_split_with_a_user_in_two_lists(tmp_path):
     dataset = tiny_dataset()  # train holds users 0..11, test users 18..23
     dataset.split = (dataset.split[0], dataset.split[1], dataset.split[2] + [5])
     save_dataset(str(tmp_path), dataset)
-    with pytest.raises(DataError, match=r"tiny-split.pkl: test list, entry 6: user 5 is "
-                                        r"already in the train list \(entry 5\)"):
+    with pytest.raises(
+        DataError,
+        match=r"tiny-split.pkl: test list, entry 6: user 5 is "
+        r"already in the train list \(entry 5\)",
+    ):
         load_dataset(str(tmp_path), "tiny")
 
 
@@ -191,8 +213,11 @@ def test_event_folders_with_a_user_in_two_splits(tmp_path):
     data = SplitData.from_dataset(tiny_dataset())
     data.splits["vali"] = data.splits["train"]
     save_event_splits(str(tmp_path), data)
-    with pytest.raises(DataError, match=r"tiny-events: vali list, entry 0: user 0 is already "
-                                        r"in the train list"):
+    with pytest.raises(
+        DataError,
+        match=r"tiny-events: vali list, entry 0: user 0 is already "
+        r"in the train list",
+    ):
         load_split_data(str(tmp_path), "tiny")
 
 
@@ -204,8 +229,13 @@ def _save_with_features(folder, features_object):
 
 
 def _compact(dense, n_items=12):
-    return {"format": FEATURES_FORMAT, "n_items": n_items, "identity": True, "dense": dense,
-            "columns": ["a", "b"]}
+    return {
+        "format": FEATURES_FORMAT,
+        "n_items": n_items,
+        "identity": True,
+        "dense": dense,
+        "columns": ["a", "b"],
+    }
 
 
 @pytest.mark.parametrize("form", ["compact", "matrix"])
@@ -215,8 +245,11 @@ def test_non_finite_dense_features_are_refused(tmp_path, form, bad):
     dense[7, 1] = bad
     _save_with_features(tmp_path, _compact(dense) if form == "compact" else dense)
     field = ", field 'dense'" if form == "compact" else r" \(2-D array\)"
-    with pytest.raises(DataError, match=rf"tiny.pkl: item features{field}: expected finite "
-                                        rf"numbers, got .* at row 7, column 1"):
+    with pytest.raises(
+        DataError,
+        match=rf"tiny.pkl: item features{field}: expected finite "
+        rf"numbers, got .* at row 7, column 1",
+    ):
         load_dataset(str(tmp_path), "tiny")
 
 
@@ -224,22 +257,43 @@ def test_non_finite_dense_features_are_refused(tmp_path, form, bad):
 def test_string_dense_features_are_refused(tmp_path, form):
     dense = np.full((12, 2), "0.5")  # numbers as text: numpy would convert them silently
     _save_with_features(tmp_path, _compact(dense) if form == "compact" else dense)
-    with pytest.raises(DataError, match=r"tiny.pkl: item features.*expected an array of "
-                                        r"numbers, got dtype <U3"):
+    with pytest.raises(
+        DataError,
+        match=r"tiny.pkl: item features.*expected an array of "
+        r"numbers, got dtype <U3",
+    ):
         load_dataset(str(tmp_path), "tiny")
 
 
-@pytest.mark.parametrize("entry,message", [
-    ([3, 5, [1]], r"data_behavior\[3\] \(user 3\): displays: expected a list, got int"),
-    ([3, [["a", "b"]], [-1]], r"data_behavior\[3\] \(user 3\), step 0: display set: "
-                              r"expected item ids in 0..11, got 'a'"),
-    ([3, [[1, 2]], [1.0]], r"data_behavior\[3\] \(user 3\), step 0: click: expected an item "
-                           r"of the display set \[1, 2\] or -1, got 1.0"),
-    (["3", [[1, 2]], [1]], r"data_behavior\[3\]: user id: expected a non-negative integer, "
-                           r"got '3'"),
-    ([2, [[1, 2]], [1]], r"data_behavior\[3\]: user 2 already has entry 2"),
-], ids=["displays_not_a_list", "item_ids_as_text", "click_as_float", "user_id_as_text",
-        "user_twice"])
+@pytest.mark.parametrize(
+    "entry,message",
+    [
+        ([3, 5, [1]], r"data_behavior\[3\] \(user 3\): displays: expected a list, got int"),
+        (
+            [3, [["a", "b"]], [-1]],
+            r"data_behavior\[3\] \(user 3\), step 0: display set: "
+            r"expected item ids in 0..11, got 'a'",
+        ),
+        (
+            [3, [[1, 2]], [1.0]],
+            r"data_behavior\[3\] \(user 3\), step 0: click: expected an item "
+            r"of the display set \[1, 2\] or -1, got 1.0",
+        ),
+        (
+            ["3", [[1, 2]], [1]],
+            r"data_behavior\[3\]: user id: expected a non-negative integer, "
+            r"got '3'",
+        ),
+        ([2, [[1, 2]], [1]], r"data_behavior\[3\]: user 2 already has entry 2"),
+    ],
+    ids=[
+        "displays_not_a_list",
+        "item_ids_as_text",
+        "click_as_float",
+        "user_id_as_text",
+        "user_twice",
+    ],
+)
 def test_behavior_entries_of_the_wrong_type_are_refused(tmp_path, entry, message):
     dataset = tiny_dataset()
     dataset.behavior[3] = entry
@@ -252,8 +306,11 @@ def test_event_folder_whose_item_features_disagree_with_the_events(tmp_path):
     data = SplitData.from_dataset(tiny_dataset())  # 12 items
     save_event_splits(str(tmp_path), data)
     safe_io.dump_pickles(tmp_path / "tiny-events" / "item_features.pkl", np.eye(5))
-    with pytest.raises(DataError, match=r"item_features.pkl: item features of 5 items, "
-                                        r"expected 12 \(n_items of .*train/meta.json\)"):
+    with pytest.raises(
+        DataError,
+        match=r"item_features.pkl: item features of 5 items, "
+        r"expected 12 \(n_items of .*train/meta.json\)",
+    ):
         load_split_data(str(tmp_path), "tiny")
 
 
@@ -263,16 +320,21 @@ def test_event_folder_with_an_item_id_beyond_the_catalogue(tmp_path):
     display = data.splits["test"].display.copy()
     display[2, 0] = 12
     np.save(tmp_path / "tiny-events" / "test" / "display.npy", display)
-    with pytest.raises(DataError, match=r"test/display.npy: row 2: item id 12, expected "
-                                        r"0..11"):
+    with pytest.raises(
+        DataError,
+        match=r"test/display.npy: row 2: item id 12, expected "
+        r"0..11",
+    ):
         load_split_data(str(tmp_path), "tiny")
 
 
 def _fake_user_model_dir(folder, features_object, n_items=12):
     """The files `load_user_model` reads before any checkpoint, with these item features."""
     folder.mkdir()
-    safe_io.dump_json(folder / "model.json", {"n_items": n_items, "model": {},
-                                               "has_no_click": False, "regularizer": "entropy"})
+    safe_io.dump_json(
+        folder / "model.json",
+        {"n_items": n_items, "model": {}, "has_no_click": False, "regularizer": "entropy"},
+    )
     safe_io.dump_json(folder / "config.json", {"data_folder": str(folder), "dataset": "tiny"})
     safe_io.dump_pickles(folder / "item_features.pkl", features_object)
     return str(folder)
@@ -280,9 +342,13 @@ def _fake_user_model_dir(folder, features_object, n_items=12):
 
 def test_run_folder_item_features_of_the_wrong_item_count(tmp_path):
     from ganrl.user_model import load_user_model
+
     run = _fake_user_model_dir(tmp_path / "run", np.eye(10))
-    with pytest.raises(DataError, match=r"run/item_features.pkl: item features of 10 items, "
-                                        r"expected 12 \(n_items of .*run/model.json\)"):
+    with pytest.raises(
+        DataError,
+        match=r"run/item_features.pkl: item features of 10 items, "
+        r"expected 12 \(n_items of .*run/model.json\)",
+    ):
         load_user_model(run)
 
 
@@ -313,27 +379,44 @@ def test_user_model_entry_point_refuses_bad_data_before_its_run_folder(tmp_path,
     if case == "events_features":
         save_event_splits(str(data), SplitData.from_dataset(dataset))
         safe_io.dump_pickles(data / "tiny-events" / "item_features.pkl", np.eye(5))
-    expected = {"split_overlap": "tiny-split.pkl: test list", "nan_features": "tiny.pkl: item "
-                "features, field 'dense'", "events_features": "item_features.pkl: item "
-                "features of 5 items, expected 12"}[case]
-    _refused_by_entry_point([os.path.join(ROOT, "experiment_user_model",
-                                          "main_gan_user_model.py"),
-                             f"--data_folder={data}", "--dataset=tiny", "--num_itrs=1",
-                             "--batch_size=4"], tmp_path, expected)
+    expected = {
+        "split_overlap": "tiny-split.pkl: test list",
+        "nan_features": "tiny.pkl: item features, field 'dense'",
+        "events_features": "item_features.pkl: item features of 5 items, expected 12",
+    }[case]
+    _refused_by_entry_point(
+        [
+            os.path.join(ROOT, "experiment_user_model", "main_gan_user_model.py"),
+            f"--data_folder={data}",
+            "--dataset=tiny",
+            "--num_itrs=1",
+            "--batch_size=4",
+        ],
+        tmp_path,
+        expected,
+    )
 
 
 def test_policy_entry_point_refuses_bad_item_features_before_its_run_folder(tmp_path):
     dense = np.ones((12, 2))
     dense[3, 1] = np.inf
     run = _fake_user_model_dir(tmp_path / "um", _compact(dense))
-    _refused_by_entry_point([os.path.join(ROOT, "experiment_policy", "main_policy.py"),
-                             f"--user_model_dir={run}", f"--test_user_model_dir={run}"],
-                            tmp_path, "um/item_features.pkl: item features, field 'dense'")
+    _refused_by_entry_point(
+        [
+            os.path.join(ROOT, "experiment_policy", "main_policy.py"),
+            f"--user_model_dir={run}",
+            f"--test_user_model_dir={run}",
+        ],
+        tmp_path,
+        "um/item_features.pkl: item features, field 'dense'",
+    )
 
 
 def test_curve_row_cut_short_by_a_kill_is_dropped(tmp_path):
     path = tmp_path / "curves.csv"
     path.write_text("iteration,phase,train_loss\n0,mle,nan\n2,mle,0.5\n4,ml")
-    assert safe_io.read_csv_rows(path) == [{"iteration": "0", "phase": "mle", "train_loss": "nan"},
-                                           {"iteration": "2", "phase": "mle", "train_loss": "0.5"}]
+    assert safe_io.read_csv_rows(path) == [
+        {"iteration": "0", "phase": "mle", "train_loss": "nan"},
+        {"iteration": "2", "phase": "mle", "train_loss": "0.5"},
+    ]
     assert safe_io.read_csv_rows(tmp_path / "missing.csv") == []

@@ -17,16 +17,28 @@ from ganrl.data.pipeline import PrepareConfig, default_names, prepare
 from ganrl.data.released import read_released
 from ganrl.data.retailrocket import read_retailrocket
 from ganrl.data.stats import STATS_KEYS
-from ganrl.data.synthetic import (SyntheticConfig, choice_probabilities, make_synthetic,
-                                  world_settings)
-from tests.data_helpers import ROOT, process_data, released_row as row, write_released
+from ganrl.data.synthetic import (
+    SyntheticConfig,
+    choice_probabilities,
+    make_synthetic,
+    world_settings,
+)
+from tests.data_helpers import ROOT, process_data, write_released
+from tests.data_helpers import released_row as row
 from tests.tiny_data import tiny_dataset
 
 RELEASED = os.path.join(os.path.dirname(ROOT), "shared", "data", "released")
 
-TINY_ROWS = [row(0, 0, 0, 0), row(0, 0, 1, 1), row(0, 0, 1, 1),  # duplicate row dropped
-             row(0, 1, 2, 0), row(0, 1, 2, 1), row(0, 1, 3, 0),  # item 2 twice: click kept
-             row(1, 2, 3, 0, 2), row(1, 2, 4, 0, 2)]             # no click
+TINY_ROWS = [
+    row(0, 0, 0, 0),
+    row(0, 0, 1, 1),
+    row(0, 0, 1, 1),  # duplicate row dropped
+    row(0, 1, 2, 0),
+    row(0, 1, 2, 1),
+    row(0, 1, 3, 0),  # item 2 twice: click kept
+    row(1, 2, 3, 0, 2),
+    row(1, 2, 4, 0, 2),
+]  # no click
 
 
 def test_released_reader_by_hand(tmp_path):
@@ -46,8 +58,9 @@ def test_released_reader_by_hand(tmp_path):
 
 def test_display_sets_are_shuffled_deterministically(tmp_path):
     # 40 display sets of 6 items, the click always on the last row (item 5).
-    path = write_released(tmp_path / "t.txt",
-                          [row(u, u, i, int(i == 5)) for u in range(40) for i in range(6)])
+    path = write_released(
+        tmp_path / "t.txt", [row(u, u, i, int(i == 5)) for u in range(40) for i in range(6)]
+    )
     a, b = (read_released(path, "t", seed=0) for _ in range(2))
     other = read_released(path, "t", seed=1)
     assert a.dataset.behavior == b.dataset.behavior  # same seed, same order
@@ -59,18 +72,29 @@ def test_display_sets_are_shuffled_deterministically(tmp_path):
 
 
 @pytest.mark.skipif(not os.path.isdir(RELEASED), reason="../shared/data/released absent")
-@pytest.mark.parametrize("name,expected", [
-    # rows, rows_kept, users, items, events, size mean/min/max, single-item sets, split
-    ("yelp", (6756, 6676, 1406, 804, 1725, 3.87, 1, 10, 293, (703, 351, 352))),
-    ("tb", (12824, 10869, 1369, 4042, 2042, 5.32, 1, 10, 226, (685, 341, 343))),
-    ("rsc", (14624, 6624, 1082, 890, 2063, 3.21, 1, 10, 505, (541, 270, 271))),
-])
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        # rows, rows_kept, users, items, events, size mean/min/max, single-item sets, split
+        ("yelp", (6756, 6676, 1406, 804, 1725, 3.87, 1, 10, 293, (703, 351, 352))),
+        ("tb", (12824, 10869, 1369, 4042, 2042, 5.32, 1, 10, 226, (685, 341, 343))),
+        ("rsc", (14624, 6624, 1082, 890, 2063, 3.21, 1, 10, 505, (541, 270, 271))),
+    ],
+)
 def test_released_files_match_the_published_table(name, expected):
     s = read_released(os.path.join(RELEASED, name + ".txt"), name, seed=0).stats
-    got = (s["rows"], s["rows_kept"], s["users"], s["items"], s["events"],
-           round(s["display_size"]["mean"], 2), s["display_size"]["min"],
-           s["display_size"]["max"], s["single_item_sets"],
-           (s["split"]["train"], s["split"]["vali"], s["split"]["test"]))
+    got = (
+        s["rows"],
+        s["rows_kept"],
+        s["users"],
+        s["items"],
+        s["events"],
+        round(s["display_size"]["mean"], 2),
+        s["display_size"]["min"],
+        s["display_size"]["max"],
+        s["single_item_sets"],
+        (s["split"]["train"], s["split"]["vali"], s["split"]["test"]),
+    )
     assert got == expected
     assert s["clicks"] == s["events"] and s["no_clicks"] == 0  # exactly one click per set
 
@@ -78,9 +102,14 @@ def test_released_files_match_the_published_table(name, expected):
 def test_generic_csv_reader_with_column_mapping(tmp_path):
     (tmp_path / "logs.csv").write_text(
         "who,when,what,clicked,part\n"
-        "ann,5,x,0,0\nann,5,y,1,0\nbob,1,y,0,2\nbob,1,z,0,2\nann,9,z,1,0\n\n")
-    c = read_csv_logs(str(tmp_path / "logs.csv"), "logs", 0, parse_column_mapping(
-        "user=who,time=when,item=what,click=clicked,split=part"))
+        "ann,5,x,0,0\nann,5,y,1,0\nbob,1,y,0,2\nbob,1,z,0,2\nann,9,z,1,0\n\n"
+    )
+    c = read_csv_logs(
+        str(tmp_path / "logs.csv"),
+        "logs",
+        0,
+        parse_column_mapping("user=who,time=when,item=what,click=clicked,split=part"),
+    )
     # users ann=0, bob=1; items x=0, y=1, z=2; sets (ann,5) click y, (ann,9) click z,
     # (bob,1) no click; the blank last line is ignored.
     assert (c.stats["rows"], c.stats["events"], c.stats["no_clicks"]) == (5, 3, 1)
@@ -91,8 +120,9 @@ def test_generic_csv_reader_with_column_mapping(tmp_path):
 
 def test_generic_csv_orders_integer_ids_numerically(tmp_path):
     (tmp_path / "logs.csv").write_text("u,t,i,c\n10,1,9,1\n9,1,10,1\n")
-    c = read_csv_logs(str(tmp_path / "logs.csv"), "logs", 0,
-                      parse_column_mapping("user=u,time=t,item=i,click=c"))
+    c = read_csv_logs(
+        str(tmp_path / "logs.csv"), "logs", 0, parse_column_mapping("user=u,time=t,item=i,click=c")
+    )
     # user 9 -> 0 and item 9 -> 0 (not the string order, where "10" < "9").
     assert c.dataset.behavior == [[0, [[1]], [1]], [1, [[0]], [0]]]
 
@@ -105,8 +135,7 @@ def _check_tiny_movielens(c):
     s = c.stats
     # 6 ratings, all kept -> 6 display sets of 3 (the fillers are no input rows); ratings >= 4
     # (three of them) are clicks.
-    assert (s["rows"], s["rows_kept"], s["events"], s["clicks"], s["no_clicks"]) == (
-        6, 6, 6, 3, 3)
+    assert (s["rows"], s["rows_kept"], s["events"], s["clicks"], s["no_clicks"]) == (6, 6, 6, 3, 3)
     assert s["display_size"] == {"mean": 3.0, "min": 3, "max": 3}
     assert s["split"] == {"train": 1, "vali": 0, "test": 1}
     assert s["feature_dim"] == 5 + 20  # one-hot + 19 genres + year
@@ -129,7 +158,8 @@ def test_movielens_from_grouplens_u_data(tmp_path):
     (tmp_path / "u.item").write_text(
         f"10|A (1990)|01-Jan-1990||url|0|1|{'|'.join(['0'] * 17)}\n"  # Action
         f"20|B (2000)|01-Jan-2000||url|{flags}\n30|C|||url|{flags}\n"
-        f"40|D|01-Jan-1995||url|{flags}\n50|E|01-Jan-1995||url|{flags}\n")
+        f"40|D|01-Jan-1995||url|{flags}\n50|E|01-Jan-1995||url|{flags}\n"
+    )
     c = movielens.read_ml100k(str(tmp_path / "u.data"), "ml", seed=1, max_display=3)
     _check_tiny_movielens(c)
     features = c.dataset.item_features
@@ -143,7 +173,8 @@ def test_movielens_from_recbole_inter_is_the_same(tmp_path):
     (tmp_path / "ml-100k.inter").write_text(header + U_DATA)
     (tmp_path / "ml-100k.item").write_text(
         "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
-        "10\tA\t1990\tAction\n20\tB\t2000\tDrama Western\n30\tC\t1995\tDrama\n")
+        "10\tA\t1990\tAction\n20\tB\t2000\tDrama Western\n30\tC\t1995\tDrama\n"
+    )
     c = movielens.read_ml100k(str(tmp_path / "ml-100k.inter"), "ml", seed=1, max_display=3)
     _check_tiny_movielens(c)
     (tmp_path / "u.data").write_text(U_DATA)
@@ -173,20 +204,32 @@ def test_movielens_download_is_checked_and_cached(tmp_path, monkeypatch):
     with pytest.raises(DataError, match=r"ml-100k.inter has sha256 .*expected 4edb74e2"):
         movielens.find_ml100k(str(data))
     assert os.listdir(data) == []  # nothing cached from a wheel that failed the check
-    monkeypatch.setattr(movielens, "SHA256", {
-        "ml-100k.inter": hashlib.sha256(inter).hexdigest(),
-        "ml-100k.item": hashlib.sha256(item).hexdigest()})
+    monkeypatch.setattr(
+        movielens,
+        "SHA256",
+        {
+            "ml-100k.inter": hashlib.sha256(inter).hexdigest(),
+            "ml-100k.item": hashlib.sha256(item).hexdigest(),
+        },
+    )
     path = movielens.find_ml100k(str(data))
     assert path == str(data / "ml-100k.inter") and sorted(os.listdir(data)) == [
-        "ml-100k.inter", "ml-100k.item"]
+        "ml-100k.inter",
+        "ml-100k.item",
+    ]
     monkeypatch.setattr(movielens, "download_wheel", lambda d: pytest.fail("downloaded"))
     assert movielens.find_ml100k(str(data)) == path  # the cached copy is used
 
 
 def test_movielens_download_failure_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setattr(movielens, "WHEEL", "recbole==0.0.0.does-not-exist")
-    monkeypatch.setattr(movielens.subprocess, "run", lambda *a, **k: type(
-        "Proc", (), {"returncode": 1, "stderr": "ERROR: No matching distribution"})())
+    monkeypatch.setattr(
+        movielens.subprocess,
+        "run",
+        lambda *a, **k: type(
+            "Proc", (), {"returncode": 1, "stderr": "ERROR: No matching distribution"}
+        )(),
+    )
     with pytest.raises(DataError, match=r"No matching distribution.*--ml100k_path"):
         movielens.find_ml100k(str(tmp_path))
 
@@ -196,9 +239,10 @@ RETAILROCKET_HEADER = "timestamp,visitorid,event,itemid,transactionid\n"
 
 def test_retailrocket_sessions_clicks_and_no_clicks(tmp_path):
     (tmp_path / "events.csv").write_text(
-        RETAILROCKET_HEADER +
-        "1000,7,view,100,\n2000,7,view,101,\n3000,7,addtocart,101,\n4000,7,transaction,101,5\n"
-        "5000,7,view,102,\n9000000,7,view,103,\n1000,8,view,100,\n1500,8,view,100,\n")
+        RETAILROCKET_HEADER
+        + "1000,7,view,100,\n2000,7,view,101,\n3000,7,addtocart,101,\n4000,7,transaction,101,5\n"
+        "5000,7,view,102,\n9000000,7,view,103,\n1000,8,view,100,\n1500,8,view,100,\n"
+    )
     c = read_retailrocket(str(tmp_path / "events.csv"), "rr", seed=0)
     # Visitor 7: {100, 101} then click 101 (the transaction repeats it); {102} no click;
     # 9000 s later (> 30 min) a new session: {103} no click. Visitor 8: {100} no click.
@@ -213,8 +257,16 @@ def test_retailrocket_sessions_clicks_and_no_clicks(tmp_path):
 
 def test_retailrocket_pages_keep_every_view(tmp_path):
     # Visitor 5, lines out of time order: views 1, 2, 3, 2, add-to-cart 3, views 4, 5, 6.
-    lines = ["3000,5,addtocart,3,", "0,5,view,1,", "2500,5,view,2,", "1000,5,view,2,",
-             "2000,5,view,3,", "6000,5,view,6,", "4000,5,view,4,", "5000,5,view,5,"]
+    lines = [
+        "3000,5,addtocart,3,",
+        "0,5,view,1,",
+        "2500,5,view,2,",
+        "1000,5,view,2,",
+        "2000,5,view,3,",
+        "6000,5,view,6,",
+        "4000,5,view,4,",
+        "5000,5,view,5,",
+    ]
     (tmp_path / "events.csv").write_text(RETAILROCKET_HEADER + "\n".join(lines) + "\n")
     c = read_retailrocket(str(tmp_path / "events.csv"), "rr", seed=0, max_display=2)
     # Segment 1 (closed by the click on 3): distinct items by last row 1, 2, 3 -> pages of 2
@@ -236,16 +288,30 @@ def test_every_reader_keeps_at_most_its_input_rows(tmp_path):
     converted = {
         "released": read_released(write_released(tmp_path / "t.txt", TINY_ROWS), "t", seed=0),
         "ml100k": movielens.read_ml100k(str(tmp_path / "u.data"), "ml", 1, max_display=3),
-        "csv": read_csv_logs(str(tmp_path / "logs.csv"), "logs", 0,
-                             parse_column_mapping("user=u,time=t,item=i,click=c")),
+        "csv": read_csv_logs(
+            str(tmp_path / "logs.csv"),
+            "logs",
+            0,
+            parse_column_mapping("user=u,time=t,item=i,click=c"),
+        ),
         "retailrocket": read_retailrocket(str(tmp_path / "events.csv"), "rr", seed=0),
-        "synthetic": make_synthetic(str(tmp_path), "syn", 0, SyntheticConfig(
-            users=20, items=30, events_per_user=3, posterior_samples=50))[0]}
+        "synthetic": make_synthetic(
+            str(tmp_path),
+            "syn",
+            0,
+            SyntheticConfig(users=20, items=30, events_per_user=3, posterior_samples=50),
+        )[0],
+    }
     counts = {name: (c.stats["rows"], c.stats["rows_kept"]) for name, c in converted.items()}
     # released: the duplicate and item 2's unclicked row dropped; MovieLens: 6 ratings, each
     # shown with 2 fillers; retailrocket: item 1's two views in one segment are one row.
-    assert counts == {"released": (8, 6), "ml100k": (6, 6), "csv": (3, 3),
-                      "retailrocket": (2, 1), "synthetic": (counts["synthetic"][0],) * 2}
+    assert counts == {
+        "released": (8, 6),
+        "ml100k": (6, 6),
+        "csv": (3, 3),
+        "retailrocket": (2, 1),
+        "synthetic": (counts["synthetic"][0],) * 2,
+    }
     synthetic = converted["synthetic"].stats
     assert counts["synthetic"][0] == synthetic["display_size"]["mean"] * synthetic["events"]
 
@@ -303,8 +369,9 @@ def test_synthetic_is_deterministic_for_a_seed(tmp_path):
 
 def test_choice_probabilities_by_hand():
     # Utilities [0, ln 2] and no-click 0: weights 1, 2 and 1 -> 1/4, 1/2 (padding -> 0).
-    p = choice_probabilities(np.array([[0.0, np.log(2.0), 9.0]]),
-                             np.array([[True, True, False]]), 0.0)
+    p = choice_probabilities(
+        np.array([[0.0, np.log(2.0), 9.0]]), np.array([[True, True, False]]), 0.0
+    )
     np.testing.assert_allclose(p, [[0.25, 0.5, 0.0]])
 
 
@@ -312,7 +379,12 @@ def test_prepare_writes_every_output(tmp_path):
     write_released(tmp_path / "tiny.txt", TINY_ROWS)
     prepared = prepare("tiny", PrepareConfig(data_folder=str(tmp_path)))
     assert sorted(f for f in os.listdir(tmp_path)) == [
-        "tiny-events", "tiny-split.pkl", "tiny-stats.json", "tiny.pkl", "tiny.txt"]
+        "tiny-events",
+        "tiny-split.pkl",
+        "tiny-stats.json",
+        "tiny.pkl",
+        "tiny.txt",
+    ]
     stats = json.loads((tmp_path / "tiny-stats.json").read_text())
     assert stats == prepared.converted.stats and stats["events"] == 3
     loaded = load_dataset(str(tmp_path), "tiny")
@@ -329,35 +401,71 @@ def test_default_names_skip_builtin_names(tmp_path):
 
 
 def test_process_data_synthetic_end_to_end(tmp_path):
-    proc = process_data(tmp_path, "--dataset=synthetic", "--users=12", "--items=20",
-                        "--events_per_user=3", "--max_display=4", "--feature_dim=3",
-                        "--posterior_samples=20", "--seed=2", "--world=lag_uniform_noclick",
-                        "--synthetic_true_features")
+    proc = process_data(
+        tmp_path,
+        "--dataset=synthetic",
+        "--users=12",
+        "--items=20",
+        "--events_per_user=3",
+        "--max_display=4",
+        "--feature_dim=3",
+        "--posterior_samples=20",
+        "--seed=2",
+        "--world=lag_uniform_noclick",
+        "--synthetic_true_features",
+    )
     assert proc.returncode == 0, proc.stderr
     stats = json.loads((tmp_path / "synthetic-stats.json").read_text())
     assert (stats["users"], stats["items"], stats["events"], stats["feature_dim"]) == (
-        12, 20, 36, 20 + 3)
+        12,
+        20,
+        36,
+        20 + 3,
+    )
     assert stats["display_size"]["max"] <= 4 and stats["split"] == {
-        "train": 6, "vali": 3, "test": 3}
+        "train": 6,
+        "vali": 3,
+        "test": 3,
+    }
     truth = np.load(tmp_path / "synthetic-truth.npz")
     assert truth["true_prob"].shape[0] == 36 and "test_bayes_prec1" in truth.files
     config_line, stats_line = proc.stdout.splitlines()
     synthetic = json.loads(config_line.split(": ", 1)[1])["synthetic"]
     assert (synthetic["users"], synthetic["history"], synthetic["always_click"]) == (
-        12, "lag", False)
+        12,
+        "lag",
+        False,
+    )
     assert json.loads(stats_line.split(": ", 1)[1])["truth"]["test_chance_prec1"] > 0
     # The reference rankers of the synthetic benchmark read that truth file.
     import subprocess
     import sys
+
     bench = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "benchmarks", "bench_synthetic_limits.py"),
-         f"--truth={tmp_path / 'synthetic-truth.npz'}", "--samples=20",
-         f"--out={tmp_path / 'limits'}"], capture_output=True, text=True)
+        [
+            sys.executable,
+            os.path.join(ROOT, "benchmarks", "bench_synthetic_limits.py"),
+            f"--truth={tmp_path / 'synthetic-truth.npz'}",
+            "--samples=20",
+            f"--out={tmp_path / 'limits'}",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert bench.returncode == 0, bench.stderr
-    limits = {r["ranker"]: r for r in json.loads((tmp_path / "limits" / "limits.json")
-                                                 .read_text())["rows"]}
-    assert set(limits) == {"oracle", "bayes", "posterior_mean", "chance", "surprise_p0",
-                           "surprise_uniform", "clicks_only"}
+    limits = {
+        r["ranker"]: r
+        for r in json.loads((tmp_path / "limits" / "limits.json").read_text())["rows"]
+    }
+    assert set(limits) == {
+        "oracle",
+        "bayes",
+        "posterior_mean",
+        "chance",
+        "surprise_p0",
+        "surprise_uniform",
+        "clicks_only",
+    }
     assert limits["bayes"]["prec1"] == pytest.approx(float(truth["test_bayes_prec1"]))
 
 
@@ -373,6 +481,7 @@ def test_dataset_round_trip_with_compact_features(tmp_path):
 
 def test_posterior_mean_taste_by_hand():
     from ganrl.data.synthetic import posterior_mean_taste, posterior_predictive
+
     # One user, two events, one item shown alone each time; two equally likely tastes, +1 and
     # -1 on a 1-d vector v = 2. Before any event the mean is 0; after a click on the item the
     # weights are the click probabilities under each taste, sigmoid(2) and sigmoid(-2) (the
@@ -384,5 +493,6 @@ def test_posterior_mean_taste_by_hand():
     p_plus, p_minus = 1 / (1 + np.exp(-2.0)), 1 / (1 + np.exp(2.0))
     np.testing.assert_allclose(mean[:, 0], [0.0, (p_plus - p_minus) / (p_plus + p_minus)])
     predictive = posterior_predictive(vd, base, mask, choice, offsets, draws, 0.0)
-    np.testing.assert_allclose(predictive[:, 0], [0.5, (p_plus ** 2 + p_minus ** 2)
-                                                  / (p_plus + p_minus)])
+    np.testing.assert_allclose(
+        predictive[:, 0], [0.5, (p_plus**2 + p_minus**2) / (p_plus + p_minus)]
+    )

@@ -17,8 +17,13 @@ TIMEOUT = 300
 
 
 def _run(args, env=None):
-    return subprocess.run([sys.executable, JOB, *map(str, args)], env=env, timeout=TIMEOUT,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, JOB, *map(str, args)],
+        env=env,
+        timeout=TIMEOUT,
+        capture_output=True,
+        text=True,
+    )
 
 
 def _losses(run_dir):
@@ -38,8 +43,7 @@ def test_mirrored_over_two_cpus_matches_one_device(tmp_path):
     two = _run(["mirrored", 2, tmp_path / "data", tmp_path / "two", tmp_path / "two.npz"])
     assert two.returncode == 0, two.stderr[-3000:]
     # The same global batches, split over two replicas: the same losses and weights.
-    np.testing.assert_allclose(_losses(tmp_path / "two"), _losses(tmp_path / "one"),
-                               rtol=1e-4)
+    np.testing.assert_allclose(_losses(tmp_path / "two"), _losses(tmp_path / "one"), rtol=1e-4)
     for a, b in zip(_weights(tmp_path / "one.npz"), _weights(tmp_path / "two.npz")):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
@@ -55,19 +59,38 @@ def _free_ports(n):
 
 
 def _worker_env(workers, index):
-    return dict(os.environ, TF_CONFIG=json.dumps(
-        {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}))
+    return dict(
+        os.environ,
+        TF_CONFIG=json.dumps(
+            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        ),
+    )
 
 
 @pytest.mark.slow
 def test_two_workers_on_localhost_end_with_the_same_weights(tmp_path):
     write_tiny_dataset(tmp_path / "data", n_users=32)
     workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
-    _finish([subprocess.Popen(
-        [sys.executable, JOB, "multi_worker", "0", str(tmp_path / "data"),
-         str(tmp_path / "run"), str(tmp_path / f"w{index}.npz")],
-        env=_worker_env(workers, index), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True) for index in range(2)])
+    _finish(
+        [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    JOB,
+                    "multi_worker",
+                    "0",
+                    str(tmp_path / "data"),
+                    str(tmp_path / "run"),
+                    str(tmp_path / f"w{index}.npz"),
+                ],
+                env=_worker_env(workers, index),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for index in range(2)
+        ]
+    )
     for a, b in zip(_weights(tmp_path / "w0.npz"), _weights(tmp_path / "w1.npz")):
         np.testing.assert_array_equal(a, b)
     # Only the chief (worker 0) wrote the run folder; it is complete.
@@ -79,8 +102,13 @@ CDQN_JOB = os.path.join(os.path.dirname(__file__), "distributed_cdqn_job.py")
 
 
 def _cdqn(strategy, cpu_replicas, out, env=None):
-    return subprocess.Popen([sys.executable, CDQN_JOB, strategy, str(cpu_replicas), str(out)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, CDQN_JOB, strategy, str(cpu_replicas), str(out)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _finish(procs):
@@ -100,8 +128,7 @@ def _arrays(path):
 
 
 def test_cdqn_mirrored_over_two_cpus_matches_one_device(tmp_path):
-    _finish([_cdqn("default", 0, tmp_path / "one.npz"),
-             _cdqn("mirrored", 2, tmp_path / "two.npz")])
+    _finish([_cdqn("default", 0, tmp_path / "one.npz"), _cdqn("mirrored", 2, tmp_path / "two.npz")])
     one, two = _arrays(tmp_path / "one.npz"), _arrays(tmp_path / "two.npz")
     assert one.keys() == two.keys() and len(one) > 1
     for key in one:  # the losses, then every weight of the Q-network
@@ -111,8 +138,10 @@ def test_cdqn_mirrored_over_two_cpus_matches_one_device(tmp_path):
 @pytest.mark.slow
 def test_cdqn_two_workers_on_localhost_end_with_the_same_weights(tmp_path):
     workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
-    procs = [_cdqn("multi_worker", 0, tmp_path / f"w{index}.npz", _worker_env(workers, index))
-             for index in range(2)]
+    procs = [
+        _cdqn("multi_worker", 0, tmp_path / f"w{index}.npz", _worker_env(workers, index))
+        for index in range(2)
+    ]
     _finish(procs + [_cdqn("default", 0, tmp_path / "one.npz")])
     w0, w1 = _arrays(tmp_path / "w0.npz"), _arrays(tmp_path / "w1.npz")
     one = _arrays(tmp_path / "one.npz")

@@ -22,10 +22,17 @@ def members(tmp_path_factory):
     models = []
     for seed in (0, 1, 2):
         model = ModelConfig(user_model="PW", dims="8", item_dim=4, pw_dim=2, pw_band_size=3)
-        config = trainer.TrainConfig(dataset="tiny", data_folder=str(folder / "data"),
-                                     save_dir=str(folder / f"run{seed}"), num_itrs=6,
-                                     eval_every=3, batch_size=8, learning_rate=0.05,
-                                     seed=seed, model=model)
+        config = trainer.TrainConfig(
+            dataset="tiny",
+            data_folder=str(folder / "data"),
+            save_dir=str(folder / f"run{seed}"),
+            num_itrs=6,
+            eval_every=3,
+            batch_size=8,
+            learning_rate=0.05,
+            seed=seed,
+            model=model,
+        )
         trainer.UserModelRunner(config, data, progress=lambda _: None).run()
         models.append(load_user_model(str(folder / f"run{seed}")))
     return models
@@ -40,11 +47,15 @@ def test_one_member_is_the_member_itself(members):
     single, ensemble = Simulator(members[0], config), EnsembleSimulator(members[:1], config)
     obs, ens_obs = single.reset(5), ensemble.reset(5)
     slate = slate_of(5, [0, 2, 4])
-    np.testing.assert_allclose(ensemble.click_probabilities(ens_obs, slate),
-                               single.click_probabilities(obs, slate), rtol=1e-6)
+    np.testing.assert_allclose(
+        ensemble.click_probabilities(ens_obs, slate),
+        single.click_probabilities(obs, slate),
+        rtol=1e-6,
+    )
     stats = ensemble.slate_statistics(ens_obs, slate)
-    np.testing.assert_allclose(stats.reward_mean, single.expected_slate_reward(obs, slate),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        stats.reward_mean, single.expected_slate_reward(obs, slate), rtol=1e-5
+    )
     np.testing.assert_allclose(stats.reward_std, 0.0, atol=1e-7)
 
 
@@ -58,8 +69,9 @@ def test_disagreement_is_the_spread_of_the_members_expected_rewards(members):
     stats = ensemble.slate_statistics(obs, slate)
     np.testing.assert_allclose(stats.reward_mean, expected.mean(0), rtol=1e-5, atol=1e-6)
     # Two members: the (population) standard deviation is half their difference.
-    np.testing.assert_allclose(stats.reward_std, np.abs(expected[0] - expected[1]) / 2,
-                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        stats.reward_std, np.abs(expected[0] - expected[1]) / 2, rtol=1e-4, atol=1e-6
+    )
     assert np.all(stats.reward_std.numpy() > 0)
 
 
@@ -71,8 +83,10 @@ def test_pessimistic_reward_is_the_raw_reward_less_lambda_times_disagreement(mem
     for _ in range(3):
         result = ensemble.step(obs, slate_of(16, [0, 1, 2]))
         np.testing.assert_allclose(
-            result.reward, ensemble.last_raw_reward - 2.5 * ensemble.last_statistics.reward_std,
-            rtol=1e-6)
+            result.reward,
+            ensemble.last_raw_reward - 2.5 * ensemble.last_statistics.reward_std,
+            rtol=1e-6,
+        )
         obs = result.observation
     assert result.done
 
@@ -99,8 +113,7 @@ def test_clicks_follow_the_acting_member_drawn_per_user(members):
     assert 0.4 < acting.mean() < 0.6  # both members act
     slate = slate_of(users, [0, 5, 7])
     singles = [Simulator(m, config) for m in members[:2]]
-    probs = np.stack([s.click_probabilities(s.reset(users), slate).numpy()[0]
-                      for s in singles[:2]])
+    probs = np.stack([s.click_probabilities(s.reset(users), slate).numpy()[0] for s in singles[:2]])
     index = ensemble.step(obs, slate).clicked_index.numpy()
     for member in (0, 1):
         chosen = np.where(index[acting == member] < 0, 3, index[acting == member])
@@ -138,8 +151,9 @@ class FixedScorePolicy:
 def logs_of(model, users, steps, display, seed):
     """Logs drawn from `model` itself: uniform display sets of `display` items, the model's
     clicks (so its direct method is the truth and every estimator aims at one value)."""
-    sim = Simulator(model, SimulatorConfig(k=display, n_candidates=display, horizon=steps,
-                                           seed=seed))
+    sim = Simulator(
+        model, SimulatorConfig(k=display, n_candidates=display, horizon=steps, seed=seed)
+    )
     obs = sim.reset(users)
     shown, clicks = [], []
     for _ in range(steps):
@@ -148,29 +162,42 @@ def logs_of(model, users, steps, display, seed):
         clicks.append(result.clicked_index.numpy())
         obs = result.observation
     shown = np.stack(shown, 1).reshape(users * steps, display)
-    return EventArrays(user_ids=np.arange(users), event_offsets=np.arange(users + 1) * steps,
-                       display=shown.astype(np.int32), display_mask=np.ones_like(shown, bool),
-                       clicked_pos=np.stack(clicks, 1).reshape(-1).astype(np.int32),
-                       n_items=model.n_items)
+    return EventArrays(
+        user_ids=np.arange(users),
+        event_offsets=np.arange(users + 1) * steps,
+        display=shown.astype(np.int32),
+        display_mask=np.ones_like(shown, bool),
+        clicked_pos=np.stack(clicks, 1).reshape(-1).astype(np.int32),
+        n_items=model.n_items,
+    )
 
 
 def test_display_propensities_by_hand():
-    events = EventArrays(user_ids=np.arange(1), event_offsets=np.array([0, 2]),
-                         display=np.array([[0, 2, 0], [2, 1, 0]], np.int32),
-                         display_mask=np.array([[1, 1, 0], [1, 1, 0]], bool),
-                         clicked_pos=np.array([0, -1], np.int32), n_items=4)
+    events = EventArrays(
+        user_ids=np.arange(1),
+        event_offsets=np.array([0, 2]),
+        display=np.array([[0, 2, 0], [2, 1, 0]], np.int32),
+        display_mask=np.array([[1, 1, 0], [1, 1, 0]], bool),
+        clicked_pos=np.array([0, -1], np.int32),
+        n_items=4,
+    )
     np.testing.assert_allclose(off_policy.display_propensities(events), [0.5, 0.5, 1.0, 0.0])
 
 
 def test_estimators_by_hand_on_one_event(members):
     model = members[0]
-    events = EventArrays(user_ids=np.arange(1), event_offsets=np.array([0, 1]),
-                         display=np.array([[3, 5, 0]], np.int32),
-                         display_mask=np.array([[1, 1, 0]], bool),
-                         clicked_pos=np.array([1], np.int32), n_items=model.n_items)
+    events = EventArrays(
+        user_ids=np.arange(1),
+        event_offsets=np.array([0, 1]),
+        display=np.array([[3, 5, 0]], np.int32),
+        display_mask=np.array([[1, 1, 0]], bool),
+        clicked_pos=np.array([1], np.int32),
+        n_items=model.n_items,
+    )
     propensity = np.full(model.n_items, 0.25)
-    policy = FixedScorePolicy(-np.arange(model.n_items, dtype=np.float32) + 10 * (
-        np.arange(model.n_items) == 5), k=2)  # shows items 5 and 0
+    policy = FixedScorePolicy(
+        -np.arange(model.n_items, dtype=np.float32) + 10 * (np.arange(model.n_items) == 5), k=2
+    )  # shows items 5 and 0
     terms = off_policy.event_terms(policy, model, events, propensity, k=2)
     sim = Simulator(model, SimulatorConfig(k=2))
     sim.reset(1)
@@ -203,14 +230,28 @@ def test_estimators_agree_when_the_logs_come_from_the_model(members):
 
 def test_protocol_trains_in_the_ensemble_selects_in_the_held_out_member(members, tmp_path):
     from ganrl.policy.runner import PolicyConfig, PolicyRunner
+
     dirs = [m.run_dir for m in members]
-    config = PolicyConfig(user_model_dir=dirs[0], test_user_model_dir=dirs[0],
-                          ensemble_dirs=(dirs[1], dirs[2]), penalty=1.0,
-                          save_dir=str(tmp_path / "policy"),
-                          policies=("cdqn", "gan_greedy", "random"), k=2, horizon=2,
-                          num_itrs=4, batch_size=4, train_batch_size=4, eval_users=8,
-                          adapt_itrs=0, regret_itrs=0, select_every=1, select_users=4,
-                          epsilon_steps=4, off_policy_users=5)
+    config = PolicyConfig(
+        user_model_dir=dirs[0],
+        test_user_model_dir=dirs[0],
+        ensemble_dirs=(dirs[1], dirs[2]),
+        penalty=1.0,
+        save_dir=str(tmp_path / "policy"),
+        policies=("cdqn", "gan_greedy", "random"),
+        k=2,
+        horizon=2,
+        num_itrs=4,
+        batch_size=4,
+        train_batch_size=4,
+        eval_users=8,
+        adapt_itrs=0,
+        regret_itrs=0,
+        select_every=1,
+        select_users=4,
+        epsilon_steps=4,
+        off_policy_users=5,
+    )
     runner = PolicyRunner(config, progress=lambda _: None)
     assert isinstance(runner.train_sim, EnsembleSimulator) and runner.train_sim.size == 2
     assert runner.train_sim.penalty == 1.0
@@ -222,5 +263,10 @@ def test_protocol_trains_in_the_ensemble_selects_in_the_held_out_member(members,
         assert set(estimates) == {"ips", "snips", "dm", "dr"}
         assert all(np.isfinite(e["value"]) for e in estimates.values())
     with pytest.raises(ValueError, match="penalty=1.0: expected at least two ensemble_dirs"):
-        PolicyConfig(user_model_dir=dirs[0], test_user_model_dir=dirs[0], save_dir="x",
-                     ensemble_dirs=(dirs[1],), penalty=1.0)
+        PolicyConfig(
+            user_model_dir=dirs[0],
+            test_user_model_dir=dirs[0],
+            save_dir="x",
+            ensemble_dirs=(dirs[1],),
+            penalty=1.0,
+        )

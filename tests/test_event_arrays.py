@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ganrl.data.dataset import (DataError, EventArrays, SplitData, load_split_data,
-                                save_dataset, save_event_splits)
+from ganrl.data.dataset import (
+    DataError,
+    EventArrays,
+    SplitData,
+    load_split_data,
+    save_dataset,
+    save_event_splits,
+)
 from tests.tiny_data import tiny_dataset
 
 BEHAVIOR = [[0, [[1, 2], [3, 4, 5], [1, 3]], [2, -1, 3]], [1, [[0], [4, 5]], [0, 5]]]
@@ -34,8 +40,9 @@ def test_memory_mapped_round_trip_and_preferred_by_the_loader(tmp_path):
     assert isinstance(loaded.splits["train"].display, np.memmap)
     for split in ("train", "vali", "test"):
         for field in EventArrays.ARRAY_FIELDS:
-            np.testing.assert_array_equal(getattr(loaded.splits[split], field),
-                                          getattr(data.splits[split], field))
+            np.testing.assert_array_equal(
+                getattr(loaded.splits[split], field), getattr(data.splits[split], field)
+            )
     rows = np.array([2, 0])
     for key, value in data.splits["train"].flat_batch(rows).items():
         np.testing.assert_array_equal(loaded.splits["train"].flat_batch(rows)[key], value)
@@ -50,8 +57,14 @@ def test_truncated_event_array_is_reported(tmp_path):
 
 
 def test_training_windows_by_hand_and_through_tf_data():
-    from ganrl.train.user_model import (batch_rows, evaluation_schedule, replica_windows,
-                                        window_bounds, window_dataset)
+    from ganrl.train.user_model import (
+        batch_rows,
+        evaluation_schedule,
+        replica_windows,
+        window_bounds,
+        window_dataset,
+    )
+
     # Evaluations every 3 iterations, at most 2 iterations a call, 7 iterations from 0.
     assert window_bounds(0, 7, 3, 2) == [(0, 2), (2, 3), (3, 5), (5, 6), (6, 7)]
     assert window_bounds(4, 7, 3, 2) == [(4, 6), (6, 7)]  # resuming at 4
@@ -72,18 +85,27 @@ def test_training_windows_by_hand_and_through_tf_data():
 
 def test_trim_padding_recovers_each_batch_of_a_window():
     from ganrl.train.user_model import stack_batches, trim_padding
+
     train = SplitData.from_dataset(tiny_dataset()).splits["train"]
     # Batches of different sizes: stacking pads the smaller ones with masked events and
     # empty click columns, which trimming must drop again, exactly.
-    batches = [train.flat_batch(np.array([0]), max_events=2),
-               train.flat_batch(np.arange(train.n_users))]
+    batches = [
+        train.flat_batch(np.array([0]), max_events=2),
+        train.flat_batch(np.arange(train.n_users)),
+    ]
     assert len(batches[0]["clicked_pos"]) < len(batches[1]["clicked_pos"])
     assert batches[0]["click_items"].shape[1] < batches[1]["click_items"].shape[1]
     stacked = stack_batches(batches)
     for i, batch in enumerate(batches):
         trimmed = trim_padding({k: tf.constant(v[i]) for k, v in stacked.items()})
-        for key in ("display", "display_mask", "clicked_pos", "event_mask", "event_user",
-                    "clicks_before"):
+        for key in (
+            "display",
+            "display_mask",
+            "clicked_pos",
+            "event_mask",
+            "event_user",
+            "clicks_before",
+        ):
             np.testing.assert_array_equal(trimmed[key].numpy(), batch[key], err_msg=key)
         # Rows stay padded to the window's users (empty), columns are the batch's own.
         users = len(batch["click_items"])

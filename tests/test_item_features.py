@@ -6,9 +6,15 @@ import tensorflow as tf
 
 from ganrl.data.convert import convert_rows
 from ganrl.data.dataset import EventArrays, ItemFeatures, SplitData
-from ganrl.data.item_stats import (COLUMNS, features_pickle_object, fold_of_users,
-                                   fold_statistics, item_statistics, split_statistics,
-                                   with_statistics)
+from ganrl.data.item_stats import (
+    COLUMNS,
+    features_pickle_object,
+    fold_of_users,
+    fold_statistics,
+    item_statistics,
+    split_statistics,
+    with_statistics,
+)
 from ganrl.train import user_model as trainer
 from ganrl.user_model import context
 from ganrl.user_model.model import MODEL_PRESETS, ModelConfig, UserModel
@@ -19,9 +25,16 @@ E = context.EMPTY
 
 def _generalising_model(features, encoder="LSTM", **options):
     tf.keras.utils.set_random_seed(0)
-    config = ModelConfig(user_model=encoder, dims="8-8", item_dim=4, rnn_hidden_dim=5,
-                         pw_dim=2, pw_band_size=3, history_display_width=4,
-                         **{**MODEL_PRESETS["generalising"], **options})
+    config = ModelConfig(
+        user_model=encoder,
+        dims="8-8",
+        item_dim=4,
+        rnn_hidden_dim=5,
+        pw_dim=2,
+        pw_band_size=3,
+        history_display_width=4,
+        **{**MODEL_PRESETS["generalising"], **options},
+    )
     return UserModel(features, config, has_no_click=False)
 
 
@@ -30,6 +43,7 @@ def _flat(events):
 
 
 # -- (c) by hand -----------------------------------------------------------------------------
+
 
 def test_statistics_by_hand():
     behavior = [[0, [[0, 1], [1, 2]], [1, -1]], [1, [[1, 3]], [3]]]
@@ -43,8 +57,12 @@ def test_statistic_features_by_hand():
     # p = 0.25, a = 4: an item shown 4 times and clicked 2: rate (2 + 1) / (4 + 4) = 3/8,
     # logit(3/8) - logit(1/4) = log(3/5) - log(1/3) = log(9/5).
     features = context.statistic_features(tf.constant([[4.0, 2.0], [0.0, 0.0]]), 0.25, 4.0)
-    np.testing.assert_allclose(features.numpy(), [[np.log(5), np.log(3), np.log(9 / 5), 0],
-                                                  [0, 0, 0, 1]], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        features.numpy(),
+        [[np.log(5), np.log(3), np.log(9 / 5), 0], [0, 0, 0, 1]],
+        rtol=1e-5,
+        atol=1e-6,
+    )
     # Seen once and clicked once: (1 + 1) / (1 + 4) = 0.4, not a certainty.
     once = context.statistic_features(tf.constant([[1.0, 1.0]]), 0.25, 4.0).numpy()
     np.testing.assert_allclose(once[0, 2], np.log(0.4 / 0.6) - np.log(1 / 3), rtol=1e-5)
@@ -54,8 +72,9 @@ def test_own_event_counts_by_hand():
     # User 0: events {1, 2} click 2, {2, 3} no click; user 1: {2, 4} click 2 (padding 0s).
     display = tf.constant([[1, 2, 0], [2, 3, 0], [2, 4, 0]])
     mask = tf.constant([[True, True, False], [True, True, False], [True, True, False]])
-    own = context.own_event_counts(display, mask, tf.constant([1, -1, 0]),
-                                   tf.constant([0, 0, 1])).numpy()
+    own = context.own_event_counts(
+        display, mask, tf.constant([1, -1, 0]), tf.constant([0, 0, 1])
+    ).numpy()
     # User 0 saw item 2 twice and clicked it once; user 1 saw it once and clicked it once.
     np.testing.assert_array_equal(own[..., 0], [[1, 2, 0], [2, 1, 0], [1, 1, 0]])
     np.testing.assert_array_equal(own[..., 1], [[0, 1, 0], [1, 0, 0], [1, 0, 0]])
@@ -69,8 +88,9 @@ def test_recent_items_and_history_features_by_hand():
     shown = context.recent_display_items(display, mask, users, 2).numpy()
     np.testing.assert_array_equal(shown[2], [[6, 7], [5, 6]])  # previous event first
     np.testing.assert_array_equal(shown[0], [[E, E], [E, E]])
-    clicks = context.recent_click_items(tf.constant([[6]]), users, tf.constant([0, 1, 1]),
-                                        2).numpy()
+    clicks = context.recent_click_items(
+        tf.constant([[6]]), users, tf.constant([0, 1, 1]), 2
+    ).numpy()
     np.testing.assert_array_equal(clicks, [[E, E], [6, E], [6, E]])
     # Event 2's items 5 and 7 against clicks [6] and sets [[6, 7], [5, 6]]:
     # 5: never clicked, shown once, not in the previous set; 7: shown once, in the previous set.
@@ -84,13 +104,15 @@ def test_set_ranks_share_ties_and_ignore_padding():
     values = tf.constant([[[3.0], [1.0], [3.0], [9.0]]])  # the last slot is padding
     mask = tf.constant([[True, True, True, False]])
     # Places 0 (1.0) and 1, 2 (the two 3.0s share 1.5) of 3 real items: ranks 0, 0.75, 0.75.
-    np.testing.assert_allclose(context.set_ranks(values, mask).numpy()[0, :, 0],
-                               [0.75, 0.0, 0.75, 0.0])
+    np.testing.assert_allclose(
+        context.set_ranks(values, mask).numpy()[0, :, 0], [0.75, 0.0, 0.75, 0.0]
+    )
     single = context.set_ranks(tf.constant([[[2.0]]]), tf.constant([[True]])).numpy()
     assert single[0, 0, 0] == 0.5
 
 
 # -- (a) no leakage ----------------------------------------------------------------------------
+
 
 def test_a_test_users_clicks_change_no_feature_and_no_other_prediction():
     dataset = tiny_dataset()
@@ -100,8 +122,7 @@ def test_a_test_users_clicks_change_no_feature_and_no_other_prediction():
     entry = next(e for e in dataset.behavior if e[0] == test_user)
     entry[2] = [d[-1] for d in entry[1]]  # change every click of a test user
     changed = SplitData.from_dataset(dataset)
-    assert not np.array_equal(changed.splits["test"].clicked_pos,
-                              data.splits["test"].clicked_pos)
+    assert not np.array_equal(changed.splits["test"].clicked_pos, data.splits["test"].clicked_pos)
     after = with_statistics(dataset.item_features, changed.splits["train"])
     np.testing.assert_array_equal(before.dense, after.dense)
     # Hence the models are the same, and so is every prediction for the other test users.
@@ -168,7 +189,7 @@ def test_out_of_fold_a_training_users_clicks_change_none_of_her_own_features(enc
         row = train.user_ids.tolist().index(user)
         batch = trainer.to_tensors(train.flat_batch(np.array([row, (row + 1) % train.n_users])))
         tables.append(features.dense)
-        own_counts.append(model._training_counts(batch).numpy()[:len(entry[1])])
+        own_counts.append(model._training_counts(batch).numpy()[: len(entry[1])])
         u = model.event_utilities(batch, leave_user_out=True).numpy()
         first_event.append(u[0])  # no history yet: only the statistics could differ
     assert not np.array_equal(*tables)  # the user's clicks are in the statistics...
@@ -204,6 +225,7 @@ def test_out_of_fold_counts_depend_on_the_item_and_fold_only():
 
 # -- (b) row order and repeated rows -----------------------------------------------------------
 
+
 def test_repeated_rows_give_identical_event_arrays():
     user = np.array([0, 0, 0, 0, 0])
     time = np.array([1, 1, 1, 2, 2])
@@ -211,17 +233,17 @@ def test_repeated_rows_give_identical_event_arrays():
     click = np.array([0, 0, 1, 1, 0])
     base = convert_rows("t", user, time, item, click, 7, seed=0, source="t")
     rep = [0, 1, 2, 2, 2, 3, 4, 0]  # the clicked row three times, another row twice
-    repeated = convert_rows("t", user[rep], time[rep], item[rep], click[rep], 7, seed=0,
-                            source="t")
+    repeated = convert_rows("t", user[rep], time[rep], item[rep], click[rep], 7, seed=0, source="t")
     for field in EventArrays.ARRAY_FIELDS:
-        np.testing.assert_array_equal(getattr(base.events, field),
-                                      getattr(repeated.events, field))
+        np.testing.assert_array_equal(getattr(base.events, field), getattr(repeated.events, field))
 
 
 @pytest.mark.parametrize("encoder", ["PW", "LSTM"])
 def test_permuting_a_display_set_permutes_the_predictions(encoder):
-    behavior = [[0, [[1, 2, 3], [2, 4, 5, 0], [1, 3, 5, 4]], [2, -1, 3]],
-                [1, [[4, 5], [3, 1]], [5, 1]]]
+    behavior = [
+        [0, [[1, 2, 3], [2, 4, 5, 0], [1, 3, 5, 4]], [2, -1, 3]],
+        [1, [[4, 5], [3, 1]], [5, 1]],
+    ]
     train = EventArrays.from_behavior(behavior, None, 4, 6)
     features = with_statistics(ItemFeatures(6), train)
     model = _generalising_model(features, encoder, set_context=True)
@@ -236,8 +258,9 @@ def test_permuting_a_display_set_permutes_the_predictions(encoder):
         u_perm = model.event_utilities(_flat(perm), leave_user_out=leave_user_out).numpy()
         for e in range(base.n_events):
             by_item = dict(zip(base.display[e][base.display_mask[e]], u[e][base.display_mask[e]]))
-            by_item_perm = dict(zip(perm.display[e][perm.display_mask[e]],
-                                    u_perm[e][perm.display_mask[e]]))
+            by_item_perm = dict(
+                zip(perm.display[e][perm.display_mask[e]], u_perm[e][perm.display_mask[e]])
+            )
             assert by_item.keys() == by_item_perm.keys()
             for item, value in by_item.items():
                 np.testing.assert_allclose(by_item_perm[item], value, rtol=1e-5, atol=1e-6)
@@ -245,17 +268,24 @@ def test_permuting_a_display_set_permutes_the_predictions(encoder):
 
 # -- The step view and the run folder --------------------------------------------------------
 
-@pytest.mark.parametrize("encoder,options", [
-    ("PW", {"set_context": True}), ("LSTM", {"set_context": True}),
-    ("LSTM", {"display_history": True}), ("PW", {"display_history": True,
-                                                  "history_features": False}),
-    ("LSTM", {"choice_history": True}), ("PW", {"choice_history": True,
-                                                 "display_history": True,
-                                                 "history_features": False}),
-    ("LSTM", {"choice_history": True, "set_summary": True})])
+
+@pytest.mark.parametrize(
+    "encoder,options",
+    [
+        ("PW", {"set_context": True}),
+        ("LSTM", {"set_context": True}),
+        ("LSTM", {"display_history": True}),
+        ("PW", {"display_history": True, "history_features": False}),
+        ("LSTM", {"choice_history": True}),
+        ("PW", {"choice_history": True, "display_history": True, "history_features": False}),
+        ("LSTM", {"choice_history": True, "set_summary": True}),
+    ],
+)
 def test_sequence_and_step_views_agree_with_history_features(encoder, options):
-    behavior = [[0, [[1, 2], [3, 4, 1], [5, 1], [0, 3, 5]], [2, -1, 5, 3]],
-                [1, [[2, 3], [4, 5]], [3, 4]]]
+    behavior = [
+        [0, [[1, 2], [3, 4, 1], [5, 1], [0, 3, 5]], [2, -1, 5, 3]],
+        [1, [[2, 3], [4, 5]], [3, 4]],
+    ]
     events = EventArrays.from_behavior(behavior, None, 3, 6)
     model = _generalising_model(with_statistics(ItemFeatures(6), events), encoder, **options)
     sequence = model.event_utilities(_flat(events)).numpy()
@@ -265,16 +295,19 @@ def test_sequence_and_step_views_agree_with_history_features(encoder, options):
         for t, (display, click) in enumerate(zip(displays, clicks)):
             items = tf.constant([display], tf.int32)
             step = model.utilities(model.state_vector(state), items).numpy()[0]
-            np.testing.assert_allclose(step, sequence[offset + t][:len(display)], rtol=1e-5,
-                                       atol=1e-6)
-            state = model.update_state(state, tf.constant([max(click, 0)]),
-                                       tf.constant([click >= 0]), display=items)
+            np.testing.assert_allclose(
+                step, sequence[offset + t][: len(display)], rtol=1e-5, atol=1e-6
+            )
+            state = model.update_state(
+                state, tf.constant([max(click, 0)]), tf.constant([click >= 0]), display=items
+            )
 
 
 def test_unseen_items_use_the_fallback_and_statistics_survive_the_pickle():
     train = EventArrays.from_behavior([[0, [[0, 1]], [1]]], None, 2, 4)
-    features = with_statistics(ItemFeatures(4, dense=np.eye(4, 2, dtype=np.float32),
-                                            columns=("a", "b")), train)
+    features = with_statistics(
+        ItemFeatures(4, dense=np.eye(4, 2, dtype=np.float32), columns=("a", "b")), train
+    )
     restored = ItemFeatures.from_pickle_object(features_pickle_object(features), "x")
     side, counts = split_statistics(restored)
     assert side.columns == ("a", "b") and counts.tolist() == [[1, 0], [1, 1], [0, 0], [0, 0]]
@@ -289,8 +322,14 @@ def test_unseen_items_use_the_fallback_and_statistics_survive_the_pickle():
 
 def test_identity_dropout_falls_with_the_display_count():
     from ganrl.user_model.encoders import ItemEncoder
-    encoder = ItemEncoder(ItemFeatures(3), 2, id_dropout=0.8,
-                          display_counts=np.array([0.0, 5.0, 45.0]), count_scale=5.0)
+
+    encoder = ItemEncoder(
+        ItemFeatures(3),
+        2,
+        id_dropout=0.8,
+        display_counts=np.array([0.0, 5.0, 45.0]),
+        count_scale=5.0,
+    )
     # 0.8 * 5 / (5 + d): 0.8 unseen (and replaced anyway), 0.4 at d = 5, 0.08 at d = 45.
     np.testing.assert_allclose(encoder._drop_rate.numpy(), [0.8, 0.4, 0.08], rtol=1e-6)
     tf.keras.utils.set_random_seed(0)
@@ -304,8 +343,9 @@ def test_identity_dropout_falls_with_the_display_count():
 def test_set_summary_makes_a_utility_depend_on_the_rest_of_the_set(set_summary):
     model = _generalising_model(ItemFeatures(6), set_summary=set_summary)
     state = model.state_vector(model.initial_state(1))
-    u = model.utilities(state, tf.constant([[0, 1, 2]]),
-                        mask=tf.constant([[True, True, False]])).numpy()[0]
+    u = model.utilities(
+        state, tf.constant([[0, 1, 2]]), mask=tf.constant([[True, True, False]])
+    ).numpy()[0]
     other = model.utilities(state, tf.constant([[0, 3]])).numpy()[0]
     padded = model.utilities(state, tf.constant([[0, 1]])).numpy()[0]
     np.testing.assert_allclose(u[:2], padded, rtol=1e-5, atol=1e-6)  # padding is not in the set

@@ -45,8 +45,9 @@ def test_cascade_never_repeats_items():
 
 
 def test_td_targets_by_hand():
-    y = cascading_td_targets(tf.constant([1.0, 2.0]), tf.constant([0.0, 1.0]),
-                             tf.constant([10.0, 10.0]), 0.9).numpy()
+    y = cascading_td_targets(
+        tf.constant([1.0, 2.0]), tf.constant([0.0, 1.0]), tf.constant([10.0, 10.0]), 0.9
+    ).numpy()
     np.testing.assert_allclose(y, [1.0 + 0.9 * 10.0, 2.0])  # no bootstrap after the end
 
 
@@ -80,11 +81,10 @@ def test_linucb_update_by_hand():
 
 def test_pair_features_by_hand():
     features = PolicyFeatures(np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 1.0]], np.float32))
-    history = tf.constant([[1, 0, -1]])          # clicked items 1 then 0; one empty slot
+    history = tf.constant([[1, 0, -1]])  # clicked items 1 then 0; one empty slot
     x = pair_features(features, history, tf.constant([[2, 0]])).numpy()
     # mean of the clicked items' features (0.5, 1); seen: item 0 yes, item 2 no.
-    np.testing.assert_allclose(x[0], [[3.0, 1.0, 1.5, 1.0, 0.0],
-                                      [1.0, 0.0, 0.5, 0.0, 1.0]])
+    np.testing.assert_allclose(x[0], [[3.0, 1.0, 1.5, 1.0, 0.0], [1.0, 0.0, 0.5, 0.0, 1.0]])
 
 
 def test_policy_features_standardise_the_model_s_item_descriptors():
@@ -103,12 +103,21 @@ def user_model_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("um")
     write_tiny_dataset(folder / "data", n_users=24, no_click_every=4)
     model = ModelConfig(user_model="PW", dims="8", item_dim=4, pw_dim=2, pw_band_size=3)
-    config = trainer.TrainConfig(dataset="tiny", data_folder=str(folder / "data"),
-                                 save_dir=str(folder / "run"), num_itrs=4, eval_every=2,
-                                 batch_size=8, learning_rate=0.05, model=model)
-    trainer.UserModelRunner(config, SplitData.from_dataset(tiny_dataset(n_users=24,
-                                                                        no_click_every=4)),
-                            progress=lambda _: None).run()
+    config = trainer.TrainConfig(
+        dataset="tiny",
+        data_folder=str(folder / "data"),
+        save_dir=str(folder / "run"),
+        num_itrs=4,
+        eval_every=2,
+        batch_size=8,
+        learning_rate=0.05,
+        model=model,
+    )
+    trainer.UserModelRunner(
+        config,
+        SplitData.from_dataset(tiny_dataset(n_users=24, no_click_every=4)),
+        progress=lambda _: None,
+    ).run()
     return str(folder / "run")
 
 
@@ -117,18 +126,33 @@ def test_policies_fitted_to_the_logs_see_the_user_model_s_resplit(tmp_path):
     # of that model's training users, not of the dataset's own training split.
     from ganrl.data.dataset import load_split_data
     from ganrl.policy.runner import PolicyConfig, PolicyRunner
+
     write_tiny_dataset(tmp_path / "data", n_users=24, no_click_every=4)
     data = load_split_data(str(tmp_path / "data"), "tiny", resplit_seed=7)
     model = ModelConfig(user_model="PW", dims="8", item_dim=4, pw_dim=2, pw_band_size=3)
-    config = trainer.TrainConfig(dataset="tiny", data_folder=str(tmp_path / "data"),
-                                 save_dir=str(tmp_path / "run"), num_itrs=2, eval_every=2,
-                                 batch_size=8, learning_rate=0.05, seed=7, resplit=True,
-                                 model=model)
+    config = trainer.TrainConfig(
+        dataset="tiny",
+        data_folder=str(tmp_path / "data"),
+        save_dir=str(tmp_path / "run"),
+        num_itrs=2,
+        eval_every=2,
+        batch_size=8,
+        learning_rate=0.05,
+        seed=7,
+        resplit=True,
+        model=model,
+    )
     trainer.UserModelRunner(config, data, progress=lambda _: None).run()
-    runner = PolicyRunner(PolicyConfig(user_model_dir=str(tmp_path / "run"),
-                                       test_user_model_dir=str(tmp_path / "run"),
-                                       save_dir=str(tmp_path / "policy"), k=2, horizon=2),
-                          progress=lambda _: None)
+    runner = PolicyRunner(
+        PolicyConfig(
+            user_model_dir=str(tmp_path / "run"),
+            test_user_model_dir=str(tmp_path / "run"),
+            save_dir=str(tmp_path / "policy"),
+            k=2,
+            horizon=2,
+        ),
+        progress=lambda _: None,
+    )
 
     def click_counts(events):
         clicked = events.clicked_item
@@ -162,6 +186,7 @@ def test_gymnasium_env_checker(user_model_dir):
     from gymnasium.utils.env_checker import check_env
 
     from ganrl.simulator.gym_env import RecommendationEnv
+
     env = RecommendationEnv(load_user_model(user_model_dir), SimulatorConfig(k=2, horizon=3))
     check_env(env, skip_render_check=True)
     obs, _ = env.reset(seed=0)
@@ -174,10 +199,23 @@ def test_gymnasium_env_checker(user_model_dir):
 
 def test_policy_protocol_smoke_and_resume(user_model_dir, tmp_path):
     from ganrl.policy.runner import PolicyConfig, PolicyRunner
-    config = PolicyConfig(user_model_dir=user_model_dir, test_user_model_dir=user_model_dir,
-                          save_dir=str(tmp_path / "policy"), k=2, horizon=2, num_itrs=4,
-                          batch_size=4, train_batch_size=4, eval_users=8, adapt_itrs=2,
-                          regret_itrs=4, epsilon_steps=4, hidden=8, checkpoint_secs=0)
+
+    config = PolicyConfig(
+        user_model_dir=user_model_dir,
+        test_user_model_dir=user_model_dir,
+        save_dir=str(tmp_path / "policy"),
+        k=2,
+        horizon=2,
+        num_itrs=4,
+        batch_size=4,
+        train_batch_size=4,
+        eval_users=8,
+        adapt_itrs=2,
+        regret_itrs=4,
+        epsilon_steps=4,
+        hidden=8,
+        checkpoint_secs=0,
+    )
     results = PolicyRunner(config, progress=lambda _: None).run()
     assert set(results["policies"]) == set(config.policies)
     # Click reward (the model learned no-click): the best slate is exact, regret only grows.
@@ -186,8 +224,9 @@ def test_policy_protocol_smoke_and_resume(user_model_dir, tmp_path):
     assert results["has_no_click"] and "ctr" in results["policies"]["random"]
     assert (tmp_path / "policy" / "curves.png").stat().st_size > 0
     # The tested CDQN is the snapshot best on the training simulator's validation.
-    best = json.loads((tmp_path / "policy" / "checkpoints" / "cdqn__train_best" /
-                       "best.json").read_text())
+    best = json.loads(
+        (tmp_path / "policy" / "checkpoints" / "cdqn__train_best" / "best.json").read_text()
+    )
     assert 0 <= best["episode"] <= 2 and math.isfinite(best["score"])
     # A rerun of a finished run trains nothing and returns the same results.
     lines = []
@@ -195,13 +234,16 @@ def test_policy_protocol_smoke_and_resume(user_model_dir, tmp_path):
     assert again == results and lines == []
     # A policy added to a finished run is trained alone; the others are reused.
     import dataclasses
-    fewer = dataclasses.replace(config, save_dir=str(tmp_path / "grow"),
-                                policies=("gan_greedy", "random"))
+
+    fewer = dataclasses.replace(
+        config, save_dir=str(tmp_path / "grow"), policies=("gan_greedy", "random")
+    )
     first = PolicyRunner(fewer, progress=lambda _: None).run()
     lines = []
-    grown = PolicyRunner(dataclasses.replace(fewer, policies=("gan_greedy", "random",
-                                                              "most_popular")),
-                         progress=lines.append).run()
+    grown = PolicyRunner(
+        dataclasses.replace(fewer, policies=("gan_greedy", "random", "most_popular")),
+        progress=lines.append,
+    ).run()
     assert [line.split(":")[0].strip() for line in lines] == ["most_popular"]
     assert grown["policies"]["random"] == first["policies"]["random"]
 
@@ -211,14 +253,26 @@ def test_make_policy_gives_each_policy_its_own_config(user_model_dir, tmp_path):
     from ganrl.policy.cdqn import CDQNConfig
     from ganrl.policy.ddpg import DDPGConfig
     from ganrl.policy.runner import BUILDERS, PolicyConfig, PolicyRunner
+
     assert set(BUILDERS) == set(POLICIES)
-    runner = PolicyRunner(PolicyConfig(user_model_dir=user_model_dir,
-                                       test_user_model_dir=user_model_dir,
-                                       save_dir=str(tmp_path), k=2, horizon=2, hidden=8,
-                                       gamma=0.5, train_batch_size=4, epsilon_steps=7,
-                                       target_update=3), progress=lambda _: None)
-    assert runner._policy("cdqn").config == CDQNConfig(hidden=8, gamma=0.5, batch_size=4,
-                                                        epsilon_steps=7, target_update=3)
+    runner = PolicyRunner(
+        PolicyConfig(
+            user_model_dir=user_model_dir,
+            test_user_model_dir=user_model_dir,
+            save_dir=str(tmp_path),
+            k=2,
+            horizon=2,
+            hidden=8,
+            gamma=0.5,
+            train_batch_size=4,
+            epsilon_steps=7,
+            target_update=3,
+        ),
+        progress=lambda _: None,
+    )
+    assert runner._policy("cdqn").config == CDQNConfig(
+        hidden=8, gamma=0.5, batch_size=4, epsilon_steps=7, target_update=3
+    )
     ddpg = runner._policy("ddpg")
     assert (ddpg.gamma, ddpg.batch_size) == (0.5, 4)
     ppo, a2c = runner._policy("ppo"), runner._policy("a2c")
@@ -229,6 +283,7 @@ def test_make_policy_gives_each_policy_its_own_config(user_model_dir, tmp_path):
 
 def test_heartbeat_speaks_by_wall_time_not_by_call():
     from ganrl.policy.runner import Heartbeat
+
     now, lines = [0.0], []
     beat = Heartbeat(lines.append, every=20.0, clock=lambda: now[0])
     for t in (5.0, 19.9, 20.0, 30.0, 39.9, 40.0, 100.0):
@@ -240,37 +295,75 @@ def test_heartbeat_speaks_by_wall_time_not_by_call():
 
 def test_protocol_stages_report_progress_and_results(user_model_dir, tmp_path):
     from ganrl.policy.runner import PolicyConfig, PolicyRunner
-    config = PolicyConfig(user_model_dir=user_model_dir, test_user_model_dir=user_model_dir,
-                          save_dir=str(tmp_path), policies=("cdqn", "linucb"), k=2, horizon=2,
-                          num_itrs=4, batch_size=4, train_batch_size=4, eval_users=8,
-                          adapt_itrs=4, regret_itrs=4, epsilon_steps=4, hidden=8,
-                          select_every=0, checkpoint_secs=0)
+
+    config = PolicyConfig(
+        user_model_dir=user_model_dir,
+        test_user_model_dir=user_model_dir,
+        save_dir=str(tmp_path),
+        policies=("cdqn", "linucb"),
+        k=2,
+        horizon=2,
+        num_itrs=4,
+        batch_size=4,
+        train_batch_size=4,
+        eval_users=8,
+        adapt_itrs=4,
+        regret_itrs=4,
+        epsilon_steps=4,
+        hidden=8,
+        select_every=0,
+        checkpoint_secs=0,
+    )
     lines = []
     results = PolicyRunner(config, progress=lines.append, progress_every=0).run()
     # Every episode of every stage speaks when lines are due at once (progress_every=0).
-    for stage in ("cdqn (train)", "linucb (train)", "cdqn (adapt_pretrained)",
-                  "cdqn (adapt_scratch)"):
+    for stage in (
+        "cdqn (train)",
+        "linucb (train)",
+        "cdqn (adapt_pretrained)",
+        "cdqn (adapt_scratch)",
+    ):
         assert f"{stage}: 2 episodes of 4 users" in lines
         assert any(line.startswith(f"{stage}: episode 2/2, reward ") for line in lines)
     assert "regret: linucb episode 2/2" in lines and "regret: random episode 2/2" in lines
     # The results of adaptation and regret are printed, not only written.
     adapt = results["adaptation"]
-    assert any(line.startswith("adaptation (ctr per episode") and
-               f"cdqn scratch {adapt['scratch'][0]:.3f} -> {adapt['scratch'][-1]:.3f}" in line
-               for line in lines)
+    assert any(
+        line.startswith("adaptation (ctr per episode")
+        and f"cdqn scratch {adapt['scratch'][0]:.3f} -> {adapt['scratch'][-1]:.3f}" in line
+        for line in lines
+    )
     regret = results["regret"]
-    assert (f"regret after 4 online steps (cumulative, per user): linucb "
-            f"{regret['linucb'][-1]:.3f}, gan_greedy {regret['gan_greedy'][-1]:.3f}, "
-            f"random {regret['random'][-1]:.3f}") in lines
+    assert (
+        f"regret after 4 online steps (cumulative, per user): linucb "
+        f"{regret['linucb'][-1]:.3f}, gan_greedy {regret['gan_greedy'][-1]:.3f}, "
+        f"random {regret['random'][-1]:.3f}"
+    ) in lines
 
 
 def _cdqn_protocol(user_model_dir, save_dir):
     from ganrl.policy.runner import PolicyConfig
-    return PolicyConfig(user_model_dir=user_model_dir, test_user_model_dir=user_model_dir,
-                        save_dir=str(save_dir), policies=("cdqn",), k=2, horizon=2,
-                        num_itrs=8, batch_size=4, train_batch_size=4, eval_users=4,
-                        adapt_itrs=4, regret_itrs=0, epsilon_steps=8, target_update=2,
-                        select_every=2, select_users=4, hidden=8, checkpoint_secs=0)
+
+    return PolicyConfig(
+        user_model_dir=user_model_dir,
+        test_user_model_dir=user_model_dir,
+        save_dir=str(save_dir),
+        policies=("cdqn",),
+        k=2,
+        horizon=2,
+        num_itrs=8,
+        batch_size=4,
+        train_batch_size=4,
+        eval_users=4,
+        adapt_itrs=4,
+        regret_itrs=0,
+        epsilon_steps=8,
+        target_update=2,
+        select_every=2,
+        select_users=4,
+        hidden=8,
+        checkpoint_secs=0,
+    )
 
 
 def _protocol_figures(save_dir):
@@ -283,16 +376,17 @@ def _protocol_figures(save_dir):
 
 def test_killed_cdqn_run_resumes_to_the_uninterrupted_figures(user_model_dir, tmp_path):
     from ganrl.policy.runner import PolicyRunner
-    PolicyRunner(_cdqn_protocol(user_model_dir, tmp_path / "full"),
-                 progress=lambda _: None).run()
+
+    PolicyRunner(_cdqn_protocol(user_model_dir, tmp_path / "full"), progress=lambda _: None).run()
 
     class Killed(Exception):
         pass
 
     def run_killed_at(phase, step):
         """Killed after logging a curve row, before that episode's checkpoint."""
-        runner = PolicyRunner(_cdqn_protocol(user_model_dir, tmp_path / "killed"),
-                              progress=lines.append)
+        runner = PolicyRunner(
+            _cdqn_protocol(user_model_dir, tmp_path / "killed"), progress=lines.append
+        )
         log = runner._log
 
         def log_then_die(row):
@@ -310,8 +404,7 @@ def test_killed_cdqn_run_resumes_to_the_uninterrupted_figures(user_model_dir, tm
     run_killed_at("train", 6)
     run_killed_at("adapt_pretrained", 2)
     assert "resuming cdqn (train) at episode 2" in lines
-    PolicyRunner(_cdqn_protocol(user_model_dir, tmp_path / "killed"),
-                 progress=lambda _: None).run()
+    PolicyRunner(_cdqn_protocol(user_model_dir, tmp_path / "killed"), progress=lambda _: None).run()
     results, curves = _protocol_figures(tmp_path / "killed")
     full_results, full_curves = _protocol_figures(tmp_path / "full")
     assert len(curves) == len(set(curves)) == 1 + 4 + 2 + 2
@@ -320,27 +413,36 @@ def test_killed_cdqn_run_resumes_to_the_uninterrupted_figures(user_model_dir, tm
     # One snapshot is kept, the one best.json names.
     best_folder = tmp_path / "killed" / "checkpoints" / "cdqn__train_best"
     best = json.loads((best_folder / "best.json").read_text())
-    assert {name.split(".")[0] for name in os.listdir(best_folder)} == {"best",
-                                                                        best["checkpoint"]}
+    assert {name.split(".")[0] for name in os.listdir(best_folder)} == {"best", best["checkpoint"]}
 
 
 def test_untrained_cdqn_with_the_learned_reward_is_gan_greedy(user_model_dir):
-    from ganrl.policy.heuristics import GanGreedy
     from ganrl.policy.cdqn import CascadingDQN, CDQNConfig
+    from ganrl.policy.heuristics import GanGreedy
+
     model = load_user_model(user_model_dir)
     features = PolicyFeatures.from_user_model(model.reward)
     rng = np.random.default_rng(0)
-    obs = Observation(tf.constant(rng.integers(-1, model.n_items, (16, 4)), tf.int32),
-                      tf.constant(np.argsort(rng.random((16, model.n_items)), 1)[:, :8],
-                                  tf.int32), 0)
-    cdqn = CascadingDQN(features, 3, config=CDQNConfig(hidden=8, replay_capacity=8),
-                        n_candidates=8, history_length=4, reward_model=model.reward)
+    obs = Observation(
+        tf.constant(rng.integers(-1, model.n_items, (16, 4)), tf.int32),
+        tf.constant(np.argsort(rng.random((16, model.n_items)), 1)[:, :8], tf.int32),
+        0,
+    )
+    cdqn = CascadingDQN(
+        features,
+        3,
+        config=CDQNConfig(hidden=8, replay_capacity=8),
+        n_candidates=8,
+        history_length=4,
+        reward_model=model.reward,
+    )
     greedy = GanGreedy(features, 3, reward_model=model.reward)
     np.testing.assert_array_equal(cdqn.select(obs).numpy(), greedy.select(obs).numpy())
 
 
 def test_map_column_chunks_equals_one_pass():
     from ganrl.policy.base import map_column_chunks
+
     table = tf.reshape(tf.range(2 * 7, dtype=tf.float32), [2, 7])
     out = map_column_chunks(lambda cols: tf.gather(table, cols, axis=1) * 10.0, 7, 3)
     np.testing.assert_array_equal(out.numpy(), table.numpy() * 10.0)
@@ -348,18 +450,28 @@ def test_map_column_chunks_equals_one_pass():
 
 def test_chunked_and_compiled_cascades_pick_the_same_slates(user_model_dir):
     from ganrl.policy.cdqn import CascadingDQN, CDQNConfig
+
     model = load_user_model(user_model_dir)
     features = PolicyFeatures.from_user_model(model.reward)
     rng = np.random.default_rng(1)
-    obs = Observation(tf.constant(rng.integers(-1, model.n_items, (6, 4)), tf.int32),
-                      tf.constant(rng.integers(0, model.n_items, (6, 11)), tf.int32), 0)
+    obs = Observation(
+        tf.constant(rng.integers(-1, model.n_items, (6, 4)), tf.int32),
+        tf.constant(rng.integers(0, model.n_items, (6, 11)), tf.int32),
+        0,
+    )
     slates = []
     # One pass; chunks of 4 (the last one padded); each compiled by XLA and as a plain graph.
     for chunk, jit in ((0, True), (4, True), (0, False), (4, False)):
-        config = CDQNConfig(hidden=8, replay_capacity=8, candidate_chunk=chunk,
-                            jit_compile=jit)
-        cdqn = CascadingDQN(features, 3, seed=5, config=config, n_candidates=11,
-                            history_length=4, reward_model=model.reward)
+        config = CDQNConfig(hidden=8, replay_capacity=8, candidate_chunk=chunk, jit_compile=jit)
+        cdqn = CascadingDQN(
+            features,
+            3,
+            seed=5,
+            config=config,
+            n_candidates=11,
+            history_length=4,
+            reward_model=model.reward,
+        )
         cdqn.q.out.assign(tf.random.stateless_normal([3, 8], [1, 2]))  # not the greedy start
         slates.append(cdqn.select(obs).numpy())
     for other in slates[1:]:
@@ -387,10 +499,22 @@ def test_auto_reward_is_the_click_where_the_model_learned_no_click(user_model_di
 def test_load_recommend_and_export_without_ganrl(user_model_dir, tmp_path):
     from ganrl.policy.export import export_policy, export_user_model, load_policy, recommend
     from ganrl.policy.runner import PolicyConfig, PolicyRunner
-    config = PolicyConfig(user_model_dir=user_model_dir, test_user_model_dir=user_model_dir,
-                          save_dir=str(tmp_path / "policy"), policies=("cdqn",), k=2,
-                          horizon=2, num_itrs=4, batch_size=4, train_batch_size=4,
-                          eval_users=4, adapt_itrs=0, hidden=8, checkpoint_secs=0)
+
+    config = PolicyConfig(
+        user_model_dir=user_model_dir,
+        test_user_model_dir=user_model_dir,
+        save_dir=str(tmp_path / "policy"),
+        policies=("cdqn",),
+        k=2,
+        horizon=2,
+        num_itrs=4,
+        batch_size=4,
+        train_batch_size=4,
+        eval_users=4,
+        adapt_itrs=0,
+        hidden=8,
+        checkpoint_secs=0,
+    )
     results = PolicyRunner(config, progress=lambda _: None).run()
     policy = load_policy(str(tmp_path / "policy"))
     # The loaded weights are the tested ones: the same test figures on the same stream.
@@ -410,13 +534,26 @@ def test_load_recommend_and_export_without_ganrl(user_model_dir, tmp_path):
         "h = tf.constant([[5, 2, -1, -1, -1, -1, -1, -1, -1, -1]], tf.int32)\n"
         "s = p(history=h, candidates=tf.constant([[3, 7, 1, 9, 4]], tf.int32))['slate']\n"
         "q = u(history=h, display=tf.constant([[3, 7, 1]], tf.int32))['probabilities']\n"
-        "print(json.dumps({'slate': s.numpy()[0].tolist(), 'sum': float(q.numpy().sum())}))\n")
+        "print(json.dumps({'slate': s.numpy()[0].tolist(), 'sum': float(q.numpy().sum())}))\n"
+    )
     env = dict(os.environ, PYTHONPATH="", TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "export_policy"),
-                           str(tmp_path / "export_um")], capture_output=True, text=True,
-                          cwd=str(tmp_path), env=env, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            str(tmp_path / "export_policy"),
+            str(tmp_path / "export_um"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=str(tmp_path),
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     import json
+
     served = json.loads(proc.stdout.strip().splitlines()[-1])
     assert served["slate"] == slate
     assert abs(served["sum"] - 1.0) < 1e-4
@@ -426,32 +563,48 @@ def test_comparison_summary_and_table_by_hand():
     from ganrl.reporting import policy_comparison as comparison
 
     def result(reward, ctr=None):
-        out = {"cumulative_reward": {"mean": reward, "ci95": 0.0}, "reward_curve": [reward],
-               "train_seconds": 2.0}
+        out = {
+            "cumulative_reward": {"mean": reward, "ci95": 0.0},
+            "reward_curve": [reward],
+            "train_seconds": 2.0,
+        }
         if ctr is not None:
             out["ctr"] = {"mean": ctr, "ci95": 0.0}
         return out
 
-    runs = {("a", 0): {"policies": {"p": result(1.0, 0.2), "q": result(3.0, 0.4)}},
-            ("a", 1): {"policies": {"p": result(3.0, 0.4), "q": result(3.0, 0.4)}},
-            ("b", 0): {"policies": {"p": result(5.0)}}}
+    runs = {
+        ("a", 0): {"policies": {"p": result(1.0, 0.2), "q": result(3.0, 0.4)}},
+        ("a", 1): {"policies": {"p": result(3.0, 0.4), "q": result(3.0, 0.4)}},
+        ("b", 0): {"policies": {"p": result(5.0)}},
+    }
     rows = {(r["dataset"], r["policy"]): r for r in comparison.summarise(runs)}
     assert rows[("a", "p")]["reward_mean"] == 2.0 and rows[("a", "p")]["reward_std"] == 1.0
     assert rows[("a", "p")]["ctr_mean"] == pytest.approx(0.3)
     assert rows[("a", "p")]["seeds"] == 2 and np.isnan(rows[("b", "p")]["ctr_mean"])
     table = comparison.markdown(comparison.summarise(runs)).splitlines()
-    assert table[0] == ("| policy | a cumulative reward | a CTR | a train s | b cumulative "
-                        "reward | b CTR | b train s |")
+    assert table[0] == (
+        "| policy | a cumulative reward | a CTR | a train s | b cumulative "
+        "reward | b CTR | b train s |"
+    )
     assert table[2] == "| p | 2.000 (1.000) | 0.300 (0.100) | 2.0 | 5.000 (0.000) | - | 2.0 |"
     assert table[3] == "| q | 3.000 (0.000) | 0.400 (0.000) | 2.0 | - | - | - |"
 
 
 def test_every_policy_is_evaluated_on_the_same_random_stream(user_model_dir, tmp_path):
     from ganrl.policy.runner import PolicyConfig, PolicyRunner
-    runner = PolicyRunner(PolicyConfig(user_model_dir=user_model_dir,
-                                       test_user_model_dir=user_model_dir,
-                                       save_dir=str(tmp_path), k=2, horizon=3, eval_users=50,
-                                       n_candidates=5), progress=lambda _: None)
+
+    runner = PolicyRunner(
+        PolicyConfig(
+            user_model_dir=user_model_dir,
+            test_user_model_dir=user_model_dir,
+            save_dir=str(tmp_path),
+            k=2,
+            horizon=3,
+            eval_users=50,
+            n_candidates=5,
+        ),
+        progress=lambda _: None,
+    )
     greedy = runner._policy("gan_greedy")
     first = runner.evaluate(greedy)
     runner.evaluate(runner._policy("most_popular"))  # consumes the stream in between
@@ -460,10 +613,22 @@ def test_every_policy_is_evaluated_on_the_same_random_stream(user_model_dir, tmp
 
 def test_rl_agents_run_in_the_protocol(user_model_dir, tmp_path):
     from ganrl.policy.runner import PolicyConfig, PolicyRunner
-    config = PolicyConfig(user_model_dir=user_model_dir, test_user_model_dir=user_model_dir,
-                          save_dir=str(tmp_path), policies=("ppo", "a2c", "ddpg"), k=2,
-                          horizon=2, num_itrs=4, batch_size=4, train_batch_size=4,
-                          eval_users=8, adapt_itrs=0, hidden=8, checkpoint_secs=0)
+
+    config = PolicyConfig(
+        user_model_dir=user_model_dir,
+        test_user_model_dir=user_model_dir,
+        save_dir=str(tmp_path),
+        policies=("ppo", "a2c", "ddpg"),
+        k=2,
+        horizon=2,
+        num_itrs=4,
+        batch_size=4,
+        train_batch_size=4,
+        eval_users=8,
+        adapt_itrs=0,
+        hidden=8,
+        checkpoint_secs=0,
+    )
     results = PolicyRunner(config, progress=lambda _: None).run()
     for name in config.policies:
         assert math.isfinite(results["policies"][name]["cumulative_reward"]["mean"])

@@ -7,8 +7,15 @@ import subprocess
 
 import pytest
 
-from tests.script_helpers import (ROOT, flags_of, recorded_commands, run_script as _run,
-                                  synthetic_data_folder)
+from tests.script_helpers import (
+    ROOT,
+    flags_of,
+    recorded_commands,
+    synthetic_data_folder,
+)
+from tests.script_helpers import (
+    run_script as _run,
+)
 
 
 @pytest.fixture(scope="module")
@@ -18,13 +25,24 @@ def data_folder(tmp_path_factory):
 
 def test_user_model_scripts(data_folder, tmp_path):
     pre, adv = tmp_path / "pre", tmp_path / "adv"
-    common = [f"--data_folder={data_folder}", "--dataset=synthetic", "--num_itrs=1",
-              "--eval_every=1", "--batch_size=5"]
+    common = [
+        f"--data_folder={data_folder}",
+        "--dataset=synthetic",
+        "--num_itrs=1",
+        "--eval_every=1",
+        "--batch_size=5",
+    ]
     _run(["experiment_user_model/run_gan_user_model.sh", *common, f"--save_dir={pre}"])
     results = json.loads((pre / "results.json").read_text())
     assert set(results["test"]) == {"loss", "prec1", "prec2"}
-    _run(["experiment_user_model/run_gan_L2_regularized.sh", *common, f"--save_dir={adv}",
-          f"--pretrain_dir={pre}"])
+    _run(
+        [
+            "experiment_user_model/run_gan_L2_regularized.sh",
+            *common,
+            f"--save_dir={adv}",
+            f"--pretrain_dir={pre}",
+        ]
+    )
     assert json.loads((adv / "config.json").read_text())["regularizer"] == "L2"
     assert (adv / "results.json").exists()
 
@@ -32,12 +50,25 @@ def test_user_model_scripts(data_folder, tmp_path):
 @pytest.mark.slow
 def test_policy_script_trains_missing_user_models(data_folder, tmp_path):
     train_dir, test_dir = tmp_path / "um_train", tmp_path / "um_test"
-    proc = _run(["experiment_policy/run_policy.sh", f"--data_folder={data_folder}",
-                 "--dataset=synthetic", "--user_model_itrs=1",
-                 f"--user_model_dir={train_dir}", f"--test_user_model_dir={test_dir}",
-                 f"--save_dir={tmp_path / 'policy'}", "--num_itrs=2", "--horizon=2",
-                 "--batch_size=4", "--train_batch_size=4", "--eval_users=6", "--adapt_itrs=2",
-                 "--k=2", "--hidden=8"])
+    proc = _run(
+        [
+            "experiment_policy/run_policy.sh",
+            f"--data_folder={data_folder}",
+            "--dataset=synthetic",
+            "--user_model_itrs=1",
+            f"--user_model_dir={train_dir}",
+            f"--test_user_model_dir={test_dir}",
+            f"--save_dir={tmp_path / 'policy'}",
+            "--num_itrs=2",
+            "--horizon=2",
+            "--batch_size=4",
+            "--train_batch_size=4",
+            "--eval_users=6",
+            "--adapt_itrs=2",
+            "--k=2",
+            "--hidden=8",
+        ]
+    )
     assert (train_dir / "results.json").exists() and (test_dir / "results.json").exists()
     results = json.loads((tmp_path / "policy" / "results.json").read_text())
     assert "cdqn" in results["policies"] and "CTR" in proc.stdout
@@ -46,11 +77,25 @@ def test_policy_script_trains_missing_user_models(data_folder, tmp_path):
 @pytest.mark.slow
 def test_comparison_script_writes_the_table_and_reuses_runs(data_folder, tmp_path):
     models, out = tmp_path / "models", tmp_path / "comparison"
-    args = ["experiment_policy/run_comparison.sh", f"--data_folder={data_folder}",
-            "--datasets=synthetic", "--seeds=0,1", "--user_model_itrs=1",
-            f"--models_root={models}", f"--out={out}", "--policy=cdqn,gan_greedy,random",
-            "--num_itrs=2", "--horizon=2", "--batch_size=4", "--train_batch_size=4",
-            "--eval_users=6", "--adapt_itrs=0", "--k=2", "--hidden=8", "--n_candidates=10"]
+    args = [
+        "experiment_policy/run_comparison.sh",
+        f"--data_folder={data_folder}",
+        "--datasets=synthetic",
+        "--seeds=0,1",
+        "--user_model_itrs=1",
+        f"--models_root={models}",
+        f"--out={out}",
+        "--policy=cdqn,gan_greedy,random",
+        "--num_itrs=2",
+        "--horizon=2",
+        "--batch_size=4",
+        "--train_batch_size=4",
+        "--eval_users=6",
+        "--adapt_itrs=0",
+        "--k=2",
+        "--hidden=8",
+        "--n_candidates=10",
+    ]
     proc = _run(args)
     table = (out / "comparison.md").read_text()
     for policy in ("cdqn", "gan_greedy", "random"):
@@ -65,15 +110,32 @@ def test_comparison_script_writes_the_table_and_reuses_runs(data_folder, tmp_pat
     assert "training user model" in proc.stderr
 
 
-def test_adversarial_run_refuses_a_pretrained_model_of_another_architecture(data_folder,
-                                                                           tmp_path):
+def test_adversarial_run_refuses_a_pretrained_model_of_another_architecture(data_folder, tmp_path):
     pre = tmp_path / "pre"
-    common = [f"--data_folder={data_folder}", "--dataset=synthetic", "--num_itrs=1",
-              "--eval_every=1", "--batch_size=5"]
-    _run(["experiment_user_model/run_gan_user_model.sh", *common, f"--save_dir={pre}",
-          "--item_features=onehot"])
-    proc = _run(["experiment_user_model/run_gan_L2_regularized.sh", *common,
-                 f"--save_dir={tmp_path / 'adv'}", f"--pretrain_dir={pre}"], check=False)
+    common = [
+        f"--data_folder={data_folder}",
+        "--dataset=synthetic",
+        "--num_itrs=1",
+        "--eval_every=1",
+        "--batch_size=5",
+    ]
+    _run(
+        [
+            "experiment_user_model/run_gan_user_model.sh",
+            *common,
+            f"--save_dir={pre}",
+            "--item_features=onehot",
+        ]
+    )
+    proc = _run(
+        [
+            "experiment_user_model/run_gan_L2_regularized.sh",
+            *common,
+            f"--save_dir={tmp_path / 'adv'}",
+            f"--pretrain_dir={pre}",
+        ],
+        check=False,
+    )
     assert proc.returncode != 0
     assert "item_features='onehot'" in proc.stderr and "item_features='generalising'" in proc.stderr
     assert not (tmp_path / "adv" / "results.json").exists()
@@ -86,8 +148,12 @@ def test_scripts_pick_the_repository_virtualenv_unless_told_otherwise():
     def interpreter(**extra) -> str:
         return subprocess.run(
             ["bash", "-c", 'source experiment_user_model/common.sh && echo "$PYTHON"'],
-            cwd=ROOT, env={**env, **extra}, capture_output=True, text=True,
-            check=True).stdout.strip()
+            cwd=ROOT,
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
 
     # Outside a virtualenv: the repository's, when `make venv` made one.
     assert interpreter() == (venv if os.access(venv, os.X_OK) else "python3")
@@ -99,25 +165,62 @@ def test_scripts_pick_the_repository_virtualenv_unless_told_otherwise():
 # the test's folder, from which the scripts are started) and `--choice_history` is a boolean.
 SCRIPT_FLAGS = {
     "experiment_user_model/run_gan_user_model.sh": [
-        "--dataset=tb", "--user_model=PW", "--choice_history", "--seed=2",
-        "--data_folder=data", "--save_dir=run"],
+        "--dataset=tb",
+        "--user_model=PW",
+        "--choice_history",
+        "--seed=2",
+        "--data_folder=data",
+        "--save_dir=run",
+    ],
     "experiment_user_model/run_gan_L2_regularized.sh": [
-        "--dataset=tb", "--seed=2", "--data_folder=data", "--save_dir=run",
-        "--pretrain_dir=pre", "--num_itrs=7"],
+        "--dataset=tb",
+        "--seed=2",
+        "--data_folder=data",
+        "--save_dir=run",
+        "--pretrain_dir=pre",
+        "--num_itrs=7",
+    ],
     "experiment_user_model/run_table.sh": [
-        "--datasets=tb", "--seeds=0", "--data_folder=data", "--out=table"],
+        "--datasets=tb",
+        "--seeds=0",
+        "--data_folder=data",
+        "--out=table",
+    ],
     "experiment_user_model/ablations/pw_vs_lstm.sh": [
-        "--dataset=tb", "--data_folder=data", "--out=ablation", "--num_itrs=3"],
+        "--dataset=tb",
+        "--data_folder=data",
+        "--out=ablation",
+        "--num_itrs=3",
+    ],
     "experiment_policy/run_policy.sh": [
-        "--dataset=yelp", "--data_folder=data", "--models_root=models",
-        "--policy=cdqn,random", "--seed=3"],
+        "--dataset=yelp",
+        "--data_folder=data",
+        "--models_root=models",
+        "--policy=cdqn,random",
+        "--seed=3",
+    ],
     "experiment_policy/run_comparison.sh": [
-        "--datasets=yelp", "--data_folder=data", "--models_root=models", "--seeds=0,1"],
-    "demo.sh": ["--dataset=yelp", "--data_folder=data", "--models_root=models",
-                "--user_model_itrs=5"],
+        "--datasets=yelp",
+        "--data_folder=data",
+        "--models_root=models",
+        "--seeds=0,1",
+    ],
+    "demo.sh": [
+        "--dataset=yelp",
+        "--data_folder=data",
+        "--models_root=models",
+        "--user_model_itrs=5",
+    ],
 }
-PATH_FLAGS = ("data_folder", "save_dir", "out", "pretrain_dir", "user_model_dir",
-              "test_user_model_dir", "models_root")
+PATH_FLAGS = (
+    "data_folder",
+    "save_dir",
+    "out",
+    "pretrain_dir",
+    "user_model_dir",
+    "test_user_model_dir",
+    "models_root",
+)
 
 
 def _split_form(flags: list[str]) -> list[str]:
@@ -128,10 +231,14 @@ def _split_form(flags: list[str]) -> list[str]:
 @pytest.mark.parametrize("script", sorted(SCRIPT_FLAGS))
 def test_script_takes_flags_in_both_forms(script, tmp_path):
     (tmp_path / "stub").mkdir()
-    joined, _ = recorded_commands([os.path.join(ROOT, script), *SCRIPT_FLAGS[script]],
-                                  tmp_path / "stub", cwd=str(tmp_path))
-    split, _ = recorded_commands([os.path.join(ROOT, script), *_split_form(SCRIPT_FLAGS[script])],
-                                 tmp_path / "stub", cwd=str(tmp_path))
+    joined, _ = recorded_commands(
+        [os.path.join(ROOT, script), *SCRIPT_FLAGS[script]], tmp_path / "stub", cwd=str(tmp_path)
+    )
+    split, _ = recorded_commands(
+        [os.path.join(ROOT, script), *_split_form(SCRIPT_FLAGS[script])],
+        tmp_path / "stub",
+        cwd=str(tmp_path),
+    )
     assert joined and split == joined
 
 
@@ -139,20 +246,34 @@ def test_script_takes_flags_in_both_forms(script, tmp_path):
 def test_script_paths_are_taken_from_the_callers_folder(script, tmp_path):
     (tmp_path / "stub").mkdir()
     commands, _ = recorded_commands(
-        [os.path.join(ROOT, script), *_split_form(SCRIPT_FLAGS[script])], tmp_path / "stub",
-        cwd=str(tmp_path))
+        [os.path.join(ROOT, script), *_split_form(SCRIPT_FLAGS[script])],
+        tmp_path / "stub",
+        cwd=str(tmp_path),
+    )
     for folder, *args in commands:
         assert folder == ROOT  # the scripts run from the repository root
-        paths = {name: value for name, value in flags_of([folder, *args]).items()
-                 if name in PATH_FLAGS}
+        paths = {
+            name: value for name, value in flags_of([folder, *args]).items() if name in PATH_FLAGS
+        }
         assert paths and all(value.startswith(f"{tmp_path}/") for value in paths.values()), args
 
 
 def test_run_policy_passes_on_only_main_policy_flags(tmp_path):
     (tmp_path / "stub").mkdir()
     commands, _ = recorded_commands(
-        ["experiment_policy/run_policy.sh", "--dataset", "yelp", "--data_folder", str(tmp_path),
-         "--models_root", str(tmp_path / "models"), "--seed", "3"], tmp_path / "stub")
+        [
+            "experiment_policy/run_policy.sh",
+            "--dataset",
+            "yelp",
+            "--data_folder",
+            str(tmp_path),
+            "--models_root",
+            str(tmp_path / "models"),
+            "--seed",
+            "3",
+        ],
+        tmp_path / "stub",
+    )
     main_policy = commands[-1]
     assert main_policy[1] == "experiment_policy/main_policy.py"
     flags = flags_of(main_policy)
@@ -161,11 +282,22 @@ def test_run_policy_passes_on_only_main_policy_flags(tmp_path):
     assert flags["save_dir"] == str(tmp_path / "models" / "policy" / "yelp__3")
     assert flags["seed"] == "3" and sum(a.startswith("--save_dir") for a in main_policy) == 1
     commands, _ = recorded_commands(
-        ["experiment_policy/run_policy.sh", "--dataset", "yelp", "--data_folder", str(tmp_path),
-         "--models_root", str(tmp_path / "models"), "--save_dir", str(tmp_path / "mine")],
-        tmp_path / "stub")
+        [
+            "experiment_policy/run_policy.sh",
+            "--dataset",
+            "yelp",
+            "--data_folder",
+            str(tmp_path),
+            "--models_root",
+            str(tmp_path / "models"),
+            "--save_dir",
+            str(tmp_path / "mine"),
+        ],
+        tmp_path / "stub",
+    )
     assert [a for a in commands[-1] if a.startswith("--save_dir")] == [
-        f"--save_dir={tmp_path / 'mine'}"]
+        f"--save_dir={tmp_path / 'mine'}"
+    ]
 
 
 def test_run_policy_reuses_the_demos_user_models(tmp_path):
@@ -175,7 +307,9 @@ def test_run_policy_reuses_the_demos_user_models(tmp_path):
     demo, proc = recorded_commands(["./demo.sh", *common], tmp_path / "stub")
     trained = [flags_of(c) for c in demo if c[1] == "experiment_user_model/main_gan_user_model.py"]
     assert [(f["user_model"], f["seed"], f["num_itrs"]) for f in trained] == [
-        ("LSTM", "0", "500"), ("PW", "1", "500")]
+        ("LSTM", "0", "500"),
+        ("PW", "1", "500"),
+    ]
     assert proc.stderr.count("training user model") == 2
     demo_policy = flags_of(demo[-1])
     assert str(models / "policy" / "ml100k__0") in proc.stdout  # the demo says where it wrote
@@ -184,19 +318,33 @@ def test_run_policy_reuses_the_demos_user_models(tmp_path):
         os.makedirs(f["save_dir"])
         with open(os.path.join(f["save_dir"], "results.json"), "w") as results:
             results.write("{}")
-    again, proc = recorded_commands(["experiment_policy/run_policy.sh", *common],
-                                    tmp_path / "stub")
+    again, proc = recorded_commands(["experiment_policy/run_policy.sh", *common], tmp_path / "stub")
     assert not [c for c in again if c[1] == "experiment_user_model/main_gan_user_model.py"]
     assert "training user model" not in proc.stderr and proc.stderr.count("reused") == 2
     policy = flags_of(again[-1])
-    assert (policy["user_model_dir"], policy["test_user_model_dir"]) == (
-        demo_policy["user_model_dir"], demo_policy["test_user_model_dir"]) == (
-        trained[0]["save_dir"], trained[1]["save_dir"])
+    assert (
+        (policy["user_model_dir"], policy["test_user_model_dir"])
+        == (demo_policy["user_model_dir"], demo_policy["test_user_model_dir"])
+        == (trained[0]["save_dir"], trained[1]["save_dir"])
+    )
 
 
 def test_process_data_takes_flags_in_both_forms_and_paths_from_the_caller(tmp_path):
-    _run([os.path.join(ROOT, "process_data.sh"), "--dataset", "synthetic", "--data_folder",
-          "data", "--users", "20", "--items=30", "--events_per_user", "4",
-          "--posterior_samples=50"], cwd=str(tmp_path))
+    _run(
+        [
+            os.path.join(ROOT, "process_data.sh"),
+            "--dataset",
+            "synthetic",
+            "--data_folder",
+            "data",
+            "--users",
+            "20",
+            "--items=30",
+            "--events_per_user",
+            "4",
+            "--posterior_samples=50",
+        ],
+        cwd=str(tmp_path),
+    )
     stats = json.loads((tmp_path / "data" / "synthetic-stats.json").read_text())
     assert stats["users"] == 20 and stats["items"] == 30

@@ -21,10 +21,18 @@ def _mtimes(folder):
 @pytest.mark.slow
 def test_table_script_writes_the_tables_and_reuses_records_and_runs(data_folder, tmp_path):
     out = tmp_path / "table"
-    args = ["experiment_user_model/run_table.sh", f"--data_folder={data_folder}",
-            "--datasets=synthetic", "--seeds=0,1", f"--out={out}", "--num_itrs=2",
-            "--adv_itrs=2", "--eval_every=1", "--batch_size=5",
-            "--methods=chance,most_popular,iknn,gan_pw_l2"]
+    args = [
+        "experiment_user_model/run_table.sh",
+        f"--data_folder={data_folder}",
+        "--datasets=synthetic",
+        "--seeds=0,1",
+        f"--out={out}",
+        "--num_itrs=2",
+        "--adv_itrs=2",
+        "--eval_every=1",
+        "--batch_size=5",
+        "--methods=chance,most_popular,iknn,gan_pw_l2",
+    ]
     first = run_script(args)
     text = (out / "table.md").read_text()
     lines = text.splitlines()
@@ -38,16 +46,25 @@ def test_table_script_writes_the_tables_and_reuses_records_and_runs(data_folder,
     with open(out / "records.csv", newline="") as f:
         records = list(csv.DictReader(f))
     assert sorted((r["method"], r["seed"]) for r in records) == sorted(
-        (m, s) for m in ("chance", "most_popular", "iknn", "gan_pw", "gan_pw_l2")
-        for s in ("0", "1"))
+        (m, s)
+        for m in ("chance", "most_popular", "iknn", "gan_pw", "gan_pw_l2")
+        for s in ("0", "1")
+    )
     with open(out / "table.csv", newline="") as f:
         assert [(r["method"], r["seeds"]) for r in csv.DictReader(f)] == [
-            ("chance", "2"), ("most popular", "2"), ("IKNN", "2"), ("GAN-PW (L2)", "2")]
+            ("chance", "2"),
+            ("most popular", "2"),
+            ("IKNN", "2"),
+            ("GAN-PW (L2)", "2"),
+        ]
     # The adversarial runs started from the entropy runs of their seed.
     runs = out / "runs"
     config = json.loads((runs / "synthetic__PW__L2__1" / "config.json").read_text())
     assert (config["pretrain_dir"], config["num_itrs"], config["learning_rate"]) == (
-        str(runs / "synthetic__PW__entropy__1"), 2, 0.0001)
+        str(runs / "synthetic__PW__entropy__1"),
+        2,
+        0.0001,
+    )
     with open(out / "seconds.csv", newline="") as f:
         seconds = {(r["method"], r["seed"]): float(r["seconds"]) for r in csv.DictReader(f)}
     assert len(seconds) == 10 and seconds[("gan_pw_l2", "0")] > 0
@@ -72,22 +89,43 @@ def test_table_script_writes_the_tables_and_reuses_records_and_runs(data_folder,
 
 
 def test_table_refuses_the_flags_it_sets_per_run(data_folder, tmp_path):
-    proc = run_script(["experiment_user_model/run_table.sh", f"--data_folder={data_folder}",
-                       "--datasets=synthetic", f"--out={tmp_path}", "--seed=3"], check=False)
+    proc = run_script(
+        [
+            "experiment_user_model/run_table.sh",
+            f"--data_folder={data_folder}",
+            "--datasets=synthetic",
+            f"--out={tmp_path}",
+            "--seed=3",
+        ],
+        check=False,
+    )
     assert proc.returncode == 1 and "--seed: set per run by the table" in proc.stderr
     assert not (tmp_path / "records.csv").exists()
 
 
 def test_ablation_script_trains_its_variants_and_compares_them(data_folder, tmp_path):
     out = tmp_path / "ablation"
-    run_script(["experiment_user_model/ablations/no_pretraining.sh",
-                f"--data_folder={data_folder}", "--dataset=synthetic", "--num_itrs=2",
-                "--eval_every=1", "--batch_size=5", f"--out={out}"])
-    configs = {label: json.loads((out / label / "config.json").read_text())
-               for label in ("entropy", "L2_from_entropy", "L2_from_scratch")}
+    run_script(
+        [
+            "experiment_user_model/ablations/no_pretraining.sh",
+            f"--data_folder={data_folder}",
+            "--dataset=synthetic",
+            "--num_itrs=2",
+            "--eval_every=1",
+            "--batch_size=5",
+            f"--out={out}",
+        ]
+    )
+    configs = {
+        label: json.loads((out / label / "config.json").read_text())
+        for label in ("entropy", "L2_from_entropy", "L2_from_scratch")
+    }
     assert all((out / label / "results.json").exists() for label in configs)
     assert [(c["regularizer"], c["pretrain_dir"]) for c in configs.values()] == [
-        ("entropy", ""), ("L2", str(out / "entropy")), ("L2", "")]
+        ("entropy", ""),
+        ("L2", str(out / "entropy")),
+        ("L2", ""),
+    ]
     # The run script's settings reach every variant.
     assert {c["item_features"] for c in configs.values()} == {"generalising"}
     summary = (out / "compare" / "summary.md").read_text()

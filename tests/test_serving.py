@@ -23,11 +23,23 @@ def _listing(folder: str) -> dict[str, float]:
 @pytest.fixture(scope="module")
 def policy_dir(user_model_dir, tmp_path_factory):  # noqa: F811
     folder = str(tmp_path_factory.mktemp("policy") / "run")
-    config = PolicyConfig(user_model_dir=user_model_dir, test_user_model_dir=user_model_dir,
-                          save_dir=folder, policies=("cdqn", "gan_greedy"), k=3, horizon=2,
-                          num_itrs=4, batch_size=4, train_batch_size=4, eval_users=4,
-                          adapt_itrs=0, regret_itrs=0, hidden=8, checkpoint_secs=0,
-                          history_length=4)
+    config = PolicyConfig(
+        user_model_dir=user_model_dir,
+        test_user_model_dir=user_model_dir,
+        save_dir=folder,
+        policies=("cdqn", "gan_greedy"),
+        k=3,
+        horizon=2,
+        num_itrs=4,
+        batch_size=4,
+        train_batch_size=4,
+        eval_users=4,
+        adapt_itrs=0,
+        regret_itrs=0,
+        hidden=8,
+        checkpoint_secs=0,
+        history_length=4,
+    )
     PolicyRunner(config, progress=lambda _: None).run()
     return folder
 
@@ -39,7 +51,10 @@ def test_padded_histories_trim_pad_and_mask():
     assert out.tolist() == [[5, 4, 3], [7, -1, -1], [9, 8, -1]]
     mask = np.array([[1, 1, 0, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 1]], bool)
     assert padded_histories(h, 6, mask=mask).tolist() == [
-        [5, 4, -1, -1, -1, -1], [7, -1, -1, -1, -1, -1], [9, 8, 6, 0, 0, -1]]
+        [5, 4, -1, -1, -1, -1],
+        [7, -1, -1, -1, -1, -1],
+        [9, 8, 6, 0, 0, -1],
+    ]
 
 
 @pytest.mark.parametrize("name", ["cdqn", "gan_greedy"])
@@ -60,14 +75,17 @@ def test_batched_recommend_matches_one_user_at_a_time(policy_dir, name):
         assert len(set(slates[u])) == 3 and set(slates[u]) <= set(candidates[u])
         # The one-user form takes the history oldest first.
         oldest_first = [int(i) for i in histories[u][::-1] if i >= 0]
-        assert recommend(policy, history=oldest_first,
-                         candidates=candidates[u].tolist()) == slates[u].tolist()
+        assert (
+            recommend(policy, history=oldest_first, candidates=candidates[u].tolist())
+            == slates[u].tolist()
+        )
     # A shared [C] candidate list is every user's; a smaller k keeps the first picks.
     shared = recommend(policy, histories, np.arange(n_items))
     each = recommend(policy, histories, np.tile(np.arange(n_items), (users, 1)))
     np.testing.assert_array_equal(shared, each)
-    np.testing.assert_array_equal(recommend(policy, histories, np.arange(n_items), k=2),
-                                  shared[:, :2])
+    np.testing.assert_array_equal(
+        recommend(policy, histories, np.arange(n_items), k=2), shared[:, :2]
+    )
     with pytest.raises(ValueError, match="k=4"):
         recommend(policy, histories, np.arange(n_items), k=4)
     assert _listing(policy_dir) == before

@@ -7,7 +7,6 @@ import math
 import os
 
 import numpy as np
-import pytest
 
 from ganrl.data.released import read_released
 from ganrl.data.satiation import SatiationConfig, SatiationWorld, make_satiation
@@ -18,8 +17,13 @@ from ganrl.sim2real.true_env import SatiationEnvironment, SyntheticEnvironment
 
 def _hand_made_env():
     # Items: v0 = (1, 0), v1 = (0, 1), v2 = (-1, 0); b = (0, 0.5, 0); no click utility 0.5.
-    config = SyntheticConfig(feature_dim=2, items=3, max_display=3, min_display=1,
-                             **world_settings("lag_uniform_noclick"))
+    config = SyntheticConfig(
+        feature_dim=2,
+        items=3,
+        max_display=3,
+        min_display=1,
+        **world_settings("lag_uniform_noclick"),
+    )
     v = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
     return SyntheticEnvironment(config, v, np.array([0.0, 0.5, 0.0]), reward="utility")
 
@@ -40,8 +44,9 @@ def test_true_clicks_follow_the_true_softmax_on_a_hand_made_case():
     assert np.all(np.abs(freq / users - expected) < 4 * se)
     # Reward: the clicked item's true utility, 0 without a click.
     clicked = out.clicked_index >= 0
-    np.testing.assert_allclose(out.reward[clicked],
-                               np.array([1.0, 0.5, -1.0])[out.clicked_index[clicked]])
+    np.testing.assert_allclose(
+        out.reward[clicked], np.array([1.0, 0.5, -1.0])[out.clicked_index[clicked]]
+    )
     assert np.all(out.reward[~clicked] == 0) and np.all(out.active)
 
 
@@ -55,8 +60,15 @@ def test_common_random_numbers_same_users_same_noise():
 
 
 def _constant_leave_world(leave: float) -> SatiationWorld:
-    config = SatiationConfig(items=6, topics=2, feature_dim=2, max_display=2, min_display=1,
-                             leave_base=leave, leave_max=leave)
+    config = SatiationConfig(
+        items=6,
+        topics=2,
+        feature_dim=2,
+        max_display=2,
+        min_display=1,
+        leave_base=leave,
+        leave_max=leave,
+    )
     v = np.array([[1.0, 0], [0, 1], [1, 1], [0.5, 0], [0, 0.5], [-1, 0]])
     return SatiationWorld(config, v, np.zeros(6), np.array([0, 1, 0, 1, 0, 1]))
 
@@ -64,10 +76,11 @@ def _constant_leave_world(leave: float) -> SatiationWorld:
 def test_leaving_ends_episodes_at_the_known_rate():
     env = SatiationEnvironment(_constant_leave_world(0.3))
     users, horizon = 20000, 5
-    result = harness.evaluate_true(env, lambda h, c: np.tile([0, 1], (len(h), 1)), users,
-                                   horizon, seed=1)
+    result = harness.evaluate_true(
+        env, lambda h, c: np.tile([0, 1], (len(h), 1)), users, horizon, seed=1
+    )
     # Each slate is the last with probability 0.3: E[steps] = sum_{t<5} 0.7^t = 2.7731.
-    expected = sum(0.7 ** t for t in range(horizon))
+    expected = sum(0.7**t for t in range(horizon))
     se = result["steps"].std() / math.sqrt(users)
     assert abs(result["steps"].mean() - expected) < 4 * se
     assert np.all(result["steps"] >= 1)
@@ -76,8 +89,10 @@ def test_leaving_ends_episodes_at_the_known_rate():
 
 
 def test_leave_probability_rises_when_the_best_utility_falls():
-    world = SatiationWorld(SatiationConfig(leave_base=0.1, leave_max=0.5, leave_threshold=2.0,
-                                           leave_scale=1.0), *([None] * 3))
+    world = SatiationWorld(
+        SatiationConfig(leave_base=0.1, leave_max=0.5, leave_threshold=2.0, leave_scale=1.0),
+        *([None] * 3),
+    )
     # At the threshold the sigmoid is 1/2: 0.1 + 0.4 / 2 = 0.3.
     p = world.leave_probability(np.array([10.0, 2.0, -10.0]))
     np.testing.assert_allclose(p, [0.1, 0.3, 0.5], atol=1e-3)
@@ -105,16 +120,28 @@ def test_satiation_logs_load_through_the_released_reader(tmp_path):
 
 def test_harness_end_to_end_on_a_tiny_world(tmp_path):
     config = harness.HarnessConfig(
-        world="satiation", seed=0, save_dir=str(tmp_path), users=60,
+        world="satiation",
+        seed=0,
+        save_dir=str(tmp_path),
+        users=60,
         user_model_args=("--num_itrs=3", "--eval_every=3", "--dims=8", "--rnn_hidden_dim=4"),
-        policies=("gan_greedy", "random"), num_itrs=10, sim_eval_users=20, true_users=200)
+        policies=("gan_greedy", "random"),
+        num_itrs=10,
+        sim_eval_users=20,
+        true_users=200,
+    )
     out = harness.run(config, log=lambda _: None)
     with open(os.path.join(config.run_dir, "table.csv")) as f:
         reader = csv.DictReader(f)
         rows = {r["policy"]: r for r in reader}
     assert tuple(reader.fieldnames) == harness.TABLE_FIELDS
-    assert set(rows) == {"gan_greedy", "random", "oracle_myopic", "oracle_lookahead",
-                         "oracle_static"}
+    assert set(rows) == {
+        "gan_greedy",
+        "random",
+        "oracle_myopic",
+        "oracle_lookahead",
+        "oracle_static",
+    }
     assert float(rows["oracle_myopic"]["true_reward"]) >= float(rows["random"]["true_reward"])
     assert float(rows["gan_greedy"]["gap_to_gan_greedy"]) == 0.0
     assert rows["oracle_myopic"]["sim_reward"] == "nan"  # no simulator figure for oracles

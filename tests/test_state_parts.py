@@ -9,8 +9,14 @@ import tensorflow as tf
 from ganrl.data.dataset import ItemFeatures
 from ganrl.user_model import context
 from ganrl.user_model.model import ModelConfig, UserModel
-from ganrl.user_model.state_parts import (STATE_PARTS, ChoiceEvidence, DisplaySummary, Event,
-                                          RecentItems, make_state_parts)
+from ganrl.user_model.state_parts import (
+    STATE_PARTS,
+    ChoiceEvidence,
+    DisplaySummary,
+    Event,
+    RecentItems,
+    make_state_parts,
+)
 
 # Item embeddings e_0 = (1, 0), e_1 = (0, 1), e_2 = (2, 2), e_3 = (0, 0).
 EMBEDDINGS = [[1.0, 0.0], [0.0, 1.0], [2.0, 2.0], [0.0, 0.0]]
@@ -20,8 +26,9 @@ def _model(**options):
     """A PW model over 4 items with 2-dimensional embeddings set to EMBEDDINGS and, with
     `flat`, utilities that are 0 for every item (no MLP, a zero bilinear map)."""
     flat = options.pop("flat", False)
-    config = ModelConfig(user_model="PW", item_dim=2, pw_dim=1, pw_band_size=2,
-                         dims="" if flat else "4", **options)
+    config = ModelConfig(
+        user_model="PW", item_dim=2, pw_dim=1, pw_band_size=2, dims="" if flat else "4", **options
+    )
     model = UserModel(ItemFeatures(4), config, has_no_click=False)
     model.items.identity.embeddings.assign(EMBEDDINGS)
     if flat:
@@ -45,8 +52,11 @@ def test_display_summary_sums_the_items_passed_over():
     alone = Event(tf.constant([1]), tf.constant([True]), None, None)
     np.testing.assert_array_equal(part.update_state(model, state, alone).numpy(), 0.0)
     # Its columns: the means over 2 events and log(1 + 2).
-    np.testing.assert_allclose(part.vector(model, tf.constant([[3.0, 2.0, 1.0, 2.0]])).numpy(),
-                               [[1.5, 1.0, 0.5, math.log(3.0)]], rtol=1e-6)
+    np.testing.assert_allclose(
+        part.vector(model, tf.constant([[3.0, 2.0, 1.0, 2.0]])).numpy(),
+        [[1.5, 1.0, 0.5, math.log(3.0)]],
+        rtol=1e-6,
+    )
 
 
 def test_choice_evidence_is_the_click_less_the_expected_choice():
@@ -56,20 +66,26 @@ def test_choice_evidence_is_the_click_less_the_expected_choice():
     # Equal utilities over items 0 and 1: p = 1/2 each; item 0 clicked:
     # e_0 - (e_0 + e_1) / 2 = (0.5, -0.5), and one event.
     event = Event(tf.constant([0]), tf.constant([True]), tf.constant([[0, 1]]), None)
-    np.testing.assert_allclose(part.update_state(model, state, event).numpy(),
-                               [[0.5, -0.5, 1.0]], rtol=1e-6)
+    np.testing.assert_allclose(
+        part.update_state(model, state, event).numpy(), [[0.5, -0.5, 1.0]], rtol=1e-6
+    )
     # Without a display set the click is the only item shown: no evidence, one event.
     alone = Event(tf.constant([2]), tf.constant([True]), None, None)
-    np.testing.assert_allclose(part.update_state(model, state, alone).numpy(),
-                               [[0.0, 0.0, 1.0]], atol=1e-6)
+    np.testing.assert_allclose(
+        part.update_state(model, state, alone).numpy(), [[0.0, 0.0, 1.0]], atol=1e-6
+    )
     # Its columns: shrunk by 1 / (1 + k 2) with k = 1 at the start, then log(1 + 2).
-    np.testing.assert_allclose(part.vector(model, tf.constant([[3.0, -6.0, 2.0]])).numpy(),
-                               [[1.0, -2.0, math.log(3.0)]], rtol=1e-6)
+    np.testing.assert_allclose(
+        part.vector(model, tf.constant([[3.0, -6.0, 2.0]])).numpy(),
+        [[1.0, -2.0, math.log(3.0)]],
+        rtol=1e-6,
+    )
 
 
 def test_recent_items_keep_int_ids_and_describe_candidates():
-    model = _model(history_features=True, history_display_width=3, history_clicks=2,
-                   history_events=2)
+    model = _model(
+        history_features=True, history_display_width=3, history_clicks=2, history_events=2
+    )
     part = _part(model, RecentItems)
     state = model.initial_state(1)
     event = Event(tf.constant([2]), tf.constant([True]), tf.constant([[2, 3]]), None)
@@ -85,12 +101,15 @@ def test_recent_items_keep_int_ids_and_describe_candidates():
     assert encoded.vector.shape[-1] == model.encoded_dim == model.history.state_dim
 
 
-@pytest.mark.parametrize("options, names", [
-    ({}, []),
-    ({"choice_history": True}, ["choices"]),
-    ({"history_features": True, "display_history": True}, ["shown", "ids"]),
-    ({option: True for option in STATE_PARTS}, ["shown", "choices", "ids"]),
-])
+@pytest.mark.parametrize(
+    "options, names",
+    [
+        ({}, []),
+        ({"choice_history": True}, ["choices"]),
+        ({"history_features": True, "display_history": True}, ["shown", "ids"]),
+        ({option: True for option in STATE_PARTS}, ["shown", "choices", "ids"]),
+    ],
+)
 def test_the_model_composes_the_configured_parts(options, names):
     config = ModelConfig(user_model="PW", item_dim=2, pw_dim=1, pw_band_size=2, **options)
     assert [p.name for p in make_state_parts(config)] == names

@@ -20,17 +20,33 @@ MARGIN = 0.05
 
 @pytest.mark.slow
 def test_user_model_approaches_the_bayes_limit_on_synthetic_data(tmp_path):
-    world = SyntheticConfig(users=3000, posterior_samples=500, true_vectors_as_features=True,
-                            **world_settings("mean_uniform_noclick"))
+    world = SyntheticConfig(
+        users=3000,
+        posterior_samples=500,
+        true_vectors_as_features=True,
+        **world_settings("mean_uniform_noclick"),
+    )
     converted, truth = make_synthetic(str(tmp_path), "syn", seed=0, config=world)
-    model = ModelConfig(user_model="LSTM", rnn_hidden_dim=32,
-                        **{**MODEL_PRESETS["generalising"], "choice_history": True})
-    config = trainer.TrainConfig(dataset="syn", data_folder=str(tmp_path),
-                                 save_dir=str(tmp_path / "run"), learning_rate=0.002,
-                                 batch_size=100, num_itrs=600, eval_every=100, seed=0,
-                                 item_features="generalising", model=model)
-    results = trainer.UserModelRunner(config, SplitData.from_dataset(converted.dataset),
-                                      progress=lambda _: None).run()
+    model = ModelConfig(
+        user_model="LSTM",
+        rnn_hidden_dim=32,
+        **{**MODEL_PRESETS["generalising"], "choice_history": True},
+    )
+    config = trainer.TrainConfig(
+        dataset="syn",
+        data_folder=str(tmp_path),
+        save_dir=str(tmp_path / "run"),
+        learning_rate=0.002,
+        batch_size=100,
+        num_itrs=600,
+        eval_every=100,
+        seed=0,
+        item_features="generalising",
+        model=model,
+    )
+    results = trainer.UserModelRunner(
+        config, SplitData.from_dataset(converted.dataset), progress=lambda _: None
+    ).run()
     bayes, chance = truth["test_bayes_prec1"], truth["test_chance_prec1"]
     assert bayes > chance + 0.3  # the limit is far from chance: the test can fail
     assert results["test"]["prec1"] > bayes - MARGIN, (results["test"], bayes)

@@ -5,17 +5,23 @@ import numpy as np
 import pytest
 
 from ganrl.data.safe_io import DataError
-from ganrl.data.synthetic import (DEFAULT_WORLD, SyntheticConfig, draw_displays,
-                                  earlier_clicks, history_effect, make_synthetic, world_names,
-                                  world_settings)
+from ganrl.data.synthetic import (
+    DEFAULT_WORLD,
+    SyntheticConfig,
+    draw_displays,
+    earlier_clicks,
+    history_effect,
+    make_synthetic,
+    world_names,
+    world_settings,
+)
 
 
 def test_earlier_clicks_by_hand():
     # User 0: clicks 5, none, 7, 3; user 1: 9, none. Most recent first, two deep.
     clicked = np.array([5, -1, 7, 3, 9, -1])
     earlier = earlier_clicks(clicked, np.array([0, 4, 6]), depth=2)
-    np.testing.assert_array_equal(earlier, [[-1, -1], [5, -1], [5, -1], [7, 5],
-                                            [-1, -1], [9, -1]])
+    np.testing.assert_array_equal(earlier, [[-1, -1], [5, -1], [5, -1], [7, 5], [-1, -1], [9, -1]])
 
 
 def test_history_effect_by_hand():
@@ -52,8 +58,13 @@ def test_world_names_round_trip():
 
 @pytest.mark.parametrize("true_features", [False, True])
 def test_models_get_item_ids_unless_asked(tmp_path, true_features):
-    config = SyntheticConfig(users=20, items=30, events_per_user=3, posterior_samples=20,
-                             true_vectors_as_features=true_features)
+    config = SyntheticConfig(
+        users=20,
+        items=30,
+        events_per_user=3,
+        posterior_samples=20,
+        true_vectors_as_features=true_features,
+    )
     converted, truth = make_synthetic(str(tmp_path), "s", 0, config)
     features = converted.dataset.item_features
     assert features.identity and features.n_items == 30

@@ -7,8 +7,14 @@ import csv
 import pytest
 
 from ganrl.data.safe_io import DataError
-from ganrl.reporting.tables import (Record, aggregate, load_records, markdown, save_records,
-                         write_tables)
+from ganrl.reporting.tables import (
+    Record,
+    aggregate,
+    load_records,
+    markdown,
+    save_records,
+    write_tables,
+)
 
 RECORDS = [
     Record("gan_lstm", "yelp", 0, 0.70, 0.80),
@@ -37,8 +43,9 @@ def test_markdown_layout_methods_by_datasets():
     text = markdown(RECORDS, datasets=["yelp", "tb"])
     lines = text.splitlines()
     assert lines[0] == "| method | yelp prec@1 | yelp prec@2 | tb prec@1 | tb prec@2 |"
-    assert lines[2] == ("| gan_lstm | 0.750 (0.050) | 0.850 (0.050) | 0.300 (0.000) "
-                        "| 0.500 (0.000) |")
+    assert lines[2] == (
+        "| gan_lstm | 0.750 (0.050) | 0.850 (0.050) | 0.300 (0.000) | 0.500 (0.000) |"
+    )
     assert lines[3] == "| iknn | 0.500 (0.000) | 0.700 (0.000) | - | - |"
 
 
@@ -46,11 +53,14 @@ def test_write_tables_markdown_and_csv(tmp_path):
     md, table_csv = tmp_path / "t.md", tmp_path / "t.csv"
     text = write_tables(RECORDS, str(md), str(table_csv), methods=["iknn", "gan_lstm"])
     assert md.read_text() == text
-    assert text.splitlines()[2].startswith("| iknn |")       # the given method order
+    assert text.splitlines()[2].startswith("| iknn |")  # the given method order
     with open(table_csv, newline="") as f:
         rows = list(csv.DictReader(f))
     assert [(r["method"], r["dataset"]) for r in rows] == [
-        ("iknn", "yelp"), ("gan_lstm", "yelp"), ("gan_lstm", "tb")]
+        ("iknn", "yelp"),
+        ("gan_lstm", "yelp"),
+        ("gan_lstm", "tb"),
+    ]
     assert float(rows[1]["prec2_mean"]) == pytest.approx(0.85)
     assert rows[1]["seeds"] == "2"
 
@@ -61,8 +71,11 @@ def test_records_round_trip_and_bad_values(tmp_path):
     save_records(str(path), RECORDS)
     assert load_records(str(path)) == RECORDS
     path.write_text("method,dataset,seed,prec1,prec2\niknn,yelp,0,0.5,0.7\niknn,tb,x,0.5,0.7\n")
-    with pytest.raises(DataError, match=r"records.csv: line 3, field 'seed': expected an "
-                                        r"integer, got 'x'"):
+    with pytest.raises(
+        DataError,
+        match=r"records.csv: line 3, field 'seed': expected an "
+        r"integer, got 'x'",
+    ):
         load_records(str(path))
     path.write_text("method,dataset,prec1\n")
     with pytest.raises(DataError, match="missing columns"):

@@ -14,21 +14,29 @@ from ganrl.data.dataset import EventArrays, ItemFeatures, SplitData
 from ganrl.train import user_model as trainer
 from ganrl.user_model import load_user_model
 from ganrl.user_model.model import ModelConfig, UserModel
-from tests.tiny_data import tiny_dataset, write_tiny_dataset
+from tests.tiny_data import tiny_dataset
 
 ENCODERS = ["PW", "LSTM"]
 # Each encoder as the paper has it and with the options of ids-only learning: linear PW,
 # the LSTM's skip path, item biases and a utility without an MLP.
 VARIANTS = ["PW", "LSTM", "PW-linear", "LSTM-skip"]
-_VARIANT_OPTIONS = {"PW-linear": {"pw_activation": "linear", "item_bias": True, "dims": ""},
-                    "LSTM-skip": {"rnn_skip": 2, "item_bias": True, "dims": ""}}
+_VARIANT_OPTIONS = {
+    "PW-linear": {"pw_activation": "linear", "item_bias": True, "dims": ""},
+    "LSTM-skip": {"rnn_skip": 2, "item_bias": True, "dims": ""},
+}
 
 
 def _model(encoder, n_items=8, has_no_click=False):
     tf.keras.utils.set_random_seed(0)
     options = {"dims": "8-8", **_VARIANT_OPTIONS.get(encoder, {})}
-    config = ModelConfig(user_model=encoder.split("-")[0], item_dim=4, rnn_hidden_dim=5,
-                         pw_dim=2, pw_band_size=3, **options)
+    config = ModelConfig(
+        user_model=encoder.split("-")[0],
+        item_dim=4,
+        rnn_hidden_dim=5,
+        pw_dim=2,
+        pw_band_size=3,
+        **options,
+    )
     return UserModel(ItemFeatures(n_items), config, has_no_click)
 
 
@@ -63,24 +71,37 @@ def test_no_click_events_do_not_enter_the_history(encoder):
 @pytest.mark.parametrize("encoder", VARIANTS)
 def test_sequence_and_step_views_agree(encoder):
     model = _model(encoder)
-    behavior = [[0, [[1, 2], [3, 4], [5, 6], [0, 7]], [2, -1, 5, 7]],
-                [1, [[2, 3], [4, 5]], [3, 4]]]
+    behavior = [[0, [[1, 2], [3, 4], [5, 6], [0, 7]], [2, -1, 5, 7]], [1, [[2, 3], [4, 5]], [3, 4]]]
     sequence = model.event_utilities(_batch(behavior)).numpy()
     # Replay user 0 step by step through the simulator's view.
     state = model.initial_state(1)
     for t, (display, click) in enumerate(zip(behavior[0][1], behavior[0][2])):
         u = model.utilities(model.state_vector(state), tf.constant([display])).numpy()[0]
         np.testing.assert_allclose(u, sequence[t, :2], atol=1e-5)
-        state = model.update_state(state, tf.constant([max(click, 0)]),
-                                   tf.constant([click >= 0]))
+        state = model.update_state(state, tf.constant([max(click, 0)]), tf.constant([click >= 0]))
 
 
 def _config(tmp_path, **overrides):
-    model = ModelConfig(user_model=overrides.pop("user_model", "PW"), dims="16-8", item_dim=8,
-                        rnn_hidden_dim=8, pw_dim=2, pw_band_size=3)
-    values = dict(dataset="tiny", data_folder=str(tmp_path / "data"),
-                  save_dir=str(tmp_path / "run"), learning_rate=0.05, batch_size=6,
-                  num_itrs=6, eval_every=2, seed=3, checkpoint_secs=0, model=model)
+    model = ModelConfig(
+        user_model=overrides.pop("user_model", "PW"),
+        dims="16-8",
+        item_dim=8,
+        rnn_hidden_dim=8,
+        pw_dim=2,
+        pw_band_size=3,
+    )
+    values = dict(
+        dataset="tiny",
+        data_folder=str(tmp_path / "data"),
+        save_dir=str(tmp_path / "run"),
+        learning_rate=0.05,
+        batch_size=6,
+        num_itrs=6,
+        eval_every=2,
+        seed=3,
+        checkpoint_secs=0,
+        model=model,
+    )
     values.update(overrides)
     return trainer.TrainConfig(**values)
 
@@ -101,8 +122,7 @@ def test_runner_learns_writes_run_folder_and_loads_back(tmp_path, encoder):
     # The rule "click the lowest id" is learnable: far above chance (about 0.35 here).
     assert results["test"]["prec1"] > 0.8
     run = tmp_path / "run"
-    for name in ("config.json", "model.json", "curves.csv", "results.json",
-                 "item_features.pkl"):
+    for name in ("config.json", "model.json", "curves.csv", "results.json", "item_features.pkl"):
         assert (run / name).exists(), name
     rows = (run / "curves.csv").read_text().strip().splitlines()
     assert rows[0].split(",") == list(trainer.CURVE_FIELDS)
@@ -111,7 +131,8 @@ def test_runner_learns_writes_run_folder_and_loads_back(tmp_path, encoder):
     # The loaded best-loss weights reproduce that checkpoint's validation loss exactly.
     vali = dataset.event_arrays("vali", max_display=4)
     assert trainer.evaluate(loaded.behavior, vali)["loss"] == pytest.approx(
-        results["vali"]["loss"], rel=1e-6)
+        results["vali"]["loss"], rel=1e-6
+    )
     probs = loaded.score(history=[3], display=[5, 1, 9])
     assert probs.shape == (4,) and probs[-1] == pytest.approx(0.0, abs=1e-6)
     assert np.argmax(probs[:3]) == 1  # item 1 is the lowest id
@@ -123,8 +144,9 @@ def test_runner_learns_writes_run_folder_and_loads_back(tmp_path, encoder):
 def test_runner_keeps_its_config_and_prints_no_nan(tmp_path):
     dataset = tiny_dataset(n_users=20)  # display sets of 4 items
     config = _config(tmp_path, num_itrs=2, eval_every=2)
-    config = dataclasses.replace(config, model=dataclasses.replace(
-        config.model, history_display_width=2))
+    config = dataclasses.replace(
+        config, model=dataclasses.replace(config.model, history_display_width=2)
+    )
     lines = []
     runner = _runner(config, dataset, progress=lines.append)
     # The step view must remember a whole display set: the model is built 4 wide, the
@@ -135,8 +157,9 @@ def test_runner_keeps_its_config_and_prints_no_nan(tmp_path):
     results = runner.run()
     # The run folder records the model as built, and a rerun with the same config matches it.
     for name in ("model.json", "config.json"):
-        assert json.loads((tmp_path / "run" / name).read_text())[
-            "model"]["history_display_width"] == 4
+        assert (
+            json.loads((tmp_path / "run" / name).read_text())["model"]["history_display_width"] == 4
+        )
     assert _runner(config, dataset).run() == results
     # The first line comes before any training: its training figures are not measured yet.
     first = next(line for line in lines if "itr" in line)
@@ -159,8 +182,7 @@ def test_length_in_epochs_and_early_stopping(tmp_path):
     # Early stopping: at a learning rate this high the tiny set is overfitted within a few
     # steps, so the validation loss stops improving well before 300 iterations; the run then
     # stops exactly `early_stop` evaluations after its best one.
-    config = _config(tmp_path / "b", num_itrs=300, eval_every=2, early_stop=3,
-                     learning_rate=0.2)
+    config = _config(tmp_path / "b", num_itrs=300, eval_every=2, early_stop=3, learning_rate=0.2)
     results = _runner(config, dataset).run()
     best = results["best_iteration"]["loss"]
     assert _curve_iterations(tmp_path / "b" / "run")[-1] == best + 3 * 2 < 300
@@ -204,8 +226,9 @@ def _figures(run_dir):
     with open(os.path.join(run_dir, "results.json")) as f:
         test = json.load(f)["test"]
     with open(os.path.join(run_dir, "curves.csv"), newline="") as f:
-        curves = [{k: v for k, v in row.items() if k != "events_per_second"}
-                  for row in csv.DictReader(f)]
+        curves = [
+            {k: v for k, v in row.items() if k != "events_per_second"} for row in csv.DictReader(f)
+        ]
     return test, curves
 
 
@@ -214,8 +237,15 @@ def test_killed_run_with_dropout_resumes_to_the_uninterrupted_figures(tmp_path, 
     # Identity dropout and dropout draw fresh masks every step: a resumed run must continue
     # their random streams where the checkpoint left them, not restart them.
     dataset = tiny_dataset()
-    model = ModelConfig(user_model="PW", dims="16-8", item_dim=8, pw_dim=2, pw_band_size=3,
-                        dropout=0.3, id_dropout=0.5)
+    model = ModelConfig(
+        user_model="PW",
+        dims="16-8",
+        item_dim=8,
+        pw_dim=2,
+        pw_band_size=3,
+        dropout=0.3,
+        id_dropout=0.5,
+    )
     full = _config(tmp_path / "full", regularizer=regularizer, model=model)
     _runner(full, dataset).run()
 
@@ -274,8 +304,14 @@ def test_adversarial_fine_tuning_starts_from_pretrained_and_reports_phi(tmp_path
     dataset = tiny_dataset(n_users=40)
     pre = _config(tmp_path / "pre", num_itrs=30, eval_every=10)
     pre_results = _runner(pre, dataset).run()
-    adv = _config(tmp_path / "adv", regularizer="L2", pretrain_dir=pre.save_dir,
-                  learning_rate=0.005, num_itrs=10, eval_every=5)
+    adv = _config(
+        tmp_path / "adv",
+        regularizer="L2",
+        pretrain_dir=pre.save_dir,
+        learning_rate=0.005,
+        num_itrs=10,
+        eval_every=5,
+    )
     runner = _runner(adv, dataset)
     lines = []
     runner.progress = lines.append
@@ -294,8 +330,15 @@ def test_fine_tuning_keeps_the_start_unless_validation_gains_beyond_the_margin(t
     pre_results = _runner(pre, dataset).run()
     runs = {}
     for margin in (0.0, 1e6):
-        adv = _config(tmp_path / f"adv{margin}", regularizer="L2", pretrain_dir=pre.save_dir,
-                      learning_rate=0.005, num_itrs=20, eval_every=5, start_margin=margin)
+        adv = _config(
+            tmp_path / f"adv{margin}",
+            regularizer="L2",
+            pretrain_dir=pre.save_dir,
+            learning_rate=0.005,
+            num_itrs=20,
+            eval_every=5,
+            start_margin=margin,
+        )
         runs[margin] = _runner(adv, dataset).run()
     assert runs[0.0]["best_iteration"]["prec1"] > 0  # fine-tuning gained on validation
     # An unreachable margin: prec@1 and prec@2 come from the start, the pre-trained
@@ -310,12 +353,27 @@ def test_fine_tuning_keeps_the_start_unless_validation_gains_beyond_the_margin(t
 def test_run_script_help_lists_original_flags(tmp_path):
     import subprocess
     import sys
-    out = subprocess.run([sys.executable, "experiment_user_model/main_gan_user_model.py",
-                          "--helpfull"], capture_output=True, text=True,
-                         cwd=os.path.dirname(os.path.dirname(__file__)))
-    for flag in ("data_folder", "dataset", "save_dir", "resplit", "learning_rate",
-                 "batch_size", "num_itrs", "rnn_hidden_dim", "pw_dim", "pw_band_size", "dims",
-                 "user_model"):
+
+    out = subprocess.run(
+        [sys.executable, "experiment_user_model/main_gan_user_model.py", "--helpfull"],
+        capture_output=True,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(__file__)),
+    )
+    for flag in (
+        "data_folder",
+        "dataset",
+        "save_dir",
+        "resplit",
+        "learning_rate",
+        "batch_size",
+        "num_itrs",
+        "rnn_hidden_dim",
+        "pw_dim",
+        "pw_band_size",
+        "dims",
+        "user_model",
+    ):
         assert re.search(rf"--(\[no\])?{flag}:", out.stdout), flag
 
 
@@ -329,14 +387,16 @@ def test_fine_tuning_accepts_a_pretraining_that_predates_an_option(tmp_path):
     del saved["model"]["choice_history"]  # as written before the option existed
     with open(config_path, "w") as f:
         json.dump(saved, f)
-    adv = _config(tmp_path / "adv", regularizer="L2", pretrain_dir=pre.save_dir, num_itrs=2,
-                  eval_every=2)
+    adv = _config(
+        tmp_path / "adv", regularizer="L2", pretrain_dir=pre.save_dir, num_itrs=2, eval_every=2
+    )
     assert "test" in _runner(adv, dataset).run()
     # An option the pre-training did use still has to match.
     saved["model"]["choice_history"] = True
     with open(config_path, "w") as f:
         json.dump(saved, f)
-    other = _config(tmp_path / "other", regularizer="L2", pretrain_dir=pre.save_dir,
-                    num_itrs=2, eval_every=2)
+    other = _config(
+        tmp_path / "other", regularizer="L2", pretrain_dir=pre.save_dir, num_itrs=2, eval_every=2
+    )
     with pytest.raises(ValueError, match="choice_history"):
         _runner(other, dataset).run()

@@ -7,11 +7,23 @@ import pytest
 
 from ganrl.data.dataset import ClickDataset, EventArrays, ItemFeatures
 from ganrl.metrics import ranking_summary
-from ganrl.user_model_baselines import (PAPER_BASELINES, SCORERS, Scorer, chance_summary,
-                                        evaluate_scorer, make_scorer, scorer_class)
-from ganrl.user_model_baselines.features import (PAIR_FEATURES, PairFeaturizer, count_earlier,
-                                                 history_click_matrix, history_features,
-                                                 recent_clicks)
+from ganrl.user_model_baselines import (
+    PAPER_BASELINES,
+    SCORERS,
+    Scorer,
+    chance_summary,
+    evaluate_scorer,
+    make_scorer,
+    scorer_class,
+)
+from ganrl.user_model_baselines.features import (
+    PAIR_FEATURES,
+    PairFeaturizer,
+    count_earlier,
+    history_click_matrix,
+    history_features,
+    recent_clicks,
+)
 from ganrl.user_model_baselines.neighbours import POPULARITY_TIEBREAK
 from tests.tiny_data import tiny_dataset
 
@@ -41,37 +53,40 @@ def test_history_features_by_hand():
     h = history_features(events)
     # Event 2 shows 5, 3, 7 after clicks 5 (event 0) and 7 (event 1);
     # 5 was shown in events 0 and 1, 3 in event 0, 7 in event 1.
-    np.testing.assert_array_equal(h[2, :, 0], [1, 0, 1])   # clicked_before
-    np.testing.assert_array_equal(h[2, :, 1], [0, 0, 1])   # is_last_click (7)
-    np.testing.assert_array_equal(h[2, :, 2], [2, 1, 1])   # shown_before
-    np.testing.assert_array_equal(h[2, :, 3], [1, 0, 1])   # shown_last_event (event 1: 5, 7)
-    np.testing.assert_array_equal(h[0], 0)                 # nothing before the first event
-    np.testing.assert_array_equal(h[1, :, 0], [1, 0, 0])   # event 1 shows 5 (clicked), 7
-    assert h[0, 2].sum() == 0                               # padding stays 0
+    np.testing.assert_array_equal(h[2, :, 0], [1, 0, 1])  # clicked_before
+    np.testing.assert_array_equal(h[2, :, 1], [0, 0, 1])  # is_last_click (7)
+    np.testing.assert_array_equal(h[2, :, 2], [2, 1, 1])  # shown_before
+    np.testing.assert_array_equal(h[2, :, 3], [1, 0, 1])  # shown_last_event (event 1: 5, 7)
+    np.testing.assert_array_equal(h[0], 0)  # nothing before the first event
+    np.testing.assert_array_equal(h[1, :, 0], [1, 0, 0])  # event 1 shows 5 (clicked), 7
+    assert h[0, 2].sum() == 0  # padding stays 0
 
 
 def test_histories_do_not_cross_users():
     behavior = [[0, [[1, 2]], [1]], [1, [[1, 2], [1, 2]], [2, 1]]]
     events = events_of(behavior, n_items=3)
     h = history_features(events)
-    np.testing.assert_array_equal(h[1], 0)                  # user 1's first event: no history
-    np.testing.assert_array_equal(h[2, :, 0], [0, 1])       # user 1 clicked 2 before, not 1
+    np.testing.assert_array_equal(h[1], 0)  # user 1's first event: no history
+    np.testing.assert_array_equal(h[2, :, 0], [0, 1])  # user 1 clicked 2 before, not 1
     np.testing.assert_array_equal(recent_clicks(events, 2), [[-1, -1], [-1, -1], [2, -1]])
     matrix = history_click_matrix(events).toarray()
     np.testing.assert_array_equal(matrix, [[0, 0, 0], [0, 0, 0], [0, 0, 1]])
 
 
 def test_recent_clicks_most_recent_first():
-    np.testing.assert_array_equal(recent_clicks(events_of(ONE_USER, 8), 3),
-                                  [[-1, -1, -1], [5, -1, -1], [7, 5, -1]])
+    np.testing.assert_array_equal(
+        recent_clicks(events_of(ONE_USER, 8), 3), [[-1, -1, -1], [5, -1, -1], [7, 5, -1]]
+    )
 
 
 def test_pair_features_leave_user_out():
     # Training: user 0 is shown {4, 6} and clicks 4; user 1 is shown {4, 6} and clicks 6.
     train = events_of([[0, [[4, 6]], [4]], [1, [[6, 4]], [6]]], n_items=8)
     featurize = PairFeaturizer(train)
-    log_shown, log_clicks = (PAIR_FEATURES.index("log_display_sets"),
-                             PAIR_FEATURES.index("log_clicks"))
+    log_shown, log_clicks = (
+        PAIR_FEATURES.index("log_display_sets"),
+        PAIR_FEATURES.index("log_clicks"),
+    )
     own = featurize(train)
     # User 0's event sees only user 1: item 4 shown once, never clicked; item 6 shown, clicked.
     np.testing.assert_allclose(own[0, :, log_shown], np.log1p([1, 1]), rtol=1e-6)
@@ -97,9 +112,14 @@ def test_most_popular_counts_training_clicks():
 
 def test_item_knn_cosine_cooccurrence_by_hand():
     # Click sets: user 0 {0, 1}, user 1 {0, 1, 2}, user 2 {2}; item 5 is never clicked.
-    train = events_of([[0, [[0, 5], [1, 5]], [0, 1]],
-                       [1, [[0, 5], [1, 5], [2, 5]], [0, 1, 2]],
-                       [2, [[2, 5]], [2]]], n_items=6)
+    train = events_of(
+        [
+            [0, [[0, 5], [1, 5]], [0, 1]],
+            [1, [[0, 5], [1, 5], [2, 5]], [0, 1, 2]],
+            [2, [[2, 5]], [2]],
+        ],
+        n_items=6,
+    )
     scorer = make_scorer("iknn")
     scorer.fit(train, features_of(6), seed=0)
     # n_0 = n_1 = n_2 = 2 users; co(0,1) = 2 -> cos 1; co(0,2) = co(1,2) = 1 -> cos 1/2.
@@ -114,10 +134,16 @@ def test_item_knn_cosine_cooccurrence_by_hand():
 
 def test_cooccurrence_leaves_the_training_user_out():
     from ganrl.user_model_baselines.features import Cooccurrence
+
     # Click sets: user 0 {0, 1}, user 1 {0, 1, 2}, user 2 {2}.
-    train = events_of([[0, [[0, 5], [1, 2, 5]], [0, 1]],
-                       [1, [[0, 5], [1, 2, 5], [2, 5]], [0, 1, 2]],
-                       [2, [[2, 5]], [2]]], n_items=6)
+    train = events_of(
+        [
+            [0, [[0, 5], [1, 2, 5]], [0, 1]],
+            [1, [[0, 5], [1, 2, 5], [2, 5]], [0, 1, 2]],
+            [2, [[2, 5]], [2]],
+        ],
+        n_items=6,
+    )
     scores = Cooccurrence(train).scores(train)
     # User 0, event 1 (history {0}), without user 0: co(0,1) = 1, n_0 = n_1 = 1 -> 1;
     # co(0,2) = 1 (user 1), n_0 = 1, n_2 = 2 -> 1/sqrt(2); item 5: never clicked -> 0.
@@ -138,8 +164,7 @@ def test_session_knn_by_hand_and_never_its_own_neighbour():
     # History {0}: cos with user 0 = 1 / sqrt(1 * 2), with user 1 = 0; the one neighbour is
     # user 0, who clicked item 1 (not 2 or 3).
     pop = POPULARITY_TIEBREAK * 1.0  # every clicked item has 1 click (max 1)
-    np.testing.assert_allclose(scorer.score(test)[1], [1 / np.sqrt(2) + pop, pop, pop],
-                               atol=1e-12)
+    np.testing.assert_allclose(scorer.score(test)[1], [1 / np.sqrt(2) + pop, pop, pop], atol=1e-12)
     # User 0's own second event (history {0}) may not use user 0 as a neighbour.
     own = scorer.score(train)
     assert own[1, 0] == pytest.approx(pop)
@@ -152,8 +177,9 @@ def test_chance_is_the_expected_random_ranking():
     assert chance == pytest.approx({"prec1": 0.375, "prec2": 0.75})
     scorer = make_scorer("chance")
     scorer.fit(events, features_of(4), 0)
-    assert ranking_summary(scorer.score(events), events.display_mask,
-                           events.clicked_pos) == pytest.approx(chance)
+    assert ranking_summary(
+        scorer.score(events), events.display_mask, events.clicked_pos
+    ) == pytest.approx(chance)
 
 
 # -- Learned baselines: an obvious signal ------------------------------------------------------
@@ -167,8 +193,9 @@ def repeat_favourite_log(n_users: int, seed: int, n_items: int = 400) -> list:
     for user, favourite in enumerate(favourites):
         displays, clicks = [], []
         for _ in range(4):
-            others = rng.choice(np.setdiff1d(np.arange(n_items), favourites),
-                                size=rng.integers(2, 5), replace=False)
+            others = rng.choice(
+                np.setdiff1d(np.arange(n_items), favourites), size=rng.integers(2, 5), replace=False
+            )
             shown = np.append(others, favourite)
             rng.shuffle(shown)
             displays.append([int(i) for i in shown])
@@ -186,10 +213,10 @@ def test_feature_baselines_learn_clicked_before(name):
     scorer = make_scorer(name, **options)
     scorer.fit(train, features_of(400), seed=0)
     later = np.ones(test.n_events, dtype=bool)
-    later[test.event_offsets[:-1]] = False          # events after the first of each user
+    later[test.event_offsets[:-1]] = False  # events after the first of each user
     scores = scorer.score(test)
     summary = ranking_summary(scores[later], test.display_mask[later], test.clicked_pos[later])
-    chance = chance_summary(test)["prec1"]          # about 1/4
+    chance = chance_summary(test)["prec1"]  # about 1/4
     assert summary["prec1"] > 0.9 > chance + 0.5
 
 
@@ -222,17 +249,25 @@ def test_scores_follow_items_not_positions(name):
     rng = np.random.default_rng(0)
     sizes = test.display_mask.sum(axis=1)
     perm = np.tile(np.arange(4), (test.n_events, 1))
-    for e, size in enumerate(sizes):                  # tiny: a loop over 100 events in a test
+    for e, size in enumerate(sizes):  # tiny: a loop over 100 events in a test
         perm[e, :size] = rng.permutation(size)
     rows = np.arange(test.n_events)[:, None]
-    shuffled = EventArrays(user_ids=test.user_ids, event_offsets=test.event_offsets,
-                           display=test.display[rows, perm],
-                           display_mask=test.display_mask[rows, perm],
-                           clicked_pos=np.argsort(perm, axis=1)[np.arange(test.n_events),
-                                                                test.clicked_pos]
-                           .astype(np.int32), n_items=test.n_items)
-    np.testing.assert_allclose(scorer.score(shuffled)[test.display_mask],
-                               scores[rows, perm][test.display_mask], rtol=1e-5, atol=1e-6)
+    shuffled = EventArrays(
+        user_ids=test.user_ids,
+        event_offsets=test.event_offsets,
+        display=test.display[rows, perm],
+        display_mask=test.display_mask[rows, perm],
+        clicked_pos=np.argsort(perm, axis=1)[np.arange(test.n_events), test.clicked_pos].astype(
+            np.int32
+        ),
+        n_items=test.n_items,
+    )
+    np.testing.assert_allclose(
+        scorer.score(shuffled)[test.display_mask],
+        scores[rows, perm][test.display_mask],
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def test_session_rnn_learns_popular_items():
@@ -270,8 +305,7 @@ def test_fit_seed_makes_neural_baselines_repeatable():
 
 @pytest.mark.parametrize("name", [n for n in SCORERS if n != "chance"])
 def test_no_click_events_are_handled(name):
-    dataset = tiny_dataset(n_users=40, n_items=12, events=4, display=4, no_click_every=3,
-                           seed=2)
+    dataset = tiny_dataset(n_users=40, n_items=12, events=4, display=4, no_click_every=3, seed=2)
     train, test = dataset.event_arrays("train", 4), dataset.event_arrays("test", 4)
     assert (train.clicked_pos < 0).any()
     scorer = make_scorer(name)
@@ -285,22 +319,27 @@ def test_no_click_events_are_handled(name):
 # -- The neural training loop ------------------------------------------------------------------
 def test_epoch_batches_and_holdout_users():
     from ganrl.user_model_baselines.neural import epoch_batches, holdout_users
+
     batches = epoch_batches(10, 4, np.random.default_rng(0))
     # ceil(10 / 4) = 3 batches of 4: every row once, plus 2 rows again to fill the last.
     assert [len(b) for b in batches] == [4, 4, 4]
     assert set(np.concatenate(batches)) == set(range(10))
     assert holdout_users(100, 0.2, seed=0).sum() == 20
-    assert not holdout_users(10, 0.2, seed=0).any()     # 2 < MIN_HOLDOUT_USERS: no hold-out
+    assert not holdout_users(10, 0.2, seed=0).any()  # 2 < MIN_HOLDOUT_USERS: no hold-out
 
 
 def test_fit_model_keeps_the_best_held_out_epoch():
     import tensorflow as tf
+
     from ganrl.user_model_baselines.neural import FitConfig, fit_model, softmax_choice_loss
+
     rng = np.random.default_rng(0)
     n, width = 200, 3
-    arrays = {"features": rng.normal(size=(n, width, 2)).astype(np.float32),
-              "display_mask": np.ones((n, width), dtype=bool),
-              "clicked_pos": rng.integers(0, width, n).astype(np.int32)}  # pure noise
+    arrays = {
+        "features": rng.normal(size=(n, width, 2)).astype(np.float32),
+        "display_mask": np.ones((n, width), dtype=bool),
+        "clicked_pos": rng.integers(0, width, n).astype(np.int32),
+    }  # pure noise
     layer = tf.keras.layers.Dense(1, kernel_initializer="zeros")
     model = tf.keras.Sequential([layer])
 
@@ -308,15 +347,21 @@ def test_fit_model_keeps_the_best_held_out_epoch():
         return tf.squeeze(model(batch["features"]), -1)
 
     def loss(u, batch):
-        return softmax_choice_loss(u, batch["display_mask"], batch["clicked_pos"],
-                                   tf.ones(tf.shape(u)[:1], tf.bool), None)
+        return softmax_choice_loss(
+            u, batch["display_mask"], batch["clicked_pos"], tf.ones(tf.shape(u)[:1], tf.bool), None
+        )
 
     held = np.arange(n) >= 150
-    history = fit_model(model, utilities, loss, arrays, held,
-                        FitConfig(max_epochs=8, batch_size=10, learning_rate=0.5, patience=8),
-                        seed=0)
+    history = fit_model(
+        model,
+        utilities,
+        loss,
+        arrays,
+        held,
+        FitConfig(max_epochs=8, batch_size=10, learning_rate=0.5, patience=8),
+        seed=0,
+    )
     holdout = {k: tf.constant(v[held]) for k, v in arrays.items()}
     assert len(history.holdout) == 8
     assert history.best_epoch == int(np.argmin(history.holdout)) + 1
-    assert float(loss(utilities(holdout), holdout)) == pytest.approx(min(history.holdout),
-                                                                     rel=1e-5)
+    assert float(loss(utilities(holdout), holdout)) == pytest.approx(min(history.holdout), rel=1e-5)

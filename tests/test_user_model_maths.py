@@ -22,8 +22,9 @@ def test_choice_logits_masks_padding_and_absent_no_click():
 
 def test_entropy_loss_conditioned_on_click():
     # Softmax over {1, 2}: -log(e^2 / (e^1 + e^2)) = log(1 + e^-1) = 0.313262.
-    logits = choice.choice_logits(tf.constant([[1.0, 2.0, 3.0]]),
-                                  tf.constant([[True, True, False]]), None)
+    logits = choice.choice_logits(
+        tf.constant([[1.0, 2.0, 3.0]]), tf.constant([[True, True, False]]), None
+    )
     info = choice.entropy_regularised_loss(logits, tf.constant([1]), tf.constant([True]))
     assert info.loss.numpy() == pytest.approx(math.log1p(math.exp(-1.0)), rel=1e-6)
     assert info.events.numpy() == 1.0
@@ -35,9 +36,10 @@ def test_entropy_loss_with_no_click_option_and_event_mask():
     u = tf.constant([[1.0, 2.0], [1.0, 2.0], [5.0, 5.0]])
     mask = tf.constant([[True, True]] * 3)
     logits = choice.choice_logits(u, mask, tf.constant(0.0))
-    info = choice.entropy_regularised_loss(logits, tf.constant([0, -1, 1]),
-                                           tf.constant([True, True, False]))
-    z = math.log(math.e + math.e ** 2 + 1)
+    info = choice.entropy_regularised_loss(
+        logits, tf.constant([0, -1, 1]), tf.constant([True, True, False])
+    )
+    z = math.log(math.e + math.e**2 + 1)
     assert info.loss.numpy() == pytest.approx((z - 1.0) + z, rel=1e-6)
     assert info.events.numpy() == 2.0
 
@@ -63,8 +65,9 @@ def test_sparsemax_is_the_l2_users_best_response():
     p = choice.sparsemax(z, options).numpy()
     np.testing.assert_allclose(p, [[0.0, 1.0, 0.0], [0.25, 0.75, 0.0]], atol=1e-6)
     # No distribution on the simplex does better on the L2-regularised objective.
-    best = choice.l2_behaviour_objective(tf.constant(p[1:]), z[1:], options[1:],
-                                         tf.constant([True])).numpy()
+    best = choice.l2_behaviour_objective(
+        tf.constant(p[1:]), z[1:], options[1:], tf.constant([True])
+    ).numpy()
     for q in np.linspace(0, 1, 21):
         other = tf.constant([[q, 1 - q, 0.0]], tf.float32)
         value = choice.l2_behaviour_objective(other, z[1:], options[1:], tf.constant([True]))
@@ -86,8 +89,10 @@ def test_precision_ties_count_fractionally():
 def test_choice_evidence_by_hand(has_no_click):
     from ganrl.data.dataset import ItemFeatures
     from ganrl.user_model.model import ModelConfig, UserModel, summarise_choices
-    model = UserModel(ItemFeatures(3), ModelConfig(item_dim=2, choice_history=True),
-                      has_no_click=has_no_click)
+
+    model = UserModel(
+        ItemFeatures(3), ModelConfig(item_dim=2, choice_history=True), has_no_click=has_no_click
+    )
     model.items.identity.embeddings.assign([[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]])
     u = tf.constant([[0.0, math.log(2.0), 9.0]])  # item 2 is padding
     mask = tf.constant([[True, True, False]])
@@ -100,5 +105,8 @@ def test_choice_evidence_by_hand(has_no_click):
         np.testing.assert_allclose(evidence, [[2 / 3, -2 / 3, 1.0]], rtol=1e-6)
     # Sums over two events: shrunk by 1 / (1 + k 2), k = 1 at the start, then log(1 + 2).
     assert model._shrink().numpy() == pytest.approx(1.0, rel=1e-6)
-    np.testing.assert_allclose(summarise_choices(tf.constant([[3.0, 6.0, 2.0]]), 0.5).numpy(),
-                               [[1.5, 3.0, math.log(3.0)]], rtol=1e-6)
+    np.testing.assert_allclose(
+        summarise_choices(tf.constant([[3.0, 6.0, 2.0]]), 0.5).numpy(),
+        [[1.5, 3.0, math.log(3.0)]],
+        rtol=1e-6,
+    )

@@ -7,8 +7,15 @@ import numpy as np
 from ganrl.data.dataset import ClickDataset, ItemFeatures, save_dataset
 
 
-def tiny_dataset(n_users: int = 24, n_items: int = 12, events: int = 4, display: int = 4,
-                 no_click_every: int = 0, seed: int = 0, name: str = "tiny") -> ClickDataset:
+def tiny_dataset(
+    n_users: int = 24,
+    n_items: int = 12,
+    events: int = 4,
+    display: int = 4,
+    no_click_every: int = 0,
+    seed: int = 0,
+    name: str = "tiny",
+) -> ClickDataset:
     """Users who always click the lowest-numbered displayed item (a learnable rule); with
     `no_click_every`=n, every n-th display set has no click."""
     rng = np.random.default_rng(seed)
@@ -22,10 +29,14 @@ def tiny_dataset(n_users: int = 24, n_items: int = 12, events: int = 4, display:
             clicks.append(-1 if no_click else int(shown.min()))
         behavior.append([user, displays, clicks])
     users = list(range(n_users))
-    split = (users[: n_users // 2], users[n_users // 2: 3 * n_users // 4],
-             users[3 * n_users // 4:])
-    return ClickDataset(name=name, behavior=behavior, item_features=ItemFeatures(n_items),
-                        split=split)
+    split = (
+        users[: n_users // 2],
+        users[n_users // 2 : 3 * n_users // 4],
+        users[3 * n_users // 4 :],
+    )
+    return ClickDataset(
+        name=name, behavior=behavior, item_features=ItemFeatures(n_items), split=split
+    )
 
 
 def write_tiny_dataset(folder: str, **kwargs) -> ClickDataset:

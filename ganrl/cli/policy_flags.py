@@ -12,14 +12,20 @@ from ganrl.policy import registry
 from ganrl.policy.runner import PolicyConfig
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("policy", "all", "Comma-separated policies, or 'all': "
-                    + ", ".join(registry.names()))
+flags.DEFINE_string(
+    "policy", "all", "Comma-separated policies, or 'all': " + ", ".join(registry.names())
+)
 flags.DEFINE_integer("k", 5, "Slate size.")
 flags.DEFINE_integer("n_candidates", 0, "Candidates drawn per user and step (0: all items).")
 flags.DEFINE_integer("horizon", 10, "Steps per episode.")
-flags.DEFINE_enum("reward", "auto", ["auto", "learned", "click"], "Reward: the learned "
-                  "reward of the clicked item, or the click indicator; auto: the click "
-                  "indicator where the user model learned a no-click option, else learned.")
+flags.DEFINE_enum(
+    "reward",
+    "auto",
+    ["auto", "learned", "click"],
+    "Reward: the learned "
+    "reward of the clicked item, or the click indicator; auto: the click "
+    "indicator where the user model learned a no-click option, else learned.",
+)
 flags.DEFINE_float("gamma", 0.9, "Discount.")
 flags.DEFINE_float("learning_rate", 0.001, "CDQN learning rate.")
 flags.DEFINE_integer("num_itrs", 2000, "Training steps in the simulator (episodes x horizon).")
@@ -32,34 +38,69 @@ flags.DEFINE_integer("target_update", 100, "Updates between target-network copie
 flags.DEFINE_integer("hidden", 64, "Hidden units of each Q^j.")
 flags.DEFINE_integer("eval_users", 1000, "Users simulated in the test simulator.")
 flags.DEFINE_integer("adapt_itrs", 300, "Online steps of the adaptation experiment (0: skip).")
-flags.DEFINE_integer("select_every", 20, "Validate a learning policy in the training "
-                     "simulator every this many episodes and test its best snapshot (0: the "
-                     "last one).")
-flags.DEFINE_integer("regret_itrs", 300, "Online steps of LinUCB's regret measurement in the "
-                     "test simulator (0: skip).")
-flags.DEFINE_list("ensemble_dirs", [], "Further user models of the training simulator: it "
-                  "becomes an ensemble of --user_model_dir and these but the last, in which "
-                  "snapshots are selected (held out).")
-flags.DEFINE_float("penalty", 0.0, "Pessimism: the training reward is the ensemble's mean less "
-                   "this times its disagreement (needs two --ensemble_dirs or more).")
-flags.DEFINE_integer("off_policy_users", 500, "Logged validation users of the off-policy "
-                     "estimates of every policy (0: none).")
+flags.DEFINE_integer(
+    "select_every",
+    20,
+    "Validate a learning policy in the training "
+    "simulator every this many episodes and test its best snapshot (0: the "
+    "last one).",
+)
+flags.DEFINE_integer(
+    "regret_itrs",
+    300,
+    "Online steps of LinUCB's regret measurement in the test simulator (0: skip).",
+)
+flags.DEFINE_list(
+    "ensemble_dirs",
+    [],
+    "Further user models of the training simulator: it "
+    "becomes an ensemble of --user_model_dir and these but the last, in which "
+    "snapshots are selected (held out).",
+)
+flags.DEFINE_float(
+    "penalty",
+    0.0,
+    "Pessimism: the training reward is the ensemble's mean less "
+    "this times its disagreement (needs two --ensemble_dirs or more).",
+)
+flags.DEFINE_integer(
+    "off_policy_users",
+    500,
+    "Logged validation users of the off-policy estimates of every policy (0: none).",
+)
 
 
-def config_from_flags(user_model_dir: str, test_user_model_dir: str, save_dir: str,
-                      seed: int) -> PolicyConfig:
+def config_from_flags(
+    user_model_dir: str, test_user_model_dir: str, save_dir: str, seed: int
+) -> PolicyConfig:
     """The frozen config of one protocol run: these four from the caller, the rest from
     the flags."""
     names = registry.names() if FLAGS.policy == "all" else FLAGS.policy.split(",")
     return PolicyConfig(
-        user_model_dir=user_model_dir, test_user_model_dir=test_user_model_dir,
-        save_dir=save_dir, policies=tuple(names), k=FLAGS.k, n_candidates=FLAGS.n_candidates,
-        horizon=FLAGS.horizon, reward=FLAGS.reward, gamma=FLAGS.gamma,
-        learning_rate=FLAGS.learning_rate, num_itrs=FLAGS.num_itrs,
-        batch_size=FLAGS.batch_size, train_batch_size=FLAGS.train_batch_size,
-        hidden=FLAGS.hidden, epsilon_start=FLAGS.epsilon_start, epsilon_end=FLAGS.epsilon_end,
-        epsilon_steps=FLAGS.epsilon_steps, target_update=FLAGS.target_update,
-        eval_users=FLAGS.eval_users, adapt_itrs=FLAGS.adapt_itrs,
-        regret_itrs=FLAGS.regret_itrs, select_every=FLAGS.select_every, seed=seed,
-        ensemble_dirs=tuple(FLAGS.ensemble_dirs), penalty=FLAGS.penalty,
-        off_policy_users=FLAGS.off_policy_users)
+        user_model_dir=user_model_dir,
+        test_user_model_dir=test_user_model_dir,
+        save_dir=save_dir,
+        policies=tuple(names),
+        k=FLAGS.k,
+        n_candidates=FLAGS.n_candidates,
+        horizon=FLAGS.horizon,
+        reward=FLAGS.reward,
+        gamma=FLAGS.gamma,
+        learning_rate=FLAGS.learning_rate,
+        num_itrs=FLAGS.num_itrs,
+        batch_size=FLAGS.batch_size,
+        train_batch_size=FLAGS.train_batch_size,
+        hidden=FLAGS.hidden,
+        epsilon_start=FLAGS.epsilon_start,
+        epsilon_end=FLAGS.epsilon_end,
+        epsilon_steps=FLAGS.epsilon_steps,
+        target_update=FLAGS.target_update,
+        eval_users=FLAGS.eval_users,
+        adapt_itrs=FLAGS.adapt_itrs,
+        regret_itrs=FLAGS.regret_itrs,
+        select_every=FLAGS.select_every,
+        seed=seed,
+        ensemble_dirs=tuple(FLAGS.ensemble_dirs),
+        penalty=FLAGS.penalty,
+        off_policy_users=FLAGS.off_policy_users,
+    )

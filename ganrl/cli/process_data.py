@@ -20,65 +20,122 @@ from absl import app, flags
 
 from ganrl.data.pipeline import PrepareConfig, default_names, prepare
 from ganrl.data.safe_io import DataError
-from ganrl.data.satiation import WORLD_NAME as SATIATION, SatiationConfig
+from ganrl.data.satiation import WORLD_NAME as SATIATION
+from ganrl.data.satiation import SatiationConfig
 from ganrl.data.synthetic import DEFAULT_WORLD, SyntheticConfig, world_names, world_settings
 
 _DEFAULT = PrepareConfig()
 _SYNTHETIC = SyntheticConfig()
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("dataset", "", "Dataset to prepare: ml100k, retailrocket, synthetic, or "
-                    "NAME for DATA_FOLDER/NAME.txt (released format; a CSV with --columns). "
-                    "Empty: ml100k and every released-format .txt in the data folder.")
-flags.DEFINE_string("data_folder", _DEFAULT.data_folder,
-                    "Folder of raw logs and processed datasets.")
-flags.DEFINE_integer("seed", _DEFAULT.seed, "Seed: display-set shuffling, user splits drawn "
-                     "here, MovieLens fillers, the synthetic generator.")
-flags.DEFINE_integer("max_display", _DEFAULT.max_display, "ml100k: display set size; "
-                     "retailrocket: largest display set (page); synthetic: largest display set.")
-flags.DEFINE_string("ml100k_path", _DEFAULT.ml100k_path, "MovieLens 100k ratings: u.data or "
-                    "ml-100k.inter (u.item or ml-100k.item beside it), or a folder holding one. "
-                    "Default: the data folder, else downloaded.")
-flags.DEFINE_boolean("ml100k_download", _DEFAULT.ml100k_download, "ml100k: download the "
-                     "RecBole wheel with pip when no copy is found.")
-flags.DEFINE_string("retailrocket_path", _DEFAULT.retailrocket_path, "Retailrocket "
-                    "events.csv (default DATA_FOLDER/events.csv).")
-flags.DEFINE_float("session_gap_minutes", _DEFAULT.session_gap_minutes,
-                   "retailrocket: idle minutes that end a session.")
-flags.DEFINE_enum("world", DEFAULT_WORLD, world_names() + [SATIATION], "synthetic: "
-                  "HISTORY_DISPLAY_CLICKS: the history effect (mean of all earlier clicks, or "
-                  "lag-weighted last clicks), the display draw (uniform, or popular: by "
-                  "exp(gamma * bias)) and whether every display set has a click (always) or a "
-                  "no-click option competes (noclick); or 'satiation' (ganrl.data.satiation: "
-                  "topics users tire of, leaving after poor slates; of the flags below it "
-                  "takes --users, --items, --events_per_user, --min_display, --max_display, "
-                  "--feature_dim and --popularity_strength when given, else its defaults).")
-flags.DEFINE_boolean("synthetic_true_features", _SYNTHETIC.true_vectors_as_features,
-                     "synthetic: give models the true item vectors as dense features (tests "
-                     "the choice model alone, not learning item structure from ids).")
+flags.DEFINE_string(
+    "dataset",
+    "",
+    "Dataset to prepare: ml100k, retailrocket, synthetic, or "
+    "NAME for DATA_FOLDER/NAME.txt (released format; a CSV with --columns). "
+    "Empty: ml100k and every released-format .txt in the data folder.",
+)
+flags.DEFINE_string(
+    "data_folder", _DEFAULT.data_folder, "Folder of raw logs and processed datasets."
+)
+flags.DEFINE_integer(
+    "seed",
+    _DEFAULT.seed,
+    "Seed: display-set shuffling, user splits drawn "
+    "here, MovieLens fillers, the synthetic generator.",
+)
+flags.DEFINE_integer(
+    "max_display",
+    _DEFAULT.max_display,
+    "ml100k: display set size; "
+    "retailrocket: largest display set (page); synthetic: largest display set.",
+)
+flags.DEFINE_string(
+    "ml100k_path",
+    _DEFAULT.ml100k_path,
+    "MovieLens 100k ratings: u.data or "
+    "ml-100k.inter (u.item or ml-100k.item beside it), or a folder holding one. "
+    "Default: the data folder, else downloaded.",
+)
+flags.DEFINE_boolean(
+    "ml100k_download",
+    _DEFAULT.ml100k_download,
+    "ml100k: download the RecBole wheel with pip when no copy is found.",
+)
+flags.DEFINE_string(
+    "retailrocket_path",
+    _DEFAULT.retailrocket_path,
+    "Retailrocket events.csv (default DATA_FOLDER/events.csv).",
+)
+flags.DEFINE_float(
+    "session_gap_minutes",
+    _DEFAULT.session_gap_minutes,
+    "retailrocket: idle minutes that end a session.",
+)
+flags.DEFINE_enum(
+    "world",
+    DEFAULT_WORLD,
+    world_names() + [SATIATION],
+    "synthetic: "
+    "HISTORY_DISPLAY_CLICKS: the history effect (mean of all earlier clicks, or "
+    "lag-weighted last clicks), the display draw (uniform, or popular: by "
+    "exp(gamma * bias)) and whether every display set has a click (always) or a "
+    "no-click option competes (noclick); or 'satiation' (ganrl.data.satiation: "
+    "topics users tire of, leaving after poor slates; of the flags below it "
+    "takes --users, --items, --events_per_user, --min_display, --max_display, "
+    "--feature_dim and --popularity_strength when given, else its defaults).",
+)
+flags.DEFINE_boolean(
+    "synthetic_true_features",
+    _SYNTHETIC.true_vectors_as_features,
+    "synthetic: give models the true item vectors as dense features (tests "
+    "the choice model alone, not learning item structure from ids).",
+)
 flags.DEFINE_integer("users", _SYNTHETIC.users, "synthetic: users.")
 flags.DEFINE_integer("items", _SYNTHETIC.items, "synthetic: items.")
-flags.DEFINE_integer("events_per_user", _SYNTHETIC.events_per_user,
-                     "synthetic: display sets per user.")
+flags.DEFINE_integer(
+    "events_per_user", _SYNTHETIC.events_per_user, "synthetic: display sets per user."
+)
 flags.DEFINE_integer("min_display", _SYNTHETIC.min_display, "synthetic: smallest display set.")
-flags.DEFINE_integer("feature_dim", _SYNTHETIC.feature_dim,
-                     "synthetic: dimension of item vectors and user tastes.")
-flags.DEFINE_float("history_weight", _SYNTHETIC.history_weight,
-                   "synthetic: weight beta of the history effect.")
-flags.DEFINE_integer("history_lags", _SYNTHETIC.history_lags,
-                     "synthetic, lag history: L, the earlier clicks that count.")
-flags.DEFINE_float("history_decay", _SYNTHETIC.history_decay, "synthetic, lag history: the "
-                   "weight of the l-th last click is beta * decay^(l - 1).")
-flags.DEFINE_float("popularity_strength", _SYNTHETIC.popularity_strength, "synthetic, "
-                   "popular display draw: gamma, items drawn by exp(gamma * bias).")
-flags.DEFINE_float("no_click_utility", _SYNTHETIC.no_click_utility,
-                   "synthetic, noclick worlds: utility of clicking nothing.")
-flags.DEFINE_integer("posterior_samples", _SYNTHETIC.posterior_samples,
-                     "synthetic: prior draws of the Bayes-optimal (reachable) predictor.")
-flags.DEFINE_string("csv_path", _DEFAULT.csv_path, "Generic reader: the CSV of click logs "
-                    "(default DATA_FOLDER/NAME.csv).")
-flags.DEFINE_string("columns", _DEFAULT.columns, "Generic reader: "
-                    "user=COL,time=COL,item=COL,click=COL[,split=COL].")
+flags.DEFINE_integer(
+    "feature_dim", _SYNTHETIC.feature_dim, "synthetic: dimension of item vectors and user tastes."
+)
+flags.DEFINE_float(
+    "history_weight", _SYNTHETIC.history_weight, "synthetic: weight beta of the history effect."
+)
+flags.DEFINE_integer(
+    "history_lags",
+    _SYNTHETIC.history_lags,
+    "synthetic, lag history: L, the earlier clicks that count.",
+)
+flags.DEFINE_float(
+    "history_decay",
+    _SYNTHETIC.history_decay,
+    "synthetic, lag history: the weight of the l-th last click is beta * decay^(l - 1).",
+)
+flags.DEFINE_float(
+    "popularity_strength",
+    _SYNTHETIC.popularity_strength,
+    "synthetic, popular display draw: gamma, items drawn by exp(gamma * bias).",
+)
+flags.DEFINE_float(
+    "no_click_utility",
+    _SYNTHETIC.no_click_utility,
+    "synthetic, noclick worlds: utility of clicking nothing.",
+)
+flags.DEFINE_integer(
+    "posterior_samples",
+    _SYNTHETIC.posterior_samples,
+    "synthetic: prior draws of the Bayes-optimal (reachable) predictor.",
+)
+flags.DEFINE_string(
+    "csv_path",
+    _DEFAULT.csv_path,
+    "Generic reader: the CSV of click logs (default DATA_FOLDER/NAME.csv).",
+)
+flags.DEFINE_string(
+    "columns", _DEFAULT.columns, "Generic reader: user=COL,time=COL,item=COL,click=COL[,split=COL]."
+)
 flags.DEFINE_string("csv_sep", _DEFAULT.csv_sep, "Generic reader: field separator.")
 
 
@@ -86,35 +143,57 @@ def config_from_flags() -> PrepareConfig:
     """The flags as a `PrepareConfig`."""
     world = DEFAULT_WORLD if FLAGS.world == SATIATION else FLAGS.world
     synthetic = SyntheticConfig(
-        users=FLAGS.users, items=FLAGS.items, events_per_user=FLAGS.events_per_user,
-        min_display=FLAGS.min_display, max_display=FLAGS.max_display,
-        feature_dim=FLAGS.feature_dim, **world_settings(world),
-        history_weight=FLAGS.history_weight, history_lags=FLAGS.history_lags,
-        history_decay=FLAGS.history_decay, popularity_strength=FLAGS.popularity_strength,
+        users=FLAGS.users,
+        items=FLAGS.items,
+        events_per_user=FLAGS.events_per_user,
+        min_display=FLAGS.min_display,
+        max_display=FLAGS.max_display,
+        feature_dim=FLAGS.feature_dim,
+        **world_settings(world),
+        history_weight=FLAGS.history_weight,
+        history_lags=FLAGS.history_lags,
+        history_decay=FLAGS.history_decay,
+        popularity_strength=FLAGS.popularity_strength,
         no_click_utility=FLAGS.no_click_utility,
         true_vectors_as_features=FLAGS.synthetic_true_features,
-        posterior_samples=FLAGS.posterior_samples)
+        posterior_samples=FLAGS.posterior_samples,
+    )
     return PrepareConfig(
         satiation=satiation_from_flags() if FLAGS.world == SATIATION else None,
-        data_folder=FLAGS.data_folder, seed=FLAGS.seed, max_display=FLAGS.max_display,
-        ml100k_path=FLAGS.ml100k_path, ml100k_download=FLAGS.ml100k_download,
+        data_folder=FLAGS.data_folder,
+        seed=FLAGS.seed,
+        max_display=FLAGS.max_display,
+        ml100k_path=FLAGS.ml100k_path,
+        ml100k_download=FLAGS.ml100k_download,
         retailrocket_path=FLAGS.retailrocket_path,
-        session_gap_minutes=FLAGS.session_gap_minutes, synthetic=synthetic,
-        csv_path=FLAGS.csv_path, columns=FLAGS.columns, csv_sep=FLAGS.csv_sep)
+        session_gap_minutes=FLAGS.session_gap_minutes,
+        synthetic=synthetic,
+        csv_path=FLAGS.csv_path,
+        columns=FLAGS.columns,
+        csv_sep=FLAGS.csv_sep,
+    )
 
 
 def satiation_from_flags() -> SatiationConfig:
     """The satiation world's settings: its defaults, but the shared flags given."""
-    shared = ("users", "items", "events_per_user", "min_display", "max_display",
-              "feature_dim", "popularity_strength")
-    return SatiationConfig(**{name: FLAGS[name].value for name in shared
-                              if FLAGS[name].present})
+    shared = (
+        "users",
+        "items",
+        "events_per_user",
+        "min_display",
+        "max_display",
+        "feature_dim",
+        "popularity_strength",
+    )
+    return SatiationConfig(**{name: FLAGS[name].value for name in shared if FLAGS[name].present})
 
 
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]} (flags are --NAME=VALUE; see --help)",
-              file=sys.stderr)
+        print(
+            f"error: unexpected arguments {argv[1:]} (flags are --NAME=VALUE; see --help)",
+            file=sys.stderr,
+        )
         return 2
     config = config_from_flags()
     print(f"config: {json.dumps(dataclasses.asdict(config))}", flush=True)

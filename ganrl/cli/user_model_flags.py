@@ -17,17 +17,23 @@ FLAGS = flags.FLAGS
 # The original code's flags.
 flags.DEFINE_string("data_folder", "dropbox", "Folder of the processed datasets.")
 flags.DEFINE_string("dataset", "yelp", "Dataset name: reads DATA_FOLDER/NAME.pkl.")
-flags.DEFINE_string("save_dir", "", "Run folder (default runs/{dataset}__{user_model}__"
-                    "{regularizer}__{seed}).")
+flags.DEFINE_string(
+    "save_dir", "", "Run folder (default runs/{dataset}__{user_model}__{regularizer}__{seed})."
+)
 flags.DEFINE_boolean("resplit", False, "Draw a new 50/25/25 user split with --seed.")
 flags.DEFINE_float("learning_rate", 0.0005, "Adam learning rate.")
 flags.DEFINE_integer("batch_size", 50, "Users per training batch.")
-flags.DEFINE_integer("num_itrs", 0, "Training iterations (0: --num_epochs passes over the "
-                     "training users).")
-flags.DEFINE_float("num_epochs", 100.0, "With --num_itrs=0, the training length in passes over "
-                   "the training users.")
-flags.DEFINE_integer("early_stop", 10, "Stop once this many evaluations in a row have not "
-                     "improved the validation loss (0: never).")
+flags.DEFINE_integer(
+    "num_itrs", 0, "Training iterations (0: --num_epochs passes over the training users)."
+)
+flags.DEFINE_float(
+    "num_epochs", 100.0, "With --num_itrs=0, the training length in passes over the training users."
+)
+flags.DEFINE_integer(
+    "early_stop",
+    10,
+    "Stop once this many evaluations in a row have not improved the validation loss (0: never).",
+)
 flags.DEFINE_integer("rnn_hidden_dim", 20, "LSTM units.")
 flags.DEFINE_integer("pw_dim", 4, "Position-weight columns (PW).")
 flags.DEFINE_integer("pw_band_size", 20, "Past clicks seen by PW.")
@@ -36,44 +42,100 @@ flags.DEFINE_enum("user_model", "LSTM", ["LSTM", "PW"], "History encoder.")
 # Ours.
 flags.DEFINE_integer("seed", 0, "Random seed (initialisation, data order, resplit).")
 flags.DEFINE_integer("eval_every", 50, "Validate every this many iterations.")
-flags.DEFINE_enum("regularizer", "entropy", ["entropy", "L2"],
-                  "entropy: maximum likelihood; L2: adversarial fine-tuning.")
+flags.DEFINE_enum(
+    "regularizer",
+    "entropy",
+    ["entropy", "L2"],
+    "entropy: maximum likelihood; L2: adversarial fine-tuning.",
+)
 flags.DEFINE_string("pretrain_dir", "", "For L2: the entropy run folder to start from.")
-flags.DEFINE_enum("pretrain_checkpoint", "prec1", ["loss", "prec1", "prec2"],
-                  "For L2: which best-by-validation checkpoint of --pretrain_dir to start from.")
-flags.DEFINE_float("start_margin", 1.0, "For L2: a fine-tuned checkpoint replaces the "
-                   "pre-trained start as the best by prec@k only if it is better on "
-                   "validation by more than this many standard errors (0: any gain).")
-flags.DEFINE_enum("pw_activation", None, ["sigmoid", "linear"], "PW's squashing of its "
-                  "position-weighted sums (sigmoid: the paper's).")
-flags.DEFINE_integer("rnn_skip", None, "LSTM: a learned position-weighted sum of the last "
-                     "this many click embeddings beside its output (0: none).")
-flags.DEFINE_boolean("mlp_item", None, "Whether the utility MLP sees the item's embedding "
-                     "(else only its context features).")
+flags.DEFINE_enum(
+    "pretrain_checkpoint",
+    "prec1",
+    ["loss", "prec1", "prec2"],
+    "For L2: which best-by-validation checkpoint of --pretrain_dir to start from.",
+)
+flags.DEFINE_float(
+    "start_margin",
+    1.0,
+    "For L2: a fine-tuned checkpoint replaces the "
+    "pre-trained start as the best by prec@k only if it is better on "
+    "validation by more than this many standard errors (0: any gain).",
+)
+flags.DEFINE_enum(
+    "pw_activation",
+    None,
+    ["sigmoid", "linear"],
+    "PW's squashing of its position-weighted sums (sigmoid: the paper's).",
+)
+flags.DEFINE_integer(
+    "rnn_skip",
+    None,
+    "LSTM: a learned position-weighted sum of the last "
+    "this many click embeddings beside its output (0: none).",
+)
+flags.DEFINE_boolean(
+    "mlp_item",
+    None,
+    "Whether the utility MLP sees the item's embedding (else only its context features).",
+)
 flags.DEFINE_boolean("item_bias", None, "A learned scalar per item in its utility.")
 flags.DEFINE_integer("item_dim", 32, "Item embedding width.")
 flags.DEFINE_boolean("bilinear", True, "Add a bilinear state-item term to the utility MLP.")
-flags.DEFINE_enum("item_features", "onehot", ["onehot", "generalising"],
-                  "onehot: the paper's item features; generalising: plus item statistics of "
-                  "the training users, identity dropout with a fallback and the user's "
-                  "history of each item (the options below default to the setting's).")
-flags.DEFINE_float("id_dropout", None, "Share of item occurrences whose identity embedding "
-                   "is replaced by a learned fallback while training.")
-flags.DEFINE_boolean("display_history", None, "Add to the state the mean embedding of the "
-                     "items the user was shown and passed over, and her no-click share.")
-flags.DEFINE_boolean("choice_history", None, "Add to the state the evidence of the user's "
-                     "earlier choices under the model's own prediction: each clicked item's "
-                     "embedding less the predicted mean embedding of its display set.")
-flags.DEFINE_boolean("history_features", None, "Per-item features of the user's own history "
-                     "(clicked before, last click, shown before, in the previous set).")
-flags.DEFINE_boolean("set_context", None, "Each item's rank within its display set by "
-                     "training popularity and click rate (needs item statistics).")
-flags.DEFINE_boolean("set_summary", None, "Let each utility see the mean embedding of "
-                     "its display set (a mixture-of-softmaxes choice depends on the set).")
-flags.DEFINE_boolean("leave_user_out", True, "Take a training batch's own events out of the "
-                     "item statistics.")
-flags.DEFINE_integer("statistic_folds", 5, "Out-of-fold item statistics on training batches: "
-                     "K folds of training users (0: leave-one-user-out instead).")
+flags.DEFINE_enum(
+    "item_features",
+    "onehot",
+    ["onehot", "generalising"],
+    "onehot: the paper's item features; generalising: plus item statistics of "
+    "the training users, identity dropout with a fallback and the user's "
+    "history of each item (the options below default to the setting's).",
+)
+flags.DEFINE_float(
+    "id_dropout",
+    None,
+    "Share of item occurrences whose identity embedding "
+    "is replaced by a learned fallback while training.",
+)
+flags.DEFINE_boolean(
+    "display_history",
+    None,
+    "Add to the state the mean embedding of the "
+    "items the user was shown and passed over, and her no-click share.",
+)
+flags.DEFINE_boolean(
+    "choice_history",
+    None,
+    "Add to the state the evidence of the user's "
+    "earlier choices under the model's own prediction: each clicked item's "
+    "embedding less the predicted mean embedding of its display set.",
+)
+flags.DEFINE_boolean(
+    "history_features",
+    None,
+    "Per-item features of the user's own history "
+    "(clicked before, last click, shown before, in the previous set).",
+)
+flags.DEFINE_boolean(
+    "set_context",
+    None,
+    "Each item's rank within its display set by "
+    "training popularity and click rate (needs item statistics).",
+)
+flags.DEFINE_boolean(
+    "set_summary",
+    None,
+    "Let each utility see the mean embedding of "
+    "its display set (a mixture-of-softmaxes choice depends on the set).",
+)
+flags.DEFINE_boolean(
+    "leave_user_out", True, "Take a training batch's own events out of the item statistics."
+)
+flags.DEFINE_integer(
+    "statistic_folds",
+    5,
+    "Out-of-fold item statistics on training batches: "
+    "K folds of training users (0: leave-one-user-out instead).",
+)
 flags.DEFINE_float("rate_prior_strength", 5.0, "Pseudo display sets of the click-rate prior.")
 flags.DEFINE_float("dropout", 0.0, "Dropout on item embeddings and hidden layers.")
 flags.DEFINE_float("l2_reg", 0.0, "L2 penalty coefficient on the weights.")

@@ -22,8 +22,14 @@ import os
 import numpy as np
 import pandas as pd
 
-from ganrl.data.dataset import (NO_CLICK, ClickDataset, EventArrays, ItemFeatures, SplitData,
-                                resplit_users)
+from ganrl.data.dataset import (
+    NO_CLICK,
+    ClickDataset,
+    EventArrays,
+    ItemFeatures,
+    SplitData,
+    resplit_users,
+)
 from ganrl.data.safe_io import DataError
 from ganrl.data.stats import dataset_statistics
 
@@ -41,9 +47,11 @@ class Converted:
 
     def split_data(self) -> SplitData:
         """Per-split event arrays (each contiguous) for the memory-mapped form."""
-        return SplitData(self.dataset.name, self.dataset.item_features,
-                         {name: self.events.subset(rows)
-                          for name, rows in self.user_rows.items()})
+        return SplitData(
+            self.dataset.name,
+            self.dataset.item_features,
+            {name: self.events.subset(rows) for name, rows in self.user_rows.items()},
+        )
 
 
 def read_table(path: str, sep: str, header: int | None = 0) -> pd.DataFrame:
@@ -64,11 +72,14 @@ def read_table(path: str, sep: str, header: int | None = 0) -> pd.DataFrame:
         raise DataError(f"{path}: is a folder, expected a file")
     refuse_nul_bytes(path)
     try:
-        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, header=header,
-                            skip_blank_lines=False)
+        frame = pd.read_csv(
+            path, sep=sep, dtype=str, keep_default_na=False, header=header, skip_blank_lines=False
+        )
     except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: empty file: expected "
-                        + ("a header and data rows" if header == 0 else "data rows")) from None
+        raise DataError(
+            f"{path}: empty file: expected "
+            + ("a header and data rows" if header == 0 else "data rows")
+        ) from None
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: cannot parse: {e}") from None
     blank = (frame.isna() | (frame == "")).all(axis=1)
@@ -105,13 +116,15 @@ def require_columns(frame: pd.DataFrame, columns: list[str], source: str) -> Non
     """Raises `DataError` naming the first missing column."""
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise DataError(f"{source}: missing column {missing[0]!r}: expected columns "
-                        f"{columns}, found {list(frame.columns)}")
+        raise DataError(
+            f"{source}: missing column {missing[0]!r}: expected columns "
+            f"{columns}, found {list(frame.columns)}"
+        )
 
 
 # Integers beyond this magnitude are not all exact in float64 (a column with one decimal or
 # exponent in it is parsed as floats), and none beyond int64 fits the arrays.
-EXACT_INTEGER_BOUND = 2 ** 53
+EXACT_INTEGER_BOUND = 2**53
 
 
 def exact_integers(values: pd.Series) -> np.ndarray:
@@ -123,8 +136,11 @@ def exact_integers(values: pd.Series) -> np.ndarray:
         return values.to_numpy() <= np.iinfo(np.int64).max
     numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
     with np.errstate(invalid="ignore"):
-        return (np.isfinite(numbers) & (numbers == np.floor(numbers))
-                & (np.abs(numbers) <= EXACT_INTEGER_BOUND))
+        return (
+            np.isfinite(numbers)
+            & (numbers == np.floor(numbers))
+            & (np.abs(numbers) <= EXACT_INTEGER_BOUND)
+        )
 
 
 def _integer_expected(value: float, minimum: int | None) -> str:
@@ -136,8 +152,9 @@ def _integer_expected(value: float, minimum: int | None) -> str:
     return "an integer"
 
 
-def integer_column(frame: pd.DataFrame, column: str, source: str, header_lines: int = 1,
-                   minimum: int | None = None) -> np.ndarray:
+def integer_column(
+    frame: pd.DataFrame, column: str, source: str, header_lines: int = 1, minimum: int | None = None
+) -> np.ndarray:
     """The column as int64.
 
     Raises:
@@ -151,16 +168,27 @@ def integer_column(frame: pd.DataFrame, column: str, source: str, header_lines: 
     if not good.all():
         position = int(np.flatnonzero(~good)[0])
         line = int(frame.index[position]) + header_lines + 1
-        raise DataError(f"{source}: line {line}, field {column!r}: expected "
-                        f"{_integer_expected(values.iloc[position], minimum)}, got "
-                        f"{frame[column].iloc[position]!r}")
+        raise DataError(
+            f"{source}: line {line}, field {column!r}: expected "
+            f"{_integer_expected(values.iloc[position], minimum)}, got "
+            f"{frame[column].iloc[position]!r}"
+        )
     return values.to_numpy().astype(np.int64)
 
 
-def convert_rows(name: str, user: np.ndarray, time: np.ndarray, item: np.ndarray,
-                 click: np.ndarray, n_items: int, seed: int, source: str,
-                 line: np.ndarray | None = None, split: np.ndarray | None = None,
-                 item_features: ItemFeatures | None = None) -> Converted:
+def convert_rows(
+    name: str,
+    user: np.ndarray,
+    time: np.ndarray,
+    item: np.ndarray,
+    click: np.ndarray,
+    n_items: int,
+    seed: int,
+    source: str,
+    line: np.ndarray | None = None,
+    split: np.ndarray | None = None,
+    item_features: ItemFeatures | None = None,
+) -> Converted:
     """Converts aligned row arrays into a dataset (see the module docstring).
 
     Args:
@@ -178,20 +206,22 @@ def convert_rows(name: str, user: np.ndarray, time: np.ndarray, item: np.ndarray
     if rows == 0:
         raise DataError(f"{source}: no data rows")
     line = np.arange(2, rows + 2) if line is None else line
-    frame = pd.DataFrame({"user": user, "time": time, "item": item, "click": click,
-                          "line": line})
+    frame = pd.DataFrame({"user": user, "time": time, "item": item, "click": click, "line": line})
     if split is not None:
         frame["split"] = split
     bad_click = ~frame["click"].isin([0, 1])
     if bad_click.any():
         r = frame[bad_click].iloc[0]
-        raise DataError(f"{source}: line {r['line']}, click field: expected 0 or 1, got "
-                        f"{r['click']}")
+        raise DataError(
+            f"{source}: line {r['line']}, click field: expected 0 or 1, got {r['click']}"
+        )
     bad_item = (frame["item"] < 0) | (frame["item"] >= n_items)
     if bad_item.any():
         r = frame[bad_item].iloc[0]
-        raise DataError(f"{source}: line {r['line']}, item field: expected an id in "
-                        f"0..{n_items - 1}, got {r['item']}")
+        raise DataError(
+            f"{source}: line {r['line']}, item field: expected an id in "
+            f"0..{n_items - 1}, got {r['item']}"
+        )
     key = ["user", "time", "item", "click"] + (["split"] if split is not None else [])
     frame = frame.drop_duplicates(subset=key)
     # An item twice in one display set keeps its clicked row.
@@ -205,22 +235,28 @@ def convert_rows(name: str, user: np.ndarray, time: np.ndarray, item: np.ndarray
     if (clicks_per_set > 1).any():
         r = frame[clicks_per_set > 1]
         first = r.iloc[0]
-        lines = r[(r["user"] == first["user"]) & (r["time"] == first["time"]) &
-                  (r["click"] == 1)]["line"].tolist()
-        raise DataError(f"{source}: lines {lines}: a display set (user {first['user']}, time "
-                        f"{first['time']}) has {len(lines)} clicked rows; expected at most one")
+        lines = r[(r["user"] == first["user"]) & (r["time"] == first["time"]) & (r["click"] == 1)][
+            "line"
+        ].tolist()
+        raise DataError(
+            f"{source}: lines {lines}: a display set (user {first['user']}, time "
+            f"{first['time']}) has {len(lines)} clicked rows; expected at most one"
+        )
     if split is not None:
         per_user = frame.groupby("user")["split"].nunique()
         if (per_user > 1).any():
             bad_user = per_user.index[per_user > 1][0]
             lines = frame[frame["user"] == bad_user]["line"].tolist()[:5]
-            raise DataError(f"{source}: user {bad_user} has rows in more than one split "
-                            f"(lines {lines}...); expected one split per user")
+            raise DataError(
+                f"{source}: user {bad_user} has rows in more than one split "
+                f"(lines {lines}...); expected one split per user"
+            )
         bad_split = ~frame["split"].isin(list(SPLIT_CODES))
         if bad_split.any():
             r = frame[bad_split].iloc[0]
-            raise DataError(f"{source}: line {r['line']}, split field: expected 0, 1 or 2, "
-                            f"got {r['split']}")
+            raise DataError(
+                f"{source}: line {r['line']}, split field: expected 0, 1 or 2, got {r['split']}"
+            )
 
     # Shuffle within each display set: order by (user, time, random key).
     rng = np.random.default_rng(seed)
@@ -245,14 +281,22 @@ def convert_rows(name: str, user: np.ndarray, time: np.ndarray, item: np.ndarray
     event_user = users_arr[set_start]
     user_ids, user_start = np.unique(event_user, return_index=True)
     offsets = np.append(user_start, n_events).astype(np.int64)
-    events = EventArrays(user_ids=user_ids, event_offsets=offsets, display=display,
-                         display_mask=mask, clicked_pos=clicked_pos, n_items=n_items)
+    events = EventArrays(
+        user_ids=user_ids,
+        event_offsets=offsets,
+        display=display,
+        display_mask=mask,
+        clicked_pos=clicked_pos,
+        n_items=n_items,
+    )
 
     # The original layout: [user_id, [display list per t], [clicked id per t]].
     clicked_item = events.clicked_item.tolist()
     display_lists = [d[:s].tolist() for d, s in zip(display, sizes)]
-    behavior = [[int(u), display_lists[a:b], clicked_item[a:b]]
-                for u, a, b in zip(user_ids, offsets[:-1], offsets[1:])]
+    behavior = [
+        [int(u), display_lists[a:b], clicked_item[a:b]]
+        for u, a, b in zip(user_ids, offsets[:-1], offsets[1:])
+    ]
 
     if split is not None:
         user_split = frame.groupby("user")["split"].first()
@@ -260,8 +304,10 @@ def convert_rows(name: str, user: np.ndarray, time: np.ndarray, item: np.ndarray
     else:
         parts = resplit_users([int(u) for u in user_ids], seed)
     position = {int(u): i for i, u in enumerate(user_ids)}
-    user_rows = {name: np.array([position[u] for u in part], dtype=np.int64)
-                 for name, part in zip(("train", "vali", "test"), parts)}
+    user_rows = {
+        name: np.array([position[u] for u in part], dtype=np.int64)
+        for name, part in zip(("train", "vali", "test"), parts)
+    }
     features = item_features or ItemFeatures(n_items)
     dataset = ClickDataset(name=name, behavior=behavior, item_features=features, split=parts)
     stats = dataset_statistics(events, rows, rows_kept, parts, features.feature_dim)

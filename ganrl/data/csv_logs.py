@@ -15,8 +15,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ganrl.data.convert import (Converted, convert_rows, exact_integers, integer_column,
-                                line_numbers, read_table, require_columns)
+from ganrl.data.convert import (
+    Converted,
+    convert_rows,
+    exact_integers,
+    integer_column,
+    line_numbers,
+    read_table,
+    require_columns,
+)
 from ganrl.data.safe_io import DataError
 
 ROLES = ("user", "time", "item", "click", "split")
@@ -35,8 +42,10 @@ def parse_column_mapping(spec: str) -> dict[str, str]:
             raise DataError(f"--columns: {part!r} is not ROLE=COLUMN")
         role, column = (x.strip() for x in part.split("=", 1))
         if role not in ROLES:
-            raise DataError(f"--columns: unknown role {role!r}: expected user, time, item, "
-                            "click and optionally split")
+            raise DataError(
+                f"--columns: unknown role {role!r}: expected user, time, item, "
+                "click and optionally split"
+            )
         mapping[role] = column
     missing = [r for r in REQUIRED_ROLES if r not in mapping]
     if missing:
@@ -44,24 +53,25 @@ def parse_column_mapping(spec: str) -> dict[str, str]:
     return mapping
 
 
-def dense_codes(frame: pd.DataFrame, column: str, source: str
-                ) -> tuple[np.ndarray, np.ndarray]:
+def dense_codes(frame: pd.DataFrame, column: str, source: str) -> tuple[np.ndarray, np.ndarray]:
     """The distinct ids of `column` in sorted order (numeric order when every id is an
     integer) and `[R]` each row's index among them; `DataError` for an empty id."""
     values = frame[column].fillna("").to_numpy(dtype=str)
     empty = np.char.str_len(np.char.strip(values)) == 0
     if empty.any():
         line = line_numbers(frame)[int(np.flatnonzero(empty)[0])]
-        raise DataError(f"{source}: line {line}, field {column!r}: expected an id, got an "
-                        "empty field")
+        raise DataError(
+            f"{source}: line {line}, field {column!r}: expected an id, got an empty field"
+        )
     numeric = pd.to_numeric(pd.Series(values), errors="coerce")
     if exact_integers(numeric).all():
         return np.unique(numeric.to_numpy().astype(np.int64), return_inverse=True)
     return np.unique(values, return_inverse=True)
 
 
-def read_csv_logs(path: str, name: str, seed: int, mapping: dict[str, str],
-                  sep: str = ",") -> Converted:
+def read_csv_logs(
+    path: str, name: str, seed: int, mapping: dict[str, str], sep: str = ","
+) -> Converted:
     """Converts a CSV of click logs (see the module docstring).
 
     Args:
@@ -78,5 +88,15 @@ def read_csv_logs(path: str, name: str, seed: int, mapping: dict[str, str],
     split = integer_column(frame, mapping["split"], path) if "split" in mapping else None
     _, user_codes = dense_codes(frame, mapping["user"], path)
     items, item_codes = dense_codes(frame, mapping["item"], path)
-    return convert_rows(name, user_codes, time, item_codes, click, len(items), seed, path,
-                        line=line_numbers(frame), split=split)
+    return convert_rows(
+        name,
+        user_codes,
+        time,
+        item_codes,
+        click,
+        len(items),
+        seed,
+        path,
+        line=line_numbers(frame),
+        split=split,
+    )

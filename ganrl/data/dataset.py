@@ -4,15 +4,16 @@ On disk, for a dataset `NAME` in the data folder (all written atomically):
 
 - `NAME.pkl`: two pickled objects, in order:
     1. `data_behavior`: a list with one entry per user, `[user_id, displays, clicks]`, where
-          `displays[t]` is the list of item ids shown at step t and `clicks[t]` the clicked item id at
-          step t, or -1 when the user clicked nothing (the original code's layout, Python 3 pickles).
+       `displays[t]` is the list of item ids shown at step t and `clicks[t]` the clicked item
+       id at step t, or -1 when the user clicked nothing (the original code's layout, Python 3
+       pickles).
     2. the item features, in one of two forms:
-          - a 2-D float array `[n_items, feature_dim]` (the original layout; an identity matrix
-              means one-hot item ids), used for catalogues of at most 1,000 items; or
-          - the compact form, a dict `{"format": "ganrl-item-features-v1", "n_items": int,
-              "identity": bool, "dense": float32 array [n_items, d] or None, "columns": [str]}`:
-              features are the one-hot item id (when `identity`, turned into an embedding lookup by the
-              model, never materialised) followed by the `dense` side features.
+       - a 2-D float array `[n_items, feature_dim]` (the original layout; an identity matrix
+         means one-hot item ids), used for catalogues of at most 1,000 items; or
+       - the compact form, a dict `{"format": "ganrl-item-features-v1", "n_items": int,
+         "identity": bool, "dense": float32 array [n_items, d] or None, "columns": [str]}`:
+         features are the one-hot item id (when `identity`, turned into an embedding lookup
+         by the model, never materialised) followed by the `dense` side features.
 - `NAME-split.pkl`: three pickled lists of user ids: train, validation, test.
 - `NAME-stats.json`: counts of the conversion (see `ganrl.data.stats`).
 - `NAME-events/`: the same events as memory-mappable arrays, one folder per split
@@ -81,11 +82,11 @@ class ItemFeatures:
             if parts and not (self.identity and self.dense is not None):
                 return parts[0]
         return {
-                "format": FEATURES_FORMAT,
-                "n_items": int(self.n_items),
-                "identity": bool(self.identity),
-                "dense": None if self.dense is None else self.dense.astype(np.float32),
-                "columns": list(self.columns),
+            "format": FEATURES_FORMAT,
+            "n_items": int(self.n_items),
+            "identity": bool(self.identity),
+            "dense": None if self.dense is None else self.dense.astype(np.float32),
+            "columns": list(self.columns),
         }
 
     @classmethod
@@ -97,36 +98,47 @@ class ItemFeatures:
             n = matrix.shape[0]
             if matrix.shape[1] == n and np.array_equal(matrix, np.eye(n, dtype=matrix.dtype)):
                 return cls(n_items=n, identity=True)
-            return cls(n_items=n, identity=False, dense=matrix,
-                       columns=tuple(f"f{i}" for i in range(matrix.shape[1])))
+            return cls(
+                n_items=n,
+                identity=False,
+                dense=matrix,
+                columns=tuple(f"f{i}" for i in range(matrix.shape[1])),
+            )
         if isinstance(obj, dict):
             where = f"{source}: item features"
             if obj.get("format") != FEATURES_FORMAT:
-                raise DataError(f"{where}: field 'format' is {obj.get('format')!r}, expected "
-                                f"{FEATURES_FORMAT!r}")
+                raise DataError(
+                    f"{where}: field 'format' is {obj.get('format')!r}, expected "
+                    f"{FEATURES_FORMAT!r}"
+                )
             n = obj.get("n_items")
             if not is_integer(n) or n <= 0:
-                raise DataError(f"{where}: field 'n_items': expected a positive integer, got "
-                                f"{n!r}")
+                raise DataError(f"{where}: field 'n_items': expected a positive integer, got {n!r}")
             identity = obj.get("identity", True)
             if not isinstance(identity, (bool, np.bool_)):
-                raise DataError(f"{where}: field 'identity': expected True or False, got "
-                                f"{identity!r}")
+                raise DataError(
+                    f"{where}: field 'identity': expected True or False, got {identity!r}"
+                )
             dense = obj.get("dense")
             if dense is not None:
                 dense = feature_matrix(dense, f"{where}, field 'dense'")
                 if dense.shape[0] != n:
-                    raise DataError(f"{where}, field 'dense': expected shape [{n}, d] (n_items "
-                                    f"rows), got {dense.shape}")
+                    raise DataError(
+                        f"{where}, field 'dense': expected shape [{n}, d] (n_items "
+                        f"rows), got {dense.shape}"
+                    )
             elif not identity:
-                raise DataError(f"{where}: no features: 'identity' is False and 'dense' is "
-                                "None; expected one of them")
+                raise DataError(
+                    f"{where}: no features: 'identity' is False and 'dense' is "
+                    "None; expected one of them"
+                )
             columns = tuple(str(c) for c in obj.get("columns") or ())
             if dense is not None and len(columns) != dense.shape[1]:
                 columns = tuple(f"f{i}" for i in range(dense.shape[1]))
             return cls(n_items=int(n), identity=bool(identity), dense=dense, columns=columns)
-        raise DataError(f"{source}: item features: expected a 2-D array or a dict, "
-                        f"got {type(obj).__name__}")
+        raise DataError(
+            f"{source}: item features: expected a 2-D array or a dict, got {type(obj).__name__}"
+        )
 
 
 def is_integer(value: Any) -> bool:
@@ -155,8 +167,10 @@ def feature_matrix(values: Any, where: str) -> np.ndarray:
     finite = np.isfinite(matrix)
     if not finite.all():
         row, column = (int(i) for i in np.argwhere(~finite)[0])
-        raise DataError(f"{where}: expected finite numbers, got {float(array[row, column])} "
-                        f"at row {row}, column {column}")
+        raise DataError(
+            f"{where}: expected finite numbers, got {float(array[row, column])} "
+            f"at row {row}, column {column}"
+        )
     return matrix
 
 
@@ -166,7 +180,8 @@ class ClickDataset:
 
     Attributes:
         name: dataset name (`NAME` of `NAME.pkl`).
-        behavior: `data_behavior` of the original layout, one `[user_id, displays, clicks]` per user.
+        behavior: `data_behavior` of the original layout, one `[user_id, displays, clicks]`
+            per user.
         item_features: the items' features.
         split: train, validation and test user ids.
     """
@@ -187,12 +202,14 @@ class ClickDataset:
     def max_display(self) -> int:
         return max((len(d) for _, displays, _ in self.behavior for d in displays), default=1)
 
-    def event_arrays(self, split: str | None = None, max_display: int | None = None
-                                      ) -> "EventArrays":
+    def event_arrays(
+        self, split: str | None = None, max_display: int | None = None
+    ) -> "EventArrays":
         """The padded event arrays of one split's users (all users when `split` is None)."""
         users = None if split is None else self.users(split)
-        return EventArrays.from_behavior(self.behavior, users,
-                                                                          max_display or self.max_display(), self.n_items)
+        return EventArrays.from_behavior(
+            self.behavior, users, max_display or self.max_display(), self.n_items
+        )
 
 
 SPLIT_NAMES = ("train", "vali", "test")
@@ -202,10 +219,10 @@ def paths(data_folder: str, name: str) -> dict[str, str]:
     """File names of dataset `name` in `data_folder`."""
     base = os.path.join(data_folder, name)
     return {
-            "pkl": base + ".pkl",
-            "split": base + "-split.pkl",
-            "stats": base + "-stats.json",
-            "truth": base + "-truth.npz",
+        "pkl": base + ".pkl",
+        "split": base + "-split.pkl",
+        "stats": base + "-stats.json",
+        "truth": base + "-truth.npz",
         "events": base + "-events",
     }
 
@@ -223,18 +240,23 @@ class SplitData:
         return self.item_features.n_items
 
     @classmethod
-    def from_dataset(cls, dataset: ClickDataset, resplit_seed: int | None = None
-                     ) -> "SplitData":
+    def from_dataset(cls, dataset: ClickDataset, resplit_seed: int | None = None) -> "SplitData":
         """The splits of an in-memory dataset (a fresh 50/25/25 user split with
         `resplit_seed` when given)."""
         split = dataset.split
         if resplit_seed is not None:
             split = resplit_users([entry[0] for entry in dataset.behavior], resplit_seed)
         max_display = dataset.max_display()
-        return cls(dataset.name, dataset.item_features, {
-            name: EventArrays.from_behavior(dataset.behavior, users, max_display,
-                                            dataset.n_items)
-            for name, users in zip(SPLIT_NAMES, split)})
+        return cls(
+            dataset.name,
+            dataset.item_features,
+            {
+                name: EventArrays.from_behavior(
+                    dataset.behavior, users, max_display, dataset.n_items
+                )
+                for name, users in zip(SPLIT_NAMES, split)
+            },
+        )
 
 
 def resplit_users(users: list, seed: int) -> tuple[list, list, list]:
@@ -242,8 +264,7 @@ def resplit_users(users: list, seed: int) -> tuple[list, list, list]:
     order = np.random.default_rng(seed).permutation(len(users))
     shuffled = [users[i] for i in order]
     n_train, n_vali = len(users) // 2, len(users) // 4
-    return (shuffled[:n_train], shuffled[n_train:n_train + n_vali],
-            shuffled[n_train + n_vali:])
+    return (shuffled[:n_train], shuffled[n_train : n_train + n_vali], shuffled[n_train + n_vali :])
 
 
 def save_event_splits(data_folder: str, data: SplitData) -> None:
@@ -252,12 +273,14 @@ def save_event_splits(data_folder: str, data: SplitData) -> None:
     folder = paths(data_folder, data.name)["events"]
     for split_name, events in data.splits.items():
         events.save(os.path.join(folder, split_name))
-    safe_io.dump_pickles(os.path.join(folder, "item_features.pkl"),
-                         data.item_features.to_pickle_object())
+    safe_io.dump_pickles(
+        os.path.join(folder, "item_features.pkl"), data.item_features.to_pickle_object()
+    )
 
 
-def load_split_data(data_folder: str, name: str, resplit_seed: int | None = None,
-                    mmap: bool = True) -> SplitData:
+def load_split_data(
+    data_folder: str, name: str, resplit_seed: int | None = None, mmap: bool = True
+) -> SplitData:
     """The splits of dataset `name`: from the memory-mapped `NAME-events/` when present (and
     no resplit is asked for), else from `NAME.pkl` and `NAME-split.pkl`."""
     folder = paths(data_folder, name)["events"]
@@ -265,14 +288,16 @@ def load_split_data(data_folder: str, name: str, resplit_seed: int | None = None
         features_path = os.path.join(folder, "item_features.pkl")
         (features,) = safe_io.load_pickles(features_path, 1)
         item_features = ItemFeatures.from_pickle_object(features, features_path)
-        splits = {split: EventArrays.load(os.path.join(folder, split), mmap=mmap)
-                  for split in SPLIT_NAMES}
+        splits = {
+            split: EventArrays.load(os.path.join(folder, split), mmap=mmap) for split in SPLIT_NAMES
+        }
         for split, events in splits.items():
             if events.n_items != item_features.n_items:
                 raise DataError(
                     f"{features_path}: item features of {item_features.n_items} items, "
                     f"expected {events.n_items} (n_items of {os.path.join(folder, split)}/"
-                    "meta.json)")
+                    "meta.json)"
+                )
         # The lists are the split folders' user_ids.npy.
         validate_split([events.user_ids.tolist() for events in splits.values()], folder)
         return SplitData(name, item_features, splits)
@@ -299,13 +324,17 @@ def load_dataset(data_folder: str, name: str) -> ClickDataset:
     behavior, features = safe_io.load_pickles(p["pkl"], 2)
     item_features = ItemFeatures.from_pickle_object(features, p["pkl"])
     validate_behavior(behavior, item_features.n_items, p["pkl"])
-    split = validate_split(safe_io.load_pickles(p["split"], 3), p["split"],
-                           known=({entry[0] for entry in behavior}, p["pkl"]))
+    split = validate_split(
+        safe_io.load_pickles(p["split"], 3),
+        p["split"],
+        known=({entry[0] for entry in behavior}, p["pkl"]),
+    )
     return ClickDataset(name=name, behavior=behavior, item_features=item_features, split=split)
 
 
-def validate_split(lists: Sequence, source: str, known: tuple[set, str] | None = None
-                   ) -> tuple[list, list, list]:
+def validate_split(
+    lists: Sequence, source: str, known: tuple[set, str] | None = None
+) -> tuple[list, list, list]:
     """Checks a user split: three lists (train, vali, test) of user ids, each user in one.
 
     Args:
@@ -324,8 +353,10 @@ def validate_split(lists: Sequence, source: str, known: tuple[set, str] | None =
     seen: dict = {}
     for split_name, users in zip(SPLIT_NAMES, lists):
         if not isinstance(users, (list, tuple, np.ndarray)):
-            raise DataError(f"{source}: {split_name} list: expected a list of user ids, got "
-                            f"{type(users).__name__}")
+            raise DataError(
+                f"{source}: {split_name} list: expected a list of user ids, got "
+                f"{type(users).__name__}"
+            )
         for position, user in enumerate(users):
             where = f"{source}: {split_name} list, entry {position}"
             if not is_integer(user):
@@ -333,8 +364,10 @@ def validate_split(lists: Sequence, source: str, known: tuple[set, str] | None =
             if known is not None and user not in known[0]:
                 raise DataError(f"{where}: user {user!r} is not in {known[1]}")
             if user in seen:
-                raise DataError(f"{where}: user {user!r} is already in the {seen[user]}; "
-                                "expected each user in one split, once")
+                raise DataError(
+                    f"{where}: user {user!r} is already in the {seen[user]}; "
+                    "expected each user in one split, once"
+                )
             seen[user] = f"{split_name} list (entry {position})"
     return tuple(list(users) for users in lists)
 
@@ -356,28 +389,33 @@ def validate_behavior(behavior: Any, n_items: int, source: str) -> None:
         if not is_integer(user) or user < 0:
             raise DataError(f"{where}: user id: expected a non-negative integer, got {user!r}")
         if user in entry_of_user:
-            raise DataError(f"{where}: user {user} already has entry {entry_of_user[user]}; "
-                            "expected one entry per user")
+            raise DataError(
+                f"{where}: user {user} already has entry {entry_of_user[user]}; "
+                "expected one entry per user"
+            )
         entry_of_user[user] = u
         where = f"{where} (user {user})"
         for field, value in (("displays", displays), ("clicks", clicks)):
             if not isinstance(value, (list, tuple, np.ndarray)):
-                raise DataError(f"{where}: {field}: expected a list, got "
-                                f"{type(value).__name__}")
+                raise DataError(f"{where}: {field}: expected a list, got {type(value).__name__}")
         if len(displays) != len(clicks):
             raise DataError(f"{where}: {len(displays)} display sets but {len(clicks)} clicks")
         for t, (display, click) in enumerate(zip(displays, clicks)):
             step = f"{where}, step {t}"
             if not isinstance(display, (list, tuple, np.ndarray)) or len(display) == 0:
-                raise DataError(f"{step}: display set: expected a non-empty list of item ids, "
-                                f"got {display!r}")
+                raise DataError(
+                    f"{step}: display set: expected a non-empty list of item ids, got {display!r}"
+                )
             for item in display:
                 if not is_integer(item) or not 0 <= item < n_items:
-                    raise DataError(f"{step}: display set: expected item ids in "
-                                    f"0..{n_items - 1}, got {item!r}")
+                    raise DataError(
+                        f"{step}: display set: expected item ids in 0..{n_items - 1}, got {item!r}"
+                    )
             if not is_integer(click) or (click != NO_CLICK and click not in display):
-                raise DataError(f"{step}: click: expected an item of the display set "
-                                f"{list(display)!r} or {NO_CLICK}, got {click!r}")
+                raise DataError(
+                    f"{step}: click: expected an item of the display set "
+                    f"{list(display)!r} or {NO_CLICK}, got {click!r}"
+                )
 
 
 @dataclasses.dataclass
@@ -425,8 +463,13 @@ class EventArrays:
 
     ARRAY_FIELDS = ("user_ids", "event_offsets", "display", "display_mask", "clicked_pos")
     # Field -> (numpy dtype kinds it may have, number of dimensions).
-    ARRAY_TYPES = {"user_ids": ("iu", 1), "event_offsets": ("iu", 1), "display": ("iu", 2),
-                   "display_mask": ("b", 2), "clicked_pos": ("iu", 1)}
+    ARRAY_TYPES = {
+        "user_ids": ("iu", 1),
+        "event_offsets": ("iu", 1),
+        "display": ("iu", 2),
+        "display_mask": ("b", 2),
+        "clicked_pos": ("iu", 1),
+    }
 
     def save(self, folder: str) -> None:
         """Writes the arrays as `.npy` files in `folder` (each atomically), readable in pieces
@@ -435,9 +478,15 @@ class EventArrays:
         for field in self.ARRAY_FIELDS:
             with safe_io.atomic_open(os.path.join(folder, field + ".npy")) as f:
                 np.save(f, np.asarray(getattr(self, field)), allow_pickle=False)
-        safe_io.dump_json(os.path.join(folder, "meta.json"),
-                          {"n_items": int(self.n_items), "n_users": self.n_users,
-                           "n_events": self.n_events, "max_display": self.max_display})
+        safe_io.dump_json(
+            os.path.join(folder, "meta.json"),
+            {
+                "n_items": int(self.n_items),
+                "n_users": self.n_users,
+                "n_events": self.n_events,
+                "max_display": self.max_display,
+            },
+        )
 
     @classmethod
     def load(cls, folder: str, mmap: bool = True) -> "EventArrays":
@@ -452,14 +501,14 @@ class EventArrays:
         except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
             raise DataError(f"{meta_path}: expected a JSON object with 'n_items': {e}") from None
         if not is_integer(n_items) or n_items <= 0:
-            raise DataError(f"{meta_path}: field 'n_items': expected a positive integer, got "
-                            f"{n_items!r}")
+            raise DataError(
+                f"{meta_path}: field 'n_items': expected a positive integer, got {n_items!r}"
+            )
         arrays = {}
         for field in cls.ARRAY_FIELDS:
             path = os.path.join(folder, field + ".npy")
             try:
-                arrays[field] = np.load(path, mmap_mode="r" if mmap else None,
-                                        allow_pickle=False)
+                arrays[field] = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
             except (OSError, ValueError) as e:
                 raise DataError(f"{path}: cannot read event array '{field}': {e}") from None
         events = cls(n_items=n_items, **arrays)
@@ -477,46 +526,61 @@ class EventArrays:
         Raises:
           DataError: naming `folder`'s array file and the first bad row.
         """
+
         def fail(field: str, what: str) -> NoReturn:
             raise DataError(f"{os.path.join(folder, field + '.npy')}: {what}")
 
         for field, (kinds, ndim) in self.ARRAY_TYPES.items():
             array = getattr(self, field)
             if array.dtype.kind not in kinds or array.ndim != ndim:
-                fail(field, f"a {array.ndim}-D array of {array.dtype}, expected a {ndim}-D "
-                     f"array of {'booleans' if kinds == 'b' else 'integers'}")
+                fail(
+                    field,
+                    f"a {array.ndim}-D array of {array.dtype}, expected a {ndim}-D "
+                    f"array of {'booleans' if kinds == 'b' else 'integers'}",
+                )
         offsets = np.asarray(self.event_offsets)
         if len(offsets) != self.n_users + 1 or offsets[0] != 0 or (np.diff(offsets) < 0).any():
-            fail("event_offsets", f"expected {self.n_users + 1} offsets (users + 1) rising from "
-                 "0")
+            fail("event_offsets", f"expected {self.n_users + 1} offsets (users + 1) rising from 0")
         n_events = int(offsets[-1])
         for field in ("display", "display_mask", "clicked_pos"):
             if len(getattr(self, field)) != n_events:
-                fail(field, f"{len(getattr(self, field))} rows, expected {n_events} "
-                     "(event_offsets[-1])")
+                fail(
+                    field,
+                    f"{len(getattr(self, field))} rows, expected {n_events} (event_offsets[-1])",
+                )
         if self.display_mask.shape != self.display.shape:
-            fail("display_mask", f"shape {self.display_mask.shape}, expected "
-                 f"{self.display.shape} (that of display.npy)")
+            fail(
+                "display_mask",
+                f"shape {self.display_mask.shape}, expected "
+                f"{self.display.shape} (that of display.npy)",
+            )
         for start in range(0, n_events, self.VALIDATE_BLOCK):
             rows = slice(start, start + self.VALIDATE_BLOCK)
             display, mask = np.asarray(self.display[rows]), np.asarray(self.display_mask[rows])
             bad = mask & ((display < 0) | (display >= self.n_items))
             if bad.any():
                 row, column = np.argwhere(bad)[0]
-                fail("display", f"row {start + row}: item id {display[row, column]}, expected "
-                     f"0..{self.n_items - 1} (n_items of meta.json)")
+                fail(
+                    "display",
+                    f"row {start + row}: item id {display[row, column]}, expected "
+                    f"0..{self.n_items - 1} (n_items of meta.json)",
+                )
             clicked = np.asarray(self.clicked_pos[rows]).astype(np.int64)
             on_item = (clicked >= 0) & (clicked < self.max_display)
             on_item[on_item] = mask[np.flatnonzero(on_item), clicked[on_item]]
             bad = ~on_item & (clicked != NO_CLICK)
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
-                fail("clicked_pos", f"row {start + row}: {clicked[row]}, expected the position "
-                     f"of a displayed item or {NO_CLICK}")
+                fail(
+                    "clicked_pos",
+                    f"row {start + row}: {clicked[row]}, expected the position "
+                    f"of a displayed item or {NO_CLICK}",
+                )
 
     @classmethod
-    def from_behavior(cls, behavior: list, users: Sequence | None, max_display: int,
-                                        n_items: int) -> "EventArrays":
+    def from_behavior(
+        cls, behavior: list, users: Sequence | None, max_display: int, n_items: int
+    ) -> "EventArrays":
         """Builds the arrays of `users` (all, in file order, when None) from `data_behavior`."""
         by_user = {entry[0]: entry for entry in behavior}
         order = [entry[0] for entry in behavior] if users is None else list(users)
@@ -539,9 +603,13 @@ class EventArrays:
         hit = (display == clicks[:, None]) & mask
         clicked_pos = np.where(hit.any(axis=1), hit.argmax(axis=1), NO_CLICK).astype(np.int32)
         return cls(
-                user_ids=np.asarray(order),
-                event_offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-                display=display, display_mask=mask, clicked_pos=clicked_pos, n_items=n_items)
+            user_ids=np.asarray(order),
+            event_offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            display=display,
+            display_mask=mask,
+            clicked_pos=clicked_pos,
+            n_items=n_items,
+        )
 
     def user_batch(self, user_rows: np.ndarray, max_events: int | None = None) -> dict:
         """Pads the events of users `user_rows` (row indices) into `[B, T, ...]` numpy arrays.
@@ -563,10 +631,10 @@ class EventArrays:
         event_mask = steps < lengths[:, None]
         rows = np.where(event_mask, starts[:, None] + steps, 0)
         return {
-                "display": np.where(event_mask[..., None], self.display[rows], 0),
-                "display_mask": self.display_mask[rows] & event_mask[..., None],
-                "clicked_pos": np.where(event_mask, self.clicked_pos[rows], NO_CLICK).astype(np.int32),
-                "event_mask": event_mask,
+            "display": np.where(event_mask[..., None], self.display[rows], 0),
+            "display_mask": self.display_mask[rows] & event_mask[..., None],
+            "clicked_pos": np.where(event_mask, self.clicked_pos[rows], NO_CLICK).astype(np.int32),
+            "event_mask": event_mask,
         }
 
     def subset(self, user_rows: np.ndarray) -> "EventArrays":
@@ -576,10 +644,14 @@ class EventArrays:
         lengths = self.event_offsets[user_rows + 1] - starts
         first = np.repeat(np.cumsum(lengths) - lengths, lengths)
         rows = np.repeat(starts, lengths) + (np.arange(int(lengths.sum())) - first)
-        return EventArrays(user_ids=np.asarray(self.user_ids)[user_rows],
-                           event_offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-                           display=self.display[rows], display_mask=self.display_mask[rows],
-                           clicked_pos=self.clicked_pos[rows], n_items=self.n_items)
+        return EventArrays(
+            user_ids=np.asarray(self.user_ids)[user_rows],
+            event_offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            display=self.display[rows],
+            display_mask=self.display_mask[rows],
+            clicked_pos=self.clicked_pos[rows],
+            n_items=self.n_items,
+        )
 
     def flat_batch(self, user_rows: np.ndarray, max_events: int | None = None) -> dict:
         """The events of users `user_rows` as a flat batch with no padding over time.

@@ -34,8 +34,9 @@ STAT_PREFIX = "train:"
 COLUMNS = (STAT_PREFIX + "display_sets", STAT_PREFIX + "clicks")
 
 
-def item_statistics(train: EventArrays, n_items: int | None = None
-                    ) -> tuple[np.ndarray, tuple[str, ...]]:
+def item_statistics(
+    train: EventArrays, n_items: int | None = None
+) -> tuple[np.ndarray, tuple[str, ...]]:
     """Per-item counts over the training users' display sets.
 
     Args:
@@ -48,8 +49,9 @@ def item_statistics(train: EventArrays, n_items: int | None = None
     n = train.n_items if n_items is None else n_items
     shown = np.asarray(train.display)[np.asarray(train.display_mask, dtype=bool)]
     clicked = train.clicked_item
-    counts = np.stack([np.bincount(shown, minlength=n),
-                       np.bincount(clicked[clicked >= 0], minlength=n)], axis=1)
+    counts = np.stack(
+        [np.bincount(shown, minlength=n), np.bincount(clicked[clicked >= 0], minlength=n)], axis=1
+    )
     return counts.astype(np.float32), COLUMNS
 
 
@@ -59,8 +61,12 @@ def with_statistics(features: ItemFeatures, train: EventArrays) -> ItemFeatures:
     side, _ = split_statistics(features)
     counts, columns = item_statistics(train, features.n_items)
     dense = counts if side.dense is None else np.concatenate([side.dense, counts], axis=1)
-    return ItemFeatures(n_items=features.n_items, identity=features.identity, dense=dense,
-                        columns=tuple(side.columns) + columns)
+    return ItemFeatures(
+        n_items=features.n_items,
+        identity=features.identity,
+        dense=dense,
+        columns=tuple(side.columns) + columns,
+    )
 
 
 def split_statistics(features: ItemFeatures) -> tuple[ItemFeatures, np.ndarray | None]:
@@ -79,9 +85,12 @@ def split_statistics(features: ItemFeatures) -> tuple[ItemFeatures, np.ndarray |
         raise ValueError(f"item features have statistics columns but lack {missing}")
     counts = features.dense[:, [columns.index(c) for c in COLUMNS]]
     keep = [i for i, stat in enumerate(is_stat) if not stat]
-    side = ItemFeatures(n_items=features.n_items, identity=features.identity,
-                        dense=features.dense[:, keep] if keep else None,
-                        columns=tuple(columns[i] for i in keep))
+    side = ItemFeatures(
+        n_items=features.n_items,
+        identity=features.identity,
+        dense=features.dense[:, keep] if keep else None,
+        columns=tuple(columns[i] for i in keep),
+    )
     return side, counts
 
 
@@ -90,9 +99,13 @@ def features_pickle_object(features: ItemFeatures) -> object:
     whenever there are statistics; `ItemFeatures.to_pickle_object` otherwise)."""
     if split_statistics(features)[1] is None:
         return features.to_pickle_object()
-    return {"format": FEATURES_FORMAT, "n_items": int(features.n_items),
-            "identity": bool(features.identity), "dense": features.dense.astype(np.float32),
-            "columns": list(features.columns)}
+    return {
+        "format": FEATURES_FORMAT,
+        "n_items": int(features.n_items),
+        "identity": bool(features.identity),
+        "dense": features.dense.astype(np.float32),
+        "columns": list(features.columns),
+    }
 
 
 def fold_of_users(n_users: int, folds: int, seed: int) -> np.ndarray:
@@ -104,8 +117,9 @@ def fold_of_users(n_users: int, folds: int, seed: int) -> np.ndarray:
     return fold
 
 
-def fold_statistics(train: EventArrays, n_items: int, folds: int, seed: int
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def fold_statistics(
+    train: EventArrays, n_items: int, folds: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Each fold's share of the training counts, for out-of-fold statistics.
 
     Args:
@@ -128,8 +142,11 @@ def fold_statistics(train: EventArrays, n_items: int, folds: int, seed: int
     clicked = np.asarray(train.clicked_item)
     has_click = clicked >= 0
     size = folds * n_items
-    counts = np.stack([
-        np.bincount(shown_fold * n_items + shown, minlength=size),
-        np.bincount(event_fold[has_click] * n_items + clicked[has_click], minlength=size)],
-        axis=1)
+    counts = np.stack(
+        [
+            np.bincount(shown_fold * n_items + shown, minlength=size),
+            np.bincount(event_fold[has_click] * n_items + clicked[has_click], minlength=size),
+        ],
+        axis=1,
+    )
     return fold, counts.reshape(folds, n_items, 2).astype(np.float32)

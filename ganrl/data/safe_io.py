@@ -20,7 +20,6 @@ from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 
-
 # Read once at import: os.umask can only be read by setting it, which is not thread-safe.
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -104,8 +103,15 @@ def load_pickles(path: str | os.PathLike, count: int) -> list[Any]:
                     f"{path}: truncated pickle: expected {count} pickled objects, "
                     f"object {index + 1} ends early ({e or 'end of file'})"
                 ) from None
-            except (pickle.UnpicklingError, ValueError, TypeError, AttributeError,
-                    IndexError, KeyError, MemoryError) as e:
+            except (
+                pickle.UnpicklingError,
+                ValueError,
+                TypeError,
+                AttributeError,
+                IndexError,
+                KeyError,
+                MemoryError,
+            ) as e:
                 raise DataError(
                     f"{path}: object {index + 1} of {count} is not a valid pickle: {e}"
                 ) from None

@@ -44,8 +44,7 @@ from ganrl.data.convert import Converted
 from ganrl.data.dataset import ItemFeatures
 from ganrl.data.released import read_released
 from ganrl.data.safe_io import DataError
-from ganrl.data.synthetic import (draw_displays, draw_user_splits, with_catalogue,
-                                  write_released_log)
+from ganrl.data.synthetic import draw_displays, draw_user_splits, with_catalogue, write_released_log
 
 WORLD_NAME = "satiation"
 
@@ -102,22 +101,27 @@ class SatiationConfig:
 
     def validate(self) -> None:
         """Raises `DataError` naming the first setting out of range."""
-        checks = [("users", self.users >= 1), ("items", self.items >= self.max_display),
-                  ("topics", 1 <= self.topics <= self.items),
-                  ("events_per_user", self.events_per_user >= 1),
-                  ("min_display", 1 <= self.min_display <= self.max_display),
-                  ("feature_dim", self.feature_dim >= 1),
-                  ("satiation_recovery", 0 <= self.satiation_recovery <= 1),
-                  ("leave_base", 0 <= self.leave_base <= self.leave_max <= 1),
-                  ("leave_scale", self.leave_scale > 0),
-                  ("logging_popular", 0 <= self.logging_popular <= 1)]
+        checks = [
+            ("users", self.users >= 1),
+            ("items", self.items >= self.max_display),
+            ("topics", 1 <= self.topics <= self.items),
+            ("events_per_user", self.events_per_user >= 1),
+            ("min_display", 1 <= self.min_display <= self.max_display),
+            ("feature_dim", self.feature_dim >= 1),
+            ("satiation_recovery", 0 <= self.satiation_recovery <= 1),
+            ("leave_base", 0 <= self.leave_base <= self.leave_max <= 1),
+            ("leave_scale", self.leave_scale > 0),
+            ("logging_popular", 0 <= self.logging_popular <= 1),
+        ]
         for flag, ok in checks:
             if not ok:
-                raise DataError(f"--{flag}: {getattr(self, flag)} is out of range (need users, "
-                                "events_per_user, feature_dim >= 1, 1 <= topics <= items, "
-                                "1 <= min_display <= max_display <= items, recovery and "
-                                "logging_popular in [0, 1], 0 <= leave_base <= leave_max <= 1,"
-                                " leave_scale > 0)")
+                raise DataError(
+                    f"--{flag}: {getattr(self, flag)} is out of range (need users, "
+                    "events_per_user, feature_dim >= 1, 1 <= topics <= items, "
+                    "1 <= min_display <= max_display <= items, recovery and "
+                    "logging_popular in [0, 1], 0 <= leave_base <= leave_max <= 1,"
+                    " leave_scale > 0)"
+                )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,12 +153,14 @@ class SatiationWorld:
         """`[n, d]` tastes of new users from the prior."""
         return rng.normal(size=(n, self.config.feature_dim))
 
-    def utilities(self, taste: np.ndarray, satiation: np.ndarray, items: np.ndarray
-                  ) -> np.ndarray:
+    def utilities(self, taste: np.ndarray, satiation: np.ndarray, items: np.ndarray) -> np.ndarray:
         """taste `[U, d]`, satiation `[U, topics]`, items `[U, n]` -> `[U, n]` utilities."""
         tired = np.take_along_axis(satiation, self.topic[items], axis=1)
-        return (np.einsum("ud,und->un", taste, self.v[items]) + self.b[items]
-                - self.config.satiation_weight * tired)
+        return (
+            np.einsum("ud,und->un", taste, self.v[items])
+            + self.b[items]
+            - self.config.satiation_weight * tired
+        )
 
     def leave_probability(self, best: np.ndarray) -> np.ndarray:
         """`[U]` probability of leaving after a slate whose best utility is `best [U]`."""
@@ -162,9 +168,15 @@ class SatiationWorld:
         rise = 1.0 / (1.0 + np.exp(-(c.leave_threshold - best) / c.leave_scale))
         return c.leave_base + (c.leave_max - c.leave_base) * rise
 
-    def step(self, taste: np.ndarray, satiation: np.ndarray, shown: np.ndarray,
-             mask: np.ndarray, gumbel: np.ndarray, leave_draw: np.ndarray
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def step(
+        self,
+        taste: np.ndarray,
+        satiation: np.ndarray,
+        shown: np.ndarray,
+        mask: np.ndarray,
+        gumbel: np.ndarray,
+        leave_draw: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One slate for every user.
 
         Args:
@@ -184,8 +196,13 @@ class SatiationWorld:
         leaves = leave_draw < self.leave_probability(u.max(axis=1))
         return choice, self.update_satiation(satiation, shown, choice, mask), leaves
 
-    def update_satiation(self, satiation: np.ndarray, shown: np.ndarray, choice: np.ndarray,
-                         mask: np.ndarray | None = None) -> np.ndarray:
+    def update_satiation(
+        self,
+        satiation: np.ndarray,
+        shown: np.ndarray,
+        choice: np.ndarray,
+        mask: np.ndarray | None = None,
+    ) -> np.ndarray:
         """`[U, topics]` tiredness after showing `shown [U, D]` (real items where `mask`) and
         the choices `choice [U]` (D: no click)."""
         c = self.config
@@ -194,8 +211,9 @@ class SatiationWorld:
         topics = self.topic[shown]
         n_topics = satiation.shape[1]
         flat = (users[:, None] * n_topics + topics).ravel()
-        added = np.bincount(flat, c.satiation_shown * mask.ravel(),
-                            len(users) * n_topics).reshape(satiation.shape)
+        added = np.bincount(flat, c.satiation_shown * mask.ravel(), len(users) * n_topics).reshape(
+            satiation.shape
+        )
         clicked = choice < shown.shape[1]
         clicked_topic = topics[users, np.minimum(choice, shown.shape[1] - 1)]
         added[users[clicked], clicked_topic[clicked]] += c.satiation_clicked
@@ -228,29 +246,41 @@ def generate_log(path: str, config: SatiationConfig, seed: int) -> dict:
         sizes = rng.integers(c.min_display, c.max_display + 1, n)
         popular = rng.random(n) < c.logging_popular
         display = np.empty((n, c.max_display), dtype=np.int64)
-        display[popular] = draw_displays(rng, int(popular.sum()), popular_weights,
-                                         c.max_display)
-        display[~popular] = draw_displays(rng, int((~popular).sum()), uniform_weights,
-                                          c.max_display)
+        display[popular] = draw_displays(rng, int(popular.sum()), popular_weights, c.max_display)
+        display[~popular] = draw_displays(
+            rng, int((~popular).sum()), uniform_weights, c.max_display
+        )
         mask = np.arange(c.max_display)[None, :] < sizes[:, None]
         gumbel = rng.gumbel(size=(n, c.max_display + 1))
-        choice, satiation[users], leaves = world.step(theta[users], satiation[users], display,
-                                                      mask, gumbel, rng.random(n))
+        choice, satiation[users], leaves = world.step(
+            theta[users], satiation[users], display, mask, gumbel, rng.random(n)
+        )
         clicked = np.where(choice < c.max_display, choice, -1)
-        for key, value in (("display", display), ("mask", mask), ("clicked", clicked),
-                           ("user", users)):
+        for key, value in (
+            ("display", display),
+            ("mask", mask),
+            ("clicked", clicked),
+            ("user", users),
+        ):
             parts[key].append(value)
         length[users] += 1
         clicks[users] += clicked >= 0
         active[users[leaves]] = False
     joined = {key: np.concatenate(value) for key, value in parts.items()}
-    write_released_log(path, joined["display"], joined["mask"], joined["clicked"],
-                       joined["user"], draw_user_splits(rng, c.users))
+    write_released_log(
+        path,
+        joined["display"],
+        joined["mask"],
+        joined["clicked"],
+        joined["user"],
+        draw_user_splits(rng, c.users),
+    )
     return {"world": world, "theta": theta, "session_length": length, "clicks": clicks}
 
 
-def make_satiation(data_folder: str, name: str, seed: int,
-                   config: SatiationConfig = SatiationConfig()) -> tuple[Converted, dict]:
+def make_satiation(
+    data_folder: str, name: str, seed: int, config: SatiationConfig = SatiationConfig()
+) -> tuple[Converted, dict]:
     """Generates `NAME.txt` in `data_folder` and converts it (item features: the one-hot id).
 
     Returns:
@@ -265,16 +295,21 @@ def make_satiation(data_folder: str, name: str, seed: int,
     converted.dataset.item_features = ItemFeatures(n_items=config.items, identity=True)
     converted.stats["feature_dim"] = converted.dataset.item_features.feature_dim
     world = out["world"]
-    truth = {"world_kind": WORLD_NAME, "config": config.to_json(), "item_vectors": world.v,
-             "item_bias": world.b, "item_topic": world.topic, "user_taste": out["theta"],
-             "session_length": out["session_length"],
-             "log_mean_session_length": float(out["session_length"].mean()),
-             "log_clicks_per_user": float(out["clicks"].mean())}
+    truth = {
+        "world_kind": WORLD_NAME,
+        "config": config.to_json(),
+        "item_vectors": world.v,
+        "item_bias": world.b,
+        "item_topic": world.topic,
+        "user_taste": out["theta"],
+        "session_length": out["session_length"],
+        "log_mean_session_length": float(out["session_length"].mean()),
+        "log_clicks_per_user": float(out["clicks"].mean()),
+    }
     return converted, truth
 
 
 def load_world(truth: dict) -> SatiationWorld:
     """The world of a satiation `NAME-truth.npz`'s arrays."""
     config = SatiationConfig.from_json(str(truth["config"]))
-    return SatiationWorld(config, truth["item_vectors"], truth["item_bias"],
-                          truth["item_topic"])
+    return SatiationWorld(config, truth["item_vectors"], truth["item_bias"], truth["item_topic"])

@@ -19,12 +19,28 @@ import numpy as np
 
 from ganrl.data.dataset import SPLIT_NAMES, EventArrays
 
-STATS_KEYS = ("rows", "rows_kept", "users", "items", "events", "clicks", "no_clicks",
-              "display_size", "single_item_sets", "split", "feature_dim")
+STATS_KEYS = (
+    "rows",
+    "rows_kept",
+    "users",
+    "items",
+    "events",
+    "clicks",
+    "no_clicks",
+    "display_size",
+    "single_item_sets",
+    "split",
+    "feature_dim",
+)
 
 
-def dataset_statistics(events: EventArrays, rows: int, rows_kept: int,
-                       split_users: tuple[list, list, list], feature_dim: int) -> dict:
+def dataset_statistics(
+    events: EventArrays,
+    rows: int,
+    rows_kept: int,
+    split_users: tuple[list, list, list],
+    feature_dim: int,
+) -> dict:
     """The statistics (see the module docstring) of a dataset's events.
 
     Args:
@@ -44,9 +60,11 @@ def dataset_statistics(events: EventArrays, rows: int, rows_kept: int,
         "events": int(events.n_events),
         "clicks": clicks,
         "no_clicks": int(events.n_events - clicks),
-        "display_size": {"mean": float(sizes.mean()) if len(sizes) else 0.0,
-                         "min": int(sizes.min()) if len(sizes) else 0,
-                         "max": int(sizes.max()) if len(sizes) else 0},
+        "display_size": {
+            "mean": float(sizes.mean()) if len(sizes) else 0.0,
+            "min": int(sizes.min()) if len(sizes) else 0,
+            "max": int(sizes.max()) if len(sizes) else 0,
+        },
         "single_item_sets": int((sizes == 1).sum()),
         "split": {name: len(users) for name, users in zip(SPLIT_NAMES, split_users)},
         "feature_dim": int(feature_dim),

@@ -145,21 +145,26 @@ class SyntheticConfig:
 
     def validate(self) -> None:
         """Raises `DataError` naming the first setting out of range."""
-        checks = [("users", self.users >= 1), ("items", self.items >= self.max_display),
-                  ("events_per_user", self.events_per_user >= 1),
-                  ("min_display", 1 <= self.min_display <= self.max_display),
-                  ("feature_dim", self.feature_dim >= 1),
-                  ("history", self.history in HISTORY_WEIGHTS),
-                  ("history_lags", self.history_lags >= 1),
-                  ("display", self.display in DISPLAY_WEIGHTS),
-                  ("posterior_samples", self.posterior_samples >= 1)]
+        checks = [
+            ("users", self.users >= 1),
+            ("items", self.items >= self.max_display),
+            ("events_per_user", self.events_per_user >= 1),
+            ("min_display", 1 <= self.min_display <= self.max_display),
+            ("feature_dim", self.feature_dim >= 1),
+            ("history", self.history in HISTORY_WEIGHTS),
+            ("history_lags", self.history_lags >= 1),
+            ("display", self.display in DISPLAY_WEIGHTS),
+            ("posterior_samples", self.posterior_samples >= 1),
+        ]
         for flag, ok in checks:
             if not ok:
-                raise DataError(f"--{flag}: {getattr(self, flag)} is out of range (need users, "
-                                "events_per_user, feature_dim, history_lags, "
-                                "posterior_samples >= 1, 1 <= min_display <= max_display <= "
-                                f"items, history in {sorted(HISTORY_WEIGHTS)}, display in "
-                                f"{sorted(DISPLAY_WEIGHTS)})")
+                raise DataError(
+                    f"--{flag}: {getattr(self, flag)} is out of range (need users, "
+                    "events_per_user, feature_dim, history_lags, "
+                    "posterior_samples >= 1, 1 <= min_display <= max_display <= "
+                    f"items, history in {sorted(HISTORY_WEIGHTS)}, display in "
+                    f"{sorted(DISPLAY_WEIGHTS)})"
+                )
 
 
 def world_settings(world: str) -> dict:
@@ -170,18 +175,26 @@ def world_settings(world: str) -> dict:
       DataError: a name that is not three known parts.
     """
     parts = world.split("_")
-    if (len(parts) != 3 or parts[0] not in HISTORY_WEIGHTS or parts[1] not in DISPLAY_WEIGHTS
-            or parts[2] not in CLICK_MODES):
-        raise DataError(f"--world: {world!r} is not HISTORY_DISPLAY_CLICKS with HISTORY in "
-                        f"{sorted(HISTORY_WEIGHTS)}, DISPLAY in {sorted(DISPLAY_WEIGHTS)}, "
-                        f"CLICKS in {sorted(CLICK_MODES)}")
+    if (
+        len(parts) != 3
+        or parts[0] not in HISTORY_WEIGHTS
+        or parts[1] not in DISPLAY_WEIGHTS
+        or parts[2] not in CLICK_MODES
+    ):
+        raise DataError(
+            f"--world: {world!r} is not HISTORY_DISPLAY_CLICKS with HISTORY in "
+            f"{sorted(HISTORY_WEIGHTS)}, DISPLAY in {sorted(DISPLAY_WEIGHTS)}, "
+            f"CLICKS in {sorted(CLICK_MODES)}"
+        )
     return {"history": parts[0], "display": parts[1], "always_click": CLICK_MODES[parts[2]]}
 
 
 def world_names() -> list[str]:
     """Every world name, `HISTORY_DISPLAY_CLICKS`."""
-    return ["_".join(parts) for parts in itertools.product(HISTORY_WEIGHTS, DISPLAY_WEIGHTS,
-                                                            CLICK_MODES)]
+    return [
+        "_".join(parts)
+        for parts in itertools.product(HISTORY_WEIGHTS, DISPLAY_WEIGHTS, CLICK_MODES)
+    ]
 
 
 def _mean_weights(valid: np.ndarray, config: SyntheticConfig) -> np.ndarray:
@@ -221,8 +234,7 @@ def history_effect(v: np.ndarray, earlier: np.ndarray, config: SyntheticConfig) 
     return np.einsum("...k,...kd->...d", weights, v[np.maximum(earlier, 0)])
 
 
-def earlier_clicks(clicked_item: np.ndarray, event_offsets: np.ndarray, depth: int
-                   ) -> np.ndarray:
+def earlier_clicks(clicked_item: np.ndarray, event_offsets: np.ndarray, depth: int) -> np.ndarray:
     """`[E, depth]` each event's user's last `depth` clicked items before it, most recent
     first, -1 where she has fewer.
 
@@ -240,8 +252,9 @@ def earlier_clicks(clicked_item: np.ndarray, event_offsets: np.ndarray, depth: i
     return np.where(lag >= first[:, None], click_items[np.maximum(lag, 0)], -1)
 
 
-def draw_displays(rng: np.random.Generator, n: int, weights: np.ndarray, max_display: int
-                  ) -> np.ndarray:
+def draw_displays(
+    rng: np.random.Generator, n: int, weights: np.ndarray, max_display: int
+) -> np.ndarray:
     """`[n, max_display]` distinct items per row drawn successively without replacement with
     probability proportional to `weights [items]`, in the order drawn.
 
@@ -251,7 +264,7 @@ def draw_displays(rng: np.random.Generator, n: int, weights: np.ndarray, max_dis
     display = np.empty((n, max_display), dtype=np.int64)
     for first in range(0, n, _DRAW_CHUNK):
         keys = -np.log1p(-rng.random((min(_DRAW_CHUNK, n - first), len(weights)))) / weights
-        display[first:first + len(keys)] = np.argsort(keys, axis=1)[:, :max_display]
+        display[first : first + len(keys)] = np.argsort(keys, axis=1)[:, :max_display]
     return display
 
 
@@ -286,8 +299,9 @@ def generate_log(path: str, config: SyntheticConfig, seed: int) -> dict:
         picked = choice < c.max_display
         clicked[rows] = np.where(picked, choice, -1)
         items_picked = shown[every_user, np.minimum(choice, c.max_display - 1)]
-        earlier[picked] = np.concatenate([items_picked[picked][:, None],
-                                          earlier[picked][:, :-1]], axis=1)
+        earlier[picked] = np.concatenate(
+            [items_picked[picked][:, None], earlier[picked][:, :-1]], axis=1
+        )
     write_released_log(path, display, mask, clicked, user_of, draw_user_splits(rng, c.users))
     return {"v": v, "b": b, "theta": theta}
 
@@ -296,13 +310,19 @@ def draw_user_splits(rng: np.random.Generator, users: int) -> np.ndarray:
     """`[users]` split codes: a random half of the users 0 (train), a quarter 1, the rest 2."""
     split_of_user = np.zeros(users, dtype=np.int64)
     order = rng.permutation(users)
-    split_of_user[order[users // 2: users // 2 + users // 4]] = 1
-    split_of_user[order[users // 2 + users // 4:]] = 2
+    split_of_user[order[users // 2 : users // 2 + users // 4]] = 1
+    split_of_user[order[users // 2 + users // 4 :]] = 2
     return split_of_user
 
 
-def write_released_log(path: str, display: np.ndarray, mask: np.ndarray, clicked: np.ndarray,
-                       user_of: np.ndarray, split_of_user: np.ndarray) -> None:
+def write_released_log(
+    path: str,
+    display: np.ndarray,
+    mask: np.ndarray,
+    clicked: np.ndarray,
+    user_of: np.ndarray,
+    split_of_user: np.ndarray,
+) -> None:
     """Writes display sets as a released-format log (`ganrl.data.released`), atomically.
 
     Args:
@@ -314,17 +334,25 @@ def write_released_log(path: str, display: np.ndarray, mask: np.ndarray, clicked
       split_of_user: `[users]` split codes (`draw_user_splits`).
     """
     event_rows, slot = np.nonzero(mask)
-    frame = pd.DataFrame({
-        "SessionId": user_of[event_rows], "Time": event_rows, "ItemId": display[mask],
-        "is_click": (clicked[event_rows] == slot).astype(np.int64),
-        "raw_index": np.arange(len(event_rows)), "session_new_index": user_of[event_rows],
-        "item_new_index": display[mask], "tr_val_tst": split_of_user[user_of[event_rows]]})
+    frame = pd.DataFrame(
+        {
+            "SessionId": user_of[event_rows],
+            "Time": event_rows,
+            "ItemId": display[mask],
+            "is_click": (clicked[event_rows] == slot).astype(np.int64),
+            "raw_index": np.arange(len(event_rows)),
+            "session_new_index": user_of[event_rows],
+            "item_new_index": display[mask],
+            "tr_val_tst": split_of_user[user_of[event_rows]],
+        }
+    )
     with atomic_open(path, "w") as f:
         frame.to_csv(f, sep="\t", index=False)
 
 
-def choice_probabilities(utilities: np.ndarray, mask: np.ndarray, no_click_utility: float
-                         ) -> np.ndarray:
+def choice_probabilities(
+    utilities: np.ndarray, mask: np.ndarray, no_click_utility: float
+) -> np.ndarray:
     """Softmax over the displayed items and the no-click option.
 
     Args:
@@ -342,9 +370,14 @@ def choice_probabilities(utilities: np.ndarray, mask: np.ndarray, no_click_utili
     return e / (e.sum(axis=-1, keepdims=True) + np.exp(no_click_utility - top))
 
 
-def base_utilities(v: np.ndarray, b: np.ndarray, display: np.ndarray,
-                   clicked_item: np.ndarray, event_offsets: np.ndarray,
-                   config: SyntheticConfig) -> tuple[np.ndarray, np.ndarray]:
+def base_utilities(
+    v: np.ndarray,
+    b: np.ndarray,
+    display: np.ndarray,
+    clicked_item: np.ndarray,
+    event_offsets: np.ndarray,
+    config: SyntheticConfig,
+) -> tuple[np.ndarray, np.ndarray]:
     """Each displayed item's vector and its utility without the taste term.
 
     Args:
@@ -363,8 +396,15 @@ def base_utilities(v: np.ndarray, b: np.ndarray, display: np.ndarray,
     return vd, np.einsum("ek,edk->ed", history_effect(v, earlier, config), vd) + b[display]
 
 
-def _posterior_steps(vd: np.ndarray, base: np.ndarray, mask: np.ndarray, choice: np.ndarray,
-                     event_offsets: np.ndarray, draws: np.ndarray, no_click_utility: float):
+def _posterior_steps(
+    vd: np.ndarray,
+    base: np.ndarray,
+    mask: np.ndarray,
+    choice: np.ndarray,
+    event_offsets: np.ndarray,
+    draws: np.ndarray,
+    no_click_utility: float,
+):
     """Walks every user's events in time order, a chunk of users at a time, and yields
     `(e, w, p)` per step: the events `e [n]` at that step, the normalised importance weights
     `w [n, S]` of the draws given each user's earlier choices, and the choice probabilities
@@ -381,8 +421,7 @@ def _posterior_steps(vd: np.ndarray, base: np.ndarray, mask: np.ndarray, choice:
             e = event_offsets[live] + t
             u = np.matmul(vd[e], draws.T) + base[e][:, :, None]  # [e, D, S]
             u = np.where(mask[e][:, :, None], u, -np.inf)
-            logits = np.concatenate([u, np.full((len(e), 1, samples), no_click_utility)],
-                                    axis=1)
+            logits = np.concatenate([u, np.full((len(e), 1, samples), no_click_utility)], axis=1)
             top = logits.max(axis=1, keepdims=True)
             log_p = logits - top - np.log(np.exp(logits - top).sum(axis=1, keepdims=True))
             lw = log_w[live - first]
@@ -392,9 +431,15 @@ def _posterior_steps(vd: np.ndarray, base: np.ndarray, mask: np.ndarray, choice:
             log_w[live - first] = lw + log_p[np.arange(len(e)), choice[e], :]
 
 
-def posterior_predictive(vd: np.ndarray, base: np.ndarray, mask: np.ndarray,
-                         choice: np.ndarray, event_offsets: np.ndarray, draws: np.ndarray,
-                         no_click_utility: float) -> np.ndarray:
+def posterior_predictive(
+    vd: np.ndarray,
+    base: np.ndarray,
+    mask: np.ndarray,
+    choice: np.ndarray,
+    event_offsets: np.ndarray,
+    draws: np.ndarray,
+    no_click_utility: float,
+) -> np.ndarray:
     """Click probabilities averaged over theta's posterior given each user's earlier events.
 
     Args:
@@ -412,27 +457,30 @@ def posterior_predictive(vd: np.ndarray, base: np.ndarray, mask: np.ndarray,
       choices at steps < t (self-normalised importance sampling).
     """
     out = np.zeros(mask.shape)
-    for e, w, p in _posterior_steps(vd, base, mask, choice, event_offsets, draws,
-                                    no_click_utility):
+    for e, w, p in _posterior_steps(vd, base, mask, choice, event_offsets, draws, no_click_utility):
         out[e] = np.matmul(p, w[:, :, None])[:, :, 0]
     return out
 
 
-def posterior_mean_taste(vd: np.ndarray, base: np.ndarray, mask: np.ndarray,
-                         choice: np.ndarray, event_offsets: np.ndarray, draws: np.ndarray,
-                         no_click_utility: float) -> np.ndarray:
+def posterior_mean_taste(
+    vd: np.ndarray,
+    base: np.ndarray,
+    mask: np.ndarray,
+    choice: np.ndarray,
+    event_offsets: np.ndarray,
+    draws: np.ndarray,
+    no_click_utility: float,
+) -> np.ndarray:
     """`[E, d]` theta's posterior mean given each user's events before each event (the
     arguments are those of `posterior_predictive`). Ranking by theta_mean . v + base is the
     best a model with a single utility per item can do when v and base are known."""
     out = np.zeros((len(mask), draws.shape[1]))
-    for e, w, _ in _posterior_steps(vd, base, mask, choice, event_offsets, draws,
-                                    no_click_utility):
+    for e, w, _ in _posterior_steps(vd, base, mask, choice, event_offsets, draws, no_click_utility):
         out[e] = w @ draws
     return out
 
 
-def ground_truth(converted: Converted, params: dict, config: SyntheticConfig, seed: int
-                 ) -> dict:
+def ground_truth(converted: Converted, params: dict, config: SyntheticConfig, seed: int) -> dict:
     """The contents of `NAME-truth.npz` (see the module docstring)."""
     ev = converted.events
     v, b, theta = params["v"], params["b"], params["theta"]
@@ -440,36 +488,48 @@ def ground_truth(converted: Converted, params: dict, config: SyntheticConfig, se
     user_row = np.repeat(np.arange(ev.n_users), lengths)
     event_user = np.asarray(ev.user_ids)[user_row]
     vd, base = base_utilities(v, b, ev.display, ev.clicked_item, ev.event_offsets, config)
-    true_prob = choice_probabilities(np.einsum("ek,edk->ed", theta[event_user], vd) + base,
-                                     ev.display_mask, config.no_click_logit)
-    draws = np.random.default_rng(seed + 1).normal(size=(config.posterior_samples,
-                                                         v.shape[1]))
+    true_prob = choice_probabilities(
+        np.einsum("ek,edk->ed", theta[event_user], vd) + base,
+        ev.display_mask,
+        config.no_click_logit,
+    )
+    draws = np.random.default_rng(seed + 1).normal(size=(config.posterior_samples, v.shape[1]))
     choice = np.where(ev.clicked_pos >= 0, ev.clicked_pos, ev.max_display)
-    bayes_prob = posterior_predictive(vd, base, ev.display_mask, choice, ev.event_offsets,
-                                      draws, config.no_click_logit)
+    bayes_prob = posterior_predictive(
+        vd, base, ev.display_mask, choice, ev.event_offsets, draws, config.no_click_logit
+    )
     split_of_row = np.zeros(ev.n_users, dtype=np.int64)
     for code, split in enumerate(SPLIT_NAMES):
         split_of_row[converted.user_rows[split]] = code
     event_split = split_of_row[user_row]
-    out = {"config": config.to_json(), "item_vectors": v, "item_bias": b, "user_taste": theta,
-           "event_user": event_user, "event_step": np.arange(ev.n_events) - np.repeat(
-               ev.event_offsets[:-1], lengths), "event_split": event_split,
-           "event_offsets": ev.event_offsets, "display": ev.display,
-           "display_mask": ev.display_mask, "clicked_pos": ev.clicked_pos,
-           "true_prob": true_prob, "bayes_prob": bayes_prob}
+    out = {
+        "config": config.to_json(),
+        "item_vectors": v,
+        "item_bias": b,
+        "user_taste": theta,
+        "event_user": event_user,
+        "event_step": np.arange(ev.n_events) - np.repeat(ev.event_offsets[:-1], lengths),
+        "event_split": event_split,
+        "event_offsets": ev.event_offsets,
+        "display": ev.display,
+        "display_mask": ev.display_mask,
+        "clicked_pos": ev.clicked_pos,
+        "true_prob": true_prob,
+        "bayes_prob": bayes_prob,
+    }
     scorers = {"oracle": true_prob, "bayes": bayes_prob, "chance": np.zeros_like(true_prob)}
     for code, split in enumerate(SPLIT_NAMES):
         sel = (event_split == code) & (ev.clicked_pos >= 0)
         for scorer, scores in scorers.items():
             for k in (1, 2):
-                values = precision_at_k(scores[sel], ev.display_mask[sel], ev.clicked_pos[sel],
-                                        k)
+                values = precision_at_k(scores[sel], ev.display_mask[sel], ev.clicked_pos[sel], k)
                 out[f"{split}_{scorer}_prec{k}"] = float(values.mean()) if sel.any() else np.nan
     return out
 
 
-def make_synthetic(data_folder: str, name: str, seed: int,
-                   config: SyntheticConfig = SyntheticConfig()) -> tuple[Converted, dict]:
+def make_synthetic(
+    data_folder: str, name: str, seed: int, config: SyntheticConfig = SyntheticConfig()
+) -> tuple[Converted, dict]:
     """Generates `NAME.txt` in `data_folder`, converts it and computes the ground truth.
 
     Returns:
@@ -484,9 +544,12 @@ def make_synthetic(data_folder: str, name: str, seed: int,
         converted = with_catalogue(converted, config.items)
     features = ItemFeatures(n_items=config.items, identity=True)
     if config.true_vectors_as_features:
-        features = ItemFeatures(n_items=config.items, identity=True,
-                                dense=params["v"].astype(np.float32),
-                                columns=tuple(f"v{k}" for k in range(config.feature_dim)))
+        features = ItemFeatures(
+            n_items=config.items,
+            identity=True,
+            dense=params["v"].astype(np.float32),
+            columns=tuple(f"v{k}" for k in range(config.feature_dim)),
+        )
     converted.dataset.item_features = features
     converted.stats["feature_dim"] = features.feature_dim
     return converted, ground_truth(converted, params, config, seed)
@@ -502,8 +565,11 @@ def with_catalogue(converted: Converted, n_items: int) -> Converted:
 
 def truth_summary(truth: dict) -> dict:
     """The per-split limits of a truth dict (its scalar numbers)."""
-    return {k: float(v) for k, v in truth.items()
-            if np.ndim(v) == 0 and np.issubdtype(np.asarray(v).dtype, np.number)}
+    return {
+        k: float(v)
+        for k, v in truth.items()
+        if np.ndim(v) == 0 and np.issubdtype(np.asarray(v).dtype, np.number)
+    }
 
 
 def load_truth(path: str) -> tuple[SyntheticConfig, dict]:

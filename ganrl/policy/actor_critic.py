@@ -46,6 +46,7 @@ NEG_INF = -1e9
 
 # -- The maths ------------------------------------------------------------------------------
 
+
 def slate_log_prob(logits: tf.Tensor, slate: tf.Tensor) -> tf.Tensor:
     """log pi(A | s) of slates drawn without replacement (Plackett-Luce).
 
@@ -73,8 +74,14 @@ def gumbel_top_k(logits: tf.Tensor, k: int, seed: tf.Tensor) -> tf.Tensor:
     return tf.math.top_k(logits - tf.math.log(-tf.math.log(u)), k).indices
 
 
-def gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, dones: np.ndarray,
-        gamma: float, lam: float) -> np.ndarray:
+def gae(
+    rewards: np.ndarray,
+    values: np.ndarray,
+    next_values: np.ndarray,
+    dones: np.ndarray,
+    gamma: float,
+    lam: float,
+) -> np.ndarray:
     """Generalised advantage estimates A_t = sum_i (gamma lam)^i delta_{t+i}, where
     delta_t = r_t + gamma (1 - done_t) V(s_{t+1}) - V(s_t); no credit flows past an episode's
     end. All arguments `[T, B]`; returns `[T, B]`."""
@@ -87,8 +94,9 @@ def gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, dones:
     return advantages
 
 
-def n_step_returns(rewards: np.ndarray, next_values: np.ndarray, dones: np.ndarray,
-                   gamma: float, n: int) -> np.ndarray:
+def n_step_returns(
+    rewards: np.ndarray, next_values: np.ndarray, dones: np.ndarray, gamma: float, n: int
+) -> np.ndarray:
     """R_t = sum_{i<m} gamma^i r_{t+i} + gamma^m V(s_{t+m}), m = min(n, steps to the end of
     the rollout); nothing after an episode's end (no reward, no bootstrap). `next_values[t]`
     is V(s_{t+1}). All arguments `[T, B]`; returns `[T, B]`."""
@@ -107,8 +115,9 @@ def n_step_returns(rewards: np.ndarray, next_values: np.ndarray, dones: np.ndarr
     return returns
 
 
-def ppo_clip_loss(log_prob: tf.Tensor, old_log_prob: tf.Tensor, advantages: tf.Tensor,
-                  clip: float) -> tf.Tensor:
+def ppo_clip_loss(
+    log_prob: tf.Tensor, old_log_prob: tf.Tensor, advantages: tf.Tensor, clip: float
+) -> tf.Tensor:
     """-mean min(rho A, clip(rho, 1 - clip, 1 + clip) A), rho = exp(log_prob - old_log_prob);
     all `[B]`."""
     ratio = tf.exp(log_prob - old_log_prob)
@@ -118,18 +127,20 @@ def ppo_clip_loss(log_prob: tf.Tensor, old_log_prob: tf.Tensor, advantages: tf.T
 
 # -- The networks ---------------------------------------------------------------------------
 
+
 class CandidateActorCritic(keras.Model):
     """Logits over candidates and the state value (see the module docstring)."""
 
-    def __init__(self, state_dim: int, item_dim: int, hidden: int, reward_residual: bool,
-                 **kwargs):
+    def __init__(self, state_dim: int, item_dim: int, hidden: int, reward_residual: bool, **kwargs):
         super().__init__(**kwargs)
         self.state_part = keras.layers.Dense(hidden, name="state")
         self.item_part = keras.layers.Dense(hidden, use_bias=False, name="item")
         self.out = self.add_weight(name="out", shape=(hidden,), initializer="zeros")
-        self.reward_weight = (self.add_weight(name="reward_weight", shape=(),
-                                              initializer="ones")
-                              if reward_residual else None)
+        self.reward_weight = (
+            self.add_weight(name="reward_weight", shape=(), initializer="ones")
+            if reward_residual
+            else None
+        )
         self.value_hidden = keras.layers.Dense(hidden, activation="elu", name="value_hidden")
         self.value_out = keras.layers.Dense(1, name="value")
         self.state_part.build((None, state_dim))
@@ -186,9 +197,9 @@ class ActorCriticConfig:
 @dataclasses.dataclass(frozen=True)
 class PPOConfig(ActorCriticConfig):
     """Attributes (beside `ActorCriticConfig`'s):
-      clip: the surrogate's clipping range.
-      gae_lambda: GAE's lambda.
-      ppo_epochs, minibatches: passes over a rollout and minibatches per pass.
+    clip: the surrogate's clipping range.
+    gae_lambda: GAE's lambda.
+    ppo_epochs, minibatches: passes over a rollout and minibatches per pass.
     """
 
     clip: float = 0.2
@@ -206,8 +217,8 @@ class PPOConfig(ActorCriticConfig):
 @dataclasses.dataclass(frozen=True)
 class A2CConfig(ActorCriticConfig):
     """Attributes (beside `ActorCriticConfig`'s):
-      n_steps: the horizon of the n-step returns.
-      rollout_steps: by default as long as the default n_steps.
+    n_steps: the horizon of the n-step returns.
+    rollout_steps: by default as long as the default n_steps.
     """
 
     n_steps: int = 5
@@ -223,8 +234,14 @@ class _ActorCriticPolicy(Policy):
 
     learns = True
 
-    def __init__(self, features: PolicyFeatures, k: int, seed: int, config: ActorCriticConfig,
-                 reward_model=None):
+    def __init__(
+        self,
+        features: PolicyFeatures,
+        k: int,
+        seed: int,
+        config: ActorCriticConfig,
+        reward_model=None,
+    ):
         """reward_model: the user model whose r(s, a) is each candidate's last feature (None:
         item features alone)."""
         super().__init__(features, k, seed)
@@ -234,8 +251,13 @@ class _ActorCriticPolicy(Policy):
         self.value_coef, self.entropy_coef = config.value_coef, config.entropy_coef
         self.rollout_steps = config.rollout_steps
         item_dim = features.item_dim + (1 if reward_model is not None else 0)
-        self.net = CandidateActorCritic(features.state_dim, item_dim, config.hidden,
-                                        reward_model is not None, name="actor_critic")
+        self.net = CandidateActorCritic(
+            features.state_dim,
+            item_dim,
+            config.hidden,
+            reward_model is not None,
+            name="actor_critic",
+        )
         self.optimizer = keras.optimizers.Adam(config.learning_rate)
         self.optimizer.build(self.net.trainable_variables)
         self.draws = tf.Variable(0, dtype=tf.int64, trainable=False)
@@ -246,6 +268,7 @@ class _ActorCriticPolicy(Policy):
         feats = self.features.items(candidates)
         if self.reward_model is not None:
             from ganrl.policy.heuristics import learned_rewards
+
             r = learned_rewards(self.reward_model, history, candidates)
             feats = tf.concat([feats, r[..., None]], axis=-1)
         return self.features.state(history), feats
@@ -263,11 +286,16 @@ class _ActorCriticPolicy(Policy):
         return gumbel_top_k(logits, self.k, seed)
 
     def observe(self, observation, slate, reward, clicked_index, next_observation, done):
-        self.rollout.append({
-            "history": observation.history.numpy(), "candidates": observation.candidates.numpy(),
-            "slate": np.asarray(slate), "reward": np.asarray(reward, np.float32),
-            "next_history": next_observation.history.numpy(),
-            "done": np.full(len(reward), float(done), np.float32)})
+        self.rollout.append(
+            {
+                "history": observation.history.numpy(),
+                "candidates": observation.candidates.numpy(),
+                "slate": np.asarray(slate),
+                "reward": np.asarray(reward, np.float32),
+                "next_history": next_observation.history.numpy(),
+                "done": np.full(len(reward), float(done), np.float32),
+            }
+        )
 
     @tf.function(reduce_retracing=True)
     def _values(self, history):
@@ -296,8 +324,11 @@ class _ActorCriticPolicy(Policy):
         with tf.GradientTape() as tape:
             log_prob, value, entropy = self._loss_terms(history, candidates, slate)
             value_loss = tf.reduce_mean(tf.square(returns - value))
-            loss = (policy_loss_fn(log_prob, value) + self.value_coef * value_loss
-                    - self.entropy_coef * entropy)
+            loss = (
+                policy_loss_fn(log_prob, value)
+                + self.value_coef * value_loss
+                - self.entropy_coef * entropy
+            )
         grads = tape.gradient(loss, self.net.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, self.net.trainable_variables))
         return loss
@@ -316,6 +347,7 @@ class _ActorCriticPolicy(Policy):
 
     def checkpoint_objects(self) -> dict:
         from ganrl.user_model.model import checkpoint_variables
+
         return dict(checkpoint_variables(net=self.net, opt=self.optimizer), draws=self.draws)
 
 
@@ -324,8 +356,15 @@ class PPO(_ActorCriticPolicy):
     """Proximal policy optimisation with the clipped surrogate and GAE (see the module
     docstring)."""
 
-    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0,
-                 config: PPOConfig = PPOConfig(), *, reward_model=None):
+    def __init__(
+        self,
+        features: PolicyFeatures,
+        k: int,
+        seed: int = 0,
+        config: PPOConfig = PPOConfig(),
+        *,
+        reward_model=None,
+    ):
         super().__init__(features, k, seed, config, reward_model)
         self.clip, self.gae_lambda = config.clip, config.gae_lambda
         self.ppo_epochs, self.minibatches = config.ppo_epochs, config.minibatches
@@ -338,17 +377,28 @@ class PPO(_ActorCriticPolicy):
     @tf.function(reduce_retracing=True)
     def _ppo_step(self, history, candidates, slate, old_log_prob, advantage, returns):
         return self._gradient_step(
-            history, candidates, slate, returns,
-            lambda log_prob, _: ppo_clip_loss(log_prob, old_log_prob, advantage, self.clip))
+            history,
+            candidates,
+            slate,
+            returns,
+            lambda log_prob, _: ppo_clip_loss(log_prob, old_log_prob, advantage, self.clip),
+        )
 
     def _update_rollout(self, batch):
-        advantage = gae(batch["reward"], batch["value"], batch["next_value"], batch["done"],
-                        self.gamma, self.gae_lambda)
+        advantage = gae(
+            batch["reward"],
+            batch["value"],
+            batch["next_value"],
+            batch["done"],
+            self.gamma,
+            self.gae_lambda,
+        )
         batch["returns"] = advantage + batch["value"]
         batch["advantage"] = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
         flat = _flat(batch, ("history", "candidates", "slate", "advantage", "returns"))
-        flat["old_log_prob"] = self._old_log_prob(flat["history"], flat["candidates"],
-                                                  flat["slate"])
+        flat["old_log_prob"] = self._old_log_prob(
+            flat["history"], flat["candidates"], flat["slate"]
+        )
         m = int(flat["slate"].shape[0])
         losses = []
         for _ in range(self.ppo_epochs):
@@ -362,20 +412,31 @@ class PPO(_ActorCriticPolicy):
 class A2C(_ActorCriticPolicy):
     """Synchronous advantage actor-critic with n-step returns (see the module docstring)."""
 
-    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0,
-                 config: A2CConfig = A2CConfig(), *, reward_model=None):
+    def __init__(
+        self,
+        features: PolicyFeatures,
+        k: int,
+        seed: int = 0,
+        config: A2CConfig = A2CConfig(),
+        *,
+        reward_model=None,
+    ):
         super().__init__(features, k, seed, config, reward_model)
         self.n_steps = config.n_steps
 
     @tf.function(reduce_retracing=True)
     def _a2c_step(self, history, candidates, slate, returns):
         return self._gradient_step(
-            history, candidates, slate, returns,
-            lambda log_prob, value: -tf.reduce_mean(log_prob
-                                                    * tf.stop_gradient(returns - value)))
+            history,
+            candidates,
+            slate,
+            returns,
+            lambda log_prob, value: -tf.reduce_mean(log_prob * tf.stop_gradient(returns - value)),
+        )
 
     def _update_rollout(self, batch):
-        batch["returns"] = n_step_returns(batch["reward"], batch["next_value"], batch["done"],
-                                          self.gamma, self.n_steps)
+        batch["returns"] = n_step_returns(
+            batch["reward"], batch["next_value"], batch["done"], self.gamma, self.n_steps
+        )
         flat = _flat(batch, ("history", "candidates", "slate", "returns"))
         return {"loss": float(self._a2c_step(**flat))}

@@ -72,8 +72,15 @@ class Policy(abc.ABC):
     def select(self, observation: Observation, explore: bool = False) -> tf.Tensor:
         """`[B, k]` candidate indices."""
 
-    def observe(self, observation: Observation, slate: tf.Tensor, reward: tf.Tensor,
-                clicked_index: tf.Tensor, next_observation: Observation, done: bool) -> None:
+    def observe(
+        self,
+        observation: Observation,
+        slate: tf.Tensor,
+        reward: tf.Tensor,
+        clicked_index: tf.Tensor,
+        next_observation: Observation,
+        done: bool,
+    ) -> None:
         """Records one batched transition (learning policies)."""
 
     def train_step(self) -> dict:
@@ -97,8 +104,13 @@ class Policy(abc.ABC):
         """Restores what `numpy_state` returned."""
         set_generator_state(self.rng, state["rng"])
         if self.replay is not None:
-            self.replay.load_state({key.removeprefix("replay_"): v for key, v in state.items()
-                                    if key.startswith("replay_")})
+            self.replay.load_state(
+                {
+                    key.removeprefix("replay_"): v
+                    for key, v in state.items()
+                    if key.startswith("replay_")
+                }
+            )
 
 
 class NumpyState(tf.train.experimental.PythonState):
@@ -124,8 +136,9 @@ class NumpyState(tf.train.experimental.PythonState):
             self.policy.load_numpy_state({key: arrays[key] for key in arrays.files})
 
 
-def map_column_chunks(fn: Callable[[tf.Tensor], tf.Tensor], n: int | tf.Tensor,
-                      chunk: int) -> tf.Tensor:
+def map_column_chunks(
+    fn: Callable[[tf.Tensor], tf.Tensor], n: int | tf.Tensor, chunk: int
+) -> tf.Tensor:
     """`[B, n]` scores from `fn(columns [chunk]) -> [B, chunk]`, one chunk of columns at a time.
 
     Memory is that of one chunk, not of all n columns: how policies score 100,000+ candidates
@@ -137,8 +150,9 @@ def map_column_chunks(fn: Callable[[tf.Tensor], tf.Tensor], n: int | tf.Tensor,
     def one(c):
         return fn(tf.minimum(c * chunk + tf.range(chunk), n - 1))
 
-    out = tf.map_fn(one, tf.range(n_chunks), fn_output_signature=tf.float32,
-                    parallel_iterations=1)                                  # [chunks, B, chunk]
+    out = tf.map_fn(
+        one, tf.range(n_chunks), fn_output_signature=tf.float32, parallel_iterations=1
+    )  # [chunks, B, chunk]
     batch = tf.shape(out)[1]
     return tf.reshape(tf.transpose(out, [1, 0, 2]), [batch, n_chunks * chunk])[:, :n]
 
@@ -153,8 +167,10 @@ POLICIES: dict[str, Callable[..., Policy]] = {}
 
 def register(name: str):
     """Class decorator: adds a policy class to `POLICIES` under `name`."""
+
     def wrap(cls):
         POLICIES[name] = cls
         cls.name = name
         return cls
+
     return wrap

@@ -44,8 +44,12 @@ keras = tf.keras
 NEG_INF = -1e9
 
 
-def cascade_select(position_scores: Callable[[int, tf.Tensor], tf.Tensor], batch_size: int,
-                   n_candidates: int, k: int) -> tf.Tensor:
+def cascade_select(
+    position_scores: Callable[[int, tf.Tensor], tf.Tensor],
+    batch_size: int,
+    n_candidates: int,
+    k: int,
+) -> tf.Tensor:
     """The cascade of argmaxes without repeats.
 
     Args:
@@ -66,8 +70,9 @@ def cascade_select(position_scores: Callable[[int, tf.Tensor], tf.Tensor], batch
     return picked
 
 
-def cascading_td_targets(reward: tf.Tensor, done: tf.Tensor, next_q: tf.Tensor,
-                         gamma: float) -> tf.Tensor:
+def cascading_td_targets(
+    reward: tf.Tensor, done: tf.Tensor, next_q: tf.Tensor, gamma: float
+) -> tf.Tensor:
     """y = r + gamma * (1 - done) * Q^k_target(s', A'*), shared by every Q^j.
 
     Args:
@@ -83,17 +88,21 @@ class CascadingQNetwork(keras.Model):
     def __init__(self, k: int, hidden: int, reward_residual: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.k, self.hidden = k, hidden
-        self.reward_weight = (self.add_weight(name="reward_weight", shape=(k,),
-                                              initializer="ones")
-                              if reward_residual else None)
-        self.state_layer = keras.layers.Dense(k * hidden, name="state")     # W^j s + b^j
-        self.state_value = keras.layers.Dense(k, name="value")              # v_j(s)
+        self.reward_weight = (
+            self.add_weight(name="reward_weight", shape=(k,), initializer="ones")
+            if reward_residual
+            else None
+        )
+        self.state_layer = keras.layers.Dense(k * hidden, name="state")  # W^j s + b^j
+        self.state_value = keras.layers.Dense(k, name="value")  # v_j(s)
         self.own_item = keras.layers.Dense(hidden, use_bias=False, name="own")  # D
         self.prev_items = keras.layers.Dense(k * k * hidden, use_bias=False, name="prev")
         # With the residual the output starts at zero, so the untrained cascade is greedy.
         self.out = self.add_weight(
-            name="out", shape=(k, hidden),
-            initializer="zeros" if reward_residual else keras.initializers.GlorotUniform())
+            name="out",
+            shape=(k, hidden),
+            initializer="zeros" if reward_residual else keras.initializers.GlorotUniform(),
+        )
 
     def build_for(self, state_dim: int, item_dim: int) -> None:
         self.state_layer.build((None, state_dim))
@@ -116,8 +125,9 @@ class CascadingQNetwork(keras.Model):
         kernel = self.prev_items.kernel
         return tf.reshape(kernel, [tf.shape(kernel)[0], self.k, self.k, self.hidden])
 
-    def position_scorer(self, state: tf.Tensor, candidates: tf.Tensor
-                        ) -> Callable[[int, tf.Tensor], tf.Tensor]:
+    def position_scorer(
+        self, state: tf.Tensor, candidates: tf.Tensor
+    ) -> Callable[[int, tf.Tensor], tf.Tensor]:
         """For `cascade_select`: state `[B, S]`, candidate features `[B, N, d]`."""
         state_part, value = self._state(state), self.state_value(state)
         own = self.own_item(candidates)  # once per step: [B, N, H]
@@ -125,16 +135,23 @@ class CascadingQNetwork(keras.Model):
         def scores(j, picked):
             pre = self._position_pre(state_part, j, tf.gather(candidates, picked, batch_dims=1))
             hidden = tf.nn.elu(pre[:, None, :] + own)
-            return (tf.einsum("bnh,h->bn", hidden, self.out[j]) + value[:, j:j + 1]
-                    + self._residual(candidates, j))
+            return (
+                tf.einsum("bnh,h->bn", hidden, self.out[j])
+                + value[:, j : j + 1]
+                + self._residual(candidates, j)
+            )
 
         return scores
 
-    def chunked_position_scorer(self, state: tf.Tensor, n: int | tf.Tensor,
-                                features_at: Callable[[tf.Tensor], tf.Tensor], chunk: int,
-                                own_at: Callable[[tf.Tensor], tf.Tensor] | None = None,
-                                reward_at: Callable[[tf.Tensor], tf.Tensor] | None = None
-                                ) -> Callable[[int, tf.Tensor], tf.Tensor]:
+    def chunked_position_scorer(
+        self,
+        state: tf.Tensor,
+        n: int | tf.Tensor,
+        features_at: Callable[[tf.Tensor], tf.Tensor],
+        chunk: int,
+        own_at: Callable[[tf.Tensor], tf.Tensor] | None = None,
+        reward_at: Callable[[tf.Tensor], tf.Tensor] | None = None,
+    ) -> Callable[[int, tf.Tensor], tf.Tensor]:
         """`position_scorer` for n candidates whose features `features_at(indices [B, M]) ->
         [B, M, d]` are made `chunk` candidates at a time (the same scores). `own_at(indices)
         -> [B, M, H]` and `reward_at(indices) -> [B, M]`, if given, are faster forms of D e(a)
@@ -152,7 +169,7 @@ class CascadingQNetwork(keras.Model):
             def chunk_scores(columns):
                 indices = tf.broadcast_to(columns[None], [batch, chunk])
                 hidden = tf.nn.elu(pre[:, None, :] + own_at(indices))
-                scores = tf.einsum("bnh,h->bn", hidden, self.out[j]) + value[:, j:j + 1]
+                scores = tf.einsum("bnh,h->bn", hidden, self.out[j]) + value[:, j : j + 1]
                 if self.reward_weight is None:
                     return scores
                 return scores + self.reward_weight[j] * reward_at(indices)
@@ -171,14 +188,17 @@ class CascadingQNetwork(keras.Model):
 
     def slate_q(self, state: tf.Tensor, slate_items: tf.Tensor) -> tf.Tensor:
         """`[B, k]`: Q^j(s, a^1..a^j) of a given slate (item features `[B, k, d]`)."""
-        pre = self._state(state)                                          # [B, k(j), H]
-        own = self.own_item(slate_items)                                  # [B, k(j), H]
-        prev = self._prev(slate_items)                                    # [B, i, j, H]
+        pre = self._state(state)  # [B, k(j), H]
+        own = self.own_item(slate_items)  # [B, k(j), H]
+        prev = self._prev(slate_items)  # [B, i, j, H]
         earlier = tf.linalg.band_part(tf.ones([self.k, self.k]), 0, -1) - tf.eye(self.k)
-        prev = tf.einsum("bijh,ij->bjh", prev, earlier)                   # only i < j
+        prev = tf.einsum("bijh,ij->bjh", prev, earlier)  # only i < j
         hidden = tf.nn.elu(pre + own + prev)
-        return (tf.einsum("bjh,jh->bj", hidden, self.out) + self.state_value(state)
-                + self._residual(slate_items))
+        return (
+            tf.einsum("bjh,jh->bj", hidden, self.out)
+            + self.state_value(state)
+            + self._residual(slate_items)
+        )
 
     def _residual(self, items: tf.Tensor, j: int | None = None) -> tf.Tensor | float:
         """alpha_j r(s, a): items `[B, N, d]` whose last feature is r, for position j
@@ -192,17 +212,17 @@ class CascadingQNetwork(keras.Model):
 @dataclasses.dataclass(frozen=True)
 class CDQNConfig:
     """Attributes:
-      hidden: units of each Q^j's hidden layer.
-      gamma: the discount.
-      learning_rate: Adam's learning rate.
-      batch_size: the replay minibatch of an update.
-      replay_capacity: transitions the replay memory keeps.
-      target_update: updates between copies of the online networks to the target ones.
-      epsilon_start, epsilon_end, epsilon_steps: epsilon-greedy exploration, decaying linearly
-        from start to end over this many selections.
-      candidate_chunk: above this many candidates the cascade scores a chunk at a time (0:
-        never).
-      jit_compile: compile the greedy cascade with XLA (on one replica).
+    hidden: units of each Q^j's hidden layer.
+    gamma: the discount.
+    learning_rate: Adam's learning rate.
+    batch_size: the replay minibatch of an update.
+    replay_capacity: transitions the replay memory keeps.
+    target_update: updates between copies of the online networks to the target ones.
+    epsilon_start, epsilon_end, epsilon_steps: epsilon-greedy exploration, decaying linearly
+      from start to end over this many selections.
+    candidate_chunk: above this many candidates the cascade scores a chunk at a time (0:
+      never).
+    jit_compile: compile the greedy cascade with XLA (on one replica).
     """
 
     hidden: int = 64
@@ -218,8 +238,15 @@ class CDQNConfig:
     jit_compile: bool = True
 
     def __post_init__(self):
-        config_checks.check(self, "a positive integer", "hidden", "batch_size",
-                            "replay_capacity", "target_update", "epsilon_steps")
+        config_checks.check(
+            self,
+            "a positive integer",
+            "hidden",
+            "batch_size",
+            "replay_capacity",
+            "target_update",
+            "epsilon_steps",
+        )
         config_checks.check(self, "a non-negative integer", "candidate_chunk")
         config_checks.check(self, "a positive number", "learning_rate")
         config_checks.check(self, "a number in [0, 1]", "gamma", "epsilon_start", "epsilon_end")
@@ -239,9 +266,18 @@ class CascadingDQN(Policy):
 
     learns = True
 
-    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0,
-                 config: CDQNConfig = CDQNConfig(), *, n_candidates: int, history_length: int,
-                 reward_model=None, strategy: tf.distribute.Strategy | None = None):
+    def __init__(
+        self,
+        features: PolicyFeatures,
+        k: int,
+        seed: int = 0,
+        config: CDQNConfig = CDQNConfig(),
+        *,
+        n_candidates: int,
+        history_length: int,
+        reward_model=None,
+        strategy: tf.distribute.Strategy | None = None,
+    ):
         """n_candidates, history_length: the simulator's candidate set and history widths
         (the replay memory's shapes); reward_model: the user model whose r(s, a) is each
         candidate's last feature (None: item features alone)."""
@@ -270,15 +306,13 @@ class CascadingDQN(Policy):
             self.optimizer.build(self.q.trainable_variables)
             self.selections = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.updates = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.replay = ReplayBuffer(config.replay_capacity, history_length, n_candidates, k,
-                                   seed)
+        self.replay = ReplayBuffer(config.replay_capacity, history_length, n_candidates, k, seed)
         # The greedy cascade compiled by XLA (one compilation per batch and candidate-set
         # shape): it fuses each position's add, ELU and output into one pass over the
         # users x candidates x hidden values instead of three, the bulk of a slate's cost.
         # Under a multi-replica strategy the cascade stays a plain graph.
         jit = config.jit_compile and self.strategy.num_replicas_in_sync == 1
-        self._greedy = tf.function(self._greedy_cascade, jit_compile=jit,
-                                   reduce_retracing=True)
+        self._greedy = tf.function(self._greedy_cascade, jit_compile=jit, reduce_retracing=True)
 
     def fine_tuning_copy(self) -> "CascadingDQN":
         """A copy that keeps learning from this policy's networks, optimiser and replay
@@ -293,8 +327,9 @@ class CascadingDQN(Policy):
         frac = min(1.0, float(self.selections.numpy()) / max(steps, 1))
         return start + frac * (end - start)
 
-    def _cascade(self, history: tf.Tensor, candidates: tf.Tensor
-                 ) -> tuple[Callable, Callable, tf.Tensor]:
+    def _cascade(
+        self, history: tf.Tensor, candidates: tf.Tensor
+    ) -> tuple[Callable, Callable, tf.Tensor]:
         """The online network's position scorer for these users and candidates, the function
         `indices [B, M] -> [B, M, d (+1)]` of the candidates' features (item features and the
         learned reward r(s, a)), and the state. Above `candidate_chunk` candidates (or when N
@@ -305,8 +340,10 @@ class CascadingDQN(Policy):
         rewards = None
         if self.reward_model is not None:
             from ganrl.policy.heuristics import learned_rewards
-            rewards = learned_rewards(self.reward_model, history, candidates,
-                                      chunk=self.candidate_chunk if chunked else 0)
+
+            rewards = learned_rewards(
+                self.reward_model, history, candidates, chunk=self.candidate_chunk if chunked else 0
+            )
 
         def features_at(indices):
             feats = self.features.items(tf.gather(candidates, indices, batch_dims=1))
@@ -317,7 +354,7 @@ class CascadingDQN(Policy):
         if chunked:
             # D e(a) = D_items e_a (+ D_r r): the items' part projected once per item.
             kernel = self.q.own_item.kernel
-            table = tf.matmul(self.features.item_table, kernel[:self.features.item_dim])
+            table = tf.matmul(self.features.item_table, kernel[: self.features.item_dim])
 
             def reward_at(indices):
                 return tf.gather(rewards, indices, batch_dims=1)
@@ -329,8 +366,13 @@ class CascadingDQN(Policy):
                 return own + reward_at(indices)[..., None] * kernel[-1]
 
             scorer = self.q.chunked_position_scorer(
-                state, tf.shape(candidates)[1], features_at, self.candidate_chunk, own_at,
-                reward_at if rewards is not None else None)
+                state,
+                tf.shape(candidates)[1],
+                features_at,
+                self.candidate_chunk,
+                own_at,
+                reward_at if rewards is not None else None,
+            )
         else:
             all_columns = tf.broadcast_to(tf.range(n)[None], tf.shape(candidates))
             scorer = self.q.position_scorer(state, features_at(all_columns))
@@ -352,7 +394,7 @@ class CascadingDQN(Policy):
             eps = self.current_epsilon()
             self.selections.assign_add(1)
             b, n = observation.candidates.shape
-            random = np.argpartition(self.rng.random((b, n)), self.k - 1, axis=1)[:, :self.k]
+            random = np.argpartition(self.rng.random((b, n)), self.k - 1, axis=1)[:, : self.k]
             use_random = self.rng.random(b) < eps
             slate = np.where(use_random[:, None], random, slate.numpy())
             slate = tf.constant(slate, tf.int32)
@@ -360,24 +402,30 @@ class CascadingDQN(Policy):
 
     def observe(self, observation, slate, reward, clicked_index, next_observation, done):
         b = len(reward)
-        self.replay.add(history=observation.history.numpy(),
-                        candidates=observation.candidates.numpy(), slate=np.asarray(slate),
-                        reward=np.asarray(reward), next_history=next_observation.history.numpy(),
-                        next_candidates=next_observation.candidates.numpy(),
-                        done=np.full(b, float(done), np.float32))
+        self.replay.add(
+            history=observation.history.numpy(),
+            candidates=observation.candidates.numpy(),
+            slate=np.asarray(slate),
+            reward=np.asarray(reward),
+            next_history=next_observation.history.numpy(),
+            next_candidates=next_observation.candidates.numpy(),
+            done=np.full(b, float(done), np.float32),
+        )
 
-    def _replica_update(self, history, candidates, slate, reward, next_history,
-                        next_candidates, done):
+    def _replica_update(
+        self, history, candidates, slate, reward, next_history, next_candidates, done
+    ):
         """One replica's share of an update; returns its part of the global mean loss."""
         scorer, next_features_at, next_state = self._cascade(next_history, next_candidates)
-        next_slate = cascade_select(scorer, tf.shape(next_candidates)[0],
-                                    next_candidates.shape[1], self.k)
+        next_slate = cascade_select(
+            scorer, tf.shape(next_candidates)[0], next_candidates.shape[1], self.k
+        )
         next_q = self.target.slate_q(next_state, next_features_at(next_slate))[:, -1]
         y = tf.stop_gradient(cascading_td_targets(reward, done, next_q, self.gamma))
         _, features_at, state = self._cascade(history, candidates)
         items = features_at(slate)
         with tf.GradientTape() as tape:
-            q = self.q.slate_q(state, items)                      # [B_replica, k]
+            q = self.q.slate_q(state, items)  # [B_replica, k]
             # The mean over the global minibatch of sum_j (y - Q^j)^2.
             loss = tf.reduce_sum(tf.square(y[:, None] - q)) / self.batch_size
         grads = tape.gradient(loss, self.q.trainable_variables)
@@ -395,8 +443,7 @@ class CascadingDQN(Policy):
         n = self.strategy.num_replicas_in_sync
 
         def shard(context):
-            rows = np.array_split(np.arange(self.batch_size), n)[
-                context.replica_id_in_sync_group]
+            rows = np.array_split(np.arange(self.batch_size), n)[context.replica_id_in_sync_group]
             return {k: tf.constant(v[rows]) for k, v in batch.items()}
 
         if n == 1:
@@ -415,5 +462,9 @@ class CascadingDQN(Policy):
 
     def checkpoint_objects(self) -> dict:
         from ganrl.user_model.model import checkpoint_variables
-        return dict(checkpoint_variables(q=self.q, target=self.target, opt=self.optimizer),
-                    selections=self.selections, updates=self.updates)
+
+        return dict(
+            checkpoint_variables(q=self.q, target=self.target, opt=self.optimizer),
+            selections=self.selections,
+            updates=self.updates,
+        )

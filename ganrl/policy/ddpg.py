@@ -37,8 +37,7 @@ from ganrl.simulator.simulator import Observation
 keras = tf.keras
 
 
-def ddpg_targets(reward: tf.Tensor, done: tf.Tensor, next_q: tf.Tensor,
-                 gamma: float) -> tf.Tensor:
+def ddpg_targets(reward: tf.Tensor, done: tf.Tensor, next_q: tf.Tensor, gamma: float) -> tf.Tensor:
     """y = r + gamma (1 - done) Q'(s', mu'(s')); all `[B]` (the one-step TD target)."""
     return cascading_td_targets(reward, done, next_q, gamma)
 
@@ -50,9 +49,14 @@ def soft_update(target: list[tf.Variable], online: list[tf.Variable], tau: float
 
 
 def _mlp(hidden: int, out: int, name: str, in_dim: int) -> keras.Sequential:
-    net = keras.Sequential([keras.layers.Dense(hidden, activation="elu"),
-                            keras.layers.Dense(hidden, activation="elu"),
-                            keras.layers.Dense(out)], name=name)
+    net = keras.Sequential(
+        [
+            keras.layers.Dense(hidden, activation="elu"),
+            keras.layers.Dense(hidden, activation="elu"),
+            keras.layers.Dense(out),
+        ],
+        name=name,
+    )
     net.build((None, in_dim))
     return net
 
@@ -60,13 +64,13 @@ def _mlp(hidden: int, out: int, name: str, in_dim: int) -> keras.Sequential:
 @dataclasses.dataclass(frozen=True)
 class DDPGConfig:
     """Attributes:
-      hidden: units of the actor's and the critic's hidden layers.
-      gamma: the discount.
-      learning_rate: Adam's learning rate (actor and critic).
-      batch_size: the replay minibatch of an update.
-      replay_capacity: transitions the replay memory keeps.
-      tau: the soft update's weight of the online networks in the target ones.
-      noise_scale: exploration noise, in units of the mean item norm spread over dimensions.
+    hidden: units of the actor's and the critic's hidden layers.
+    gamma: the discount.
+    learning_rate: Adam's learning rate (actor and critic).
+    batch_size: the replay minibatch of an update.
+    replay_capacity: transitions the replay memory keeps.
+    tau: the soft update's weight of the online networks in the target ones.
+    noise_scale: exploration noise, in units of the mean item norm spread over dimensions.
     """
 
     hidden: int = 64
@@ -78,8 +82,7 @@ class DDPGConfig:
     noise_scale: float = 0.5
 
     def __post_init__(self):
-        config_checks.check(self, "a positive integer", "hidden", "batch_size",
-                            "replay_capacity")
+        config_checks.check(self, "a positive integer", "hidden", "batch_size", "replay_capacity")
         config_checks.check(self, "a positive number", "learning_rate")
         config_checks.check(self, "a number in [0, 1]", "gamma", "tau")
         config_checks.check(self, "a non-negative number", "noise_scale")
@@ -91,16 +94,18 @@ class DDPG(Policy):
 
     learns = True
 
-    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0,
-                 config: DDPGConfig = DDPGConfig()):
+    def __init__(
+        self, features: PolicyFeatures, k: int, seed: int = 0, config: DDPGConfig = DDPGConfig()
+    ):
         super().__init__(features, k, seed)
         tf.keras.utils.set_random_seed(seed)
         hidden, learning_rate = config.hidden, config.learning_rate
         self.gamma, self.batch_size, self.tau = config.gamma, config.batch_size, config.tau
         s, d = features.state_dim, features.item_dim
         self.actor, self.actor_target = (_mlp(hidden, d, n, s) for n in ("actor", "actor_t"))
-        self.critic, self.critic_target = (_mlp(hidden, 1, n, s + d)
-                                           for n in ("critic", "critic_t"))
+        self.critic, self.critic_target = (
+            _mlp(hidden, 1, n, s + d) for n in ("critic", "critic_t")
+        )
         self.actor_target.set_weights(self.actor.get_weights())
         self.critic_target.set_weights(self.critic.get_weights())
         self.actor_opt = keras.optimizers.Adam(learning_rate)
@@ -109,10 +114,17 @@ class DDPG(Policy):
         self.critic_opt.build(self.critic.trainable_variables)
         self.radius = float(np.linalg.norm(features.item_table.numpy(), axis=1).mean())
         self.noise = config.noise_scale * self.radius / np.sqrt(d)  # per dimension
-        self.replay = TransitionMemory(config.replay_capacity, {
-            "state": ((s,), np.float32), "action": ((d,), np.float32),
-            "reward": ((), np.float32), "next_state": ((s,), np.float32),
-            "done": ((), np.float32)}, seed)
+        self.replay = TransitionMemory(
+            config.replay_capacity,
+            {
+                "state": ((s,), np.float32),
+                "action": ((d,), np.float32),
+                "reward": ((), np.float32),
+                "next_state": ((s,), np.float32),
+                "done": ((), np.float32),
+            },
+            seed,
+        )
         self._acted = None  # (state [B, S], action vector [B, d]) of the last selection
 
     def _on_sphere(self, vectors: tf.Tensor) -> tf.Tensor:
@@ -145,9 +157,13 @@ class DDPG(Policy):
 
     def observe(self, observation, slate, reward, clicked_index, next_observation, done):
         state, action = self._acted
-        self.replay.add(state=state, action=action, reward=np.asarray(reward, np.float32),
-                        next_state=self.features.state(next_observation.history).numpy(),
-                        done=np.full(len(state), float(done), np.float32))
+        self.replay.add(
+            state=state,
+            action=action,
+            reward=np.asarray(reward, np.float32),
+            next_state=self.features.state(next_observation.history).numpy(),
+            done=np.full(len(state), float(done), np.float32),
+        )
 
     @tf.function(reduce_retracing=True)
     def _update(self, state, action, reward, next_state, done):
@@ -160,7 +176,8 @@ class DDPG(Policy):
         self.critic_opt.apply_gradients(zip(grads, self.critic.trainable_variables))
         with tf.GradientTape() as tape:
             actor_loss = -tf.reduce_mean(
-                self._q(self.critic, state, self._on_sphere(self.actor(state))))
+                self._q(self.critic, state, self._on_sphere(self.actor(state)))
+            )
         grads = tape.gradient(actor_loss, self.actor.trainable_variables)
         self.actor_opt.apply_gradients(zip(grads, self.actor.trainable_variables))
         soft_update(self.actor_target.weights, self.actor.weights, self.tau)
@@ -176,6 +193,12 @@ class DDPG(Policy):
 
     def checkpoint_objects(self) -> dict:
         from ganrl.user_model.model import checkpoint_variables
-        return checkpoint_variables(actor=self.actor, actor_t=self.actor_target,
-                                    critic=self.critic, critic_t=self.critic_target,
-                                    actor_opt=self.actor_opt, critic_opt=self.critic_opt)
+
+        return checkpoint_variables(
+            actor=self.actor,
+            actor_t=self.actor_target,
+            critic=self.critic,
+            critic_t=self.critic_target,
+            actor_opt=self.actor_opt,
+            critic_opt=self.critic_opt,
+        )

@@ -34,15 +34,19 @@ def load_policy(run_dir: str, name: str = "cdqn") -> Policy:
     trained to see (`recommend` trims or pads histories to it).
     """
     from ganrl.policy.runner import PolicyConfig, PolicyInputs, load_training_data, make_policy
+
     config_path = os.path.join(run_dir, "config.json")
     if not os.path.exists(config_path):
         raise FileNotFoundError(f"{run_dir}: not a policy run folder (no config.json)")
     with open(config_path) as f:
         config = PolicyConfig.from_dict(json.load(f))
     train_model = load_user_model(config.user_model_dir)
-    inputs = PolicyInputs(PolicyFeatures.from_user_model(train_model.reward), train_model.reward,
-                          load_training_data(train_model).splits["train"],
-                          config.n_candidates or train_model.n_items)
+    inputs = PolicyInputs(
+        PolicyFeatures.from_user_model(train_model.reward),
+        train_model.reward,
+        load_training_data(train_model).splits["train"],
+        config.n_candidates or train_model.n_items,
+    )
     policy = make_policy(name, config, inputs)
     policy.history_length = config.history_length
     objects = policy.checkpoint_objects()
@@ -86,12 +90,20 @@ def padded_histories(histories, history_length: int, lengths=None, mask=None) ->
         valid &= np.asarray(mask, dtype=bool)
     h = np.where(valid, h, -1)[:, :history_length]
     out = np.full((len(h), history_length), -1, np.int32)
-    out[:, :h.shape[1]] = h
+    out[:, : h.shape[1]] = h
     return out
 
 
-def recommend(policy: Policy, histories=None, candidates=None, k: int | None = None, *,
-              lengths=None, mask=None, history: list[int] | None = None):
+def recommend(
+    policy: Policy,
+    histories=None,
+    candidates=None,
+    k: int | None = None,
+    *,
+    lengths=None,
+    mask=None,
+    history: list[int] | None = None,
+):
     """Slates for many users at once, one batched call of the policy.
 
     Args:
@@ -109,6 +121,7 @@ def recommend(policy: Policy, histories=None, candidates=None, k: int | None = N
       `[U, k]` int32 numpy array of item ids (from each user's candidates, no repeats).
     """
     from ganrl.simulator.simulator import Observation
+
     if history is not None:  # the one-user form
         if histories is not None:
             raise ValueError("recommend: give `histories` (many users) or `history` (one)")
@@ -124,8 +137,10 @@ def recommend(policy: Policy, histories=None, candidates=None, k: int | None = N
     if cands.ndim != 2 or len(cands) != len(h):
         raise ValueError(f"candidates: expected [C] or [{len(h)}, C], got shape {cands.shape}")
     if cands.shape[1] < policy.k:
-        raise ValueError(f"candidates: {cands.shape[1]} per user, expected at least the "
-                         f"policy's slate size {policy.k}")
+        raise ValueError(
+            f"candidates: {cands.shape[1]} per user, expected at least the "
+            f"policy's slate size {policy.k}"
+        )
     cands = tf.constant(cands)
     slate = policy.select(Observation(tf.constant(h), cands, 0))[:, :k]
     return tf.gather(cands, tf.cast(slate, tf.int32), batch_dims=1).numpy()
@@ -141,14 +156,19 @@ class _UserModelModule(tf.Module):
         super().__init__()
         self.model = model.behavior_choice
         self.tracked = _tf_variables(model.behavior)
-        spec = [tf.TensorSpec([None, history_length], tf.int32),
-                tf.TensorSpec([None, None], tf.int32)]
+        spec = [
+            tf.TensorSpec([None, history_length], tf.int32),
+            tf.TensorSpec([None, None], tf.int32),
+        ]
         self.score = tf.function(self._score, input_signature=spec)
 
     def _score(self, history, display):
         state = self.model.replay_recent_first(history)
-        return {"probabilities": self.model.click_probabilities(state, tf.maximum(display, 0),
-                                                                display >= 0)}
+        return {
+            "probabilities": self.model.click_probabilities(
+                state, tf.maximum(display, 0), display >= 0
+            )
+        }
 
 
 def export_user_model(model: LoadedUserModel, path: str, history_length: int = 10) -> None:
@@ -161,15 +181,21 @@ class _PolicyModule(tf.Module):
     def __init__(self, policy: Policy, history_length: int):
         super().__init__()
         self.policy = policy
-        models = [m for m in (getattr(policy, "q", None), getattr(policy, "reward_model", None))
-                  if m is not None]
+        models = [
+            m
+            for m in (getattr(policy, "q", None), getattr(policy, "reward_model", None))
+            if m is not None
+        ]
         self.tracked = _tf_variables(*models)
-        spec = [tf.TensorSpec([None, history_length], tf.int32),
-                tf.TensorSpec([None, None], tf.int32)]
+        spec = [
+            tf.TensorSpec([None, history_length], tf.int32),
+            tf.TensorSpec([None, None], tf.int32),
+        ]
         self.recommend = tf.function(self._recommend, input_signature=spec)
 
     def _recommend(self, history, candidates):
         from ganrl.simulator.simulator import Observation
+
         slate = self.policy.select_graph(Observation(history, candidates, 0))
         return {"slate": tf.gather(candidates, slate, batch_dims=1)}
 

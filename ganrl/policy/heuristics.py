@@ -20,21 +20,19 @@ import tensorflow as tf
 
 from ganrl import config_checks
 from ganrl.data.dataset import EventArrays
-from ganrl.policy.base import (Policy, PolicyFeatures, map_column_chunks, register,
-                               top_k_slate)
+from ganrl.policy.base import Policy, PolicyFeatures, map_column_chunks, register, top_k_slate
 from ganrl.simulator.simulator import Observation
 from ganrl.user_model.choice_model import ChoiceModel
 from ganrl.user_model.model import UserModel
 
 
-def pair_features(features: PolicyFeatures, history: tf.Tensor, items: tf.Tensor
-                  ) -> tf.Tensor:
+def pair_features(features: PolicyFeatures, history: tf.Tensor, items: tf.Tensor) -> tf.Tensor:
     """x(s, a) = [e_a, mean_history * e_a, seen_a]: history `[B, H]`, items `[B, N]` ->
     `[B, N, 2d + 1]`, where seen_a is 1 if a is among the user's recent clicks (the user
     models learn that users rarely click an item again; without this flag a linear policy
     keeps showing what the user has already clicked)."""
     e = features.items(items)
-    mean = features.state(history)[:, None, :features.item_dim]
+    mean = features.state(history)[:, None, : features.item_dim]
     seen = tf.reduce_any(tf.equal(items[:, :, None], history[:, None, :]), axis=-1)
     return tf.concat([e, mean * e, tf.cast(seen, tf.float32)[..., None]], axis=-1)
 
@@ -44,8 +42,9 @@ def pair_dim(features: PolicyFeatures) -> int:
     return 2 * features.item_dim + 1
 
 
-def learned_rewards(model: UserModel, history: tf.Tensor, candidates: tf.Tensor,
-                    chunk: int = 0) -> tf.Tensor:
+def learned_rewards(
+    model: UserModel, history: tf.Tensor, candidates: tf.Tensor, chunk: int = 0
+) -> tf.Tensor:
     """`[B, N]` r(s, a) of a user model for the states its histories lead to; with `chunk`,
     scored `chunk` candidates at a time (memory of one chunk)."""
     choice_model = ChoiceModel(model)
@@ -54,20 +53,23 @@ def learned_rewards(model: UserModel, history: tf.Tensor, candidates: tf.Tensor,
         return choice_model.utilities(state, candidates)
     return map_column_chunks(
         lambda cols: choice_model.utilities(state, tf.gather(candidates, cols, axis=1)),
-        tf.shape(candidates)[1], chunk)
+        tf.shape(candidates)[1],
+        chunk,
+    )
 
 
 @register("random")
 class RandomPolicy(Policy):
     def select(self, observation: Observation, explore: bool = False) -> tf.Tensor:
         b, n = observation.candidates.shape
-        return tf.constant(np.argsort(self.rng.random((b, n)), axis=1)[:, :self.k], tf.int32)
+        return tf.constant(np.argsort(self.rng.random((b, n)), axis=1)[:, : self.k], tf.int32)
 
 
 @register("most_popular")
 class MostPopular(Policy):
-    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0, *,
-                 click_counts: np.ndarray):
+    def __init__(
+        self, features: PolicyFeatures, k: int, seed: int = 0, *, click_counts: np.ndarray
+    ):
         """click_counts: `[n_items]` clicks of each item in the training logs."""
         super().__init__(features, k, seed)
         # Tiny noise breaks ties between equally popular items at random, not by id.
@@ -80,8 +82,7 @@ class MostPopular(Policy):
 
 @register("gan_greedy")
 class GanGreedy(Policy):
-    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0, *,
-                 reward_model: UserModel):
+    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0, *, reward_model: UserModel):
         super().__init__(features, k, seed)
         self.model = reward_model
 
@@ -96,8 +97,8 @@ class GanGreedy(Policy):
 @dataclasses.dataclass(frozen=True)
 class LinUCBConfig:
     """Attributes:
-      alpha: the weight of the confidence width in the score.
-      ridge: the ridge prior, A = ridge * I before any observation.
+    alpha: the weight of the confidence width in the score.
+    ridge: the ridge prior, A = ridge * I before any observation.
     """
 
     alpha: float = 0.5
@@ -112,8 +113,9 @@ class LinUCBConfig:
 class LinUCB(Policy):
     learns = True
 
-    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0,
-                 config: LinUCBConfig = LinUCBConfig()):
+    def __init__(
+        self, features: PolicyFeatures, k: int, seed: int = 0, config: LinUCBConfig = LinUCBConfig()
+    ):
         super().__init__(features, k, seed)
         dim = pair_dim(features)
         self.alpha = config.alpha
@@ -133,7 +135,7 @@ class LinUCB(Policy):
 
     def observe(self, observation, slate, reward, clicked_index, next_observation, done):
         items = tf.gather(observation.candidates, slate, batch_dims=1)
-        x = pair_features(self.features, observation.history, items)          # [B, k, 2d]
+        x = pair_features(self.features, observation.history, items)  # [B, k, 2d]
         hit = tf.one_hot(clicked_index, self.k) * tf.cast(reward, tf.float32)[:, None]
         linucb_update(self.a_matrix, self.b_vector, x, hit)
 
@@ -141,8 +143,9 @@ class LinUCB(Policy):
         return {"A": self.a_matrix, "b": self.b_vector}
 
 
-def linucb_update(a_matrix: tf.Variable, b_vector: tf.Variable, x: tf.Tensor,
-                  rewards: tf.Tensor) -> None:
+def linucb_update(
+    a_matrix: tf.Variable, b_vector: tf.Variable, x: tf.Tensor, rewards: tf.Tensor
+) -> None:
     """A += sum x x^T and b += sum r x over every displayed item (`x [B, k, d]`,
     `rewards [B, k]`)."""
     flat = tf.reshape(x, [-1, x.shape[-1]])
@@ -153,8 +156,8 @@ def linucb_update(a_matrix: tf.Variable, b_vector: tf.Variable, x: tf.Tensor,
 @dataclasses.dataclass(frozen=True)
 class WideLRConfig:
     """Attributes:
-      inverse_regularisation: scikit-learn's `C`, the inverse of the L2 penalty's weight.
-      max_iter: the solver's iterations at most.
+    inverse_regularisation: scikit-learn's `C`, the inverse of the L2 penalty's weight.
+    max_iter: the solver's iterations at most.
     """
 
     inverse_regularisation: float = 1.0
@@ -167,14 +170,23 @@ class WideLRConfig:
 
 @register("wd_lr")
 class WideLogisticRegression(Policy):
-    def __init__(self, features: PolicyFeatures, k: int, seed: int = 0,
-                 config: WideLRConfig = WideLRConfig(), *, train_events: EventArrays):
+    def __init__(
+        self,
+        features: PolicyFeatures,
+        k: int,
+        seed: int = 0,
+        config: WideLRConfig = WideLRConfig(),
+        *,
+        train_events: EventArrays,
+    ):
         """train_events: the training logs it is fitted to."""
         super().__init__(features, k, seed)
         from sklearn.linear_model import LogisticRegression
+
         x, y = self._training_pairs(train_events)
-        model = LogisticRegression(max_iter=config.max_iter,
-                                   C=config.inverse_regularisation).fit(x, y)
+        model = LogisticRegression(max_iter=config.max_iter, C=config.inverse_regularisation).fit(
+            x, y
+        )
         self.weights = tf.constant(model.coef_[0], tf.float32)
         self.bias = float(model.intercept_[0])
 
@@ -186,10 +198,12 @@ class WideLogisticRegression(Policy):
         for e in range(1, events.n_events):  # one pass; shift the user's recent clicks
             if user_of[e] == user_of[e - 1]:
                 prev = histories[e - 1]
-                histories[e] = (np.concatenate([[clicked[e - 1]], prev[:-1]])
-                                if clicked[e - 1] >= 0 else prev)
-        x = pair_features(self.features, tf.constant(histories),
-                          tf.constant(events.display)).numpy()
+                histories[e] = (
+                    np.concatenate([[clicked[e - 1]], prev[:-1]]) if clicked[e - 1] >= 0 else prev
+                )
+        x = pair_features(
+            self.features, tf.constant(histories), tf.constant(events.display)
+        ).numpy()
         mask = events.display_mask
         y = np.zeros(mask.shape, np.int64)
         rows = np.flatnonzero(events.clicked_pos >= 0)

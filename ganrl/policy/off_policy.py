@@ -63,29 +63,51 @@ class EventTerms:
         n = len(self.ips)
 
         def mean_se(values: np.ndarray) -> dict[str, float]:
-            return {"value": float(values.mean()),
-                    "se": float(values.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")}
+            return {
+                "value": float(values.mean()),
+                "se": float(values.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
+            }
 
         weight = self.weight.mean()
         snips = k * self.ips.sum() / max(self.weight.sum(), 1e-12)
         residual = (self.ips - snips / k * self.weight) * k / max(weight, 1e-12)
-        return {"ips": mean_se(self.ips),
-                "snips": {"value": float(snips), "se": mean_se(residual)["se"]},
-                "dm": mean_se(self.dm),
-                "dr": mean_se(self.dm + self.correction)}
+        return {
+            "ips": mean_se(self.ips),
+            "snips": {"value": float(snips), "se": mean_se(residual)["se"]},
+            "dm": mean_se(self.dm),
+            "dr": mean_se(self.dm + self.correction),
+        }
 
 
-def event_terms(policy, model: LoadedUserModel, events: EventArrays, propensity: np.ndarray,
-                k: int, history_length: int = 10, batch_users: int = 512) -> EventTerms:
+def event_terms(
+    policy,
+    model: LoadedUserModel,
+    events: EventArrays,
+    propensity: np.ndarray,
+    k: int,
+    history_length: int = 10,
+    batch_users: int = 512,
+) -> EventTerms:
     """Replays `events`' users through `policy` (anything with `select(Observation)`) and
     `model` (the direct method); `propensity` from `display_propensities` of the training
     events."""
     if len(propensity) != events.n_items or model.n_items != events.n_items:
-        raise ValueError(f"{events.n_items} items in the logs, {len(propensity)} propensities, "
-                         f"{model.n_items} items in the user model {model.run_dir}")
-    parts = [_replay(policy, model, events, propensity, k, history_length,
-                     np.arange(start, min(start + batch_users, events.n_users)))
-             for start in range(0, events.n_users, batch_users)]
+        raise ValueError(
+            f"{events.n_items} items in the logs, {len(propensity)} propensities, "
+            f"{model.n_items} items in the user model {model.run_dir}"
+        )
+    parts = [
+        _replay(
+            policy,
+            model,
+            events,
+            propensity,
+            k,
+            history_length,
+            np.arange(start, min(start + batch_users, events.n_users)),
+        )
+        for start in range(0, events.n_users, batch_users)
+    ]
     return EventTerms(*(np.concatenate(columns) for columns in zip(*parts)))
 
 
@@ -111,8 +133,9 @@ def _replay(policy, model, events, propensity, k, history_length, users):
         utilities = sim.utilities(candidates).numpy().astype(np.float64)
         u_display = np.where(mask, np.take_along_axis(utilities, display, 1), -np.inf)
         log_items = np.logaddexp.reduce(u_display, axis=1)[:, None]
-        log_rest = log_items + np.log(np.maximum(mask.sum(1) - 1, 0) / np.maximum(
-            mask.sum(1), 1))[:, None]  # one displayed item of average weight replaced
+        log_rest = (
+            log_items + np.log(np.maximum(mask.sum(1) - 1, 0) / np.maximum(mask.sum(1), 1))[:, None]
+        )  # one displayed item of average weight replaced
         if no_click is not None:
             log_no_click = float(no_click.numpy())
             log_items = np.logaddexp(log_items, log_no_click)
@@ -120,21 +143,32 @@ def _replay(policy, model, events, propensity, k, history_length, users):
         u_slate = np.take_along_axis(utilities, slate, 1)
         in_display = ((slate[:, :, None] == display[:, None, :]) & mask[:, None, :]).any(-1)
         q = np.exp(u_slate - np.where(in_display, log_items, np.logaddexp(log_rest, u_slate)))
-        clicked_item = np.where(clicked_pos >= 0,
-                                display[np.arange(n_users), np.maximum(clicked_pos, 0)], -1)
+        clicked_item = np.where(
+            clicked_pos >= 0, display[np.arange(n_users), np.maximum(clicked_pos, 0)], -1
+        )
         click = (slate == clicked_item[:, None]).astype(np.float64)
         weight = in_display * inverse[slate]
-        terms = np.stack([(click * weight).sum(1), weight.sum(1), q.sum(1),
-                          ((click - q) * weight).sum(1)])
+        terms = np.stack(
+            [(click * weight).sum(1), weight.sum(1), q.sum(1), ((click - q) * weight).sum(1)]
+        )
         out[:, written[active] + t] = terms[:, active]
-        sim.advance(tf.constant(np.maximum(clicked_item, 0), tf.int32),
-                    tf.constant(clicked_pos >= 0), display=tf.constant(display, tf.int32),
-                    display_mask=tf.constant(mask & active[:, None]))
+        sim.advance(
+            tf.constant(np.maximum(clicked_item, 0), tf.int32),
+            tf.constant(clicked_pos >= 0),
+            display=tf.constant(display, tf.int32),
+            display_mask=tf.constant(mask & active[:, None]),
+        )
     return tuple(out)
 
 
-def estimate(policy, model: LoadedUserModel, logged: EventArrays, train: EventArrays, k: int,
-             history_length: int = 10) -> dict[str, dict[str, float]]:
+def estimate(
+    policy,
+    model: LoadedUserModel,
+    logged: EventArrays,
+    train: EventArrays,
+    k: int,
+    history_length: int = 10,
+) -> dict[str, dict[str, float]]:
     """The off-policy estimates of `policy` on the `logged` users (propensities from `train`,
     the direct method from `model`)."""
     terms = event_terms(policy, model, logged, display_propensities(train), k, history_length)

@@ -27,14 +27,16 @@ class TransitionMemory:
       seed: the sampling stream.
     """
 
-    def __init__(self, capacity: int, fields: dict[str, tuple[tuple[int, ...], type]],
-                 seed: int = 0):
+    def __init__(
+        self, capacity: int, fields: dict[str, tuple[tuple[int, ...], type]], seed: int = 0
+    ):
         self.capacity = capacity
         self.size = 0
         self.cursor = 0
         self.rng = np.random.default_rng(seed)
-        self.data = {name: np.zeros((capacity, *shape), dtype)
-                     for name, (shape, dtype) in fields.items()}
+        self.data = {
+            name: np.zeros((capacity, *shape), dtype) for name, (shape, dtype) in fields.items()
+        }
 
     def add(self, **batch: np.ndarray) -> None:
         """One array `[n, ...]` per field: n rows."""
@@ -52,30 +54,38 @@ class TransitionMemory:
     def state(self) -> dict[str, np.ndarray]:
         """The filled rows, the ring's position and the sampling stream, as arrays (what a
         resumable checkpoint saves: rows beyond `size` were never written)."""
-        return {"size": np.array(self.size), "cursor": np.array(self.cursor),
-                "rng": generator_state(self.rng),
-                **{f"data_{key}": value[:self.size] for key, value in self.data.items()}}
+        return {
+            "size": np.array(self.size),
+            "cursor": np.array(self.cursor),
+            "rng": generator_state(self.rng),
+            **{f"data_{key}": value[: self.size] for key, value in self.data.items()},
+        }
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         """Restores what `state` returned."""
         self.size, self.cursor = int(state["size"]), int(state["cursor"])
         set_generator_state(self.rng, state["rng"])
         for key, value in self.data.items():
-            value[:self.size] = state[f"data_{key}"]
+            value[: self.size] = state[f"data_{key}"]
 
 
 class ReplayBuffer(TransitionMemory):
     """Transitions of slates: history, candidates, slate, reward, next history, next
     candidates, done."""
 
-    def __init__(self, capacity: int, history_length: int, n_candidates: int, k: int,
-                 seed: int = 0):
-        super().__init__(capacity, {
-            "history": ((history_length,), np.int32),
-            "candidates": ((n_candidates,), np.int32),
-            "slate": ((k,), np.int32),
-            "reward": ((), np.float32),
-            "next_history": ((history_length,), np.int32),
-            "next_candidates": ((n_candidates,), np.int32),
-            "done": ((), np.float32),
-        }, seed)
+    def __init__(
+        self, capacity: int, history_length: int, n_candidates: int, k: int, seed: int = 0
+    ):
+        super().__init__(
+            capacity,
+            {
+                "history": ((history_length,), np.int32),
+                "candidates": ((n_candidates,), np.int32),
+                "slate": ((k,), np.int32),
+                "reward": ((), np.float32),
+                "next_history": ((history_length,), np.int32),
+                "next_candidates": ((n_candidates,), np.int32),
+                "done": ((), np.float32),
+            },
+            seed,
+        )

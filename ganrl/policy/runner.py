@@ -69,9 +69,15 @@ import tensorflow as tf
 from ganrl import config_checks
 from ganrl.data import safe_io
 from ganrl.data.dataset import EventArrays, SplitData, load_split_data
-from ganrl.policy import actor_critic, cdqn, ddpg, heuristics, off_policy
+from ganrl.policy import (
+    actor_critic,
+    cdqn,
+    ddpg,
+    heuristics,
+    off_policy,
+    registry,  # noqa: F401  (fills POLICIES)
+)
 from ganrl.policy.base import POLICIES, NumpyState, Policy, PolicyFeatures
-from ganrl.policy import registry  # noqa: F401  (fills POLICIES)
 from ganrl.reporting.curves import plot_policy_run
 from ganrl.simulator.ensemble import EnsembleSimulator
 from ganrl.simulator.simulator import Simulator, SimulatorConfig
@@ -96,8 +102,7 @@ class PolicyConfig:
     user_model_dir: str
     test_user_model_dir: str
     save_dir: str
-    policies: tuple[str, ...] = ("cdqn", "gan_greedy", "linucb", "wd_lr", "most_popular",
-                                 "random")
+    policies: tuple[str, ...] = ("cdqn", "gan_greedy", "linucb", "wd_lr", "most_popular", "random")
     k: int = 5
     n_candidates: int = 0
     horizon: int = 10
@@ -129,22 +134,33 @@ class PolicyConfig:
             raise ValueError("policy='': expected at least one policy")
         for name in self.policies:
             if name not in POLICIES:
-                raise ValueError(f"policy={name!r}: expected one of "
-                                 f"{', '.join(sorted(POLICIES))}")
+                raise ValueError(f"policy={name!r}: expected one of {', '.join(sorted(POLICIES))}")
         self.simulator()  # checks k, n_candidates, horizon, reward and history_length
-        config_checks.check(self, "a positive integer", "num_itrs", "batch_size",
-                            "train_batch_size", "hidden", "epsilon_steps", "target_update",
-                            "eval_users", "select_users")
-        config_checks.check(self, "a non-negative integer", "adapt_itrs", "regret_itrs",
-                            "select_every", "seed")
+        config_checks.check(
+            self,
+            "a positive integer",
+            "num_itrs",
+            "batch_size",
+            "train_batch_size",
+            "hidden",
+            "epsilon_steps",
+            "target_update",
+            "eval_users",
+            "select_users",
+        )
+        config_checks.check(
+            self, "a non-negative integer", "adapt_itrs", "regret_itrs", "select_every", "seed"
+        )
         config_checks.check(self, "a positive number", "learning_rate")
         config_checks.check(self, "a number in [0, 1]", "gamma", "epsilon_start", "epsilon_end")
         config_checks.check(self, "a non-negative number", "checkpoint_secs", "penalty")
         config_checks.check(self, "a non-negative integer", "off_policy_users")
         if self.penalty > 0 and len(self.ensemble_dirs) < 2:
-            raise ValueError(f"penalty={self.penalty}: expected at least two ensemble_dirs "
-                             "beside user_model_dir (the last member is held out for "
-                             "selection, and a penalty needs two members to disagree)")
+            raise ValueError(
+                f"penalty={self.penalty}: expected at least two ensemble_dirs "
+                "beside user_model_dir (the last member is held out for "
+                "selection, and a penalty needs two members to disagree)"
+            )
 
     @property
     def member_dirs(self) -> tuple[str, ...]:
@@ -162,9 +178,14 @@ class PolicyConfig:
         return cls(**values)
 
     def simulator(self, seed_offset: int = 0) -> SimulatorConfig:
-        return SimulatorConfig(k=self.k, n_candidates=self.n_candidates, horizon=self.horizon,
-                               reward=self.reward, history_length=self.history_length,
-                               seed=self.seed + seed_offset)
+        return SimulatorConfig(
+            k=self.k,
+            n_candidates=self.n_candidates,
+            horizon=self.horizon,
+            reward=self.reward,
+            history_length=self.history_length,
+            seed=self.seed + seed_offset,
+        )
 
 
 def mean_ci(values: np.ndarray) -> dict:
@@ -178,12 +199,14 @@ def load_training_data(model: LoadedUserModel) -> SplitData:
     users are drawn with its seed, and the policies fitted to the logs (most popular, W&D-LR)
     must see only them."""
     cfg = model.config
-    data = load_split_data(cfg["data_folder"], cfg["dataset"],
-                           resplit_seed=cfg["seed"] if cfg.get("resplit") else None)
+    data = load_split_data(
+        cfg["data_folder"], cfg["dataset"], resplit_seed=cfg["seed"] if cfg.get("resplit") else None
+    )
     if data.n_items != model.n_items:
         raise safe_io.DataError(
             f"{os.path.join(cfg['data_folder'], cfg['dataset'])}: {data.n_items} items, "
-            f"expected {model.n_items} (the catalogue of the user model in {model.run_dir})")
+            f"expected {model.n_items} (the catalogue of the user model in {model.run_dir})"
+        )
     return data
 
 
@@ -208,44 +231,71 @@ class PolicyInputs:
     def click_counts(self) -> np.ndarray:
         """`[n_items]` clicks of each item in the training logs."""
         clicked = self.train_events.clicked_item
-        return np.bincount(clicked[clicked >= 0],
-                           minlength=self.train_events.n_items).astype(float)
+        return np.bincount(clicked[clicked >= 0], minlength=self.train_events.n_items).astype(float)
 
 
 def _actor_critic(config: PolicyConfig) -> dict:
     """The protocol's settings that the actor-critic configs take."""
-    return {"hidden": config.hidden, "gamma": config.gamma,
-            "learning_rate": config.learning_rate}
+    return {"hidden": config.hidden, "gamma": config.gamma, "learning_rate": config.learning_rate}
 
 
 # Policy name -> its builder from the protocol's config: each passes only what it needs.
 BUILDERS: dict[str, Callable[[PolicyConfig, PolicyInputs], Policy]] = {
     "random": lambda c, i: heuristics.RandomPolicy(i.features, c.k, c.seed),
-    "most_popular": lambda c, i: heuristics.MostPopular(i.features, c.k, c.seed,
-                                                        click_counts=i.click_counts()),
-    "gan_greedy": lambda c, i: heuristics.GanGreedy(i.features, c.k, c.seed,
-                                                    reward_model=i.reward_model),
+    "most_popular": lambda c, i: heuristics.MostPopular(
+        i.features, c.k, c.seed, click_counts=i.click_counts()
+    ),
+    "gan_greedy": lambda c, i: heuristics.GanGreedy(
+        i.features, c.k, c.seed, reward_model=i.reward_model
+    ),
     "linucb": lambda c, i: heuristics.LinUCB(i.features, c.k, c.seed),
-    "wd_lr": lambda c, i: heuristics.WideLogisticRegression(i.features, c.k, c.seed,
-                                                            train_events=i.train_events),
+    "wd_lr": lambda c, i: heuristics.WideLogisticRegression(
+        i.features, c.k, c.seed, train_events=i.train_events
+    ),
     "cdqn": lambda c, i: cdqn.CascadingDQN(
-        i.features, c.k, c.seed,
-        cdqn.CDQNConfig(hidden=c.hidden, gamma=c.gamma, learning_rate=c.learning_rate,
-                        batch_size=c.train_batch_size, target_update=c.target_update,
-                        epsilon_start=c.epsilon_start, epsilon_end=c.epsilon_end,
-                        epsilon_steps=c.epsilon_steps),
-        n_candidates=i.n_candidates, history_length=c.history_length,
-        reward_model=i.reward_model, strategy=i.strategy),
-    "ppo": lambda c, i: actor_critic.PPO(i.features, c.k, c.seed,
-                                         actor_critic.PPOConfig(**_actor_critic(c)),
-                                         reward_model=i.reward_model),
-    "a2c": lambda c, i: actor_critic.A2C(i.features, c.k, c.seed,
-                                         actor_critic.A2CConfig(**_actor_critic(c)),
-                                         reward_model=i.reward_model),
-    "ddpg": lambda c, i: ddpg.DDPG(i.features, c.k, c.seed,
-                                   ddpg.DDPGConfig(hidden=c.hidden, gamma=c.gamma,
-                                                   learning_rate=c.learning_rate,
-                                                   batch_size=c.train_batch_size)),
+        i.features,
+        c.k,
+        c.seed,
+        cdqn.CDQNConfig(
+            hidden=c.hidden,
+            gamma=c.gamma,
+            learning_rate=c.learning_rate,
+            batch_size=c.train_batch_size,
+            target_update=c.target_update,
+            epsilon_start=c.epsilon_start,
+            epsilon_end=c.epsilon_end,
+            epsilon_steps=c.epsilon_steps,
+        ),
+        n_candidates=i.n_candidates,
+        history_length=c.history_length,
+        reward_model=i.reward_model,
+        strategy=i.strategy,
+    ),
+    "ppo": lambda c, i: actor_critic.PPO(
+        i.features,
+        c.k,
+        c.seed,
+        actor_critic.PPOConfig(**_actor_critic(c)),
+        reward_model=i.reward_model,
+    ),
+    "a2c": lambda c, i: actor_critic.A2C(
+        i.features,
+        c.k,
+        c.seed,
+        actor_critic.A2CConfig(**_actor_critic(c)),
+        reward_model=i.reward_model,
+    ),
+    "ddpg": lambda c, i: ddpg.DDPG(
+        i.features,
+        c.k,
+        c.seed,
+        ddpg.DDPGConfig(
+            hidden=c.hidden,
+            gamma=c.gamma,
+            learning_rate=c.learning_rate,
+            batch_size=c.train_batch_size,
+        ),
+    ),
 }
 
 
@@ -265,8 +315,12 @@ class Heartbeat:
     `progress` when at least `every` seconds have passed since the last line it passed (or
     since it was made); `message` is called only then."""
 
-    def __init__(self, progress: Callable[[str], None], every: float,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        progress: Callable[[str], None],
+        every: float,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.progress, self.every, self.clock = progress, every, clock
         self.last = clock()
 
@@ -285,9 +339,14 @@ def remove_other_snapshots(folder: str, keep: str) -> None:
             os.remove(path)
 
 
-def run_episodes(sim: Simulator, policy: Policy, users: int, learn: bool = False,
-                 explore: bool = False, regret: list | None = None
-                 ) -> tuple[np.ndarray, np.ndarray, list]:
+def run_episodes(
+    sim: Simulator,
+    policy: Policy,
+    users: int,
+    learn: bool = False,
+    explore: bool = False,
+    regret: list | None = None,
+) -> tuple[np.ndarray, np.ndarray, list]:
     """One episode of `users` users: `[users, horizon]` rewards and clicks, and the losses.
     With a `regret` list, appends each step's mean expected regret against the simulator's
     best slate (`Simulator.best_slate`)."""
@@ -297,13 +356,15 @@ def run_episodes(sim: Simulator, policy: Policy, users: int, learn: bool = False
     while not done:
         slate = policy.select(obs, explore=explore)
         if regret is not None:
-            gap = (sim.expected_slate_reward(obs, sim.best_slate(obs))
-                   - sim.expected_slate_reward(obs, slate))
+            gap = sim.expected_slate_reward(obs, sim.best_slate(obs)) - sim.expected_slate_reward(
+                obs, slate
+            )
             regret.append(float(tf.reduce_mean(gap)))
         result = sim.step(obs, slate)
         if learn:
-            policy.observe(obs, slate, result.reward, result.clicked_index,
-                           result.observation, result.done)
+            policy.observe(
+                obs, slate, result.reward, result.clicked_index, result.observation, result.done
+            )
             info = policy.train_step()
             if "loss" in info:
                 losses.append(info["loss"])
@@ -316,15 +377,18 @@ def run_episodes(sim: Simulator, policy: Policy, users: int, learn: bool = False
 class PolicyRunner:
     """Trains every policy in the training simulator and tests it in the test simulator."""
 
-    def __init__(self, config: PolicyConfig, progress: Callable[[str], None] = print_line,
-                 strategy: tf.distribute.Strategy | None = None,
-                 progress_every: float = PROGRESS_EVERY):
+    def __init__(
+        self,
+        config: PolicyConfig,
+        progress: Callable[[str], None] = print_line,
+        strategy: tf.distribute.Strategy | None = None,
+        progress_every: float = PROGRESS_EVERY,
+    ):
         self.strategy = strategy or tf.distribute.get_strategy()
         self.chief = is_chief(self.strategy)
         self.read_dir = config.save_dir  # finished work and checkpoints: the chief's folder
         if not self.chief:
-            config = dataclasses.replace(config,
-                                         save_dir=tempfile.mkdtemp(prefix="ganrl-worker-"))
+            config = dataclasses.replace(config, save_dir=tempfile.mkdtemp(prefix="ganrl-worker-"))
         self.config = config
         self.progress = progress if self.chief else (lambda _: None)
         self.progress_every = progress_every
@@ -333,27 +397,36 @@ class PolicyRunner:
         self.test_model = load_user_model(config.test_user_model_dir)
         for model in members[1:] + [self.test_model]:
             if model.n_items != self.train_model.n_items:
-                raise ValueError(f"{model.run_dir}: {model.n_items} items, expected the "
-                                 f"{self.train_model.n_items} of {config.user_model_dir}")
+                raise ValueError(
+                    f"{model.run_dir}: {model.n_items} items, expected the "
+                    f"{self.train_model.n_items} of {config.user_model_dir}"
+                )
         self.features = PolicyFeatures.from_user_model(self.train_model.reward)
         data = load_training_data(self.train_model)
         if len(members) > 1:
             # Trained in every member but the last (their mean, less the penalty times their
             # disagreement); snapshots selected in the last, which training never saw.
-            self.train_sim = EnsembleSimulator(members[:-1], config.simulator(0),
-                                               penalty=config.penalty)
+            self.train_sim = EnsembleSimulator(
+                members[:-1], config.simulator(0), penalty=config.penalty
+            )
             self.select_sim = Simulator(members[-1], config.simulator(2))
             self.selection = f"the held-out user model {members[-1].run_dir}"
         else:
             self.train_sim = Simulator(self.train_model, config.simulator(0))
             self.select_sim = Simulator(self.train_model, config.simulator(2))
-            self.selection = ("the training simulator's own validation stream (no held-out "
-                              "user model: pass ensemble_dirs)")
+            self.selection = (
+                "the training simulator's own validation stream (no held-out "
+                "user model: pass ensemble_dirs)"
+            )
         self.test_sim = Simulator(self.test_model, config.simulator(1))
         self.train_events, self.validation_events = data.splits["train"], data.splits["vali"]
-        self.inputs = PolicyInputs(self.features, self.train_model.reward,
-                                   self.train_events, self.train_sim.n_candidates,
-                                   self.strategy)
+        self.inputs = PolicyInputs(
+            self.features,
+            self.train_model.reward,
+            self.train_events,
+            self.train_sim.n_candidates,
+            self.strategy,
+        )
 
     def _policy(self, name: str) -> Policy:
         return make_policy(name, self.config, self.inputs)
@@ -375,23 +448,38 @@ class PolicyRunner:
         """Drops the curve rows of `name` in `phase` after interaction step `last_step` (and
         any row a kill cut short) and returns the rows kept, as `train` makes them."""
         path = os.path.join(self.config.save_dir, "curves.csv")
-        rows = [r for r in safe_io.read_csv_rows(path)
-                if (r["policy"], r["phase"]) != (name, phase) or int(r["iteration"]) <= last_step]
+        rows = [
+            r
+            for r in safe_io.read_csv_rows(path)
+            if (r["policy"], r["phase"]) != (name, phase) or int(r["iteration"]) <= last_step
+        ]
         with safe_io.atomic_open(path, "w") as f:
             writer = csv.DictWriter(f, CURVE_FIELDS)
             writer.writeheader()
             writer.writerows(rows)
-        return [{"policy": name, "phase": phase, "iteration": int(r["iteration"]),
-                 **{key: float(r[key]) for key in ("reward", "ctr", "loss")}}
-                for r in rows if (r["policy"], r["phase"]) == (name, phase)]
+        return [
+            {
+                "policy": name,
+                "phase": phase,
+                "iteration": int(r["iteration"]),
+                **{key: float(r[key]) for key in ("reward", "ctr", "loss")},
+            }
+            for r in rows
+            if (r["policy"], r["phase"]) == (name, phase)
+        ]
 
-    def train(self, name: str, policy: Policy, sim: Simulator, itrs: int, phase: str,
-              resume: bool = True) -> list[dict]:
+    def train(
+        self, name: str, policy: Policy, sim: Simulator, itrs: int, phase: str, resume: bool = True
+    ) -> list[dict]:
         """Trains a learning policy for `itrs` episodes of `batch_size` users (resumable)."""
         cfg = self.config
         iteration = tf.Variable(0, dtype=tf.int64, trainable=False)
-        ckpt = tf.train.Checkpoint(iteration=iteration, **policy.checkpoint_objects(),
-                                   numpy_state=NumpyState(policy), simulator=sim.rng)
+        ckpt = tf.train.Checkpoint(
+            iteration=iteration,
+            **policy.checkpoint_objects(),
+            numpy_state=NumpyState(policy),
+            simulator=sim.rng,
+        )
         folder = os.path.join("checkpoints", f"{name}__{phase}")
         manager = tf.train.CheckpointManager(ckpt, os.path.join(cfg.save_dir, folder), 1)
         latest = tf.train.latest_checkpoint(os.path.join(self.read_dir, folder))
@@ -419,8 +507,7 @@ class PolicyRunner:
                 snapshot.write(os.path.join(cfg.save_dir, best_folder, f"best-{episode}"))
                 best = {"score": score, "episode": episode, "checkpoint": f"best-{episode}"}
                 safe_io.dump_json(os.path.join(cfg.save_dir, best_folder, "best.json"), best)
-                remove_other_snapshots(os.path.join(cfg.save_dir, best_folder),
-                                       best["checkpoint"])
+                remove_other_snapshots(os.path.join(cfg.save_dir, best_folder), best["checkpoint"])
 
         if int(iteration.numpy()) < episodes:
             self.progress(f"{name} ({phase}): {episodes} episodes of {cfg.batch_size} users")
@@ -428,32 +515,48 @@ class PolicyRunner:
         if select and best is None:
             consider()  # the untrained policy
         while int(iteration.numpy()) < episodes:
-            rewards, clicks, losses = run_episodes(sim, policy, cfg.batch_size, learn=True,
-                                                   explore=True)
+            rewards, clicks, losses = run_episodes(
+                sim, policy, cfg.batch_size, learn=True, explore=True
+            )
             iteration.assign_add(1)
             step = int(iteration.numpy()) * cfg.horizon
-            row = {"policy": name, "phase": phase, "iteration": step,
-                   "reward": float(rewards.mean()), "ctr": float(clicks.mean()),
-                   "loss": float(np.mean(losses)) if losses else float("nan")}
+            row = {
+                "policy": name,
+                "phase": phase,
+                "iteration": step,
+                "reward": float(rewards.mean()),
+                "ctr": float(clicks.mean()),
+                "loss": float(np.mean(losses)) if losses else float("nan"),
+            }
             curve.append(row)
             self._log(row)
-            beat(lambda: f"{name} ({phase}): episode {int(iteration.numpy())}/{episodes}, "
-                         f"reward {row['reward']:.3f}, loss {row['loss']:.4g}")
+            beat(
+                lambda: (
+                    f"{name} ({phase}): episode {int(iteration.numpy())}/{episodes}, "
+                    f"reward {row['reward']:.3f}, loss {row['loss']:.4g}"
+                )
+            )
             # Validation comes before the checkpoint, so a run killed in between validates
             # this episode again when it resumes (validation changes no state).
-            if select and (int(iteration.numpy()) % cfg.select_every == 0
-                           or int(iteration.numpy()) == episodes):
+            if select and (
+                int(iteration.numpy()) % cfg.select_every == 0 or int(iteration.numpy()) == episodes
+            ):
                 consider()
-            if time.monotonic() - last_save >= cfg.checkpoint_secs or \
-                    int(iteration.numpy()) == episodes:
+            if (
+                time.monotonic() - last_save >= cfg.checkpoint_secs
+                or int(iteration.numpy()) == episodes
+            ):
                 manager.save(checkpoint_number=int(iteration.numpy()))
                 last_save = time.monotonic()
         if select:
             # A run folder that predates named snapshots has one snapshot, "best".
-            snapshot.read(os.path.join(self.read_dir, best_folder,
-                                       best.get("checkpoint", "best"))).assert_consumed()
-            self.progress(f"{name}: the snapshot of episode {best['episode']} (validation "
-                          f"reward {best['score']:.3f} in the training simulator)")
+            snapshot.read(
+                os.path.join(self.read_dir, best_folder, best.get("checkpoint", "best"))
+            ).assert_consumed()
+            self.progress(
+                f"{name}: the snapshot of episode {best['episode']} (validation "
+                f"reward {best['score']:.3f} in the training simulator)"
+            )
         return curve
 
     def validate(self, policy: Policy) -> float:
@@ -469,8 +572,10 @@ class PolicyRunner:
         simulator."""
         self.test_sim.rng.reset_from_seed(self.config.seed + 1)
         rewards, clicks, _ = run_episodes(self.test_sim, policy, self.config.eval_users)
-        out = {"cumulative_reward": mean_ci(rewards.sum(axis=1)),
-               "reward_curve": np.cumsum(rewards, axis=1).mean(axis=0).tolist()}
+        out = {
+            "cumulative_reward": mean_ci(rewards.sum(axis=1)),
+            "reward_curve": np.cumsum(rewards, axis=1).mean(axis=0).tolist(),
+        }
         if self.test_sim.has_no_click:
             out["ctr"] = mean_ci(clicks.mean(axis=1))
             out["ctr_curve"] = clicks.mean(axis=0).tolist()
@@ -483,9 +588,14 @@ class PolicyRunner:
         `off_policy_users` logged validation users: what the logs say beside what the test
         simulator says; the direct method is the test user model's."""
         users = np.arange(min(self.config.off_policy_users, self.validation_events.n_users))
-        return off_policy.estimate(policy, self.test_model, self.validation_events.subset(users),
-                                   self.train_events, self.config.k,
-                                   self.config.history_length)
+        return off_policy.estimate(
+            policy,
+            self.test_model,
+            self.validation_events.subset(users),
+            self.train_events,
+            self.config.k,
+            self.config.history_length,
+        )
 
     def run(self) -> dict:
         """Trains and evaluates every policy (reusing finished ones); returns the results.
@@ -496,9 +606,12 @@ class PolicyRunner:
         try:
             if not self.chief:  # its save_dir is a temporary folder of its own
                 return self._run()
-            with run_folder.claim(self.config.save_dir, dataclasses.asdict(self.config),
-                                  lambda saved: dataclasses.asdict(PolicyConfig.from_dict(saved)),
-                                  ignore=RERUN_MAY_CHANGE):
+            with run_folder.claim(
+                self.config.save_dir,
+                dataclasses.asdict(self.config),
+                lambda saved: dataclasses.asdict(PolicyConfig.from_dict(saved)),
+                ignore=RERUN_MAY_CHANGE,
+            ):
                 return self._run()
         finally:
             if not self.chief:
@@ -515,12 +628,17 @@ class PolicyRunner:
             # Policies were added: the finished ones are reused from policies/*.json below.
         safe_io.dump_json(os.path.join(cfg.save_dir, "config.json"), dataclasses.asdict(cfg))
         self.writer = tf.summary.create_file_writer(os.path.join(cfg.save_dir, "tensorboard"))
-        results = {"policies": {}, "has_no_click": self.test_sim.has_no_click,
-                   "snapshot_selection": self.selection}
+        results = {
+            "policies": {},
+            "has_no_click": self.test_sim.has_no_click,
+            "snapshot_selection": self.selection,
+        }
         if not self.test_sim.has_no_click:
-            results["ctr_note"] = ("the test user model was trained on data where every "
-                                   "display set has a click, so it never clicks nothing: "
-                                   "CTR is 1 by construction and is not reported")
+            results["ctr_note"] = (
+                "the test user model was trained on data where every "
+                "display set has a click, so it never clicks nothing: "
+                "CTR is 1 by construction and is not reported"
+            )
         trained = {}
         for name in cfg.policies:
             done_path = os.path.join(cfg.save_dir, "policies", f"{name}.json")
@@ -563,15 +681,21 @@ class PolicyRunner:
             # Both meet the same test-simulator stream, a function of the seed alone (not of
             # the evaluations before, which a rerun of a killed run skips).
             self.test_sim.rng.reset_from_seed(self.config.seed + 4)
-            curve = self.train("cdqn", policy, self.test_sim, self.config.adapt_itrs,
-                               f"adapt_{label}")
+            curve = self.train(
+                "cdqn", policy, self.test_sim, self.config.adapt_itrs, f"adapt_{label}"
+            )
             key = "ctr" if self.test_sim.has_no_click else "reward"
             out[label] = [row[key] for row in curve]
         out["metric"] = "ctr" if self.test_sim.has_no_click else "reward"
-        self.progress(f"adaptation ({out['metric']} per episode in the test simulator, first "
-                      "-> last, mean): " + "; ".join(
-                          f"cdqn {label} {out[label][0]:.3f} -> {out[label][-1]:.3f}, "
-                          f"{np.mean(out[label]):.3f}" for label in ("pretrained", "scratch")))
+        self.progress(
+            f"adaptation ({out['metric']} per episode in the test simulator, first "
+            "-> last, mean): "
+            + "; ".join(
+                f"cdqn {label} {out[label][0]:.3f} -> {out[label][-1]:.3f}, "
+                f"{np.mean(out[label]):.3f}"
+                for label in ("pretrained", "scratch")
+            )
+        )
         return out
 
     def regret(self) -> dict:
@@ -579,17 +703,27 @@ class PolicyRunner:
         LinUCB learning from scratch; GAN-Greedy and random, frozen, for reference."""
         cfg, out = self.config, {}
         episodes = max(1, cfg.regret_itrs // cfg.horizon)
-        self.progress(f"regret: {episodes} episodes of {cfg.batch_size} users in the test "
-                      "simulator for linucb (learning), gan_greedy and random")
+        self.progress(
+            f"regret: {episodes} episodes of {cfg.batch_size} users in the test "
+            "simulator for linucb (learning), gan_greedy and random"
+        )
         beat = Heartbeat(self.progress, self.progress_every)
         for name, learn in (("linucb", True), ("gan_greedy", False), ("random", False)):
             policy, per_step = self._policy(name), []
             self.test_sim.rng.reset_from_seed(cfg.seed + 2)
             for episode in range(episodes):
-                run_episodes(self.test_sim, policy, cfg.batch_size, learn=learn, explore=learn,
-                             regret=per_step)
+                run_episodes(
+                    self.test_sim,
+                    policy,
+                    cfg.batch_size,
+                    learn=learn,
+                    explore=learn,
+                    regret=per_step,
+                )
                 beat(lambda: f"regret: {name} episode {episode + 1}/{episodes}")
             out[name] = np.cumsum(per_step).tolist()
-        self.progress(f"regret after {len(out['linucb'])} online steps (cumulative, per user): "
-                      + ", ".join(f"{name} {curve[-1]:.3f}" for name, curve in out.items()))
+        self.progress(
+            f"regret after {len(out['linucb'])} online steps (cumulative, per user): "
+            + ", ".join(f"{name} {curve[-1]:.3f}" for name, curve in out.items())
+        )
         return out

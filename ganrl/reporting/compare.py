@@ -26,13 +26,29 @@ from ganrl.data.safe_io import DataError
 from ganrl.reporting.curves import line_style, save_figure
 from ganrl.reporting.tables import markdown_table, read_typed_csv
 
-CURVE_COLUMNS = ("iteration", "phase", "train_loss", "vali_loss", "vali_prec1", "vali_prec2",
-                 "events_per_second")
-PLOTS = (("vali_loss", "validation loss"), ("vali_prec1", "validation prec@1"),
-         ("vali_prec2", "validation prec@2"))
+CURVE_COLUMNS = (
+    "iteration",
+    "phase",
+    "train_loss",
+    "vali_loss",
+    "vali_prec1",
+    "vali_prec2",
+    "events_per_second",
+)
+PLOTS = (
+    ("vali_loss", "validation loss"),
+    ("vali_prec1", "validation prec@1"),
+    ("vali_prec2", "validation prec@2"),
+)
 # Keys that differ between runs without describing the model: never used as labels.
-IGNORED_KEYS = ("save_dir", "data_folder", "pretrain_dir", "eval_batch_users",
-                "steps_per_call", "checkpoint_secs")
+IGNORED_KEYS = (
+    "save_dir",
+    "data_folder",
+    "pretrain_dir",
+    "eval_batch_users",
+    "steps_per_call",
+    "checkpoint_secs",
+)
 
 
 @dataclasses.dataclass
@@ -105,18 +121,30 @@ def read_run(path: str) -> Run:
         if not os.path.exists(os.path.join(path, required)):
             raise DataError(f"{path}: no {required}: not a user-model run folder")
     results_path = os.path.join(path, "results.json")
-    return Run(path=path, config=flatten_config(_read_json(os.path.join(path, "config.json"))),
-               curves=read_curves(os.path.join(path, "curves.csv")),
-               results=_read_json(results_path) if os.path.exists(results_path) else None)
+    return Run(
+        path=path,
+        config=flatten_config(_read_json(os.path.join(path, "config.json"))),
+        curves=read_curves(os.path.join(path, "curves.csv")),
+        results=_read_json(results_path) if os.path.exists(results_path) else None,
+    )
 
 
 def differing_keys(configs: list[dict], ignore: tuple[str, ...] = IGNORED_KEYS) -> list[str]:
     """Keys whose values are not the same in every config (absent counts as a value), in
     order of first appearance, without `ignore`d ones."""
     keys = list(dict.fromkeys(k for c in configs for k in c))
-    return [k for k in keys if k not in ignore
-            and len({json.dumps(c[k] if k in c else "<absent>", sort_keys=True, default=str)
-                     for c in configs}) > 1]
+    return [
+        k
+        for k in keys
+        if k not in ignore
+        and len(
+            {
+                json.dumps(c[k] if k in c else "<absent>", sort_keys=True, default=str)
+                for c in configs
+            }
+        )
+        > 1
+    ]
 
 
 def format_value(value) -> str:
@@ -131,11 +159,15 @@ def run_labels(runs: list[Run], ignore: tuple[str, ...] = IGNORED_KEYS) -> list[
     """`key=value, ...` over the differing keys; the folder name when nothing differs, and
     the folder name appended where two labels would be equal."""
     keys = differing_keys([r.config for r in runs], ignore)
-    labels = [", ".join(f"{k}={format_value(r.config.get(k, '<absent>'))}" for k in keys)
-              or r.name for r in runs]
+    labels = [
+        ", ".join(f"{k}={format_value(r.config.get(k, '<absent>'))}" for k in keys) or r.name
+        for r in runs
+    ]
     repeated = {label for label in labels if labels.count(label) > 1}
-    return [f"{label} [{r.name}]" if label in repeated and label != r.name else label
-            for label, r in zip(labels, runs)]
+    return [
+        f"{label} [{r.name}]" if label in repeated and label != r.name else label
+        for label, r in zip(labels, runs)
+    ]
 
 
 def _finite(values: list[float]) -> list[float]:
@@ -148,8 +180,11 @@ def summary_rows(runs: list[Run], labels: list[str]) -> list[dict]:
     results.json (NaN when absent)."""
     rows = []
     for run, label in zip(runs, labels):
-        row = {"label": label, "run": run.name,
-               "iterations": max((c["iteration"] for c in run.curves), default=0)}
+        row = {
+            "label": label,
+            "run": run.name,
+            "iterations": max((c["iteration"] for c in run.curves), default=0),
+        }
         for column, best in (("vali_loss", min), ("vali_prec1", max), ("vali_prec2", max)):
             values = _finite([c[column] for c in run.curves])
             row[f"best_{column}"] = best(values) if values else float("nan")
@@ -162,12 +197,18 @@ def summary_rows(runs: list[Run], labels: list[str]) -> list[dict]:
 
 
 # (row key, column title, number format)
-SUMMARY_COLUMNS = (("label", "run", ""), ("run", "folder", ""), ("iterations", "iterations", ""),
-                   ("best_vali_loss", "best vali loss", ".4f"),
-                   ("best_vali_prec1", "best vali prec@1", ".4f"),
-                   ("best_vali_prec2", "best vali prec@2", ".4f"),
-                   ("test_loss", "test loss", ".4f"), ("test_prec1", "test prec@1", ".4f"),
-                   ("test_prec2", "test prec@2", ".4f"), ("train_seconds", "train s", ".1f"))
+SUMMARY_COLUMNS = (
+    ("label", "run", ""),
+    ("run", "folder", ""),
+    ("iterations", "iterations", ""),
+    ("best_vali_loss", "best vali loss", ".4f"),
+    ("best_vali_prec1", "best vali prec@1", ".4f"),
+    ("best_vali_prec2", "best vali prec@2", ".4f"),
+    ("test_loss", "test loss", ".4f"),
+    ("test_prec1", "test prec@1", ".4f"),
+    ("test_prec2", "test prec@2", ".4f"),
+    ("train_seconds", "train s", ".1f"),
+)
 
 
 def _cell(value, spec: str) -> str:
@@ -177,9 +218,10 @@ def _cell(value, spec: str) -> str:
 
 
 def markdown_summary(rows: list[dict]) -> str:
-    return markdown_table([title for _, title, _ in SUMMARY_COLUMNS],
-                          [[_cell(row[key], spec) for key, _, spec in SUMMARY_COLUMNS]
-                           for row in rows])
+    return markdown_table(
+        [title for _, title, _ in SUMMARY_COLUMNS],
+        [[_cell(row[key], spec) for key, _, spec in SUMMARY_COLUMNS] for row in rows],
+    )
 
 
 def phase_segments(curves: list[dict], column: str) -> list[tuple[str, list[tuple]]]:
@@ -201,6 +243,7 @@ def phase_segments(curves: list[dict], column: str) -> list[tuple[str, list[tupl
 def plot_curves(runs: list[Run], labels: list[str], out_dir: str) -> list[str]:
     """One PNG per validation curve (`PLOTS`), one line per run; returns the paths."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -226,8 +269,7 @@ def plot_curves(runs: list[Run], labels: list[str], out_dir: str) -> list[str]:
     return paths
 
 
-def compare(run_dirs: list[str], out_dir: str,
-            ignore: tuple[str, ...] = IGNORED_KEYS) -> str:
+def compare(run_dirs: list[str], out_dir: str, ignore: tuple[str, ...] = IGNORED_KEYS) -> str:
     """Reads the runs, writes the plots and `summary.md` into `out_dir`; returns the table."""
     if not run_dirs:
         raise ValueError("no run folders given")
@@ -243,6 +285,7 @@ def compare(run_dirs: list[str], out_dir: str,
 
 def main(argv: list[str]) -> None:
     from absl import flags
+
     try:
         print(compare(argv[1:], flags.FLAGS.out, tuple(flags.FLAGS.ignore_keys)), end="")
     except (DataError, ValueError) as e:
@@ -253,7 +296,9 @@ def main(argv: list[str]) -> None:
 if __name__ == "__main__":
     # Flags are defined only when this module is the entry point.
     from absl import app, flags
+
     flags.DEFINE_string("out", None, "Folder for the PNG plots and summary.md.", required=True)
-    flags.DEFINE_list("ignore_keys", list(IGNORED_KEYS),
-                      "Configuration keys never used to label runs.")
+    flags.DEFINE_list(
+        "ignore_keys", list(IGNORED_KEYS), "Configuration keys never used to label runs."
+    )
     app.run(main)

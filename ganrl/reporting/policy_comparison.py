@@ -19,8 +19,16 @@ from ganrl.data import safe_io
 from ganrl.reporting.curves import plot_lines, save_figure
 from ganrl.reporting.tables import ordered_unique
 
-FIELDS = ("dataset", "policy", "seeds", "reward_mean", "reward_std", "ctr_mean", "ctr_std",
-          "train_seconds")
+FIELDS = (
+    "dataset",
+    "policy",
+    "seeds",
+    "reward_mean",
+    "reward_std",
+    "ctr_mean",
+    "ctr_std",
+    "train_seconds",
+)
 
 
 def summarise(runs: dict[tuple[str, int], dict]) -> list[dict]:
@@ -34,12 +42,18 @@ def summarise(runs: dict[tuple[str, int], dict]) -> list[dict]:
         reward = np.array([r["cumulative_reward"]["mean"] for r in results])
         ctr = np.array([r["ctr"]["mean"] for r in results if "ctr" in r])
         seconds = np.array([r.get("train_seconds", 0.0) for r in results])
-        rows.append({
-            "dataset": dataset, "policy": policy, "seeds": len(results),
-            "reward_mean": float(reward.mean()), "reward_std": float(reward.std()),
-            "ctr_mean": float(ctr.mean()) if len(ctr) else float("nan"),
-            "ctr_std": float(ctr.std()) if len(ctr) else float("nan"),
-            "train_seconds": float(seconds.mean())})
+        rows.append(
+            {
+                "dataset": dataset,
+                "policy": policy,
+                "seeds": len(results),
+                "reward_mean": float(reward.mean()),
+                "reward_std": float(reward.std()),
+                "ctr_mean": float(ctr.mean()) if len(ctr) else float("nan"),
+                "ctr_std": float(ctr.std()) if len(ctr) else float("nan"),
+                "train_seconds": float(seconds.mean()),
+            }
+        )
     return rows
 
 
@@ -63,8 +77,11 @@ def markdown(rows: list[dict]) -> str:
             if r is None:
                 cells += ["-", "-", "-"]
                 continue
-            cells += [_cell(r["reward_mean"], r["reward_std"]),
-                      _cell(r["ctr_mean"], r["ctr_std"]), f"{r['train_seconds']:.1f}"]
+            cells += [
+                _cell(r["reward_mean"], r["reward_std"]),
+                _cell(r["ctr_mean"], r["ctr_std"]),
+                f"{r['train_seconds']:.1f}",
+            ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -87,8 +104,10 @@ def write_tables(rows: list[dict], out_dir: str) -> str:
 def plot(runs: dict[tuple[str, int], dict], path: str) -> None:
     """One panel per dataset: each policy's cumulative reward per step, mean over seeds."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     datasets = ordered_unique([d for d, _ in runs])
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
     for ax, dataset in zip(axes[0], datasets):
@@ -97,10 +116,12 @@ def plot(runs: dict[tuple[str, int], dict], path: str) -> None:
             if d == dataset:
                 for policy, r in results["policies"].items():
                     curves.setdefault(policy, []).append(r["reward_curve"])
-        plot_lines(ax, {policy: np.mean(np.array(seeds), axis=0)
-                        for policy, seeds in curves.items()})
-        ax.set_title(f"{dataset}: cumulative reward per user (test simulator, mean over seeds)",
-                     fontsize=10)
+        plot_lines(
+            ax, {policy: np.mean(np.array(seeds), axis=0) for policy, seeds in curves.items()}
+        )
+        ax.set_title(
+            f"{dataset}: cumulative reward per user (test simulator, mean over seeds)", fontsize=10
+        )
         ax.set_xlabel("time step")
         ax.set_ylabel("cumulative reward")
     save_figure(fig, path)

@@ -65,8 +65,9 @@ def aggregate(records: list[Record]) -> dict[tuple[str, str], dict[str, Cell]]:
     for r in records:
         key = (r.method, r.dataset, r.seed)
         if key in seen:
-            raise ValueError(f"two records for method {r.method!r}, dataset {r.dataset!r}, "
-                             f"seed {r.seed}")
+            raise ValueError(
+                f"two records for method {r.method!r}, dataset {r.dataset!r}, seed {r.seed}"
+            )
         seen.add(key)
         groups.setdefault((r.method, r.dataset), []).append(r)
     out = {}
@@ -75,8 +76,11 @@ def aggregate(records: list[Record]) -> dict[tuple[str, str], dict[str, Cell]]:
         for metric in METRICS:
             values = np.array([getattr(r, metric) for r in group], dtype=np.float64)
             values = values[~np.isnan(values)]
-            out[key][metric] = (Cell(float(values.mean()), float(values.std()), len(values))
-                                if len(values) else Cell(float("nan"), float("nan"), 0))
+            out[key][metric] = (
+                Cell(float(values.mean()), float(values.std()), len(values))
+                if len(values)
+                else Cell(float("nan"), float("nan"), 0)
+            )
     return out
 
 
@@ -87,32 +91,38 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def table_layout(records: list[Record], methods: list[str] | None = None,
-                 datasets: list[str] | None = None) -> tuple[list[str], list[str]]:
+def table_layout(
+    records: list[Record], methods: list[str] | None = None, datasets: list[str] | None = None
+) -> tuple[list[str], list[str]]:
     """Row (method) and column (dataset) order: the given lists, else first appearance."""
-    return (list(methods) if methods else ordered_unique([r.method for r in records]),
-            list(datasets) if datasets else ordered_unique([r.dataset for r in records]))
+    return (
+        list(methods) if methods else ordered_unique([r.method for r in records]),
+        list(datasets) if datasets else ordered_unique([r.dataset for r in records]),
+    )
 
 
-def markdown(records: list[Record], methods: list[str] | None = None,
-             datasets: list[str] | None = None) -> str:
+def markdown(
+    records: list[Record], methods: list[str] | None = None, datasets: list[str] | None = None
+) -> str:
     """Methods as rows; per dataset a prec@1 and a prec@2 column, `mean (std)`; '-' where a
     method has no record on a dataset."""
     cells = aggregate(records)
     methods, datasets = table_layout(records, methods, datasets)
     header = ["method"] + [f"{d} {METRIC_TITLES[m]}" for d in datasets for m in METRICS]
     empty = {m: Cell(float("nan"), float("nan"), 0) for m in METRICS}
-    rows = [[method] + [str(cells.get((method, d), empty)[m]) for d in datasets
-                        for m in METRICS] for method in methods]
+    rows = [
+        [method] + [str(cells.get((method, d), empty)[m]) for d in datasets for m in METRICS]
+        for method in methods
+    ]
     return markdown_table(header, rows)
 
 
-CSV_FIELDS = ("method", "dataset", "seeds", "prec1_mean", "prec1_std", "prec2_mean",
-              "prec2_std")
+CSV_FIELDS = ("method", "dataset", "seeds", "prec1_mean", "prec1_std", "prec2_mean", "prec2_std")
 
 
-def csv_rows(records: list[Record], methods: list[str] | None = None,
-             datasets: list[str] | None = None) -> list[dict]:
+def csv_rows(
+    records: list[Record], methods: list[str] | None = None, datasets: list[str] | None = None
+) -> list[dict]:
     """One row per (method, dataset) that has records, in table order (`CSV_FIELDS`)."""
     cells = aggregate(records)
     methods, datasets = table_layout(records, methods, datasets)
@@ -122,15 +132,24 @@ def csv_rows(records: list[Record], methods: list[str] | None = None,
             if (method, dataset) not in cells:
                 continue
             c = cells[(method, dataset)]
-            rows.append({"method": method, "dataset": dataset,
-                         "seeds": max(c[m].n for m in METRICS),
-                         **{f"{m}_{s}": getattr(c[m], s) for m in METRICS
-                            for s in ("mean", "std")}})
+            rows.append(
+                {
+                    "method": method,
+                    "dataset": dataset,
+                    "seeds": max(c[m].n for m in METRICS),
+                    **{f"{m}_{s}": getattr(c[m], s) for m in METRICS for s in ("mean", "std")},
+                }
+            )
     return rows
 
 
-def write_tables(records: list[Record], markdown_path: str, csv_path: str,
-                 methods: list[str] | None = None, datasets: list[str] | None = None) -> str:
+def write_tables(
+    records: list[Record],
+    markdown_path: str,
+    csv_path: str,
+    methods: list[str] | None = None,
+    datasets: list[str] | None = None,
+) -> str:
     """Writes the Markdown and the CSV table (atomically); returns the Markdown."""
     text = markdown(records, methods, datasets)
     with safe_io.atomic_open(markdown_path, "w") as f:
@@ -161,8 +180,10 @@ def read_typed_csv(path: str, parsers: dict[str, Callable[[str], Any]]) -> list[
         reader = csv.DictReader(f)
         missing = [c for c in parsers if c not in (reader.fieldnames or [])]
         if missing:
-            raise DataError(f"{path}: line 1: missing columns {missing}; expected the header "
-                            f"to hold {','.join(parsers)}")
+            raise DataError(
+                f"{path}: line 1: missing columns {missing}; expected the header "
+                f"to hold {','.join(parsers)}"
+            )
         rows = []
         for raw in reader:
             row = {}
@@ -171,8 +192,10 @@ def read_typed_csv(path: str, parsers: dict[str, Callable[[str], Any]]) -> list[
                     row[column] = parse(raw[column])
                 except (TypeError, ValueError):
                     kind = "an integer" if parse is int else "a number"
-                    raise DataError(f"{path}: line {reader.line_num}, field '{column}': "
-                                    f"expected {kind}, got {raw[column]!r}") from None
+                    raise DataError(
+                        f"{path}: line {reader.line_num}, field '{column}': "
+                        f"expected {kind}, got {raw[column]!r}"
+                    ) from None
             rows.append(row)
     return rows
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import math
 import os
 import subprocess
@@ -42,9 +41,9 @@ from typing import Callable
 
 import numpy as np
 
-from ganrl.data import pipeline
-from ganrl.data import safe_io
-from ganrl.data.satiation import WORLD_NAME as SATIATION, SatiationConfig
+from ganrl.data import pipeline, safe_io
+from ganrl.data.satiation import WORLD_NAME as SATIATION
+from ganrl.data.satiation import SatiationConfig
 from ganrl.data.synthetic import SyntheticConfig, world_settings
 from ganrl.sim2real.true_env import SatiationEnvironment, TrueEnvironment, load_true_env
 
@@ -53,8 +52,18 @@ REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__f
 # The two simulators of the paper's protocol (`experiment_policy/run_policy.sh`).
 USER_MODELS = (("LSTM", 0), ("PW", 1))
 BASELINE = "gan_greedy"
-TABLE_FIELDS = ("policy", "true_reward", "true_se", "true_steps", "sim_reward", "sim_ci95",
-                "off_policy_dr", "gap_to_gan_greedy", "gap_ci95_low", "gap_ci95_high")
+TABLE_FIELDS = (
+    "policy",
+    "true_reward",
+    "true_se",
+    "true_steps",
+    "sim_reward",
+    "sim_ci95",
+    "off_policy_dr",
+    "gap_to_gan_greedy",
+    "gap_ci95_low",
+    "gap_ci95_high",
+)
 # A recommender: histories [U, H] (most recent click first, -1 padded) and the candidates
 # [C] shared by every user -> slates [U, k] of item ids.
 Recommender = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -63,24 +72,24 @@ Recommender = Callable[[np.ndarray, np.ndarray], np.ndarray]
 @dataclasses.dataclass(frozen=True)
 class HarnessConfig:
     """Attributes:
-      world: `satiation` or a `ganrl.data.synthetic` world name (`lag_popular_always`).
-      seed: seeds the logs, the user models (seed and seed + 1), the policies and the true
-        users.
-      save_dir: the root; this run's folder is `{save_dir}/{world}__{seed}`.
-      users: users in the logs.
-      user_model_epochs: passes over the training users of each user model.
-      user_model_args: further flags of `run_gan_user_model.sh`.
-      policies: the policies to train and evaluate (`ganrl.policy.registry.names()`).
-      num_itrs: training steps of each learning policy in the simulator.
-      sim_eval_users: users of the test simulator's evaluation.
-      true_users: new users of the true world.
-      k: slate size; horizon: steps per episode.
-      true_reward: `utility` or `click`: the reward in `ganrl.data.synthetic` worlds (the
-        satiation world counts clicks).
-      ensemble: further LSTM user models (seeds seed + 2, ...) beside the training one: the
-        policies train in an ensemble of all but the last and select snapshots in the last
-        (`ganrl.policy.runner`); 0: the paper's one training simulator.
-      penalty: the ensemble's pessimism, mean - penalty * disagreement (needs ensemble >= 2).
+    world: `satiation` or a `ganrl.data.synthetic` world name (`lag_popular_always`).
+    seed: seeds the logs, the user models (seed and seed + 1), the policies and the true
+      users.
+    save_dir: the root; this run's folder is `{save_dir}/{world}__{seed}`.
+    users: users in the logs.
+    user_model_epochs: passes over the training users of each user model.
+    user_model_args: further flags of `run_gan_user_model.sh`.
+    policies: the policies to train and evaluate (`ganrl.policy.registry.names()`).
+    num_itrs: training steps of each learning policy in the simulator.
+    sim_eval_users: users of the test simulator's evaluation.
+    true_users: new users of the true world.
+    k: slate size; horizon: steps per episode.
+    true_reward: `utility` or `click`: the reward in `ganrl.data.synthetic` worlds (the
+      satiation world counts clicks).
+    ensemble: further LSTM user models (seeds seed + 2, ...) beside the training one: the
+      policies train in an ensemble of all but the last and select snapshots in the last
+      (`ganrl.policy.runner`); 0: the paper's one training simulator.
+    penalty: the ensemble's pessimism, mean - penalty * disagreement (needs ensemble >= 2).
     """
 
     world: str = "lag_popular_always"
@@ -121,11 +130,14 @@ class HarnessConfig:
         """How `data/` is generated."""
         data_folder = os.path.join(self.run_dir, "data")
         if self.world == SATIATION:
-            return pipeline.PrepareConfig(data_folder=data_folder, seed=self.seed,
-                                          satiation=SatiationConfig(users=self.users))
+            return pipeline.PrepareConfig(
+                data_folder=data_folder, seed=self.seed, satiation=SatiationConfig(users=self.users)
+            )
         return pipeline.PrepareConfig(
-            data_folder=data_folder, seed=self.seed,
-            synthetic=SyntheticConfig(users=self.users, **world_settings(self.world)))
+            data_folder=data_folder,
+            seed=self.seed,
+            synthetic=SyntheticConfig(users=self.users, **world_settings(self.world)),
+        )
 
 
 def prepare_data(config: HarnessConfig) -> str:
@@ -145,17 +157,22 @@ def train_user_models(config: HarnessConfig, log=print) -> list[str]:
         folder = os.path.join(config.run_dir, f"user_model_{encoder}__{offset}")
         if not os.path.exists(os.path.join(folder, "results.json")):
             log(f"training user model {folder}")
-            command = ["bash", os.path.join(REPOSITORY, "experiment_user_model",
-                                            "run_gan_user_model.sh"),
-                       f"--data_folder={os.path.abspath(config.prepare_config().data_folder)}",
-                       f"--dataset={DATASET}", f"--user_model={encoder}",
-                       f"--seed={config.seed + offset}", f"--save_dir={os.path.abspath(folder)}",
-                       f"--num_epochs={config.user_model_epochs}", *config.user_model_args]
-            proc = subprocess.run(command, capture_output=True, text=True,
-                                  env=dict(os.environ, PYTHON=sys.executable))
+            command = [
+                "bash",
+                os.path.join(REPOSITORY, "experiment_user_model", "run_gan_user_model.sh"),
+                f"--data_folder={os.path.abspath(config.prepare_config().data_folder)}",
+                f"--dataset={DATASET}",
+                f"--user_model={encoder}",
+                f"--seed={config.seed + offset}",
+                f"--save_dir={os.path.abspath(folder)}",
+                f"--num_epochs={config.user_model_epochs}",
+                *config.user_model_args,
+            ]
+            proc = subprocess.run(
+                command, capture_output=True, text=True, env=dict(os.environ, PYTHON=sys.executable)
+            )
             if proc.returncode != 0:
-                raise RuntimeError(f"{folder}: user-model training failed:\n"
-                                   f"{proc.stderr[-2000:]}")
+                raise RuntimeError(f"{folder}: user-model training failed:\n{proc.stderr[-2000:]}")
         folders.append(folder)
     return folders
 
@@ -165,13 +182,23 @@ def train_policies(config: HarnessConfig, user_models: list[str], log=print) -> 
     results (`ganrl.policy.runner`)."""
     from ganrl.policy import registry
     from ganrl.policy.runner import PolicyConfig, PolicyRunner
+
     policy_config = PolicyConfig(
-        user_model_dir=user_models[0], test_user_model_dir=user_models[1],
-        ensemble_dirs=tuple(user_models[2:]), penalty=config.penalty,
+        user_model_dir=user_models[0],
+        test_user_model_dir=user_models[1],
+        ensemble_dirs=tuple(user_models[2:]),
+        penalty=config.penalty,
         save_dir=config.policy_dir,
-        policies=config.policies or tuple(registry.names()), k=config.k, horizon=config.horizon,
-        num_itrs=config.num_itrs, epsilon_steps=max(1, config.num_itrs // 2),
-        eval_users=config.sim_eval_users, adapt_itrs=0, regret_itrs=0, seed=config.seed)
+        policies=config.policies or tuple(registry.names()),
+        k=config.k,
+        horizon=config.horizon,
+        num_itrs=config.num_itrs,
+        epsilon_steps=max(1, config.num_itrs // 2),
+        eval_users=config.sim_eval_users,
+        adapt_itrs=0,
+        regret_itrs=0,
+        seed=config.seed,
+    )
     return PolicyRunner(policy_config, progress=log).run()
 
 
@@ -185,8 +212,9 @@ def simulator_figures(policy_results: dict) -> dict[str, dict]:
     return figures
 
 
-def evaluate_true(env: TrueEnvironment, recommender: Recommender, users: int, horizon: int,
-                  seed: int) -> dict[str, np.ndarray]:
+def evaluate_true(
+    env: TrueEnvironment, recommender: Recommender, users: int, horizon: int, seed: int
+) -> dict[str, np.ndarray]:
     """Serves `users` new users of `env` for `horizon` steps (the whole catalogue as
     candidates, one batched call a step).
 
@@ -209,8 +237,9 @@ def evaluate_true(env: TrueEnvironment, recommender: Recommender, users: int, ho
     return {"reward": total, "steps": steps}
 
 
-def myopic_oracle(env: TrueEnvironment, k: int,
-                  utilities: Callable[[], np.ndarray] | None = None) -> Recommender:
+def myopic_oracle(
+    env: TrueEnvironment, k: int, utilities: Callable[[], np.ndarray] | None = None
+) -> Recommender:
     """The k candidates of highest true utility for each user now (knows the truth,
     ignores the future); with `utilities` (`[U, items]`), of highest such scores instead."""
     utilities = utilities or env.utilities
@@ -218,6 +247,7 @@ def myopic_oracle(env: TrueEnvironment, k: int,
     def recommend(history, candidates):
         u = utilities()[:, candidates]
         return candidates[np.argsort(-u, axis=1, kind="stable")[:, :k]]
+
     return recommend
 
 
@@ -241,8 +271,9 @@ def lookahead_oracle(env: SatiationEnvironment, k: int, width: int = 3) -> Recom
 
     def value(slate):
         u = world.utilities(env.theta, env.satiation, slate)
-        p = np.exp(u) / (np.exp(u).sum(axis=1, keepdims=True)
-                         + math.exp(world.config.no_click_utility))
+        p = np.exp(u) / (
+            np.exp(u).sum(axis=1, keepdims=True) + math.exp(world.config.no_click_utility)
+        )
         now = p.sum(axis=1)
         stay = 1.0 - world.leave_probability(u.max(axis=1))
         # Expected tiredness: shown items count fully, the click by its probability.
@@ -251,7 +282,8 @@ def lookahead_oracle(env: SatiationEnvironment, k: int, width: int = 3) -> Recom
         n_topics = world.config.topics
         flat = (np.arange(len(slate))[:, None] * n_topics + topics).ravel()
         tired = tired + world.config.satiation_clicked * np.bincount(
-            flat, p.ravel(), len(slate) * n_topics).reshape(tired.shape)
+            flat, p.ravel(), len(slate) * n_topics
+        ).reshape(tired.shape)
         every = np.broadcast_to(np.arange(env.n_items)[None], (len(slate), env.n_items))
         u_next = world.utilities(env.theta, tired, every)
         best_next = -np.sort(-u_next, axis=1)[:, :k]
@@ -265,6 +297,7 @@ def lookahead_oracle(env: SatiationEnvironment, k: int, width: int = 3) -> Recom
         values = np.stack([value(s) for s in slates], axis=1)
         best = np.argmax(values, axis=1)
         return np.stack(slates, axis=1)[np.arange(len(u)), best]
+
     return recommend
 
 
@@ -279,29 +312,34 @@ def spearman(x: list[float], y: list[float]) -> float:
     """Spearman's rank correlation (average ranks for ties); nan under 3 points or a
     constant side."""
     from scipy.stats import spearmanr
+
     if len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
         return float("nan")
     return float(spearmanr(x, y).statistic)
 
 
-def evaluate_policies(config: HarnessConfig, env: TrueEnvironment, names: list[str]
-                      ) -> dict[str, dict[str, np.ndarray]]:
+def evaluate_policies(
+    config: HarnessConfig, env: TrueEnvironment, names: list[str]
+) -> dict[str, dict[str, np.ndarray]]:
     """Every policy of `policy/` (through `load_policy` and `recommend`) and the oracles in
     the true world, all on the same users."""
     from ganrl.policy.export import load_policy, recommend
+
     policy_dir = config.policy_dir
     recommenders: dict[str, Recommender] = {}
     for name in names:
         policy = load_policy(policy_dir, name)
-        recommenders[name] = (lambda h, c, p=policy: recommend(p, h, c, config.k))
+        recommenders[name] = lambda h, c, p=policy: recommend(p, h, c, config.k)
     recommenders["oracle_myopic"] = myopic_oracle(env, config.k)
     if isinstance(env, SatiationEnvironment):
         recommenders["oracle_lookahead"] = lookahead_oracle(env, config.k)
         # Knows each user's taste but not her tiredness: the best a greedy policy with a
         # perfect model of static preferences can do.
         recommenders["oracle_static"] = myopic_oracle(env, config.k, env.static_utilities)
-    return {name: evaluate_true(env, fn, config.true_users, config.horizon, config.seed + 100)
-            for name, fn in recommenders.items()}
+    return {
+        name: evaluate_true(env, fn, config.true_users, config.horizon, config.seed + 100)
+        for name, fn in recommenders.items()
+    }
 
 
 def table_rows(true: dict[str, dict[str, np.ndarray]], sim: dict[str, dict]) -> list[dict]:
@@ -309,14 +347,20 @@ def table_rows(true: dict[str, dict[str, np.ndarray]], sim: dict[str, dict]) -> 
     rows = []
     for name, result in true.items():
         reward = result["reward"]
-        row = {"policy": name, "true_reward": float(reward.mean()),
-               "true_se": float(reward.std(ddof=1) / math.sqrt(len(reward))),
-               "true_steps": float(result["steps"].mean()),
-               "sim_reward": sim[name]["mean"] if name in sim else float("nan"),
-               "sim_ci95": sim[name]["ci95"] if name in sim else float("nan"),
-               "off_policy_dr": sim[name]["off_policy_dr"] if name in sim else float("nan")}
-        gap = (paired_gap(reward, true[BASELINE]["reward"]) if BASELINE in true
-               else (float("nan"),) * 3)
+        row = {
+            "policy": name,
+            "true_reward": float(reward.mean()),
+            "true_se": float(reward.std(ddof=1) / math.sqrt(len(reward))),
+            "true_steps": float(result["steps"].mean()),
+            "sim_reward": sim[name]["mean"] if name in sim else float("nan"),
+            "sim_ci95": sim[name]["ci95"] if name in sim else float("nan"),
+            "off_policy_dr": sim[name]["off_policy_dr"] if name in sim else float("nan"),
+        }
+        gap = (
+            paired_gap(reward, true[BASELINE]["reward"])
+            if BASELINE in true
+            else (float("nan"),) * 3
+        )
         row.update(zip(("gap_to_gan_greedy", "gap_ci95_low", "gap_ci95_high"), gap))
         rows.append(row)
     return rows
@@ -329,63 +373,86 @@ def write_outputs(config: HarnessConfig, rows: list[dict], rho: float) -> None:
         writer.writeheader()
         writer.writerows(rows)
     unit = "clicks" if config.world == SATIATION else f"true {config.true_reward}"
-    lines = [f"# Sim-to-real: world `{config.world}`, seed {config.seed}",
-             "",
-             f"{config.true_users} new users of the true world, k={config.k} of the whole "
-             f"catalogue, horizon {config.horizon}; true reward = cumulative {unit} per user "
-             "(mean (se)); steps = slates seen before leaving; simulator = the learned test "
-             "simulator's cumulative reward (its own units); gap = true reward minus "
-             "GAN-Greedy's on the same users, 95% interval; off-policy = the doubly robust "
-             "estimate on the logged validation users (item-level clicks per step, "
-             "`ganrl.policy.off_policy`).",
-             "",
-             "| policy | true reward | steps | simulator | off-policy (DR) | "
-             "gap to GAN-Greedy [95% CI] |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"# Sim-to-real: world `{config.world}`, seed {config.seed}",
+        "",
+        f"{config.true_users} new users of the true world, k={config.k} of the whole "
+        f"catalogue, horizon {config.horizon}; true reward = cumulative {unit} per user "
+        "(mean (se)); steps = slates seen before leaving; simulator = the learned test "
+        "simulator's cumulative reward (its own units); gap = true reward minus "
+        "GAN-Greedy's on the same users, 95% interval; off-policy = the doubly robust "
+        "estimate on the logged validation users (item-level clicks per step, "
+        "`ganrl.policy.off_policy`).",
+        "",
+        "| policy | true reward | steps | simulator | off-policy (DR) | "
+        "gap to GAN-Greedy [95% CI] |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         sim = "" if math.isnan(r["sim_reward"]) else f"{r['sim_reward']:.3f}"
         ope = "" if math.isnan(r["off_policy_dr"]) else f"{r['off_policy_dr']:.3f}"
-        lines.append(f"| {r['policy']} | {r['true_reward']:.3f} ({r['true_se']:.3f}) | "
-                     f"{r['true_steps']:.2f} | {sim} | {ope} | {r['gap_to_gan_greedy']:+.3f} "
-                     f"[{r['gap_ci95_low']:+.3f}, {r['gap_ci95_high']:+.3f}] |")
+        lines.append(
+            f"| {r['policy']} | {r['true_reward']:.3f} ({r['true_se']:.3f}) | "
+            f"{r['true_steps']:.2f} | {sim} | {ope} | {r['gap_to_gan_greedy']:+.3f} "
+            f"[{r['gap_ci95_low']:+.3f}, {r['gap_ci95_high']:+.3f}] |"
+        )
     lines += ["", f"Spearman rank correlation, simulator vs true, over the policies: {rho:.3f}"]
     if config.variant:
-        lines += ["", f"Training simulator: an ensemble of {config.ensemble} LSTM user models "
-                      f"(all but the last; snapshots selected in the last), penalty "
-                      f"{config.penalty:g}."]
+        lines += [
+            "",
+            f"Training simulator: an ensemble of {config.ensemble} LSTM user models "
+            f"(all but the last; snapshots selected in the last), penalty "
+            f"{config.penalty:g}.",
+        ]
     lines.append("")
     with safe_io.atomic_open(os.path.join(config.output_dir, "table.md"), "w") as f:
         f.write("\n".join(lines))
-    safe_io.dump_json(os.path.join(config.output_dir, "results.json"),
-                      {"config": dataclasses.asdict(config), "rows": rows, "spearman": rho})
+    safe_io.dump_json(
+        os.path.join(config.output_dir, "results.json"),
+        {"config": dataclasses.asdict(config), "rows": rows, "spearman": rho},
+    )
     plot(config, rows, rho)
 
 
 def plot(config: HarnessConfig, rows: list[dict], rho: float) -> None:
     """sim_vs_true.png: each policy's simulator figure against its true reward."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(6, 4.5))
     references = [r for r in rows if math.isnan(r["sim_reward"])]
     for i, r in enumerate(sorted(references, key=lambda r: r["true_reward"])):
         # The oracles have no simulator figure: a line at their true reward, labelled at
         # the right, alternately above and below it (close oracles would overlap).
         ax.axhline(r["true_reward"], color="grey", linestyle=":", linewidth=1)
-        ax.text(0.99, r["true_reward"], r["policy"], transform=ax.get_yaxis_transform(),
-                ha="right", va="bottom" if i % 2 == 0 else "top", fontsize=7, color="grey")
+        ax.text(
+            0.99,
+            r["true_reward"],
+            r["policy"],
+            transform=ax.get_yaxis_transform(),
+            ha="right",
+            va="bottom" if i % 2 == 0 else "top",
+            fontsize=7,
+            color="grey",
+        )
     points: dict[tuple[float, float], list[dict]] = {}
     for r in rows:  # policies with the same figures (same slates) share a point and label
         if not math.isnan(r["sim_reward"]):
             points.setdefault((r["sim_reward"], r["true_reward"]), []).append(r)
     for (sim, true), same in points.items():
         ax.errorbar(sim, true, yerr=1.96 * same[0]["true_se"], fmt="o")
-        ax.annotate(", ".join(r["policy"] for r in same), (sim, true), fontsize=8,
-                    xytext=(4, 3), textcoords="offset points")
+        ax.annotate(
+            ", ".join(r["policy"] for r in same),
+            (sim, true),
+            fontsize=8,
+            xytext=(4, 3),
+            textcoords="offset points",
+        )
     ax.set_xlabel("learned test simulator: cumulative reward per user")
     ax.set_ylabel("true world: cumulative reward per user (95% CI)")
-    ax.set_title(f"{config.world}, seed {config.seed}: simulator vs truth "
-                 f"(Spearman {rho:.2f})")
+    ax.set_title(f"{config.world}, seed {config.seed}: simulator vs truth (Spearman {rho:.2f})")
     fig.tight_layout()
     with safe_io.atomic_open(os.path.join(config.output_dir, "sim_vs_true.png")) as f:
         fig.savefig(f, format="png", dpi=100)

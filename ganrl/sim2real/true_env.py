@@ -63,16 +63,16 @@ class TrueEnvironment(abc.ABC):
         """`[U, n]` true utilities of `items [U, n]` (default: every item) now."""
 
     @abc.abstractmethod
-    def _after(self, slate: np.ndarray, choice: np.ndarray, leave_draw: np.ndarray
-               ) -> np.ndarray:
+    def _after(self, slate: np.ndarray, choice: np.ndarray, leave_draw: np.ndarray) -> np.ndarray:
         """Updates the users' state after `slate` and the choices `[U]` (k: none); returns
         `[U]` bool, who leaves."""
 
     def click_probabilities(self, slate: np.ndarray) -> np.ndarray:
         """`[U, k + 1]` the true model's choice probabilities over `slate [U, k]` and no
         click (last column)."""
-        logits = np.concatenate([self.utilities(slate),
-                                 np.full((len(slate), 1), self.no_click_utility)], axis=1)
+        logits = np.concatenate(
+            [self.utilities(slate), np.full((len(slate), 1), self.no_click_utility)], axis=1
+        )
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
 
@@ -94,16 +94,24 @@ class TrueEnvironment(abc.ABC):
             reward = clicked.astype(np.float64)
         leaves = self._after(slate, np.where(was_active, choice, k), leave_draw)
         self.active = was_active & ~leaves
-        return TrueStep(reward, np.where(clicked, choice, -1),
-                        np.where(clicked, slate[rows, np.minimum(choice, k - 1)], -1),
-                        self.active.copy())
+        return TrueStep(
+            reward,
+            np.where(clicked, choice, -1),
+            np.where(clicked, slate[rows, np.minimum(choice, k - 1)], -1),
+            self.active.copy(),
+        )
 
 
 class SyntheticEnvironment(TrueEnvironment):
     """`ganrl.data.synthetic`'s world (module docstring)."""
 
-    def __init__(self, config: SyntheticConfig, item_vectors: np.ndarray, item_bias: np.ndarray,
-                 reward: str = "utility"):
+    def __init__(
+        self,
+        config: SyntheticConfig,
+        item_vectors: np.ndarray,
+        item_bias: np.ndarray,
+        reward: str = "utility",
+    ):
         if reward not in REWARDS:
             raise ValueError(f"reward={reward!r}: expected one of {REWARDS}")
         self.config = config
@@ -147,8 +155,7 @@ class SatiationEnvironment(TrueEnvironment):
 
     def utilities(self, items: np.ndarray | None = None) -> np.ndarray:
         if items is None:
-            items = np.broadcast_to(np.arange(self.n_items)[None], (len(self.theta),
-                                                                    self.n_items))
+            items = np.broadcast_to(np.arange(self.n_items)[None], (len(self.theta), self.n_items))
         return self.world.utilities(self.theta, self.satiation, items)
 
     def static_utilities(self) -> np.ndarray:

@@ -26,8 +26,13 @@ from typing import NamedTuple, Sequence
 
 import tensorflow as tf
 
-from ganrl.simulator.simulator import (Observation, Simulator, SimulatorConfig, StepResult,
-                                      draw_candidates)
+from ganrl.simulator.simulator import (
+    Observation,
+    Simulator,
+    SimulatorConfig,
+    StepResult,
+    draw_candidates,
+)
 from ganrl.user_model import LoadedUserModel
 
 ACTING = ("member", "mean")
@@ -45,25 +50,36 @@ class SlateStatistics(NamedTuple):
 class EnsembleSimulator:
     """A batched simulator over `members`, with their disagreement per slate."""
 
-    def __init__(self, members: Sequence[LoadedUserModel], config: SimulatorConfig,
-                 penalty: float = 0.0, acting: str = "member"):
+    def __init__(
+        self,
+        members: Sequence[LoadedUserModel],
+        config: SimulatorConfig,
+        penalty: float = 0.0,
+        acting: str = "member",
+    ):
         if not members:
             raise ValueError("an ensemble needs at least one user model")
         if acting not in ACTING:
             raise ValueError(f"acting={acting!r}: expected one of {', '.join(ACTING)}")
         if not penalty >= 0:
             raise ValueError(f"penalty={penalty}: expected a non-negative number")
-        self.members = [Simulator(model, dataclasses.replace(config, seed=config.seed + 7919 * i))
-                        for i, model in enumerate(members)]
+        self.members = [
+            Simulator(model, dataclasses.replace(config, seed=config.seed + 7919 * i))
+            for i, model in enumerate(members)
+        ]
         first = self.members[0]
         for model, sim in zip(members, self.members):
             if sim.n_items != first.n_items:
-                raise ValueError(f"{model.run_dir}: {sim.n_items} items, expected "
-                                 f"{first.n_items} as in {members[0].run_dir}")
+                raise ValueError(
+                    f"{model.run_dir}: {sim.n_items} items, expected "
+                    f"{first.n_items} as in {members[0].run_dir}"
+                )
             if sim.reward_kind != first.reward_kind:
-                raise ValueError(f"{model.run_dir}: pays the {sim.reward_kind} reward, expected "
-                                 f"the {first.reward_kind} reward of {members[0].run_dir} "
-                                 "(set the reward flag or train every member alike)")
+                raise ValueError(
+                    f"{model.run_dir}: pays the {sim.reward_kind} reward, expected "
+                    f"the {first.reward_kind} reward of {members[0].run_dir} "
+                    "(set the reward flag or train every member alike)"
+                )
         self.config = config
         self.penalty = float(penalty)
         self.acting = acting
@@ -86,8 +102,7 @@ class EnsembleSimulator:
     def has_no_click(self) -> bool:
         return self.members[0].has_no_click
 
-    def reset(self, batch_size: int, start_histories: list[list[int]] | None = None
-              ) -> Observation:
+    def reset(self, batch_size: int, start_histories: list[list[int]] | None = None) -> Observation:
         """Starts `batch_size` users in every member and draws each user's acting member."""
         for sim in self.members:
             sim.reset(batch_size, start_histories)
@@ -97,7 +112,8 @@ class EnsembleSimulator:
     def _observation(self) -> Observation:
         batch = int(self._acting_member.shape[0])
         return self.members[0].observation(
-            draw_candidates(self.rng, batch, self.n_items, self.n_candidates))
+            draw_candidates(self.rng, batch, self.n_items, self.n_candidates)
+        )
 
     def _outcomes(self, items: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """`[M, B, k + 1]` every member's choice probabilities and option rewards."""
@@ -108,11 +124,13 @@ class EnsembleSimulator:
     @staticmethod
     def _statistics(probs: tf.Tensor, rewards: tf.Tensor) -> SlateStatistics:
         expected = tf.reduce_sum(probs * rewards, axis=-1)  # [M, B]
-        return SlateStatistics(tf.reduce_mean(expected, 0), tf.math.reduce_std(expected, 0),
-                               tf.math.reduce_std(1.0 - probs[..., -1], 0))
+        return SlateStatistics(
+            tf.reduce_mean(expected, 0),
+            tf.math.reduce_std(expected, 0),
+            tf.math.reduce_std(1.0 - probs[..., -1], 0),
+        )
 
-    def _acting_outcomes(self, probs: tf.Tensor, rewards: tf.Tensor
-                         ) -> tuple[tf.Tensor, tf.Tensor]:
+    def _acting_outcomes(self, probs: tf.Tensor, rewards: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """`[B, k + 1]` the acting model's choice probabilities and option rewards."""
         if self.acting == "mean":
             return tf.reduce_mean(probs, 0), tf.reduce_mean(rewards, 0)
@@ -127,10 +145,10 @@ class EnsembleSimulator:
         items = self.members[0].slate_items(observation, slate)
         probs, rewards = self._outcomes(items)
         acting_probs, acting_rewards = self._acting_outcomes(probs, rewards)
-        gumbel = -tf.math.log(-tf.math.log(
-            self.rng.uniform(tf.shape(acting_probs), 1e-20, 1.0)))
-        choice = tf.argmax(tf.math.log(acting_probs + 1e-30) + gumbel, axis=-1,
-                           output_type=tf.int32)
+        gumbel = -tf.math.log(-tf.math.log(self.rng.uniform(tf.shape(acting_probs), 1e-20, 1.0)))
+        choice = tf.argmax(
+            tf.math.log(acting_probs + 1e-30) + gumbel, axis=-1, output_type=tf.int32
+        )
         k = tf.shape(items)[1]
         clicked = choice < k
         clicked_item = tf.gather(items, tf.minimum(choice, k - 1), batch_dims=1)
@@ -141,8 +159,13 @@ class EnsembleSimulator:
         for sim in self.members:
             sim.advance(clicked_item, clicked, display=items)
         next_obs = self._observation()
-        return StepResult(next_obs, reward, clicked, tf.where(clicked, choice, -1),
-                          next_obs.step >= self.config.horizon)
+        return StepResult(
+            next_obs,
+            reward,
+            clicked,
+            tf.where(clicked, choice, -1),
+            next_obs.step >= self.config.horizon,
+        )
 
     def slate_statistics(self, observation: Observation, slate: tf.Tensor) -> SlateStatistics:
         """The members' mean and disagreement for showing `slate [B, k]` now."""
@@ -160,11 +183,16 @@ class EnsembleSimulator:
     def best_slate(self, observation: Observation) -> tf.Tensor:
         """`[B, k]` the candidates of highest mean log-probability of a click when every
         candidate is shown (shift-free, so members' utility scales agree)."""
-        scores = tf.stack([tf.nn.log_softmax(sim.utilities(observation.candidates), axis=-1)
-                           for sim in self.members])
+        scores = tf.stack(
+            [
+                tf.nn.log_softmax(sim.utilities(observation.candidates), axis=-1)
+                for sim in self.members
+            ]
+        )
         return tf.math.top_k(tf.reduce_mean(scores, 0), self.config.k).indices
 
     def expected_rewards(self, observation: Observation) -> tf.Tensor:
         """`[B, N]` the members' mean learned reward of every candidate."""
-        return tf.reduce_mean(tf.stack([sim.expected_rewards(observation)
-                                        for sim in self.members]), 0)
+        return tf.reduce_mean(
+            tf.stack([sim.expected_rewards(observation) for sim in self.members]), 0
+        )

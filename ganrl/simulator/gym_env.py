@@ -24,16 +24,20 @@ class RecommendationEnv(gym.Env):
         self.sim_config = config
         self.sim = Simulator(user_model, config)
         n_items, n_cand = user_model.n_items, self.sim.n_candidates
-        self.observation_space = gym.spaces.Dict({
-            "history": gym.spaces.Box(-1, n_items - 1, (config.history_length,), np.int64),
-            "candidates": gym.spaces.Box(0, n_items - 1, (n_cand,), np.int64),
-        })
+        self.observation_space = gym.spaces.Dict(
+            {
+                "history": gym.spaces.Box(-1, n_items - 1, (config.history_length,), np.int64),
+                "candidates": gym.spaces.Box(0, n_items - 1, (n_cand,), np.int64),
+            }
+        )
         self.action_space = gym.spaces.MultiDiscrete([n_cand] * config.k)
         self._obs = None
 
     def _convert(self, obs: Observation) -> dict:
-        return {"history": obs.history.numpy()[0].astype(np.int64),
-                "candidates": obs.candidates.numpy()[0].astype(np.int64)}
+        return {
+            "history": obs.history.numpy()[0].astype(np.int64),
+            "candidates": obs.candidates.numpy()[0].astype(np.int64),
+        }
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -47,5 +51,10 @@ class RecommendationEnv(gym.Env):
         result = self.sim.step(self._obs, slate)
         self._obs = result.observation
         info = {"clicked_index": int(result.clicked_index.numpy()[0])}
-        return (self._convert(self._obs), float(result.reward.numpy()[0]), bool(result.done),
-                False, info)
+        return (
+            self._convert(self._obs),
+            float(result.reward.numpy()[0]),
+            bool(result.done),
+            False,
+            info,
+        )

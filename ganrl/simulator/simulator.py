@@ -31,13 +31,13 @@ REWARDS = ("learned", "click", "auto")
 @dataclasses.dataclass(frozen=True)
 class SimulatorConfig:
     """Attributes:
-      k: slate size.
-      n_candidates: candidates drawn per user and step (0: every item).
-      horizon: steps per episode.
-      reward: 'learned' (r of the clicked item), 'click' (1 for a click) or 'auto' ('click'
-        when the user model has a no-click option, else 'learned').
-      history_length: clicks a policy sees.
-      seed: the simulator's random stream (candidates and clicks).
+    k: slate size.
+    n_candidates: candidates drawn per user and step (0: every item).
+    horizon: steps per episode.
+    reward: 'learned' (r of the clicked item), 'click' (1 for a click) or 'auto' ('click'
+      when the user model has a no-click option, else 'learned').
+    history_length: clicks a policy sees.
+    seed: the simulator's random stream (candidates and clicks).
     """
 
     k: int = 5
@@ -52,8 +52,9 @@ class SimulatorConfig:
         config_checks.check(self, "a positive integer", "k", "horizon", "history_length")
         config_checks.check(self, "a non-negative integer", "n_candidates")
         if 0 < self.n_candidates < self.k:
-            raise ValueError(f"n_candidates={self.n_candidates}: expected 0 (every item) or "
-                             f"at least k={self.k}")
+            raise ValueError(
+                f"n_candidates={self.n_candidates}: expected 0 (every item) or at least k={self.k}"
+            )
 
 
 class Observation(NamedTuple):
@@ -84,11 +85,14 @@ class Simulator:
         self.config = config
         self.n_items = user_model.n_items
         if config.n_candidates > self.n_items:
-            raise ValueError(f"n_candidates={config.n_candidates}: expected at most the user "
-                             f"model's {self.n_items} items (0: every item)")
+            raise ValueError(
+                f"n_candidates={config.n_candidates}: expected at most the user "
+                f"model's {self.n_items} items (0: every item)"
+            )
         if config.k > self.n_items:
-            raise ValueError(f"k={config.k}: expected at most the user model's {self.n_items} "
-                             "items")
+            raise ValueError(
+                f"k={config.k}: expected at most the user model's {self.n_items} items"
+            )
         self.n_candidates = config.n_candidates or self.n_items
         self.rng = tf.random.Generator.from_seed(config.seed)
         self.shared = user_model.behavior is user_model.reward
@@ -104,8 +108,7 @@ class Simulator:
         return bool(self.model.behavior.has_no_click)
 
     # -- Episodes ---------------------------------------------------------------------------
-    def reset(self, batch_size: int, start_histories: list[list[int]] | None = None
-              ) -> Observation:
+    def reset(self, batch_size: int, start_histories: list[list[int]] | None = None) -> Observation:
         """Starts `batch_size` users with empty histories or with `start_histories` (each a
         user's clicked items in order, replayed through the models)."""
         b_state = self.behavior.initial_state(batch_size)
@@ -117,9 +120,9 @@ class Simulator:
             longest = max(len(h) for h in start_histories)
             padded = np.full((batch_size, longest), -1, dtype=np.int32)
             for i, h in enumerate(start_histories):
-                padded[i, :len(h)] = h
-                recent = h[::-1][:self.config.history_length]
-                history[i, :len(recent)] = recent
+                padded[i, : len(h)] = h
+                recent = h[::-1][: self.config.history_length]
+                history[i, : len(recent)] = recent
             b_state = self.behavior.replay(padded, b_state)
             r_state = b_state if self.shared else self.reward.replay(padded, r_state)
         self._state = (b_state, r_state)
@@ -128,14 +131,19 @@ class Simulator:
         self._batch = batch_size
         return Observation(self._history, self._draw_candidates(batch_size), 0)
 
-    def _advance(self, b_state, r_state, history, items, clicked, display=None,
-                 display_mask=None):
+    def _advance(self, b_state, r_state, history, items, clicked, display=None, display_mask=None):
         """Adds the clicked `items` of the event that showed `display` (if known; its real
         slots `display_mask`, when padded) to the states."""
-        b_state = self.behavior.update(b_state, items, clicked, display=display,
-                                       display_mask=display_mask)
-        r_state = b_state if self.shared else self.reward.update(
-            r_state, items, clicked, display=display, display_mask=display_mask)
+        b_state = self.behavior.update(
+            b_state, items, clicked, display=display, display_mask=display_mask
+        )
+        r_state = (
+            b_state
+            if self.shared
+            else self.reward.update(
+                r_state, items, clicked, display=display, display_mask=display_mask
+            )
+        )
         shifted = tf.concat([items[:, None], history[:, :-1]], axis=1)
         history = tf.where(clicked[:, None], shifted, history)
         return b_state, r_state, history
@@ -151,7 +159,8 @@ class Simulator:
         gumbel = gumbel_noise(self.rng, tf.shape(items) + [0, 1])
         b_state, r_state = self._state
         reward, clicked, index, b_state, r_state, history = self._step_fn(
-            b_state, r_state, self._history, items, gumbel)
+            b_state, r_state, self._history, items, gumbel
+        )
         self._state = (b_state, r_state)
         self._history = history
         self._step += 1
@@ -171,8 +180,9 @@ class Simulator:
         else:
             r = self.reward.rewards(r_state, clicked_item[:, None])
             reward = tf.where(clicked, r[:, 0], 0.0)
-        b_state, r_state, history = self._advance(b_state, r_state, history, clicked_item,
-                                                  clicked, display=items)
+        b_state, r_state, history = self._advance(
+            b_state, r_state, history, clicked_item, clicked, display=items
+        )
         return reward, clicked, index, b_state, r_state, history
 
     def slate_items(self, observation: Observation, slate: tf.Tensor) -> tf.Tensor:
@@ -183,8 +193,7 @@ class Simulator:
         """`[B, N]` the behaviour model's utilities of `items [B, N]` for the current states."""
         return self.behavior.utilities(self._state[0], items)
 
-    def choice_probabilities(self, items: tf.Tensor, mask: tf.Tensor | None = None
-                             ) -> tf.Tensor:
+    def choice_probabilities(self, items: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor:
         """`[B, k + 1]` the behaviour model's probabilities of clicking each of `items [B, k]`
         (its real slots `mask [B, k]`, when padded) and of no click, for the current states."""
         return self.behavior.click_probabilities(self._state[0], items, mask)
@@ -198,16 +207,27 @@ class Simulator:
             r = self.reward.rewards(self._state[1], items)
         return tf.concat([r, tf.zeros([tf.shape(items)[0], 1], tf.float32)], axis=1)
 
-    def advance(self, items: tf.Tensor, clicked: tf.Tensor, display: tf.Tensor | None = None,
-                display_mask: tf.Tensor | None = None) -> None:
+    def advance(
+        self,
+        items: tf.Tensor,
+        clicked: tf.Tensor,
+        display: tf.Tensor | None = None,
+        display_mask: tf.Tensor | None = None,
+    ) -> None:
         """Moves every user on by one step in which she clicked `items [B]` where `clicked
         [B]` (after seeing `display [B, k]`, if known, its real slots `display_mask`), whoever
         chose the click: an ensemble moves all its members with the click one of them
         sampled, an off-policy replay with the logged click."""
         b_state, r_state = self._state
-        b_state, r_state, self._history = self._advance(b_state, r_state, self._history,
-                                                        items, clicked, display=display,
-                                                        display_mask=display_mask)
+        b_state, r_state, self._history = self._advance(
+            b_state,
+            r_state,
+            self._history,
+            items,
+            clicked,
+            display=display,
+            display_mask=display_mask,
+        )
         self._state = (b_state, r_state)
         self._step += 1
 
@@ -225,8 +245,7 @@ class Simulator:
         """`[B]` the expected reward of showing `slate [B, k]` now: the click probability
         (click reward) or sum_i p_i (r_i - r_no_click) (learned reward), as `step` pays it."""
         items = self.slate_items(observation, slate)
-        return tf.reduce_sum(self.choice_probabilities(items) * self.option_rewards(items),
-                             axis=-1)
+        return tf.reduce_sum(self.choice_probabilities(items) * self.option_rewards(items), axis=-1)
 
     def best_slate(self, observation: Observation) -> tf.Tensor:
         """`[B, k]` the candidates of highest utility under the behaviour model. It maximises
@@ -240,8 +259,9 @@ class Simulator:
         return self.reward.utilities(self._state[1], observation.candidates)
 
 
-def draw_candidates(rng: tf.random.Generator, batch_size: int, n_items: int,
-                    n_candidates: int) -> tf.Tensor:
+def draw_candidates(
+    rng: tf.random.Generator, batch_size: int, n_items: int, n_candidates: int
+) -> tf.Tensor:
     """`[B, n_candidates]` item ids: every item, or `n_candidates` drawn per user."""
     if n_candidates == n_items:
         return tf.tile(tf.range(n_items, dtype=tf.int32)[None], [batch_size, 1])
@@ -254,6 +274,6 @@ def user_histories(events: Any, rows: np.ndarray) -> list[list[int]]:
     clicked = events.clicked_item
     out = []
     for r in rows:
-        c = clicked[events.event_offsets[r]:events.event_offsets[r + 1]]
+        c = clicked[events.event_offsets[r] : events.event_offsets[r + 1]]
         out.append([int(i) for i in c if i >= 0])
     return out

@@ -21,7 +21,8 @@ def make_strategy(name: str, cpu_replicas: int = 0) -> tf.distribute.Strategy:
     if cpu_replicas > 1:
         cpus = tf.config.list_physical_devices("CPU")
         tf.config.set_logical_device_configuration(
-            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(cpu_replicas)])
+            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(cpu_replicas)]
+        )
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":

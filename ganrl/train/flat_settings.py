@@ -35,18 +35,25 @@ def train_config(settings: Mapping[str, Any]) -> TrainConfig:
     field of either config, or for a value the configs' checks refuse."""
     unknown = sorted(set(settings) - MODEL_FIELDS - TRAIN_FIELDS)
     if unknown:
-        raise ValueError(f"unknown settings {unknown}: expected fields of TrainConfig or "
-                         "ModelConfig")
+        raise ValueError(
+            f"unknown settings {unknown}: expected fields of TrainConfig or ModelConfig"
+        )
     train = {k: v for k, v in settings.items() if k in TRAIN_FIELDS}
     chosen = {k: v for k, v in settings.items() if k in MODEL_FIELDS and v is not None}
     item_features = train.get("item_features", TrainConfig.item_features)
     if item_features not in MODEL_PRESETS:
-        raise ValueError(f"item_features={item_features!r}: expected one of "
-                         f"{', '.join(MODEL_PRESETS)}")
+        raise ValueError(
+            f"item_features={item_features!r}: expected one of {', '.join(MODEL_PRESETS)}"
+        )
     model = ModelConfig(**{**MODEL_PRESETS[item_features], **chosen})
     if not train.get("save_dir"):
-        train["save_dir"] = os.path.join("runs", run_dir_name(
-            train.get("dataset", TrainConfig.dataset), model.user_model,
-            train.get("regularizer", TrainConfig.regularizer),
-            train.get("seed", TrainConfig.seed)))
+        train["save_dir"] = os.path.join(
+            "runs",
+            run_dir_name(
+                train.get("dataset", TrainConfig.dataset),
+                model.user_model,
+                train.get("regularizer", TrainConfig.regularizer),
+                train.get("seed", TrainConfig.seed),
+            ),
+        )
     return TrainConfig(model=model, **train)

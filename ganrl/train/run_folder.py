@@ -23,8 +23,9 @@ class RunFolderError(ValueError):
 
 
 @contextlib.contextmanager
-def claim(save_dir: str, config: dict, saved_config: Callable[[dict], dict],
-          ignore: Iterable[str] = ()) -> Iterator[None]:
+def claim(
+    save_dir: str, config: dict, saved_config: Callable[[dict], dict], ignore: Iterable[str] = ()
+) -> Iterator[None]:
     """Holds the run folder `save_dir` (created if missing) for the block.
 
     Refuses with `RunFolderError` when another process holds the folder or when its
@@ -47,8 +48,10 @@ def claim(save_dir: str, config: dict, saved_config: Callable[[dict], dict],
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RunFolderError(f"{save_dir}: another run is writing to this run folder; "
-                                 "wait for it to end or pass another --save_dir") from None
+            raise RunFolderError(
+                f"{save_dir}: another run is writing to this run folder; "
+                "wait for it to end or pass another --save_dir"
+            ) from None
         path = os.path.join(save_dir, "config.json")
         if os.path.exists(path):
             with open(path) as f:
@@ -58,15 +61,17 @@ def claim(save_dir: str, config: dict, saved_config: Callable[[dict], dict],
                 raise RunFolderError(
                     f"{save_dir}: holds a run with other flags ("
                     + "; ".join(f"{key}={old!r} there, {new!r} now" for key, old, new in differ)
-                    + "): rerun with its flags or pass another --save_dir")
+                    + "): rerun with its flags or pass another --save_dir"
+                )
         remove_partial_checkpoints(os.path.join(save_dir, "checkpoints"))
         yield
     finally:
         os.close(fd)
 
 
-def differing_settings(saved: dict, current: dict, ignore: Iterable[str] = ()
-                       ) -> list[tuple[str, Any, Any]]:
+def differing_settings(
+    saved: dict, current: dict, ignore: Iterable[str] = ()
+) -> list[tuple[str, Any, Any]]:
     """(key, saved value, current value) of every setting that differs, nested dicts
     flattened to their keys (the config fields are named after their flags)."""
     ignore = set(ignore)
@@ -80,8 +85,11 @@ def differing_settings(saved: dict, current: dict, ignore: Iterable[str] = ()
         return out
 
     old, new = flat(saved), flat(current)
-    return [(key, old.get(key), new.get(key)) for key in sorted(old.keys() | new.keys())
-            if old.get(key) != new.get(key)]
+    return [
+        (key, old.get(key), new.get(key))
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key)
+    ]
 
 
 def remove_partial_checkpoints(root: str) -> list[str]:

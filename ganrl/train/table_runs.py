@@ -33,14 +33,25 @@ from ganrl.train.user_model import TrainConfig, UserModelRunner
 from ganrl.user_model_baselines import PAPER_BASELINES, chance_summary, evaluate_scorer
 
 # GAN method -> (encoder, regularizer).
-GAN_METHODS = {"gan_pw": ("PW", "entropy"), "gan_lstm": ("LSTM", "entropy"),
-               "gan_pw_l2": ("PW", "L2"), "gan_lstm_l2": ("LSTM", "L2")}
+GAN_METHODS = {
+    "gan_pw": ("PW", "entropy"),
+    "gan_lstm": ("LSTM", "entropy"),
+    "gan_pw_l2": ("PW", "L2"),
+    "gan_lstm_l2": ("LSTM", "L2"),
+}
 METHODS = ("chance", *PAPER_BASELINES, *GAN_METHODS)
-LABELS = {"chance": "chance", "most_popular": "most popular", "iknn": "IKNN", "srnn": "S-RNN",
-          "scknnc": "SCKNNC", "xgboost": "XGBOOST", "dfm": "DFM", "wd_lr": "W&D-LR",
-          "wd_ccf": "W&D-CCF",
-          **{m: f"GAN-{encoder} ({regularizer})"
-             for m, (encoder, regularizer) in GAN_METHODS.items()}}
+LABELS = {
+    "chance": "chance",
+    "most_popular": "most popular",
+    "iknn": "IKNN",
+    "srnn": "S-RNN",
+    "scknnc": "SCKNNC",
+    "xgboost": "XGBOOST",
+    "dfm": "DFM",
+    "wd_lr": "W&D-LR",
+    "wd_ccf": "W&D-CCF",
+    **{m: f"GAN-{encoder} ({regularizer})" for m, (encoder, regularizer) in GAN_METHODS.items()},
+}
 # Settings of the base config that the table sets per run.
 PER_RUN_SETTINGS = ("dataset", "seed", "user_model", "regularizer", "save_dir", "pretrain_dir")
 
@@ -63,8 +74,9 @@ def load_seconds(path: str) -> dict[Key, float]:
     """`{(method, dataset, seed): wall seconds}` from `seconds.csv` (none when absent)."""
     if not os.path.exists(path):
         return {}
-    rows = table.read_typed_csv(path, {"method": str, "dataset": str, "seed": int,
-                                       "seconds": float})
+    rows = table.read_typed_csv(
+        path, {"method": str, "dataset": str, "seed": int, "seconds": float}
+    )
     return {(r["method"], r["dataset"], r["seed"]): r["seconds"] for r in rows}
 
 
@@ -110,17 +122,28 @@ class TableRuns:
         adversarial = regularizer == "L2"
         base = self.base
         return dataclasses.replace(
-            base, dataset=dataset, seed=seed, regularizer=regularizer,
+            base,
+            dataset=dataset,
+            seed=seed,
+            regularizer=regularizer,
             save_dir=self.run_dir(method, dataset, seed),
-            pretrain_dir=(self.run_dir(entropy_method(method), dataset, seed)
-                          if adversarial else ""),
+            pretrain_dir=(
+                self.run_dir(entropy_method(method), dataset, seed) if adversarial else ""
+            ),
             learning_rate=self.adv_learning_rate if adversarial else base.learning_rate,
             num_itrs=self.adv_itrs if adversarial else base.num_itrs,
-            model=dataclasses.replace(base.model, user_model=encoder))
+            model=dataclasses.replace(base.model, user_model=encoder),
+        )
 
-    def run_one(self, method: str, dataset: str, seed: int, data: SplitData,
-                strategy: tf.distribute.Strategy | None = None,
-                progress: Callable[[str], None] = print) -> dict:
+    def run_one(
+        self,
+        method: str,
+        dataset: str,
+        seed: int,
+        data: SplitData,
+        strategy: tf.distribute.Strategy | None = None,
+        progress: Callable[[str], None] = print,
+    ) -> dict:
         """Test `{"prec1", "prec2"}` of one method on one dataset and seed."""
         if method == "chance":
             return chance_summary(data.splits["test"])
@@ -132,13 +155,18 @@ class TableRuns:
             with open(results_path) as f:
                 return json.load(f)["test"]
         config = self.gan_config(method, dataset, seed)
-        return UserModelRunner(config, data, progress=lambda _: None,
-                               strategy=strategy).run()["test"]
+        return UserModelRunner(config, data, progress=lambda _: None, strategy=strategy).run()[
+            "test"
+        ]
 
-    def run(self, datasets: list[str], seeds: list[int], methods: list[str],
-            strategy: tf.distribute.Strategy | None = None,
-            progress: Callable[[str], None] = print
-            ) -> tuple[list[table.Record], dict[Key, float], int]:
+    def run(
+        self,
+        datasets: list[str],
+        seeds: list[int],
+        methods: list[str],
+        strategy: tf.distribute.Strategy | None = None,
+        progress: Callable[[str], None] = print,
+    ) -> tuple[list[table.Record], dict[Key, float], int]:
         """Runs every (dataset, seed, method) that has no record yet, saving the records and
         seconds after each; returns (every record, every run's seconds, runs reused)."""
         os.makedirs(self.out, exist_ok=True)
@@ -154,18 +182,25 @@ class TableRuns:
                         continue
                     key = (dataset, seed if self.base.resplit else None)
                     if key not in data_cache:  # loaded once, and only if something runs
-                        data_cache = {key: load_split_data(self.base.data_folder, dataset,
-                                                           resplit_seed=key[1])}
+                        data_cache = {
+                            key: load_split_data(
+                                self.base.data_folder, dataset, resplit_seed=key[1]
+                            )
+                        }
                     start = time.perf_counter()
-                    test = self.run_one(method, dataset, seed, data_cache[key], strategy,
-                                        progress)
+                    test = self.run_one(method, dataset, seed, data_cache[key], strategy, progress)
                     # A run folder finished earlier keeps the seconds it took then.
                     seconds.setdefault((method, dataset, seed), time.perf_counter() - start)
-                    records.append(table.Record(method, dataset, seed, float(test["prec1"]),
-                                                float(test["prec2"])))
+                    records.append(
+                        table.Record(
+                            method, dataset, seed, float(test["prec1"]), float(test["prec2"])
+                        )
+                    )
                     table.save_records(self.records_path, records)
                     save_seconds(self.seconds_path, seconds)
-                    progress(f"{dataset} seed {seed} {LABELS[method]}: test prec@1 "
-                             f"{test['prec1']:.3f} prec@2 {test['prec2']:.3f} "
-                             f"({seconds[(method, dataset, seed)]:.1f} s)")
+                    progress(
+                        f"{dataset} seed {seed} {LABELS[method]}: test prec@1 "
+                        f"{test['prec1']:.3f} prec@2 {test['prec2']:.3f} "
+                        f"({seconds[(method, dataset, seed)]:.1f} s)"
+                    )
         return records, seconds, reused

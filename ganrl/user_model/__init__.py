@@ -81,22 +81,30 @@ def load_user_model(run_dir: str, checkpoint: str = "loss") -> LoadedUserModel:
     (features_obj,) = safe_io.load_pickles(features_path, 1)
     item_features = ItemFeatures.from_pickle_object(features_obj, features_path)
     if item_features.n_items != meta["n_items"]:
-        raise safe_io.DataError(f"{features_path}: item features of {item_features.n_items} "
-                                f"items, expected {meta['n_items']} (n_items of {model_json})")
+        raise safe_io.DataError(
+            f"{features_path}: item features of {item_features.n_items} "
+            f"items, expected {meta['n_items']} (n_items of {model_json})"
+        )
     model_config = ModelConfig(**meta["model"])
     reward = UserModel(item_features, model_config, meta["has_no_click"], name="reward")
     models = {"reward": reward}
     behavior = reward
     if meta["regularizer"] == "L2":
-        behavior = UserModel(item_features, model_config, meta["has_no_click"],
-                             name="behavior")
+        behavior = UserModel(item_features, model_config, meta["has_no_click"], name="behavior")
         models["behavior"] = behavior
-    folder = os.path.join(run_dir, "checkpoints",
-                          "latest" if checkpoint == "latest" else f"best_{checkpoint}")
+    folder = os.path.join(
+        run_dir, "checkpoints", "latest" if checkpoint == "latest" else f"best_{checkpoint}"
+    )
     path = tf.train.latest_checkpoint(folder)
     if path is None:
         raise FileNotFoundError(f"{folder}: no checkpoint")
-    tf.train.Checkpoint(**checkpoint_variables(**models)).restore(path).expect_partial() \
-        .assert_existing_objects_matched()
-    return LoadedUserModel(reward=reward, behavior=behavior, config=config,
-                           item_features=item_features, run_dir=run_dir)
+    tf.train.Checkpoint(**checkpoint_variables(**models)).restore(
+        path
+    ).expect_partial().assert_existing_objects_matched()
+    return LoadedUserModel(
+        reward=reward,
+        behavior=behavior,
+        config=config,
+        item_features=item_features,
+        run_dir=run_dir,
+    )

@@ -21,8 +21,9 @@ import tensorflow as tf
 MASKED_LOGIT = -1e9
 
 
-def choice_logits(utilities: tf.Tensor, display_mask: tf.Tensor,
-                  no_click_logit: tf.Tensor | None) -> tf.Tensor:
+def choice_logits(
+    utilities: tf.Tensor, display_mask: tf.Tensor, no_click_logit: tf.Tensor | None
+) -> tf.Tensor:
     """Logits of the choice over a display set plus the no-click option.
 
     Args:
@@ -38,8 +39,9 @@ def choice_logits(utilities: tf.Tensor, display_mask: tf.Tensor,
     if no_click_logit is None:
         no_click = tf.fill(tf.shape(utilities)[:-1], tf.cast(MASKED_LOGIT, utilities.dtype))
     else:
-        no_click = tf.broadcast_to(tf.cast(no_click_logit, utilities.dtype),
-                                   tf.shape(utilities)[:-1])
+        no_click = tf.broadcast_to(
+            tf.cast(no_click_logit, utilities.dtype), tf.shape(utilities)[:-1]
+        )
     return tf.concat([item_logits, no_click[..., None]], axis=-1)
 
 
@@ -60,8 +62,9 @@ class LossInfo(NamedTuple):
     events: tf.Tensor
 
 
-def entropy_regularised_loss(logits: tf.Tensor, clicked_pos: tf.Tensor,
-                             event_mask: tf.Tensor) -> LossInfo:
+def entropy_regularised_loss(
+    logits: tf.Tensor, clicked_pos: tf.Tensor, event_mask: tf.Tensor
+) -> LossInfo:
     """Negative log-likelihood of the observed choices, summed over real events.
 
     With a Shannon-entropy regulariser the user's optimal policy is the softmax of the
@@ -85,8 +88,9 @@ def option_mask(display_mask: tf.Tensor, has_no_click: bool) -> tf.Tensor:
     return tf.concat([display_mask, no_click[..., None]], axis=-1)
 
 
-def l2_behaviour_objective(phi: tf.Tensor, rewards: tf.Tensor, options: tf.Tensor,
-                           event_mask: tf.Tensor) -> tf.Tensor:
+def l2_behaviour_objective(
+    phi: tf.Tensor, rewards: tf.Tensor, options: tf.Tensor, event_mask: tf.Tensor
+) -> tf.Tensor:
     """The user's side of the L2-regularised min-max, to be maximised over phi.
 
     sum_t [ sum_a phi_t(a) r_t(a) - 1/2 sum_a phi_t(a)^2 ]: the expected reward of the
@@ -105,8 +109,13 @@ def l2_behaviour_objective(phi: tf.Tensor, rewards: tf.Tensor, options: tf.Tenso
     return tf.reduce_sum(per_event * tf.cast(event_mask, phi.dtype))
 
 
-def l2_reward_objective(phi: tf.Tensor, rewards: tf.Tensor, options: tf.Tensor,
-                        clicked_pos: tf.Tensor, event_mask: tf.Tensor) -> tf.Tensor:
+def l2_reward_objective(
+    phi: tf.Tensor,
+    rewards: tf.Tensor,
+    options: tf.Tensor,
+    clicked_pos: tf.Tensor,
+    event_mask: tf.Tensor,
+) -> tf.Tensor:
     """The reward's side of the min-max, to be minimised over r with phi held fixed.
 
     sum_t [ sum_a phi_t(a) r_t(a) - r_t(a_t^true) ]: the reward of the user model's behaviour

@@ -40,13 +40,19 @@ class ChoiceModel:
         """The empty histories of `batch_size` users."""
         return self.model.initial_state(batch_size)
 
-    def update(self, state: Any, clicked_item: tf.Tensor, clicked: tf.Tensor,
-               display: tf.Tensor | None = None, display_mask: tf.Tensor | None = None
-               ) -> Any:
+    def update(
+        self,
+        state: Any,
+        clicked_item: tf.Tensor,
+        clicked: tf.Tensor,
+        display: tf.Tensor | None = None,
+        display_mask: tf.Tensor | None = None,
+    ) -> Any:
         """One event of every user: `clicked_item [B]` joins the history where
         `clicked [B]`; `display [B, N]` (with `display_mask`) is the set shown, if known."""
-        return self.model.update_state(state, clicked_item, clicked, display=display,
-                                       display_mask=display_mask)
+        return self.model.update_state(
+            state, clicked_item, clicked, display=display, display_mask=display_mask
+        )
 
     def replay(self, clicks: tf.Tensor, state: Any = None) -> Any:
         """The state after each user's clicks, oldest first.
@@ -66,8 +72,9 @@ class ChoiceModel:
             items = clicks[:, t]
             real = items >= 0
             stepped = self.update(state, tf.maximum(items, 0), real)
-            state = tf.nest.map_structure(lambda new, old: _where_rows(real, new, old),
-                                          stepped, state)
+            state = tf.nest.map_structure(
+                lambda new, old: _where_rows(real, new, old), stepped, state
+            )
         return state
 
     def replay_recent_first(self, history: tf.Tensor) -> Any:
@@ -80,13 +87,13 @@ class ChoiceModel:
         return self.model.state_vector(state)
 
     # -- Choices ------------------------------------------------------------------------------
-    def utilities(self, state: Any, items: tf.Tensor, mask: tf.Tensor | None = None
-                  ) -> tf.Tensor:
+    def utilities(self, state: Any, items: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor:
         """`[B, N]` r(s, a) of `items [B, N]` for the users' states."""
         return self.model.utilities(self.state_vector(state), items, mask=mask)
 
-    def logits(self, state: Any, display: tf.Tensor, display_mask: tf.Tensor | None = None
-               ) -> tf.Tensor:
+    def logits(
+        self, state: Any, display: tf.Tensor, display_mask: tf.Tensor | None = None
+    ) -> tf.Tensor:
         """`[B, N + 1]` choice logits over `display [B, N]` (all real unless `display_mask`)
         and the no-click option (`MASKED_LOGIT` where the model conditions on a click)."""
         utilities = self.model.utilities(self.state_vector(state), display, mask=display_mask)
@@ -94,25 +101,33 @@ class ChoiceModel:
             display_mask = tf.ones(tf.shape(display), tf.bool)
         return self.model.choice_logits(utilities, display_mask)
 
-    def log_probs(self, state: Any, display: tf.Tensor, display_mask: tf.Tensor | None = None
-                  ) -> tf.Tensor:
+    def log_probs(
+        self, state: Any, display: tf.Tensor, display_mask: tf.Tensor | None = None
+    ) -> tf.Tensor:
         """`[B, N + 1]` log-probabilities of each option."""
         return tf.nn.log_softmax(self.logits(state, display, display_mask))
 
-    def click_probabilities(self, state: Any, display: tf.Tensor,
-                            display_mask: tf.Tensor | None = None) -> tf.Tensor:
+    def click_probabilities(
+        self, state: Any, display: tf.Tensor, display_mask: tf.Tensor | None = None
+    ) -> tf.Tensor:
         """`[B, N + 1]` probabilities of each option (0 on padding and an absent no-click)."""
         return tf.nn.softmax(self.logits(state, display, display_mask))
 
-    def sample(self, state: Any, display: tf.Tensor, gumbel: tf.Tensor,
-               display_mask: tf.Tensor | None = None) -> tf.Tensor:
+    def sample(
+        self,
+        state: Any,
+        display: tf.Tensor,
+        gumbel: tf.Tensor,
+        display_mask: tf.Tensor | None = None,
+    ) -> tf.Tensor:
         """`[B]` the chosen option (`N` for no click) by the Gumbel-max trick.
 
         Args:
           gumbel: `[B, N + 1]` standard Gumbel noise (`gumbel_noise`).
         """
-        return tf.argmax(self.logits(state, display, display_mask) + gumbel, axis=-1,
-                         output_type=tf.int32)
+        return tf.argmax(
+            self.logits(state, display, display_mask) + gumbel, axis=-1, output_type=tf.int32
+        )
 
     def top_k(self, state: Any, items: tf.Tensor, k: int) -> tf.Tensor:
         """`[B, k]` indices into `items [B, N]` of the k highest utilities, best first."""
@@ -140,7 +155,5 @@ def gumbel_noise(rng: tf.random.Generator, shape: tf.Tensor | list[int]) -> tf.T
 
 def _where_rows(rows: tf.Tensor, new: tf.Tensor, old: tf.Tensor) -> tf.Tensor:
     """`new` on the users where `rows [B]` is True, else `old` (any trailing shape)."""
-    mask = tf.reshape(rows, tf.concat([tf.shape(rows), tf.ones([tf.rank(new) - 1], tf.int32)],
-                                      0))
+    mask = tf.reshape(rows, tf.concat([tf.shape(rows), tf.ones([tf.rank(new) - 1], tf.int32)], 0))
     return tf.where(mask, new, old)
-

@@ -28,8 +28,7 @@ STATISTIC_FEATURES = ("log_display_sets", "log_clicks", "click_rate_logit", "uns
 HISTORY_FEATURES = ("clicked_before", "is_last_click", "shown_before", "shown_last_event")
 
 
-def statistic_features(counts: tf.Tensor, prior_rate: float, prior_strength: float
-                       ) -> tf.Tensor:
+def statistic_features(counts: tf.Tensor, prior_rate: float, prior_strength: float) -> tf.Tensor:
     """Features of items from their training counts.
 
     The click rate is the posterior mean under a Beta prior with mean `prior_rate` and
@@ -49,12 +48,20 @@ def statistic_features(counts: tf.Tensor, prior_rate: float, prior_strength: flo
     rate = (clicks + prior_strength * prior_rate) / (shown + prior_strength)
     logit = tf.math.log(rate) - tf.math.log1p(-rate)
     prior_logit = tf.math.log(prior_rate) - tf.math.log1p(-prior_rate)
-    return tf.stack([tf.math.log1p(shown), tf.math.log1p(clicks), logit - prior_logit,
-                     tf.cast(shown <= 0, counts.dtype)], axis=-1)
+    return tf.stack(
+        [
+            tf.math.log1p(shown),
+            tf.math.log1p(clicks),
+            logit - prior_logit,
+            tf.cast(shown <= 0, counts.dtype),
+        ],
+        axis=-1,
+    )
 
 
-def own_event_counts(display: tf.Tensor, display_mask: tf.Tensor, clicked_pos: tf.Tensor,
-                     event_user: tf.Tensor) -> tf.Tensor:
+def own_event_counts(
+    display: tf.Tensor, display_mask: tf.Tensor, clicked_pos: tf.Tensor, event_user: tf.Tensor
+) -> tf.Tensor:
     """How often each displayed item was shown to / clicked by the event's own user, over
     that user's events in the batch (what leave-user-out subtracts from the counts).
 
@@ -68,21 +75,28 @@ def own_event_counts(display: tf.Tensor, display_mask: tf.Tensor, clicked_pos: t
       `[N, D, 2]` float32: display sets and clicks of (user, item); 0 on padding.
     """
     width = tf.shape(display)[1]
-    key = (tf.cast(event_user, tf.int64)[:, None] * (tf.cast(tf.reduce_max(display), tf.int64) + 1)
-           + tf.cast(display, tf.int64))
+    key = tf.cast(event_user, tf.int64)[:, None] * (
+        tf.cast(tf.reduce_max(display), tf.int64) + 1
+    ) + tf.cast(display, tf.int64)
     key = tf.where(display_mask, key, -1)  # padding: its own key, never counted
     flat = tf.reshape(key, [-1])
     unique, index = tf.unique(flat)
     is_click = tf.equal(tf.range(width)[None, :], clicked_pos[:, None]) & display_mask
-    values = tf.stack([tf.reshape(tf.cast(display_mask, tf.float32), [-1]),
-                       tf.reshape(tf.cast(is_click, tf.float32), [-1])], axis=-1)
+    values = tf.stack(
+        [
+            tf.reshape(tf.cast(display_mask, tf.float32), [-1]),
+            tf.reshape(tf.cast(is_click, tf.float32), [-1]),
+        ],
+        axis=-1,
+    )
     per_key = tf.math.unsorted_segment_sum(values, index, tf.shape(unique)[0])
     own = tf.reshape(tf.gather(per_key, index), tf.concat([tf.shape(display), [2]], 0))
     return own * tf.cast(display_mask, tf.float32)[..., None]
 
 
-def recent_click_items(click_items: tf.Tensor, event_user: tf.Tensor,
-                       clicks_before: tf.Tensor, width: int) -> tf.Tensor:
+def recent_click_items(
+    click_items: tf.Tensor, event_user: tf.Tensor, clicks_before: tf.Tensor, width: int
+) -> tf.Tensor:
     """Each event's last `width` clicked items, most recent first.
 
     Args:
@@ -99,8 +113,9 @@ def recent_click_items(click_items: tf.Tensor, event_user: tf.Tensor,
     return tf.where(rows >= 0, items, EMPTY)
 
 
-def recent_display_items(display: tf.Tensor, display_mask: tf.Tensor, event_user: tf.Tensor,
-                         width: int) -> tf.Tensor:
+def recent_display_items(
+    display: tf.Tensor, display_mask: tf.Tensor, event_user: tf.Tensor, width: int
+) -> tf.Tensor:
     """The display sets of each event's `width` previous events of the same user.
 
     Events of a flat batch are in order and each user's events are contiguous, so event n's
@@ -120,8 +135,9 @@ def recent_display_items(display: tf.Tensor, display_mask: tf.Tensor, event_user
     return tf.where(same_user[..., None], items, EMPTY)
 
 
-def history_features(items: tf.Tensor, recent_clicks: tf.Tensor,
-                     recent_displays: tf.Tensor) -> tf.Tensor:
+def history_features(
+    items: tf.Tensor, recent_clicks: tf.Tensor, recent_displays: tf.Tensor
+) -> tf.Tensor:
     """What the user's own history says about each item.
 
     Args:
@@ -139,8 +155,15 @@ def history_features(items: tf.Tensor, recent_clicks: tf.Tensor,
     show_hit = tf.equal(items[..., :, None, None], shown[..., None, :, :])  # [..., N, Kd, W]
     show_per_event = tf.reduce_any(show_hit, axis=-1)
     f = lambda x: tf.cast(x, tf.float32)  # noqa: E731
-    return tf.stack([tf.reduce_sum(f(click_hit), -1), f(click_hit[..., 0]),
-                     tf.reduce_sum(f(show_per_event), -1), f(show_per_event[..., 0])], axis=-1)
+    return tf.stack(
+        [
+            tf.reduce_sum(f(click_hit), -1),
+            f(click_hit[..., 0]),
+            tf.reduce_sum(f(show_per_event), -1),
+            f(show_per_event[..., 0]),
+        ],
+        axis=-1,
+    )
 
 
 def set_ranks(values: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
@@ -179,13 +202,18 @@ class HistoryIds(NamedTuple):
 
 
 def empty_history_ids(batch_size: int, clicks: int, events: int, width: int) -> HistoryIds:
-    return HistoryIds(tf.fill([batch_size, clicks], EMPTY),
-                      tf.fill([batch_size, events, width], EMPTY))
+    return HistoryIds(
+        tf.fill([batch_size, clicks], EMPTY), tf.fill([batch_size, events, width], EMPTY)
+    )
 
 
-def update_history_ids(ids: HistoryIds, clicked_item: tf.Tensor, clicked: tf.Tensor,
-                       display: tf.Tensor | None, display_mask: tf.Tensor | None
-                       ) -> HistoryIds:
+def update_history_ids(
+    ids: HistoryIds,
+    clicked_item: tf.Tensor,
+    clicked: tf.Tensor,
+    display: tf.Tensor | None,
+    display_mask: tf.Tensor | None,
+) -> HistoryIds:
     """Adds one event: the click where `clicked [B]`, and the display set `display [B, D']`
     (`display_mask [B, D']`, all real when None) when one is given. D' <= W."""
     shifted = tf.concat([tf.cast(clicked_item, tf.int32)[:, None], ids.clicks[:, :-1]], axis=1)
@@ -194,8 +222,10 @@ def update_history_ids(ids: HistoryIds, clicked_item: tf.Tensor, clicked: tf.Ten
     if display is not None:
         width = ids.displays.shape[-1]
         if display.shape[-1] is not None and display.shape[-1] > width:
-            raise ValueError(f"display set of {display.shape[-1]} items: this model remembers "
-                             f"display sets of at most {width} (history_display_width)")
+            raise ValueError(
+                f"display set of {display.shape[-1]} items: this model remembers "
+                f"display sets of at most {width} (history_display_width)"
+            )
         display = tf.cast(display, tf.int32)
         if display_mask is not None:
             display = tf.where(display_mask, display, EMPTY)

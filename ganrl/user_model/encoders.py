@@ -38,9 +38,15 @@ class ItemEncoder(keras.layers.Layer):
     run continues the stream instead of restarting it.
     """
 
-    def __init__(self, item_features: ItemFeatures, embed_dim: int, id_dropout: float = 0.0,
-                 display_counts: np.ndarray | None = None, count_scale: float = 5.0,
-                 **kwargs: Any):
+    def __init__(
+        self,
+        item_features: ItemFeatures,
+        embed_dim: int,
+        id_dropout: float = 0.0,
+        display_counts: np.ndarray | None = None,
+        count_scale: float = 5.0,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         self.n_items = item_features.n_items
         self.id_dropout = id_dropout
@@ -49,14 +55,20 @@ class ItemEncoder(keras.layers.Layer):
         self.fallback = None
         if item_features.identity:
             self.identity = keras.layers.Embedding(
-                self.n_items, embed_dim,
+                self.n_items,
+                embed_dim,
                 embeddings_initializer=keras.initializers.RandomNormal(stddev=0.05),
-                name="identity")
+                name="identity",
+            )
             if display_counts is not None or id_dropout > 0:
-                self.fallback = self.add_weight(name="fallback", shape=(embed_dim,),
-                                                initializer="zeros")
-        self.dropout_seed = (keras.random.SeedGenerator(name="id_dropout_seed")
-                             if self.fallback is not None and id_dropout > 0 else None)
+                self.fallback = self.add_weight(
+                    name="fallback", shape=(embed_dim,), initializer="zeros"
+                )
+        self.dropout_seed = (
+            keras.random.SeedGenerator(name="id_dropout_seed")
+            if self.fallback is not None and id_dropout > 0
+            else None
+        )
         self._seen = self._drop_rate = None
         if display_counts is not None:
             counts = np.asarray(display_counts, dtype=np.float32)
@@ -79,18 +91,23 @@ class ItemEncoder(keras.layers.Layer):
                 if self._seen is not None:
                     use_identity = tf.gather(self._seen, items)
                 if training and self.id_dropout > 0:
-                    rate = (self.id_dropout if self._drop_rate is None
-                            else tf.gather(self._drop_rate, items))
-                    use_identity &= keras.random.uniform(
-                        tf.shape(items), seed=self.dropout_seed) >= rate
+                    rate = (
+                        self.id_dropout
+                        if self._drop_rate is None
+                        else tf.gather(self._drop_rate, items)
+                    )
+                    use_identity &= (
+                        keras.random.uniform(tf.shape(items), seed=self.dropout_seed) >= rate
+                    )
                 out = tf.where(use_identity[..., None], out, self.fallback)
         if self.side is not None:
             out = out + self.side(tf.gather(self._side_table, items))
         return out
 
 
-def gather_click_window(click_embeddings: tf.Tensor, event_user: tf.Tensor,
-                        clicks_before: tf.Tensor, width: int) -> tf.Tensor:
+def gather_click_window(
+    click_embeddings: tf.Tensor, event_user: tf.Tensor, clicks_before: tf.Tensor, width: int
+) -> tf.Tensor:
     """The embeddings of each event's last `width` clicks, most recent first.
 
     Args:
@@ -119,8 +136,13 @@ class HistoryEncoder(keras.layers.Layer):
 
     state_dim: int
 
-    def sequence_states(self, click_embeddings: tf.Tensor, click_mask: tf.Tensor,
-                        event_user: tf.Tensor, clicks_before: tf.Tensor) -> tf.Tensor:
+    def sequence_states(
+        self,
+        click_embeddings: tf.Tensor,
+        click_mask: tf.Tensor,
+        event_user: tf.Tensor,
+        clicks_before: tf.Tensor,
+    ) -> tf.Tensor:
         """The state before each event, from the clicks that precede it.
 
         Args:
@@ -167,18 +189,27 @@ class PositionWeightEncoder(HistoryEncoder):
     clicks (the sigmoid squashes it, and an MLP relearns products poorly).
     """
 
-    def __init__(self, embed_dim: int, band_size: int, pw_dim: int, activation: str = "sigmoid",
-                 **kwargs: Any):
+    def __init__(
+        self,
+        embed_dim: int,
+        band_size: int,
+        pw_dim: int,
+        activation: str = "sigmoid",
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         if activation not in PW_ACTIVATIONS:
-            raise ValueError(f"pw_activation={activation!r}: expected one of "
-                             f"{sorted(PW_ACTIVATIONS)}")
+            raise ValueError(
+                f"pw_activation={activation!r}: expected one of {sorted(PW_ACTIVATIONS)}"
+            )
         self.activation = PW_ACTIVATIONS[activation]
         self.embed_dim, self.band_size, self.pw_dim = embed_dim, band_size, pw_dim
         self.state_dim = embed_dim * pw_dim
         self.position_weights = self.add_weight(
-            name="position_weights", shape=(band_size, pw_dim),
-            initializer=keras.initializers.RandomNormal(stddev=1.0 / np.sqrt(band_size)))
+            name="position_weights",
+            shape=(band_size, pw_dim),
+            initializer=keras.initializers.RandomNormal(stddev=1.0 / np.sqrt(band_size)),
+        )
         self.bias = self.add_weight(name="bias", shape=(embed_dim, pw_dim), initializer="zeros")
 
     def _encode(self, window: tf.Tensor) -> tf.Tensor:
@@ -188,8 +219,9 @@ class PositionWeightEncoder(HistoryEncoder):
         return tf.reshape(self.activation(mixed), flat_shape)
 
     def sequence_states(self, click_embeddings, click_mask, event_user, clicks_before):
-        return self._encode(gather_click_window(click_embeddings, event_user, clicks_before,
-                                                self.band_size))
+        return self._encode(
+            gather_click_window(click_embeddings, event_user, clicks_before, self.band_size)
+        )
 
     def initial_state(self, batch_size):
         return tf.zeros([batch_size, self.band_size, self.embed_dim])
@@ -206,8 +238,9 @@ class PositionWeightEncoder(HistoryEncoder):
         state index e * pw_dim + n is column n of embedding dimension e."""
         if self.activation is not tf.identity:
             return None
-        return np.repeat(np.eye(self.embed_dim, dtype=np.float32), self.pw_dim, axis=0
-                         ) / self.pw_dim
+        return (
+            np.repeat(np.eye(self.embed_dim, dtype=np.float32), self.pw_dim, axis=0) / self.pw_dim
+        )
 
 
 class LSTMEncoder(HistoryEncoder):
@@ -229,8 +262,10 @@ class LSTMEncoder(HistoryEncoder):
         self.skip_weights = None
         if skip_window:
             self.skip_weights = self.add_weight(
-                name="skip_weights", shape=(skip_window,),
-                initializer=keras.initializers.Constant(1.0 / np.arange(1, skip_window + 1)))
+                name="skip_weights",
+                shape=(skip_window,),
+                initializer=keras.initializers.Constant(1.0 / np.arange(1, skip_window + 1)),
+            )
 
     def _skip(self, window: tf.Tensor) -> tf.Tensor:
         """window `[..., m, E]` most recent first -> `[..., E]`."""
@@ -243,12 +278,10 @@ class LSTMEncoder(HistoryEncoder):
         # selects (same outputs and gradients, 30-45% faster here).
         del click_mask
         outputs = self.lstm(click_embeddings)
-        (previous,) = tf.unstack(gather_click_window(outputs, event_user, clicks_before, 1),
-                                 axis=1)
+        (previous,) = tf.unstack(gather_click_window(outputs, event_user, clicks_before, 1), axis=1)
         if not self.skip_window:
             return previous
-        window = gather_click_window(click_embeddings, event_user, clicks_before,
-                                     self.skip_window)
+        window = gather_click_window(click_embeddings, event_user, clicks_before, self.skip_window)
         return tf.concat([previous, self._skip(window)], axis=-1)
 
     def initial_state(self, batch_size):
@@ -275,17 +308,26 @@ class LSTMEncoder(HistoryEncoder):
         """Random on the LSTM's output, the identity on the skip path."""
         if not self.skip_window:
             return None
-        return np.concatenate([random_map(self.hidden_dim, self.embed_dim),
-                               np.eye(self.embed_dim, dtype=np.float32)])
+        return np.concatenate(
+            [random_map(self.hidden_dim, self.embed_dim), np.eye(self.embed_dim, dtype=np.float32)]
+        )
 
 
-def make_history_encoder(name: str, embed_dim: int, *, pw_dim: int, pw_band_size: int,
-                         rnn_hidden_dim: int, pw_activation: str = "sigmoid",
-                         rnn_skip: int = 0) -> HistoryEncoder:
+def make_history_encoder(
+    name: str,
+    embed_dim: int,
+    *,
+    pw_dim: int,
+    pw_band_size: int,
+    rnn_hidden_dim: int,
+    pw_activation: str = "sigmoid",
+    rnn_skip: int = 0,
+) -> HistoryEncoder:
     """Builds the encoder registered as `name` (case-insensitive: 'PW' or 'LSTM')."""
     builders = {
-        "PW": lambda: PositionWeightEncoder(embed_dim, pw_band_size, pw_dim, pw_activation,
-                                            name="history"),
+        "PW": lambda: PositionWeightEncoder(
+            embed_dim, pw_band_size, pw_dim, pw_activation, name="history"
+        ),
         "LSTM": lambda: LSTMEncoder(embed_dim, rnn_hidden_dim, rnn_skip, name="history"),
     }
     key = name.upper()

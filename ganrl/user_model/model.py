@@ -25,15 +25,32 @@ from ganrl import config_checks
 from ganrl.data.dataset import ItemFeatures
 from ganrl.data.item_stats import split_statistics
 from ganrl.user_model import choice, context
-from ganrl.user_model.encoders import (HISTORY_ENCODERS, ItemEncoder, make_history_encoder,
-                                     random_map)
-from ganrl.user_model.state_parts import (Event, make_state_parts, summarise_choices,
-                                          summarise_displays, user_prefix_sums)
+from ganrl.user_model.encoders import (
+    HISTORY_ENCODERS,
+    ItemEncoder,
+    make_history_encoder,
+    random_map,
+)
+from ganrl.user_model.state_parts import (
+    Event,
+    make_state_parts,
+    summarise_choices,
+    summarise_displays,
+    user_prefix_sums,
+)
 
 # Re-exported: the state parts' maths lived here before `ganrl.user_model.state_parts`.
-__all__ = ["EncodedState", "MODEL_PRESETS", "ModelConfig", "UserModel", "checkpoint_variables",
-           "random_state_variables", "summarise_choices", "summarise_displays",
-           "user_prefix_sums"]
+__all__ = [
+    "EncodedState",
+    "MODEL_PRESETS",
+    "ModelConfig",
+    "UserModel",
+    "checkpoint_variables",
+    "random_state_variables",
+    "summarise_choices",
+    "summarise_displays",
+    "user_prefix_sums",
+]
 
 keras = tf.keras
 
@@ -138,20 +155,32 @@ class ModelConfig:
     def __post_init__(self):
         config_checks.check_choice(self, "user_model", HISTORY_ENCODERS)
         if not re.fullmatch(r"([1-9][0-9]*(-[1-9][0-9]*)*)?", self.dims):
-            raise ValueError(f"dims={self.dims!r}: expected the hidden sizes of the utility "
-                             "MLP, positive integers joined by '-', e.g. '64-64' (or '' for "
-                             "none)")
-        config_checks.check(self, "a positive integer", "item_dim", "rnn_hidden_dim", "pw_dim",
-                            "pw_band_size", "history_clicks", "history_events",
-                            "history_display_width")
+            raise ValueError(
+                f"dims={self.dims!r}: expected the hidden sizes of the utility "
+                "MLP, positive integers joined by '-', e.g. '64-64' (or '' for "
+                "none)"
+            )
+        config_checks.check(
+            self,
+            "a positive integer",
+            "item_dim",
+            "rnn_hidden_dim",
+            "pw_dim",
+            "pw_band_size",
+            "history_clicks",
+            "history_events",
+            "history_display_width",
+        )
         config_checks.check(self, "a number in [0, 1)", "dropout", "id_dropout")
         config_checks.check(self, "a positive number", "rate_prior_strength")
         config_checks.check(self, "a non-negative number", "l2_reg")
         config_checks.check(self, "a non-negative integer", "rnn_skip", "statistic_folds")
         config_checks.check_choice(self, "pw_activation", ("sigmoid", "linear"))
         if not self.dims and not self.bilinear:
-            raise ValueError(f"dims={self.dims!r}: a utility without an MLP needs the "
-                             "bilinear term (bilinear=True)")
+            raise ValueError(
+                f"dims={self.dims!r}: a utility without an MLP needs the "
+                "bilinear term (bilinear=True)"
+            )
         if self.statistic_folds == 1:
             raise ValueError("statistic_folds=1: expected 0 (leave-one-user-out) or at least 2")
 
@@ -165,9 +194,15 @@ class ModelConfig:
 # with a fallback, and the user's history of each item.
 MODEL_PRESETS = {
     "onehot": {},
-    "generalising": {"id_dropout": 0.8, "history_features": True, "item_bias": True,
-                     "mlp_item": False, "choice_history": True, "pw_activation": "linear",
-                     "rnn_skip": 5},
+    "generalising": {
+        "id_dropout": 0.8,
+        "history_features": True,
+        "item_bias": True,
+        "mlp_item": False,
+        "choice_history": True,
+        "pw_activation": "linear",
+        "rnn_skip": 5,
+    },
 }
 
 
@@ -187,8 +222,9 @@ class UserModel(keras.Model):
     the step view (simulation) advances many users' histories one event at a time.
     """
 
-    def __init__(self, item_features: ItemFeatures, config: ModelConfig, has_no_click: bool,
-                 **kwargs: Any):
+    def __init__(
+        self, item_features: ItemFeatures, config: ModelConfig, has_no_click: bool, **kwargs: Any
+    ):
         super().__init__(**kwargs)
         self.config = config
         self.n_items = item_features.n_items
@@ -203,19 +239,31 @@ class UserModel(keras.Model):
             self._prior_rate = min(max(rate, 1e-3), 1.0 - 1e-3)
         if config.set_context and counts is None:
             raise ValueError("set_context needs item statistics (item_features=generalising)")
-        self.items = ItemEncoder(side_features, config.item_dim, id_dropout=config.id_dropout,
-                                 display_counts=None if counts is None else counts[:, 0],
-                                 count_scale=config.rate_prior_strength, name="items")
+        self.items = ItemEncoder(
+            side_features,
+            config.item_dim,
+            id_dropout=config.id_dropout,
+            display_counts=None if counts is None else counts[:, 0],
+            count_scale=config.rate_prior_strength,
+            name="items",
+        )
         self.history = make_history_encoder(
-            config.user_model, config.item_dim, pw_dim=config.pw_dim,
-            pw_band_size=config.pw_band_size, rnn_hidden_dim=config.rnn_hidden_dim,
-            pw_activation=config.pw_activation, rnn_skip=config.rnn_skip)
+            config.user_model,
+            config.item_dim,
+            pw_dim=config.pw_dim,
+            pw_band_size=config.pw_band_size,
+            rnn_hidden_dim=config.rnn_hidden_dim,
+            pw_activation=config.pw_activation,
+            rnn_skip=config.rnn_skip,
+        )
         self.item_bias = self.bias_fallback = None
         if config.item_bias:
-            self.item_bias = keras.layers.Embedding(self.n_items, 1, embeddings_initializer="zeros",
-                                                    name="item_bias")
-            self.bias_fallback = self.add_weight(name="bias_fallback", shape=(),
-                                                 initializer="zeros")
+            self.item_bias = keras.layers.Embedding(
+                self.n_items, 1, embeddings_initializer="zeros", name="item_bias"
+            )
+            self.bias_fallback = self.add_weight(
+                name="bias_fallback", shape=(), initializer="zeros"
+            )
         # The state: the history encoder's, then the configured parts (`state_parts`); the
         # encoded vector holds the encoder's output, then the parts' columns.
         self.state_parts = make_state_parts(config)
@@ -229,34 +277,48 @@ class UserModel(keras.Model):
         if dims:
             self.state_layer = keras.layers.Dense(dims[0], name="mlp_0_state")
             if config.mlp_item:
-                self.item_layer = keras.layers.Dense(dims[0], use_bias=False,
-                                                     name="mlp_0_item")
-            self.hidden_layers = [keras.layers.Dense(d, activation="elu", name=f"mlp_{i + 1}")
-                                  for i, d in enumerate(dims[1:])]
+                self.item_layer = keras.layers.Dense(dims[0], use_bias=False, name="mlp_0_item")
+            self.hidden_layers = [
+                keras.layers.Dense(d, activation="elu", name=f"mlp_{i + 1}")
+                for i, d in enumerate(dims[1:])
+            ]
             self.output_layer = keras.layers.Dense(1, use_bias=False, name="utility")
         self.dropout = keras.layers.Dropout(config.dropout)
-        self.bilinear = (keras.layers.Dense(config.item_dim, use_bias=False, name="bilinear",
-                                            kernel_initializer=self._bilinear_init())
-                         if config.bilinear else None)
-        self.no_click_logit = (self.add_weight(name="no_click_logit", shape=(),
-                                               initializer="zeros")
-                               if has_no_click else None)
+        self.bilinear = (
+            keras.layers.Dense(
+                config.item_dim,
+                use_bias=False,
+                name="bilinear",
+                kernel_initializer=self._bilinear_init(),
+            )
+            if config.bilinear
+            else None
+        )
+        self.no_click_logit = (
+            self.add_weight(name="no_click_logit", shape=(), initializer="zeros")
+            if has_no_click
+            else None
+        )
         for part in self.state_parts:  # here, so the weights keep their checkpoint order
             part.create_weights(self)
         self.set_layer = self.set_bilinear = None
         if config.set_summary:
             if dims:
                 self.set_layer = keras.layers.Dense(dims[0], use_bias=False, name="mlp_0_set")
-            self.set_bilinear = keras.layers.Dense(config.item_dim, use_bias=False,
-                                                   name="set_bilinear")
-        self.context_dim = ((len(context.STATISTIC_FEATURES) if counts is not None else 0)
-                            + (2 if config.set_context else 0)
-                            + sum(p.context_dim for p in self.state_parts))
+            self.set_bilinear = keras.layers.Dense(
+                config.item_dim, use_bias=False, name="set_bilinear"
+            )
+        self.context_dim = (
+            (len(context.STATISTIC_FEATURES) if counts is not None else 0)
+            + (2 if config.set_context else 0)
+            + sum(p.context_dim for p in self.state_parts)
+        )
         self.context_layer = self.context_linear = None
         if self.context_dim:
             if dims:
-                self.context_layer = keras.layers.Dense(dims[0], use_bias=False,
-                                                        name="mlp_0_context")
+                self.context_layer = keras.layers.Dense(
+                    dims[0], use_bias=False, name="mlp_0_context"
+                )
             self.context_linear = keras.layers.Dense(1, use_bias=False, name="context_linear")
         # Create every weight now, so checkpoints restore eagerly and nothing builds lazily.
         self.utilities(self.state_vector(self.initial_state(1)), tf.zeros([1, 1], tf.int32))
@@ -283,12 +345,19 @@ class UserModel(keras.Model):
     def initial_state(self, batch_size: int) -> dict:
         """The empty history of `batch_size` users: the encoder's state under "encoder" and
         each state part's under its name."""
-        return {"encoder": self.history.initial_state(batch_size),
-                **{part.name: part.initial_state(batch_size) for part in self.state_parts}}
+        return {
+            "encoder": self.history.initial_state(batch_size),
+            **{part.name: part.initial_state(batch_size) for part in self.state_parts},
+        }
 
-    def update_state(self, state: dict, clicked_item: tf.Tensor, clicked: tf.Tensor,
-                     display: tf.Tensor | None = None, display_mask: tf.Tensor | None = None
-                     ) -> dict:
+    def update_state(
+        self,
+        state: dict,
+        clicked_item: tf.Tensor,
+        clicked: tf.Tensor,
+        display: tf.Tensor | None = None,
+        display_mask: tf.Tensor | None = None,
+    ) -> dict:
         """Adds `clicked_item [B]` to the histories where `clicked [B]` (bool) is True.
 
         With `display_history`, `choice_history` or `history_features`, pass the event's
@@ -300,27 +369,42 @@ class UserModel(keras.Model):
         clicked = tf.cast(clicked, tf.bool)
         event = Event(clicked_item, clicked, display, display_mask)
         embedding = self.items(tf.maximum(clicked_item, 0))
-        return {"encoder": self.history.update(state["encoder"], embedding, clicked),
-                **{part.name: part.update_state(self, state, event)
-                   for part in self.state_parts}}
+        return {
+            "encoder": self.history.update(state["encoder"], embedding, clicked),
+            **{part.name: part.update_state(self, state, event) for part in self.state_parts},
+        }
 
     def state_vector(self, state: dict) -> EncodedState:
         """The encoded history: `vector [B, S]`, the encoder's output and the parts' columns
         (`display_history`'s summary, `choice_history`'s evidence), and the remembered item
         ids (`history_features`) as int tensors, which `utilities` compares with the
         candidates."""
-        vector = tf.concat([self.history.state_vector(state["encoder"])]
-                           + [part.vector(self, state[part.name])
-                              for part in self.state_parts if part.vector_dim], axis=-1)
-        return EncodedState(vector, {part.name: part.context(state[part.name])
-                                     for part in self.state_parts if part.context_dim})
+        vector = tf.concat(
+            [self.history.state_vector(state["encoder"])]
+            + [part.vector(self, state[part.name]) for part in self.state_parts if part.vector_dim],
+            axis=-1,
+        )
+        return EncodedState(
+            vector,
+            {
+                part.name: part.context(state[part.name])
+                for part in self.state_parts
+                if part.context_dim
+            },
+        )
 
     def _shrink(self) -> tf.Tensor:
         """k > 0 of choice_history's shrinkage 1 / (1 + k events)."""
         return next(p for p in self.state_parts if p.name == "choices").shrink()
 
-    def _choice_evidence(self, utilities: tf.Tensor, display: tf.Tensor, mask: tf.Tensor,
-                         clicked_pos: tf.Tensor, training: bool = False) -> tf.Tensor:
+    def _choice_evidence(
+        self,
+        utilities: tf.Tensor,
+        display: tf.Tensor,
+        mask: tf.Tensor,
+        clicked_pos: tf.Tensor,
+        training: bool = False,
+    ) -> tf.Tensor:
         """`[N, E + 1]` what one event adds to the choice-evidence sums: the clicked item's
         embedding (0 for a no-click) less sum_a p(a) e_a under the choice probabilities of
         `utilities [N, D]` (the no-click option's share adds nothing), and 1."""
@@ -340,14 +424,20 @@ class UserModel(keras.Model):
         (`context.statistic_features`: display count, clicks, smoothed click rate, unseen)."""
         table = self.item_embeddings(tf.range(self.n_items))
         if self._counts is not None:
-            stats = context.statistic_features(self._counts, self._prior_rate,
-                                               self.config.rate_prior_strength)
+            stats = context.statistic_features(
+                self._counts, self._prior_rate, self.config.rate_prior_strength
+            )
             table = tf.concat([table, stats], axis=-1)
         return table.numpy()
 
-    def utilities(self, state: EncodedState, items: tf.Tensor, training: bool = False,
-                  mask: tf.Tensor | None = None, item_counts: tf.Tensor | None = None
-                  ) -> tf.Tensor:
+    def utilities(
+        self,
+        state: EncodedState,
+        items: tf.Tensor,
+        training: bool = False,
+        mask: tf.Tensor | None = None,
+        item_counts: tf.Tensor | None = None,
+    ) -> tf.Tensor:
         """r(s, a) for an encoded state (`state_vector`: `vector [B, ..., S]`) and
         `items [B, ..., N]` -> `[B, ..., N]`.
 
@@ -363,8 +453,10 @@ class UserModel(keras.Model):
         set_mean = None
         if self.set_bilinear is not None:
             real = tf.ones(tf.shape(items)) if mask is None else tf.cast(mask, tf.float32)
-            set_mean = tf.reduce_sum(item_embeddings * real[..., None], -2) / tf.maximum(
-                tf.reduce_sum(real, -1), 1.0)[..., None]
+            set_mean = (
+                tf.reduce_sum(item_embeddings * real[..., None], -2)
+                / tf.maximum(tf.reduce_sum(real, -1), 1.0)[..., None]
+            )
         utility = tf.zeros(tf.shape(items), item_embeddings.dtype)
         if self.output_layer is not None:
             hidden = self.state_layer(encoded)[..., None, :]
@@ -379,13 +471,15 @@ class UserModel(keras.Model):
                 hidden = layer(self.dropout(hidden, training=training))
             utility += tf.squeeze(self.output_layer(hidden), -1)
         if self.bilinear is not None:
-            utility += tf.reduce_sum(self.bilinear(encoded)[..., None, :] * item_embeddings,
-                                     axis=-1)
+            utility += tf.reduce_sum(
+                self.bilinear(encoded)[..., None, :] * item_embeddings, axis=-1
+            )
         if features is not None:
             utility += tf.squeeze(self.context_linear(features), -1)
         if set_mean is not None:
-            utility += tf.reduce_sum(self.set_bilinear(set_mean)[..., None, :] * item_embeddings,
-                                     axis=-1)
+            utility += tf.reduce_sum(
+                self.set_bilinear(set_mean)[..., None, :] * item_embeddings, axis=-1
+            )
         if self.item_bias is not None:
             utility += self._item_bias(items)
         return utility
@@ -399,8 +493,13 @@ class UserModel(keras.Model):
         seen = tf.gather(self._counts[:, 0], items) > 0
         return tf.where(seen, bias, self.bias_fallback)
 
-    def _context(self, state: EncodedState, items: tf.Tensor, mask: tf.Tensor | None,
-                 item_counts: tf.Tensor | None) -> tf.Tensor | None:
+    def _context(
+        self,
+        state: EncodedState,
+        items: tf.Tensor,
+        mask: tf.Tensor | None,
+        item_counts: tf.Tensor | None,
+    ) -> tf.Tensor | None:
         """`[B, ..., N, context_dim]` per-item context, or None when the model has none."""
         if not self.context_dim:
             return None
@@ -408,14 +507,18 @@ class UserModel(keras.Model):
         if self._counts is not None:
             if item_counts is None:
                 item_counts = tf.gather(self._counts, items)
-            stats = context.statistic_features(item_counts, self._prior_rate,
-                                               cfg.rate_prior_strength)
+            stats = context.statistic_features(
+                item_counts, self._prior_rate, cfg.rate_prior_strength
+            )
             parts.append(stats)
             if cfg.set_context:
                 real = tf.ones(tf.shape(items), tf.bool) if mask is None else mask
                 parts.append(context.set_ranks(stats[..., :3:2], real))  # by d and by rate
-        parts += [part.context_features(items, state.context[part.name])
-                  for part in self.state_parts if part.context_dim]
+        parts += [
+            part.context_features(items, state.context[part.name])
+            for part in self.state_parts
+            if part.context_dim
+        ]
         return tf.concat(parts, axis=-1)
 
     def choice_logits(self, utilities: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
@@ -423,8 +526,9 @@ class UserModel(keras.Model):
         return choice.choice_logits(utilities, mask, self.no_click_logit)
 
     # -- Sequence view (training) ----------------------------------------------------------
-    def event_utilities(self, batch: dict, training: bool = False,
-                        leave_user_out: bool | None = None) -> tf.Tensor:
+    def event_utilities(
+        self, batch: dict, training: bool = False, leave_user_out: bool | None = None
+    ) -> tf.Tensor:
         """`[N, D]` utilities of every displayed item, each from the state before its event.
 
         `batch` is a flat batch (`EventArrays.flat_batch`): `display [N, D]`,
@@ -433,31 +537,39 @@ class UserModel(keras.Model):
         `leave_user_out` (default: `training`): the batch is of training users, whose own
         events are taken out of the item statistics.
         """
-        click_embeddings = self.dropout(self.items(batch["click_items"], training=training),
-                                        training=training)
-        vector = self.history.sequence_states(click_embeddings, batch["click_mask"],
-                                              batch["event_user"], batch["clicks_before"])
+        click_embeddings = self.dropout(
+            self.items(batch["click_items"], training=training), training=training
+        )
+        vector = self.history.sequence_states(
+            click_embeddings, batch["click_mask"], batch["event_user"], batch["clicks_before"]
+        )
         item_counts = None
         if leave_user_out is None:
             leave_user_out = training
         if self._counts is not None and leave_user_out and self.config.leave_user_out:
             item_counts = self._training_counts(batch)
-        part_context = {part.name: part.sequence_context(batch)
-                        for part in self.state_parts if part.context_dim}
+        part_context = {
+            part.name: part.sequence_context(batch) for part in self.state_parts if part.context_dim
+        }
 
         def event_scores(columns: tf.Tensor) -> tf.Tensor:
             """`[N, D]` utilities under the state columns so far, zero-padded to the full
             width (so a part sees the state without itself and the parts after it)."""
             columns = tf.pad(columns, [[0, 0], [0, self.encoded_dim - tf.shape(columns)[1]]])
-            return self.utilities(EncodedState(columns, part_context), batch["display"],
-                                  training=training, mask=batch["display_mask"],
-                                  item_counts=item_counts)
+            return self.utilities(
+                EncodedState(columns, part_context),
+                batch["display"],
+                training=training,
+                mask=batch["display_mask"],
+                item_counts=item_counts,
+            )
 
         for part in self.state_parts:
             if part.vector_dim:
-                vector = tf.concat([vector, part.sequence_vector(self, batch, vector,
-                                                                 event_scores, training)],
-                                   axis=-1)
+                vector = tf.concat(
+                    [vector, part.sequence_vector(self, batch, vector, event_scores, training)],
+                    axis=-1,
+                )
         return event_scores(vector)
 
     def use_statistic_folds(self, user_fold: np.ndarray, fold_counts: np.ndarray) -> None:
@@ -477,8 +589,9 @@ class UserModel(keras.Model):
         batch users' own events."""
         total = tf.gather(self._counts, batch["display"])
         if self._fold_counts is None:
-            return total - context.own_event_counts(batch["display"], batch["display_mask"],
-                                                    batch["clicked_pos"], batch["event_user"])
+            return total - context.own_event_counts(
+                batch["display"], batch["display_mask"], batch["clicked_pos"], batch["event_user"]
+            )
         folds = tf.cast(tf.shape(self._fold_counts)[0], tf.float32)
         fold = tf.gather(tf.gather(self._user_fold, batch["user_row"]), batch["event_user"])
         fold = tf.broadcast_to(fold[:, None], tf.shape(batch["display"]))
@@ -490,14 +603,17 @@ class UserModel(keras.Model):
         if not self.config.l2_reg:
             return tf.constant(0.0)
         return self.config.l2_reg * tf.add_n(
-            [tf.reduce_sum(tf.square(v)) for v in self.trainable_variables])
+            [tf.reduce_sum(tf.square(v)) for v in self.trainable_variables]
+        )
 
-    def call(self, batch: dict, training: bool = False,
-             leave_user_out: bool | None = None) -> tf.Tensor:
+    def call(
+        self, batch: dict, training: bool = False, leave_user_out: bool | None = None
+    ) -> tf.Tensor:
         """`[N, D + 1]` choice logits of every event of a flat batch."""
         return self.choice_logits(
             self.event_utilities(batch, training=training, leave_user_out=leave_user_out),
-            batch["display_mask"])
+            batch["display_mask"],
+        )
 
 
 def checkpoint_variables(**parts: Any) -> dict[str, tf.Variable]:

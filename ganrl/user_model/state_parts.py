@@ -68,9 +68,14 @@ class StatePart:
         """`[B, vector_dim]` the part's columns of the encoded state."""
         raise NotImplementedError
 
-    def sequence_vector(self, model: UserModel, batch: dict, vector_before: tf.Tensor,
-                        scores: Callable[[tf.Tensor], tf.Tensor], training: bool
-                        ) -> tf.Tensor:
+    def sequence_vector(
+        self,
+        model: UserModel,
+        batch: dict,
+        vector_before: tf.Tensor,
+        scores: Callable[[tf.Tensor], tf.Tensor],
+        training: bool,
+    ) -> tf.Tensor:
         """`[N, vector_dim]` the part's columns for every event of a flat batch, each from the
         user's earlier events.
 
@@ -116,19 +121,26 @@ class DisplaySummary(StatePart):
         mask = event.display_mask
         if mask is None:
             mask = tf.ones(tf.shape(event.display), tf.bool)
-        passed = mask & ~(event.clicked[:, None]
-                          & tf.equal(event.display, event.clicked_item[:, None]))
+        passed = mask & ~(
+            event.clicked[:, None] & tf.equal(event.display, event.clicked_item[:, None])
+        )
         return state[self.name] + self.event_sums(model, event.display, passed, ~event.clicked)
 
     @staticmethod
-    def event_sums(model: UserModel, display: tf.Tensor, passed: tf.Tensor,
-                   no_click: tf.Tensor, training: bool = False) -> tf.Tensor:
+    def event_sums(
+        model: UserModel,
+        display: tf.Tensor,
+        passed: tf.Tensor,
+        no_click: tf.Tensor,
+        training: bool = False,
+    ) -> tf.Tensor:
         """`[N, E + 2]` what one event adds to the sums: the mean embedding of the items
         passed over (`passed [N, D]` of `display [N, D]`), whether nothing was clicked, and 1."""
         weights = tf.cast(passed, tf.float32)
         embeddings = model.items(display, training=training) * weights[..., None]
-        mean = tf.reduce_sum(embeddings, -2) / tf.maximum(tf.reduce_sum(weights, -1), 1.0)[
-            ..., None]
+        mean = (
+            tf.reduce_sum(embeddings, -2) / tf.maximum(tf.reduce_sum(weights, -1), 1.0)[..., None]
+        )
         ones = tf.ones_like(mean[..., :1])
         return tf.concat([mean, tf.cast(no_click, tf.float32)[..., None], ones], axis=-1)
 
@@ -141,11 +153,11 @@ class DisplaySummary(StatePart):
 
     def sequence_vector(self, model, batch, vector_before, scores, training):
         display, mask = batch["display"], batch["display_mask"]
-        passed = mask & (tf.range(tf.shape(display)[1])[None, :]
-                         != batch["clicked_pos"][:, None])
+        passed = mask & (tf.range(tf.shape(display)[1])[None, :] != batch["clicked_pos"][:, None])
         sums = self.event_sums(model, display, passed, batch["clicked_pos"] < 0, training)
-        return summarise_displays(user_prefix_sums(sums, batch["event_user"],
-                                                   tf.shape(batch["click_items"])[0]))
+        return summarise_displays(
+            user_prefix_sums(sums, batch["event_user"], tf.shape(batch["click_items"])[0])
+        )
 
 
 class ChoiceEvidence(StatePart):
@@ -166,8 +178,10 @@ class ChoiceEvidence(StatePart):
     def create_weights(self, model):
         # k = softplus(this), 1 at the start.
         self.shrink_weight = model.add_weight(
-            name="choice_shrink", shape=(),
-            initializer=tf.keras.initializers.Constant(float(np.log(np.e - 1.0))))
+            name="choice_shrink",
+            shape=(),
+            initializer=tf.keras.initializers.Constant(float(np.log(np.e - 1.0))),
+        )
 
     def shrink(self) -> tf.Tensor:
         """k > 0 of the shrinkage 1 / (1 + k events)."""
@@ -186,8 +200,9 @@ class ChoiceEvidence(StatePart):
         without = dict(state, **{self.name: tf.zeros_like(state[self.name])})
         utilities = model.utilities(model.state_vector(without), display, mask=mask)
         hit = mask & tf.equal(display, event.clicked_item[:, None]) & event.clicked[:, None]
-        clicked_pos = tf.where(tf.reduce_any(hit, -1),
-                               tf.argmax(tf.cast(hit, tf.int32), -1, output_type=tf.int32), -1)
+        clicked_pos = tf.where(
+            tf.reduce_any(hit, -1), tf.argmax(tf.cast(hit, tf.int32), -1, output_type=tf.int32), -1
+        )
         return state[self.name] + model._choice_evidence(utilities, display, mask, clicked_pos)
 
     def bilinear_block(self):
@@ -201,11 +216,17 @@ class ChoiceEvidence(StatePart):
         # Each event's evidence from the utilities without it; since the states see only
         # earlier events, one pass over all events gives every event's evidence.
         without = scores(vector_before)
-        evidence = model._choice_evidence(without, batch["display"], batch["display_mask"],
-                                          batch["clicked_pos"], training=training)
-        return summarise_choices(user_prefix_sums(evidence, batch["event_user"],
-                                                  tf.shape(batch["click_items"])[0]),
-                                 self.shrink())
+        evidence = model._choice_evidence(
+            without,
+            batch["display"],
+            batch["display_mask"],
+            batch["clicked_pos"],
+            training=training,
+        )
+        return summarise_choices(
+            user_prefix_sums(evidence, batch["event_user"], tf.shape(batch["click_items"])[0]),
+            self.shrink(),
+        )
 
 
 class RecentItems(StatePart):
@@ -219,12 +240,14 @@ class RecentItems(StatePart):
 
     def initial_state(self, batch_size):
         cfg = self.config
-        return context.empty_history_ids(batch_size, cfg.history_clicks, cfg.history_events,
-                                         cfg.history_display_width)
+        return context.empty_history_ids(
+            batch_size, cfg.history_clicks, cfg.history_events, cfg.history_display_width
+        )
 
     def update_state(self, model, state, event):
-        return context.update_history_ids(state[self.name], event.clicked_item, event.clicked,
-                                          event.display, event.display_mask)
+        return context.update_history_ids(
+            state[self.name], event.clicked_item, event.clicked, event.display, event.display_mask
+        )
 
     def context(self, part_state):
         return part_state
@@ -233,13 +256,21 @@ class RecentItems(StatePart):
         cfg = self.config
         width = batch["display"].shape[-1]
         if width is not None and width > cfg.history_display_width:
-            raise ValueError(f"display sets of {width} items: this model remembers at most "
-                             f"{cfg.history_display_width} (history_display_width)")
+            raise ValueError(
+                f"display sets of {width} items: this model remembers at most "
+                f"{cfg.history_display_width} (history_display_width)"
+            )
         return context.HistoryIds(
-            context.recent_click_items(batch["click_items"], batch["event_user"],
-                                       batch["clicks_before"], cfg.history_clicks),
-            context.recent_display_items(batch["display"], batch["display_mask"],
-                                         batch["event_user"], cfg.history_events))
+            context.recent_click_items(
+                batch["click_items"],
+                batch["event_user"],
+                batch["clicks_before"],
+                cfg.history_clicks,
+            ),
+            context.recent_display_items(
+                batch["display"], batch["display_mask"], batch["event_user"], cfg.history_events
+            ),
+        )
 
     def context_features(self, items, part_context):
         return context.history_features(items, part_context.clicks, part_context.displays)
@@ -258,16 +289,14 @@ def make_state_parts(config: ModelConfig) -> list[StatePart]:
     return [part(config) for option, part in STATE_PARTS.items() if getattr(config, option)]
 
 
-def user_prefix_sums(values: tf.Tensor, event_user: tf.Tensor, n_users: tf.Tensor
-                     ) -> tf.Tensor:
+def user_prefix_sums(values: tf.Tensor, event_user: tf.Tensor, n_users: tf.Tensor) -> tf.Tensor:
     """`[N, F]` per-event values -> for each event, the sum over its user's earlier events.
 
     A flat batch holds each user's events together and in order, so this is an exclusive
     cumulative sum less its value at the user's first event.
     """
     running = tf.cumsum(values, axis=0, exclusive=True)
-    first = tf.math.unsorted_segment_min(tf.range(tf.shape(event_user)[0]), event_user,
-                                         n_users)
+    first = tf.math.unsorted_segment_min(tf.range(tf.shape(event_user)[0]), event_user, n_users)
     return running - tf.gather(running, tf.gather(first, event_user))
 
 
@@ -283,5 +312,4 @@ def summarise_choices(sums: tf.Tensor, shrink: tf.Tensor | float) -> tf.Tensor:
     """Choice-evidence sums `[..., E + 1]` (evidence, events) -> the state part
     `[..., E + 1]`: the evidence shrunk by 1 / (1 + shrink * events) and log(1 + events)."""
     events = sums[..., -1:]
-    return tf.concat([sums[..., :-1] / (1.0 + shrink * events), tf.math.log1p(events)],
-                     axis=-1)
+    return tf.concat([sums[..., :-1] / (1.0 + shrink * events), tf.math.log1p(events)], axis=-1)

@@ -6,9 +6,22 @@ and wd_ccf); `evaluate_scorer(name, dataset, seed)` fits it on the training spli
 validation and test prec@1 / prec@2.
 """
 
-from ganrl.user_model_baselines.base import (PAPER_BASELINES, SCORERS, Scorer,
-                                             chance_summary, evaluate_scorer, make_scorer,
-                                             scorer_class)
+from ganrl.user_model_baselines.base import (
+    PAPER_BASELINES,
+    SCORERS,
+    Scorer,
+    chance_summary,
+    evaluate_scorer,
+    make_scorer,
+    scorer_class,
+)
 
-__all__ = ["PAPER_BASELINES", "SCORERS", "Scorer", "chance_summary", "evaluate_scorer",
-           "make_scorer", "scorer_class"]
+__all__ = [
+    "PAPER_BASELINES",
+    "SCORERS",
+    "Scorer",
+    "chance_summary",
+    "evaluate_scorer",
+    "make_scorer",
+    "scorer_class",
+]

@@ -30,8 +30,7 @@ SCORERS: dict[str, str] = {
 }
 # The paper's baselines plus most-popular, in the order of its table ("chance" is the
 # expected value of a random ranking).
-PAPER_BASELINES = ("most_popular", "iknn", "srnn", "scknnc", "xgboost", "dfm", "wd_lr",
-                   "wd_ccf")
+PAPER_BASELINES = ("most_popular", "iknn", "srnn", "scknnc", "xgboost", "dfm", "wd_lr", "wd_ccf")
 
 
 class Scorer(abc.ABC):
@@ -98,6 +97,5 @@ def evaluate_scorer(name: str, data: ClickDataset | SplitData, seed: int, **opti
     out: dict = {"fit_seconds": fit_seconds}
     for split in ("vali", "test"):
         events = splits.splits[split]
-        out[split] = ranking_summary(scorer.score(events), events.display_mask,
-                                     events.clicked_pos)
+        out[split] = ranking_summary(scorer.score(events), events.display_mask, events.clicked_pos)
     return out

@@ -29,19 +29,19 @@ from ganrl.data.item_stats import item_statistics, split_statistics
 RATE_PRIOR_STRENGTH = 5.0
 
 PAIR_FEATURES = (
-    "log_display_sets",              # log(1 + training display sets showing the item)
-    "log_clicks",                    # log(1 + training clicks on the item)
-    "click_rate_logit",              # logit of the smoothed click rate minus logit(prior)
-    "unseen",                        # 1 when no training display set showed the item
-    "clicked_before",                # times the user clicked the item in earlier events
-    "is_last_click",                 # 1 when the item is the user's latest earlier click
-    "shown_before",                  # earlier display sets of the user that showed the item
-    "shown_last_event",              # 1 when the user's previous display set showed it
-    "log_set_size",                  # log of the display set's size
-    "click_rate_logit_vs_set",       # click_rate_logit minus its mean over the display set
-    "log_display_sets_vs_set",       # log_display_sets minus its mean over the display set
-    "cooccurrence",                  # mean item similarity to the user's earlier clicks
-    "cooccurrence_vs_set",           # cooccurrence minus its mean over the display set
+    "log_display_sets",  # log(1 + training display sets showing the item)
+    "log_clicks",  # log(1 + training clicks on the item)
+    "click_rate_logit",  # logit of the smoothed click rate minus logit(prior)
+    "unseen",  # 1 when no training display set showed the item
+    "clicked_before",  # times the user clicked the item in earlier events
+    "is_last_click",  # 1 when the item is the user's latest earlier click
+    "shown_before",  # earlier display sets of the user that showed the item
+    "shown_last_event",  # 1 when the user's previous display set showed it
+    "log_set_size",  # log of the display set's size
+    "click_rate_logit_vs_set",  # click_rate_logit minus its mean over the display set
+    "log_display_sets_vs_set",  # log_display_sets minus its mean over the display set
+    "cooccurrence",  # mean item similarity to the user's earlier clicks
+    "cooccurrence_vs_set",  # cooccurrence minus its mean over the display set
 )
 
 # Largest number of floats in one dense block of a blocked computation.
@@ -53,8 +53,12 @@ def event_users(events: EventArrays) -> np.ndarray:
     return np.repeat(np.arange(events.n_users), events.events_per_user)
 
 
-def count_earlier(record_keys: np.ndarray, record_events: np.ndarray,
-                  query_keys: np.ndarray, query_events: np.ndarray) -> np.ndarray:
+def count_earlier(
+    record_keys: np.ndarray,
+    record_events: np.ndarray,
+    query_keys: np.ndarray,
+    query_events: np.ndarray,
+) -> np.ndarray:
     """For each query, how many records share its key and come from an earlier event.
 
     Args:
@@ -75,8 +79,8 @@ def count_earlier(record_keys: np.ndarray, record_events: np.ndarray,
     # Dense key ids keep the composite key * span + event well inside int64.
     _, dense = np.unique(np.concatenate([record_keys, query_keys]), return_inverse=True)
     span = int(max(record_events.max(), query_events.max())) + 2
-    records = np.sort(dense[:len(record_keys)] * span + record_events)
-    query_dense = dense[len(record_keys):] * span
+    records = np.sort(dense[: len(record_keys)] * span + record_events)
+    query_dense = dense[len(record_keys) :] * span
     upper = query_dense + np.clip(query_events, 0, span - 1)
     return np.searchsorted(records, upper, "left") - np.searchsorted(records, query_dense, "left")
 
@@ -112,19 +116,23 @@ def history_click_matrix(events: EventArrays) -> sp.csr_matrix:
     clicked = np.flatnonzero(events.clicked_pos >= 0)
     users = event_users(events)
     user_end = events.event_offsets[1:][users[clicked]]
-    later = user_end - clicked - 1                      # events after each click, same user
-    rows = np.repeat(clicked + 1, later) + (np.arange(later.sum())
-                                            - np.repeat(np.cumsum(later) - later, later))
+    later = user_end - clicked - 1  # events after each click, same user
+    rows = np.repeat(clicked + 1, later) + (
+        np.arange(later.sum()) - np.repeat(np.cumsum(later) - later, later)
+    )
     cols = np.repeat(events.clicked_item[clicked], later)
-    return sp.csr_matrix((np.ones(len(rows), dtype=np.float64), (rows, cols)),
-                         shape=(events.n_events, events.n_items))
+    return sp.csr_matrix(
+        (np.ones(len(rows), dtype=np.float64), (rows, cols)),
+        shape=(events.n_events, events.n_items),
+    )
 
 
 def training_rows(events: EventArrays, train: EventArrays) -> np.ndarray:
     """`[E]` row in `train` of each event's user, -1 for users outside the training split."""
     row_of = {u: row for row, u in enumerate(np.asarray(train.user_ids).tolist())}
-    rows = np.array([row_of.get(u, -1) for u in np.asarray(events.user_ids).tolist()],
-                    dtype=np.int64)
+    rows = np.array(
+        [row_of.get(u, -1) for u in np.asarray(events.user_ids).tolist()], dtype=np.int64
+    )
     return rows[event_users(events)]
 
 
@@ -137,8 +145,9 @@ def user_item_matrix(events: EventArrays, clicks: bool = True) -> sp.csr_matrix:
     else:
         mask = np.asarray(events.display_mask, dtype=bool)
         rows, cols = np.broadcast_to(users[:, None], mask.shape)[mask], events.display[mask]
-    matrix = sp.csr_matrix((np.ones(len(rows)), (rows, cols)),
-                           shape=(events.n_users, events.n_items))
+    matrix = sp.csr_matrix(
+        (np.ones(len(rows)), (rows, cols)), shape=(events.n_users, events.n_items)
+    )
     matrix.data[:] = 1.0
     return matrix
 
@@ -148,7 +157,7 @@ def history_features(events: EventArrays) -> np.ndarray:
     mask = np.asarray(events.display_mask, dtype=bool)
     users = event_users(events)
     index = np.arange(events.n_events)
-    keys = users[:, None].astype(np.int64) * events.n_items + events.display      # [E, D]
+    keys = users[:, None].astype(np.int64) * events.n_items + events.display  # [E, D]
     clicked = np.flatnonzero(events.clicked_pos >= 0)
     click_keys = users[clicked] * events.n_items + events.clicked_item[clicked]
     query_events = np.broadcast_to(index[:, None], keys.shape)
@@ -157,10 +166,15 @@ def history_features(events: EventArrays) -> np.ndarray:
     shown_before = count_earlier(shown_keys, shown_events, keys, query_events)
     shown_upto_last = count_earlier(shown_keys, shown_events, keys, query_events - 1)
     last = last_click_before(events)
-    out = np.stack([clicked_before.reshape(keys.shape),
-                    (events.display == last[:, None]) & (last[:, None] >= 0),
-                    shown_before.reshape(keys.shape),
-                    (shown_before - shown_upto_last).reshape(keys.shape)], axis=-1)
+    out = np.stack(
+        [
+            clicked_before.reshape(keys.shape),
+            (events.display == last[:, None]) & (last[:, None] >= 0),
+            shown_before.reshape(keys.shape),
+            (shown_before - shown_upto_last).reshape(keys.shape),
+        ],
+        axis=-1,
+    )
     return np.where(mask[..., None], out, 0).astype(np.float32)
 
 
@@ -182,12 +196,12 @@ class Cooccurrence:
 
     def __init__(self, train: EventArrays, max_block: int = MAX_BLOCK):
         self.train = train
-        self.clicked = user_item_matrix(train)                                # [U, n]
+        self.clicked = user_item_matrix(train)  # [U, n]
         co = (self.clicked.T @ self.clicked).tocsr()
         co.setdiag(0.0)
         co.eliminate_zeros()
-        self.co = co                                                          # [n, n]
-        self.item_users = np.asarray(self.clicked.sum(axis=0)).ravel()        # n_i
+        self.co = co  # [n, n]
+        self.item_users = np.asarray(self.clicked.sum(axis=0)).ravel()  # n_i
         self.max_block = max_block
 
     def own_clicks(self, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -196,19 +210,22 @@ class Cooccurrence:
         out = np.zeros(flat_rows.shape)
         inside = flat_rows >= 0
         if inside.any():
-            out[inside] = np.asarray(self.clicked[flat_rows[inside], flat_items[inside]]
-                                     ).ravel()
+            out[inside] = np.asarray(self.clicked[flat_rows[inside], flat_items[inside]]).ravel()
         return out.reshape(rows.shape)
 
     def scores(self, events: EventArrays) -> np.ndarray:
         """`[E, D]` co-occurrence score of every displayed item (0 on padding)."""
-        history = history_click_matrix(events).tocoo()                        # [E, n]
+        history = history_click_matrix(events).tocoo()  # [E, n]
         rows = training_rows(events, self.train)
         own_h = self.own_clicks(rows[history.row], history.col)
         # a[e, h] = H[e, h] / sqrt(n_h - own_h), with own_h = 1 for a training user's clicks.
         left = self.item_users[history.col] - own_h
-        weight = np.divide(history.data, np.sqrt(np.maximum(left, 1)), where=left > 0,
-                           out=np.zeros(len(history.data)))
+        weight = np.divide(
+            history.data,
+            np.sqrt(np.maximum(left, 1)),
+            where=left > 0,
+            out=np.zeros(len(history.data)),
+        )
         a = sp.csr_matrix((weight, (history.row, history.col)), shape=history.shape)
         own_total = np.bincount(history.row, weights=weight * own_h, minlength=events.n_events)
         display = events.display
@@ -222,8 +239,9 @@ class Cooccurrence:
         # co(h, j) - own_h own_j, summed with weights a over h != j.
         raw -= own_j * (own_total[:, None] - a_j * own_j)
         left_j = self.item_users[display] - own_j
-        out = np.divide(raw, np.sqrt(np.maximum(left_j, 1)), where=left_j > 0,
-                        out=np.zeros(display.shape))
+        out = np.divide(
+            raw, np.sqrt(np.maximum(left_j, 1)), where=left_j > 0, out=np.zeros(display.shape)
+        )
         return np.where(events.display_mask, np.maximum(out, 0.0), 0.0)
 
 
@@ -259,8 +277,9 @@ class PairFeaturizer:
         self.cooccurrence = Cooccurrence(self.train)
 
     @classmethod
-    def from_item_features(cls, train: EventArrays, item_features: ItemFeatures
-                           ) -> "PairFeaturizer":
+    def from_item_features(
+        cls, train: EventArrays, item_features: ItemFeatures
+    ) -> "PairFeaturizer":
         """Uses the items' dense side features (not any `train:` statistics columns)."""
         side, _ = split_statistics(item_features)
         return cls(train, side.dense)
@@ -282,8 +301,12 @@ class PairFeaturizer:
         t_clicked = np.flatnonzero(train.clicked_pos >= 0)
         everything = np.full(keys.size, train.n_events + 1)
         shown = count_earlier(t_keys[mask], np.zeros(mask.sum()), keys, everything)
-        clicks = count_earlier(t_users[t_clicked] * n_items + train.clicked_item[t_clicked],
-                               np.zeros(len(t_clicked)), keys, everything)
+        clicks = count_earlier(
+            t_users[t_clicked] * n_items + train.clicked_item[t_clicked],
+            np.zeros(len(t_clicked)),
+            keys,
+            everything,
+        )
         outside = (keys < 0).ravel()
         shown[outside], clicks[outside] = 0, 0
         return shown.reshape(keys.shape), clicks.reshape(keys.shape)
@@ -303,13 +326,18 @@ class PairFeaturizer:
         # across events.
         clicks_before = np.asarray(history_click_matrix(events).sum(axis=1))
         cooccurrence = self.cooccurrence.scores(events) / np.maximum(clicks_before, 1)
-        parts = [log_shown[..., None], np.log1p(clicks)[..., None], rate_logit[..., None],
-                 (shown <= 0)[..., None], history_features(events),
-                 np.broadcast_to(np.log(np.maximum(size, 1)), mask.shape)[..., None],
-                 (rate_logit - masked_mean(rate_logit, mask)[:, None])[..., None],
-                 (log_shown - masked_mean(log_shown, mask)[:, None])[..., None],
-                 cooccurrence[..., None],
-                 (cooccurrence - masked_mean(cooccurrence, mask)[:, None])[..., None]]
+        parts = [
+            log_shown[..., None],
+            np.log1p(clicks)[..., None],
+            rate_logit[..., None],
+            (shown <= 0)[..., None],
+            history_features(events),
+            np.broadcast_to(np.log(np.maximum(size, 1)), mask.shape)[..., None],
+            (rate_logit - masked_mean(rate_logit, mask)[:, None])[..., None],
+            (log_shown - masked_mean(log_shown, mask)[:, None])[..., None],
+            cooccurrence[..., None],
+            (cooccurrence - masked_mean(cooccurrence, mask)[:, None])[..., None],
+        ]
         if self.side_features is not None:
             parts.append(self.side_features[events.display])
         out = np.concatenate([np.asarray(x, dtype=np.float32) for x in parts], axis=-1)

@@ -11,9 +11,14 @@ import numpy as np
 from ganrl.data.dataset import EventArrays, ItemFeatures
 from ganrl.data.item_stats import item_statistics
 from ganrl.user_model_baselines.base import Scorer
-from ganrl.user_model_baselines.features import (MAX_BLOCK, Cooccurrence, gather,
-                                                 history_click_matrix, training_rows,
-                                                 user_item_matrix)
+from ganrl.user_model_baselines.features import (
+    MAX_BLOCK,
+    Cooccurrence,
+    gather,
+    history_click_matrix,
+    training_rows,
+    user_item_matrix,
+)
 
 # Weight of the normalised popularity (in [0, 1]) added to neighbourhood scores: far below any
 # similarity step, it only orders items the neighbourhood scores alike (never the position).
@@ -60,8 +65,9 @@ class ItemKNN(Scorer):
         self.popularity = clicks / max(clicks.max(), 1.0)
 
     def score(self, events: EventArrays) -> np.ndarray:
-        return (self.cooccurrence.scores(events)
-                + POPULARITY_TIEBREAK * self.popularity[events.display])
+        return (
+            self.cooccurrence.scores(events) + POPULARITY_TIEBREAK * self.popularity[events.display]
+        )
 
 
 class SessionKNN(Scorer):
@@ -79,14 +85,15 @@ class SessionKNN(Scorer):
       max_block: at most this many floats in one dense block of the computation.
     """
 
-    def __init__(self, neighbours: int = 50, cooccurrence_weight: float = 0.1,
-                 max_block: int = MAX_BLOCK):
+    def __init__(
+        self, neighbours: int = 50, cooccurrence_weight: float = 0.1, max_block: int = MAX_BLOCK
+    ):
         self.neighbours = neighbours
         self.cooccurrence_weight = cooccurrence_weight
         self.max_block = max_block
 
     def fit(self, train: EventArrays, item_features: ItemFeatures, seed: int) -> None:
-        self.sessions = user_item_matrix(train)                               # [U, n]
+        self.sessions = user_item_matrix(train)  # [U, n]
         sizes = np.asarray(self.sessions.sum(axis=1)).ravel()
         self.session_norm = np.sqrt(sizes)
         self.train = train
@@ -96,7 +103,7 @@ class SessionKNN(Scorer):
     def neighbour_scores(self, events: EventArrays) -> np.ndarray:
         """`[E, D]` summed similarity of the neighbour sessions that clicked each item."""
         history = history_click_matrix(events)
-        history.data[:] = 1.0                                                 # click sets
+        history.data[:] = 1.0  # click sets
         history_norm = np.sqrt(np.asarray(history.sum(axis=1)).ravel())
         own_row = training_rows(events, self.train)
         n_sessions, n_items = self.sessions.shape
@@ -104,7 +111,7 @@ class SessionKNN(Scorer):
         out = np.zeros(events.display.shape, dtype=np.float64)
         for start in range(0, events.n_events, block):  # blocks of events bound the memory
             rows = slice(start, start + block)
-            overlap = (history[rows] @ self.sessions.T).toarray()            # [b, U]
+            overlap = (history[rows] @ self.sessions.T).toarray()  # [b, U]
             norm = history_norm[rows, None] * self.session_norm[None, :]
             sim = np.divide(overlap, norm, out=np.zeros_like(overlap), where=norm > 0)
             own = own_row[rows]
@@ -113,13 +120,16 @@ class SessionKNN(Scorer):
                 # Below the k-th largest similarity a session is no neighbour (ties at the
                 # k-th are all kept: no order decides between them).
                 kth = np.partition(sim, n_sessions - self.neighbours, axis=1)[
-                    :, n_sessions - self.neighbours]
+                    :, n_sessions - self.neighbours
+                ]
                 sim = np.where(sim >= kth[:, None], sim, 0.0)
-            item_scores = np.asarray(self.sessions.T @ sim.T).T               # [b, n]
+            item_scores = np.asarray(self.sessions.T @ sim.T).T  # [b, n]
             out[rows] = gather(item_scores, events.display[rows])
         return out
 
     def score(self, events: EventArrays) -> np.ndarray:
-        return (self.neighbour_scores(events)
-                + self.cooccurrence_weight * self.item_knn.cooccurrence.scores(events)
-                + POPULARITY_TIEBREAK * self.item_knn.popularity[events.display])
+        return (
+            self.neighbour_scores(events)
+            + self.cooccurrence_weight * self.item_knn.cooccurrence.scores(events)
+            + POPULARITY_TIEBREAK * self.item_knn.popularity[events.display]
+        )

@@ -32,8 +32,13 @@ from ganrl.data.dataset import EventArrays, ItemFeatures
 from ganrl.metrics import precision_at_k
 from ganrl.user_model.choice import choice_logits, entropy_regularised_loss
 from ganrl.user_model_baselines.base import Scorer
-from ganrl.user_model_baselines.features import (MAX_BLOCK, PairFeaturizer, Standardizer,
-                                                 event_users, recent_clicks)
+from ganrl.user_model_baselines.features import (
+    MAX_BLOCK,
+    PairFeaturizer,
+    Standardizer,
+    event_users,
+    recent_clicks,
+)
 
 keras = tf.keras
 
@@ -88,7 +93,7 @@ def epoch_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.
     size = min(batch_size, n)
     order = rng.permutation(n)
     n_batches = -(-n // size)
-    order = np.concatenate([order, order[:n_batches * size - n]])
+    order = np.concatenate([order, order[: n_batches * size - n]])
     return list(order.reshape(n_batches, size))
 
 
@@ -105,15 +110,25 @@ class FitHistory:
 def holdout_precision(utilities: np.ndarray, batch: dict) -> float:
     """Mean prec@1 of `utilities [..., D]` over the batch's real events with a click."""
     events = np.asarray(batch.get("event_mask", np.ones(batch["clicked_pos"].shape, bool)))
-    values = precision_at_k(utilities[events], np.asarray(batch["display_mask"])[events],
-                            np.asarray(batch["clicked_pos"])[events], 1)
+    values = precision_at_k(
+        utilities[events],
+        np.asarray(batch["display_mask"])[events],
+        np.asarray(batch["clicked_pos"])[events],
+        1,
+    )
     return float(np.nanmean(values)) if np.any(~np.isnan(values)) else 0.0
 
 
-def fit_model(model: keras.Model, utilities_fn: Callable[[dict], tf.Tensor],
-              loss_fn: Callable[[tf.Tensor, dict], tf.Tensor], arrays: dict[str, np.ndarray],
-              held_out: np.ndarray, config: FitConfig, seed: int,
-              extra_variables: tuple[tf.Variable, ...] = ()) -> FitHistory:
+def fit_model(
+    model: keras.Model,
+    utilities_fn: Callable[[dict], tf.Tensor],
+    loss_fn: Callable[[tf.Tensor, dict], tf.Tensor],
+    arrays: dict[str, np.ndarray],
+    held_out: np.ndarray,
+    config: FitConfig,
+    seed: int,
+    extra_variables: tuple[tf.Variable, ...] = (),
+) -> FitHistory:
     """Trains `model` (and `extra_variables`) with Adam on the mean loss
     `loss_fn(utilities_fn(batch), batch)`.
 
@@ -135,13 +150,14 @@ def fit_model(model: keras.Model, utilities_fn: Callable[[dict], tf.Tensor],
     train = {k: v[~held_out] for k, v in arrays.items()}
     holdout = {k: tf.constant(v[held_out]) for k, v in arrays.items()} if held_out.any() else None
     n = int((~held_out).sum())
-    optimizer = keras.optimizers.Adam(config.learning_rate,
-                                      weight_decay=config.weight_decay or None)
+    optimizer = keras.optimizers.Adam(
+        config.learning_rate, weight_decay=config.weight_decay or None
+    )
 
     def batch_loss(batch):
         return loss_fn(utilities_fn(batch), batch)
 
-    batch_loss({k: tf.constant(v[:min(config.batch_size, n)]) for k, v in train.items()})
+    batch_loss({k: tf.constant(v[: min(config.batch_size, n)]) for k, v in train.items()})
     variables = list(model.trainable_variables) + list(extra_variables)
     optimizer.build(variables)
 
@@ -156,19 +172,24 @@ def fit_model(model: keras.Model, utilities_fn: Callable[[dict], tf.Tensor],
     history = FitHistory([], [], 0)
     best_value, best_weights = np.inf, None
     for epoch in range(1, config.max_epochs + 1):
-        losses = [float(step({k: tf.constant(v[rows]) for k, v in train.items()}))
-                  for rows in epoch_batches(n, config.batch_size, rng)]
+        losses = [
+            float(step({k: tf.constant(v[rows]) for k, v in train.items()}))
+            for rows in epoch_batches(n, config.batch_size, rng)
+        ]
         history.train_loss.append(float(np.mean(losses)))
         if not np.isfinite(history.train_loss[-1]):
-            raise FloatingPointError(f"{type(model).__name__}: training loss became "
-                                     f"{history.train_loss[-1]} at epoch {epoch}")
+            raise FloatingPointError(
+                f"{type(model).__name__}: training loss became "
+                f"{history.train_loss[-1]} at epoch {epoch}"
+            )
         if holdout is None:
             history.holdout.append(float("nan"))
             history.best_epoch = epoch
             continue
         value = evaluate(holdout).numpy()
-        history.holdout.append(float(value) if config.stop_on == "loss"
-                               else -holdout_precision(value, holdout))
+        history.holdout.append(
+            float(value) if config.stop_on == "loss" else -holdout_precision(value, holdout)
+        )
         if history.holdout[-1] < best_value:
             best_value, history.best_epoch = history.holdout[-1], epoch
             best_weights = [v.numpy() for v in variables]
@@ -180,8 +201,13 @@ def fit_model(model: keras.Model, utilities_fn: Callable[[dict], tf.Tensor],
     return history
 
 
-def softmax_choice_loss(utilities: tf.Tensor, display_mask: tf.Tensor, clicked_pos: tf.Tensor,
-                        event_mask: tf.Tensor, no_click_logit: tf.Tensor | None) -> tf.Tensor:
+def softmax_choice_loss(
+    utilities: tf.Tensor,
+    display_mask: tf.Tensor,
+    clicked_pos: tf.Tensor,
+    event_mask: tf.Tensor,
+    no_click_logit: tf.Tensor | None,
+) -> tf.Tensor:
     """Mean negative log-likelihood of the clicks under a softmax over each display set.
 
     Args:
@@ -211,12 +237,22 @@ def seeded(initializer: type, seed: int, **kwargs) -> keras.initializers.Initial
 
 def mlp(units: tuple[int, ...], seed: int, name: str) -> keras.Sequential:
     """ReLU layers of `units`, then one linear output unit."""
-    layers = [keras.layers.Dense(u, activation="relu", name=f"{name}_{i}",
-                                 kernel_initializer=seeded(keras.initializers.GlorotUniform,
-                                                           seed + i))
-              for i, u in enumerate(units)]
-    layers.append(keras.layers.Dense(1, name=f"{name}_out", kernel_initializer=seeded(
-        keras.initializers.GlorotUniform, seed + len(units))))
+    layers = [
+        keras.layers.Dense(
+            u,
+            activation="relu",
+            name=f"{name}_{i}",
+            kernel_initializer=seeded(keras.initializers.GlorotUniform, seed + i),
+        )
+        for i, u in enumerate(units)
+    ]
+    layers.append(
+        keras.layers.Dense(
+            1,
+            name=f"{name}_out",
+            kernel_initializer=seeded(keras.initializers.GlorotUniform, seed + len(units)),
+        )
+    )
     return keras.Sequential(layers, name=name)
 
 
@@ -229,16 +265,22 @@ class SessionRNNModel(keras.Model):
         self.n_items = n_items
         # Tokens: items 0..n-1, n = no click, n+1 = start of the sequence.
         self.input_embedding = keras.layers.Embedding(
-            n_items + 2, embedding_dim,
-            embeddings_initializer=seeded(keras.initializers.RandomNormal, seed, stddev=0.05))
+            n_items + 2,
+            embedding_dim,
+            embeddings_initializer=seeded(keras.initializers.RandomNormal, seed, stddev=0.05),
+        )
         self.gru = keras.layers.GRU(
-            hidden_dim, return_sequences=True,
+            hidden_dim,
+            return_sequences=True,
             kernel_initializer=seeded(keras.initializers.GlorotUniform, seed + 1),
-            recurrent_initializer=seeded(keras.initializers.Orthogonal, seed + 2))
+            recurrent_initializer=seeded(keras.initializers.Orthogonal, seed + 2),
+        )
         self.project = keras.layers.Dense(
-            embedding_dim, kernel_initializer=seeded(keras.initializers.GlorotUniform, seed + 3))
-        self.output_embedding = keras.layers.Embedding(n_items, embedding_dim,
-                                                       embeddings_initializer="zeros")
+            embedding_dim, kernel_initializer=seeded(keras.initializers.GlorotUniform, seed + 3)
+        )
+        self.output_embedding = keras.layers.Embedding(
+            n_items, embedding_dim, embeddings_initializer="zeros"
+        )
         self.output_bias = keras.layers.Embedding(n_items, 1, embeddings_initializer="zeros")
 
     def previous_tokens(self, display: tf.Tensor, clicked_pos: tf.Tensor) -> tf.Tensor:
@@ -251,10 +293,9 @@ class SessionRNNModel(keras.Model):
     def call(self, display: tf.Tensor, clicked_pos: tf.Tensor) -> tf.Tensor:
         # Padded steps come after a user's real ones, so they never reach a real step's state.
         states = self.gru(self.input_embedding(self.previous_tokens(display, clicked_pos)))
-        query = self.project(states)                                         # [B, T, k]
-        items = self.output_embedding(display)                               # [B, T, D, k]
-        return (tf.einsum("btk,btdk->btd", query, items)
-                + tf.squeeze(self.output_bias(display), -1))
+        query = self.project(states)  # [B, T, k]
+        items = self.output_embedding(display)  # [B, T, D, k]
+        return tf.einsum("btk,btdk->btd", query, items) + tf.squeeze(self.output_bias(display), -1)
 
 
 class SessionRNN(Scorer):
@@ -271,8 +312,14 @@ class SessionRNN(Scorer):
 
     default_fit = FitConfig(batch_size=64, learning_rate=0.005)
 
-    def __init__(self, embedding_dim: int = 32, hidden_dim: int = 32, max_events: int = 50,
-                 max_block: int = MAX_BLOCK, **fit_options):
+    def __init__(
+        self,
+        embedding_dim: int = 32,
+        hidden_dim: int = 32,
+        max_events: int = 50,
+        max_block: int = MAX_BLOCK,
+        **fit_options,
+    ):
         self.embedding_dim, self.hidden_dim = embedding_dim, hidden_dim
         self.max_events, self.max_block = max_events, max_block
         self.fit_config = dataclasses.replace(self.default_fit, **fit_options)
@@ -287,12 +334,25 @@ class SessionRNN(Scorer):
             return self.model(batch["display"], batch["clicked_pos"])
 
         def loss_fn(utilities, batch):
-            return softmax_choice_loss(utilities, batch["display_mask"], batch["clicked_pos"],
-                                       batch["event_mask"], no_click)
+            return softmax_choice_loss(
+                utilities,
+                batch["display_mask"],
+                batch["clicked_pos"],
+                batch["event_mask"],
+                no_click,
+            )
 
         held_out = holdout_users(train.n_users, self.fit_config.holdout_fraction, seed)
-        self.history = fit_model(self.model, utilities_fn, loss_fn, arrays, held_out,
-                                 self.fit_config, seed, variables_of(no_click))
+        self.history = fit_model(
+            self.model,
+            utilities_fn,
+            loss_fn,
+            arrays,
+            held_out,
+            self.fit_config,
+            seed,
+            variables_of(no_click),
+        )
 
     def score(self, events: EventArrays) -> np.ndarray:
         out = []
@@ -305,12 +365,12 @@ class SessionRNN(Scorer):
             real = np.arange(start, min(start + users, events.n_users))
             rows = np.concatenate([real, np.full(users - len(real), real[-1])])
             batch = events.user_batch(rows, max_events=longest)
-            utilities = utilities_fn(tf.constant(batch["display"]),
-                                     tf.constant(batch["clicked_pos"])).numpy()
-            keep = batch["event_mask"][:len(real)]
-            out.append(utilities[:len(real)][keep])   # events in order, user by user
-        return (np.concatenate(out) if out
-                else np.zeros(events.display.shape)).astype(np.float64)
+            utilities = utilities_fn(
+                tf.constant(batch["display"]), tf.constant(batch["clicked_pos"])
+            ).numpy()
+            keep = batch["event_mask"][: len(real)]
+            out.append(utilities[: len(real)][keep])  # events in order, user by user
+        return (np.concatenate(out) if out else np.zeros(events.display.shape)).astype(np.float64)
 
 
 # -- Event-level models: DeepFM and W&D-CCF -----------------------------------------------------
@@ -335,23 +395,32 @@ class EventScorer(Scorer):
     # option); a point-wise loss treats a no-click event's items as negatives.
     softmax_choice = True
 
-    def __init__(self, embedding_dim: int = 16, hidden: tuple[int, ...] = (64, 32),
-                 score_events: int = 4096, clicked_only: bool = True, **fit_options):
+    def __init__(
+        self,
+        embedding_dim: int = 16,
+        hidden: tuple[int, ...] = (64, 32),
+        score_events: int = 4096,
+        clicked_only: bool = True,
+        **fit_options,
+    ):
         self.embedding_dim, self.hidden = embedding_dim, tuple(hidden)
         self.score_events, self.clicked_only = score_events, clicked_only
         self.fit_config = dataclasses.replace(self.default_fit, **fit_options)
 
-    def inputs(self, events: EventArrays, features: np.ndarray | None = None
-               ) -> dict[str, np.ndarray]:
+    def inputs(
+        self, events: EventArrays, features: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         """Model inputs of every event: `features [E, D, F]` (standardised), `display`,
         `display_mask`, `history [E, K]` (recent clicks, -1 padded) and `clicked_pos`
         (`features`: the events' pair features when already computed)."""
         features = self.featurizer(events) if features is None else features
-        return {"features": self.standardize(features),
-                "display": np.asarray(events.display, dtype=np.int32),
-                "display_mask": np.asarray(events.display_mask, dtype=bool),
-                "history": recent_clicks(events, self.history_clicks).astype(np.int32),
-                "clicked_pos": np.asarray(events.clicked_pos, dtype=np.int32)}
+        return {
+            "features": self.standardize(features),
+            "display": np.asarray(events.display, dtype=np.int32),
+            "display_mask": np.asarray(events.display_mask, dtype=bool),
+            "history": recent_clicks(events, self.history_clicks).astype(np.int32),
+            "clicked_pos": np.asarray(events.clicked_pos, dtype=np.int32),
+        }
 
     def build_model(self, n_items: int, n_features: int, seed: int) -> keras.Model:
         raise NotImplementedError
@@ -366,41 +435,56 @@ class EventScorer(Scorer):
         arrays = self.inputs(train, features)
         self.no_click = no_click_utility(train) if self.softmax_choice else None
         self.model = self.build_model(train.n_items, features.shape[-1], seed)
-        held_out = holdout_users(train.n_users, self.fit_config.holdout_fraction,
-                                 seed)[event_users(train)]
+        held_out = holdout_users(train.n_users, self.fit_config.holdout_fraction, seed)[
+            event_users(train)
+        ]
         if self.clicked_only and not self.softmax_choice:
             keep = train.clicked_pos >= 0
             arrays, held_out = {k: v[keep] for k, v in arrays.items()}, held_out[keep]
-        self.history = fit_model(self.model, self.model, self.loss, arrays, held_out,
-                                 self.fit_config, seed, variables_of(self.no_click))
+        self.history = fit_model(
+            self.model,
+            self.model,
+            self.loss,
+            arrays,
+            held_out,
+            self.fit_config,
+            seed,
+            variables_of(self.no_click),
+        )
 
     def score(self, events: EventArrays) -> np.ndarray:
         arrays = self.inputs(events)
-        out = [self.model({k: tf.constant(v[start:start + self.score_events])
-                           for k, v in arrays.items()}).numpy()
-               for start in range(0, events.n_events, self.score_events)]
-        return (np.concatenate(out) if out
-                else np.zeros(events.display.shape)).astype(np.float64)
+        out = [
+            self.model(
+                {k: tf.constant(v[start : start + self.score_events]) for k, v in arrays.items()}
+            ).numpy()
+            for start in range(0, events.n_events, self.score_events)
+        ]
+        return (np.concatenate(out) if out else np.zeros(events.display.shape)).astype(np.float64)
 
 
 class DeepFMModel(keras.Model):
     """DeepFM utilities `[B, D]`: first-order + pairwise field interactions + MLP."""
 
-    def __init__(self, n_items: int, n_features: int, embedding_dim: int,
-                 hidden: tuple[int, ...], seed: int):
+    def __init__(
+        self, n_items: int, n_features: int, embedding_dim: int, hidden: tuple[int, ...], seed: int
+    ):
         super().__init__()
         self.n_items = n_items
         # Index n_items of the last-click tables means "no earlier click".
-        self.item_factors = keras.layers.Embedding(n_items, embedding_dim,
-                                                   embeddings_initializer="zeros")
-        self.last_factors = keras.layers.Embedding(n_items + 1, embedding_dim,
-                                                   embeddings_initializer="zeros")
+        self.item_factors = keras.layers.Embedding(
+            n_items, embedding_dim, embeddings_initializer="zeros"
+        )
+        self.last_factors = keras.layers.Embedding(
+            n_items + 1, embedding_dim, embeddings_initializer="zeros"
+        )
         self.item_weight = keras.layers.Embedding(n_items, 1, embeddings_initializer="zeros")
-        self.last_weight = keras.layers.Embedding(n_items + 1, 1,
-                                                  embeddings_initializer="zeros")
+        self.last_weight = keras.layers.Embedding(n_items + 1, 1, embeddings_initializer="zeros")
         self.feature_factors = self.add_weight(
-            shape=(n_features, embedding_dim), name="feature_factors",
-            initializer=seeded(keras.initializers.RandomNormal, seed, stddev=0.1))
+            shape=(n_features, embedding_dim),
+            name="feature_factors",
+            initializer=seeded(keras.initializers.RandomNormal, seed, stddev=0.1),
+        )
         self.feature_weight = keras.layers.Dense(1, kernel_initializer="zeros")
         self.deep = mlp(hidden, seed + 1, "deep")
 
@@ -409,18 +493,27 @@ class DeepFMModel(keras.Model):
         last = inputs["history"][:, 0]
         last = tf.where(last >= 0, last, self.n_items)
         width = tf.shape(display)[1]
-        last_items = tf.tile(last[:, None], [1, width])                       # [B, D]
-        fields = tf.concat([self.item_factors(display)[:, :, None],
-                            self.last_factors(last_items)[:, :, None],
-                            features[..., None] * self.feature_factors], axis=2)  # [B, D, Fd, k]
+        last_items = tf.tile(last[:, None], [1, width])  # [B, D]
+        fields = tf.concat(
+            [
+                self.item_factors(display)[:, :, None],
+                self.last_factors(last_items)[:, :, None],
+                features[..., None] * self.feature_factors,
+            ],
+            axis=2,
+        )  # [B, D, Fd, k]
         summed = tf.reduce_sum(fields, axis=2)
-        pairwise = 0.5 * tf.reduce_sum(tf.square(summed)
-                                       - tf.reduce_sum(tf.square(fields), axis=2), axis=-1)
-        first = (tf.squeeze(self.item_weight(display), -1)
-                 + tf.squeeze(self.last_weight(last_items), -1)
-                 + tf.squeeze(self.feature_weight(features), -1))
-        flat = tf.reshape(fields, tf.concat([tf.shape(display),
-                                             [fields.shape[2] * fields.shape[3]]], 0))
+        pairwise = 0.5 * tf.reduce_sum(
+            tf.square(summed) - tf.reduce_sum(tf.square(fields), axis=2), axis=-1
+        )
+        first = (
+            tf.squeeze(self.item_weight(display), -1)
+            + tf.squeeze(self.last_weight(last_items), -1)
+            + tf.squeeze(self.feature_weight(features), -1)
+        )
+        flat = tf.reshape(
+            fields, tf.concat([tf.shape(display), [fields.shape[2] * fields.shape[3]]], 0)
+        )
         return first + pairwise + tf.squeeze(self.deep(flat), -1)
 
 
@@ -434,8 +527,10 @@ class DeepFM(EventScorer):
 
     def loss(self, utilities: tf.Tensor, batch: dict) -> tf.Tensor:
         mask = tf.cast(batch["display_mask"], tf.float32)
-        labels = tf.cast(tf.equal(tf.range(tf.shape(utilities)[1])[None, :],
-                                  batch["clicked_pos"][:, None]), tf.float32)
+        labels = tf.cast(
+            tf.equal(tf.range(tf.shape(utilities)[1])[None, :], batch["clicked_pos"][:, None]),
+            tf.float32,
+        )
         per_item = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=utilities)
         return tf.reduce_sum(per_item * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
 
@@ -446,19 +541,20 @@ class WideDeepModel(keras.Model):
     def __init__(self, n_items: int, embedding_dim: int, hidden: tuple[int, ...], seed: int):
         super().__init__()
         self.n_items = n_items
-        self.item_embedding = keras.layers.Embedding(n_items, embedding_dim,
-                                                     embeddings_initializer="zeros")
+        self.item_embedding = keras.layers.Embedding(
+            n_items, embedding_dim, embeddings_initializer="zeros"
+        )
         self.item_bias = keras.layers.Embedding(n_items, 1, embeddings_initializer="zeros")
         self.wide = keras.layers.Dense(1, kernel_initializer="zeros")
         self.deep = mlp(hidden, seed, "deep")
 
     def call(self, inputs: dict) -> tf.Tensor:
         display, features, history = inputs["display"], inputs["features"], inputs["history"]
-        known = tf.cast(history >= 0, tf.float32)[..., None]                 # [B, K, 1]
+        known = tf.cast(history >= 0, tf.float32)[..., None]  # [B, K, 1]
         clicked = self.item_embedding(tf.maximum(history, 0)) * known
         user = tf.reduce_sum(clicked, 1) / tf.maximum(tf.reduce_sum(known, 1), 1.0)  # [B, k]
-        items = self.item_embedding(display)                                 # [B, D, k]
-        user = user[:, None, :] * tf.ones_like(items[..., :1])               # [B, D, k]
+        items = self.item_embedding(display)  # [B, D, k]
+        user = user[:, None, :] * tf.ones_like(items[..., :1])  # [B, D, k]
         deep_in = tf.concat([items, user, items * user, features], axis=-1)
         wide = tf.squeeze(self.wide(features), -1) + tf.squeeze(self.item_bias(display), -1)
         return wide + tf.squeeze(self.deep(deep_in), -1)
@@ -473,5 +569,6 @@ class WideDeepCCF(EventScorer):
 
     def loss(self, utilities: tf.Tensor, batch: dict) -> tf.Tensor:
         event_mask = tf.ones_like(batch["clicked_pos"], dtype=tf.bool)
-        return softmax_choice_loss(utilities, batch["display_mask"], batch["clicked_pos"],
-                                   event_mask, self.no_click)
+        return softmax_choice_loss(
+            utilities, batch["display_mask"], batch["clicked_pos"], event_mask, self.no_click
+        )

@@ -31,20 +31,32 @@ class GradientBoosting(Scorer):
     """Histogram gradient-boosted trees (`sklearn.ensemble.HistGradientBoostingClassifier`),
     the stand-in for XGBoost: same model family, no extra dependency."""
 
-    def __init__(self, max_iter: int = 200, learning_rate: float = 0.05,
-                 max_leaf_nodes: int = 15, min_samples_leaf: int = 20,
-                 l2_regularization: float = 1.0, clicked_only: bool = True):
+    def __init__(
+        self,
+        max_iter: int = 200,
+        learning_rate: float = 0.05,
+        max_leaf_nodes: int = 15,
+        min_samples_leaf: int = 20,
+        l2_regularization: float = 1.0,
+        clicked_only: bool = True,
+    ):
         self.clicked_only = clicked_only
-        self.options = dict(max_iter=max_iter, learning_rate=learning_rate,
-                            max_leaf_nodes=max_leaf_nodes, min_samples_leaf=min_samples_leaf,
-                            l2_regularization=l2_regularization)
+        self.options = dict(
+            max_iter=max_iter,
+            learning_rate=learning_rate,
+            max_leaf_nodes=max_leaf_nodes,
+            min_samples_leaf=min_samples_leaf,
+            l2_regularization=l2_regularization,
+        )
 
     def fit(self, train: EventArrays, item_features: ItemFeatures, seed: int) -> None:
         from sklearn.ensemble import HistGradientBoostingClassifier
+
         self.featurizer = PairFeaturizer.from_item_features(train, item_features)
         mask = training_pairs(train, self.clicked_only)
-        self.model = HistGradientBoostingClassifier(early_stopping=False, random_state=seed,
-                                                    **self.options)
+        self.model = HistGradientBoostingClassifier(
+            early_stopping=False, random_state=seed, **self.options
+        )
         self.model.fit(self.featurizer(train)[mask], click_labels(train)[mask])
 
     def score(self, events: EventArrays) -> np.ndarray:
@@ -65,14 +77,16 @@ class WideLogisticRegression(Scorer):
       item_ids: whether the one-hot item id is a feature.
     """
 
-    def __init__(self, inverse_regularization: float = 1.0, item_ids: bool = True,
-                 clicked_only: bool = True):
+    def __init__(
+        self, inverse_regularization: float = 1.0, item_ids: bool = True, clicked_only: bool = True
+    ):
         self.inverse_regularization = inverse_regularization
         self.item_ids = item_ids
         self.clicked_only = clicked_only
 
-    def design(self, events: EventArrays, mask: np.ndarray,
-               features: np.ndarray | None = None) -> sp.csr_matrix:
+    def design(
+        self, events: EventArrays, mask: np.ndarray, features: np.ndarray | None = None
+    ) -> sp.csr_matrix:
         """`[pairs, F (+ n_items)]` rows of the (event, item) pairs of `mask [E, D]`, in mask
         order (`features`: the events' pair features when already computed)."""
         features = self.featurizer(events) if features is None else features
@@ -80,18 +94,22 @@ class WideLogisticRegression(Scorer):
         if not self.item_ids:
             return dense
         items = events.display[mask]
-        one_hot = sp.csr_matrix((np.ones(len(items)), (np.arange(len(items)), items)),
-                                shape=(len(items), events.n_items))
+        one_hot = sp.csr_matrix(
+            (np.ones(len(items)), (np.arange(len(items)), items)),
+            shape=(len(items), events.n_items),
+        )
         return sp.hstack([dense, one_hot], format="csr")
 
     def fit(self, train: EventArrays, item_features: ItemFeatures, seed: int) -> None:
         from sklearn.linear_model import LogisticRegression
+
         self.featurizer = PairFeaturizer.from_item_features(train, item_features)
         mask = training_pairs(train, self.clicked_only)
         features = self.featurizer(train)
         self.standardize = Standardizer.fit(features, mask)
-        self.model = LogisticRegression(C=self.inverse_regularization, max_iter=2000,
-                                        random_state=seed)
+        self.model = LogisticRegression(
+            C=self.inverse_regularization, max_iter=2000, random_state=seed
+        )
         self.model.fit(self.design(train, mask, features), click_labels(train)[mask])
 
     def score(self, events: EventArrays) -> np.ndarray:

@@ -10,8 +10,17 @@ import tensorflow as tf
 
 from ganrl.data.dataset import EventArrays
 
-BATCH_KEYS = ("display", "display_mask", "clicked_pos", "event_mask", "event_user",
-              "clicks_before", "click_items", "click_mask", "user_row")
+BATCH_KEYS = (
+    "display",
+    "display_mask",
+    "clicked_pos",
+    "event_mask",
+    "event_user",
+    "clicks_before",
+    "click_items",
+    "click_mask",
+    "user_row",
+)
 
 
 def batch_signature(max_display: int) -> dict:
@@ -44,7 +53,7 @@ def batch_rows(n_users: int, batch_size: int, seed: int, iteration: int) -> np.n
     """User rows of training batch `iteration` (epochs of ceil(n_users / batch_size) batches)."""
     per_epoch = max(1, math.ceil(n_users / batch_size))
     epoch, index = divmod(iteration, per_epoch)
-    return epoch_order(n_users, seed, epoch)[index * batch_size:(index + 1) * batch_size]
+    return epoch_order(n_users, seed, epoch)[index * batch_size : (index + 1) * batch_size]
 
 
 def trim_padding(batch: dict) -> dict:
@@ -59,8 +68,17 @@ def trim_padding(batch: dict) -> dict:
     """
     n = tf.reduce_sum(tf.cast(batch["event_mask"], tf.int32))
     c = tf.maximum(tf.reduce_max(tf.reduce_sum(tf.cast(batch["click_mask"], tf.int32), 1)), 1)
-    out = {key: batch[key][:n] for key in ("display", "display_mask", "clicked_pos",
-                                          "event_mask", "event_user", "clicks_before")}
+    out = {
+        key: batch[key][:n]
+        for key in (
+            "display",
+            "display_mask",
+            "clicked_pos",
+            "event_mask",
+            "event_user",
+            "clicks_before",
+        )
+    }
     out["click_items"] = batch["click_items"][:, :c]
     out["click_mask"] = batch["click_mask"][:, :c]
     out["user_row"] = batch["user_row"]
@@ -74,14 +92,22 @@ def stack_batches(batches: list[dict]) -> dict:
     out = {}
     for key in BATCH_KEYS:
         fill = -1 if key == "clicked_pos" else 0
-        out[key] = np.stack([
-            np.pad(x[key], [(0, n - d) for n, d in zip(sizes[key], x[key].shape)],
-                   constant_values=fill) for x in batches])
+        out[key] = np.stack(
+            [
+                np.pad(
+                    x[key],
+                    [(0, n - d) for n, d in zip(sizes[key], x[key].shape)],
+                    constant_values=fill,
+                )
+                for x in batches
+            ]
+        )
     return out
 
 
-def replica_windows(events: EventArrays, batches_rows: list[np.ndarray], num_replicas: int,
-                    max_events: int | None) -> tuple[dict, np.ndarray]:
+def replica_windows(
+    events: EventArrays, batches_rows: list[np.ndarray], num_replicas: int, max_events: int | None
+) -> tuple[dict, np.ndarray]:
     """Splits each global batch's users over the replicas and stacks them.
 
     Returns `[R, K, ...]` arrays (replica r's K batches at [r]) padded to common shapes, and
@@ -89,41 +115,55 @@ def replica_windows(events: EventArrays, batches_rows: list[np.ndarray], num_rep
     """
     per_step = []
     for rows in batches_rows:
-        per_step.append([events.flat_batch(part, max_events)
-                         for part in np.array_split(rows, num_replicas)])
-    counts = np.array([sum(len(b["clicked_pos"]) for b in step) for step in per_step],
-                      dtype=np.float32)
+        per_step.append(
+            [events.flat_batch(part, max_events) for part in np.array_split(rows, num_replicas)]
+        )
+    counts = np.array(
+        [sum(len(b["clicked_pos"]) for b in step) for step in per_step], dtype=np.float32
+    )
     flat = stack_batches([b for step in per_step for b in step])  # [K * R, ...]
     k = len(per_step)
-    stacked = {key: np.swapaxes(v.reshape((k, num_replicas) + v.shape[1:]), 0, 1)
-               for key, v in flat.items()}
+    stacked = {
+        key: np.swapaxes(v.reshape((k, num_replicas) + v.shape[1:]), 0, 1)
+        for key, v in flat.items()
+    }
     return stacked, counts
 
 
-def evaluation_schedule(start: int, num_itrs: int, eval_every: int, steps_per_call: int
-                        ) -> list[list[tuple[int, int]]]:
+def evaluation_schedule(
+    start: int, num_itrs: int, eval_every: int, steps_per_call: int
+) -> list[list[tuple[int, int]]]:
     """The training calls from `start` on, grouped by the evaluation that follows them: each
     group's calls cover the iterations up to the next multiple of `eval_every` (or
     `num_itrs`), as (first, last + 1) ranges of at most `steps_per_call` iterations."""
     schedule, it = [], start
     while it < num_itrs:
         end = min((it // eval_every + 1) * eval_every, num_itrs)
-        schedule.append([(s, min(s + steps_per_call, end))
-                         for s in range(it, end, steps_per_call)])
+        schedule.append([(s, min(s + steps_per_call, end)) for s in range(it, end, steps_per_call)])
         it = end
     return schedule
 
 
-def window_bounds(start: int, num_itrs: int, eval_every: int, steps_per_call: int
-                  ) -> list[tuple[int, int]]:
+def window_bounds(
+    start: int, num_itrs: int, eval_every: int, steps_per_call: int
+) -> list[tuple[int, int]]:
     """The (first, last + 1) iterations of each training call from `start` on, in order
     (`evaluation_schedule` without its grouping)."""
-    return [bounds for calls in evaluation_schedule(start, num_itrs, eval_every,
-                                                     steps_per_call) for bounds in calls]
+    return [
+        bounds
+        for calls in evaluation_schedule(start, num_itrs, eval_every, steps_per_call)
+        for bounds in calls
+    ]
 
 
-def window_dataset(events: EventArrays, bounds: list[tuple[int, int]], batch_size: int,
-                   seed: int, num_replicas: int, max_events: int | None) -> tf.data.Dataset:
+def window_dataset(
+    events: EventArrays,
+    bounds: list[tuple[int, int]],
+    batch_size: int,
+    seed: int,
+    num_replicas: int,
+    max_events: int | None,
+) -> tf.data.Dataset:
     """The training windows as a `tf.data` pipeline: element i holds the `[R, K, ...]` stacked
     batches of `bounds[i]` (`replica_windows`) and their `[K]` event counts. Built from the
     memory-mapped arrays one window ahead of the training (`prefetch`), so reading and padding
@@ -135,6 +175,8 @@ def window_dataset(events: EventArrays, bounds: list[tuple[int, int]], batch_siz
             rows = [batch_rows(events.n_users, batch_size, seed, i) for i in range(first, last)]
             yield replica_windows(events, rows, num_replicas, max_events)
 
-    signature = ({k: tf.TensorSpec([None, None, *spec[k].shape], spec[k].dtype)
-                  for k in BATCH_KEYS}, tf.TensorSpec([None], tf.float32))
+    signature = (
+        {k: tf.TensorSpec([None, None, *spec[k].shape], spec[k].dtype) for k in BATCH_KEYS},
+        tf.TensorSpec([None], tf.float32),
+    )
     return tf.data.Dataset.from_generator(windows, output_signature=signature).prefetch(1)

@@ -9,8 +9,15 @@ from ganrl import config_checks
 from ganrl.user_model.model import ModelConfig
 
 BEST_METRICS = ("loss", "prec1", "prec2")
-CURVE_FIELDS = ("iteration", "phase", "train_loss", "vali_loss", "vali_prec1", "vali_prec2",
-                "events_per_second")
+CURVE_FIELDS = (
+    "iteration",
+    "phase",
+    "train_loss",
+    "vali_loss",
+    "vali_prec1",
+    "vali_prec2",
+    "events_per_second",
+)
 REGULARIZERS = ("entropy", "L2")
 ITEM_FEATURES = ("onehot", "generalising")
 
@@ -81,13 +88,26 @@ class TrainConfig:
         config_checks.check_choice(self, "regularizer", REGULARIZERS)
         config_checks.check_choice(self, "item_features", ITEM_FEATURES)
         config_checks.check_choice(self, "pretrain_checkpoint", BEST_METRICS)
-        config_checks.check(self, "a positive integer", "batch_size", "eval_every",
-                            "eval_batch_users", "steps_per_call")
-        config_checks.check(self, "a non-negative integer", "seed", "max_events", "num_itrs",
-                            "early_stop")
+        config_checks.check(
+            self,
+            "a positive integer",
+            "batch_size",
+            "eval_every",
+            "eval_batch_users",
+            "steps_per_call",
+        )
+        config_checks.check(
+            self, "a non-negative integer", "seed", "max_events", "num_itrs", "early_stop"
+        )
         config_checks.check(self, "a positive number", "learning_rate")
-        config_checks.check(self, "a non-negative number", "start_margin", "weight_decay",
-                            "checkpoint_secs", "num_epochs")
+        config_checks.check(
+            self,
+            "a non-negative number",
+            "start_margin",
+            "weight_decay",
+            "checkpoint_secs",
+            "num_epochs",
+        )
         if self.num_itrs == 0 and self.num_epochs <= 0:
             raise ValueError("num_itrs=0: the length is then num_epochs, which must be positive")
 
@@ -130,13 +150,29 @@ def divergence(curve_rows: list[dict]) -> str:
     loss = float(last["train_loss"])
     if not loss > max(DIVERGENCE_RATIO * start, start + DIVERGENCE_NATS):
         return ""
-    return (f"training diverged: the training loss ended at {loss:.4g} (iteration "
-            f"{last['iteration']}), far above the start's validation loss {start:.4g}")
+    return (
+        f"training diverged: the training loss ended at {loss:.4g} (iteration "
+        f"{last['iteration']}), far above the start's validation loss {start:.4g}"
+    )
 
 
 # Model settings that shape the variables: a pre-trained run must share them.
-ARCHITECTURE_FIELDS = ("item_features", "user_model", "dims", "item_dim", "rnn_hidden_dim",
-                       "pw_dim", "pw_band_size", "pw_activation", "rnn_skip", "item_bias",
-                       "mlp_item", "bilinear", "display_history",
-                       "choice_history", "history_features", "set_context",
-                       "set_summary")
+ARCHITECTURE_FIELDS = (
+    "item_features",
+    "user_model",
+    "dims",
+    "item_dim",
+    "rnn_hidden_dim",
+    "pw_dim",
+    "pw_band_size",
+    "pw_activation",
+    "rnn_skip",
+    "item_bias",
+    "mlp_item",
+    "bilinear",
+    "display_history",
+    "choice_history",
+    "history_features",
+    "set_context",
+    "set_summary",
+)

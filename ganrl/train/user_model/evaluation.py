@@ -13,8 +13,10 @@ from ganrl.train.user_model.batching import batch_signature, to_tensors
 from ganrl.user_model.choice_model import ChoiceModel
 from ganrl.user_model.model import UserModel
 
-def evaluate(model: UserModel, events: EventArrays, batch_users: int = 2048,
-             max_events: int = 0) -> dict[str, float]:
+
+def evaluate(
+    model: UserModel, events: EventArrays, batch_users: int = 2048, max_events: int = 0
+) -> dict[str, float]:
     """Loss (mean NLL per event), per-event log-likelihood, prec@1 and prec@2 of a split."""
     logits_fn = _compiled_logits(model, events.max_display)
     nll, scores, masks, clicks = [], [], [], []
@@ -31,12 +33,18 @@ def evaluate(model: UserModel, events: EventArrays, batch_users: int = 2048,
     nll, scores, masks, clicks = (np.concatenate(x) for x in (nll, scores, masks, clicks))
     loss = float(nll.mean()) if len(nll) else float("nan")
     has_click = bool(np.any(clicks >= 0))
-    return {"loss": loss, "loglik": -loss,
-            "prec1": float(np.nanmean(precision_at_k(scores, masks, clicks, 1)))
-            if has_click else float("nan"),
-            "prec2": float(np.nanmean(precision_at_k(scores, masks, clicks, 2)))
-            if has_click else float("nan"),
-            "events": int(len(nll)), "clicked_events": int(np.sum(clicks >= 0))}
+    return {
+        "loss": loss,
+        "loglik": -loss,
+        "prec1": float(np.nanmean(precision_at_k(scores, masks, clicks, 1)))
+        if has_click
+        else float("nan"),
+        "prec2": float(np.nanmean(precision_at_k(scores, masks, clicks, 2)))
+        if has_click
+        else float("nan"),
+        "events": int(len(nll)),
+        "clicked_events": int(np.sum(clicks >= 0)),
+    }
 
 
 def _logsumexp(x: np.ndarray) -> np.ndarray:
@@ -47,6 +55,7 @@ def _logsumexp(x: np.ndarray) -> np.ndarray:
 def _compiled_logits(model: UserModel, max_display: int) -> Callable:
     cache = model.__dict__.setdefault("_ganrl_logits_fns", {})
     if max_display not in cache:
-        cache[max_display] = tf.function(ChoiceModel(model).event_logits,
-                                         input_signature=[batch_signature(max_display)])
+        cache[max_display] = tf.function(
+            ChoiceModel(model).event_logits, input_signature=[batch_signature(max_display)]
+        )
     return cache[max_display]

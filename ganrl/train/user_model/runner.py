@@ -8,7 +8,8 @@ Run folder layout:
   config.json            the whole configuration (and the seed)
   model.json             what `load_user_model` needs besides the weights
   item_features.pkl      the dataset's item features (so the model loads without the data)
-  curves.csv             iteration,phase,train_loss,vali_loss,vali_prec1,vali_prec2,events_per_second
+  curves.csv             iteration,phase,train_loss,vali_loss,vali_prec1,vali_prec2,
+                         events_per_second
   tensorboard/           the same curves as TensorBoard summaries
   checkpoints/latest/    model(s), optimiser(s), iteration, bests and the dropout streams'
                          states: a rerun resumes from here and ends as an uninterrupted run
@@ -43,16 +44,27 @@ from ganrl.data.dataset import SplitData
 from ganrl.data.item_stats import features_pickle_object, fold_statistics, with_statistics
 from ganrl.train import run_folder
 from ganrl.train.user_model.batching import evaluation_schedule, window_dataset
-from ganrl.train.user_model.config import (ARCHITECTURE_FIELDS, BEST_METRICS, CURVE_FIELDS,
-                                           RERUN_MAY_CHANGE, TrainConfig,
-                                           TrainingDivergedError, divergence)
+from ganrl.train.user_model.config import (
+    ARCHITECTURE_FIELDS,
+    BEST_METRICS,
+    CURVE_FIELDS,
+    RERUN_MAY_CHANGE,
+    TrainConfig,
+    TrainingDivergedError,
+    divergence,
+)
 from ganrl.train.user_model.evaluation import evaluate
 from ganrl.train.user_model.steps import make_entropy_step, make_l2_step, make_window_fn
-from ganrl.user_model.model import (ModelConfig, UserModel, checkpoint_variables,
-                                    random_state_variables)
+from ganrl.user_model.model import (
+    ModelConfig,
+    UserModel,
+    checkpoint_variables,
+    random_state_variables,
+)
 
 keras = tf.keras
 log = logging.getLogger("ganrl")
+
 
 def peak_rss_mb() -> float:
     """Peak resident memory of this process in MB (Linux reports KiB)."""
@@ -81,9 +93,13 @@ class UserModelRunner:
     checkpoints to a temporary folder that they delete at the end.
     """
 
-    def __init__(self, config: TrainConfig, data: SplitData,
-                 progress: Callable[[str], None] | None = None,
-                 strategy: tf.distribute.Strategy | None = None):
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: SplitData,
+        progress: Callable[[str], None] | None = None,
+        strategy: tf.distribute.Strategy | None = None,
+    ):
         self.config = config
         self.data = data
         self.strategy = strategy or tf.distribute.get_strategy()
@@ -98,15 +114,15 @@ class UserModelRunner:
         self.has_no_click = bool((self.splits["train"].clicked_pos < 0).any())
         if config.item_features == "generalising":
             data = dataclasses.replace(
-                data, item_features=with_statistics(data.item_features, self.splits["train"]))
+                data, item_features=with_statistics(data.item_features, self.splits["train"])
+            )
             self.data = data
         # The architecture built: the configured one, with the step view's memory of display
         # sets widened to the data's widest set (the config itself stays as given).
         self.model_config = config.model
         max_display = self.splits["train"].max_display
         if config.model.history_display_width < max_display:
-            self.model_config = dataclasses.replace(config.model,
-                                                    history_display_width=max_display)
+            self.model_config = dataclasses.replace(config.model, history_display_width=max_display)
         # What config.json records and a rerun must match: the run as built.
         self.run_config = dataclasses.replace(config, model=self.model_config)
         tf.keras.utils.set_random_seed(config.seed)
@@ -119,7 +135,8 @@ class UserModelRunner:
         self.latest = tf.train.CheckpointManager(self.state, os.path.join(ckpt, "latest"), 1)
         self.best_managers = {
             m: tf.train.CheckpointManager(self.weights, os.path.join(ckpt, f"best_{m}"), 1)
-            for m in BEST_METRICS}
+            for m in BEST_METRICS
+        }
 
     def _build_models(self) -> None:
         config, features = self.config, self.data.item_features
@@ -129,38 +146,51 @@ class UserModelRunner:
         optimizers = {"reward_opt": self.reward_opt}
         self.adversarial = config.regularizer == "L2"
         if self.adversarial:
-            self.behavior = UserModel(features, self.model_config, self.has_no_click,
-                                      name="behavior")
+            self.behavior = UserModel(
+                features, self.model_config, self.has_no_click, name="behavior"
+            )
             self.behavior_opt = self._optimizer()
             models["behavior"] = self.behavior
             optimizers["behavior_opt"] = self.behavior_opt
-            step = make_l2_step(self.reward, self.behavior, self.reward_opt,
-                                self.behavior_opt, self.num_replicas)
+            step = make_l2_step(
+                self.reward, self.behavior, self.reward_opt, self.behavior_opt, self.num_replicas
+            )
         else:
             self.behavior = self.reward
             step = make_entropy_step(self.reward, self.reward_opt, self.num_replicas)
         folds = config.model.statistic_folds
         if config.item_features == "generalising" and config.model.leave_user_out and folds:
-            user_fold, fold_counts = fold_statistics(self.splits["train"], self.data.n_items,
-                                                     folds, config.seed)
+            user_fold, fold_counts = fold_statistics(
+                self.splits["train"], self.data.n_items, folds, config.seed
+            )
             for model in models.values():
                 model.use_statistic_folds(user_fold, fold_counts)
-        self.window_fn = make_window_fn(step, self.strategy,
-                                        self.splits["train"].max_display)
+        self.window_fn = make_window_fn(step, self.strategy, self.splits["train"].max_display)
         for name, opt in optimizers.items():  # create slots now, so restores are eager
             model = models["behavior" if name == "behavior_opt" else "reward"]
             opt.build(model.trainable_variables)
         self.iteration = tf.Variable(0, dtype=tf.int64, trainable=False, name="iteration")
-        self.best = {m: tf.Variable(math.inf if m == "loss" else -math.inf, dtype=tf.float64,
-                                    trainable=False, name=f"best_{m}") for m in BEST_METRICS}
+        self.best = {
+            m: tf.Variable(
+                math.inf if m == "loss" else -math.inf,
+                dtype=tf.float64,
+                trainable=False,
+                name=f"best_{m}",
+            )
+            for m in BEST_METRICS
+        }
         self.weights = tf.train.Checkpoint(**checkpoint_variables(**models))
         self.state = tf.train.Checkpoint(
-            iteration=self.iteration, **{f"best_{m}": v for m, v in self.best.items()},
-            **checkpoint_variables(**models, **optimizers), **random_state_variables(**models))
+            iteration=self.iteration,
+            **{f"best_{m}": v for m, v in self.best.items()},
+            **checkpoint_variables(**models, **optimizers),
+            **random_state_variables(**models),
+        )
 
     def _optimizer(self) -> keras.optimizers.Optimizer:
-        return keras.optimizers.Adam(self.config.learning_rate,
-                                     weight_decay=self.config.weight_decay or None)
+        return keras.optimizers.Adam(
+            self.config.learning_rate, weight_decay=self.config.weight_decay or None
+        )
 
     @property
     def results_path(self) -> str:
@@ -170,15 +200,22 @@ class UserModelRunner:
     def _start(self) -> int:
         if self.chief:
             os.makedirs(self.save_dir, exist_ok=True)
-            safe_io.dump_json(os.path.join(self.save_dir, "config.json"),
-                              self.run_config.to_dict())
-            safe_io.dump_json(os.path.join(self.save_dir, "model.json"), {
-                "model": dataclasses.asdict(self.model_config),
-                "has_no_click": self.has_no_click, "n_items": self.data.n_items,
-                "max_display": self.splits["train"].max_display,
-                "regularizer": self.config.regularizer, "dataset": self.config.dataset})
-            safe_io.dump_pickles(os.path.join(self.save_dir, "item_features.pkl"),
-                                 features_pickle_object(self.data.item_features))
+            safe_io.dump_json(os.path.join(self.save_dir, "config.json"), self.run_config.to_dict())
+            safe_io.dump_json(
+                os.path.join(self.save_dir, "model.json"),
+                {
+                    "model": dataclasses.asdict(self.model_config),
+                    "has_no_click": self.has_no_click,
+                    "n_items": self.data.n_items,
+                    "max_display": self.splits["train"].max_display,
+                    "regularizer": self.config.regularizer,
+                    "dataset": self.config.dataset,
+                },
+            )
+            safe_io.dump_pickles(
+                os.path.join(self.save_dir, "item_features.pkl"),
+                features_pickle_object(self.data.item_features),
+            )
         if self.latest.latest_checkpoint:
             self.state.restore(self.latest.latest_checkpoint).assert_existing_objects_matched()
             start = int(self.iteration.numpy())
@@ -193,8 +230,9 @@ class UserModelRunner:
     def _load_pretrained(self, pretrain_dir: str) -> None:
         path = self._pretrained_checkpoint(pretrain_dir)
         for model in (self.reward, self.behavior):
-            tf.train.Checkpoint(**checkpoint_variables(reward=model)).restore(path) \
-                .expect_partial().assert_existing_objects_matched()
+            tf.train.Checkpoint(**checkpoint_variables(reward=model)).restore(
+                path
+            ).expect_partial().assert_existing_objects_matched()
         self.progress(f"starting r and phi from {path}")
 
     def _pretrained_checkpoint(self, pretrain_dir: str) -> str:
@@ -203,23 +241,27 @@ class UserModelRunner:
         which = f"best_{self.config.pretrain_checkpoint}"
         path = tf.train.latest_checkpoint(os.path.join(pretrain_dir, "checkpoints", which))
         if path is None:
-            raise FileNotFoundError(f"{pretrain_dir}: no {which} checkpoint to start from "
-                                    "(run the entropy pre-training first)")
+            raise FileNotFoundError(
+                f"{pretrain_dir}: no {which} checkpoint to start from "
+                "(run the entropy pre-training first)"
+            )
         with open(os.path.join(pretrain_dir, "config.json")) as f:
             pretrained = json.load(f)
         # The weights fit only the same architecture: compare what shapes the variables.
-        ours = {"item_features": self.config.item_features, **dataclasses.asdict(
-            self.config.model)}
+        ours = {"item_features": self.config.item_features, **dataclasses.asdict(self.config.model)}
         # A field a run folder predates has its default (the option did not exist yet).
-        theirs = {"item_features": pretrained.get("item_features"),
-                  **dataclasses.asdict(ModelConfig(**pretrained["model"]))}
+        theirs = {
+            "item_features": pretrained.get("item_features"),
+            **dataclasses.asdict(ModelConfig(**pretrained["model"])),
+        }
         differ = [key for key in ARCHITECTURE_FIELDS if theirs.get(key) != ours[key]]
         if differ:
             raise ValueError(
                 f"{pretrain_dir}/config.json: the pre-trained model has "
                 f"{', '.join(f'{k}={theirs.get(k)!r}' for k in differ)}, this run "
                 f"{', '.join(f'{k}={ours[k]!r}' for k in differ)}: pass the pre-training's "
-                "model flags")
+                "model flags"
+            )
         return path
 
     def _truncate_curves(self, last_iteration: int) -> None:
@@ -252,9 +294,12 @@ class UserModelRunner:
             return self._run()
         if self.adversarial and self.config.pretrain_dir and not self.latest.latest_checkpoint:
             self._pretrained_checkpoint(self.config.pretrain_dir)  # a bad one: no run folder
-        with run_folder.claim(self.save_dir, self.run_config.to_dict(),
-                              lambda saved: TrainConfig.from_dict(saved).to_dict(),
-                              ignore=RERUN_MAY_CHANGE):
+        with run_folder.claim(
+            self.save_dir,
+            self.run_config.to_dict(),
+            lambda saved: TrainConfig.from_dict(saved).to_dict(),
+            ignore=RERUN_MAY_CHANGE,
+        ):
             return self._run()
 
     def _run(self) -> dict:
@@ -264,8 +309,11 @@ class UserModelRunner:
         cfg = self.config
         log.info("config %s", json.dumps(self.run_config.to_dict(), sort_keys=True))
         start = self._start()
-        writer = (tf.summary.create_file_writer(os.path.join(self.save_dir, "tensorboard"))
-                  if self.chief else tf.summary.create_noop_writer())
+        writer = (
+            tf.summary.create_file_writer(os.path.join(self.save_dir, "tensorboard"))
+            if self.chief
+            else tf.summary.create_noop_writer()
+        )
         train = self.splits["train"]
         phase = "adversarial" if self.adversarial else "mle"
         if start == 0:
@@ -277,9 +325,16 @@ class UserModelRunner:
         # and memory bounded by that many batches.
         num_itrs = cfg.iterations(train.n_users)
         schedule = evaluation_schedule(start, num_itrs, cfg.eval_every, cfg.steps_per_call)
-        windows = iter(window_dataset(train, [b for calls in schedule for b in calls],
-                                      cfg.batch_size, cfg.seed, self.num_replicas,
-                                      cfg.max_events or None))
+        windows = iter(
+            window_dataset(
+                train,
+                [b for calls in schedule for b in calls],
+                cfg.batch_size,
+                cfg.seed,
+                self.num_replicas,
+                cfg.max_events or None,
+            )
+        )
         stopped = self._early_stopped(it)
         for calls in schedule:
             if stopped:
@@ -295,16 +350,23 @@ class UserModelRunner:
             train_events += int(counts.sum())
             it = calls[-1][1]
             self.iteration.assign(it)
-            self._validate(it, phase, float((losses * counts).sum() / max(counts.sum(), 1)),
-                           counts.sum() / max(elapsed, 1e-9), writer)
+            self._validate(
+                it,
+                phase,
+                float((losses * counts).sum() / max(counts.sum(), 1)),
+                counts.sum() / max(elapsed, 1e-9),
+                writer,
+            )
             stopped = self._early_stopped(it)
             if it == num_itrs or stopped or time.monotonic() - last_save >= cfg.checkpoint_secs:
                 self.latest.save(checkpoint_number=it)
                 last_save = time.monotonic()
         writer.close()
         if stopped:
-            self.progress(f"early stop at iteration {it}: the validation loss has not improved "
-                          f"for {cfg.early_stop} evaluations")
+            self.progress(
+                f"early stop at iteration {it}: the validation loss has not improved "
+                f"for {cfg.early_stop} evaluations"
+            )
         results = self._test()
         results["train_seconds"] = train_seconds
         results["events_per_second"] = train_events / max(train_seconds, 1e-9)
@@ -325,15 +387,17 @@ class UserModelRunner:
         best = int(path.rsplit("-", 1)[1])
         return iteration - best >= self.config.early_stop * self.config.eval_every
 
-    def _train_chunk(self, start: int, window: tuple[dict, tf.Tensor]
-                     ) -> tuple[np.ndarray, np.ndarray, float]:
+    def _train_chunk(
+        self, start: int, window: tuple[dict, tf.Tensor]
+    ) -> tuple[np.ndarray, np.ndarray, float]:
         """Trains one window (from `window_dataset`) whose first iteration is `start`: its
         losses, event counts and seconds."""
         stacked, counts = window
         counts = counts.numpy()
         tic = time.perf_counter()
         per_replica = self.strategy.experimental_distribute_values_from_function(
-            lambda ctx: {k: v[ctx.replica_id_in_sync_group] for k, v in stacked.items()})
+            lambda ctx: {k: v[ctx.replica_id_in_sync_group] for k, v in stacked.items()}
+        )
         losses = self.window_fn(per_replica, tf.constant(np.maximum(counts, 1.0))).numpy()
         elapsed = time.perf_counter() - tic
         bad = np.flatnonzero(~np.isfinite(losses))
@@ -341,35 +405,46 @@ class UserModelRunner:
             raise TrainingDivergedError(
                 f"{self.save_dir}: training loss became {losses[bad[0]]} at iteration "
                 f"{start + bad[0] + 1}; stopped. The best checkpoints so far are intact in "
-                f"{os.path.join(self.save_dir, 'checkpoints')}; try a lower learning_rate.")
+                f"{os.path.join(self.save_dir, 'checkpoints')}; try a lower learning_rate."
+            )
         return losses, counts, elapsed
 
-    def _validate(self, iteration: int, phase: str, train_loss: float,
-                  events_per_second: float, writer: Any) -> None:
+    def _validate(
+        self, iteration: int, phase: str, train_loss: float, events_per_second: float, writer: Any
+    ) -> None:
         cfg = self.config
-        metrics = evaluate(self.behavior, self.splits["vali"], cfg.eval_batch_users,
-                           cfg.max_events)
+        metrics = evaluate(self.behavior, self.splits["vali"], cfg.eval_batch_users, cfg.max_events)
         for m in BEST_METRICS:
-            better = (metrics[m] < self.best[m].numpy() if m == "loss"
-                      else metrics[m] > self.best[m].numpy())
+            better = (
+                metrics[m] < self.best[m].numpy()
+                if m == "loss"
+                else metrics[m] > self.best[m].numpy()
+            )
             if better and math.isfinite(metrics[m]):
                 self.best[m].assign(metrics[m] + self._start_margin(iteration, m, metrics))
                 self.best_managers[m].save(checkpoint_number=iteration)
-        row = {"iteration": iteration, "phase": phase, "train_loss": train_loss,
-               "vali_loss": metrics["loss"], "vali_prec1": metrics["prec1"],
-               "vali_prec2": metrics["prec2"], "events_per_second": events_per_second}
+        row = {
+            "iteration": iteration,
+            "phase": phase,
+            "train_loss": train_loss,
+            "vali_loss": metrics["loss"],
+            "vali_prec1": metrics["prec1"],
+            "vali_prec2": metrics["prec2"],
+            "events_per_second": events_per_second,
+        }
         self._append_curve(row)
         with writer.as_default(step=iteration):
-            for key in ("train_loss", "vali_loss", "vali_prec1", "vali_prec2",
-                        "events_per_second"):
+            for key in ("train_loss", "vali_loss", "vali_prec1", "vali_prec2", "events_per_second"):
                 if math.isfinite(row[key]):
                     tf.summary.scalar(key, row[key])
-        self.progress(f"[{os.path.basename(self.save_dir.rstrip('/'))}] itr {iteration:5d}  "
-                      f"train_loss {_figure(train_loss, '.4f')}  "
-                      f"vali loss {_figure(metrics['loss'], '.4f')}  "
-                      f"prec@1 {_figure(metrics['prec1'], '.4f')}  "
-                      f"prec@2 {_figure(metrics['prec2'], '.4f')}  "
-                      f"{_figure(events_per_second, ',.0f')} events/s")
+        self.progress(
+            f"[{os.path.basename(self.save_dir.rstrip('/'))}] itr {iteration:5d}  "
+            f"train_loss {_figure(train_loss, '.4f')}  "
+            f"vali loss {_figure(metrics['loss'], '.4f')}  "
+            f"prec@1 {_figure(metrics['prec1'], '.4f')}  "
+            f"prec@2 {_figure(metrics['prec2'], '.4f')}  "
+            f"{_figure(events_per_second, ',.0f')} events/s"
+        )
 
     def _note_divergence(self, results: dict) -> None:
         """Sets `results["diverged"]` from curves.csv and, when it did, warns and says which
@@ -379,16 +454,22 @@ class UserModelRunner:
         results["diverged"] = bool(warning)
         if warning:
             best = ", ".join(f"{m} {i}" for m, i in results.get("best_iteration", {}).items())
-            results["warning"] = (f"{warning}; the results come from the best checkpoints by "
-                                  f"validation, of iterations {best}; try a lower "
-                                  "learning_rate")
+            results["warning"] = (
+                f"{warning}; the results come from the best checkpoints by "
+                f"validation, of iterations {best}; try a lower "
+                "learning_rate"
+            )
             self.progress(f"warning: {results['warning']}")
 
     def _start_margin(self, iteration: int, metric: str, metrics: dict) -> float:
         """What a later checkpoint must add to the pre-trained start's prec@k to replace it
         (`start_margin` standard errors; 0 for other metrics, iterations and runs)."""
-        if not (self.adversarial and self.config.pretrain_dir and iteration == 0
-                and metric in ("prec1", "prec2")):
+        if not (
+            self.adversarial
+            and self.config.pretrain_dir
+            and iteration == 0
+            and metric in ("prec1", "prec2")
+        ):
             return 0.0
         p, n = metrics[metric], max(metrics["clicked_events"], 1)
         return self.config.start_margin * math.sqrt(p * (1.0 - p) / n)
@@ -402,10 +483,12 @@ class UserModelRunner:
             if path is None:
                 continue
             self.weights.restore(path).assert_existing_objects_matched()
-            test = evaluate(self.behavior, self.splits["test"], cfg.eval_batch_users,
-                            cfg.max_events)
-            vali = evaluate(self.behavior, self.splits["vali"], cfg.eval_batch_users,
-                            cfg.max_events)
+            test = evaluate(
+                self.behavior, self.splits["test"], cfg.eval_batch_users, cfg.max_events
+            )
+            vali = evaluate(
+                self.behavior, self.splits["vali"], cfg.eval_batch_users, cfg.max_events
+            )
             out["test"][m] = test[m]
             out["vali"][m] = vali[m]
             out["test_by_checkpoint"][f"best_{m}"] = test

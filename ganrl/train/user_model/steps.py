@@ -13,18 +13,25 @@ from ganrl.user_model.model import UserModel
 
 keras = tf.keras
 
-def _apply(tape: tf.GradientTape, loss: tf.Tensor, model: keras.Model,
-           optimizer: keras.optimizers.Optimizer) -> None:
+
+def _apply(
+    tape: tf.GradientTape,
+    loss: tf.Tensor,
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+) -> None:
     grads = tape.gradient(loss, model.trainable_variables)
     # A variable the loss does not reach (the reward's no-click logit in the adversarial
     # step, where the no-click reward is fixed at 0) is left out rather than warned about.
     # Under a tf.distribute strategy the optimiser sums the replicas' gradients.
-    optimizer.apply_gradients([(g, v) for g, v in zip(grads, model.trainable_variables)
-                               if g is not None])
+    optimizer.apply_gradients(
+        [(g, v) for g, v in zip(grads, model.trainable_variables) if g is not None]
+    )
 
 
-def make_entropy_step(model: UserModel, optimizer: keras.optimizers.Optimizer,
-                      num_replicas: int = 1) -> Callable:
+def make_entropy_step(
+    model: UserModel, optimizer: keras.optimizers.Optimizer, num_replicas: int = 1
+) -> Callable:
     """An MLE step (to be traced in a replica context).
 
     `step(batch, global_events)` returns this replica's share of the global batch's mean NLL:
@@ -35,8 +42,9 @@ def make_entropy_step(model: UserModel, optimizer: keras.optimizers.Optimizer,
     def step(batch, global_events):
         with tf.GradientTape() as tape:
             logits = model(batch, training=True)
-            info = choice.entropy_regularised_loss(logits, batch["clicked_pos"],
-                                                   batch["event_mask"])
+            info = choice.entropy_regularised_loss(
+                logits, batch["clicked_pos"], batch["event_mask"]
+            )
             loss = info.loss / global_events
             objective = loss + model.regularization_loss() / num_replicas
         _apply(tape, objective, model, optimizer)
@@ -45,9 +53,13 @@ def make_entropy_step(model: UserModel, optimizer: keras.optimizers.Optimizer,
     return step
 
 
-def make_l2_step(reward: UserModel, behavior: UserModel,
-                 reward_opt: keras.optimizers.Optimizer,
-                 behavior_opt: keras.optimizers.Optimizer, num_replicas: int = 1) -> Callable:
+def make_l2_step(
+    reward: UserModel,
+    behavior: UserModel,
+    reward_opt: keras.optimizers.Optimizer,
+    behavior_opt: keras.optimizers.Optimizer,
+    num_replicas: int = 1,
+) -> Callable:
     """An adversarial step (to be traced in a replica context): one update of phi (max), then
     one of r (min). Returns this replica's share of the behaviour network's mean NLL (the loss
     the run reports); objectives are normalised by the global batch's events."""
@@ -67,11 +79,11 @@ def make_l2_step(reward: UserModel, behavior: UserModel,
             behavior_loss = -gain / global_events + behavior.regularization_loss() / num_replicas
         _apply(tape, behavior_loss, behavior, behavior_opt)
 
-        phi = tf.stop_gradient(tf.nn.softmax(behavior(batch, training=False,
-                                                      leave_user_out=True)))
+        phi = tf.stop_gradient(tf.nn.softmax(behavior(batch, training=False, leave_user_out=True)))
         with tf.GradientTape() as tape:
-            gap = choice.l2_reward_objective(phi, option_rewards(batch, True), options,
-                                             batch["clicked_pos"], batch["event_mask"])
+            gap = choice.l2_reward_objective(
+                phi, option_rewards(batch, True), options, batch["clicked_pos"], batch["event_mask"]
+            )
             reward_loss = gap / global_events + reward.regularization_loss() / num_replicas
         _apply(tape, reward_loss, reward, reward_opt)
         nll = choice.entropy_regularised_loss(logits, batch["clicked_pos"], batch["event_mask"])
@@ -80,8 +92,9 @@ def make_l2_step(reward: UserModel, behavior: UserModel,
     return step
 
 
-def make_window_fn(step: Callable, strategy: tf.distribute.Strategy,
-                   max_display: int | None = None) -> Callable:
+def make_window_fn(
+    step: Callable, strategy: tf.distribute.Strategy, max_display: int | None = None
+) -> Callable:
     """Runs K training steps in one `tf.function` call.
 
     One call per evaluation window instead of one per iteration: on small batches the
@@ -95,11 +108,16 @@ def make_window_fn(step: Callable, strategy: tf.distribute.Strategy,
     (`reduce_retracing`), a second trace of about a second.
     """
     signature = None
-    if max_display is not None and strategy is tf.distribute.get_strategy() \
-            and not tf.distribute.has_strategy():
+    if (
+        max_display is not None
+        and strategy is tf.distribute.get_strategy()
+        and not tf.distribute.has_strategy()
+    ):
         spec = batch_signature(max_display)
-        signature = [{k: tf.TensorSpec([None, *spec[k].shape], spec[k].dtype)
-                      for k in BATCH_KEYS}, tf.TensorSpec([None], tf.float32)]
+        signature = [
+            {k: tf.TensorSpec([None, *spec[k].shape], spec[k].dtype) for k in BATCH_KEYS},
+            tf.TensorSpec([None], tf.float32),
+        ]
 
     @tf.function(reduce_retracing=True, input_signature=signature)
     def run_window(batches, global_events):
@@ -108,7 +126,8 @@ def make_window_fn(step: Callable, strategy: tf.distribute.Strategy,
         for i in tf.range(k):
             per_replica = strategy.run(
                 lambda b, e: step(trim_padding({key: v[i] for key, v in b.items()}), e),
-                args=(batches, global_events[i]))
+                args=(batches, global_events[i]),
+            )
             losses = losses.write(i, strategy.reduce("SUM", per_replica, axis=None))
         return losses.stack()
 

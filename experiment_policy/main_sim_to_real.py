@@ -3,8 +3,8 @@ policy in them, and serve the policies to the world's true users (`ganrl.sim2rea
 
   python experiment_policy/main_sim_to_real.py --world=satiation --seed=0
 
-Writes SAVE_DIR/{world}__{seed}/table.md, table.csv, results.json and sim_vs_true.png; every
-stage is reused when finished.
+Writes SAVE_DIR/{world}__{seed}/table.md, table.csv, results.json and sim_vs_true.png (with
+--ensemble, in the subfolder ensemble{N}_penalty{L}/); every stage is reused when finished.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def main(argv: list[str]) -> int:
     except (DataError, FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    with open(os.path.join(config.run_dir, "table.md")) as f:
+    with open(os.path.join(config.output_dir, "table.md")) as f:
         print(f.read())
     return 0
 

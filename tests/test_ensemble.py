@@ -214,6 +214,24 @@ def test_estimators_by_hand_on_one_event(members):
     assert estimates["snips"]["value"] == pytest.approx(2.0)
 
 
+def test_max_events_replays_each_users_first_events_only(members):
+    model = members[1]
+    events = logs_of(model, users=7, steps=5, display=4, seed=3)
+    propensity = np.full(model.n_items, 4 / model.n_items)
+    policy = FixedScorePolicy(np.random.default_rng(1).random(model.n_items), k=2)
+    messages = []
+    full = off_policy.event_terms(policy, model, events, propensity, k=2)
+    capped = off_policy.event_terms(
+        policy, model, events, propensity, k=2, max_events=2, progress=messages.append
+    )
+    first_two = (np.arange(events.n_events) % 5) < 2  # 5 events per user, in order
+    for name in ("ips", "weight", "dm", "correction"):
+        np.testing.assert_allclose(getattr(capped, name), getattr(full, name)[first_two])
+    assert len(messages) == 2 and "step 1/2" in messages[1]()
+    with pytest.raises(ValueError, match="max_events=0"):
+        off_policy.event_terms(policy, model, events, propensity, k=2, max_events=0)
+
+
 def test_estimators_agree_when_the_logs_come_from_the_model(members):
     model = members[1]
     events = logs_of(model, users=3000, steps=3, display=4, seed=8)

@@ -68,6 +68,11 @@ flags.DEFINE_integer(
     500,
     "Logged validation users of the off-policy estimates of every policy (0: none).",
 )
+flags.DEFINE_integer(
+    "off_policy_events",
+    50,
+    "The off-policy estimates replay each of those users' first this many events.",
+)
 
 
 def config_from_flags(
@@ -103,4 +108,5 @@ def config_from_flags(
         ensemble_dirs=tuple(FLAGS.ensemble_dirs),
         penalty=FLAGS.penalty,
         off_policy_users=FLAGS.off_policy_users,
+        off_policy_events=FLAGS.off_policy_events,
     )

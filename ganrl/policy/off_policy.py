@@ -3,7 +3,9 @@ method, doubly robust), the check of a simulator's figure against the logs thems
 
 The logged users are replayed event by event: at each logged event the policy sees the
 user's logged clicks so far (as in the simulator) and every item as a candidate, and picks its
-slate S; then the user moves on with her logged click.
+slate S; then the user moves on with her logged click. `max_events` keeps each user's first
+events only: the replay's cost grows with the longest user (every step runs every policy over
+the whole catalogue), and the estimand is then the value over those first events.
 
 What the logs cannot tell and what is assumed (the released files record display sets, not
 the probabilities the logging system showed them with):
@@ -31,6 +33,7 @@ assumption):
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -87,15 +90,20 @@ def event_terms(
     k: int,
     history_length: int = 10,
     batch_users: int = 512,
+    max_events: int | None = None,
+    progress: Callable[[Callable[[], str]], None] | None = None,
 ) -> EventTerms:
     """Replays `events`' users through `policy` (anything with `select(Observation)`) and
     `model` (the direct method); `propensity` from `display_propensities` of the training
-    events."""
+    events. Each user's first `max_events` events only, when given; `progress` is called
+    with a message maker at every step (a `Heartbeat` prints one now and then)."""
     if len(propensity) != events.n_items or model.n_items != events.n_items:
         raise ValueError(
             f"{events.n_items} items in the logs, {len(propensity)} propensities, "
             f"{model.n_items} items in the user model {model.run_dir}"
         )
+    if max_events is not None and max_events <= 0:
+        raise ValueError(f"max_events={max_events}: expected a positive integer")
     parts = [
         _replay(
             policy,
@@ -105,25 +113,32 @@ def event_terms(
             k,
             history_length,
             np.arange(start, min(start + batch_users, events.n_users)),
+            max_events,
+            progress or (lambda message: None),
         )
         for start in range(0, events.n_users, batch_users)
     ]
     return EventTerms(*(np.concatenate(columns) for columns in zip(*parts)))
 
 
-def _replay(policy, model, events, propensity, k, history_length, users):
-    """The estimators' terms of the events of `users` (rows), in the events' order."""
+def _replay(policy, model, events, propensity, k, history_length, users, max_events, progress):
+    """The estimators' terms of the (first `max_events`) events of `users` (rows), in the
+    events' order."""
     config = SimulatorConfig(k=k, horizon=1, history_length=history_length, reward="click")
     sim = Simulator(model, config)
     n_users, n_items = len(users), events.n_items
     starts, lengths = events.event_offsets[users], events.events_per_user[users]
+    if max_events is not None:
+        lengths = np.minimum(lengths, max_events)
     sim.reset(n_users)
     candidates = tf.tile(tf.range(n_items, dtype=tf.int32)[None], [n_users, 1])
     inverse = np.where(propensity > 0, 1.0 / np.maximum(propensity, 1e-12), 0.0)
     no_click = model.behavior.no_click_logit
     out = np.zeros((4, int(lengths.sum())))
     written = np.concatenate([[0], np.cumsum(lengths)])[:-1]
-    for t in range(int(lengths.max(initial=0))):
+    steps = int(lengths.max(initial=0))
+    for t in range(steps):
+        progress(lambda: f"off-policy replay: users {users[0]}-{users[-1]}, step {t}/{steps}")
         active = lengths > t
         rows = starts + np.minimum(t, np.maximum(lengths - 1, 0))
         display, mask = events.display[rows], events.display_mask[rows]
@@ -168,8 +183,19 @@ def estimate(
     train: EventArrays,
     k: int,
     history_length: int = 10,
+    max_events: int | None = None,
+    progress: Callable[[Callable[[], str]], None] | None = None,
 ) -> dict[str, dict[str, float]]:
     """The off-policy estimates of `policy` on the `logged` users (propensities from `train`,
-    the direct method from `model`)."""
-    terms = event_terms(policy, model, logged, display_propensities(train), k, history_length)
+    the direct method from `model`; each user's first `max_events` events when given)."""
+    terms = event_terms(
+        policy,
+        model,
+        logged,
+        display_propensities(train),
+        k,
+        history_length,
+        max_events=max_events,
+        progress=progress,
+    )
     return terms.estimates(k)

@@ -128,6 +128,7 @@ class PolicyConfig:
     ensemble_dirs: tuple[str, ...] = ()
     penalty: float = 0.0
     off_policy_users: int = 500
+    off_policy_events: int = 50
 
     def __post_init__(self):
         if not self.policies:
@@ -155,6 +156,7 @@ class PolicyConfig:
         config_checks.check(self, "a number in [0, 1]", "gamma", "epsilon_start", "epsilon_end")
         config_checks.check(self, "a non-negative number", "checkpoint_secs", "penalty")
         config_checks.check(self, "a non-negative integer", "off_policy_users")
+        config_checks.check(self, "a positive integer", "off_policy_events")
         if self.penalty > 0 and len(self.ensemble_dirs) < 2:
             raise ValueError(
                 f"penalty={self.penalty}: expected at least two ensemble_dirs "
@@ -585,8 +587,9 @@ class PolicyRunner:
 
     def off_policy(self, policy: Policy) -> dict:
         """The off-policy estimates (`ganrl.policy.off_policy`) of `policy` on the first
-        `off_policy_users` logged validation users: what the logs say beside what the test
-        simulator says; the direct method is the test user model's."""
+        `off_policy_users` logged validation users (the first `off_policy_events` events of
+        each): what the logs say beside what the test simulator says; the direct method is
+        the test user model's."""
         users = np.arange(min(self.config.off_policy_users, self.validation_events.n_users))
         return off_policy.estimate(
             policy,
@@ -595,6 +598,8 @@ class PolicyRunner:
             self.train_events,
             self.config.k,
             self.config.history_length,
+            max_events=self.config.off_policy_events,
+            progress=Heartbeat(self.progress, self.progress_every),
         )
 
     def run(self) -> dict:

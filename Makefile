@@ -21,7 +21,8 @@ $(STAMP): setup.py
 demo: venv
 	PYTHON=$(PY) ./demo.sh
 
-# The fast tier: every test but the slow learning ones (marked `slow`, see pytest.ini).
+# The fast tier: every test but the slow ones (learning tests and end-to-end script runs,
+# marked `slow`, see pytest.ini).
 test: venv
 	$(PY) -m pytest -q -m "not slow" tests
 

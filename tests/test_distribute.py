@@ -36,6 +36,7 @@ def _weights(path):
         return [z[k] for k in sorted(z.files, key=lambda k: int(k.split("_")[1]))]
 
 
+@pytest.mark.slow
 def test_mirrored_over_two_cpus_matches_one_device(tmp_path):
     write_tiny_dataset(tmp_path / "data", n_users=32)
     one = _run(["default", 0, tmp_path / "data", tmp_path / "one", tmp_path / "one.npz"])

@@ -374,6 +374,7 @@ def _protocol_figures(save_dir):
     return results, (save_dir / "curves.csv").read_text().splitlines()
 
 
+@pytest.mark.slow
 def test_killed_cdqn_run_resumes_to_the_uninterrupted_figures(user_model_dir, tmp_path):
     from ganrl.policy.runner import PolicyRunner
 

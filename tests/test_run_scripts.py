@@ -23,6 +23,7 @@ def data_folder(tmp_path_factory):
     return synthetic_data_folder(tmp_path_factory.mktemp("data"))
 
 
+@pytest.mark.slow
 def test_user_model_scripts(data_folder, tmp_path):
     pre, adv = tmp_path / "pre", tmp_path / "adv"
     common = [
@@ -110,6 +111,7 @@ def test_comparison_script_writes_the_table_and_reuses_runs(data_folder, tmp_pat
     assert "training user model" in proc.stderr
 
 
+@pytest.mark.slow
 def test_adversarial_run_refuses_a_pretrained_model_of_another_architecture(data_folder, tmp_path):
     pre = tmp_path / "pre"
     common = [

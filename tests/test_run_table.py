@@ -103,6 +103,7 @@ def test_table_refuses_the_flags_it_sets_per_run(data_folder, tmp_path):
     assert not (tmp_path / "records.csv").exists()
 
 
+@pytest.mark.slow
 def test_ablation_script_trains_its_variants_and_compares_them(data_folder, tmp_path):
     out = tmp_path / "ablation"
     run_script(

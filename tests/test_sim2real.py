@@ -7,6 +7,7 @@ import math
 import os
 
 import numpy as np
+import pytest
 
 from ganrl.data.released import read_released
 from ganrl.data.satiation import SatiationConfig, SatiationWorld, make_satiation
@@ -118,6 +119,7 @@ def test_satiation_logs_load_through_the_released_reader(tmp_path):
     assert (events.clicked_pos < 0).any() and (events.clicked_pos >= 0).any()  # no-clicks too
 
 
+@pytest.mark.slow
 def test_harness_end_to_end_on_a_tiny_world(tmp_path):
     config = harness.HarnessConfig(
         world="satiation",

@@ -164,6 +164,10 @@ def test_fitted_leave_model_matches_the_true_session_length_in_the_satiation_wor
         offsets[name] = part.event_offsets
     model = fit_leave_features(features, offsets, int(lengths.max()))
     assert model is not None and model.info["train_leaves"] > 0
+    # The slate's utilities carry the leave rule: on the validation users the model beats a
+    # constant leave rate, and better slates keep users (negative weights on the utilities).
+    assert model.info["vali_loglik"] > model.info["vali_loglik_constant"] + 0.02
+    assert model.weights[0] + model.weights[1] < 0
     choice = StaticTasteChoice(world, theta)
 
     def leave_fn(user_theta, display, mask, choice_pos, t):

@@ -2,10 +2,17 @@
 
 Policies are trained in the simulator built from the training user model and evaluated, with
 no learning and no exploration, in a separate test simulator (a user model trained apart) that
-no policy saw. Reported per policy: cumulative reward per user over the horizon and the click
-rate per step (clicks / steps), mean and 95% confidence interval over users. The click rate is
-reported only when the test model learned a no-click option (data with no-click events); on
-always-click data every step has a click and it carries no information.
+no policy saw. Reported per policy: cumulative reward per user over the horizon, the session
+length (slates seen before leaving, by the test user model's leave model; the horizon without
+one) and the click rate per slate seen (clicks / slates), mean and 95% confidence interval
+over users. The click rate is reported only when the test model learned a no-click option
+(data with no-click events); on always-click data every step has a click and it carries no
+information.
+
+Leaving (`PolicyConfig.leave`, on by default): every simulator whose user model has a leave
+model ends users' sessions by it (`ganrl.simulator.simulator`); learners store only the steps
+of users still there, a user's last slate terminal (`ganrl.policy.base.transition_flags`).
+An ensemble's members do not leave (their `advance` keeps everyone).
 
 Training simulator: the user model of `user_model_dir`, or, with `ensemble_dirs`, an ensemble
 (`ganrl.simulator.ensemble`) of it and every ensemble member but the last, paying the members'

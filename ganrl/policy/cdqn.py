@@ -36,13 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from ganrl import config_checks
-from ganrl.policy.base import (
-    Policy,
-    PolicyFeatures,
-    map_column_chunks,
-    register,
-    transition_flags,
-)
+from ganrl.policy.base import Policy, PolicyFeatures, map_column_chunks, register, transition_flags
 from ganrl.policy.replay import ReplayBuffer
 from ganrl.simulator.simulator import Observation
 

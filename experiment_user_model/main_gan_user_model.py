@@ -26,7 +26,9 @@ from ganrl.data.dataset import load_split_data  # noqa: E402
 from ganrl.train.user_model import (  # noqa: E402
     TrainingDivergedError,
     UserModelRunner,
+    is_chief,
 )
+from ganrl.user_model.leave import ensure_leave_model  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
@@ -40,6 +42,10 @@ def main(argv: list[str]) -> int:
             config.data_folder, config.dataset, resplit_seed=config.seed if config.resplit else None
         )
         results = UserModelRunner(config, data, strategy=strategy).run()
+        if is_chief(strategy):
+            # When users leave (`ganrl.user_model.leave`): fitted once on the trained model,
+            # reused by a rerun.
+            ensure_leave_model(config.save_dir)
     except (safe_io.DataError, FileNotFoundError, TrainingDivergedError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

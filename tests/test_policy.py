@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ganrl.data.dataset import SplitData
 from ganrl.policy.base import PolicyFeatures
 from ganrl.policy.cdqn import CascadingQNetwork, cascade_select, cascading_td_targets
 from ganrl.policy.heuristics import linucb_update, pair_features
@@ -18,7 +17,7 @@ from ganrl.simulator.simulator import Observation, Simulator, SimulatorConfig
 from ganrl.train import user_model as trainer
 from ganrl.user_model import load_user_model
 from ganrl.user_model.model import ModelConfig
-from tests.tiny_data import tiny_dataset, write_tiny_dataset
+from tests.tiny_data import train_tiny_user_model, write_tiny_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -100,25 +99,7 @@ def test_policy_features_standardise_the_model_s_item_descriptors():
 
 @pytest.fixture(scope="module")
 def user_model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("um")
-    write_tiny_dataset(folder / "data", n_users=24, no_click_every=4)
-    model = ModelConfig(user_model="PW", dims="8", item_dim=4, pw_dim=2, pw_band_size=3)
-    config = trainer.TrainConfig(
-        dataset="tiny",
-        data_folder=str(folder / "data"),
-        save_dir=str(folder / "run"),
-        num_itrs=4,
-        eval_every=2,
-        batch_size=8,
-        learning_rate=0.05,
-        model=model,
-    )
-    trainer.UserModelRunner(
-        config,
-        SplitData.from_dataset(tiny_dataset(n_users=24, no_click_every=4)),
-        progress=lambda _: None,
-    ).run()
-    return str(folder / "run")
+    return train_tiny_user_model(tmp_path_factory.mktemp("um"))
 
 
 def test_policies_fitted_to_the_logs_see_the_user_model_s_resplit(tmp_path):

@@ -43,3 +43,30 @@ def write_tiny_dataset(folder: str, **kwargs) -> ClickDataset:
     dataset = tiny_dataset(**kwargs)
     save_dataset(str(folder), dataset)
     return dataset
+
+
+def train_tiny_user_model(folder) -> str:
+    """Trains a tiny PW user model (4 iterations) on a tiny dataset with no-click events
+    under `folder`; returns its run folder."""
+    from ganrl.data.dataset import SplitData
+    from ganrl.train import user_model as trainer
+    from ganrl.user_model.model import ModelConfig
+
+    write_tiny_dataset(folder / "data", n_users=24, no_click_every=4)
+    model = ModelConfig(user_model="PW", dims="8", item_dim=4, pw_dim=2, pw_band_size=3)
+    config = trainer.TrainConfig(
+        dataset="tiny",
+        data_folder=str(folder / "data"),
+        save_dir=str(folder / "run"),
+        num_itrs=4,
+        eval_every=2,
+        batch_size=8,
+        learning_rate=0.05,
+        model=model,
+    )
+    trainer.UserModelRunner(
+        config,
+        SplitData.from_dataset(tiny_dataset(n_users=24, no_click_every=4)),
+        progress=lambda _: None,
+    ).run()
+    return str(folder / "run")

@@ -73,6 +73,12 @@ flags.DEFINE_integer(
     50,
     "The off-policy estimates replay each of those users' first this many events.",
 )
+flags.DEFINE_boolean(
+    "leave",
+    True,
+    "Simulated users leave by their user model's leave model (leave_model.json in its run "
+    "folder; none there: sessions last the horizon). --noleave turns it off.",
+)
 
 
 def config_from_flags(
@@ -109,4 +115,5 @@ def config_from_flags(
         penalty=FLAGS.penalty,
         off_policy_users=FLAGS.off_policy_users,
         off_policy_events=FLAGS.off_policy_events,
+        leave=FLAGS.leave,
     )

@@ -37,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from ganrl import config_checks
-from ganrl.policy.base import Policy, PolicyFeatures, register
+from ganrl.policy.base import Policy, PolicyFeatures, register, transition_flags
 from ganrl.simulator.simulator import Observation
 
 keras = tf.keras
@@ -163,9 +163,12 @@ class CandidateActorCritic(keras.Model):
         return self.value_out(self.value_hidden(state))[:, 0]
 
 
-def _flat(batch: dict[str, np.ndarray], keys: tuple[str, ...]) -> dict[str, tf.Tensor]:
-    """`[T, B, ...]` arrays -> `[T * B, ...]` tensors."""
-    return {k: tf.constant(batch[k].reshape(-1, *batch[k].shape[2:])) for k in keys}
+def _flat(
+    batch: dict[str, np.ndarray], keys: tuple[str, ...], valid: np.ndarray | None = None
+) -> dict[str, tf.Tensor]:
+    """`[T, B, ...]` arrays -> `[T * B, ...]` tensors (only the rows where `valid [T, B]`)."""
+    rows = slice(None) if valid is None else valid.reshape(-1)
+    return {k: tf.constant(batch[k].reshape(-1, *batch[k].shape[2:])[rows]) for k in keys}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -286,6 +289,9 @@ class _ActorCriticPolicy(Policy):
         return gumbel_top_k(logits, self.k, seed)
 
     def observe(self, observation, slate, reward, clicked_index, next_observation, done):
+        # `done` per user: 1 after her last slate (she left or the episode ended), so no
+        # credit flows past it; `valid`: she was there (a departed user's steps get no weight).
+        valid, terminal = transition_flags(observation, next_observation, done)
         self.rollout.append(
             {
                 "history": observation.history.numpy(),
@@ -293,7 +299,8 @@ class _ActorCriticPolicy(Policy):
                 "slate": np.asarray(slate),
                 "reward": np.asarray(reward, np.float32),
                 "next_history": next_observation.history.numpy(),
-                "done": np.full(len(reward), float(done), np.float32),
+                "done": terminal,
+                "valid": valid,
             }
         )
 
@@ -335,7 +342,7 @@ class _ActorCriticPolicy(Policy):
 
     def train_step(self) -> dict:
         full = len(self.rollout) >= self.rollout_steps
-        if not self.rollout or not (full or self.rollout[-1]["done"][0]):
+        if not self.rollout or not (full or self.rollout[-1]["done"].all()):
             return {}
         batch = self._stacked()
         self.rollout = []
@@ -394,8 +401,9 @@ class PPO(_ActorCriticPolicy):
             self.gae_lambda,
         )
         batch["returns"] = advantage + batch["value"]
-        batch["advantage"] = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
-        flat = _flat(batch, ("history", "candidates", "slate", "advantage", "returns"))
+        valid = batch["valid"]
+        batch["advantage"] = (advantage - advantage[valid].mean()) / (advantage[valid].std() + 1e-8)
+        flat = _flat(batch, ("history", "candidates", "slate", "advantage", "returns"), valid)
         flat["old_log_prob"] = self._old_log_prob(
             flat["history"], flat["candidates"], flat["slate"]
         )
@@ -438,5 +446,5 @@ class A2C(_ActorCriticPolicy):
         batch["returns"] = n_step_returns(
             batch["reward"], batch["next_value"], batch["done"], self.gamma, self.n_steps
         )
-        flat = _flat(batch, ("history", "candidates", "slate", "returns"))
+        flat = _flat(batch, ("history", "candidates", "slate", "returns"), batch["valid"])
         return {"loss": float(self._a2c_step(**flat))}

@@ -113,6 +113,25 @@ class Policy(abc.ABC):
             )
 
 
+def transition_flags(
+    observation: Observation, next_observation: Observation, done: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which users' transitions count and where they end, for learners.
+
+    Returns:
+      valid `[B]` bool: the user was still in her session when shown the slate (a departed
+      user's steps carry no weight); terminal `[B]` float32: 1 where her session ended with
+      this slate (she left, or the episode ended), the (1 - terminal) of bootstrapped targets.
+    """
+    b = int(observation.history.shape[0])
+    valid = np.ones(b, bool) if observation.alive is None else np.asarray(observation.alive)
+    stays = (
+        np.ones(b, bool) if next_observation.alive is None else np.asarray(next_observation.alive)
+    )
+    terminal = np.where(stays & (not done), 0.0, 1.0).astype(np.float32)
+    return valid, terminal
+
+
 class NumpyState(tf.train.experimental.PythonState):
     """A policy's `numpy_state` inside a `tf.train.Checkpoint`: written with the variables in
     the same checkpoint (so as atomically: a kill never leaves weights and replay memory of

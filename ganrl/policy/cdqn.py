@@ -36,7 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from ganrl import config_checks
-from ganrl.policy.base import Policy, PolicyFeatures, map_column_chunks, register
+from ganrl.policy.base import Policy, PolicyFeatures, map_column_chunks, register, transition_flags
 from ganrl.policy.replay import ReplayBuffer
 from ganrl.simulator.simulator import Observation
 
@@ -401,15 +401,16 @@ class CascadingDQN(Policy):
         return slate
 
     def observe(self, observation, slate, reward, clicked_index, next_observation, done):
-        b = len(reward)
+        # Only users still there when shown the slate; a user's last slate is terminal.
+        valid, terminal = transition_flags(observation, next_observation, done)
         self.replay.add(
-            history=observation.history.numpy(),
-            candidates=observation.candidates.numpy(),
-            slate=np.asarray(slate),
-            reward=np.asarray(reward),
-            next_history=next_observation.history.numpy(),
-            next_candidates=next_observation.candidates.numpy(),
-            done=np.full(b, float(done), np.float32),
+            history=observation.history.numpy()[valid],
+            candidates=observation.candidates.numpy()[valid],
+            slate=np.asarray(slate)[valid],
+            reward=np.asarray(reward)[valid],
+            next_history=next_observation.history.numpy()[valid],
+            next_candidates=next_observation.candidates.numpy()[valid],
+            done=terminal[valid],
         )
 
     def _replica_update(

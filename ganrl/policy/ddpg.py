@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from ganrl import config_checks
-from ganrl.policy.base import Policy, PolicyFeatures, register, top_k_slate
+from ganrl.policy.base import Policy, PolicyFeatures, register, top_k_slate, transition_flags
 from ganrl.policy.cdqn import cascading_td_targets
 from ganrl.policy.replay import TransitionMemory
 from ganrl.simulator.simulator import Observation
@@ -157,12 +157,14 @@ class DDPG(Policy):
 
     def observe(self, observation, slate, reward, clicked_index, next_observation, done):
         state, action = self._acted
+        # Only users still there when shown the slate; a user's last slate is terminal.
+        valid, terminal = transition_flags(observation, next_observation, done)
         self.replay.add(
-            state=state,
-            action=action,
-            reward=np.asarray(reward, np.float32),
-            next_state=self.features.state(next_observation.history).numpy(),
-            done=np.full(len(state), float(done), np.float32),
+            state=state[valid],
+            action=action[valid],
+            reward=np.asarray(reward, np.float32)[valid],
+            next_state=self.features.state(next_observation.history).numpy()[valid],
+            done=terminal[valid],
         )
 
     @tf.function(reduce_retracing=True)

@@ -20,7 +20,14 @@ import tensorflow as tf
 
 from ganrl import config_checks
 from ganrl.data.dataset import EventArrays
-from ganrl.policy.base import Policy, PolicyFeatures, map_column_chunks, register, top_k_slate
+from ganrl.policy.base import (
+    Policy,
+    PolicyFeatures,
+    map_column_chunks,
+    register,
+    top_k_slate,
+    transition_flags,
+)
 from ganrl.simulator.simulator import Observation
 from ganrl.user_model.choice_model import ChoiceModel
 from ganrl.user_model.model import UserModel
@@ -137,6 +144,9 @@ class LinUCB(Policy):
         items = tf.gather(observation.candidates, slate, batch_dims=1)
         x = pair_features(self.features, observation.history, items)  # [B, k, 2d]
         hit = tf.one_hot(clicked_index, self.k) * tf.cast(reward, tf.float32)[:, None]
+        valid, _ = transition_flags(observation, next_observation, done)
+        if not valid.all():  # a departed user's slates teach nothing
+            x, hit = tf.boolean_mask(x, valid), tf.boolean_mask(hit, valid)
         linucb_update(self.a_matrix, self.b_vector, x, hit)
 
     def checkpoint_objects(self) -> dict:

@@ -2,10 +2,17 @@
 
 Policies are trained in the simulator built from the training user model and evaluated, with
 no learning and no exploration, in a separate test simulator (a user model trained apart) that
-no policy saw. Reported per policy: cumulative reward per user over the horizon and the click
-rate per step (clicks / steps), mean and 95% confidence interval over users. The click rate is
-reported only when the test model learned a no-click option (data with no-click events); on
-always-click data every step has a click and it carries no information.
+no policy saw. Reported per policy: cumulative reward per user over the horizon, the session
+length (slates seen before leaving, by the test user model's leave model; the horizon without
+one) and the click rate per slate seen (clicks / slates), mean and 95% confidence interval
+over users. The click rate is reported only when the test model learned a no-click option
+(data with no-click events); on always-click data every step has a click and it carries no
+information.
+
+Leaving (`PolicyConfig.leave`, on by default): every simulator whose user model has a leave
+model ends users' sessions by it (`ganrl.simulator.simulator`); learners store only the steps
+of users still there, a user's last slate terminal (`ganrl.policy.base.transition_flags`).
+An ensemble's members do not leave (their `advance` keeps everyone).
 
 Training simulator: the user model of `user_model_dir`, or, with `ensemble_dirs`, an ensemble
 (`ganrl.simulator.ensemble`) of it and every ensemble member but the last, paying the members'
@@ -129,6 +136,7 @@ class PolicyConfig:
     penalty: float = 0.0
     off_policy_users: int = 500
     off_policy_events: int = 50
+    leave: bool = True
 
     def __post_init__(self):
         if not self.policies:
@@ -187,6 +195,7 @@ class PolicyConfig:
             reward=self.reward,
             history_length=self.history_length,
             seed=self.seed + seed_offset,
+            leave=self.leave,
         )
 
 
@@ -349,9 +358,10 @@ def run_episodes(
     explore: bool = False,
     regret: list | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list]:
-    """One episode of `users` users: `[users, horizon]` rewards and clicks, and the losses.
-    With a `regret` list, appends each step's mean expected regret against the simulator's
-    best slate (`Simulator.best_slate`)."""
+    """One episode of `users` users: `[users, horizon]` rewards and clicks (0 after a user
+    left; `sim.session_lengths` holds her slates seen), and the losses. With a `regret`
+    list, appends each step's mean expected regret against the simulator's best slate
+    (`Simulator.best_slate`) over the users still there."""
     obs = sim.reset(users)
     rewards, clicks, losses = [], [], []
     done = False
@@ -361,6 +371,8 @@ def run_episodes(
             gap = sim.expected_slate_reward(obs, sim.best_slate(obs)) - sim.expected_slate_reward(
                 obs, slate
             )
+            if obs.alive is not None:
+                gap *= tf.cast(obs.alive, gap.dtype)
             regret.append(float(tf.reduce_mean(gap)))
         result = sim.step(obs, slate)
         if learn:
@@ -373,6 +385,11 @@ def run_episodes(
         rewards.append(result.reward.numpy())
         clicks.append(result.clicked.numpy())
         obs, done = result.observation, result.done
+    if obs.alive is not None and not np.any(obs.alive):
+        # Everyone left before the horizon: the steps left pay nothing.
+        missing = sim.config.horizon - len(rewards)
+        rewards += [np.zeros(users, np.float32)] * missing
+        clicks += [np.zeros(users, bool)] * missing
     return np.stack(rewards, 1), np.stack(clicks, 1), losses
 
 
@@ -574,12 +591,16 @@ class PolicyRunner:
         simulator."""
         self.test_sim.rng.reset_from_seed(self.config.seed + 1)
         rewards, clicks, _ = run_episodes(self.test_sim, policy, self.config.eval_users)
+        steps = self.test_sim.session_lengths
         out = {
             "cumulative_reward": mean_ci(rewards.sum(axis=1)),
             "reward_curve": np.cumsum(rewards, axis=1).mean(axis=0).tolist(),
+            # Slates seen before leaving (the horizon without a leave model).
+            "session_length": mean_ci(steps),
         }
         if self.test_sim.has_no_click:
-            out["ctr"] = mean_ci(clicks.mean(axis=1))
+            # Clicks per slate seen (per step of the horizon when nobody leaves).
+            out["ctr"] = mean_ci(clicks.sum(axis=1) / np.maximum(steps, 1))
             out["ctr_curve"] = clicks.mean(axis=0).tolist()
         if self.config.off_policy_users:
             out["off_policy"] = self.off_policy(policy)
@@ -668,6 +689,7 @@ class PolicyRunner:
             line = f"{name:>13}: cumulative reward {result['cumulative_reward']['mean']:.3f}"
             if "ctr" in result:
                 line += f"  CTR {result['ctr']['mean']:.3f}"
+            line += f"  session {result['session_length']['mean']:.2f} slates"
             self.progress(line + f"  (trained {seconds:.1f}s)")
         if "cdqn" in trained and cfg.adapt_itrs > 0:
             results["adaptation"] = self.adaptation(trained["cdqn"])

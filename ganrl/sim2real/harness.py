@@ -24,9 +24,10 @@ For one ground-truth world and seed (`HarnessConfig`), in `SAVE_DIR/{world}__{se
    rank correlation between the simulator's and the true figures over the policies.
 Every stage is reused when finished (the user-model and policy run folders resume).
 
-Plugging in later: a simulator ensemble replaces `simulator_figures` (a dict policy ->
-figure; the ensemble's mean and disagreement are further columns); a learned leave model
-adds a simulated session length beside `true_steps`.
+Leaving: each user model's run folder gets its leave model (`ganrl.user_model.leave`; the
+user-model run fits it, and `train_user_models` fits it for folders trained before), so the
+simulators end sessions by it; `sim_steps` (the test simulator's session length) sits beside
+`true_steps`.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ TABLE_FIELDS = (
     "true_reward",
     "true_se",
     "true_steps",
+    "sim_steps",
     "sim_reward",
     "sim_ci95",
     "off_policy_dr",
@@ -151,6 +153,8 @@ def prepare_data(config: HarnessConfig) -> str:
 
 def train_user_models(config: HarnessConfig, log=print) -> list[str]:
     """Trains the training and test user models unless finished; returns their folders."""
+    from ganrl.user_model.leave import ensure_leave_model
+
     folders = []
     members = tuple(("LSTM", 2 + i) for i in range(config.ensemble))
     for encoder, offset in USER_MODELS + members:
@@ -173,6 +177,8 @@ def train_user_models(config: HarnessConfig, log=print) -> list[str]:
             )
             if proc.returncode != 0:
                 raise RuntimeError(f"{folder}: user-model training failed:\n{proc.stderr[-2000:]}")
+        # The user-model run fits its leave model; a folder trained before it did, here.
+        ensure_leave_model(folder, log)
         folders.append(folder)
     return folders
 
@@ -203,12 +209,14 @@ def train_policies(config: HarnessConfig, user_models: list[str], log=print) -> 
 
 
 def simulator_figures(policy_results: dict) -> dict[str, dict]:
-    """policy -> the test simulator's cumulative reward {"mean", "ci95"} and the doubly
-    robust off-policy estimate on the logged validation users ("off_policy_dr")."""
+    """policy -> the test simulator's cumulative reward {"mean", "ci95"}, its session length
+    ("steps", slates before leaving; nan from a run that predates it) and the doubly robust
+    off-policy estimate on the logged validation users ("off_policy_dr")."""
     figures = {}
     for name, result in policy_results["policies"].items():
         dr = result.get("off_policy", {}).get("dr", {}).get("value", float("nan"))
-        figures[name] = {**result["cumulative_reward"], "off_policy_dr": dr}
+        steps = result.get("session_length", {}).get("mean", float("nan"))
+        figures[name] = {**result["cumulative_reward"], "steps": steps, "off_policy_dr": dr}
     return figures
 
 
@@ -352,6 +360,7 @@ def table_rows(true: dict[str, dict[str, np.ndarray]], sim: dict[str, dict]) -> 
             "true_reward": float(reward.mean()),
             "true_se": float(reward.std(ddof=1) / math.sqrt(len(reward))),
             "true_steps": float(result["steps"].mean()),
+            "sim_steps": sim[name]["steps"] if name in sim else float("nan"),
             "sim_reward": sim[name]["mean"] if name in sim else float("nan"),
             "sim_ci95": sim[name]["ci95"] if name in sim else float("nan"),
             "off_policy_dr": sim[name]["off_policy_dr"] if name in sim else float("nan"),
@@ -378,22 +387,24 @@ def write_outputs(config: HarnessConfig, rows: list[dict], rho: float) -> None:
         "",
         f"{config.true_users} new users of the true world, k={config.k} of the whole "
         f"catalogue, horizon {config.horizon}; true reward = cumulative {unit} per user "
-        "(mean (se)); steps = slates seen before leaving; simulator = the learned test "
+        "(mean (se)); steps = slates seen before leaving (true world; sim steps: in the "
+        "learned test simulator, by its leave model); simulator = the learned test "
         "simulator's cumulative reward (its own units); gap = true reward minus "
         "GAN-Greedy's on the same users, 95% interval; off-policy = the doubly robust "
         "estimate on the logged validation users (item-level clicks per step, "
         "`ganrl.policy.off_policy`).",
         "",
-        "| policy | true reward | steps | simulator | off-policy (DR) | "
+        "| policy | true reward | steps | sim steps | simulator | off-policy (DR) | "
         "gap to GAN-Greedy [95% CI] |",
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         sim = "" if math.isnan(r["sim_reward"]) else f"{r['sim_reward']:.3f}"
         ope = "" if math.isnan(r["off_policy_dr"]) else f"{r['off_policy_dr']:.3f}"
+        sim_steps = "" if math.isnan(r["sim_steps"]) else f"{r['sim_steps']:.2f}"
         lines.append(
             f"| {r['policy']} | {r['true_reward']:.3f} ({r['true_se']:.3f}) | "
-            f"{r['true_steps']:.2f} | {sim} | {ope} | {r['gap_to_gan_greedy']:+.3f} "
+            f"{r['true_steps']:.2f} | {sim_steps} | {sim} | {ope} | {r['gap_to_gan_greedy']:+.3f} "
             f"[{r['gap_ci95_low']:+.3f}, {r['gap_ci95_high']:+.3f}] |"
         )
     lines += ["", f"Spearman rank correlation, simulator vs true, over the policies: {rho:.3f}"]

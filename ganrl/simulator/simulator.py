@@ -8,6 +8,14 @@ the model learned a no-click option, whose utility is the zero point of r, else 
 item joins the history.
 Episodes last `horizon` steps. Everything runs as tensors over the batch of users.
 
+Leaving: when the user model's run folder has a leave model (`ganrl.user_model.leave`) and
+`SimulatorConfig.leave` is on, after each slate each user still there leaves with the
+probability it gives (the slate's utilities under her state before it, her click, the step).
+The batch keeps its shape: an alive mask (`Observation.alive`) marks who is still there; a
+user who left gets no reward and no click, and her state stops; the slate she left after
+still pays its click. The episode ends at the horizon or when everyone has left;
+`session_lengths` holds each user's slates seen.
+
 What a policy sees (`Observation`): each user's recent clicks (`history`, most recent first,
 -1 padded) and the candidate ids, never the simulator's internal state: a policy trained in
 one simulator must run unchanged in another (the test simulator of the paper's protocol).
@@ -24,6 +32,7 @@ import tensorflow as tf
 from ganrl import config_checks
 from ganrl.user_model import LoadedUserModel
 from ganrl.user_model.choice_model import gumbel_noise
+from ganrl.user_model.leave import leave_features, load_leave_model
 
 REWARDS = ("learned", "click", "auto")
 
@@ -38,6 +47,8 @@ class SimulatorConfig:
       when the user model has a no-click option, else 'learned').
     history_length: clicks a policy sees.
     seed: the simulator's random stream (candidates and clicks).
+    leave: end users' sessions by the user model's leave model when its run folder has one
+      (off, or without one: every session lasts the horizon).
     """
 
     k: int = 5
@@ -46,6 +57,7 @@ class SimulatorConfig:
     reward: str = "auto"
     history_length: int = 10
     seed: int = 0
+    leave: bool = True
 
     def __post_init__(self):
         config_checks.check_choice(self, "reward", REWARDS)
@@ -59,16 +71,19 @@ class SimulatorConfig:
 
 class Observation(NamedTuple):
     """history `[B, H]` int32 recent clicks (most recent first, -1 padding); candidates
-    `[B, N]` int32 item ids; step: steps taken in the episode."""
+    `[B, N]` int32 item ids; step: steps taken in the episode; alive: `[B]` bool, the users
+    still in their session (None: everyone)."""
 
     history: tf.Tensor
     candidates: tf.Tensor
     step: int
+    alive: tf.Tensor | None = None
 
 
 class StepResult(NamedTuple):
     """reward `[B]`, clicked `[B]` bool, clicked_index `[B]` (slate position or -1),
-    the next observation and whether the episode ended."""
+    the next observation (its `alive`: who stays after this slate) and whether the episode
+    ended (the horizon, or everyone left)."""
 
     observation: Observation
     reward: tf.Tensor
@@ -101,7 +116,9 @@ class Simulator:
         self.reward_kind = config.reward
         if self.reward_kind == "auto":
             self.reward_kind = "click" if self.has_no_click else "learned"
+        self.leave_model = load_leave_model(user_model.run_dir) if config.leave else None
         self._state = None
+        self.session_lengths = np.zeros(0, np.int64)
 
     @property
     def has_no_click(self) -> bool:
@@ -129,7 +146,9 @@ class Simulator:
         self._history = tf.constant(history)
         self._step = 0
         self._batch = batch_size
-        return Observation(self._history, self._draw_candidates(batch_size), 0)
+        self._alive = tf.ones([batch_size], tf.bool)
+        self.session_lengths = np.zeros(batch_size, np.int64)
+        return Observation(self._history, self._draw_candidates(batch_size), 0, self._alive)
 
     def _advance(self, b_state, r_state, history, items, clicked, display=None, display_mask=None):
         """Adds the clicked `items` of the event that showed `display` (if known; its real
@@ -157,22 +176,40 @@ class Simulator:
             raise RuntimeError("call reset() first")
         items = tf.gather(observation.candidates, tf.cast(slate, tf.int32), batch_dims=1)
         gumbel = gumbel_noise(self.rng, tf.shape(items) + [0, 1])
+        # Drawn only with a leave model, so a simulator without one keeps its stream.
+        leave_draw = self.rng.uniform([self._batch]) if self.leave_model is not None else None
         b_state, r_state = self._state
-        reward, clicked, index, b_state, r_state, history = self._step_fn(
-            b_state, r_state, self._history, items, gumbel
+        alive = self._alive
+        reward, clicked, index, b_state, r_state, history, stays = self._step_fn(
+            b_state,
+            r_state,
+            self._history,
+            items,
+            gumbel,
+            alive,
+            leave_draw,
+            tf.constant(self._step, tf.float32),
         )
+        self.session_lengths += alive.numpy()
         self._state = (b_state, r_state)
         self._history = history
+        self._alive = stays
         self._step += 1
-        done = self._step >= self.config.horizon
-        next_obs = Observation(history, self._draw_candidates(self._batch), self._step)
+        done = self._step >= self.config.horizon or not bool(tf.reduce_any(stays))
+        next_obs = Observation(history, self._draw_candidates(self._batch), self._step, stays)
         return StepResult(next_obs, reward, clicked, index, done)
 
     @tf.function(reduce_retracing=True)
-    def _step_fn(self, b_state, r_state, history, items, gumbel):
-        choice = self.behavior.sample(b_state, items, gumbel)
+    def _step_fn(self, b_state, r_state, history, items, gumbel, alive, leave_draw, step):
+        """One slate for every user; users not `alive [B]` get nothing and stay as they are.
+        Returns the reward, click and index, the states, the history and who stays."""
         k = tf.shape(items)[1]
-        clicked = choice < k
+        if self.leave_model is not None:
+            logits = self.behavior.logits(b_state, items)
+            choice = tf.argmax(logits + gumbel, axis=-1, output_type=tf.int32)
+        else:
+            choice = self.behavior.sample(b_state, items, gumbel)
+        clicked = (choice < k) & alive
         index = tf.where(clicked, choice, -1)
         clicked_item = tf.gather(items, tf.minimum(choice, k - 1), batch_dims=1)
         if self.reward_kind == "click":
@@ -183,7 +220,12 @@ class Simulator:
         b_state, r_state, history = self._advance(
             b_state, r_state, history, clicked_item, clicked, display=items
         )
-        return reward, clicked, index, b_state, r_state, history
+        stays = alive
+        if self.leave_model is not None:
+            steps = tf.fill(tf.shape(clicked), step)
+            features = leave_features(logits, clicked, steps, self.has_no_click)
+            stays = alive & (leave_draw >= self.leave_model.probability(features))
+        return reward, clicked, index, b_state, r_state, history, stays
 
     def slate_items(self, observation: Observation, slate: tf.Tensor) -> tf.Tensor:
         """`[B, k]` the item ids of `slate [B, k]` (indices into `observation.candidates`)."""
@@ -235,7 +277,7 @@ class Simulator:
         """The current observation, with `candidates` or freshly drawn ones."""
         if candidates is None:
             candidates = self._draw_candidates(self._batch)
-        return Observation(self._history, candidates, self._step)
+        return Observation(self._history, candidates, self._step, self._alive)
 
     def click_probabilities(self, observation: Observation, slate: tf.Tensor) -> tf.Tensor:
         """`[B, k + 1]` the behaviour model's probabilities of each slate item and no click."""

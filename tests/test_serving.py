@@ -1,6 +1,8 @@
 """Batched serving (`recommend` for many users) and a read-only `load_policy`."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -89,3 +91,17 @@ def test_batched_recommend_matches_one_user_at_a_time(policy_dir, name):
     with pytest.raises(ValueError, match="k=4"):
         recommend(policy, histories, np.arange(n_items), k=4)
     assert _listing(policy_dir) == before
+
+
+def test_a_user_model_loads_under_op_determinism_without_a_seed(user_model_dir):  # noqa: F811
+    # TF_DETERMINISTIC_OPS=1 makes an unseeded random op raise; loading must not draw one.
+    code = (
+        "import sys; from ganrl.user_model import load_user_model; "
+        "m = load_user_model(sys.argv[1]); print(m.n_items)"
+    )
+    env = {**os.environ, "TF_DETERMINISTIC_OPS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run(
+        [sys.executable, "-c", code, user_model_dir], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout.split()[-1]) > 0

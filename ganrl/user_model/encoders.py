@@ -126,8 +126,15 @@ def gather_click_window(
 
 
 def random_map(rows: int, cols: int) -> np.ndarray:
-    """`[rows, cols]` Glorot-uniform draw from the global seed (a Dense kernel's default)."""
-    seed = int(tf.random.uniform([], 0, 2**31 - 1, tf.int64).numpy())
+    """`[rows, cols]` Glorot-uniform draw from the global seed (a Dense kernel's default).
+
+    With TensorFlow's op determinism on (`TF_DETERMINISTIC_OPS=1`) and no global seed set,
+    an unseeded draw raises; the seed is then 0 (a model being loaded gets its map from its
+    checkpoint, and training sets the global seed first)."""
+    try:
+        seed = int(tf.random.uniform([], 0, 2**31 - 1, tf.int64).numpy())
+    except RuntimeError:  # "Random ops require a seed ... when determinism is enabled"
+        seed = 0
     return keras.initializers.GlorotUniform(seed)([rows, cols]).numpy()
 
 

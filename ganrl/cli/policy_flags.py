@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from absl import flags
 
+from ganrl.cli import cdqn_flags  # (defines the CDQN's flags)
 from ganrl.policy import registry
 from ganrl.policy.runner import PolicyConfig
 
@@ -109,4 +110,5 @@ def config_from_flags(
         penalty=FLAGS.penalty,
         off_policy_users=FLAGS.off_policy_users,
         off_policy_events=FLAGS.off_policy_events,
+        **cdqn_flags.cdqn_settings(),
     )

@@ -33,7 +33,13 @@ def load_policy(run_dir: str, name: str = "cdqn") -> Policy:
     run folder is read only. The returned policy carries `history_length`, the clicks it was
     trained to see (`recommend` trims or pads histories to it).
     """
-    from ganrl.policy.runner import PolicyConfig, PolicyInputs, load_training_data, make_policy
+    from ganrl.policy.runner import (
+        PolicyConfig,
+        PolicyInputs,
+        load_training_data,
+        make_policy,
+        training_members,
+    )
 
     config_path = os.path.join(run_dir, "config.json")
     if not os.path.exists(config_path):
@@ -41,11 +47,17 @@ def load_policy(run_dir: str, name: str = "cdqn") -> Policy:
     with open(config_path) as f:
         config = PolicyConfig.from_dict(json.load(f))
     train_model = load_user_model(config.user_model_dir)
+    members = [train_model]
+    if name == "cdqn" and len(config.member_dirs) > 2 and config.cdqn_residual_bound:
+        # The CDQN's residual bound shrinks where the training ensemble disagrees: it serves
+        # with the same members it trained with.
+        members += [load_user_model(folder) for folder in config.member_dirs[1:]]
     inputs = PolicyInputs(
         PolicyFeatures.from_user_model(train_model.reward),
         train_model.reward,
         load_training_data(train_model).splits["train"],
         config.n_candidates or train_model.n_items,
+        ensemble_models=training_members(members),
     )
     policy = make_policy(name, config, inputs)
     policy.history_length = config.history_length

@@ -14,6 +14,7 @@ Exported signatures (int32 inputs, -1 pads histories, most recent click first):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -70,7 +71,8 @@ def load_policy(run_dir: str, name: str = "cdqn") -> Policy:
             with open(os.path.join(best_folder, "best.json")) as f:
                 best = os.path.join(best_folder, json.load(f).get("checkpoint", "best"))
         if os.path.exists(best + ".index"):
-            tf.train.Checkpoint(**objects).read(best).assert_consumed()
+            with _mismatch_as_error(best, name, config_path):
+                tf.train.Checkpoint(**objects).read(best).assert_consumed()
             return policy
         folder = os.path.join(run_dir, "checkpoints", f"{name}__train")
         path = tf.train.latest_checkpoint(folder)
@@ -79,6 +81,22 @@ def load_policy(run_dir: str, name: str = "cdqn") -> Policy:
         iteration = tf.Variable(0, dtype=tf.int64)
         tf.train.Checkpoint(iteration=iteration, **objects).restore(path).expect_partial()
     return policy
+
+
+@contextlib.contextmanager
+def _mismatch_as_error(checkpoint: str, name: str, config_path: str):
+    """One clear error when a checkpoint does not hold the variables of the policy its run
+    folder's config.json describes. (Variables are named by their order, not by what they
+    are: the two CDQN forms have as many of the same shapes, so only config.json, through
+    `PolicyConfig.from_dict`, tells them apart.)"""
+    try:
+        yield
+    except AssertionError as e:
+        raise ValueError(
+            f"{checkpoint}: the checkpoint does not fit policy {name!r} as {config_path} "
+            "describes it (settings changed by hand, or a run folder of another ganrl "
+            "version?)"
+        ) from e
 
 
 def padded_histories(histories, history_length: int, lengths=None, mask=None) -> np.ndarray:

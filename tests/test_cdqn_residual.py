@@ -141,3 +141,18 @@ def test_config_checks_and_legacy_run_folders():
     assert {name: getattr(old, name) for name in LEGACY_CDQN} == LEGACY_CDQN
     new = PolicyConfig.from_dict({**saved, "cdqn_n_step": 3})
     assert (new.cdqn_residual_bound, new.cdqn_n_step) == (1.0, 3)
+
+
+def test_a_shrunk_bound_scores_alike_in_the_cascade_and_in_slate_q():
+    net = _bounded_net(0.8)
+    net.out.assign(3.0 * tf.random.normal([3, 8]))
+    state, cands = tf.random.normal([2, 4]), tf.random.normal([2, 6, 5])
+    shrink = tf.random.uniform([2, 6])  # u(s, a) per candidate, as an ensemble would give
+    scorer = net.position_scorer(state, cands, shrink)
+    slate = cascade_select(scorer, 2, 6, 3)
+    q = net.slate_q(
+        state, tf.gather(cands, slate, batch_dims=1), tf.gather(shrink, slate, batch_dims=1)
+    ).numpy()
+    for j in range(3):
+        expected = tf.gather(scorer(j, slate[:, :j]), slate[:, j], batch_dims=1).numpy()
+        np.testing.assert_allclose(q[:, j], expected, rtol=1e-5, atol=1e-5)

@@ -111,6 +111,12 @@ class HarnessConfig:
     penalty: float = 0.0
     cdqn: tuple[tuple[str, object], ...] = ()
 
+    def __post_init__(self):
+        from ganrl.policy.runner import PolicyConfig
+
+        # The CDQN settings are checked now, not after the logs and user models are made.
+        PolicyConfig(user_model_dir="", test_user_model_dir="", save_dir="", **dict(self.cdqn))
+
     @property
     def run_dir(self) -> str:
         return os.path.join(self.save_dir, f"{self.world}__{self.seed}")

@@ -50,14 +50,14 @@ def test_td_targets_by_hand():
     np.testing.assert_allclose(y, [1.0 + 0.9 * 10.0, 2.0])  # no bootstrap after the end
 
 
-@pytest.mark.parametrize("residual", [False, True])
-def test_slate_q_agrees_with_the_cascade_scores(residual):
+@pytest.mark.parametrize("residual,bound", [(False, 0.0), (True, 0.0), (True, 0.7)])
+def test_slate_q_agrees_with_the_cascade_scores(residual, bound):
     tf.keras.utils.set_random_seed(1)
-    net = CascadingQNetwork(k=3, hidden=8, reward_residual=residual)
+    net = CascadingQNetwork(k=3, hidden=8, reward_residual=residual, residual_bound=bound)
     net.build_for(state_dim=4, item_dim=5)
     if residual:  # a trained network: non-zero output weights and reward weights
         net.out.assign(tf.random.normal([3, 8]))
-        net.reward_weight.assign([0.5, 2.0, -1.0])
+        (net.greedy_weight if bound else net.reward_weight).assign([0.5, 2.0, -1.0])
     state = tf.random.normal([2, 4])
     cands = tf.random.normal([2, 6, 5])
     scorer = net.position_scorer(state, cands)
@@ -398,7 +398,8 @@ def test_killed_cdqn_run_resumes_to_the_uninterrupted_figures(user_model_dir, tm
     assert {name.split(".")[0] for name in os.listdir(best_folder)} == {"best", best["checkpoint"]}
 
 
-def test_untrained_cdqn_with_the_learned_reward_is_gan_greedy(user_model_dir):
+@pytest.mark.parametrize("bound", [0.0, 1.0])
+def test_untrained_cdqn_with_the_learned_reward_is_gan_greedy(user_model_dir, bound):
     from ganrl.policy.cdqn import CascadingDQN, CDQNConfig
     from ganrl.policy.heuristics import GanGreedy
 
@@ -413,7 +414,7 @@ def test_untrained_cdqn_with_the_learned_reward_is_gan_greedy(user_model_dir):
     cdqn = CascadingDQN(
         features,
         3,
-        config=CDQNConfig(hidden=8, replay_capacity=8),
+        config=CDQNConfig(hidden=8, replay_capacity=8, residual_bound=bound),
         n_candidates=8,
         history_length=4,
         reward_model=model.reward,

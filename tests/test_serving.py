@@ -105,3 +105,38 @@ def test_a_user_model_loads_under_op_determinism_without_a_seed(user_model_dir):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert int(out.stdout.split()[-1]) > 0
+
+
+@pytest.mark.slow
+def test_a_run_folder_older_than_the_cdqn_settings_loads_its_unbounded_network(
+    user_model_dir,  # noqa: F811
+    policy_dir,
+    tmp_path,
+):
+    import json
+
+    from ganrl.policy.runner import LEGACY_CDQN
+
+    def strip_cdqn_settings(folder):  # what a config.json written before them holds
+        path = os.path.join(folder, "config.json")
+        with open(path) as f:
+            saved = json.load(f)
+        with open(path, "w") as f:
+            json.dump({k: v for k, v in saved.items() if k not in LEGACY_CDQN}, f)
+
+    old = str(tmp_path / "old")
+    config = PolicyConfig.from_dict(
+        {
+            **json.load(open(os.path.join(policy_dir, "config.json"))),
+            "save_dir": old,
+            "policies": ["cdqn"],
+            "cdqn_residual_bound": 0.0,
+        }
+    )
+    PolicyRunner(config, progress=lambda _: None).run()
+    histories, candidates = np.array([[0, 1, -1, -1], [2, -1, -1, -1]]), np.arange(6)
+    slates = recommend(load_policy(old), histories, candidates)
+    strip_cdqn_settings(old)
+    policy = load_policy(old)
+    assert policy.q.greedy_weight is None and policy.q.reward_weight is not None
+    np.testing.assert_array_equal(recommend(policy, histories, candidates), slates)

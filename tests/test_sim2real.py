@@ -169,3 +169,12 @@ def test_harness_end_to_end_on_a_tiny_world(tmp_path):
         assert "user_model_LSTM__3" in json.load(f)["snapshot_selection"]
     for name in ("gan_greedy", "random"):
         assert math.isfinite(float(rows[name]["off_policy_dr"]))
+
+
+def test_cdqn_settings_name_their_own_policy_folder(tmp_path):
+    base = harness.HarnessConfig(save_dir=str(tmp_path))
+    assert base.policy_dir == str(tmp_path / "lag_popular_always__0" / "policy")
+    old = dataclasses.replace(base, cdqn=(("cdqn_residual_bound", 0.0),))
+    assert old.policy_dir.endswith("policy__cdqn_residual_bound0")
+    both = dataclasses.replace(base, ensemble=3, penalty=1.0, cdqn=(("cdqn_n_step", 3),))
+    assert both.variant == "ensemble3_penalty1__cdqn_n_step3"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from absl import flags
 
+from ganrl.cli import cdqn_flags  # (defines the CDQN's flags)
 from ganrl.policy import registry
 from ganrl.policy.runner import PolicyConfig
 
@@ -116,4 +117,5 @@ def config_from_flags(
         off_policy_users=FLAGS.off_policy_users,
         off_policy_events=FLAGS.off_policy_events,
         leave=FLAGS.leave,
+        **cdqn_flags.cdqn_settings(),
     )

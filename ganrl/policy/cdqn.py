@@ -24,13 +24,32 @@ GAN-Greedy's ranking, and the networks learn what the long run adds to the immed
 A state-only term v_j(s) (linear) carries the level of each Q^j, which the regression needs
 (Q is a sum of discounted rewards) but the cascade's ranking ignores, so that fitting the level
 does not bend the items' scores.
+
+The bounded residual (`residual_bound` c > 0, the default; issue 18): each Q^j is
+  Q^j(s, a^{1:j}) = v_j(s) + w_j * (r(s, a^j) + c * u(s, a^j) * tanh(h_j(s, a^{1:j}))),
+w_j = softplus(.) > 0 learned (starting at 1), h_j the network above. The greedy score
+v_j(s) + w_j r(s, a^j) is GAN-Greedy's ranking; the learned part moves an item by at most c
+in r's units, so two candidates whose learned rewards differ by more than 2c never swap: the
+policy learns only how to reorder what the user model finds nearly equal, where a long-run
+effect can matter, and cannot promote items the model thinks poor (what the unbounded
+network learned to do in a simulator whose errors it exploited, docs/sim_to_real.md). With
+an ensemble of user models (`ensemble_models`), u(s, a) = exp(-uncertainty * std_m r_m(s, a))
+shrinks the bound where the members disagree on the item; with one model u = 1. c = 0 is the
+unbounded network of the paper (before issue 18).
+
+Targets: with `double_q` (the default, and the behaviour before these options existed) the
+next slate A'* is picked by the online networks and valued by the target ones (double
+Q-learning, van Hasselt et al. 2016); without, the target networks pick and value it. With
+`n_step` n > 1 a transition's reward is the discounted sum of the n rewards that follow it in
+its episode, bootstrapped by gamma^n Q^k_target n steps later (no bootstrap at the episode's
+end).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -82,17 +101,48 @@ def cascading_td_targets(
     return reward + gamma * (1.0 - done) * next_q
 
 
-class CascadingQNetwork(keras.Model):
-    """The k Q-functions over a shared state (see the module docstring)."""
+def n_step_return(rewards: np.ndarray, gamma: float) -> np.ndarray:
+    """sum_i gamma^i r_i over the first axis: `[n, B]` rewards -> `[B]`."""
+    rewards = np.asarray(rewards, np.float32)
+    return np.tensordot(gamma ** np.arange(len(rewards), dtype=np.float32), rewards, axes=1)
 
-    def __init__(self, k: int, hidden: int, reward_residual: bool = False, **kwargs):
+
+class CascadingQNetwork(keras.Model):
+    """The k Q-functions over a shared state (see the module docstring).
+
+    Args:
+      k, hidden: positions and hidden units of each Q^j.
+      reward_residual: the candidates' last feature is the learned reward r(s, a), and each
+        Q^j adds a multiple of it (the untrained cascade is then GAN-Greedy's ranking).
+      residual_bound: c > 0 (needs `reward_residual`): the bounded form, in which the learned
+        part moves an item's score by at most c in r's units; 0: the unbounded network.
+    """
+
+    def __init__(
+        self,
+        k: int,
+        hidden: int,
+        reward_residual: bool = False,
+        residual_bound: float = 0.0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
+        if residual_bound and not reward_residual:
+            raise ValueError("residual_bound > 0 needs the learned reward (reward_residual)")
         self.k, self.hidden = k, hidden
-        self.reward_weight = (
-            self.add_weight(name="reward_weight", shape=(k,), initializer="ones")
-            if reward_residual
-            else None
-        )
+        self.residual_bound = float(residual_bound)
+        self.reward_weight = self.greedy_weight = None
+        if self.residual_bound:
+            # w_j = softplus(.) > 0, starting at 1: the greedy ranking's direction is kept.
+            self.greedy_weight = self.add_weight(
+                name="greedy_weight",
+                shape=(k,),
+                initializer=keras.initializers.Constant(float(np.log(np.e - 1.0))),
+            )
+        elif reward_residual:
+            self.reward_weight = self.add_weight(
+                name="reward_weight", shape=(k,), initializer="ones"
+            )
         self.state_layer = keras.layers.Dense(k * hidden, name="state")  # W^j s + b^j
         self.state_value = keras.layers.Dense(k, name="value")  # v_j(s)
         self.own_item = keras.layers.Dense(hidden, use_bias=False, name="own")  # D
@@ -125,21 +175,47 @@ class CascadingQNetwork(keras.Model):
         kernel = self.prev_items.kernel
         return tf.reshape(kernel, [tf.shape(kernel)[0], self.k, self.k, self.hidden])
 
+    def _combine(
+        self,
+        learned: tf.Tensor,
+        value: tf.Tensor,
+        reward: tf.Tensor,
+        shrink: tf.Tensor | None,
+        j: int | None,
+    ) -> tf.Tensor:
+        """The Q values from the network's output h `learned` `[B, N]` (or `[B, k]` for a
+        slate, j None: position j of each column), the level v_j(s) `value` (`[B, 1]` or
+        `[B, k]`), the candidates' r(s, a) `reward` (same shape as `learned`) and the bound's
+        factor u(s, a) `shrink` (same shape, or None: 1)."""
+        if self.greedy_weight is not None:
+            weight = tf.nn.softplus(self.greedy_weight if j is None else self.greedy_weight[j])
+            bound = self.residual_bound if shrink is None else self.residual_bound * shrink
+            return value + weight * (reward + bound * tf.tanh(learned))
+        if self.reward_weight is None:
+            return learned + value
+        weight = self.reward_weight if j is None else self.reward_weight[j]
+        return learned + value + weight * reward
+
+    def greedy_score(self, state: tf.Tensor, slate_items: tf.Tensor) -> tf.Tensor:
+        """`[B, k]` v_j(s) + w_j r(s, a^j) of a slate (item features `[B, k, d]`, r last): the
+        part of the bounded Q^j that is GAN-Greedy's ranking (|Q^j - this| <= w_j c)."""
+        weight = tf.nn.softplus(self.greedy_weight)
+        return self.state_value(state) + weight * slate_items[..., -1]
+
     def position_scorer(
-        self, state: tf.Tensor, candidates: tf.Tensor
+        self, state: tf.Tensor, candidates: tf.Tensor, shrink: tf.Tensor | None = None
     ) -> Callable[[int, tf.Tensor], tf.Tensor]:
-        """For `cascade_select`: state `[B, S]`, candidate features `[B, N, d]`."""
+        """For `cascade_select`: state `[B, S]`, candidate features `[B, N, d]` and the
+        bound's factor of each candidate `[B, N]` (None: 1)."""
         state_part, value = self._state(state), self.state_value(state)
         own = self.own_item(candidates)  # once per step: [B, N, H]
+        reward = candidates[..., -1]
 
         def scores(j, picked):
             pre = self._position_pre(state_part, j, tf.gather(candidates, picked, batch_dims=1))
             hidden = tf.nn.elu(pre[:, None, :] + own)
-            return (
-                tf.einsum("bnh,h->bn", hidden, self.out[j])
-                + value[:, j : j + 1]
-                + self._residual(candidates, j)
-            )
+            learned = tf.einsum("bnh,h->bn", hidden, self.out[j])
+            return self._combine(learned, value[:, j : j + 1], reward, shrink, j)
 
         return scores
 
@@ -151,11 +227,13 @@ class CascadingQNetwork(keras.Model):
         chunk: int,
         own_at: Callable[[tf.Tensor], tf.Tensor] | None = None,
         reward_at: Callable[[tf.Tensor], tf.Tensor] | None = None,
+        shrink_at: Callable[[tf.Tensor], tf.Tensor] | None = None,
     ) -> Callable[[int, tf.Tensor], tf.Tensor]:
         """`position_scorer` for n candidates whose features `features_at(indices [B, M]) ->
         [B, M, d]` are made `chunk` candidates at a time (the same scores). `own_at(indices)
         -> [B, M, H]` and `reward_at(indices) -> [B, M]`, if given, are faster forms of D e(a)
-        (e.g. from a projected item table) and of the features' last column r(s, a)."""
+        (e.g. from a projected item table) and of the features' last column r(s, a);
+        `shrink_at(indices) -> [B, M]` the bound's factor (None: 1)."""
         if own_at is None:
             own_at = lambda indices: self.own_item(features_at(indices))  # noqa: E731
         if reward_at is None:
@@ -169,10 +247,11 @@ class CascadingQNetwork(keras.Model):
             def chunk_scores(columns):
                 indices = tf.broadcast_to(columns[None], [batch, chunk])
                 hidden = tf.nn.elu(pre[:, None, :] + own_at(indices))
-                scores = tf.einsum("bnh,h->bn", hidden, self.out[j]) + value[:, j : j + 1]
-                if self.reward_weight is None:
-                    return scores
-                return scores + self.reward_weight[j] * reward_at(indices)
+                learned = tf.einsum("bnh,h->bn", hidden, self.out[j])
+                if self.reward_weight is None and self.greedy_weight is None:
+                    return learned + value[:, j : j + 1]
+                shrink = None if shrink_at is None else shrink_at(indices)
+                return self._combine(learned, value[:, j : j + 1], reward_at(indices), shrink, j)
 
             return map_column_chunks(chunk_scores, n, chunk)
 
@@ -186,27 +265,19 @@ class CascadingQNetwork(keras.Model):
             pre += tf.einsum("bmd,dmh->bh", picked, self._pair_kernel()[:, :j, j])
         return pre
 
-    def slate_q(self, state: tf.Tensor, slate_items: tf.Tensor) -> tf.Tensor:
-        """`[B, k]`: Q^j(s, a^1..a^j) of a given slate (item features `[B, k, d]`)."""
+    def slate_q(
+        self, state: tf.Tensor, slate_items: tf.Tensor, shrink: tf.Tensor | None = None
+    ) -> tf.Tensor:
+        """`[B, k]`: Q^j(s, a^1..a^j) of a given slate (item features `[B, k, d]`; the bound's
+        factor of its items `[B, k]`, None: 1)."""
         pre = self._state(state)  # [B, k(j), H]
         own = self.own_item(slate_items)  # [B, k(j), H]
         prev = self._prev(slate_items)  # [B, i, j, H]
         earlier = tf.linalg.band_part(tf.ones([self.k, self.k]), 0, -1) - tf.eye(self.k)
         prev = tf.einsum("bijh,ij->bjh", prev, earlier)  # only i < j
         hidden = tf.nn.elu(pre + own + prev)
-        return (
-            tf.einsum("bjh,jh->bj", hidden, self.out)
-            + self.state_value(state)
-            + self._residual(slate_items)
-        )
-
-    def _residual(self, items: tf.Tensor, j: int | None = None) -> tf.Tensor | float:
-        """alpha_j r(s, a): items `[B, N, d]` whose last feature is r, for position j
-        (`[B, N]`), or the slate's items at their own positions (`[B, k]`, j None)."""
-        if self.reward_weight is None:
-            return 0.0
-        weight = self.reward_weight if j is None else self.reward_weight[j]
-        return weight * items[..., -1]
+        learned = tf.einsum("bjh,jh->bj", hidden, self.out)
+        return self._combine(learned, self.state_value(state), slate_items[..., -1], shrink, None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,6 +294,14 @@ class CDQNConfig:
     candidate_chunk: above this many candidates the cascade scores a chunk at a time (0:
       never).
     jit_compile: compile the greedy cascade with XLA (on one replica).
+    residual_bound: c: the learned part moves an item's score by at most c in the learned
+      reward's units (the bounded residual, module docstring; needs the learned reward);
+      0: the unbounded network of the paper.
+    uncertainty: with an ensemble of user models, the bound shrinks by exp(-uncertainty *
+      the members' std of the item's learned reward) (0: not at all).
+    double_q: the next slate of a target is picked by the online networks (double
+      Q-learning); False: by the target networks.
+    n_step: rewards summed per transition before the bootstrap (1: one-step targets).
     """
 
     hidden: int = 64
@@ -236,6 +315,10 @@ class CDQNConfig:
     epsilon_steps: int = 1000
     candidate_chunk: int = 2048
     jit_compile: bool = True
+    residual_bound: float = 1.0
+    uncertainty: float = 1.0
+    double_q: bool = True
+    n_step: int = 1
 
     def __post_init__(self):
         config_checks.check(
@@ -246,8 +329,10 @@ class CDQNConfig:
             "replay_capacity",
             "target_update",
             "epsilon_steps",
+            "n_step",
         )
         config_checks.check(self, "a non-negative integer", "candidate_chunk")
+        config_checks.check(self, "a non-negative number", "residual_bound", "uncertainty")
         config_checks.check(self, "a positive number", "learning_rate")
         config_checks.check(self, "a number in [0, 1]", "gamma", "epsilon_start", "epsilon_end")
 
@@ -261,7 +346,9 @@ class CascadingDQN(Policy):
     A candidate is described by its item features and, when `reward_model` is given, by the
     learned reward r(s, a) of the simulator's user model that the policy is trained in (the
     model-based setting of the paper: the recommender owns that model). In another simulator
-    the policy keeps using its own model's r, as GAN-Greedy does.
+    the policy keeps using its own model's r, as GAN-Greedy does. With `residual_bound` > 0
+    the Q-functions are GAN-Greedy's score plus a bounded learned part (module docstring);
+    without a reward model the bound does not apply (there is no greedy score to stay near).
     """
 
     learns = True
@@ -276,11 +363,14 @@ class CascadingDQN(Policy):
         n_candidates: int,
         history_length: int,
         reward_model=None,
+        ensemble_models: Sequence = (),
         strategy: tf.distribute.Strategy | None = None,
     ):
         """n_candidates, history_length: the simulator's candidate set and history widths
         (the replay memory's shapes); reward_model: the user model whose r(s, a) is each
-        candidate's last feature (None: item features alone)."""
+        candidate's last feature (None: item features alone); ensemble_models: the user
+        models of an ensemble simulator (two or more), whose disagreement on r(s, a) shrinks
+        the residual's bound."""
         super().__init__(features, k, seed)
         hidden, learning_rate = config.hidden, config.learning_rate
         self.config = config
@@ -295,9 +385,20 @@ class CascadingDQN(Policy):
         self.target_update = config.target_update
         self.epsilon = (config.epsilon_start, config.epsilon_end, config.epsilon_steps)
         residual = reward_model is not None
+        bound = config.residual_bound if residual else 0.0
+        self.gamma_n = config.gamma**config.n_step  # the bootstrap's discount
+        self.double_q, self.n_step = config.double_q, config.n_step
+        # The members whose disagreement shrinks the bound (none: a single model).
+        self.ensemble_models = (
+            tuple(ensemble_models)
+            if bound and config.uncertainty and len(ensemble_models) > 1
+            else ()
+        )
+        self.uncertainty = config.uncertainty
+        self._pending: list[dict] = []  # the running episodes' last n_step - 1 transitions
         with self.strategy.scope():
-            self.q = CascadingQNetwork(k, hidden, reward_residual=residual, name="q")
-            self.target = CascadingQNetwork(k, hidden, reward_residual=residual, name="target")
+            self.q = CascadingQNetwork(k, hidden, residual, bound, name="q")
+            self.target = CascadingQNetwork(k, hidden, residual, bound, name="target")
             item_dim = features.item_dim + (1 if reward_model is not None else 0)
             for net in (self.q, self.target):
                 net.build_for(features.state_dim, item_dim)
@@ -320,6 +421,7 @@ class CascadingDQN(Policy):
         the epsilon schedule: it explores at `epsilon_end` (online fine-tuning)."""
         tuned = copy.copy(self)
         tuned.selections = tf.Variable(self.epsilon[2], dtype=tf.int64)
+        tuned._pending = []
         return tuned
 
     def current_epsilon(self) -> float:
@@ -328,12 +430,15 @@ class CascadingDQN(Policy):
         return start + frac * (end - start)
 
     def _cascade(
-        self, history: tf.Tensor, candidates: tf.Tensor
-    ) -> tuple[Callable, Callable, tf.Tensor]:
-        """The online network's position scorer for these users and candidates, the function
-        `indices [B, M] -> [B, M, d (+1)]` of the candidates' features (item features and the
-        learned reward r(s, a)), and the state. Above `candidate_chunk` candidates (or when N
-        is unknown) nothing of size N x d is made: the scorer works chunk by chunk."""
+        self, history: tf.Tensor, candidates: tf.Tensor, net: CascadingQNetwork | None = None
+    ) -> tuple[Callable, Callable, tf.Tensor, Callable | None]:
+        """The position scorer of `net` (default: the online network) for these users and
+        candidates, the function `indices [B, M] -> [B, M, d (+1)]` of the candidates'
+        features (item features and the learned reward r(s, a)), the state, and the function
+        `indices -> [B, M]` of the bound's factor u(s, a) (None with a single user model).
+        Above `candidate_chunk` candidates (or when N is unknown) nothing of size N x d is
+        made: the scorer works chunk by chunk."""
+        net = net or self.q
         state = self.features.state(history)
         n = candidates.shape[1]
         chunked = bool(self.candidate_chunk) and (n is None or n > self.candidate_chunk)
@@ -344,6 +449,23 @@ class CascadingDQN(Policy):
             rewards = learned_rewards(
                 self.reward_model, history, candidates, chunk=self.candidate_chunk if chunked else 0
             )
+        shrink_at = None
+        if self.ensemble_models:
+            spread = tf.math.reduce_std(
+                tf.stack(
+                    [
+                        learned_rewards(
+                            model, history, candidates, self.candidate_chunk if chunked else 0
+                        )
+                        for model in self.ensemble_models
+                    ]
+                ),
+                axis=0,
+            )
+            shrink = tf.exp(-self.uncertainty * spread)  # [B, N]
+
+            def shrink_at(indices):
+                return tf.gather(shrink, indices, batch_dims=1)
 
         def features_at(indices):
             feats = self.features.items(tf.gather(candidates, indices, batch_dims=1))
@@ -353,7 +475,7 @@ class CascadingDQN(Policy):
 
         if chunked:
             # D e(a) = D_items e_a (+ D_r r): the items' part projected once per item.
-            kernel = self.q.own_item.kernel
+            kernel = net.own_item.kernel
             table = tf.matmul(self.features.item_table, kernel[: self.features.item_dim])
 
             def reward_at(indices):
@@ -365,23 +487,28 @@ class CascadingDQN(Policy):
                     return own
                 return own + reward_at(indices)[..., None] * kernel[-1]
 
-            scorer = self.q.chunked_position_scorer(
+            scorer = net.chunked_position_scorer(
                 state,
                 tf.shape(candidates)[1],
                 features_at,
                 self.candidate_chunk,
                 own_at,
                 reward_at if rewards is not None else None,
+                shrink_at,
             )
         else:
             all_columns = tf.broadcast_to(tf.range(n)[None], tf.shape(candidates))
-            scorer = self.q.position_scorer(state, features_at(all_columns))
-        return scorer, features_at, state
+            scorer = net.position_scorer(
+                state,
+                features_at(all_columns),
+                None if shrink_at is None else shrink_at(all_columns),
+            )
+        return scorer, features_at, state, shrink_at
 
     def select_graph(self, observation: Observation) -> tf.Tensor:
         """The greedy cascade, traceable (for exports): `[B, k]` candidate indices."""
         candidates = observation.candidates
-        scorer, _, _ = self._cascade(observation.history, candidates)
+        scorer, _, _, _ = self._cascade(observation.history, candidates)
         n = candidates.shape[1] if candidates.shape[1] is not None else tf.shape(candidates)[1]
         return cascade_select(scorer, tf.shape(candidates)[0], n, self.k)
 
@@ -401,37 +528,71 @@ class CascadingDQN(Policy):
         return slate
 
     def observe(self, observation, slate, reward, clicked_index, next_observation, done):
-        # Only users still there when shown the slate; a user's last slate is terminal.
+        """Stores the transition of n_step steps ago, its reward the discounted sum of the
+        n_step rewards since (`n_step_return`) and its next state this one; at the episode's
+        end, every pending transition with the rewards up to the end and no bootstrap.
+
+        Only users still there when shown the slate count (`transition_flags`); a transition
+        whose window holds a user's last slate (she left, or the episode ended) is terminal,
+        and its return stops there (a departed user's rewards are 0)."""
         valid, terminal = transition_flags(observation, next_observation, done)
-        self.replay.add(
-            history=observation.history.numpy()[valid],
-            candidates=observation.candidates.numpy()[valid],
-            slate=np.asarray(slate)[valid],
-            reward=np.asarray(reward)[valid],
-            next_history=next_observation.history.numpy()[valid],
-            next_candidates=next_observation.candidates.numpy()[valid],
-            done=terminal[valid],
+        self._pending.append(
+            {
+                "history": observation.history.numpy(),
+                "candidates": observation.candidates.numpy(),
+                "slate": np.asarray(slate),
+                "reward": np.asarray(reward, np.float32),
+                "valid": valid,
+                "terminal": terminal,
+            }
         )
+        if not done and len(self._pending) < self.n_step:
+            return
+        ready = self._pending if done else self._pending[:1]
+        rewards = np.stack([step["reward"] for step in self._pending])
+        terminals = np.stack([step["terminal"] for step in self._pending])
+        next_history = next_observation.history.numpy()
+        next_candidates = next_observation.candidates.numpy()
+        for i, step in enumerate(ready):
+            keep = step["valid"]
+            self.replay.add(
+                history=step["history"][keep],
+                candidates=step["candidates"][keep],
+                slate=step["slate"][keep],
+                reward=n_step_return(rewards[i:], self.gamma)[keep],
+                next_history=next_history[keep],
+                next_candidates=next_candidates[keep],
+                done=terminals[i:].max(axis=0)[keep],
+            )
+        self._pending = [] if done else self._pending[1:]
 
     def _replica_update(
         self, history, candidates, slate, reward, next_history, next_candidates, done
     ):
         """One replica's share of an update; returns its part of the global mean loss."""
-        scorer, next_features_at, next_state = self._cascade(next_history, next_candidates)
-        next_slate = cascade_select(
-            scorer, tf.shape(next_candidates)[0], next_candidates.shape[1], self.k
-        )
-        next_q = self.target.slate_q(next_state, next_features_at(next_slate))[:, -1]
-        y = tf.stop_gradient(cascading_td_targets(reward, done, next_q, self.gamma))
-        _, features_at, state = self._cascade(history, candidates)
+        next_q = self.next_q(next_history, next_candidates)
+        y = tf.stop_gradient(cascading_td_targets(reward, done, next_q, self.gamma_n))
+        _, features_at, state, shrink_at = self._cascade(history, candidates)
         items = features_at(slate)
+        shrink = None if shrink_at is None else shrink_at(slate)
         with tf.GradientTape() as tape:
-            q = self.q.slate_q(state, items)  # [B_replica, k]
+            q = self.q.slate_q(state, items, shrink)  # [B_replica, k]
             # The mean over the global minibatch of sum_j (y - Q^j)^2.
             loss = tf.reduce_sum(tf.square(y[:, None] - q)) / self.batch_size
         grads = tape.gradient(loss, self.q.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, self.q.trainable_variables))
         return loss
+
+    def next_q(self, next_history: tf.Tensor, next_candidates: tf.Tensor) -> tf.Tensor:
+        """`[B]` Q^k_target(s', A'*) of the cascade's slate A'* at the next states, picked by
+        the online networks with `double_q`, else by the target networks."""
+        picker = self.q if self.double_q else self.target
+        scorer, features_at, state, shrink_at = self._cascade(next_history, next_candidates, picker)
+        slate = cascade_select(
+            scorer, tf.shape(next_candidates)[0], next_candidates.shape[1], self.k
+        )
+        shrink = None if shrink_at is None else shrink_at(slate)
+        return self.target.slate_q(state, features_at(slate), shrink)[:, -1]
 
     @tf.function(reduce_retracing=True)
     def _update(self, batch):

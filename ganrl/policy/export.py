@@ -14,6 +14,7 @@ Exported signatures (int32 inputs, -1 pads histories, most recent click first):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -33,7 +34,13 @@ def load_policy(run_dir: str, name: str = "cdqn") -> Policy:
     run folder is read only. The returned policy carries `history_length`, the clicks it was
     trained to see (`recommend` trims or pads histories to it).
     """
-    from ganrl.policy.runner import PolicyConfig, PolicyInputs, load_training_data, make_policy
+    from ganrl.policy.runner import (
+        PolicyConfig,
+        PolicyInputs,
+        load_training_data,
+        make_policy,
+        training_members,
+    )
 
     config_path = os.path.join(run_dir, "config.json")
     if not os.path.exists(config_path):
@@ -41,11 +48,17 @@ def load_policy(run_dir: str, name: str = "cdqn") -> Policy:
     with open(config_path) as f:
         config = PolicyConfig.from_dict(json.load(f))
     train_model = load_user_model(config.user_model_dir)
+    members = [train_model]
+    if name == "cdqn" and len(config.member_dirs) > 2 and config.cdqn_residual_bound:
+        # The CDQN's residual bound shrinks where the training ensemble disagrees: it serves
+        # with the same members it trained with.
+        members += [load_user_model(folder) for folder in config.member_dirs[1:]]
     inputs = PolicyInputs(
         PolicyFeatures.from_user_model(train_model.reward),
         train_model.reward,
         load_training_data(train_model).splits["train"],
         config.n_candidates or train_model.n_items,
+        ensemble_models=training_members(members),
     )
     policy = make_policy(name, config, inputs)
     policy.history_length = config.history_length
@@ -58,7 +71,8 @@ def load_policy(run_dir: str, name: str = "cdqn") -> Policy:
             with open(os.path.join(best_folder, "best.json")) as f:
                 best = os.path.join(best_folder, json.load(f).get("checkpoint", "best"))
         if os.path.exists(best + ".index"):
-            tf.train.Checkpoint(**objects).read(best).assert_consumed()
+            with _mismatch_as_error(best, name, config_path):
+                tf.train.Checkpoint(**objects).read(best).assert_consumed()
             return policy
         folder = os.path.join(run_dir, "checkpoints", f"{name}__train")
         path = tf.train.latest_checkpoint(folder)
@@ -67,6 +81,22 @@ def load_policy(run_dir: str, name: str = "cdqn") -> Policy:
         iteration = tf.Variable(0, dtype=tf.int64)
         tf.train.Checkpoint(iteration=iteration, **objects).restore(path).expect_partial()
     return policy
+
+
+@contextlib.contextmanager
+def _mismatch_as_error(checkpoint: str, name: str, config_path: str):
+    """One clear error when a checkpoint does not hold the variables of the policy its run
+    folder's config.json describes. (Variables are named by their order, not by what they
+    are: the two CDQN forms have as many of the same shapes, so only config.json, through
+    `PolicyConfig.from_dict`, tells them apart.)"""
+    try:
+        yield
+    except AssertionError as e:
+        raise ValueError(
+            f"{checkpoint}: the checkpoint does not fit policy {name!r} as {config_path} "
+            "describes it (settings changed by hand, or a run folder of another ganrl "
+            "version?)"
+        ) from e
 
 
 def padded_histories(histories, history_length: int, lengths=None, mask=None) -> np.ndarray:

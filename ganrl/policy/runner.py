@@ -94,6 +94,14 @@ from ganrl.user_model import LoadedUserModel, load_user_model
 from ganrl.user_model.model import UserModel
 
 CURVE_FIELDS = ("policy", "phase", "iteration", "reward", "ctr", "loss")
+# The CDQN settings of a run folder written before they existed: the unbounded Q-network
+# with one-step double-Q targets (issue 18 made the bounded residual the default).
+LEGACY_CDQN = {
+    "cdqn_residual_bound": 0.0,
+    "cdqn_uncertainty": 0.0,
+    "cdqn_double_q": True,
+    "cdqn_n_step": 1,
+}
 # Settings a rerun into a run folder may change: where it is, how often it saves, and the
 # policies (a finished run takes more policies and trains only those).
 RERUN_MAY_CHANGE = ("save_dir", "checkpoint_secs", "policies")
@@ -137,6 +145,10 @@ class PolicyConfig:
     off_policy_users: int = 500
     off_policy_events: int = 50
     leave: bool = True
+    cdqn_residual_bound: float = 1.0
+    cdqn_uncertainty: float = 1.0
+    cdqn_double_q: bool = True
+    cdqn_n_step: int = 1
 
     def __post_init__(self):
         if not self.policies:
@@ -164,7 +176,10 @@ class PolicyConfig:
         config_checks.check(self, "a number in [0, 1]", "gamma", "epsilon_start", "epsilon_end")
         config_checks.check(self, "a non-negative number", "checkpoint_secs", "penalty")
         config_checks.check(self, "a non-negative integer", "off_policy_users")
-        config_checks.check(self, "a positive integer", "off_policy_events")
+        config_checks.check(self, "a positive integer", "off_policy_events", "cdqn_n_step")
+        config_checks.check(
+            self, "a non-negative number", "cdqn_residual_bound", "cdqn_uncertainty"
+        )
         if self.penalty > 0 and len(self.ensemble_dirs) < 2:
             raise ValueError(
                 f"penalty={self.penalty}: expected at least two ensemble_dirs "
@@ -179,9 +194,13 @@ class PolicyConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "PolicyConfig":
-        """The config of a run folder's config.json (a field it predates has its default)."""
+        """The config of a run folder's config.json (a field it predates has its default, but
+        the CDQN settings of a folder older than them are those it was trained with,
+        `LEGACY_CDQN`)."""
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in values.items() if k in known}
+        if not any(name in values for name in LEGACY_CDQN):
+            values = {**LEGACY_CDQN, **values}
         for name in ("policies", "ensemble_dirs"):
             if name in values:
                 values[name] = tuple(values[name])
@@ -231,6 +250,8 @@ class PolicyInputs:
       train_events: the training logs of that user model's training users.
       n_candidates: candidates per user and step in the simulators.
       strategy: the `tf.distribute` strategy of the CDQN's updates (None: the default).
+      ensemble_models: the rewards of the training ensemble's members (two or more; empty
+        for one training model), whose disagreement shrinks the CDQN's residual.
     """
 
     features: PolicyFeatures
@@ -238,11 +259,18 @@ class PolicyInputs:
     train_events: EventArrays
     n_candidates: int
     strategy: tf.distribute.Strategy | None = None
+    ensemble_models: tuple[UserModel, ...] = ()
 
     def click_counts(self) -> np.ndarray:
         """`[n_items]` clicks of each item in the training logs."""
         clicked = self.train_events.clicked_item
         return np.bincount(clicked[clicked >= 0], minlength=self.train_events.n_items).astype(float)
+
+
+def training_members(members: list[LoadedUserModel]) -> tuple[UserModel, ...]:
+    """The rewards of the training ensemble's members (all but the held-out last) when
+    the run has one; empty for one training model."""
+    return tuple(model.reward for model in members[:-1]) if len(members) > 2 else ()
 
 
 def _actor_critic(config: PolicyConfig) -> dict:
@@ -276,10 +304,15 @@ BUILDERS: dict[str, Callable[[PolicyConfig, PolicyInputs], Policy]] = {
             epsilon_start=c.epsilon_start,
             epsilon_end=c.epsilon_end,
             epsilon_steps=c.epsilon_steps,
+            residual_bound=c.cdqn_residual_bound,
+            uncertainty=c.cdqn_uncertainty,
+            double_q=c.cdqn_double_q,
+            n_step=c.cdqn_n_step,
         ),
         n_candidates=i.n_candidates,
         history_length=c.history_length,
         reward_model=i.reward_model,
+        ensemble_models=i.ensemble_models,
         strategy=i.strategy,
     ),
     "ppo": lambda c, i: actor_critic.PPO(
@@ -445,6 +478,7 @@ class PolicyRunner:
             self.train_events,
             self.train_sim.n_candidates,
             self.strategy,
+            training_members(members),
         )
 
     def _policy(self, name: str) -> Policy:

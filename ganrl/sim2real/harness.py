@@ -92,6 +92,8 @@ class HarnessConfig:
       policies train in an ensemble of all but the last and select snapshots in the last
       (`ganrl.policy.runner`); 0: the paper's one training simulator.
     penalty: the ensemble's pessimism, mean - penalty * disagreement (needs ensemble >= 2).
+    cdqn: `(PolicyConfig field, value)` pairs of CDQN settings other than the defaults
+      (`cdqn_residual_bound`, ...); they name the policy folder, so variants do not collide.
     """
 
     world: str = "lag_popular_always"
@@ -109,6 +111,13 @@ class HarnessConfig:
     true_reward: str = "utility"
     ensemble: int = 0
     penalty: float = 0.0
+    cdqn: tuple[tuple[str, object], ...] = ()
+
+    def __post_init__(self):
+        from ganrl.policy.runner import PolicyConfig
+
+        # The CDQN settings are checked now, not after the logs and user models are made.
+        PolicyConfig(user_model_dir="", test_user_model_dir="", save_dir="", **dict(self.cdqn))
 
     @property
     def run_dir(self) -> str:
@@ -116,8 +125,11 @@ class HarnessConfig:
 
     @property
     def variant(self) -> str:
-        """'' for the paper's simulator, else the ensemble's name."""
-        return f"ensemble{self.ensemble}_penalty{self.penalty:g}" if self.ensemble else ""
+        """'' for the paper's simulator and the default CDQN, else the ensemble's name and
+        the CDQN settings (e.g. `ensemble3_penalty0__cdqn_n_step3`)."""
+        parts = [f"ensemble{self.ensemble}_penalty{self.penalty:g}"] if self.ensemble else []
+        parts += [f"{name}{value:g}" for name, value in self.cdqn]
+        return "__".join(parts)
 
     @property
     def policy_dir(self) -> str:
@@ -194,6 +206,7 @@ def train_policies(config: HarnessConfig, user_models: list[str], log=print) -> 
         test_user_model_dir=user_models[1],
         ensemble_dirs=tuple(user_models[2:]),
         penalty=config.penalty,
+        **dict(config.cdqn),
         save_dir=config.policy_dir,
         policies=config.policies or tuple(registry.names()),
         k=config.k,

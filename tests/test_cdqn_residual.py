@@ -1,0 +1,186 @@
+"""The bounded-residual CDQN (issue 18, item 5): greedy start, the bound, n-step and
+double-Q targets, and the legacy settings of old run folders."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ganrl.policy.base import PolicyFeatures
+from ganrl.policy.cdqn import (
+    CascadingDQN,
+    CascadingQNetwork,
+    CDQNConfig,
+    cascade_select,
+    n_step_return,
+)
+from ganrl.policy.runner import LEGACY_CDQN, PolicyConfig
+from ganrl.simulator.simulator import Observation
+
+
+def _bounded_net(bound=0.5, k=3):
+    tf.keras.utils.set_random_seed(3)
+    net = CascadingQNetwork(k=k, hidden=8, reward_residual=True, residual_bound=bound)
+    net.build_for(state_dim=4, item_dim=5)
+    return net
+
+
+def test_untrained_bounded_cascade_is_the_greedy_ranking():
+    net = _bounded_net()
+    state = tf.random.normal([4, 4])
+    candidates = tf.random.normal([4, 7, 5])  # the last feature is r(s, a)
+    slate = cascade_select(net.position_scorer(state, candidates), 4, 7, 3)
+    greedy = tf.math.top_k(candidates[..., -1], 3).indices
+    np.testing.assert_array_equal(slate.numpy(), greedy.numpy())
+
+
+@pytest.mark.parametrize("shrink", [None, 0.3])
+def test_the_residual_stays_within_its_bound(shrink):
+    bound = 0.5
+    net = _bounded_net(bound)
+    net.out.assign(10.0 * tf.random.normal([3, 8]))  # a trained, saturating network
+    net.greedy_weight.assign([0.0, 1.0, -2.0])
+    state = tf.random.normal([64, 4])
+    items = tf.random.normal([64, 3, 5])
+    factor = None if shrink is None else tf.fill([64, 3], shrink)
+    q = net.slate_q(state, items, factor).numpy()
+    greedy = net.greedy_score(state, items).numpy()
+    weight = tf.nn.softplus(net.greedy_weight).numpy()
+    limit = weight * bound * (1.0 if shrink is None else shrink)
+    gap = np.abs(q - greedy)
+    assert np.all(gap <= limit + 1e-5)
+    assert np.all(gap.max(axis=0) > 0.5 * limit)  # the bound is reached, not trivially met
+
+
+def test_the_bound_keeps_far_apart_items_in_greedy_order():
+    # r differs by 3 > 2c = 1 between the candidates: no residual can swap them.
+    net = _bounded_net(0.5, k=1)
+    net.out.assign(100.0 * tf.random.normal([1, 8]))
+    cands = tf.concat(
+        [tf.random.normal([16, 4, 4]), tf.broadcast_to([[[0.0], [3.0], [6.0], [9.0]]], [16, 4, 1])],
+        -1,
+    )
+    slate = cascade_select(net.position_scorer(tf.random.normal([16, 4]), cands), 16, 4, 1)
+    assert set(slate.numpy()[:, 0]) == {3}
+
+
+def test_n_step_return_by_hand():
+    np.testing.assert_allclose(
+        n_step_return(np.array([[1.0, 0.0], [2.0, 1.0], [4.0, 0.0]]), 0.5),
+        [1.0 + 0.5 * 2.0 + 0.25 * 4.0, 0.5 * 1.0],
+    )
+
+
+def _dqn(**config):
+    features = PolicyFeatures(np.eye(4, dtype=np.float32))
+    return CascadingDQN(
+        features,
+        1,
+        config=CDQNConfig(hidden=4, replay_capacity=16, batch_size=2, **config),
+        n_candidates=2,
+        history_length=1,
+    )
+
+
+def _obs(step):
+    return Observation(
+        tf.constant([[step]], tf.int32), tf.constant([[step % 4, (step + 1) % 4]], tf.int32), step
+    )
+
+
+def test_two_step_transitions_by_hand():
+    # One user, gamma 0.5, n 2, rewards 1, 2, 4 over three steps, the episode ends at step 3:
+    #   t=0: r0 + 0.5 r1 = 2, next state s2, bootstrapped (done 0) by gamma^2;
+    #   t=1: r1 + 0.5 r2 = 4, next state s3 (the end: done 1);
+    #   t=2: r2 = 4, next state s3, done 1.
+    policy = _dqn(gamma=0.5, n_step=2)
+    for t, reward in enumerate([1.0, 2.0, 4.0]):
+        policy.observe(_obs(t), [[0]], np.array([reward]), None, _obs(t + 1), t == 2)
+        assert policy.replay.size == [0, 1, 3][t]
+    data = {key: value[: policy.replay.size] for key, value in policy.replay.data.items()}
+    np.testing.assert_allclose(data["reward"], [2.0, 4.0, 4.0])
+    np.testing.assert_array_equal(data["history"][:, 0], [0, 1, 2])
+    np.testing.assert_array_equal(data["next_history"][:, 0], [2, 3, 3])
+    np.testing.assert_array_equal(data["done"], [0.0, 1.0, 1.0])
+    assert policy.gamma_n == 0.25
+
+
+def test_two_step_transitions_stop_where_a_user_leaves():
+    # Two users, gamma 0.5, n 2, rewards 1, 2, 4; user 1 leaves after the slate of step 0
+    # (her later rewards are 0, as the simulator gives). Kept transitions, in order:
+    #   t=0: user 0: 1 + 0.5 * 2 = 2, bootstrapped (done 0); user 1: 1, her last (done 1);
+    #   t=1: user 0: 2 + 0.5 * 4 = 4, done 1 (the end); user 1 was gone: not stored;
+    #   t=2: user 0: 4, done 1.
+    policy = _dqn(gamma=0.5, n_step=2)
+
+    def obs(step, alive):
+        return Observation(
+            tf.constant([[step], [step]], tf.int32),
+            tf.constant([[0, 1], [2, 3]], tf.int32),
+            step,
+            tf.constant(alive),
+        )
+
+    alive = [[True, True], [True, False], [True, False], [True, False]]
+    for t, reward in enumerate([1.0, 2.0, 4.0]):
+        rewards = np.array([reward, reward if alive[t][1] else 0.0])
+        policy.observe(
+            obs(t, alive[t]), [[0], [0]], rewards, None, obs(t + 1, alive[t + 1]), t == 2
+        )
+    data = {key: value[: policy.replay.size] for key, value in policy.replay.data.items()}
+    np.testing.assert_allclose(data["reward"], [2.0, 1.0, 4.0, 4.0])
+    np.testing.assert_array_equal(data["done"], [0.0, 1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(data["candidates"][:, 0], [0, 2, 0, 0])
+
+
+@pytest.mark.parametrize("double_q", [True, False])
+def test_double_q_target_by_hand(double_q):
+    # k = 1: Q^1 of the two candidates of each next state under the online and target nets.
+    policy = _dqn(double_q=double_q)
+    policy.target.out.assign(tf.random.stateless_normal([1, 4], [5, 6]) * 3.0)
+    history, candidates = (
+        tf.constant([[0], [1], [2], [3]]),
+        tf.constant([[0, 1], [2, 3], [1, 3], [0, 2]]),
+    )
+    state = policy.features.state(history)
+
+    def q_of(net):  # [B, 2] Q^1 of each candidate
+        items = policy.features.items(candidates)
+        return tf.stack(
+            [net.slate_q(state, items[:, c : c + 1])[:, 0] for c in range(2)], 1
+        ).numpy()
+
+    online, target = q_of(policy.q), q_of(policy.target)
+    rows = np.arange(4)
+    if double_q:  # the online net picks, the target net values
+        expected = target[rows, online.argmax(1)]
+    else:  # the target net picks and values
+        expected = target.max(1)
+    assert not np.allclose(target[rows, online.argmax(1)], target.max(1))  # the two differ
+    np.testing.assert_allclose(policy.next_q(history, candidates).numpy(), expected, rtol=1e-5)
+
+
+def test_config_checks_and_legacy_run_folders():
+    with pytest.raises(ValueError, match=r"^n_step=0: expected a positive integer$"):
+        CDQNConfig(n_step=0)
+    with pytest.raises(ValueError, match=r"^residual_bound=-1: expected a non-negative number$"):
+        CDQNConfig(residual_bound=-1)
+    saved = {"user_model_dir": "a", "test_user_model_dir": "b", "save_dir": "c"}
+    old = PolicyConfig.from_dict(saved)  # a config.json written before the CDQN settings
+    assert {name: getattr(old, name) for name in LEGACY_CDQN} == LEGACY_CDQN
+    new = PolicyConfig.from_dict({**saved, "cdqn_n_step": 3})
+    assert (new.cdqn_residual_bound, new.cdqn_n_step) == (1.0, 3)
+
+
+def test_a_shrunk_bound_scores_alike_in_the_cascade_and_in_slate_q():
+    net = _bounded_net(0.8)
+    net.out.assign(3.0 * tf.random.normal([3, 8]))
+    state, cands = tf.random.normal([2, 4]), tf.random.normal([2, 6, 5])
+    shrink = tf.random.uniform([2, 6])  # u(s, a) per candidate, as an ensemble would give
+    scorer = net.position_scorer(state, cands, shrink)
+    slate = cascade_select(scorer, 2, 6, 3)
+    q = net.slate_q(
+        state, tf.gather(cands, slate, batch_dims=1), tf.gather(shrink, slate, batch_dims=1)
+    ).numpy()
+    for j in range(3):
+        expected = tf.gather(scorer(j, slate[:, :j]), slate[:, j], batch_dims=1).numpy()
+        np.testing.assert_allclose(q[:, j], expected, rtol=1e-5, atol=1e-5)

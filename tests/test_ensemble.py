@@ -1,5 +1,8 @@
 """The ensemble simulator: members follow the same users; mean, disagreement and pessimism."""
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -130,6 +133,70 @@ def test_bad_ensembles_are_refused(members):
         EnsembleSimulator(members, config, acting="vote")
     with pytest.raises(ValueError, match="penalty=-1"):
         EnsembleSimulator(members, config, penalty=-1.0)
+
+
+# -- Leaving ---------------------------------------------------------------------------------
+from ganrl.policy.base import transition_flags  # noqa: E402
+from ganrl.user_model.leave import LEAVE_FILE, LeaveModel  # noqa: E402
+
+# Leaves exactly when she clicked (the `clicked` feature, unstandardised); always; never.
+LEAVE_ON_CLICK = LeaveModel((0.0,) * 4, (1.0,) * 4, (0.0, 0.0, 40.0, 0.0), -20.0)
+ALWAYS_LEAVE = LeaveModel((0.0,) * 4, (1.0,) * 4, (0.0,) * 4, 30.0)
+
+
+def with_leave_model(model, folder, leave: LeaveModel):
+    """The user model `model` loaded from a copy of its run folder with `leave`."""
+    shutil.copytree(model.run_dir, folder)
+    (folder / LEAVE_FILE).write_text(json.dumps(leave.to_dict()))
+    return load_user_model(str(folder))
+
+
+def test_users_leave_by_their_acting_members_leave_model(members, tmp_path):
+    config = SimulatorConfig(k=3, horizon=4, seed=2)
+    leaving = [
+        with_leave_model(m, tmp_path / f"m{i}", LEAVE_ON_CLICK) for i, m in enumerate(members)
+    ]
+    ensemble = EnsembleSimulator(leaving, config, penalty=1.0)
+    assert ensemble.leaves
+    obs = ensemble.reset(64)
+    assert obs.alive.numpy().all()
+    first = ensemble.step(obs, slate_of(64, [0, 1, 2]))
+    clicked = first.clicked.numpy()
+    assert 0 < clicked.sum() < 64
+    # Every member leaves on a click: who clicked is gone; her leaving slate still paid.
+    np.testing.assert_array_equal(first.observation.alive.numpy(), ~clicked)
+    np.testing.assert_allclose(
+        first.reward, ensemble.last_raw_reward - ensemble.last_statistics.reward_std, rtol=1e-6
+    )
+    second = ensemble.step(first.observation, slate_of(64, [0, 1, 2]))
+    gone = clicked
+    assert (second.reward.numpy()[gone] == 0).all() and not second.clicked.numpy()[gone].any()
+    valid, _ = transition_flags(first.observation, second.observation, second.done)
+    np.testing.assert_array_equal(valid, ~gone)
+    np.testing.assert_array_equal(ensemble.session_lengths, np.where(gone, 1, 2))
+
+
+def test_each_member_leaves_by_its_own_model_and_leaving_can_be_turned_off(members, tmp_path):
+    always = with_leave_model(members[0], tmp_path / "always", ALWAYS_LEAVE)
+    mixed = [always, members[1]]  # the second has no leave model: its users never leave
+    ensemble = EnsembleSimulator(mixed, SimulatorConfig(k=2, horizon=3, seed=3))
+    obs = ensemble.reset(200)
+    acting = ensemble._acting_member.numpy()
+    assert 0 < acting.sum() < 200
+    result = ensemble.step(obs, slate_of(200, [0, 1]))
+    np.testing.assert_array_equal(result.observation.alive.numpy(), acting == 1)
+    off = EnsembleSimulator(mixed, SimulatorConfig(k=2, horizon=3, seed=3, leave=False))
+    assert not off.leaves
+    obs = off.reset(200)
+    while True:
+        result = off.step(obs, slate_of(200, [0, 1]))
+        obs = result.observation
+        if result.done:
+            break
+    np.testing.assert_array_equal(off.session_lengths, np.full(200, 3))
+    # Everyone's acting member always leaves: the episode ends after the first slate.
+    gone = EnsembleSimulator([always], SimulatorConfig(k=2, horizon=3))
+    assert gone.step(gone.reset(8), slate_of(8, [0, 1])).done
 
 
 # -- Off-policy estimates on logs -----------------------------------------------------------

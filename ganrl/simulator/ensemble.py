@@ -16,6 +16,13 @@ The reward of a step is the acting model's reward of the realised outcome minus
 slate's expected reward (mean - lambda * std, the pessimism of MOPO, Yu et al. 2020). Policies
 trained with `penalty > 0` are paid less for slates only some members believe in.
 
+Leaving (with `SimulatorConfig.leave`, as in `Simulator`): after each slate a user still
+there leaves with her acting member's leave probability ('mean': the members' mean), each
+member's from its own leave model under its own state (0 for a member without one). The
+batch keeps its shape, `Observation.alive` marks who is still there, a user who left gets no
+click and no reward, and the episode ends at the horizon or when everyone has left;
+`session_lengths` holds each user's slates seen.
+
 It has the `Simulator` interface, so every policy and `run_episodes` take either.
 """
 
@@ -24,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 from typing import NamedTuple, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from ganrl.simulator.simulator import (
@@ -91,6 +99,10 @@ class EnsembleSimulator:
         # are never drawn from after `reset`), so a checkpoint of it resumes the ensemble.
         self.rng = tf.random.Generator.from_seed(config.seed)
         self._acting_member = None
+        self.leaves = config.leave and any(sim.leave_model is not None for sim in self.members)
+        self._alive: tf.Tensor | None = None
+        self._step = 0
+        self.session_lengths = np.zeros(0, np.int64)
         self.last_statistics: SlateStatistics | None = None
         self.last_raw_reward: tf.Tensor | None = None
 
@@ -107,13 +119,17 @@ class EnsembleSimulator:
         for sim in self.members:
             sim.reset(batch_size, start_histories)
         self._acting_member = self.rng.uniform([batch_size], 0, self.size, dtype=tf.int32)
+        self._alive = tf.ones([batch_size], tf.bool)
+        self._step = 0
+        self.session_lengths = np.zeros(batch_size, np.int64)
         return self._observation()
 
     def _observation(self) -> Observation:
         batch = int(self._acting_member.shape[0])
-        return self.members[0].observation(
+        first = self.members[0].observation(
             draw_candidates(self.rng, batch, self.n_items, self.n_candidates)
         )
+        return first._replace(step=self._step, alive=self._alive)
 
     def _outcomes(self, items: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """`[M, B, k + 1]` every member's choice probabilities and option rewards."""
@@ -137,6 +153,16 @@ class EnsembleSimulator:
         index = tf.stack([self._acting_member, tf.range(tf.shape(probs)[1])], axis=1)
         return tf.gather_nd(probs, index), tf.gather_nd(rewards, index)
 
+    def _acting_leave_probability(self, items: tf.Tensor, clicked: tf.Tensor) -> tf.Tensor:
+        """`[B]` each user's P(leave) after `items` under her acting member ('mean': the
+        members' mean), from the members' states before the slate."""
+        every = tf.stack(
+            [sim.leave_probabilities(items, clicked, self._step) for sim in self.members]
+        )  # [M, B]
+        if self.acting == "mean":
+            return tf.reduce_mean(every, 0)
+        return tf.gather(tf.transpose(every), self._acting_member, batch_dims=1)
+
     def step(self, observation: Observation, slate: tf.Tensor) -> StepResult:
         """Shows `slate [B, k]` (indices into `observation.candidates`), samples each user's
         outcome from her acting model and moves every member on with it."""
@@ -150,21 +176,29 @@ class EnsembleSimulator:
             tf.math.log(acting_probs + 1e-30) + gumbel, axis=-1, output_type=tf.int32
         )
         k = tf.shape(items)[1]
-        clicked = choice < k
+        alive = self._alive
+        clicked = (choice < k) & alive
         clicked_item = tf.gather(items, tf.minimum(choice, k - 1), batch_dims=1)
-        raw = tf.gather(acting_rewards, choice, batch_dims=1)
+        raw = tf.where(alive, tf.gather(acting_rewards, choice, batch_dims=1), 0.0)
         self.last_statistics = self._statistics(probs, rewards)
         self.last_raw_reward = raw
-        reward = raw - self.penalty * self.last_statistics.reward_std
+        reward = raw - self.penalty * tf.where(alive, self.last_statistics.reward_std, 0.0)
+        stays = alive
+        if self.leaves:  # drawn only then, so an ensemble without leaving keeps its stream
+            leave_draw = self.rng.uniform(tf.shape(alive))
+            stays = alive & (leave_draw >= self._acting_leave_probability(items, clicked))
+        self.session_lengths += alive.numpy()
         for sim in self.members:
             sim.advance(clicked_item, clicked, display=items)
+        self._alive = stays
+        self._step += 1
         next_obs = self._observation()
         return StepResult(
             next_obs,
             reward,
             clicked,
             tf.where(clicked, choice, -1),
-            next_obs.step >= self.config.horizon,
+            self._step >= self.config.horizon or not bool(tf.reduce_any(stays)),
         )
 
     def slate_statistics(self, observation: Observation, slate: tf.Tensor) -> SlateStatistics:

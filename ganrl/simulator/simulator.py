@@ -222,10 +222,24 @@ class Simulator:
         )
         stays = alive
         if self.leave_model is not None:
-            steps = tf.fill(tf.shape(clicked), step)
-            features = leave_features(logits, clicked, steps, self.has_no_click)
-            stays = alive & (leave_draw >= self.leave_model.probability(features))
+            stays = alive & (leave_draw >= self._leave_probability(logits, clicked, step))
         return reward, clicked, index, b_state, r_state, history, stays
+
+    def _leave_probability(self, logits: tf.Tensor, clicked: tf.Tensor, step) -> tf.Tensor:
+        """`[B]` the leave model's P(leave) after a slate of choice `logits [B, k + 1]` and
+        the clicks `clicked [B]` at episode step `step` (slates before it)."""
+        steps = tf.fill(tf.shape(clicked), tf.cast(step, tf.float32))
+        features = leave_features(logits, clicked, steps, self.has_no_click)
+        return self.leave_model.probability(features)
+
+    def leave_probabilities(self, items: tf.Tensor, clicked: tf.Tensor, step: int) -> tf.Tensor:
+        """`[B]` P(leave) after showing `items [B, k]` with the clicks `clicked [B]` at
+        episode step `step`, under the current states (call it before `advance` moves them
+        past the slate); zeros without a leave model (nobody leaves). An ensemble asks each
+        member."""
+        if self.leave_model is None:
+            return tf.zeros(tf.shape(clicked), tf.float32)
+        return self._leave_probability(self.behavior.logits(self._state[0], items), clicked, step)
 
     def slate_items(self, observation: Observation, slate: tf.Tensor) -> tf.Tensor:
         """`[B, k]` the item ids of `slate [B, k]` (indices into `observation.candidates`)."""

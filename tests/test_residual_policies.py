@@ -246,3 +246,16 @@ def test_run_folders_load_and_serve_with_or_without_the_residual(
         assert after.residual.active and after.residual.bound == 1.0
         slate = recommend(after, histories, candidates)
         assert slate.shape == (2, K) and all(len(set(row)) == K for row in slate)
+
+
+def test_the_harness_runs_c0_in_its_own_policy_folder_beside_the_same_user_models(tmp_path):
+    import dataclasses
+
+    from ganrl.sim2real.harness import HarnessConfig
+
+    base = HarnessConfig(save_dir=str(tmp_path))
+    old = dataclasses.replace(base, cdqn=(("residual_bound", 0.0),))
+    assert old.variant == "residual_bound0" and old.policy_dir != base.policy_dir
+    assert old.run_dir == base.run_dir  # the same logs and user models
+    with pytest.raises(ValueError, match=r"^residual_bound=-1.0: expected a non-negative number$"):
+        HarnessConfig(cdqn=(("residual_bound", -1.0),))

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from absl import flags
 
-from ganrl.cli import cdqn_flags  # (defines the CDQN's flags)
+from ganrl.cli import (
+    cdqn_flags,  # (defines the CDQN's flags)
+    residual_flags,  # (defines the other learning policies' residual flags)
+)
 from ganrl.policy import registry
 from ganrl.policy.runner import PolicyConfig
 
@@ -118,4 +121,5 @@ def config_from_flags(
         off_policy_events=FLAGS.off_policy_events,
         leave=FLAGS.leave,
         **cdqn_flags.cdqn_settings(),
+        **residual_flags.residual_settings(),
     )

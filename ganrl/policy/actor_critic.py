@@ -1,11 +1,20 @@
 """Actor-critic agents over candidate sets: PPO (Schulman et al., 2017) and A2C (Mnih et al.,
 2016), as projects that train them on a Gym environment of MovieLens do.
 
-Policy: a softmax over the candidates, logit(s, a) = w . elu(W_s s + W_x x_a + b) + alpha r(s, a),
-where s is the policy state (`PolicyFeatures.state`), x_a the candidate's item features and,
-when the training user model is given, r(s, a) its learned reward (the same candidate
-description as the cascading DQN's; alpha starts at 1 and w at 0, so the untrained policy
-samples in proportion to exp r). A slate of k is k candidates drawn without replacement
+Policy: a softmax over the candidates. With the training user model given (its learned reward
+r(s, a)) and the bounded residual (`residual_bound` c > 0, the default; issue 18,
+`ganrl.policy.residual`):
+  logit(s, a) = alpha * (r(s, a) + c * u(s, a) * tanh(h(s, a))),
+  h(s, a) = o . elu(W_s s + W_x x_a + b),
+alpha = softplus(.) > 0 learned from 1, u(s, a) the shrinking of the bound where an ensemble
+of training user models disagrees (1 with one model). s is the policy state
+(`PolicyFeatures.state`), x_a the candidate's item features and r(s, a) (the same candidate
+description as the cascading DQN's). o starts at 0, so the untrained policy samples in
+proportion to exp r and its greedy slate is GAN-Greedy's; the learned part moves a logit by
+at most alpha c, so the greedy slate never puts a candidate whose r is more than 2c below
+another's before it. With c = 0 (the policy before issue 18) the logit is
+h(s, a) + alpha r(s, a), alpha learned from 1 and unbounded; without a reward model, h(s, a)
+over the item features alone. A slate of k is k candidates drawn without replacement
 (Gumbel top-k: the Plackett-Luce distribution of the softmax), so its log-probability is
   log pi(A | s) = sum_j [logit(a_j) - logsumexp_{a not in a_1..a_{j-1}} logit(a)];
 with k = 1 it is a single item. Evaluation (explore=False) takes the k largest logits.
@@ -38,6 +47,7 @@ import tensorflow as tf
 
 from ganrl import config_checks
 from ganrl.policy.base import Policy, PolicyFeatures, register, transition_flags
+from ganrl.policy.residual import SOFTPLUS_ONE, Residual, bounded_score
 from ganrl.simulator.simulator import Observation
 
 keras = tf.keras
@@ -129,18 +139,43 @@ def ppo_clip_loss(
 
 
 class CandidateActorCritic(keras.Model):
-    """Logits over candidates and the state value (see the module docstring)."""
+    """Logits over candidates and the state value (see the module docstring).
 
-    def __init__(self, state_dim: int, item_dim: int, hidden: int, reward_residual: bool, **kwargs):
+    Args:
+      state_dim, item_dim, hidden: the widths of the state, of a candidate's features and of
+        the hidden layers.
+      reward_residual: the candidates' last feature is the learned reward r(s, a), which the
+        logits add (the untrained policy is then GAN-Greedy's ranking).
+      residual_bound: c > 0 (needs `reward_residual`): the bounded form, in which the learned
+        part moves a logit by at most alpha c; 0: alpha r plus the unbounded learned part.
+    """
+
+    def __init__(
+        self,
+        state_dim: int,
+        item_dim: int,
+        hidden: int,
+        reward_residual: bool,
+        residual_bound: float = 0.0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
+        if residual_bound and not reward_residual:
+            raise ValueError("residual_bound > 0 needs the learned reward (reward_residual)")
+        self.residual_bound = float(residual_bound)
         self.state_part = keras.layers.Dense(hidden, name="state")
         self.item_part = keras.layers.Dense(hidden, use_bias=False, name="item")
         self.out = self.add_weight(name="out", shape=(hidden,), initializer="zeros")
-        self.reward_weight = (
-            self.add_weight(name="reward_weight", shape=(), initializer="ones")
-            if reward_residual
-            else None
-        )
+        self.reward_weight = self.greedy_weight = None
+        if self.residual_bound:
+            # alpha = softplus(.) > 0, starting at 1: the greedy ranking's direction is kept.
+            self.greedy_weight = self.add_weight(
+                name="greedy_weight",
+                shape=(),
+                initializer=keras.initializers.Constant(SOFTPLUS_ONE),
+            )
+        elif reward_residual:
+            self.reward_weight = self.add_weight(name="reward_weight", shape=(), initializer="ones")
         self.value_hidden = keras.layers.Dense(hidden, activation="elu", name="value_hidden")
         self.value_out = keras.layers.Dense(1, name="value")
         self.state_part.build((None, state_dim))
@@ -149,11 +184,16 @@ class CandidateActorCritic(keras.Model):
         self.value_out.build((None, hidden))
         self.built = True
 
-    def logits(self, state: tf.Tensor, candidates: tf.Tensor) -> tf.Tensor:
-        """state `[B, S]`, candidate features `[B, N, d]` (last column r when residual) ->
-        `[B, N]`."""
+    def logits(
+        self, state: tf.Tensor, candidates: tf.Tensor, shrink: tf.Tensor | None = None
+    ) -> tf.Tensor:
+        """state `[B, S]`, candidate features `[B, N, d]` (last column r when residual) and
+        the bound's factor u(s, a) `[B, N]` (None: 1) -> `[B, N]`."""
         hidden = tf.nn.elu(self.state_part(state)[:, None, :] + self.item_part(candidates))
         logits = tf.einsum("bnh,h->bn", hidden, self.out)
+        if self.greedy_weight is not None:
+            weight = tf.nn.softplus(self.greedy_weight)
+            return bounded_score(candidates[..., -1], logits, self.residual_bound, shrink, weight)
         if self.reward_weight is not None:
             logits += self.reward_weight * candidates[..., -1]
         return logits
@@ -181,6 +221,10 @@ class ActorCriticConfig:
       learning_rate: Adam's learning rate (actor and critic).
       value_coef, entropy_coef: the weights of the value loss and the entropy bonus.
       rollout_steps: steps of a rollout between updates.
+      residual_bound: c: the learned part moves a logit by at most c in the learned reward's
+        units (module docstring; needs the reward model); 0: the unbounded form.
+      uncertainty: with an ensemble of user models, the bound shrinks by exp(-uncertainty *
+        the members' std of the item's learned reward) (0: not at all).
     """
 
     hidden: int = 64
@@ -189,12 +233,21 @@ class ActorCriticConfig:
     value_coef: float = 0.5
     entropy_coef: float = 0.01
     rollout_steps: int = 10
+    residual_bound: float = 1.0
+    uncertainty: float = 1.0
 
     def __post_init__(self):
         config_checks.check(self, "a positive integer", "hidden", "rollout_steps")
         config_checks.check(self, "a positive number", "learning_rate")
         config_checks.check(self, "a number in [0, 1]", "gamma")
-        config_checks.check(self, "a non-negative number", "value_coef", "entropy_coef")
+        config_checks.check(
+            self,
+            "a non-negative number",
+            "value_coef",
+            "entropy_coef",
+            "residual_bound",
+            "uncertainty",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,12 +297,17 @@ class _ActorCriticPolicy(Policy):
         seed: int,
         config: ActorCriticConfig,
         reward_model=None,
+        ensemble_models=(),
     ):
         """reward_model: the user model whose r(s, a) is each candidate's last feature (None:
-        item features alone)."""
+        item features alone); ensemble_models: the user models of an ensemble simulator (two
+        or more), whose disagreement on r(s, a) shrinks the residual's bound."""
         super().__init__(features, k, seed)
         tf.keras.utils.set_random_seed(seed)
         self.reward_model = reward_model
+        self.residual = Residual(
+            reward_model, config.residual_bound, config.uncertainty, ensemble_models
+        )
         self.gamma = config.gamma
         self.value_coef, self.entropy_coef = config.value_coef, config.entropy_coef
         self.rollout_steps = config.rollout_steps
@@ -259,6 +317,7 @@ class _ActorCriticPolicy(Policy):
             item_dim,
             config.hidden,
             reward_model is not None,
+            self.residual.bound,
             name="actor_critic",
         )
         self.optimizer = keras.optimizers.Adam(config.learning_rate)
@@ -266,15 +325,18 @@ class _ActorCriticPolicy(Policy):
         self.draws = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.rollout: list[dict] = []
 
-    def _inputs(self, history: tf.Tensor, candidates: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """(`[B, S]` state, `[B, N, d (+1)]` candidate features)."""
+    def _inputs(
+        self, history: tf.Tensor, candidates: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor | None]:
+        """(`[B, S]` state, `[B, N, d (+1)]` candidate features, `[B, N]` the bound's factor
+        u(s, a) or None where it is 1)."""
         feats = self.features.items(candidates)
         if self.reward_model is not None:
             from ganrl.policy.heuristics import learned_rewards
 
             r = learned_rewards(self.reward_model, history, candidates)
             feats = tf.concat([feats, r[..., None]], axis=-1)
-        return self.features.state(history), feats
+        return self.features.state(history), feats, self.residual.shrink(history, candidates)
 
     @tf.function(reduce_retracing=True)
     def _logits(self, history, candidates):
@@ -319,8 +381,8 @@ class _ActorCriticPolicy(Policy):
 
     def _loss_terms(self, history, candidates, slate):
         """(log pi(slate), V(s), mean entropy of the first pick) for flat `[M, ...]` inputs."""
-        state, feats = self._inputs(history, candidates)
-        logits = self.net.logits(state, feats)
+        state, feats, shrink = self._inputs(history, candidates)
+        logits = self.net.logits(state, feats, shrink)
         log_prob = slate_log_prob(logits, slate)
         probs = tf.nn.softmax(logits)
         entropy = -tf.reduce_mean(tf.reduce_sum(probs * tf.nn.log_softmax(logits), -1))
@@ -371,15 +433,16 @@ class PPO(_ActorCriticPolicy):
         config: PPOConfig = PPOConfig(),
         *,
         reward_model=None,
+        ensemble_models=(),
     ):
-        super().__init__(features, k, seed, config, reward_model)
+        super().__init__(features, k, seed, config, reward_model, ensemble_models)
         self.clip, self.gae_lambda = config.clip, config.gae_lambda
         self.ppo_epochs, self.minibatches = config.ppo_epochs, config.minibatches
 
     @tf.function(reduce_retracing=True)
     def _old_log_prob(self, history, candidates, slate):
-        state, feats = self._inputs(history, candidates)
-        return slate_log_prob(self.net.logits(state, feats), slate)
+        state, feats, shrink = self._inputs(history, candidates)
+        return slate_log_prob(self.net.logits(state, feats, shrink), slate)
 
     @tf.function(reduce_retracing=True)
     def _ppo_step(self, history, candidates, slate, old_log_prob, advantage, returns):
@@ -428,8 +491,9 @@ class A2C(_ActorCriticPolicy):
         config: A2CConfig = A2CConfig(),
         *,
         reward_model=None,
+        ensemble_models=(),
     ):
-        super().__init__(features, k, seed, config, reward_model)
+        super().__init__(features, k, seed, config, reward_model, ensemble_models)
         self.n_steps = config.n_steps
 
     @tf.function(reduce_retracing=True)

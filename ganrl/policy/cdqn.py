@@ -35,7 +35,8 @@ effect can matter, and cannot promote items the model thinks poor (what the unbo
 network learned to do in a simulator whose errors it exploited, docs/sim_to_real.md). With
 an ensemble of user models (`ensemble_models`), u(s, a) = exp(-uncertainty * std_m r_m(s, a))
 shrinks the bound where the members disagree on the item; with one model u = 1. c = 0 is the
-unbounded network of the paper (before issue 18).
+unbounded network of the paper (before issue 18). The bounded score and u are
+`ganrl.policy.residual`'s, which PPO, A2C, DDPG and LinUCB share.
 
 Targets: with `double_q` (the default, and the behaviour before these options existed) the
 next slate A'* is picked by the online networks and valued by the target ones (double
@@ -57,6 +58,7 @@ import tensorflow as tf
 from ganrl import config_checks
 from ganrl.policy.base import Policy, PolicyFeatures, map_column_chunks, register, transition_flags
 from ganrl.policy.replay import ReplayBuffer
+from ganrl.policy.residual import SOFTPLUS_ONE, bounded_score, ensemble_shrink
 from ganrl.simulator.simulator import Observation
 
 keras = tf.keras
@@ -137,7 +139,7 @@ class CascadingQNetwork(keras.Model):
             self.greedy_weight = self.add_weight(
                 name="greedy_weight",
                 shape=(k,),
-                initializer=keras.initializers.Constant(float(np.log(np.e - 1.0))),
+                initializer=keras.initializers.Constant(SOFTPLUS_ONE),
             )
         elif reward_residual:
             self.reward_weight = self.add_weight(
@@ -189,8 +191,7 @@ class CascadingQNetwork(keras.Model):
         factor u(s, a) `shrink` (same shape, or None: 1)."""
         if self.greedy_weight is not None:
             weight = tf.nn.softplus(self.greedy_weight if j is None else self.greedy_weight[j])
-            bound = self.residual_bound if shrink is None else self.residual_bound * shrink
-            return value + weight * (reward + bound * tf.tanh(learned))
+            return value + bounded_score(reward, learned, self.residual_bound, shrink, weight)
         if self.reward_weight is None:
             return learned + value
         weight = self.reward_weight if j is None else self.reward_weight[j]
@@ -370,7 +371,7 @@ class CascadingDQN(Policy):
         (the replay memory's shapes); reward_model: the user model whose r(s, a) is each
         candidate's last feature (None: item features alone); ensemble_models: the user
         models of an ensemble simulator (two or more), whose disagreement on r(s, a) shrinks
-        the residual's bound."""
+        the residual's bound (`ganrl.policy.residual`)."""
         super().__init__(features, k, seed)
         hidden, learning_rate = config.hidden, config.learning_rate
         self.config = config
@@ -451,18 +452,13 @@ class CascadingDQN(Policy):
             )
         shrink_at = None
         if self.ensemble_models:
-            spread = tf.math.reduce_std(
-                tf.stack(
-                    [
-                        learned_rewards(
-                            model, history, candidates, self.candidate_chunk if chunked else 0
-                        )
-                        for model in self.ensemble_models
-                    ]
-                ),
-                axis=0,
-            )
-            shrink = tf.exp(-self.uncertainty * spread)  # [B, N]
+            shrink = ensemble_shrink(
+                self.ensemble_models,
+                history,
+                candidates,
+                self.uncertainty,
+                self.candidate_chunk if chunked else 0,
+            )  # [B, N]
 
             def shrink_at(indices):
                 return tf.gather(shrink, indices, batch_dims=1)

@@ -16,9 +16,24 @@ sigma = noise_scale rho / sqrt(d), so |eps| is about noise_scale |mu(s)|; evalua
 mu(s). Defaults: noise_scale 0.5, tau 0.01, gamma and the learning rate (actor and critic
 alike) from the runner, a replay memory (`TransitionMemory`) of 100,000 transitions sampled
 uniformly, one minibatch of `batch_size` per `train_step` once it holds that many. Actor and
-critic are two ELU layers of `hidden` units and a linear output. The policy sees only item
-features and the state, not the learned reward (unlike the cascading DQN and the
-actor-critics).
+critic are two ELU layers of `hidden` units and a linear output.
+
+The bounded residual (`residual_bound` c > 0, the default, with the training user model
+given; issue 18, `ganrl.policy.residual`): the slate is instead the k candidates of largest
+  score(s, a) = r(s, a) + c * u(s, a) * tanh(<v, e_a> / rho),
+r the user model's learned reward (GAN-Greedy's score), u the shrinking of the bound where an
+ensemble of training user models disagrees (1 with one model). The scale rho makes
+<v, e_a> / rho = <v / |v|, e_a> the item's coordinate along the action's direction: the item
+table's columns are standardised (unit variance each), so over the items this coordinate has
+unit variance on average over directions, and the tanh sorts the candidates by it without
+saturating all of them (rho^2 would squeeze it to about 1 / sqrt(d) of the bound). The
+actor's output layer starts at zero, so the untrained action vector is 0 (`_on_sphere` of 0
+is 0) and the untrained slate is GAN-Greedy's; its first update gives it a direction. The
+learned part moves a score by at most c, so no candidate whose r is more than 2c below
+another's is picked before it. The replay memory and the critic's inputs are as before (the
+action vector acted on). With c = 0 (or no reward model) the slate is the k nearest items
+and the policy sees only item features and the state, not the learned reward (the policy
+before issue 18).
 """
 
 from __future__ import annotations
@@ -32,6 +47,7 @@ from ganrl import config_checks
 from ganrl.policy.base import Policy, PolicyFeatures, register, top_k_slate, transition_flags
 from ganrl.policy.cdqn import cascading_td_targets
 from ganrl.policy.replay import TransitionMemory
+from ganrl.policy.residual import Residual
 from ganrl.simulator.simulator import Observation
 
 keras = tf.keras
@@ -48,12 +64,16 @@ def soft_update(target: list[tf.Variable], online: list[tf.Variable], tau: float
         t.assign(tau * o + (1.0 - tau) * t)
 
 
-def _mlp(hidden: int, out: int, name: str, in_dim: int) -> keras.Sequential:
+def _mlp(
+    hidden: int, out: int, name: str, in_dim: int, zero_output: bool = False
+) -> keras.Sequential:
+    """Two ELU layers and a linear output (`zero_output`: its weights start at 0)."""
+    start = "zeros" if zero_output else "glorot_uniform"
     net = keras.Sequential(
         [
             keras.layers.Dense(hidden, activation="elu"),
             keras.layers.Dense(hidden, activation="elu"),
-            keras.layers.Dense(out),
+            keras.layers.Dense(out, kernel_initializer=start),
         ],
         name=name,
     )
@@ -71,6 +91,11 @@ class DDPGConfig:
     replay_capacity: transitions the replay memory keeps.
     tau: the soft update's weight of the online networks in the target ones.
     noise_scale: exploration noise, in units of the mean item norm spread over dimensions.
+    residual_bound: c: the learned part moves a candidate's score by at most c in the learned
+      reward's units around GAN-Greedy's (module docstring; needs the reward model); 0: the
+      k nearest items to the action vector.
+    uncertainty: with an ensemble of user models, the bound shrinks by exp(-uncertainty *
+      the members' std of the item's learned reward) (0: not at all).
     """
 
     hidden: int = 64
@@ -80,12 +105,16 @@ class DDPGConfig:
     replay_capacity: int = 100_000
     tau: float = 0.01
     noise_scale: float = 0.5
+    residual_bound: float = 1.0
+    uncertainty: float = 1.0
 
     def __post_init__(self):
         config_checks.check(self, "a positive integer", "hidden", "batch_size", "replay_capacity")
         config_checks.check(self, "a positive number", "learning_rate")
         config_checks.check(self, "a number in [0, 1]", "gamma", "tau")
-        config_checks.check(self, "a non-negative number", "noise_scale")
+        config_checks.check(
+            self, "a non-negative number", "noise_scale", "residual_bound", "uncertainty"
+        )
 
 
 @register("ddpg")
@@ -95,14 +124,29 @@ class DDPG(Policy):
     learns = True
 
     def __init__(
-        self, features: PolicyFeatures, k: int, seed: int = 0, config: DDPGConfig = DDPGConfig()
+        self,
+        features: PolicyFeatures,
+        k: int,
+        seed: int = 0,
+        config: DDPGConfig = DDPGConfig(),
+        *,
+        reward_model=None,
+        ensemble_models=(),
     ):
+        """reward_model: the training user model, whose r(s, a) the bounded residual stays
+        near (None: the k nearest items); ensemble_models: the user models of an ensemble
+        simulator (two or more), whose disagreement on r(s, a) shrinks the bound."""
         super().__init__(features, k, seed)
         tf.keras.utils.set_random_seed(seed)
         hidden, learning_rate = config.hidden, config.learning_rate
         self.gamma, self.batch_size, self.tau = config.gamma, config.batch_size, config.tau
+        self.residual = Residual(
+            reward_model, config.residual_bound, config.uncertainty, ensemble_models
+        )
         s, d = features.state_dim, features.item_dim
-        self.actor, self.actor_target = (_mlp(hidden, d, n, s) for n in ("actor", "actor_t"))
+        self.actor, self.actor_target = (
+            _mlp(hidden, d, n, s, zero_output=self.residual.active) for n in ("actor", "actor_t")
+        )
         self.critic, self.critic_target = (
             _mlp(hidden, 1, n, s + d) for n in ("critic", "critic_t")
         )
@@ -147,12 +191,21 @@ class DDPG(Policy):
         similarity = tf.einsum("bnd,bd->bn", self.features.items(candidates), action)
         return top_k_slate(similarity, self.k)
 
+    @tf.function(reduce_retracing=True)
+    def _bounded(self, history, action, candidates):
+        """The top k by r + c u tanh(<v, e_a> / rho) (module docstring)."""
+        similarity = tf.einsum("bnd,bd->bn", self.features.items(candidates), action)
+        scores = self.residual.score(history, candidates, similarity / self.radius)
+        return top_k_slate(scores, self.k)
+
     def select(self, observation: Observation, explore: bool = False) -> tf.Tensor:
         state, action = self._action(observation.history)
         if explore:
             noise = self.rng.normal(size=action.shape).astype(np.float32) * self.noise
             action = self._on_sphere(action + noise)
         self._acted = (state.numpy(), action.numpy())
+        if self.residual.active:
+            return self._bounded(observation.history, action, observation.candidates)
         return self._nearest(action, observation.candidates)
 
     def observe(self, observation, slate, reward, clicked_index, next_observation, done):

@@ -49,9 +49,9 @@ def load_policy(run_dir: str, name: str = "cdqn") -> Policy:
         config = PolicyConfig.from_dict(json.load(f))
     train_model = load_user_model(config.user_model_dir)
     members = [train_model]
-    if name == "cdqn" and len(config.member_dirs) > 2 and config.cdqn_residual_bound:
-        # The CDQN's residual bound shrinks where the training ensemble disagrees: it serves
-        # with the same members it trained with.
+    if config.uses_ensemble(name):
+        # The policy's residual bound shrinks where the training ensemble disagrees: it
+        # serves with the same members it trained with.
         members += [load_user_model(folder) for folder in config.member_dirs[1:]]
     inputs = PolicyInputs(
         PolicyFeatures.from_user_model(train_model.reward),

@@ -5,8 +5,18 @@
 - `gan_greedy`: the top k by the training user model's learned reward r(s, a), myopic.
 - `linucb`: LinUCB with one shared linear model (Li et al., 2010, the disjoint-arm form with
   shared parameters): x(s, a) = [e_a, mean_history * e_a, seen_a] (seen_a: a is among the
-  user's recent clicks), score theta.x + alpha * sqrt(x A^-1 x); every displayed item is an
-  observation (its reward if clicked, else 0).
+  user's recent clicks), ucb = theta.x + alpha * sqrt(x A^-1 x); every displayed item is an
+  observation (its reward if clicked, else 0). With the bounded residual (`residual_bound`
+  c > 0, the default, and the training user model; issue 18, `ganrl.policy.residual`) the
+  score is r(s, a) + c * u(s, a) * tanh(ucb): GAN-Greedy's learned reward, moved by at most c
+  by what the bandit learned, so no candidate whose r is more than 2c below another's is
+  picked before it. ucb is used as it is, not centred: it is in the reward's units, near 0
+  for items the bandit knows to bring nothing and larger for items that paid or are
+  uncertain, so the tanh's steep part sits where the bandit's evidence is (a centring over
+  the candidates would move it with the candidate set). Untrained (A = ridge I, b = 0),
+  ucb = alpha |x| / sqrt(ridge) is LinUCB's prior optimism, larger for items of larger
+  features: the untrained slate is GAN-Greedy's only up to that bonus (exactly with alpha 0).
+  c = 0: the score is ucb (LinUCB before issue 18).
 - `wd_lr`: the wide part of W&D, a logistic-regression click model on x(s, a) fitted to the
   training logs; the top k by predicted click probability.
 """
@@ -28,6 +38,7 @@ from ganrl.policy.base import (
     top_k_slate,
     transition_flags,
 )
+from ganrl.policy.residual import Residual
 from ganrl.simulator.simulator import Observation
 from ganrl.user_model.choice_model import ChoiceModel
 from ganrl.user_model.model import UserModel
@@ -106,13 +117,20 @@ class LinUCBConfig:
     """Attributes:
     alpha: the weight of the confidence width in the score.
     ridge: the ridge prior, A = ridge * I before any observation.
+    residual_bound: c: the bandit's ucb moves a candidate's score by at most c in the
+      learned reward's units around GAN-Greedy's (module docstring; needs the reward model);
+      0: the score is the ucb alone.
+    uncertainty: with an ensemble of user models, the bound shrinks by exp(-uncertainty *
+      the members' std of the item's learned reward) (0: not at all).
     """
 
     alpha: float = 0.5
     ridge: float = 1.0
+    residual_bound: float = 1.0
+    uncertainty: float = 1.0
 
     def __post_init__(self):
-        config_checks.check(self, "a non-negative number", "alpha")
+        config_checks.check(self, "a non-negative number", "alpha", "residual_bound", "uncertainty")
         config_checks.check(self, "a positive number", "ridge")
 
 
@@ -121,9 +139,22 @@ class LinUCB(Policy):
     learns = True
 
     def __init__(
-        self, features: PolicyFeatures, k: int, seed: int = 0, config: LinUCBConfig = LinUCBConfig()
+        self,
+        features: PolicyFeatures,
+        k: int,
+        seed: int = 0,
+        config: LinUCBConfig = LinUCBConfig(),
+        *,
+        reward_model: UserModel | None = None,
+        ensemble_models=(),
     ):
+        """reward_model: the training user model, whose r(s, a) the bounded residual stays
+        near (None: the ucb alone); ensemble_models: the user models of an ensemble simulator
+        (two or more), whose disagreement on r(s, a) shrinks the bound."""
         super().__init__(features, k, seed)
+        self.residual = Residual(
+            reward_model, config.residual_bound, config.uncertainty, ensemble_models
+        )
         dim = pair_dim(features)
         self.alpha = config.alpha
         self.a_matrix = tf.Variable(config.ridge * tf.eye(dim), trainable=False, name="A")
@@ -137,8 +168,17 @@ class LinUCB(Policy):
         width = tf.sqrt(tf.maximum(tf.einsum("bnd,de,bne->bn", x, a_inv, x), 0.0))
         return tf.einsum("bnd,d->bn", x, theta) + self.alpha * width
 
+    @tf.function(reduce_retracing=True)
+    def _bounded(self, history, candidates, ucb):
+        return self.residual.score(history, candidates, ucb)
+
     def select(self, observation: Observation, explore: bool = False) -> tf.Tensor:
-        return top_k_slate(self.ucb(observation), self.k)
+        ucb = self.ucb(observation)
+        if self.residual.active:
+            return top_k_slate(
+                self._bounded(observation.history, observation.candidates, ucb), self.k
+            )
+        return top_k_slate(ucb, self.k)
 
     def observe(self, observation, slate, reward, clicked_index, next_observation, done):
         items = tf.gather(observation.candidates, slate, batch_dims=1)

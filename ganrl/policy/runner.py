@@ -23,8 +23,14 @@ every validation) before training and every `select_every` episodes; the snapsho
 best cumulative reward is the one tested. With `ensemble_dirs` it is validated in the last
 member, a user model training never saw; without, in the training simulator itself (which
 favours snapshots that exploit that model's errors). Never on the test simulator; an agent
-whose training does not help ends as its untrained start (for the CDQN with the
-learned-reward residual: GAN-Greedy's ranking).
+whose training does not help ends as its untrained start (for the CDQN, PPO, A2C and DDPG
+with the bounded residual, the default: GAN-Greedy's ranking).
+
+The bounded residual (issue 18): the CDQN (`cdqn_residual_bound`) and PPO, A2C, DDPG and
+LinUCB (`residual_bound`, `residual_uncertainty`) score candidates as GAN-Greedy's learned
+reward plus a learned part bounded by c in its units (`ganrl.policy.residual`); c = 0 is
+each policy as before. A run folder older than these settings loads with c = 0
+(`LEGACY_CDQN`, `LEGACY_RESIDUAL`).
 
 Off-policy estimates: every evaluated policy also gets IPS, SNIPS, direct-method and doubly
 robust estimates on the first `off_policy_users` logged validation users
@@ -102,6 +108,11 @@ LEGACY_CDQN = {
     "cdqn_double_q": True,
     "cdqn_n_step": 1,
 }
+# The bounded residual of PPO, A2C, DDPG and LinUCB in a run folder written before it: none
+# (issue 18 made it their default too).
+LEGACY_RESIDUAL = {"residual_bound": 0.0, "residual_uncertainty": 0.0}
+# The policies that take `residual_bound` and `residual_uncertainty` (the CDQN has its own).
+RESIDUAL_POLICIES = ("ppo", "a2c", "ddpg", "linucb")
 # Settings a rerun into a run folder may change: where it is, how often it saves, and the
 # policies (a finished run takes more policies and trains only those).
 RERUN_MAY_CHANGE = ("save_dir", "checkpoint_secs", "policies")
@@ -149,6 +160,8 @@ class PolicyConfig:
     cdqn_uncertainty: float = 1.0
     cdqn_double_q: bool = True
     cdqn_n_step: int = 1
+    residual_bound: float = 1.0
+    residual_uncertainty: float = 1.0
 
     def __post_init__(self):
         if not self.policies:
@@ -178,7 +191,12 @@ class PolicyConfig:
         config_checks.check(self, "a non-negative integer", "off_policy_users")
         config_checks.check(self, "a positive integer", "off_policy_events", "cdqn_n_step")
         config_checks.check(
-            self, "a non-negative number", "cdqn_residual_bound", "cdqn_uncertainty"
+            self,
+            "a non-negative number",
+            "cdqn_residual_bound",
+            "cdqn_uncertainty",
+            "residual_bound",
+            "residual_uncertainty",
         )
         if self.penalty > 0 and len(self.ensemble_dirs) < 2:
             raise ValueError(
@@ -186,6 +204,17 @@ class PolicyConfig:
                 "beside user_model_dir (the last member is held out for "
                 "selection, and a penalty needs two members to disagree)"
             )
+
+    def uses_ensemble(self, policy: str) -> bool:
+        """Whether `policy`'s residual bound shrinks where the training ensemble disagrees
+        (it then needs the members' rewards, in training and in serving)."""
+        if len(self.member_dirs) <= 2:  # one training model (the last member is held out)
+            return False
+        if policy == "cdqn":
+            return bool(self.cdqn_residual_bound and self.cdqn_uncertainty)
+        return policy in RESIDUAL_POLICIES and bool(
+            self.residual_bound and self.residual_uncertainty
+        )
 
     @property
     def member_dirs(self) -> tuple[str, ...]:
@@ -196,11 +225,12 @@ class PolicyConfig:
     def from_dict(cls, values: dict) -> "PolicyConfig":
         """The config of a run folder's config.json (a field it predates has its default, but
         the CDQN settings of a folder older than them are those it was trained with,
-        `LEGACY_CDQN`)."""
+        `LEGACY_CDQN`, and so are the other policies' residual settings, `LEGACY_RESIDUAL`)."""
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in values.items() if k in known}
-        if not any(name in values for name in LEGACY_CDQN):
-            values = {**LEGACY_CDQN, **values}
+        for legacy in (LEGACY_CDQN, LEGACY_RESIDUAL):
+            if not any(name in values for name in legacy):
+                values = {**legacy, **values}
         for name in ("policies", "ensemble_dirs"):
             if name in values:
                 values[name] = tuple(values[name])
@@ -251,7 +281,8 @@ class PolicyInputs:
       n_candidates: candidates per user and step in the simulators.
       strategy: the `tf.distribute` strategy of the CDQN's updates (None: the default).
       ensemble_models: the rewards of the training ensemble's members (two or more; empty
-        for one training model), whose disagreement shrinks the CDQN's residual.
+        for one training model), whose disagreement shrinks the bounded residual of the
+        CDQN, PPO, A2C, DDPG and LinUCB (`ganrl.policy.residual`).
     """
 
     features: PolicyFeatures
@@ -275,7 +306,22 @@ def training_members(members: list[LoadedUserModel]) -> tuple[UserModel, ...]:
 
 def _actor_critic(config: PolicyConfig) -> dict:
     """The protocol's settings that the actor-critic configs take."""
-    return {"hidden": config.hidden, "gamma": config.gamma, "learning_rate": config.learning_rate}
+    return {
+        "hidden": config.hidden,
+        "gamma": config.gamma,
+        "learning_rate": config.learning_rate,
+        **_residual(config),
+    }
+
+
+def _residual(config: PolicyConfig) -> dict:
+    """The bounded residual's settings of PPO, A2C, DDPG and LinUCB's configs."""
+    return {"residual_bound": config.residual_bound, "uncertainty": config.residual_uncertainty}
+
+
+def _reward_models(inputs: PolicyInputs) -> dict:
+    """The reward model and ensemble members that the residual policies take."""
+    return {"reward_model": inputs.reward_model, "ensemble_models": inputs.ensemble_models}
 
 
 # Policy name -> its builder from the protocol's config: each passes only what it needs.
@@ -287,7 +333,9 @@ BUILDERS: dict[str, Callable[[PolicyConfig, PolicyInputs], Policy]] = {
     "gan_greedy": lambda c, i: heuristics.GanGreedy(
         i.features, c.k, c.seed, reward_model=i.reward_model
     ),
-    "linucb": lambda c, i: heuristics.LinUCB(i.features, c.k, c.seed),
+    "linucb": lambda c, i: heuristics.LinUCB(
+        i.features, c.k, c.seed, heuristics.LinUCBConfig(**_residual(c)), **_reward_models(i)
+    ),
     "wd_lr": lambda c, i: heuristics.WideLogisticRegression(
         i.features, c.k, c.seed, train_events=i.train_events
     ),
@@ -320,14 +368,14 @@ BUILDERS: dict[str, Callable[[PolicyConfig, PolicyInputs], Policy]] = {
         c.k,
         c.seed,
         actor_critic.PPOConfig(**_actor_critic(c)),
-        reward_model=i.reward_model,
+        **_reward_models(i),
     ),
     "a2c": lambda c, i: actor_critic.A2C(
         i.features,
         c.k,
         c.seed,
         actor_critic.A2CConfig(**_actor_critic(c)),
-        reward_model=i.reward_model,
+        **_reward_models(i),
     ),
     "ddpg": lambda c, i: ddpg.DDPG(
         i.features,
@@ -338,7 +386,9 @@ BUILDERS: dict[str, Callable[[PolicyConfig, PolicyInputs], Policy]] = {
             gamma=c.gamma,
             learning_rate=c.learning_rate,
             batch_size=c.train_batch_size,
+            **_residual(c),
         ),
+        **_reward_models(i),
     ),
 }
 

@@ -92,8 +92,10 @@ class HarnessConfig:
       policies train in an ensemble of all but the last and select snapshots in the last
       (`ganrl.policy.runner`); 0: the paper's one training simulator.
     penalty: the ensemble's pessimism, mean - penalty * disagreement (needs ensemble >= 2).
-    cdqn: `(PolicyConfig field, value)` pairs of CDQN settings other than the defaults
-      (`cdqn_residual_bound`, ...); they name the policy folder, so variants do not collide.
+    cdqn: `(PolicyConfig field, value)` pairs of policy settings other than the defaults:
+      the CDQN's (`cdqn_residual_bound`, ...) and the other learning policies' bounded
+      residual (`residual_bound`, `residual_uncertainty`); they name the policy folder, so
+      variants do not collide (and share the logs and user models).
     """
 
     world: str = "lag_popular_always"
@@ -116,7 +118,7 @@ class HarnessConfig:
     def __post_init__(self):
         from ganrl.policy.runner import PolicyConfig
 
-        # The CDQN settings are checked now, not after the logs and user models are made.
+        # The policy settings are checked now, not after the logs and user models are made.
         PolicyConfig(user_model_dir="", test_user_model_dir="", save_dir="", **dict(self.cdqn))
 
     @property
@@ -125,8 +127,8 @@ class HarnessConfig:
 
     @property
     def variant(self) -> str:
-        """'' for the paper's simulator and the default CDQN, else the ensemble's name and
-        the CDQN settings (e.g. `ensemble3_penalty0__cdqn_n_step3`)."""
+        """'' for the paper's simulator and the default policy settings, else the ensemble's
+        name and the settings (e.g. `ensemble3_penalty0__cdqn_n_step3`, `residual_bound0`)."""
         parts = [f"ensemble{self.ensemble}_penalty{self.penalty:g}"] if self.ensemble else []
         parts += [f"{name}{value:g}" for name, value in self.cdqn]
         return "__".join(parts)
@@ -421,13 +423,16 @@ def write_outputs(config: HarnessConfig, rows: list[dict], rho: float) -> None:
             f"[{r['gap_ci95_low']:+.3f}, {r['gap_ci95_high']:+.3f}] |"
         )
     lines += ["", f"Spearman rank correlation, simulator vs true, over the policies: {rho:.3f}"]
-    if config.variant:
+    if config.ensemble:
         lines += [
             "",
             f"Training simulator: an ensemble of {config.ensemble} LSTM user models "
             f"(all but the last; snapshots selected in the last), penalty "
             f"{config.penalty:g}.",
         ]
+    if config.cdqn:
+        settings = ", ".join(f"{name}={value:g}" for name, value in config.cdqn)
+        lines += ["", f"Policy settings other than the defaults: {settings}."]
     lines.append("")
     with safe_io.atomic_open(os.path.join(config.output_dir, "table.md"), "w") as f:
         f.write("\n".join(lines))

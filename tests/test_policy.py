@@ -209,6 +209,8 @@ def test_policy_protocol_smoke_and_resume(user_model_dir, tmp_path):
         (tmp_path / "policy" / "checkpoints" / "cdqn__train_best" / "best.json").read_text()
     )
     assert 0 <= best["episode"] <= 2 and math.isfinite(best["score"])
+    assert len(best["start_rewards"]) == config.select_users
+    assert best["score"] >= 0.0  # the untrained start itself scores 0
     # A rerun of a finished run trains nothing and returns the same results.
     lines = []
     again = PolicyRunner(config, progress=lines.append).run()
@@ -227,6 +229,22 @@ def test_policy_protocol_smoke_and_resume(user_model_dir, tmp_path):
     ).run()
     assert [line.split(":")[0].strip() for line in lines] == ["most_popular"]
     assert grown["policies"]["random"] == first["policies"]["random"]
+
+
+def test_selection_score_is_the_lower_bound_of_the_paired_gain_by_hand():
+    from ganrl.policy.runner import selection_score
+
+    start = np.array([1.0, 2.0, 3.0, 4.0])
+    # Gains 1, 1, 1, 3: mean 1.5, sd 1, se 0.5.
+    rewards = start + np.array([1.0, 1.0, 1.0, 3.0])
+    assert selection_score(rewards, start, 2.0) == pytest.approx(0.5)
+    assert selection_score(rewards, start, 0.0) == pytest.approx(1.5)
+    assert selection_score(start, start, 2.0) == 0.0
+    # A snapshot better on average but within the noise ranks below the start.
+    noisy = start + np.array([4.0, -3.0, 3.0, -2.0])
+    assert selection_score(noisy, start, 2.0) < 0.0 < selection_score(noisy, start, 0.0)
+    # No start (a best.json older than the rule): the mean reward.
+    assert selection_score(rewards, None, 2.0) == pytest.approx(rewards.mean())
 
 
 def test_make_policy_gives_each_policy_its_own_config(user_model_dir, tmp_path):

@@ -66,6 +66,7 @@ def test_policy_script_trains_missing_user_models(data_folder, tmp_path):
             "--train_batch_size=4",
             "--eval_users=6",
             "--adapt_itrs=2",
+            "--regret_itrs=4",
             "--k=2",
             "--hidden=8",
         ]
@@ -93,6 +94,7 @@ def test_comparison_script_writes_the_table_and_reuses_runs(data_folder, tmp_pat
         "--train_batch_size=4",
         "--eval_users=6",
         "--adapt_itrs=0",
+        "--regret_itrs=0",
         "--k=2",
         "--hidden=8",
         "--n_candidates=10",

@@ -49,6 +49,12 @@ flags.DEFINE_integer(
     "simulator every this many episodes and test its best snapshot (0: the "
     "last one).",
 )
+flags.DEFINE_float(
+    "select_margin",
+    2.0,
+    "Snapshot selection: a snapshot ranks by the lower bound mean - select_margin * se of "
+    "its paired gain over the untrained start on the validation users (0: by its mean).",
+)
 flags.DEFINE_integer(
     "regret_itrs",
     300,
@@ -114,6 +120,7 @@ def config_from_flags(
         adapt_itrs=FLAGS.adapt_itrs,
         regret_itrs=FLAGS.regret_itrs,
         select_every=FLAGS.select_every,
+        select_margin=FLAGS.select_margin,
         seed=seed,
         ensemble_dirs=tuple(FLAGS.ensemble_dirs),
         penalty=FLAGS.penalty,

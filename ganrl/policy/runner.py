@@ -20,11 +20,13 @@ reward less `penalty` times their disagreement (pessimistic training, as MOPO).
 
 Snapshot selection: a learning policy is validated (a separate random stream, the same for
 every validation) before training and every `select_every` episodes; the snapshot with the
-best cumulative reward is the one tested. With `ensemble_dirs` it is validated in the last
-member, a user model training never saw; without, in the training simulator itself (which
-favours snapshots that exploit that model's errors). Never on the test simulator; an agent
-whose training does not help ends as its untrained start (for the CDQN, PPO, A2C and DDPG
-with the bounded residual, the default: GAN-Greedy's ranking).
+best lower bound on its paired gain over the untrained start (mean - `select_margin` x se
+over the validation users, `selection_score`) is the one tested. With `ensemble_dirs` it
+is validated in the last member, a user model training never saw; without, in the
+training simulator itself (which favours snapshots that exploit that model's errors).
+Never on the test simulator; an agent whose training does not help ends as its untrained
+start (for the CDQN, PPO, A2C and DDPG with the bounded residual, the default: GAN-Greedy's
+ranking).
 
 The bounded residual (issue 18): the CDQN (`cdqn_residual_bound`) and PPO, A2C, DDPG and
 LinUCB (`residual_bound`, `residual_uncertainty`) score candidates as GAN-Greedy's learned
@@ -111,6 +113,8 @@ LEGACY_CDQN = {
 # The bounded residual of PPO, A2C, DDPG and LinUCB in a run folder written before it: none
 # (issue 18 made it their default too).
 LEGACY_RESIDUAL = {"residual_bound": 0.0, "residual_uncertainty": 0.0}
+# Snapshot selection in a run folder written before the lower-bound rule: the best mean.
+LEGACY_SELECTION = {"select_margin": 0.0}
 # The policies that take `residual_bound` and `residual_uncertainty` (the CDQN has its own).
 RESIDUAL_POLICIES = ("ppo", "a2c", "ddpg", "linucb")
 # Settings a rerun into a run folder may change: where it is, how often it saves, and the
@@ -148,6 +152,7 @@ class PolicyConfig:
     regret_itrs: int = 300
     select_every: int = 20
     select_users: int = 256
+    select_margin: float = 2.0
     history_length: int = 10
     seed: int = 0
     checkpoint_secs: float = 30.0
@@ -187,7 +192,9 @@ class PolicyConfig:
         )
         config_checks.check(self, "a positive number", "learning_rate")
         config_checks.check(self, "a number in [0, 1]", "gamma", "epsilon_start", "epsilon_end")
-        config_checks.check(self, "a non-negative number", "checkpoint_secs", "penalty")
+        config_checks.check(
+            self, "a non-negative number", "checkpoint_secs", "penalty", "select_margin"
+        )
         config_checks.check(self, "a non-negative integer", "off_policy_users")
         config_checks.check(self, "a positive integer", "off_policy_events", "cdqn_n_step")
         config_checks.check(
@@ -228,7 +235,7 @@ class PolicyConfig:
         `LEGACY_CDQN`, and so are the other policies' residual settings, `LEGACY_RESIDUAL`)."""
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in values.items() if k in known}
-        for legacy in (LEGACY_CDQN, LEGACY_RESIDUAL):
+        for legacy in (LEGACY_CDQN, LEGACY_RESIDUAL, LEGACY_SELECTION):
             if not any(name in values for name in legacy):
                 values = {**legacy, **values}
         for name in ("policies", "ensemble_dirs"):
@@ -425,6 +432,20 @@ class Heartbeat:
             self.last = now
 
 
+def selection_score(rewards: np.ndarray, start: np.ndarray | None, margin: float) -> float:
+    """How a snapshot ranks in selection: the lower bound mean(d) - margin * se(d) of its
+    paired gain d over the untrained start on the same validation users (the start scores
+    0). A snapshot that is better than the start only within the validation noise is not
+    taken: the noise a long run of validations would otherwise pick up is most often
+    where the policy exploits the simulator. Without a start (a best.json older than this
+    rule) or with margin 0, snapshots rank by their mean reward's gain."""
+    if start is None:
+        return float(np.mean(rewards))
+    gain = np.asarray(rewards, np.float64) - np.asarray(start, np.float64)
+    se = gain.std(ddof=1) / np.sqrt(len(gain)) if len(gain) > 1 else 0.0
+    return float(gain.mean() - margin * se)
+
+
 def remove_other_snapshots(folder: str, keep: str) -> None:
     """Deletes the files of every snapshot in `folder` but `keep` (its best.json stays)."""
     for entry in os.listdir(folder):
@@ -604,11 +625,22 @@ class PolicyRunner:
             # Each snapshot is written under its own name, then best.json (replaced
             # atomically) names it: a kill while writing one leaves the previous one whole.
             nonlocal best
-            score = self.validate(policy)
+            rewards = self.validate(policy)
+            # The untrained start's per-user rewards, the baseline of every later snapshot
+            # (a best.json older than them ranks snapshots by their mean alone).
+            start = rewards if best is None else best.get("start_rewards")
+            score = selection_score(rewards, start, cfg.select_margin)
             if best is None or score > best["score"]:
                 episode = int(iteration.numpy())
                 snapshot.write(os.path.join(cfg.save_dir, best_folder, f"best-{episode}"))
-                best = {"score": score, "episode": episode, "checkpoint": f"best-{episode}"}
+                best = {
+                    "score": score,
+                    "reward": float(rewards.mean()),
+                    "episode": episode,
+                    "checkpoint": f"best-{episode}",
+                }
+                if start is not None:
+                    best["start_rewards"] = [float(r) for r in start]
                 safe_io.dump_json(os.path.join(cfg.save_dir, best_folder, "best.json"), best)
                 remove_other_snapshots(os.path.join(cfg.save_dir, best_folder), best["checkpoint"])
 
@@ -657,16 +689,17 @@ class PolicyRunner:
                 os.path.join(self.read_dir, best_folder, best.get("checkpoint", "best"))
             ).assert_consumed()
             self.progress(
-                f"{name}: the snapshot of episode {best['episode']} (validation "
-                f"reward {best['score']:.3f} in the training simulator)"
+                f"{name}: the snapshot of episode {best['episode']} (validation reward "
+                f"{best.get('reward', best['score']):.3f} in {self.selection})"
             )
         return curve
 
-    def validate(self, policy: Policy) -> float:
-        """Mean cumulative reward, frozen, in the training simulator's validation stream."""
+    def validate(self, policy: Policy) -> np.ndarray:
+        """Each validation user's cumulative reward, frozen, in the selection simulator's
+        validation stream (the same users and random numbers at every validation)."""
         self.select_sim.rng.reset_from_seed(self.config.seed + 3)
         rewards, _, _ = run_episodes(self.select_sim, policy, self.config.select_users)
-        return float(rewards.sum(axis=1).mean())
+        return rewards.sum(axis=1)
 
     def evaluate(self, policy: Policy) -> dict:
         """Frozen, in the test simulator. Every policy meets the same random stream (common

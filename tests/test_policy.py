@@ -211,6 +211,7 @@ def test_policy_protocol_smoke_and_resume(user_model_dir, tmp_path):
     assert 0 <= best["episode"] <= 2 and math.isfinite(best["score"])
     assert len(best["start_rewards"]) == config.select_users
     assert best["score"] >= 0.0  # the untrained start itself scores 0
+    assert math.isfinite(best["start_logged"]) and math.isfinite(best["logged"])
     # A rerun of a finished run trains nothing and returns the same results.
     lines = []
     again = PolicyRunner(config, progress=lines.append).run()
@@ -245,6 +246,15 @@ def test_selection_score_is_the_lower_bound_of_the_paired_gain_by_hand():
     assert selection_score(noisy, start, 2.0) < 0.0 < selection_score(noisy, start, 0.0)
     # No start (a best.json older than the rule): the mean reward.
     assert selection_score(rewards, None, 2.0) == pytest.approx(rewards.mean())
+
+
+def test_a_snapshot_that_loses_logged_clicks_is_refused_by_hand():
+    from ganrl.policy.runner import keeps_logged_clicks
+
+    assert keeps_logged_clicks(0.98, 1.0, 0.03) and keeps_logged_clicks(0.97, 1.0, 0.03)
+    assert not keeps_logged_clicks(0.96, 1.0, 0.03)
+    assert keeps_logged_clicks(0.5, 1.0, 1.0)  # 1: no check
+    assert keeps_logged_clicks(None, 1.0, 0.03) and keeps_logged_clicks(0.5, None, 0.03)
 
 
 def test_make_policy_gives_each_policy_its_own_config(user_model_dir, tmp_path):

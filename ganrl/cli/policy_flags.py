@@ -55,6 +55,13 @@ flags.DEFINE_float(
     "Snapshot selection: a snapshot ranks by the lower bound mean - select_margin * se of "
     "its paired gain over the untrained start on the validation users (0: by its mean).",
 )
+flags.DEFINE_float(
+    "select_log_drop",
+    0.03,
+    "Snapshot selection: never take a snapshot whose self-normalised IPS estimate of clicks "
+    "on the logged validation users is more than this share below the untrained start's "
+    "(1: no such check).",
+)
 flags.DEFINE_integer(
     "regret_itrs",
     300,
@@ -121,6 +128,7 @@ def config_from_flags(
         regret_itrs=FLAGS.regret_itrs,
         select_every=FLAGS.select_every,
         select_margin=FLAGS.select_margin,
+        select_log_drop=FLAGS.select_log_drop,
         seed=seed,
         ensemble_dirs=tuple(FLAGS.ensemble_dirs),
         penalty=FLAGS.penalty,

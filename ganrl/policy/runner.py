@@ -21,7 +21,9 @@ reward less `penalty` times their disagreement (pessimistic training, as MOPO).
 Snapshot selection: a learning policy is validated (a separate random stream, the same for
 every validation) before training and every `select_every` episodes; the snapshot with the
 best lower bound on its paired gain over the untrained start (mean - `select_margin` x se
-over the validation users, `selection_score`) is the one tested. With `ensemble_dirs` it
+over the validation users, `selection_score`) is the one tested, unless its self-normalised
+IPS estimate of clicks on the logged validation users falls more than `select_log_drop` (3%)
+below the start's: such a snapshot is never taken (`logged_clicks`). With `ensemble_dirs` it
 is validated in the last member, a user model training never saw; without, in the
 training simulator itself (which favours snapshots that exploit that model's errors).
 Never on the test simulator; an agent whose training does not help ends as its untrained
@@ -114,7 +116,7 @@ LEGACY_CDQN = {
 # (issue 18 made it their default too).
 LEGACY_RESIDUAL = {"residual_bound": 0.0, "residual_uncertainty": 0.0}
 # Snapshot selection in a run folder written before the lower-bound rule: the best mean.
-LEGACY_SELECTION = {"select_margin": 0.0}
+LEGACY_SELECTION = {"select_margin": 0.0, "select_log_drop": 1.0}
 # The policies that take `residual_bound` and `residual_uncertainty` (the CDQN has its own).
 RESIDUAL_POLICIES = ("ppo", "a2c", "ddpg", "linucb")
 # Settings a rerun into a run folder may change: where it is, how often it saves, and the
@@ -153,6 +155,7 @@ class PolicyConfig:
     select_every: int = 20
     select_users: int = 256
     select_margin: float = 2.0
+    select_log_drop: float = 0.03
     history_length: int = 10
     seed: int = 0
     checkpoint_secs: float = 30.0
@@ -195,6 +198,7 @@ class PolicyConfig:
         config_checks.check(
             self, "a non-negative number", "checkpoint_secs", "penalty", "select_margin"
         )
+        config_checks.check(self, "a number in [0, 1]", "select_log_drop")
         config_checks.check(self, "a non-negative integer", "off_policy_users")
         config_checks.check(self, "a positive integer", "off_policy_events", "cdqn_n_step")
         config_checks.check(
@@ -446,6 +450,14 @@ def selection_score(rewards: np.ndarray, start: np.ndarray | None, margin: float
     return float(gain.mean() - margin * se)
 
 
+def keeps_logged_clicks(logged: float | None, start: float | None, drop: float) -> bool:
+    """Whether a snapshot's off-policy estimate of logged clicks (`logged`) is within the
+    share `drop` of the untrained start's (`start`); True when either is unknown."""
+    if logged is None or start is None:
+        return True
+    return logged >= start - drop * abs(start)
+
+
 def remove_other_snapshots(folder: str, keep: str) -> None:
     """Deletes the files of every snapshot in `folder` but `keep` (its best.json stays)."""
     for entry in os.listdir(folder):
@@ -543,6 +555,7 @@ class PolicyRunner:
             )
         self.test_sim = Simulator(self.test_model, config.simulator(1))
         self.train_events, self.validation_events = data.splits["train"], data.splits["vali"]
+        self.propensity = off_policy.display_propensities(self.train_events)
         self.inputs = PolicyInputs(
             self.features,
             self.train_model.reward,
@@ -626,10 +639,15 @@ class PolicyRunner:
             # atomically) names it: a kill while writing one leaves the previous one whole.
             nonlocal best
             rewards = self.validate(policy)
-            # The untrained start's per-user rewards, the baseline of every later snapshot
-            # (a best.json older than them ranks snapshots by their mean alone).
+            # The untrained start's per-user rewards and logged clicks, the baselines of
+            # every later snapshot (a best.json older than them ranks by the mean alone).
             start = rewards if best is None else best.get("start_rewards")
             score = selection_score(rewards, start, cfg.select_margin)
+            logged = self.logged_clicks(policy) if cfg.select_log_drop < 1 else None
+            logged = None if logged is None or math.isnan(logged) else logged
+            start_logged = logged if best is None else best.get("start_logged")
+            if not keeps_logged_clicks(logged, start_logged, cfg.select_log_drop):
+                score = -math.inf  # loses clicks the logs can check: never taken
             if best is None or score > best["score"]:
                 episode = int(iteration.numpy())
                 snapshot.write(os.path.join(cfg.save_dir, best_folder, f"best-{episode}"))
@@ -641,6 +659,9 @@ class PolicyRunner:
                 }
                 if start is not None:
                     best["start_rewards"] = [float(r) for r in start]
+                if start_logged is not None:
+                    best["start_logged"] = start_logged
+                    best["logged"] = logged
                 safe_io.dump_json(os.path.join(cfg.save_dir, best_folder, "best.json"), best)
                 remove_other_snapshots(os.path.join(cfg.save_dir, best_folder), best["checkpoint"])
 
@@ -700,6 +721,26 @@ class PolicyRunner:
         self.select_sim.rng.reset_from_seed(self.config.seed + 3)
         rewards, _, _ = run_episodes(self.select_sim, policy, self.config.select_users)
         return rewards.sum(axis=1)
+
+    def logged_clicks(self, policy: Policy) -> float:
+        """The self-normalised IPS estimate of `policy`'s clicks per logged event on the first
+        `select_users` logged validation users (`ganrl.policy.off_policy`; model-free, so a
+        snapshot that exploits a user model's errors cannot raise it); nan without
+        validation users. The reported off-policy estimates (`off_policy`) replay the first
+        `off_policy_users` of the same users: a selected snapshot's there is not blind."""
+        users = np.arange(min(self.config.select_users, self.validation_events.n_users))
+        if not len(users):
+            return math.nan
+        terms = off_policy.event_terms(
+            policy,
+            self.train_model,  # only the direct method's terms use it; SNIPS does not
+            self.validation_events.subset(users),
+            self.propensity,
+            self.config.k,
+            self.config.history_length,
+            max_events=self.config.off_policy_events,
+        )
+        return terms.estimates(self.config.k)["snips"]["value"]
 
     def evaluate(self, policy: Policy) -> dict:
         """Frozen, in the test simulator. Every policy meets the same random stream (common

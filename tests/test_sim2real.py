@@ -171,6 +171,19 @@ def test_harness_end_to_end_on_a_tiny_world(tmp_path):
         assert math.isfinite(float(rows[name]["off_policy_dr"]))
 
 
+def test_off_policy_spearman_ranks_the_policies_with_an_estimate_by_hand():
+    nan = float("nan")
+    rows = [
+        {"off_policy_dr": 1.0, "true_reward": 10.0},
+        {"off_policy_dr": 3.0, "true_reward": 30.0},
+        {"off_policy_dr": 2.0, "true_reward": 20.0},
+        {"off_policy_dr": nan, "true_reward": 0.0},  # an oracle: no estimate, left out
+    ]
+    assert harness.off_policy_spearman(rows) == pytest.approx(1.0)
+    rows[1]["off_policy_dr"] = 0.0  # now ranked last while truly best
+    assert harness.off_policy_spearman(rows) == pytest.approx(-0.5)
+
+
 def test_cdqn_settings_name_their_own_policy_folder(tmp_path):
     base = harness.HarnessConfig(save_dir=str(tmp_path))
     assert base.policy_dir == str(tmp_path / "lag_popular_always__0" / "policy")

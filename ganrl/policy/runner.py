@@ -648,8 +648,17 @@ class PolicyRunner:
             start_logged = logged if best is None else best.get("start_logged")
             if not keeps_logged_clicks(logged, start_logged, cfg.select_log_drop):
                 score = -math.inf  # loses clicks the logs can check: never taken
+            episode = int(iteration.numpy())
+            self.progress(
+                f"{name}: validation at episode {episode}: reward {rewards.mean():.3f}, "
+                f"gain lower bound {score:.3f}"
+                + (
+                    f", logged clicks {logged:.4f} (start {start_logged:.4f})"
+                    if logged is not None and start_logged is not None
+                    else ""
+                )
+            )
             if best is None or score > best["score"]:
-                episode = int(iteration.numpy())
                 snapshot.write(os.path.join(cfg.save_dir, best_folder, f"best-{episode}"))
                 best = {
                     "score": score,

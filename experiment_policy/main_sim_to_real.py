@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ganrl.cli import (
     cdqn_flags,  # noqa: E402  (defines the CDQN's flags)
     residual_flags,  # noqa: E402  (the other policies' residual flags)
+    selection_flags,  # noqa: E402  (the snapshot-selection flags)
 )
 from ganrl.data.safe_io import DataError  # noqa: E402
 from ganrl.data.satiation import WORLD_NAME as SATIATION  # noqa: E402
@@ -111,7 +112,11 @@ def main(argv: list[str]) -> int:
             true_reward=FLAGS.true_reward,
             ensemble=FLAGS.ensemble,
             penalty=FLAGS.penalty,
-            cdqn=cdqn_flags.non_default_settings() + residual_flags.non_default_settings(),
+            cdqn=(
+                cdqn_flags.non_default_settings()
+                + residual_flags.non_default_settings()
+                + selection_flags.non_default_settings()
+            ),
         )
         print(f"config: {config}", flush=True)
         run(config)

@@ -11,6 +11,7 @@ from absl import flags
 from ganrl.cli import (
     cdqn_flags,  # (defines the CDQN's flags)
     residual_flags,  # (defines the other learning policies' residual flags)
+    selection_flags,  # (defines the snapshot-selection flags)
 )
 from ganrl.policy import registry
 from ganrl.policy.runner import PolicyConfig
@@ -48,19 +49,6 @@ flags.DEFINE_integer(
     "Validate a learning policy in the training "
     "simulator every this many episodes and test its best snapshot (0: the "
     "last one).",
-)
-flags.DEFINE_float(
-    "select_margin",
-    2.0,
-    "Snapshot selection: a snapshot ranks by the lower bound mean - select_margin * se of "
-    "its paired gain over the untrained start on the validation users (0: by its mean).",
-)
-flags.DEFINE_float(
-    "select_log_drop",
-    0.03,
-    "Snapshot selection: never take a snapshot whose self-normalised IPS estimate of clicks "
-    "on the logged validation users is more than this share below the untrained start's "
-    "(1: no such check).",
 )
 flags.DEFINE_integer(
     "regret_itrs",
@@ -127,8 +115,6 @@ def config_from_flags(
         adapt_itrs=FLAGS.adapt_itrs,
         regret_itrs=FLAGS.regret_itrs,
         select_every=FLAGS.select_every,
-        select_margin=FLAGS.select_margin,
-        select_log_drop=FLAGS.select_log_drop,
         seed=seed,
         ensemble_dirs=tuple(FLAGS.ensemble_dirs),
         penalty=FLAGS.penalty,
@@ -137,4 +123,5 @@ def config_from_flags(
         leave=FLAGS.leave,
         **cdqn_flags.cdqn_settings(),
         **residual_flags.residual_settings(),
+        **selection_flags.selection_settings(),
     )

@@ -94,7 +94,8 @@ class HarnessConfig:
     penalty: the ensemble's pessimism, mean - penalty * disagreement (needs ensemble >= 2).
     cdqn: `(PolicyConfig field, value)` pairs of policy settings other than the defaults:
       the CDQN's (`cdqn_residual_bound`, ...) and the other learning policies' bounded
-      residual (`residual_bound`, `residual_uncertainty`); they name the policy folder, so
+      residual (`residual_bound`, `residual_uncertainty`) and snapshot selection
+      (`select_margin`, `select_log_drop`); they name the policy folder, so
       variants do not collide (and share the logs and user models).
     """
 

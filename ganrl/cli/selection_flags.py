@@ -1,0 +1,43 @@
+"""The snapshot-selection flags of the learning policies (entry points only), shared by
+`main_policy.py`, `main_comparison.py` (through `policy_flags`) and `main_sim_to_real.py`.
+
+Their defaults are `PolicyConfig`'s (`ganrl.policy.runner`, "Snapshot selection"): a
+snapshot ranks by the lower bound of its validation gain over the untrained start, and is
+never taken if the logs say it loses clicks against the start.
+"""
+
+from __future__ import annotations
+
+from absl import flags
+
+from ganrl.policy.runner import PolicyConfig
+
+FLAGS = flags.FLAGS
+_DEFAULT = PolicyConfig(user_model_dir="", test_user_model_dir="", save_dir="")
+flags.DEFINE_float(
+    "select_margin",
+    _DEFAULT.select_margin,
+    "Snapshot selection: a snapshot ranks by the lower bound mean - select_margin * se of "
+    "its paired gain over the untrained start on the validation users (0: by its mean).",
+)
+flags.DEFINE_float(
+    "select_log_drop",
+    _DEFAULT.select_log_drop,
+    "Snapshot selection: never take a snapshot whose self-normalised IPS estimate of clicks "
+    "on the logged validation users is more than this share below the untrained start's "
+    "(1: no such check).",
+)
+
+NAMES = ("select_margin", "select_log_drop")
+
+
+def selection_settings() -> dict:
+    """The `PolicyConfig` fields of these flags."""
+    return {name: getattr(FLAGS, name) for name in NAMES}
+
+
+def non_default_settings() -> tuple[tuple[str, object], ...]:
+    """`(field, value)` of the settings these flags change from the defaults
+    (`HarnessConfig.cdqn`)."""
+    changed = selection_settings().items()
+    return tuple((name, value) for name, value in changed if value != getattr(_DEFAULT, name))

@@ -22,13 +22,13 @@ Snapshot selection: a learning policy is validated (a separate random stream, th
 every validation) before training and every `select_every` episodes; the snapshot with the
 best lower bound on its paired gain over the untrained start (mean - `select_margin` x se
 over the validation users, `selection_score`) is the one tested, unless its self-normalised
-IPS estimate of clicks on the logged validation users falls more than `select_log_drop` (3%)
-below the start's: such a snapshot is never taken (`logged_clicks`). With `ensemble_dirs` it
-is validated in the last member, a user model training never saw; without, in the
-training simulator itself (which favours snapshots that exploit that model's errors).
-Never on the test simulator; an agent whose training does not help ends as its untrained
-start (for the CDQN, PPO, A2C and DDPG with the bounded residual, the default: GAN-Greedy's
-ranking).
+IPS estimate of clicks on the logged validation users falls below the start's (by more than
+the share `select_log_drop`, default 0): such a snapshot is never taken (`logged_clicks`).
+With `ensemble_dirs` it is validated in the last member, a user model training never saw;
+without, in the training simulator itself (which favours snapshots that exploit that
+model's errors). Never on the test simulator; an agent whose training does not help ends as
+its untrained start (for the CDQN, PPO, A2C and DDPG with the bounded residual, the default:
+GAN-Greedy's ranking).
 
 The bounded residual (issue 18): the CDQN (`cdqn_residual_bound`) and PPO, A2C, DDPG and
 LinUCB (`residual_bound`, `residual_uncertainty`) score candidates as GAN-Greedy's learned
@@ -155,7 +155,7 @@ class PolicyConfig:
     select_every: int = 20
     select_users: int = 256
     select_margin: float = 2.0
-    select_log_drop: float = 0.03
+    select_log_drop: float = 0.0
     history_length: int = 10
     seed: int = 0
     checkpoint_secs: float = 30.0
@@ -733,11 +733,13 @@ class PolicyRunner:
 
     def logged_clicks(self, policy: Policy) -> float:
         """The self-normalised IPS estimate of `policy`'s clicks per logged event on the first
-        `select_users` logged validation users (`ganrl.policy.off_policy`; model-free, so a
-        snapshot that exploits a user model's errors cannot raise it); nan without
-        validation users. The reported off-policy estimates (`off_policy`) replay the first
-        `off_policy_users` of the same users: a selected snapshot's there is not blind."""
-        users = np.arange(min(self.config.select_users, self.validation_events.n_users))
+        `off_policy_users` (or, when 0, `select_users`) logged validation users
+        (`ganrl.policy.off_policy`; model-free, so a snapshot that exploits a user model's
+        errors cannot raise it); nan without validation users. The reported off-policy
+        estimates (`off_policy`) replay the same users: a selected snapshot's there is not
+        blind."""
+        wanted = self.config.off_policy_users or self.config.select_users
+        users = np.arange(min(wanted, self.validation_events.n_users))
         if not len(users):
             return math.nan
         terms = off_policy.event_terms(

@@ -55,14 +55,14 @@ def recommenders(env: SatiationEnvironment, k: int, width: int, seed: int) -> di
     popular = np.argsort(-world.b, kind="stable")[:k]
     rng = np.random.default_rng(seed)
 
-    def static(history, candidates):
+    def static(history, candidates, events=None):
         u = env.static_utilities()[:, candidates]
         return candidates[np.argsort(-u, axis=1, kind="stable")[:, :k]]
 
-    def most_popular(history, candidates):
+    def most_popular(history, candidates, events=None):
         return np.broadcast_to(popular, (len(history), k))
 
-    def uniform(history, candidates):
+    def uniform(history, candidates, events=None):
         keys = rng.random((len(history), len(candidates)))
         return candidates[np.argsort(keys, axis=1)[:, :k]]
 

@@ -190,3 +190,23 @@ def test_agent_learns_each_users_best_slate(name, k):
     # agent must beat it by at least 0.5 (e.g. 0.125 -> above 0.625 for k = 1).
     assert random == pytest.approx(k / 8, abs=0.05)
     assert trained > random + 0.5, (random, trained)
+
+
+def test_a_memory_field_added_later_is_unknown_in_earlier_rows_and_resumes():
+    """CDQN's memory gains the recent display sets (`events`) with the first transition
+    that has them; rows written before, and a state saved before, hold -1 (unknown)."""
+    from ganrl.policy.replay import TransitionMemory
+
+    memory = TransitionMemory(5, {"reward": ((), np.float32)}, seed=0)
+    memory.add(reward=np.ones(2, np.float32))
+    old_state = memory.state()
+    memory.add(reward=np.zeros(1, np.float32), events=np.full((1, 2, 3), 7, np.int32))
+    np.testing.assert_array_equal(memory.data["events"][:2], -1)
+    np.testing.assert_array_equal(memory.data["events"][2], 7)
+    resumed = TransitionMemory(5, {"reward": ((), np.float32)}, seed=0)
+    resumed.load_state(memory.state())
+    np.testing.assert_array_equal(resumed.data["events"][:3], memory.data["events"][:3])
+    resumed.data["events"][:] = 7
+    resumed.load_state(old_state)  # saved before the field existed: its rows are unknown
+    assert resumed.size == 2
+    np.testing.assert_array_equal(resumed.data["events"][:2], -1)

@@ -109,3 +109,41 @@ def test_top_k_and_rewards():
         cm.top_k(state, items, 3).numpy(), np.argsort(-u, axis=1, kind="stable")[:, :3]
     )
     np.testing.assert_allclose(cm.rewards(state, items).numpy(), u - 0.75, atol=1e-6)
+
+
+@pytest.mark.parametrize("encoder", ["PW", "LSTM"])
+def test_replay_events_rebuilds_the_simulators_own_state(encoder):
+    """What a policy replays from an observation (its clicks and recent display sets) is the
+    state the simulator holds, no-click events and start histories included; the clicks
+    alone are not, for a model that reads what was shown."""
+    from ganrl.simulator.simulator import Simulator, SimulatorConfig
+    from ganrl.user_model import LoadedUserModel
+
+    cm = _choice_model(encoder, "all_parts", has_no_click=True)
+    loaded = LoadedUserModel(cm.model, cm.model, {}, ItemFeatures(9), run_dir="")
+    sim = Simulator(loaded, SimulatorConfig(k=3, horizon=5, seed=3, leave=False))
+    observation = sim.reset(4, start_histories=[[1, 2], [3], [], [4, 5, 6]])
+    rng = np.random.default_rng(0)
+    blind = []
+    for _ in range(5):
+        slate = np.argsort(rng.random((4, 9)), axis=1)[:, :3]
+        observation = sim.step(observation, tf.constant(slate, tf.int32)).observation
+        want = _flat(sim._state[1])
+        got = _flat(cm.replay_events(observation.history, observation.events))
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, atol=1e-5)
+        clicks_only = _flat(cm.replay_recent_first(observation.history))
+        blind.append(not all(np.allclose(c, w, atol=1e-5) for c, w in zip(clicks_only, want)))
+    assert any(blind)
+    events = observation.events.numpy()
+    assert events.shape == (4, 10, 1 + sim.event_width)
+    assert (events[:, 5:] == -1).all()  # five events so far, most recent first
+
+
+def test_replay_events_without_events_is_the_click_replay():
+    cm = _choice_model("LSTM", "all_parts")
+    history = tf.constant([[5, 3, 1, -1]])
+    for got, want in zip(
+        _flat(cm.replay_events(history, None)), _flat(cm.replay_recent_first(history))
+    ):
+        np.testing.assert_allclose(got, want, atol=1e-6)

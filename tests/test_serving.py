@@ -90,6 +90,15 @@ def test_batched_recommend_matches_one_user_at_a_time(policy_dir, name):
     )
     with pytest.raises(ValueError, match="k=4"):
         recommend(policy, histories, np.arange(n_items), k=4)
+    # Recent display sets: for this user model, which reads no display sets, events of the
+    # clicks alone give the slates of the clicks alone; a malformed array is refused by name.
+    clicks_alone = np.full((users, 7, 4), -1)
+    clicks_alone[:, :, 0] = clicks_alone[:, :, 1] = histories
+    np.testing.assert_array_equal(
+        recommend(policy, histories, candidates, events=clicks_alone), slates
+    )
+    with pytest.raises(ValueError, match="events: expected"):
+        recommend(policy, histories, candidates, events=clicks_alone[:, :, :1])
     assert _listing(policy_dir) == before
 
 

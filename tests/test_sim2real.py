@@ -78,7 +78,7 @@ def test_leaving_ends_episodes_at_the_known_rate():
     env = SatiationEnvironment(_constant_leave_world(0.3))
     users, horizon = 20000, 5
     result = harness.evaluate_true(
-        env, lambda h, c: np.tile([0, 1], (len(h), 1)), users, horizon, seed=1
+        env, lambda h, c, e: np.tile([0, 1], (len(h), 1)), users, horizon, seed=1
     )
     # Each slate is the last with probability 0.3: E[steps] = sum_{t<5} 0.7^t = 2.7731.
     expected = sum(0.7**t for t in range(horizon))
@@ -191,3 +191,29 @@ def test_cdqn_settings_name_their_own_policy_folder(tmp_path):
     assert old.policy_dir.endswith("policy__cdqn_residual_bound0")
     both = dataclasses.replace(base, ensemble=3, penalty=1.0, cdqn=(("cdqn_n_step", 3),))
     assert both.variant == "ensemble3_penalty1__cdqn_n_step3"
+
+
+def test_recommenders_see_each_users_recent_slates_and_clicks():
+    """evaluate_true hands every recommender the slates it showed and what each user did,
+    most recent first, in `Observation.events`' form."""
+    env = SatiationEnvironment(_constant_leave_world(0.0))
+    seen, shown = [], []
+
+    def recommend(history, candidates, events):
+        seen.append((history.copy(), None if events is None else events.copy()))
+        slate = np.stack([np.random.default_rng(len(seen)).permutation(6)[:2]] * len(history))
+        shown.append(slate)
+        return slate
+
+    harness.evaluate_true(env, recommend, 50, 3, seed=2)
+    assert seen[0][1] is None
+    for t in (1, 2):
+        history, events = seen[t]
+        assert events.shape == (50, 3, 3)
+        np.testing.assert_array_equal(events[:, 0, 1:], shown[t - 1])  # the last slate first
+        np.testing.assert_array_equal(events[:, t:], -1)  # no events before the first slate
+        clicked = events[:, 0, 0]
+        assert set(np.unique(clicked)) <= set(shown[t - 1][0]) | {-1}
+        # A click joins the history; a no-click leaves it.
+        np.testing.assert_array_equal(history[clicked >= 0, 0], clicked[clicked >= 0])
+    assert (seen[2][1][:, :, 0] == -1).any() and (seen[2][1][:, :, 0] >= 0).any()

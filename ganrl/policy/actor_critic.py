@@ -206,8 +206,10 @@ class CandidateActorCritic(keras.Model):
 def _flat(
     batch: dict[str, np.ndarray], keys: tuple[str, ...], valid: np.ndarray | None = None
 ) -> dict[str, tf.Tensor]:
-    """`[T, B, ...]` arrays -> `[T * B, ...]` tensors (only the rows where `valid [T, B]`)."""
+    """`[T, B, ...]` arrays -> `[T * B, ...]` tensors (only the rows where `valid [T, B]`);
+    the users' recent display sets ("events") too when the rollout has them."""
     rows = slice(None) if valid is None else valid.reshape(-1)
+    keys = keys + (("events",) if "events" in batch and "history" in keys else ())
     return {k: tf.constant(batch[k].reshape(-1, *batch[k].shape[2:])[rows]) for k in keys}
 
 
@@ -326,24 +328,26 @@ class _ActorCriticPolicy(Policy):
         self.rollout: list[dict] = []
 
     def _inputs(
-        self, history: tf.Tensor, candidates: tf.Tensor
+        self, history: tf.Tensor, candidates: tf.Tensor, events: tf.Tensor | None = None
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor | None]:
         """(`[B, S]` state, `[B, N, d (+1)]` candidate features, `[B, N]` the bound's factor
-        u(s, a) or None where it is 1)."""
+        u(s, a) or None where it is 1). The learned reward r reads the users' recent display
+        sets `events` when known; the state is the clicks'."""
         feats = self.features.items(candidates)
         if self.reward_model is not None:
             from ganrl.policy.heuristics import learned_rewards
 
-            r = learned_rewards(self.reward_model, history, candidates)
+            r = learned_rewards(self.reward_model, history, candidates, events=events)
             feats = tf.concat([feats, r[..., None]], axis=-1)
-        return self.features.state(history), feats, self.residual.shrink(history, candidates)
+        shrink = self.residual.shrink(history, candidates, events=events)
+        return self.features.state(history), feats, shrink
 
     @tf.function(reduce_retracing=True)
-    def _logits(self, history, candidates):
-        return self.net.logits(*self._inputs(history, candidates))
+    def _logits(self, history, candidates, events=None):
+        return self.net.logits(*self._inputs(history, candidates, events))
 
     def select(self, observation: Observation, explore: bool = False) -> tf.Tensor:
-        logits = self._logits(observation.history, observation.candidates)
+        logits = self._logits(observation.history, observation.candidates, observation.events)
         if not explore:
             return tf.math.top_k(logits, self.k).indices
         self.draws.assign_add(1)
@@ -354,17 +358,18 @@ class _ActorCriticPolicy(Policy):
         # `done` per user: 1 after her last slate (she left or the episode ended), so no
         # credit flows past it; `valid`: she was there (a departed user's steps get no weight).
         valid, terminal = transition_flags(observation, next_observation, done)
-        self.rollout.append(
-            {
-                "history": observation.history.numpy(),
-                "candidates": observation.candidates.numpy(),
-                "slate": np.asarray(slate),
-                "reward": np.asarray(reward, np.float32),
-                "next_history": next_observation.history.numpy(),
-                "done": terminal,
-                "valid": valid,
-            }
-        )
+        step = {
+            "history": observation.history.numpy(),
+            "candidates": observation.candidates.numpy(),
+            "slate": np.asarray(slate),
+            "reward": np.asarray(reward, np.float32),
+            "next_history": next_observation.history.numpy(),
+            "done": terminal,
+            "valid": valid,
+        }
+        if observation.events is not None:
+            step["events"] = observation.events.numpy()
+        self.rollout.append(step)
 
     @tf.function(reduce_retracing=True)
     def _values(self, history):
@@ -379,19 +384,19 @@ class _ActorCriticPolicy(Policy):
         batch["next_value"] = self._values(flat["next_history"]).numpy().reshape(shape)
         return batch
 
-    def _loss_terms(self, history, candidates, slate):
+    def _loss_terms(self, history, candidates, slate, events=None):
         """(log pi(slate), V(s), mean entropy of the first pick) for flat `[M, ...]` inputs."""
-        state, feats, shrink = self._inputs(history, candidates)
+        state, feats, shrink = self._inputs(history, candidates, events)
         logits = self.net.logits(state, feats, shrink)
         log_prob = slate_log_prob(logits, slate)
         probs = tf.nn.softmax(logits)
         entropy = -tf.reduce_mean(tf.reduce_sum(probs * tf.nn.log_softmax(logits), -1))
         return log_prob, self.net.value(state), entropy
 
-    def _gradient_step(self, history, candidates, slate, returns, policy_loss_fn):
+    def _gradient_step(self, history, candidates, slate, returns, policy_loss_fn, events=None):
         """One step on policy_loss_fn(log pi, V) + value_coef (R - V)^2 - entropy_coef H."""
         with tf.GradientTape() as tape:
-            log_prob, value, entropy = self._loss_terms(history, candidates, slate)
+            log_prob, value, entropy = self._loss_terms(history, candidates, slate, events)
             value_loss = tf.reduce_mean(tf.square(returns - value))
             loss = (
                 policy_loss_fn(log_prob, value)
@@ -440,18 +445,19 @@ class PPO(_ActorCriticPolicy):
         self.ppo_epochs, self.minibatches = config.ppo_epochs, config.minibatches
 
     @tf.function(reduce_retracing=True)
-    def _old_log_prob(self, history, candidates, slate):
-        state, feats, shrink = self._inputs(history, candidates)
+    def _old_log_prob(self, history, candidates, slate, events=None):
+        state, feats, shrink = self._inputs(history, candidates, events)
         return slate_log_prob(self.net.logits(state, feats, shrink), slate)
 
     @tf.function(reduce_retracing=True)
-    def _ppo_step(self, history, candidates, slate, old_log_prob, advantage, returns):
+    def _ppo_step(self, history, candidates, slate, old_log_prob, advantage, returns, events=None):
         return self._gradient_step(
             history,
             candidates,
             slate,
             returns,
             lambda log_prob, _: ppo_clip_loss(log_prob, old_log_prob, advantage, self.clip),
+            events,
         )
 
     def _update_rollout(self, batch):
@@ -468,7 +474,7 @@ class PPO(_ActorCriticPolicy):
         batch["advantage"] = (advantage - advantage[valid].mean()) / (advantage[valid].std() + 1e-8)
         flat = _flat(batch, ("history", "candidates", "slate", "advantage", "returns"), valid)
         flat["old_log_prob"] = self._old_log_prob(
-            flat["history"], flat["candidates"], flat["slate"]
+            flat["history"], flat["candidates"], flat["slate"], flat.get("events")
         )
         m = int(flat["slate"].shape[0])
         losses = []
@@ -497,13 +503,14 @@ class A2C(_ActorCriticPolicy):
         self.n_steps = config.n_steps
 
     @tf.function(reduce_retracing=True)
-    def _a2c_step(self, history, candidates, slate, returns):
+    def _a2c_step(self, history, candidates, slate, returns, events=None):
         return self._gradient_step(
             history,
             candidates,
             slate,
             returns,
             lambda log_prob, value: -tf.reduce_mean(log_prob * tf.stop_gradient(returns - value)),
+            events,
         )
 
     def _update_rollout(self, batch):

@@ -431,14 +431,19 @@ class CascadingDQN(Policy):
         return start + frac * (end - start)
 
     def _cascade(
-        self, history: tf.Tensor, candidates: tf.Tensor, net: CascadingQNetwork | None = None
+        self,
+        history: tf.Tensor,
+        candidates: tf.Tensor,
+        net: CascadingQNetwork | None = None,
+        events: tf.Tensor | None = None,
     ) -> tuple[Callable, Callable, tf.Tensor, Callable | None]:
         """The position scorer of `net` (default: the online network) for these users and
         candidates, the function `indices [B, M] -> [B, M, d (+1)]` of the candidates'
         features (item features and the learned reward r(s, a)), the state, and the function
         `indices -> [B, M]` of the bound's factor u(s, a) (None with a single user model).
         Above `candidate_chunk` candidates (or when N is unknown) nothing of size N x d is
-        made: the scorer works chunk by chunk."""
+        made: the scorer works chunk by chunk. The learned reward reads the users' recent
+        display sets `events` when known; the state is the clicks'."""
         net = net or self.q
         state = self.features.state(history)
         n = candidates.shape[1]
@@ -448,7 +453,11 @@ class CascadingDQN(Policy):
             from ganrl.policy.heuristics import learned_rewards
 
             rewards = learned_rewards(
-                self.reward_model, history, candidates, chunk=self.candidate_chunk if chunked else 0
+                self.reward_model,
+                history,
+                candidates,
+                chunk=self.candidate_chunk if chunked else 0,
+                events=events,
             )
         shrink_at = None
         if self.ensemble_models:
@@ -458,6 +467,7 @@ class CascadingDQN(Policy):
                 candidates,
                 self.uncertainty,
                 self.candidate_chunk if chunked else 0,
+                events,
             )  # [B, N]
 
             def shrink_at(indices):
@@ -504,15 +514,15 @@ class CascadingDQN(Policy):
     def select_graph(self, observation: Observation) -> tf.Tensor:
         """The greedy cascade, traceable (for exports): `[B, k]` candidate indices."""
         candidates = observation.candidates
-        scorer, _, _, _ = self._cascade(observation.history, candidates)
+        scorer, _, _, _ = self._cascade(observation.history, candidates, events=observation.events)
         n = candidates.shape[1] if candidates.shape[1] is not None else tf.shape(candidates)[1]
         return cascade_select(scorer, tf.shape(candidates)[0], n, self.k)
 
-    def _greedy_cascade(self, history, candidates):
-        return self.select_graph(Observation(history, candidates, 0))
+    def _greedy_cascade(self, history, candidates, events=None):
+        return self.select_graph(Observation(history, candidates, 0, events=events))
 
     def select(self, observation: Observation, explore: bool = False) -> tf.Tensor:
-        slate = self._greedy(observation.history, observation.candidates)
+        slate = self._greedy(observation.history, observation.candidates, observation.events)
         if explore:
             eps = self.current_epsilon()
             self.selections.assign_add(1)
@@ -532,16 +542,17 @@ class CascadingDQN(Policy):
         whose window holds a user's last slate (she left, or the episode ended) is terminal,
         and its return stops there (a departed user's rewards are 0)."""
         valid, terminal = transition_flags(observation, next_observation, done)
-        self._pending.append(
-            {
-                "history": observation.history.numpy(),
-                "candidates": observation.candidates.numpy(),
-                "slate": np.asarray(slate),
-                "reward": np.asarray(reward, np.float32),
-                "valid": valid,
-                "terminal": terminal,
-            }
-        )
+        step = {
+            "history": observation.history.numpy(),
+            "candidates": observation.candidates.numpy(),
+            "slate": np.asarray(slate),
+            "reward": np.asarray(reward, np.float32),
+            "valid": valid,
+            "terminal": terminal,
+        }
+        if observation.events is not None:
+            step["events"] = observation.events.numpy()
+        self._pending.append(step)
         if not done and len(self._pending) < self.n_step:
             return
         ready = self._pending if done else self._pending[:1]
@@ -551,6 +562,12 @@ class CascadingDQN(Policy):
         next_candidates = next_observation.candidates.numpy()
         for i, step in enumerate(ready):
             keep = step["valid"]
+            recent = {}
+            if "events" in step and next_observation.events is not None:
+                recent = {
+                    "events": step["events"][keep],
+                    "next_events": next_observation.events.numpy()[keep],
+                }
             self.replay.add(
                 history=step["history"][keep],
                 candidates=step["candidates"][keep],
@@ -559,16 +576,26 @@ class CascadingDQN(Policy):
                 next_history=next_history[keep],
                 next_candidates=next_candidates[keep],
                 done=terminals[i:].max(axis=0)[keep],
+                **recent,
             )
         self._pending = [] if done else self._pending[1:]
 
     def _replica_update(
-        self, history, candidates, slate, reward, next_history, next_candidates, done
+        self,
+        history,
+        candidates,
+        slate,
+        reward,
+        next_history,
+        next_candidates,
+        done,
+        events=None,
+        next_events=None,
     ):
         """One replica's share of an update; returns its part of the global mean loss."""
-        next_q = self.next_q(next_history, next_candidates)
+        next_q = self.next_q(next_history, next_candidates, next_events)
         y = tf.stop_gradient(cascading_td_targets(reward, done, next_q, self.gamma_n))
-        _, features_at, state, shrink_at = self._cascade(history, candidates)
+        _, features_at, state, shrink_at = self._cascade(history, candidates, events=events)
         items = features_at(slate)
         shrink = None if shrink_at is None else shrink_at(slate)
         with tf.GradientTape() as tape:
@@ -579,11 +606,18 @@ class CascadingDQN(Policy):
         self.optimizer.apply_gradients(zip(grads, self.q.trainable_variables))
         return loss
 
-    def next_q(self, next_history: tf.Tensor, next_candidates: tf.Tensor) -> tf.Tensor:
+    def next_q(
+        self,
+        next_history: tf.Tensor,
+        next_candidates: tf.Tensor,
+        next_events: tf.Tensor | None = None,
+    ) -> tf.Tensor:
         """`[B]` Q^k_target(s', A'*) of the cascade's slate A'* at the next states, picked by
         the online networks with `double_q`, else by the target networks."""
         picker = self.q if self.double_q else self.target
-        scorer, features_at, state, shrink_at = self._cascade(next_history, next_candidates, picker)
+        scorer, features_at, state, shrink_at = self._cascade(
+            next_history, next_candidates, picker, next_events
+        )
         slate = cascade_select(
             scorer, tf.shape(next_candidates)[0], next_candidates.shape[1], self.k
         )

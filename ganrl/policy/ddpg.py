@@ -192,10 +192,11 @@ class DDPG(Policy):
         return top_k_slate(similarity, self.k)
 
     @tf.function(reduce_retracing=True)
-    def _bounded(self, history, action, candidates):
-        """The top k by r + c u tanh(<v, e_a> / rho) (module docstring)."""
+    def _bounded(self, history, action, candidates, events=None):
+        """The top k by r + c u tanh(<v, e_a> / rho) (module docstring); r reads the users'
+        recent display sets when known (the actor and critic see the clicks alone)."""
         similarity = tf.einsum("bnd,bd->bn", self.features.items(candidates), action)
-        scores = self.residual.score(history, candidates, similarity / self.radius)
+        scores = self.residual.score(history, candidates, similarity / self.radius, events=events)
         return top_k_slate(scores, self.k)
 
     def select(self, observation: Observation, explore: bool = False) -> tf.Tensor:
@@ -205,7 +206,9 @@ class DDPG(Policy):
             action = self._on_sphere(action + noise)
         self._acted = (state.numpy(), action.numpy())
         if self.residual.active:
-            return self._bounded(observation.history, action, observation.candidates)
+            return self._bounded(
+                observation.history, action, observation.candidates, observation.events
+            )
         return self._nearest(action, observation.candidates)
 
     def observe(self, observation, slate, reward, clicked_index, next_observation, done):

@@ -133,6 +133,7 @@ def recommend(
     lengths=None,
     mask=None,
     history: list[int] | None = None,
+    events=None,
 ):
     """Slates for many users at once, one batched call of the policy.
 
@@ -146,6 +147,11 @@ def recommend(
         the policy's first k picks.
       history: the one-user form: a list of clicked ids, OLDEST first, with `candidates` a
         list; returns a list of k item ids.
+      events: optional `[U, E, 1 + D]` int array, each user's recent display sets, most
+        recent first (`ganrl.simulator.simulator.Observation.events`: per event the clicked
+        item or -1 for none, then the D items shown, -1 padded; rows of -1 are no event).
+        Their clicks must be the most recent ones of `histories`. A policy whose user model
+        reads what users were shown (GAN-Greedy) then knows what each user passed over.
 
     Returns:
       `[U, k]` int32 numpy array of item ids (from each user's candidates, no repeats).
@@ -171,8 +177,16 @@ def recommend(
             f"candidates: {cands.shape[1]} per user, expected at least the "
             f"policy's slate size {policy.k}"
         )
+    if events is not None:
+        events = np.asarray(events, dtype=np.int32)
+        if events.ndim != 3 or len(events) != len(h) or events.shape[2] < 2:
+            raise ValueError(
+                f"events: expected [{len(h)}, E, 1 + D] (a click and D shown items per "
+                f"event), got shape {events.shape}"
+            )
+        events = tf.constant(events)
     cands = tf.constant(cands)
-    slate = policy.select(Observation(tf.constant(h), cands, 0))[:, :k]
+    slate = policy.select(Observation(tf.constant(h), cands, 0, events=events))[:, :k]
     return tf.gather(cands, tf.cast(slate, tf.int32), batch_dims=1).numpy()
 
 

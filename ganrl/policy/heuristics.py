@@ -61,12 +61,17 @@ def pair_dim(features: PolicyFeatures) -> int:
 
 
 def learned_rewards(
-    model: UserModel, history: tf.Tensor, candidates: tf.Tensor, chunk: int = 0
+    model: UserModel,
+    history: tf.Tensor,
+    candidates: tf.Tensor,
+    chunk: int = 0,
+    events: tf.Tensor | None = None,
 ) -> tf.Tensor:
-    """`[B, N]` r(s, a) of a user model for the states its histories lead to; with `chunk`,
-    scored `chunk` candidates at a time (memory of one chunk)."""
+    """`[B, N]` r(s, a) of a user model for the states its histories (and recent display
+    sets `events`, if known: `ChoiceModel.replay_events`) lead to; with `chunk`, scored
+    `chunk` candidates at a time (memory of one chunk)."""
     choice_model = ChoiceModel(model)
-    state = choice_model.replay_recent_first(history)
+    state = choice_model.replay_events(history, events)
     if not chunk:
         return choice_model.utilities(state, candidates)
     return map_column_chunks(
@@ -105,11 +110,14 @@ class GanGreedy(Policy):
         self.model = reward_model
 
     @tf.function(reduce_retracing=True)
-    def _scores(self, history, candidates):
-        return learned_rewards(self.model, history, candidates)
+    def _scores(self, history, candidates, events=None):
+        return learned_rewards(self.model, history, candidates, events=events)
 
     def select(self, observation: Observation, explore: bool = False) -> tf.Tensor:
-        return top_k_slate(self._scores(observation.history, observation.candidates), self.k)
+        """The k candidates of highest learned reward for the state of the user's clicks and
+        of the display sets she saw (`observation.events`, when known)."""
+        scores = self._scores(observation.history, observation.candidates, observation.events)
+        return top_k_slate(scores, self.k)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,14 +177,17 @@ class LinUCB(Policy):
         return tf.einsum("bnd,d->bn", x, theta) + self.alpha * width
 
     @tf.function(reduce_retracing=True)
-    def _bounded(self, history, candidates, ucb):
-        return self.residual.score(history, candidates, ucb)
+    def _bounded(self, history, candidates, ucb, events=None):
+        """r + c u tanh(ucb); r reads the users' recent display sets when known (the bandit
+        learns on its pair features alone)."""
+        return self.residual.score(history, candidates, ucb, events=events)
 
     def select(self, observation: Observation, explore: bool = False) -> tf.Tensor:
         ucb = self.ucb(observation)
         if self.residual.active:
             return top_k_slate(
-                self._bounded(observation.history, observation.candidates, ucb), self.k
+                self._bounded(observation.history, observation.candidates, ucb, observation.events),
+                self.k,
             )
         return top_k_slate(ucb, self.k)
 

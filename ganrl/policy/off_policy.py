@@ -39,7 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from ganrl.data.dataset import EventArrays
-from ganrl.simulator.simulator import Observation, Simulator, SimulatorConfig
+from ganrl.simulator.simulator import Simulator, SimulatorConfig
 from ganrl.user_model import LoadedUserModel
 
 ESTIMATORS = ("ips", "snips", "dm", "dr")
@@ -143,7 +143,7 @@ def _replay(policy, model, events, propensity, k, history_length, users, max_eve
         rows = starts + np.minimum(t, np.maximum(lengths - 1, 0))
         display, mask = events.display[rows], events.display_mask[rows]
         clicked_pos = np.where(active, events.clicked_pos[rows], -1)
-        observation = Observation(sim.observation(candidates).history, candidates, t)
+        observation = sim.observation(candidates)._replace(step=t, alive=None)
         slate = policy.select(observation).numpy()  # candidates are all items: ids
         utilities = sim.utilities(candidates).numpy().astype(np.float64)
         u_display = np.where(mask, np.take_along_axis(utilities, display, 1), -np.inf)

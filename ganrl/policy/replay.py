@@ -21,6 +21,9 @@ class TransitionMemory:
     """Named arrays stored row-wise in a ring of `capacity` rows; `add` takes a batch of rows,
     `sample` returns a batch of rows drawn uniformly with replacement.
 
+    A field first seen in `add` (or in a loaded state) joins the declared ones; its rows
+    written before are -1 for integers ("unknown", as in `Observation.events`), else 0.
+
     Args:
       capacity: rows kept (the oldest are overwritten).
       fields: name -> (shape of one row, dtype).
@@ -43,6 +46,8 @@ class TransitionMemory:
         n = len(next(iter(batch.values())))
         rows = (self.cursor + np.arange(n)) % self.capacity
         for key, value in batch.items():
+            if key not in self.data:
+                self._allocate(key, np.asarray(value))
             self.data[key][rows] = value
         self.cursor = (self.cursor + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
@@ -65,8 +70,19 @@ class TransitionMemory:
         """Restores what `state` returned."""
         self.size, self.cursor = int(state["size"]), int(state["cursor"])
         set_generator_state(self.rng, state["rng"])
+        for key in state:
+            if key.startswith("data_") and key[5:] not in self.data:
+                self._allocate(key[5:], state[key])
         for key, value in self.data.items():
-            value[: self.size] = state[f"data_{key}"]
+            if f"data_{key}" in state:
+                value[: self.size] = state[f"data_{key}"]
+            else:  # a field added after the state was saved: unknown in its rows
+                value[: self.size] = -1 if np.issubdtype(value.dtype, np.integer) else 0
+
+    def _allocate(self, key: str, rows: np.ndarray) -> None:
+        """A new field shaped as `rows [n, ...]`, unknown (-1 or 0) everywhere."""
+        fill = -1 if np.issubdtype(rows.dtype, np.integer) else 0
+        self.data[key] = np.full((self.capacity, *rows.shape[1:]), fill, rows.dtype)
 
 
 class ReplayBuffer(TransitionMemory):

@@ -50,15 +50,20 @@ def bounded_score(
 
 
 def ensemble_shrink(
-    members: Sequence, history: tf.Tensor, candidates: tf.Tensor, uncertainty: float, chunk: int = 0
+    members: Sequence,
+    history: tf.Tensor,
+    candidates: tf.Tensor,
+    uncertainty: float,
+    chunk: int = 0,
+    events: tf.Tensor | None = None,
 ) -> tf.Tensor:
     """`[B, N]` u(s, a) = exp(-uncertainty * std over `members` (user models) of r_m(s, a)) for
-    the states of histories `[B, H]` and candidates `[B, N]` (`chunk`: scored that many
-    candidates at a time, `learned_rewards`)."""
+    the states of histories `[B, H]` (and recent display sets `events`, if known) and
+    candidates `[B, N]` (`chunk`: scored that many candidates at a time, `learned_rewards`)."""
     from ganrl.policy.heuristics import learned_rewards
 
     spread = tf.math.reduce_std(
-        tf.stack([learned_rewards(model, history, candidates, chunk) for model in members]),
+        tf.stack([learned_rewards(model, history, candidates, chunk, events) for model in members]),
         axis=0,
     )
     return tf.exp(-uncertainty * spread)
@@ -97,17 +102,21 @@ class Residual:
         """Whether scores are bounded around GAN-Greedy's (a reward model and c > 0)."""
         return bool(self.bound)
 
-    def rewards(self, history: tf.Tensor, candidates: tf.Tensor, chunk: int = 0) -> tf.Tensor:
+    def rewards(
+        self, history: tf.Tensor, candidates: tf.Tensor, chunk: int = 0, events=None
+    ) -> tf.Tensor:
         """`[B, N]` r(s, a) of the reward model (`learned_rewards`)."""
         from ganrl.policy.heuristics import learned_rewards
 
-        return learned_rewards(self.reward_model, history, candidates, chunk)
+        return learned_rewards(self.reward_model, history, candidates, chunk, events)
 
-    def shrink(self, history: tf.Tensor, candidates: tf.Tensor, chunk: int = 0) -> tf.Tensor | None:
+    def shrink(
+        self, history: tf.Tensor, candidates: tf.Tensor, chunk: int = 0, events=None
+    ) -> tf.Tensor | None:
         """`[B, N]` u(s, a), or None where it is 1 (one model, or uncertainty 0)."""
         if not self.members:
             return None
-        return ensemble_shrink(self.members, history, candidates, self.uncertainty, chunk)
+        return ensemble_shrink(self.members, history, candidates, self.uncertainty, chunk, events)
 
     def score(
         self,
@@ -116,9 +125,12 @@ class Residual:
         learned: tf.Tensor,
         weight: tf.Tensor | float | None = None,
         reward: tf.Tensor | None = None,
+        events: tf.Tensor | None = None,
     ) -> tf.Tensor:
-        """`[B, N]` w * (r + c u tanh(h)) for histories `[B, H]`, candidates `[B, N]` and the
-        policy's learned term h `[B, N]` (`reward`: r if already computed)."""
+        """`[B, N]` w * (r + c u tanh(h)) for histories `[B, H]` (and recent display sets
+        `events`, if known), candidates `[B, N]` and the policy's learned term h `[B, N]`
+        (`reward`: r if already computed)."""
         if reward is None:
-            reward = self.rewards(history, candidates)
-        return bounded_score(reward, learned, self.bound, self.shrink(history, candidates), weight)
+            reward = self.rewards(history, candidates, events=events)
+        shrink = self.shrink(history, candidates, events=events)
+        return bounded_score(reward, learned, self.bound, shrink, weight)

@@ -66,9 +66,10 @@ TABLE_FIELDS = (
     "gap_ci95_low",
     "gap_ci95_high",
 )
-# A recommender: histories [U, H] (most recent click first, -1 padded) and the candidates
-# [C] shared by every user -> slates [U, k] of item ids.
-Recommender = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# A recommender: histories [U, H] (most recent click first, -1 padded), the candidates [C]
+# shared by every user and the users' recent slates (`Observation.events`' form, [U, E, 1 + k];
+# None before the first) -> slates [U, k] of item ids.
+Recommender = Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,15 +250,21 @@ def evaluate_true(
     env.reset(users, seed)
     candidates = np.arange(env.n_items, dtype=np.int32)
     history = np.full((users, horizon), -1, np.int32)  # most recent click first
+    events = None  # [users, horizon, 1 + k]: the slates shown, most recent first
     total = np.zeros(users)
     steps = np.zeros(users, dtype=np.int64)
     for _ in range(horizon):
         steps += env.active
-        outcome = env.step(recommender(history, candidates))
+        slate = np.asarray(recommender(history, candidates, events), dtype=np.int32)
+        outcome = env.step(slate)
         total += outcome.reward
         clicked = outcome.clicked_item >= 0
         shifted = np.concatenate([outcome.clicked_item[:, None], history[:, :-1]], axis=1)
         history = np.where(clicked[:, None], shifted, history).astype(np.int32)
+        if events is None:
+            events = np.full((users, horizon, 1 + slate.shape[1]), -1, np.int32)
+        row = np.concatenate([outcome.clicked_item[:, None], slate], axis=1)
+        events = np.concatenate([row[:, None].astype(np.int32), events[:, :-1]], axis=1)
     return {"reward": total, "steps": steps}
 
 
@@ -268,7 +275,7 @@ def myopic_oracle(
     ignores the future); with `utilities` (`[U, items]`), of highest such scores instead."""
     utilities = utilities or env.utilities
 
-    def recommend(history, candidates):
+    def recommend(history, candidates, events=None):
         u = utilities()[:, candidates]
         return candidates[np.argsort(-u, axis=1, kind="stable")[:, :k]]
 
@@ -314,7 +321,7 @@ def lookahead_oracle(env: SatiationEnvironment, k: int, width: int = 3) -> Recom
         later = np.exp(best_next).sum(axis=1)
         return now + stay * later / (later + math.exp(world.config.no_click_utility))
 
-    def recommend(history, candidates):
+    def recommend(history, candidates, events=None):
         u = env.utilities()
         slates = [np.argsort(-u, axis=1, kind="stable")[:, :k]]
         slates += [per_topic_top(u, limit) for limit in range(1, width)]
@@ -360,7 +367,7 @@ def evaluate_policies(
     recommenders: dict[str, Recommender] = {}
     for name in names:
         policy = load_policy(policy_dir, name)
-        recommenders[name] = lambda h, c, p=policy: recommend(p, h, c, config.k)
+        recommenders[name] = lambda h, c, e, p=policy: recommend(p, h, c, config.k, events=e)
     recommenders["oracle_myopic"] = myopic_oracle(env, config.k)
     if isinstance(env, SatiationEnvironment):
         recommenders["oracle_lookahead"] = lookahead_oracle(env, config.k)

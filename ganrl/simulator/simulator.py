@@ -17,8 +17,11 @@ still pays its click. The episode ends at the horizon or when everyone has left;
 `session_lengths` holds each user's slates seen.
 
 What a policy sees (`Observation`): each user's recent clicks (`history`, most recent first,
--1 padded) and the candidate ids, never the simulator's internal state: a policy trained in
-one simulator must run unchanged in another (the test simulator of the paper's protocol).
+-1 padded), her recent display sets with what she did on each (`events`: what was shown and
+passed over, which a click history cannot tell) and the candidate ids, never the
+simulator's internal state: a policy trained in one simulator must run unchanged in another
+(the test simulator of the paper's protocol), and in front of real users, whose recent slates
+and clicks a server knows as well.
 """
 
 from __future__ import annotations
@@ -72,12 +75,36 @@ class SimulatorConfig:
 class Observation(NamedTuple):
     """history `[B, H]` int32 recent clicks (most recent first, -1 padding); candidates
     `[B, N]` int32 item ids; step: steps taken in the episode; alive: `[B]` bool, the users
-    still in their session (None: everyone)."""
+    still in their session (None: everyone); events: `[B, E, 1 + D]` int32 the users' recent
+    display sets, most recent first (None: unknown, the history alone): per event the
+    clicked item (-1: no click) then the D items shown (-1 padded); a row of -1 is no event.
+    The events' clicks are the history's most recent ones (`event_rows` builds rows)."""
 
     history: tf.Tensor
     candidates: tf.Tensor
     step: int
     alive: tf.Tensor | None = None
+    events: tf.Tensor | None = None
+
+
+def event_rows(
+    clicked_item: tf.Tensor, display: tf.Tensor, width: int, display_mask: tf.Tensor | None = None
+) -> tf.Tensor:
+    """`[B, 1 + width]` the `Observation.events` rows of one event per user: `clicked_item
+    [B]` (-1: no click) and the shown `display [B, D]` (its real slots `display_mask`),
+    padded with -1 or cut to `width` items."""
+    display = tf.cast(display, tf.int32)
+    if display_mask is not None:
+        display = tf.where(display_mask, display, -1)
+    display = display[:, :width]
+    display = tf.pad(display, [[0, 0], [0, width - tf.shape(display)[1]]], constant_values=-1)
+    return tf.concat([tf.cast(clicked_item, tf.int32)[:, None], display], axis=1)
+
+
+def push_event(events: tf.Tensor, row: tf.Tensor) -> tf.Tensor:
+    """`events [B, E, 1 + D]` with `row [B, 1 + D]` as the most recent event (the oldest
+    drops out)."""
+    return tf.concat([row[:, None], events[:, :-1]], axis=1)
 
 
 class StepResult(NamedTuple):
@@ -117,6 +144,9 @@ class Simulator:
         if self.reward_kind == "auto":
             self.reward_kind = "click" if self.has_no_click else "learned"
         self.leave_model = load_leave_model(user_model.run_dir) if config.leave else None
+        # Observation.events: as many events as clicks in the history, each as wide as a
+        # slate or as the widest display set the user model remembers.
+        self.event_width = max(config.k, user_model.reward.config.history_display_width)
         self._state = None
         self.session_lengths = np.zeros(0, np.int64)
 
@@ -144,15 +174,19 @@ class Simulator:
             r_state = b_state if self.shared else self.reward.replay(padded, r_state)
         self._state = (b_state, r_state)
         self._history = tf.constant(history)
+        self._events = tf.fill([batch_size, self.config.history_length, 1 + self.event_width], -1)
         self._step = 0
         self._batch = batch_size
         self._alive = tf.ones([batch_size], tf.bool)
         self.session_lengths = np.zeros(batch_size, np.int64)
-        return Observation(self._history, self._draw_candidates(batch_size), 0, self._alive)
+        return self.observation()
 
-    def _advance(self, b_state, r_state, history, items, clicked, display=None, display_mask=None):
+    def _advance(
+        self, b_state, r_state, history, events, items, clicked, display=None, display_mask=None
+    ):
         """Adds the clicked `items` of the event that showed `display` (if known; its real
-        slots `display_mask`, when padded) to the states."""
+        slots `display_mask`, when padded) to the states, the history and the events (a
+        click whose display set is unknown counts as an event showing it alone)."""
         b_state = self.behavior.update(
             b_state, items, clicked, display=display, display_mask=display_mask
         )
@@ -165,7 +199,9 @@ class Simulator:
         )
         shifted = tf.concat([items[:, None], history[:, :-1]], axis=1)
         history = tf.where(clicked[:, None], shifted, history)
-        return b_state, r_state, history
+        shown = items[:, None] if display is None else display
+        row = event_rows(tf.where(clicked, items, -1), shown, self.event_width, display_mask)
+        return b_state, r_state, history, push_event(events, row)
 
     def _draw_candidates(self, batch_size: int) -> tf.Tensor:
         return draw_candidates(self.rng, batch_size, self.n_items, self.n_candidates)
@@ -180,10 +216,11 @@ class Simulator:
         leave_draw = self.rng.uniform([self._batch]) if self.leave_model is not None else None
         b_state, r_state = self._state
         alive = self._alive
-        reward, clicked, index, b_state, r_state, history, stays = self._step_fn(
+        reward, clicked, index, b_state, r_state, history, events, stays = self._step_fn(
             b_state,
             r_state,
             self._history,
+            self._events,
             items,
             gumbel,
             alive,
@@ -193,14 +230,14 @@ class Simulator:
         self.session_lengths += alive.numpy()
         self._state = (b_state, r_state)
         self._history = history
+        self._events = events
         self._alive = stays
         self._step += 1
         done = self._step >= self.config.horizon or not bool(tf.reduce_any(stays))
-        next_obs = Observation(history, self._draw_candidates(self._batch), self._step, stays)
-        return StepResult(next_obs, reward, clicked, index, done)
+        return StepResult(self.observation(), reward, clicked, index, done)
 
     @tf.function(reduce_retracing=True)
-    def _step_fn(self, b_state, r_state, history, items, gumbel, alive, leave_draw, step):
+    def _step_fn(self, b_state, r_state, history, events, items, gumbel, alive, leave_draw, step):
         """One slate for every user; users not `alive [B]` get nothing and stay as they are.
         Returns the reward, click and index, the states, the history and who stays."""
         k = tf.shape(items)[1]
@@ -217,13 +254,13 @@ class Simulator:
         else:
             r = self.reward.rewards(r_state, clicked_item[:, None])
             reward = tf.where(clicked, r[:, 0], 0.0)
-        b_state, r_state, history = self._advance(
-            b_state, r_state, history, clicked_item, clicked, display=items
+        b_state, r_state, history, events = self._advance(
+            b_state, r_state, history, events, clicked_item, clicked, display=items
         )
         stays = alive
         if self.leave_model is not None:
             stays = alive & (leave_draw >= self._leave_probability(logits, clicked, step))
-        return reward, clicked, index, b_state, r_state, history, stays
+        return reward, clicked, index, b_state, r_state, history, events, stays
 
     def _leave_probability(self, logits: tf.Tensor, clicked: tf.Tensor, step) -> tf.Tensor:
         """`[B]` the leave model's P(leave) after a slate of choice `logits [B, k + 1]` and
@@ -275,10 +312,11 @@ class Simulator:
         chose the click: an ensemble moves all its members with the click one of them
         sampled, an off-policy replay with the logged click."""
         b_state, r_state = self._state
-        b_state, r_state, self._history = self._advance(
+        b_state, r_state, self._history, self._events = self._advance(
             b_state,
             r_state,
             self._history,
+            self._events,
             items,
             clicked,
             display=display,
@@ -291,7 +329,7 @@ class Simulator:
         """The current observation, with `candidates` or freshly drawn ones."""
         if candidates is None:
             candidates = self._draw_candidates(self._batch)
-        return Observation(self._history, candidates, self._step, self._alive)
+        return Observation(self._history, candidates, self._step, self._alive, self._events)
 
     def click_probabilities(self, observation: Observation, slate: tf.Tensor) -> tf.Tensor:
         """`[B, k + 1]` the behaviour model's probabilities of each slate item and no click."""

@@ -82,6 +82,39 @@ class ChoiceModel:
         padded)."""
         return self.replay(tf.reverse(tf.convert_to_tensor(history, tf.int32), axis=[1]))
 
+    def replay_events(self, history: tf.Tensor, events: tf.Tensor | None) -> Any:
+        """The state of a policy observation: its click `history [B, H]` (most recent
+        first, -1 padded) and its recent display sets `events [B, E, 1 + D]`
+        (`Observation.events`; None: the history alone, `replay_recent_first`).
+
+        The clicks older than the events are replayed as clicks alone, then every event
+        with the set it showed, click or no click, as the model was trained on them (a
+        model with `history_features`, `choice_history` or `display_history` reads what was
+        shown; a click history alone leaves it blind to the slates a user passed over).
+        """
+        history = tf.convert_to_tensor(history, tf.int32)
+        if events is None:
+            return self.replay_recent_first(history)
+        events = tf.convert_to_tensor(events, tf.int32)
+        real = events[:, :, 1] >= 0  # [B, E] an event showed at least one item
+        clicks_in_events = tf.reduce_sum(tf.cast(real & (events[:, :, 0] >= 0), tf.int32), 1)
+        width = tf.shape(history)[1]
+        # The history less its most recent clicks_in_events entries (those are the events').
+        columns = tf.range(width)[None, :] + clicks_in_events[:, None]
+        older = tf.where(
+            columns < width, tf.gather(history, tf.minimum(columns, width - 1), batch_dims=1), -1
+        )
+        state = self.replay_recent_first(older)
+        for t in reversed(range(events.shape[1])):  # oldest event first
+            item, shown = events[:, t, 0], events[:, t, 1:]
+            stepped = self.update(
+                state, tf.maximum(item, 0), item >= 0, tf.maximum(shown, 0), shown >= 0
+            )
+            state = tf.nest.map_structure(
+                lambda new, old, t=t: _where_rows(real[:, t], new, old), stepped, state
+            )
+        return state
+
     def state_vector(self, state: Any) -> tf.Tensor:
         """The encoded state the utilities read (`UserModel.state_vector`)."""
         return self.model.state_vector(state)

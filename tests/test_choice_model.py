@@ -147,3 +147,18 @@ def test_replay_events_without_events_is_the_click_replay():
         _flat(cm.replay_events(history, None)), _flat(cm.replay_recent_first(history))
     ):
         np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_an_event_of_unknown_display_set_is_the_click_alone_or_nothing():
+    from ganrl.simulator.simulator import Simulator, SimulatorConfig
+    from ganrl.user_model import LoadedUserModel
+
+    cm = _choice_model("PW", "all_parts", has_no_click=True)
+    loaded = LoadedUserModel(cm.model, cm.model, {}, ItemFeatures(9), run_dir="")
+    sim = Simulator(loaded, SimulatorConfig(k=3, horizon=2, leave=False))
+    sim.reset(2)
+    sim.advance(tf.constant([4, 7]), tf.constant([True, False]))  # no display set known
+    events = sim.observation().events.numpy()
+    np.testing.assert_array_equal(events[0, 0, :3], [4, 4, -1])  # clicked 4, shown 4 alone
+    np.testing.assert_array_equal(events[1], -1)  # a no-click of unknown set: no event
+    np.testing.assert_array_equal(sim.observation().history.numpy()[:, 0], [4, -1])

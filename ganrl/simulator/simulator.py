@@ -186,7 +186,8 @@ class Simulator:
     ):
         """Adds the clicked `items` of the event that showed `display` (if known; its real
         slots `display_mask`, when padded) to the states, the history and the events (a
-        click whose display set is unknown counts as an event showing it alone)."""
+        click whose display set is unknown counts as an event showing it alone, a no-click
+        whose set is unknown as no event)."""
         b_state = self.behavior.update(
             b_state, items, clicked, display=display, display_mask=display_mask
         )
@@ -199,8 +200,9 @@ class Simulator:
         )
         shifted = tf.concat([items[:, None], history[:, :-1]], axis=1)
         history = tf.where(clicked[:, None], shifted, history)
-        shown = items[:, None] if display is None else display
-        row = event_rows(tf.where(clicked, items, -1), shown, self.event_width, display_mask)
+        if display is None:  # the click alone is known; a no-click without its set is no event
+            display, display_mask = items[:, None], clicked[:, None]
+        row = event_rows(tf.where(clicked, items, -1), display, self.event_width, display_mask)
         return b_state, r_state, history, push_event(events, row)
 
     def _draw_candidates(self, batch_size: int) -> tf.Tensor:

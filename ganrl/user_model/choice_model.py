@@ -96,7 +96,7 @@ class ChoiceModel:
         if events is None:
             return self.replay_recent_first(history)
         events = tf.convert_to_tensor(events, tf.int32)
-        real = events[:, :, 1] >= 0  # [B, E] an event showed at least one item
+        real = tf.reduce_any(events[:, :, 1:] >= 0, axis=-1)  # [B, E] showed an item
         clicks_in_events = tf.reduce_sum(tf.cast(real & (events[:, :, 0] >= 0), tf.int32), 1)
         width = tf.shape(history)[1]
         # The history less its most recent clicks_in_events entries (those are the events').

@@ -6,7 +6,8 @@ Reports the time to choose a k=10 slate among 1,000, 10,000 and 100,000 candidat
 users in one batched call (target: under 200 ms for 1,000; above `candidate_chunk` = 2,048
 candidates the cascade scores them in chunks, so memory stays bounded: the peak RSS after each
 size is reported), and the simulator's user-steps per second (target: at least 50,000), with
-untrained networks of the default sizes (timing does not depend on the weights).
+untrained networks of the default sizes (timing does not depend on the weights), and
+GAN-Greedy's slate from the clicks alone and with the users' recent display sets.
 """
 
 from __future__ import annotations
@@ -78,7 +79,30 @@ def main() -> None:
 
     seconds = timed(one_step, repeats=20)
     out["simulator_user_steps_per_second"] = users / seconds
+    out.update(gan_greedy_with_events(features, rng))
     print(json.dumps(out, indent=2))
+
+
+def gan_greedy_with_events(features: ItemFeatures, rng: np.random.Generator) -> dict:
+    """GAN-Greedy's k=10 slate among 1,000 candidates for 256 users, from the clicks alone and
+    with 10 recent display sets of 10 items (`Observation.events`), under a user model with
+    the parts that read display sets (`history_features`, `choice_history`)."""
+    from ganrl.policy.heuristics import GanGreedy
+
+    config = ModelConfig(user_model="LSTM", history_features=True, choice_history=True)
+    model = UserModel(features, config, has_no_click=True)
+    policy = GanGreedy(PolicyFeatures(np.zeros((1000, 1), np.float32)), 10, reward_model=model)
+    users, n = 256, 1000
+    history = tf.constant(rng.integers(-1, n, (users, 10)), tf.int32)
+    candidates = tf.tile(tf.range(n)[None], [users, 1])
+    shown = rng.integers(0, n, (users, 10, 10))
+    clicks = np.where(rng.random((users, 10)) < 0.5, shown[:, :, 0], -1)
+    events = tf.constant(np.concatenate([clicks[:, :, None], shown], axis=2), tf.int32)
+    out = {}
+    for name, recent in (("clicks_alone", None), ("with_events", events)):
+        obs = Observation(history, candidates, 0, events=recent)
+        out[f"gan_greedy_slate_{name}_ms"] = 1000 * timed(lambda o=obs: policy.select(o).numpy())
+    return out
 
 
 if __name__ == "__main__":

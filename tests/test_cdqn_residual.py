@@ -184,3 +184,139 @@ def test_a_shrunk_bound_scores_alike_in_the_cascade_and_in_slate_q():
     for j in range(3):
         expected = tf.gather(scorer(j, slate[:, :j]), slate[:, j], batch_dims=1).numpy()
         np.testing.assert_allclose(q[:, j], expected, rtol=1e-5, atol=1e-5)
+
+
+def _event_world():
+    """Three small user models that read what was shown (the first the reward model, the
+    others an ensemble) and a simulator of the first, with no-clicks."""
+    from ganrl.data.dataset import ItemFeatures
+    from ganrl.simulator.simulator import Simulator, SimulatorConfig
+    from ganrl.user_model import LoadedUserModel
+    from ganrl.user_model.model import ModelConfig, UserModel
+
+    def model(seed):
+        tf.keras.utils.set_random_seed(seed)
+        config = ModelConfig(
+            user_model="LSTM",
+            dims="8",
+            item_dim=4,
+            rnn_hidden_dim=5,
+            pw_dim=2,
+            pw_band_size=3,
+            display_history=True,
+            choice_history=True,
+            history_features=True,
+            history_display_width=3,
+        )
+        return UserModel(ItemFeatures(9), config, has_no_click=True)
+
+    reward, *members = model(0), model(1), model(2)
+    sim = Simulator(
+        LoadedUserModel(reward, reward, {}, ItemFeatures(9), run_dir=""),
+        SimulatorConfig(k=3, horizon=4, seed=3, leave=False, history_length=4),
+    )
+    return reward, members, sim
+
+
+def _run_steps(policy, sim, steps=3):
+    """The observations of `steps` random slates, each observed by `policy`."""
+    observation = sim.reset(4, start_histories=[[1, 2], [3], [], [4, 5, 6, 7, 8]])
+    observations = [observation]
+    rng = np.random.default_rng(0)
+    for t in range(steps):
+        slate = tf.constant(np.argsort(rng.random((4, 9)), axis=1)[:, :3], tf.int32)
+        step = sim.step(observation, slate)
+        done = t == steps - 1
+        policy.observe(observation, slate, step.reward, step.clicked, step.observation, done)
+        observation = step.observation
+        observations.append(observation)
+    return observations
+
+
+def test_the_memory_keeps_the_user_models_states_and_an_old_memory_gets_them():
+    """An update reads r(s, a) and the ensemble's spread from the states the replay memory
+    kept, which are those the observations' clicks and display sets lead to (not the clicks
+    alone); a memory saved before it kept them (with or without display sets) gets them on
+    loading."""
+    from ganrl.policy.heuristics import learned_rewards
+    from ganrl.policy.residual import ensemble_shrink
+
+    reward, members, sim = _event_world()
+
+    def dqn():
+        return CascadingDQN(
+            PolicyFeatures.from_user_model(reward),
+            3,
+            config=CDQNConfig(hidden=4, replay_capacity=64, batch_size=4),
+            n_candidates=9,
+            history_length=4,
+            reward_model=reward,
+            ensemble_models=members,
+        )
+
+    cdqn = dqn()
+    observations, blind = _run_steps(cdqn, sim), []
+    size = cdqn.replay.size
+    assert size == 12
+    batch = cdqn._minibatch({key: value[:size] for key, value in cdqn.replay.data.items()})
+    for name, seen in (("encoded", observations[:-1]), ("next_encoded", observations[1:])):
+        history = tf.concat([o.history for o in seen], 0)
+        candidates = tf.concat([o.candidates for o in seen], 0)
+        events = tf.concat([o.events for o in seen], 0)
+        kept = batch[name]
+        for user_model, state in zip((reward, *members), kept):
+            got = learned_rewards(user_model, None, candidates, encoded=state).numpy()
+            want = learned_rewards(user_model, history, candidates, events=events).numpy()
+            np.testing.assert_allclose(got, want, atol=1e-5)
+            clicks_alone = learned_rewards(user_model, history, candidates).numpy()
+            blind.append(not np.allclose(got, clicks_alone, atol=1e-5))
+        np.testing.assert_allclose(
+            ensemble_shrink(members, None, candidates, 1.0, encoded=kept[1:]).numpy(),
+            ensemble_shrink(members, history, candidates, 1.0, events=events).numpy(),
+            atol=1e-5,
+        )
+    assert any(blind)
+    assert cdqn.train_step()["loss"] >= 0.0
+
+    # A memory saved before the states were kept: they are replayed on loading.
+    saved = cdqn.numpy_state()
+    kept = {key: value for key, value in saved.items() if "encoded_" in key}
+    assert kept
+    old = {key: value for key, value in saved.items() if "encoded_" not in key}
+    for prefix, seen in (("", observations[:-1]), ("next_", observations[1:])):
+        old[f"replay_data_{prefix}events"] = np.concatenate([o.events.numpy() for o in seen])
+    resumed = dqn()
+    resumed.load_numpy_state(old)
+    for key, value in kept.items():
+        np.testing.assert_allclose(resumed.replay.data[key[12:]][:size], value, atol=1e-5)
+    assert resumed.train_step()["loss"] >= 0.0
+
+
+@pytest.mark.parametrize("name", ["ppo", "a2c"])
+def test_actor_critic_updates_read_the_user_models_of_the_display_sets(name):
+    """PPO's and A2C's gradient steps take r(s, a) and the ensemble's shrinking computed once
+    per rollout from the users' clicks and display sets: the logits they give are those of
+    acting on the same observations."""
+    from ganrl.policy.actor_critic import A2C, PPO, _flat
+
+    reward, members, sim = _event_world()
+    cls = {"ppo": PPO, "a2c": A2C}[name]
+    policy = cls(
+        PolicyFeatures.from_user_model(reward), 3, reward_model=reward, ensemble_models=members
+    )
+    observations = _run_steps(policy, sim)
+    stacked = policy._stacked()
+    flat = _flat(stacked, ("history", "candidates"))
+    assert "events" in flat
+    learned = policy._with_learned(dict(flat))
+    assert "events" not in learned and {"reward", "shrink"} <= set(learned)
+    seen = observations[:-1]
+    events = tf.concat([o.events for o in seen], 0)
+    acting = policy._logits(flat["history"], flat["candidates"], events).numpy()
+    state, feats, shrink = policy._inputs(
+        learned["history"], learned["candidates"], learned=(learned["reward"], learned["shrink"])
+    )
+    np.testing.assert_allclose(policy.net.logits(state, feats, shrink).numpy(), acting, atol=1e-5)
+    blind = policy._logits(flat["history"], flat["candidates"]).numpy()
+    assert not np.allclose(blind, acting, atol=1e-5)
+    assert np.isfinite(policy.train_step()["loss"])

@@ -328,19 +328,46 @@ class _ActorCriticPolicy(Policy):
         self.rollout: list[dict] = []
 
     def _inputs(
-        self, history: tf.Tensor, candidates: tf.Tensor, events: tf.Tensor | None = None
+        self,
+        history: tf.Tensor,
+        candidates: tf.Tensor,
+        events: tf.Tensor | None = None,
+        learned: tuple | None = None,
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor | None]:
         """(`[B, S]` state, `[B, N, d (+1)]` candidate features, `[B, N]` the bound's factor
         u(s, a) or None where it is 1). The learned reward r reads the users' recent display
-        sets `events` when known; the state is the clicks'."""
+        sets `events` when known; the state is the clicks'. `learned`: `_learned`'s (r, u)
+        when already computed."""
+        reward, shrink = (
+            learned if learned is not None else self._learned(history, candidates, events)
+        )
         feats = self.features.items(candidates)
+        if reward is not None:
+            feats = tf.concat([feats, reward[..., None]], axis=-1)
+        return self.features.state(history), feats, shrink
+
+    def _learned(self, history, candidates, events=None) -> tuple:
+        """(`[B, N]` r(s, a) or None without a reward model, `[B, N]` u(s, a) or None): what
+        the user models say of the candidates. They are frozen while the policy learns, so
+        an update computes these once per rollout, not at every gradient step."""
+        reward = None
         if self.reward_model is not None:
             from ganrl.policy.heuristics import learned_rewards
 
-            r = learned_rewards(self.reward_model, history, candidates, events=events)
-            feats = tf.concat([feats, r[..., None]], axis=-1)
-        shrink = self.residual.shrink(history, candidates, events=events)
-        return self.features.state(history), feats, shrink
+            reward = learned_rewards(self.reward_model, history, candidates, events=events)
+        return reward, self.residual.shrink(history, candidates, events=events)
+
+    @tf.function(reduce_retracing=True)
+    def _learned_graph(self, history, candidates, events=None):
+        return self._learned(history, candidates, events)
+
+    def _with_learned(self, flat: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """A flat rollout with its recent display sets replaced by what the user models
+        say of its candidates ("reward", "shrink"; `_learned`), for the gradient steps."""
+        events = flat.pop("events", None)
+        reward, shrink = self._learned_graph(flat["history"], flat["candidates"], events)
+        learned = {"reward": reward, "shrink": shrink}
+        return {**flat, **{k: v for k, v in learned.items() if v is not None}}
 
     @tf.function(reduce_retracing=True)
     def _logits(self, history, candidates, events=None):
@@ -384,19 +411,20 @@ class _ActorCriticPolicy(Policy):
         batch["next_value"] = self._values(flat["next_history"]).numpy().reshape(shape)
         return batch
 
-    def _loss_terms(self, history, candidates, slate, events=None):
-        """(log pi(slate), V(s), mean entropy of the first pick) for flat `[M, ...]` inputs."""
-        state, feats, shrink = self._inputs(history, candidates, events)
+    def _loss_terms(self, history, candidates, slate, learned):
+        """(log pi(slate), V(s), mean entropy of the first pick) for flat `[M, ...]` inputs
+        (`learned`: `_learned`'s (r, u))."""
+        state, feats, shrink = self._inputs(history, candidates, learned=learned)
         logits = self.net.logits(state, feats, shrink)
         log_prob = slate_log_prob(logits, slate)
         probs = tf.nn.softmax(logits)
         entropy = -tf.reduce_mean(tf.reduce_sum(probs * tf.nn.log_softmax(logits), -1))
         return log_prob, self.net.value(state), entropy
 
-    def _gradient_step(self, history, candidates, slate, returns, policy_loss_fn, events=None):
+    def _gradient_step(self, history, candidates, slate, returns, policy_loss_fn, learned):
         """One step on policy_loss_fn(log pi, V) + value_coef (R - V)^2 - entropy_coef H."""
         with tf.GradientTape() as tape:
-            log_prob, value, entropy = self._loss_terms(history, candidates, slate, events)
+            log_prob, value, entropy = self._loss_terms(history, candidates, slate, learned)
             value_loss = tf.reduce_mean(tf.square(returns - value))
             loss = (
                 policy_loss_fn(log_prob, value)
@@ -445,19 +473,29 @@ class PPO(_ActorCriticPolicy):
         self.ppo_epochs, self.minibatches = config.ppo_epochs, config.minibatches
 
     @tf.function(reduce_retracing=True)
-    def _old_log_prob(self, history, candidates, slate, events=None):
-        state, feats, shrink = self._inputs(history, candidates, events)
+    def _old_log_prob(self, history, candidates, slate, reward=None, shrink=None):
+        state, feats, shrink = self._inputs(history, candidates, learned=(reward, shrink))
         return slate_log_prob(self.net.logits(state, feats, shrink), slate)
 
     @tf.function(reduce_retracing=True)
-    def _ppo_step(self, history, candidates, slate, old_log_prob, advantage, returns, events=None):
+    def _ppo_step(
+        self,
+        history,
+        candidates,
+        slate,
+        old_log_prob,
+        advantage,
+        returns,
+        reward=None,
+        shrink=None,
+    ):
         return self._gradient_step(
             history,
             candidates,
             slate,
             returns,
             lambda log_prob, _: ppo_clip_loss(log_prob, old_log_prob, advantage, self.clip),
-            events,
+            (reward, shrink),
         )
 
     def _update_rollout(self, batch):
@@ -473,8 +511,13 @@ class PPO(_ActorCriticPolicy):
         valid = batch["valid"]
         batch["advantage"] = (advantage - advantage[valid].mean()) / (advantage[valid].std() + 1e-8)
         flat = _flat(batch, ("history", "candidates", "slate", "advantage", "returns"), valid)
+        flat = self._with_learned(flat)
         flat["old_log_prob"] = self._old_log_prob(
-            flat["history"], flat["candidates"], flat["slate"], flat.get("events")
+            flat["history"],
+            flat["candidates"],
+            flat["slate"],
+            flat.get("reward"),
+            flat.get("shrink"),
         )
         m = int(flat["slate"].shape[0])
         losses = []
@@ -503,14 +546,14 @@ class A2C(_ActorCriticPolicy):
         self.n_steps = config.n_steps
 
     @tf.function(reduce_retracing=True)
-    def _a2c_step(self, history, candidates, slate, returns, events=None):
+    def _a2c_step(self, history, candidates, slate, returns, reward=None, shrink=None):
         return self._gradient_step(
             history,
             candidates,
             slate,
             returns,
             lambda log_prob, value: -tf.reduce_mean(log_prob * tf.stop_gradient(returns - value)),
-            events,
+            (reward, shrink),
         )
 
     def _update_rollout(self, batch):
@@ -518,4 +561,4 @@ class A2C(_ActorCriticPolicy):
             batch["reward"], batch["next_value"], batch["done"], self.gamma, self.n_steps
         )
         flat = _flat(batch, ("history", "candidates", "slate", "returns"), batch["valid"])
-        return {"loss": float(self._a2c_step(**flat))}
+        return {"loss": float(self._a2c_step(**self._with_learned(flat)))}

@@ -436,6 +436,7 @@ class CascadingDQN(Policy):
         candidates: tf.Tensor,
         net: CascadingQNetwork | None = None,
         events: tf.Tensor | None = None,
+        encoded: Sequence | None = None,
     ) -> tuple[Callable, Callable, tf.Tensor, Callable | None]:
         """The position scorer of `net` (default: the online network) for these users and
         candidates, the function `indices [B, M] -> [B, M, d (+1)]` of the candidates'
@@ -443,7 +444,8 @@ class CascadingDQN(Policy):
         `indices -> [B, M]` of the bound's factor u(s, a) (None with a single user model).
         Above `candidate_chunk` candidates (or when N is unknown) nothing of size N x d is
         made: the scorer works chunk by chunk. The learned reward reads the users' recent
-        display sets `events` when known; the state is the clicks'."""
+        display sets `events` when known, or the user models' states `encoded`
+        (`_encode`: the replay memory keeps them); the state is the clicks'."""
         net = net or self.q
         state = self.features.state(history)
         n = candidates.shape[1]
@@ -458,6 +460,7 @@ class CascadingDQN(Policy):
                 candidates,
                 chunk=self.candidate_chunk if chunked else 0,
                 events=events,
+                encoded=None if encoded is None else encoded[0],
             )
         shrink_at = None
         if self.ensemble_models:
@@ -468,6 +471,7 @@ class CascadingDQN(Policy):
                 self.uncertainty,
                 self.candidate_chunk if chunked else 0,
                 events,
+                None if encoded is None else encoded[1:],
             )  # [B, N]
 
             def shrink_at(indices):
@@ -518,11 +522,19 @@ class CascadingDQN(Policy):
         n = candidates.shape[1] if candidates.shape[1] is not None else tf.shape(candidates)[1]
         return cascade_select(scorer, tf.shape(candidates)[0], n, self.k)
 
-    def _greedy_cascade(self, history, candidates, events=None):
-        return self.select_graph(Observation(history, candidates, 0, events=events))
+    def _greedy_cascade(self, history, candidates, encoded=None):
+        scorer, _, _, _ = self._cascade(history, candidates, encoded=encoded)
+        n = candidates.shape[1] if candidates.shape[1] is not None else tf.shape(candidates)[1]
+        return cascade_select(scorer, tf.shape(candidates)[0], n, self.k)
 
     def select(self, observation: Observation, explore: bool = False) -> tf.Tensor:
-        slate = self._greedy(observation.history, observation.candidates, observation.events)
+        # The user models' states are encoded outside the compiled cascade: replaying the
+        # clicks and display sets unrolls one step per event, which XLA would compile again
+        # for every batch size (about 30 s each), while `_encode` is one graph for all.
+        encoded = None
+        if self.reward_model is not None:
+            encoded = self._encode(observation.history, observation.events)
+        slate = self._greedy(observation.history, observation.candidates, encoded)
         if explore:
             eps = self.current_epsilon()
             self.selections.assign_add(1)
@@ -532,6 +544,82 @@ class CascadingDQN(Policy):
             slate = np.where(use_random[:, None], random, slate.numpy())
             slate = tf.constant(slate, tf.int32)
         return slate
+
+    # -- The user models' states, kept in the replay memory --------------------------------
+    # r(s, a) (and each ensemble member's, for the bound's shrinking) reads the state the
+    # user's clicks and recent display sets lead to. The user models are frozen while the
+    # policy learns, so each transition keeps the encoded states of its two states
+    # (`encoded_state`, flattened into fields "encoded_<j>" and "next_encoded_<j>") and an
+    # update reads them instead of replaying the events of its minibatch twice.
+    def _user_models(self) -> tuple:
+        return (self.reward_model, *self.ensemble_models)
+
+    @tf.function(reduce_retracing=True)
+    def _encode(self, history, events=None):
+        from ganrl.policy.heuristics import encoded_state
+
+        return [encoded_state(model, history, events) for model in self._user_models()]
+
+    def _encoded_fields(self, observation: Observation) -> dict[str, np.ndarray]:
+        """The flattened `_encode` of an observation, one field per tensor."""
+        encoded = self._encode(observation.history, observation.events)
+        self._structure = encoded
+        return {f"encoded_{j}": leaf.numpy() for j, leaf in enumerate(tf.nest.flatten(encoded))}
+
+    def _encoded_structure(self) -> list:
+        """The nesting of `_encode`'s output (the last one, or traced on one empty
+        history)."""
+        if not hasattr(self, "_structure"):
+            history = tf.fill([1, self.replay.data["history"].shape[1]], -1)
+            self._structure = self._encode(history)
+        return self._structure
+
+    def _minibatch(self, rows: dict[str, np.ndarray]) -> dict:
+        """Sampled replay rows as `_replica_update`'s arguments: the encoded states packed
+        back into their nesting (fields it does not read, such as the recent display sets
+        an older memory kept, are dropped)."""
+        batch = {
+            key: rows[key]
+            for key in (
+                "history",
+                "candidates",
+                "slate",
+                "reward",
+                "next_history",
+                "next_candidates",
+                "done",
+            )
+        }
+        if self.reward_model is not None:
+            structure = self._encoded_structure()
+            count = len(tf.nest.flatten(structure))
+            for name in ("encoded", "next_encoded"):
+                leaves = [rows[f"{name}_{j}"] for j in range(count)]
+                batch[name] = tf.nest.pack_sequence_as(structure, leaves)
+        return batch
+
+    def load_numpy_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restores what `numpy_state` returned. A memory saved before it kept the user
+        models' states gets them now, replayed from each row's clicks and the recent display
+        sets it kept (its clicks alone where it kept none)."""
+        super().load_numpy_state(state)
+        if self.reward_model is None or "replay_data_encoded_0" in state:
+            return
+        data, size = self.replay.data, self.replay.size
+        for start in range(0, size, 1024):
+            rows = slice(start, min(size, start + 1024))
+            for prefix in ("", "next_"):
+                events = data.get(f"{prefix}events")
+                observed = Observation(
+                    tf.constant(data[f"{prefix}history"][rows]),
+                    tf.constant(data[f"{prefix}candidates"][rows]),
+                    0,
+                    events=None if events is None else tf.constant(events[rows]),
+                )
+                for key, value in self._encoded_fields(observed).items():
+                    if f"{prefix}{key}" not in data:
+                        self.replay._allocate(f"{prefix}{key}", value)
+                    data[f"{prefix}{key}"][rows] = value
 
     def observe(self, observation, slate, reward, clicked_index, next_observation, done):
         """Stores the transition of n_step steps ago, its reward the discounted sum of the
@@ -550,8 +638,8 @@ class CascadingDQN(Policy):
             "valid": valid,
             "terminal": terminal,
         }
-        if observation.events is not None:
-            step["events"] = observation.events.numpy()
+        if self.reward_model is not None:
+            step.update(self._encoded_fields(observation))
         self._pending.append(step)
         if not done and len(self._pending) < self.n_step:
             return
@@ -560,14 +648,19 @@ class CascadingDQN(Policy):
         terminals = np.stack([step["terminal"] for step in self._pending])
         next_history = next_observation.history.numpy()
         next_candidates = next_observation.candidates.numpy()
+        next_encoded = {}
+        if self.reward_model is not None:
+            next_encoded = {
+                f"next_{key}": value
+                for key, value in self._encoded_fields(next_observation).items()
+            }
         for i, step in enumerate(ready):
             keep = step["valid"]
-            recent = {}
-            if "events" in step and next_observation.events is not None:
-                recent = {
-                    "events": step["events"][keep],
-                    "next_events": next_observation.events.numpy()[keep],
-                }
+            encoded = {
+                key: value[keep]
+                for key, value in {**step, **next_encoded}.items()
+                if key.startswith(("encoded_", "next_encoded_"))
+            }
             self.replay.add(
                 history=step["history"][keep],
                 candidates=step["candidates"][keep],
@@ -576,7 +669,7 @@ class CascadingDQN(Policy):
                 next_history=next_history[keep],
                 next_candidates=next_candidates[keep],
                 done=terminals[i:].max(axis=0)[keep],
-                **recent,
+                **encoded,
             )
         self._pending = [] if done else self._pending[1:]
 
@@ -589,13 +682,14 @@ class CascadingDQN(Policy):
         next_history,
         next_candidates,
         done,
-        events=None,
-        next_events=None,
+        encoded=None,
+        next_encoded=None,
     ):
-        """One replica's share of an update; returns its part of the global mean loss."""
-        next_q = self.next_q(next_history, next_candidates, next_events)
+        """One replica's share of an update; returns its part of the global mean loss.
+        `encoded`, `next_encoded`: the user models' states (`_encode`) at both states."""
+        next_q = self.next_q(next_history, next_candidates, encoded=next_encoded)
         y = tf.stop_gradient(cascading_td_targets(reward, done, next_q, self.gamma_n))
-        _, features_at, state, shrink_at = self._cascade(history, candidates, events=events)
+        _, features_at, state, shrink_at = self._cascade(history, candidates, encoded=encoded)
         items = features_at(slate)
         shrink = None if shrink_at is None else shrink_at(slate)
         with tf.GradientTape() as tape:
@@ -611,12 +705,14 @@ class CascadingDQN(Policy):
         next_history: tf.Tensor,
         next_candidates: tf.Tensor,
         next_events: tf.Tensor | None = None,
+        encoded: Sequence | None = None,
     ) -> tf.Tensor:
-        """`[B]` Q^k_target(s', A'*) of the cascade's slate A'* at the next states, picked by
+        """`[B]` Q^k_target(s', A'*) of the cascade's slate A'* at the next states (their
+        recent display sets `next_events`, or the user models' states `encoded`), picked by
         the online networks with `double_q`, else by the target networks."""
         picker = self.q if self.double_q else self.target
         scorer, features_at, state, shrink_at = self._cascade(
-            next_history, next_candidates, picker, next_events
+            next_history, next_candidates, picker, next_events, encoded
         )
         slate = cascade_select(
             scorer, tf.shape(next_candidates)[0], next_candidates.shape[1], self.k
@@ -636,16 +732,16 @@ class CascadingDQN(Policy):
 
         def shard(context):
             rows = np.array_split(np.arange(self.batch_size), n)[context.replica_id_in_sync_group]
-            return {k: tf.constant(v[rows]) for k, v in batch.items()}
+            return tf.nest.map_structure(lambda v: tf.constant(v[rows]), batch)
 
         if n == 1:
-            return {k: tf.constant(v) for k, v in batch.items()}
+            return tf.nest.map_structure(tf.constant, batch)
         return self.strategy.experimental_distribute_values_from_function(shard)
 
     def train_step(self) -> dict:
         if self.replay.size < self.batch_size:
             return {}
-        batch = self.replay.sample(self.batch_size)
+        batch = self._minibatch(self.replay.sample(self.batch_size))
         loss = self._update(self._distribute(batch))
         self.updates.assign_add(1)
         if int(self.updates.numpy()) % self.target_update == 0:

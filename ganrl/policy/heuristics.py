@@ -41,7 +41,7 @@ from ganrl.policy.base import (
 from ganrl.policy.residual import Residual
 from ganrl.simulator.simulator import Observation
 from ganrl.user_model.choice_model import ChoiceModel
-from ganrl.user_model.model import UserModel
+from ganrl.user_model.model import EncodedState, UserModel
 
 
 def pair_features(features: PolicyFeatures, history: tf.Tensor, items: tf.Tensor) -> tf.Tensor:
@@ -60,22 +60,35 @@ def pair_dim(features: PolicyFeatures) -> int:
     return 2 * features.item_dim + 1
 
 
+def encoded_state(
+    model: UserModel, history: tf.Tensor, events: tf.Tensor | None = None
+) -> EncodedState:
+    """What a user model's r(s, a) reads of the states that histories `[B, H]` (and recent
+    display sets `events`, if known: `ChoiceModel.replay_events`) lead to. The model is
+    frozen while a policy learns, so a learner may keep this instead of replaying the
+    events again at every update."""
+    choice_model = ChoiceModel(model)
+    return choice_model.state_vector(choice_model.replay_events(history, events))
+
+
 def learned_rewards(
     model: UserModel,
     history: tf.Tensor,
     candidates: tf.Tensor,
     chunk: int = 0,
     events: tf.Tensor | None = None,
+    encoded: EncodedState | None = None,
 ) -> tf.Tensor:
     """`[B, N]` r(s, a) of a user model for the states its histories (and recent display
-    sets `events`, if known: `ChoiceModel.replay_events`) lead to; with `chunk`, scored
+    sets `events`, if known: `ChoiceModel.replay_events`) lead to, or for the states
+    `encoded` (`encoded_state`, then history and events are not read); with `chunk`, scored
     `chunk` candidates at a time (memory of one chunk)."""
-    choice_model = ChoiceModel(model)
-    state = choice_model.replay_events(history, events)
+    if encoded is None:
+        encoded = encoded_state(model, history, events)
     if not chunk:
-        return choice_model.utilities(state, candidates)
+        return model.utilities(encoded, candidates)
     return map_column_chunks(
-        lambda cols: choice_model.utilities(state, tf.gather(candidates, cols, axis=1)),
+        lambda cols: model.utilities(encoded, tf.gather(candidates, cols, axis=1)),
         tf.shape(candidates)[1],
         chunk,
     )

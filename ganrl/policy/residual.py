@@ -56,14 +56,22 @@ def ensemble_shrink(
     uncertainty: float,
     chunk: int = 0,
     events: tf.Tensor | None = None,
+    encoded: Sequence | None = None,
 ) -> tf.Tensor:
     """`[B, N]` u(s, a) = exp(-uncertainty * std over `members` (user models) of r_m(s, a)) for
-    the states of histories `[B, H]` (and recent display sets `events`, if known) and
-    candidates `[B, N]` (`chunk`: scored that many candidates at a time, `learned_rewards`)."""
+    the states of histories `[B, H]` (and recent display sets `events`, if known; or each
+    member's `encoded` states, `encoded_state`) and candidates `[B, N]` (`chunk`: scored that
+    many candidates at a time, `learned_rewards`)."""
     from ganrl.policy.heuristics import learned_rewards
 
+    encoded = [None] * len(members) if encoded is None else encoded
     spread = tf.math.reduce_std(
-        tf.stack([learned_rewards(model, history, candidates, chunk, events) for model in members]),
+        tf.stack(
+            [
+                learned_rewards(model, history, candidates, chunk, events, state)
+                for model, state in zip(members, encoded, strict=True)
+            ]
+        ),
         axis=0,
     )
     return tf.exp(-uncertainty * spread)

@@ -14,7 +14,7 @@ options `N + 1` with the last the no-click option.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import tensorflow as tf
 
@@ -68,14 +68,16 @@ class ChoiceModel:
         clicks = tf.convert_to_tensor(clicks, tf.int32)
         if state is None:
             state = self.initial_state(tf.shape(clicks)[0])
-        for t in range(clicks.shape[1]):  # one step per column, vectorised over users
-            items = clicks[:, t]
+
+        def step(t, state):  # one column, vectorised over users
+            items = tf.gather(clicks, t, axis=1)
             real = items >= 0
             stepped = self.update(state, tf.maximum(items, 0), real)
-            state = tf.nest.map_structure(
+            return tf.nest.map_structure(
                 lambda new, old: _where_rows(real, new, old), stepped, state
             )
-        return state
+
+        return _fold(step, tf.range(tf.shape(clicks)[1]), state)
 
     def replay_recent_first(self, history: tf.Tensor) -> Any:
         """`replay` of a policy observation's `[B, H]` history (most recent first, -1
@@ -104,16 +106,20 @@ class ChoiceModel:
         older = tf.where(
             columns < width, tf.gather(history, tf.minimum(columns, width - 1), batch_dims=1), -1
         )
-        state = self.replay_recent_first(older)
-        for t in reversed(range(events.shape[1])):  # oldest event first
-            item, shown = events[:, t, 0], events[:, t, 1:]
+
+        def step(t, state):
+            event = tf.gather(events, t, axis=1)
+            item, shown = event[:, 0], event[:, 1:]
             stepped = self.update(
                 state, tf.maximum(item, 0), item >= 0, tf.maximum(shown, 0), shown >= 0
             )
-            state = tf.nest.map_structure(
-                lambda new, old, t=t: _where_rows(real[:, t], new, old), stepped, state
+            happened = tf.gather(real, t, axis=1)
+            return tf.nest.map_structure(
+                lambda new, old: _where_rows(happened, new, old), stepped, state
             )
-        return state
+
+        # The oldest event first.
+        return _fold(step, tf.range(tf.shape(events)[1])[::-1], self.replay_recent_first(older))
 
     def state_vector(self, state: Any) -> tf.Tensor:
         """The encoded state the utilities read (`UserModel.state_vector`)."""
@@ -184,6 +190,18 @@ class ChoiceModel:
 def gumbel_noise(rng: tf.random.Generator, shape: tf.Tensor | list[int]) -> tf.Tensor:
     """Standard Gumbel draws of `shape` from `rng`, for `ChoiceModel.sample`."""
     return -tf.math.log(-tf.math.log(rng.uniform(shape, 1e-20, 1.0)))
+
+
+def _fold(step: Callable[[tf.Tensor, Any], Any], steps: tf.Tensor, state: Any) -> Any:
+    """`state` after `step(t, state)` for each t of `steps` `[T]` in order, as one
+    `tf.while_loop`: a traced graph holds one step whatever T (an unrolled loop made every
+    trace and XLA compilation of a replay grow with the history and event widths)."""
+
+    def body(i, state):
+        return i + 1, step(steps[i], state)
+
+    _, state = tf.while_loop(lambda i, _: i < tf.shape(steps)[0], body, (tf.constant(0), state))
+    return state
 
 
 def _where_rows(rows: tf.Tensor, new: tf.Tensor, old: tf.Tensor) -> tf.Tensor:

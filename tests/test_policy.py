@@ -334,6 +334,9 @@ def test_protocol_stages_report_progress_and_results(user_model_dir, tmp_path):
     ):
         assert f"{stage}: 2 episodes of 4 users" in lines
         assert any(line.startswith(f"{stage}: episode 2/2, reward ") for line in lines)
+    # LinUCB's closed-form update has no loss to report; the CDQN's has one.
+    assert not any("linucb (train)" in line and "loss" in line for line in lines)
+    assert any(line.startswith("cdqn (train): episode 2/2") and ", loss " in line for line in lines)
     assert "regret: linucb episode 2/2" in lines and "regret: random episode 2/2" in lines
     # The results of adaptation and regret are printed, not only written.
     adapt = results["adaptation"]

@@ -698,7 +698,9 @@ class PolicyRunner:
             beat(
                 lambda: (
                     f"{name} ({phase}): episode {int(iteration.numpy())}/{episodes}, "
-                    f"reward {row['reward']:.3f}, loss {row['loss']:.4g}"
+                    f"reward {row['reward']:.3f}"
+                    # A learner without a loss (LinUCB's closed-form update) reports none.
+                    + ("" if np.isnan(row["loss"]) else f", loss {row['loss']:.4g}")
                 )
             )
             # Validation comes before the checkpoint, so a run killed in between validates

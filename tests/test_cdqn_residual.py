@@ -219,11 +219,13 @@ def _event_world():
 
 
 def _run_steps(policy, sim, steps=3):
-    """The observations of `steps` random slates, each observed by `policy`."""
+    """The observations of `steps` random slates, each selected for and observed by
+    `policy`."""
     observation = sim.reset(4, start_histories=[[1, 2], [3], [], [4, 5, 6, 7, 8]])
     observations = [observation]
     rng = np.random.default_rng(0)
     for t in range(steps):
+        policy.select(observation, explore=True)  # acting reads the same states
         slate = tf.constant(np.argsort(rng.random((4, 9)), axis=1)[:, :3], tf.int32)
         step = sim.step(observation, slate)
         done = t == steps - 1
@@ -255,7 +257,10 @@ def test_the_memory_keeps_the_user_models_states_and_an_old_memory_gets_them():
         )
 
     cdqn = dqn()
+    encodings, encode = [], cdqn._encode
+    cdqn._encode = lambda history, events=None: encodings.append(1) or encode(history, events)
     observations, blind = _run_steps(cdqn, sim), []
+    assert len(encodings) == len(observations)  # each observation encoded once
     size = cdqn.replay.size
     assert size == 12
     batch = cdqn._minibatch({key: value[:size] for key, value in cdqn.replay.data.items()})

@@ -397,6 +397,9 @@ class CascadingDQN(Policy):
         )
         self.uncertainty = config.uncertainty
         self._pending: list[dict] = []  # the running episodes' last n_step - 1 transitions
+        # The last observations' encoded user-model states (`_encoded_of`) and their nesting.
+        self._encodings: list[tuple[Observation, list]] = []
+        self._structure: list | None = None
         with self.strategy.scope():
             self.q = CascadingQNetwork(k, hidden, residual, bound, name="q")
             self.target = CascadingQNetwork(k, hidden, residual, bound, name="target")
@@ -422,7 +425,7 @@ class CascadingDQN(Policy):
         the epsilon schedule: it explores at `epsilon_end` (online fine-tuning)."""
         tuned = copy.copy(self)
         tuned.selections = tf.Variable(self.epsilon[2], dtype=tf.int64)
-        tuned._pending = []
+        tuned._pending, tuned._encodings = [], []
         return tuned
 
     def current_epsilon(self) -> float:
@@ -531,9 +534,7 @@ class CascadingDQN(Policy):
         # The user models' states are encoded outside the compiled cascade: replaying the
         # clicks and display sets unrolls one step per event, which XLA would compile again
         # for every batch size (about 30 s each), while `_encode` is one graph for all.
-        encoded = None
-        if self.reward_model is not None:
-            encoded = self._encode(observation.history, observation.events)
+        encoded = None if self.reward_model is None else self._encoded_of(observation)
         slate = self._greedy(observation.history, observation.candidates, encoded)
         if explore:
             eps = self.current_epsilon()
@@ -560,16 +561,27 @@ class CascadingDQN(Policy):
 
         return [encoded_state(model, history, events) for model in self._user_models()]
 
+    def _encoded_of(self, observation: Observation) -> list:
+        """`_encode` of an observation. A step's observation is selected for, then observed
+        as the transition's next state and as the next transition's state: the last two
+        are remembered, so each is encoded once."""
+        for seen, encoded in self._encodings:
+            if seen is observation:
+                return encoded
+        encoded = self._encode(observation.history, observation.events)
+        self._encodings = [*self._encodings[-1:], (observation, encoded)]
+        self._structure = encoded
+        return encoded
+
     def _encoded_fields(self, observation: Observation) -> dict[str, np.ndarray]:
         """The flattened `_encode` of an observation, one field per tensor."""
-        encoded = self._encode(observation.history, observation.events)
-        self._structure = encoded
-        return {f"encoded_{j}": leaf.numpy() for j, leaf in enumerate(tf.nest.flatten(encoded))}
+        leaves = tf.nest.flatten(self._encoded_of(observation))
+        return {f"encoded_{j}": leaf.numpy() for j, leaf in enumerate(leaves)}
 
     def _encoded_structure(self) -> list:
         """The nesting of `_encode`'s output (the last one, or traced on one empty
         history)."""
-        if not hasattr(self, "_structure"):
+        if self._structure is None:
             history = tf.fill([1, self.replay.data["history"].shape[1]], -1)
             self._structure = self._encode(history)
         return self._structure

@@ -5,8 +5,10 @@ it serves the harness's true users (`harness.evaluate_true`, same users and nois
 harness's table) with the top k by the learned reward r(s, a) of the training user model
 (LSTM, what GAN-Greedy uses), of the test user model (PW), and of the mean of the two (raw,
 and with each model's scores standardised per user over the catalogue), each replaying the
-users' recent display sets (`learned_rewards(..., events=)`). It prints the true reward of
-each and its paired gap to the training model's.
+users' recent display sets (`learned_rewards(..., events=)`). A run folder with ensemble
+members (`--ensemble`, `user_model_LSTM__2`, ...) also gets the mean of the training model and
+every member ("members"): the same architecture on the same logs, other seeds; and each member
+alone. It prints the true reward of each and its paired gap to the training model's.
 
   python -m benchmarks.bench_greedy_models runs/sim2real/lag_popular_always__0
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -33,6 +36,17 @@ RANKINGS = {
     "mean": (("lstm", "pw"), False),
     "mean_standardised": (("lstm", "pw"), True),
 }
+MEMBER = re.compile(r"user_model_LSTM__([2-9]|[1-9][0-9]+)$")
+
+
+def members(run_dir: str) -> dict[str, str]:
+    """{name: folder} of the run folder's finished ensemble members, in seed order."""
+    found = []
+    for folder in os.listdir(run_dir):
+        match = MEMBER.match(folder)
+        if match and os.path.exists(os.path.join(run_dir, folder, "results.json")):
+            found.append((int(match.group(1)), folder))
+    return {f"member{offset}": folder for offset, folder in sorted(found)}
 
 
 def greedy(scores: dict, names: tuple[str, ...], standardise: bool, k: int):
@@ -52,12 +66,21 @@ def greedy(scores: dict, names: tuple[str, ...], standardise: bool, k: int):
     return recommend
 
 
-def compare(run_dir: str, users: int, k: int, horizon: int, true_reward: str) -> dict:
+def compare(
+    run_dir: str, users: int, k: int, horizon: int, true_reward: str, max_members: int = 0
+) -> dict:
     """{ranking: `[users]` true rewards} of one run folder."""
     seed = int(os.path.basename(os.path.normpath(run_dir)).rsplit("__", 1)[1])
     env = load_true_env(os.path.join(run_dir, "data", f"{harness.DATASET}-truth.npz"), true_reward)
     scores = {}
-    for name, folder in MODELS.items():
+    found = members(run_dir)
+    folders = {**MODELS, **dict(list(found.items())[: max_members or len(found)])}
+    rankings = dict(RANKINGS)
+    if len(folders) > len(MODELS):
+        ensemble = ("lstm",) + tuple(folders)[len(MODELS) :]
+        rankings.update(members=(ensemble, False), members_standardised=(ensemble, True))
+        rankings.update({name: ((name,), False) for name in ensemble[1:]})
+    for name, folder in folders.items():
         model = load_user_model(os.path.join(run_dir, folder)).reward
         scores[name] = tf.function(
             lambda h, c, e, m=model: learned_rewards(m, h, c, events=e), reduce_retracing=True
@@ -66,7 +89,7 @@ def compare(run_dir: str, users: int, k: int, horizon: int, true_reward: str) ->
         ranking: harness.evaluate_true(
             env, greedy(scores, names, standardise, k), users, horizon, seed + 100
         )["reward"]
-        for ranking, (names, standardise) in RANKINGS.items()
+        for ranking, (names, standardise) in rankings.items()
     }
 
 
@@ -77,12 +100,17 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--horizon", type=int, default=10)
     parser.add_argument("--true_reward", default="utility", help="as the harness's flag")
+    parser.add_argument(
+        "--max_members", type=int, default=0, help="ensemble members used (0: every one)"
+    )
     args = parser.parse_args()
     print("true reward (se); gap to the LSTM's ranking [95% CI], paired over users")
-    print("| run | " + " | ".join(RANKINGS) + " |")
-    print("|---|" + "---|" * len(RANKINGS))
     for run_dir in args.run_dirs:
-        rewards = compare(run_dir, args.users, args.k, args.horizon, args.true_reward)
+        rewards = compare(
+            run_dir, args.users, args.k, args.horizon, args.true_reward, args.max_members
+        )
+        print("| run | " + " | ".join(rewards) + " |")
+        print("|---|" + "---|" * len(rewards))
         cells = []
         for reward in rewards.values():
             gap, low, high = harness.paired_gap(reward, rewards["lstm"])

@@ -1,5 +1,6 @@
 """The ensemble simulator: members follow the same users; mean, disagreement and pessimism."""
 
+import dataclasses
 import json
 import shutil
 
@@ -8,8 +9,10 @@ import pytest
 import tensorflow as tf
 
 from ganrl.data.dataset import SplitData
+from ganrl.policy.base import PolicyFeatures
+from ganrl.policy.heuristics import GanGreedy, MeanReward, learned_rewards
 from ganrl.simulator.ensemble import EnsembleSimulator
-from ganrl.simulator.simulator import Simulator, SimulatorConfig
+from ganrl.simulator.simulator import Observation, Simulator, SimulatorConfig
 from ganrl.train import user_model as trainer
 from ganrl.user_model import load_user_model
 from ganrl.user_model.model import ModelConfig
@@ -313,7 +316,41 @@ def test_estimators_agree_when_the_logs_come_from_the_model(members):
             assert abs(value - dm) < 4 * se + 0.01, (name, value, se, dm)
 
 
+def same_weights(a, b) -> bool:
+    """Whether two user models hold the same weights."""
+    return all(np.array_equal(x, y) for x, y in zip(a.get_weights(), b.get_weights(), strict=True))
+
+
+def test_mean_reward_is_the_mean_of_its_members_learned_rewards(members):
+    rewards = [m.reward for m in members]
+    history = tf.constant([[1, 3, -1], [-1, -1, -1], [2, 2, 5]], tf.int32)
+    candidates = tf.constant([[0, 1, 2, 3, 4, 5]] * 3, tf.int32)
+    events = tf.constant([[[3, 3, 4, 1]], [[-1, 0, 2, 5]], [[5, 5, 1, 0]]], tf.int32)
+    each = [learned_rewards(r, history, candidates, events=events) for r in rewards]
+    mean = MeanReward(rewards)
+    np.testing.assert_allclose(
+        learned_rewards(mean, history, candidates, events=events),
+        np.mean(each, axis=0),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    np.testing.assert_allclose(
+        learned_rewards(mean, history, candidates, chunk=4, events=events),
+        np.mean(each, axis=0),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    features = PolicyFeatures.from_user_model(rewards[0])
+    observation = Observation(history, candidates, 0, events=events)
+    slate = GanGreedy(features, 2, reward_model=mean).select(observation).numpy()
+    expected = np.argsort(-np.mean(each, axis=0), axis=1)[:, :2]
+    np.testing.assert_array_equal(np.sort(slate, axis=1), np.sort(expected, axis=1))
+    with pytest.raises(ValueError, match="expected two or more"):
+        MeanReward(rewards[:1])
+
+
 def test_protocol_trains_in_the_ensemble_selects_in_the_held_out_member(members, tmp_path):
+    from ganrl.policy.export import load_policy
     from ganrl.policy.runner import PolicyConfig, PolicyRunner
 
     dirs = [m.run_dir for m in members]
@@ -341,12 +378,27 @@ def test_protocol_trains_in_the_ensemble_selects_in_the_held_out_member(members,
     assert isinstance(runner.train_sim, EnsembleSimulator) and runner.train_sim.size == 2
     assert runner.train_sim.penalty == 1.0
     assert runner.select_sim.model.run_dir == dirs[2]
+    # GAN-Greedy and the CDQN's residual rank by the training members' mean reward.
+    learned = runner.inputs.learned_reward
+    assert isinstance(learned, MeanReward)
+    assert len(learned.models) == 2
+    assert all(map(same_weights, learned.models, [members[0].reward, members[1].reward]))
     results = runner.run()
     assert dirs[2] in results["snapshot_selection"]
     for name in config.policies:
         estimates = results["policies"][name]["off_policy"]
         assert set(estimates) == {"ips", "snips", "dm", "dr"}
         assert all(np.isfinite(e["value"]) for e in estimates.values())
+    # Served as trained: with the same members, from the run folder alone.
+    served = load_policy(config.save_dir, "gan_greedy")
+    assert isinstance(served.model, MeanReward)
+    assert len(served.model.models) == 2
+    assert all(map(same_weights, served.model.models, [members[0].reward, members[1].reward]))
+    assert not PolicyConfig.from_dict(
+        {**dataclasses.asdict(config), "mean_reward": False}
+    ).averages_reward("gan_greedy")
+    legacy = {k: v for k, v in dataclasses.asdict(config).items() if k != "mean_reward"}
+    assert PolicyConfig.from_dict(legacy).mean_reward is False  # an older run folder
     with pytest.raises(ValueError, match="penalty=1.0: expected at least two ensemble_dirs"):
         PolicyConfig(
             user_model_dir=dirs[0],

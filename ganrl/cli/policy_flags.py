@@ -62,6 +62,13 @@ flags.DEFINE_list(
     "becomes an ensemble of --user_model_dir and these but the last, in which "
     "snapshots are selected (held out).",
 )
+flags.DEFINE_boolean(
+    "mean_reward",
+    True,
+    "With --ensemble_dirs: GAN-Greedy and the learning policies' bounded residual rank by "
+    "the mean learned reward of the training ensemble's members, not of --user_model_dir "
+    "alone.",
+)
 flags.DEFINE_float(
     "penalty",
     0.0,
@@ -118,6 +125,7 @@ def config_from_flags(
         seed=seed,
         ensemble_dirs=tuple(FLAGS.ensemble_dirs),
         penalty=FLAGS.penalty,
+        mean_reward=FLAGS.mean_reward,
         off_policy_users=FLAGS.off_policy_users,
         off_policy_events=FLAGS.off_policy_events,
         leave=FLAGS.leave,

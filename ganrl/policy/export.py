@@ -49,9 +49,9 @@ def load_policy(run_dir: str, name: str = "cdqn") -> Policy:
         config = PolicyConfig.from_dict(json.load(f))
     train_model = load_user_model(config.user_model_dir)
     members = [train_model]
-    if config.uses_ensemble(name):
-        # The policy's residual bound shrinks where the training ensemble disagrees: it
-        # serves with the same members it trained with.
+    if config.uses_ensemble(name) or config.averages_reward(name):
+        # The policy's residual bound shrinks where the training ensemble disagrees, or its
+        # learned reward is the members' mean: it serves with the members it trained with.
         members += [load_user_model(folder) for folder in config.member_dirs[1:]]
     inputs = PolicyInputs(
         PolicyFeatures.from_user_model(train_model.reward),
@@ -59,6 +59,7 @@ def load_policy(run_dir: str, name: str = "cdqn") -> Policy:
         load_training_data(train_model).splits["train"],
         config.n_candidates or train_model.n_items,
         ensemble_models=training_members(members),
+        mean_reward=config.mean_reward,
     )
     policy = make_policy(name, config, inputs)
     policy.history_length = config.history_length

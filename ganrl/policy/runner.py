@@ -16,7 +16,10 @@ An ensemble's members do not leave (their `advance` keeps everyone).
 
 Training simulator: the user model of `user_model_dir`, or, with `ensemble_dirs`, an ensemble
 (`ganrl.simulator.ensemble`) of it and every ensemble member but the last, paying the members'
-reward less `penalty` times their disagreement (pessimistic training, as MOPO).
+reward less `penalty` times their disagreement (pessimistic training, as MOPO). With an
+ensemble (and `mean_reward`, the default) GAN-Greedy's learned reward r(s, a), which the
+learning policies' bounded residual starts from, is the mean of the training members' r
+(`heuristics.MeanReward`): one model's ranking of the catalogue depends much on its seed.
 
 Snapshot selection: a learning policy is validated (a separate random stream, the same for
 every validation) before training and every `select_every` episodes; the snapshot with the
@@ -117,8 +120,12 @@ LEGACY_CDQN = {
 LEGACY_RESIDUAL = {"residual_bound": 0.0, "residual_uncertainty": 0.0}
 # Snapshot selection in a run folder written before the lower-bound rule: the best mean.
 LEGACY_SELECTION = {"select_margin": 0.0, "select_log_drop": 1.0}
+# A run folder written before `mean_reward`: r(s, a) was the training user model's alone.
+LEGACY_MEAN_REWARD = {"mean_reward": False}
 # The policies that take `residual_bound` and `residual_uncertainty` (the CDQN has its own).
 RESIDUAL_POLICIES = ("ppo", "a2c", "ddpg", "linucb")
+# The policies that read the learned reward r(s, a) (GAN-Greedy's ranking).
+REWARD_POLICIES = ("gan_greedy", "cdqn", *RESIDUAL_POLICIES)
 # Settings a rerun into a run folder may change: where it is, how often it saves, and the
 # policies (a finished run takes more policies and trains only those).
 RERUN_MAY_CHANGE = ("save_dir", "checkpoint_secs", "policies")
@@ -170,6 +177,7 @@ class PolicyConfig:
     cdqn_n_step: int = 1
     residual_bound: float = 1.0
     residual_uncertainty: float = 1.0
+    mean_reward: bool = True
 
     def __post_init__(self):
         if not self.policies:
@@ -227,6 +235,11 @@ class PolicyConfig:
             self.residual_bound and self.residual_uncertainty
         )
 
+    def averages_reward(self, policy: str) -> bool:
+        """Whether `policy`'s learned reward r(s, a) is the mean of the training ensemble's
+        members (`MeanReward`; it then needs them, in training and in serving)."""
+        return self.mean_reward and len(self.member_dirs) > 2 and policy in REWARD_POLICIES
+
     @property
     def member_dirs(self) -> tuple[str, ...]:
         """Every user model of the training simulator: user_model_dir and ensemble_dirs."""
@@ -236,10 +249,11 @@ class PolicyConfig:
     def from_dict(cls, values: dict) -> "PolicyConfig":
         """The config of a run folder's config.json (a field it predates has its default, but
         the CDQN settings of a folder older than them are those it was trained with,
-        `LEGACY_CDQN`, and so are the other policies' residual settings, `LEGACY_RESIDUAL`)."""
+        `LEGACY_CDQN`, and so are the other policies' residual settings, `LEGACY_RESIDUAL`,
+        the selection rule, `LEGACY_SELECTION`, and the learned reward, `LEGACY_MEAN_REWARD`)."""
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in values.items() if k in known}
-        for legacy in (LEGACY_CDQN, LEGACY_RESIDUAL, LEGACY_SELECTION):
+        for legacy in (LEGACY_CDQN, LEGACY_RESIDUAL, LEGACY_SELECTION, LEGACY_MEAN_REWARD):
             if not any(name in values for name in legacy):
                 values = {**legacy, **values}
         for name in ("policies", "ensemble_dirs"):
@@ -294,6 +308,8 @@ class PolicyInputs:
       ensemble_models: the rewards of the training ensemble's members (two or more; empty
         for one training model), whose disagreement shrinks the bounded residual of the
         CDQN, PPO, A2C, DDPG and LinUCB (`ganrl.policy.residual`).
+      mean_reward: whether GAN-Greedy's and the residuals' r(s, a) is the mean of the
+        `ensemble_models` (when there are any; `learned_reward`).
     """
 
     features: PolicyFeatures
@@ -302,6 +318,16 @@ class PolicyInputs:
     n_candidates: int
     strategy: tf.distribute.Strategy | None = None
     ensemble_models: tuple[UserModel, ...] = ()
+    mean_reward: bool = False
+
+    @property
+    def learned_reward(self) -> UserModel | heuristics.MeanReward:
+        """The r(s, a) that GAN-Greedy ranks by and the learning policies' bounded residual
+        starts from: the training ensemble's mean with `mean_reward`, else the training
+        user model's."""
+        if self.mean_reward and self.ensemble_models:
+            return heuristics.MeanReward(self.ensemble_models)
+        return self.reward_model
 
     def click_counts(self) -> np.ndarray:
         """`[n_items]` clicks of each item in the training logs."""
@@ -332,7 +358,7 @@ def _residual(config: PolicyConfig) -> dict:
 
 def _reward_models(inputs: PolicyInputs) -> dict:
     """The reward model and ensemble members that the residual policies take."""
-    return {"reward_model": inputs.reward_model, "ensemble_models": inputs.ensemble_models}
+    return {"reward_model": inputs.learned_reward, "ensemble_models": inputs.ensemble_models}
 
 
 # Policy name -> its builder from the protocol's config: each passes only what it needs.
@@ -342,7 +368,7 @@ BUILDERS: dict[str, Callable[[PolicyConfig, PolicyInputs], Policy]] = {
         i.features, c.k, c.seed, click_counts=i.click_counts()
     ),
     "gan_greedy": lambda c, i: heuristics.GanGreedy(
-        i.features, c.k, c.seed, reward_model=i.reward_model
+        i.features, c.k, c.seed, reward_model=i.learned_reward
     ),
     "linucb": lambda c, i: heuristics.LinUCB(
         i.features, c.k, c.seed, heuristics.LinUCBConfig(**_residual(c)), **_reward_models(i)
@@ -370,7 +396,7 @@ BUILDERS: dict[str, Callable[[PolicyConfig, PolicyInputs], Policy]] = {
         ),
         n_candidates=i.n_candidates,
         history_length=c.history_length,
-        reward_model=i.reward_model,
+        reward_model=i.learned_reward,
         ensemble_models=i.ensemble_models,
         strategy=i.strategy,
     ),
@@ -563,6 +589,7 @@ class PolicyRunner:
             self.train_sim.n_candidates,
             self.strategy,
             training_members(members),
+            config.mean_reward,
         )
 
     def _policy(self, name: str) -> Policy:

@@ -7,8 +7,10 @@ harness's table) with the top k by the learned reward r(s, a) of the training us
 and with each model's scores standardised per user over the catalogue), each replaying the
 users' recent display sets (`learned_rewards(..., events=)`). A run folder with ensemble
 members (`--ensemble`, `user_model_LSTM__2`, ...) also gets the mean of the training model and
-every member ("members"): the same architecture on the same logs, other seeds; and each member
-alone. It prints the true reward of each and its paired gap to the training model's.
+every member ("members"): the same architecture on the same logs, other seeds; each member
+alone; and the average of the single LSTMs' figures ("single_average": what GAN-Greedy with
+one LSTM of a random seed serves on average; not a ranking). It prints the true reward of
+each and its paired gap to the training model's.
 
   python -m benchmarks.bench_greedy_models runs/sim2real/lag_popular_always__0
 """
@@ -85,12 +87,16 @@ def compare(
         scores[name] = tf.function(
             lambda h, c, e, m=model: learned_rewards(m, h, c, events=e), reduce_retracing=True
         )
-    return {
+    rewards = {
         ranking: harness.evaluate_true(
             env, greedy(scores, names, standardise, k), users, horizon, seed + 100
         )["reward"]
         for ranking, (names, standardise) in rankings.items()
     }
+    if "members" in rankings:  # what one LSTM of a random seed serves, on average
+        singles = rankings["members"][0]
+        rewards["single_average"] = np.mean([rewards[name] for name in singles], axis=0)
+    return rewards
 
 
 def main() -> None:

@@ -126,6 +126,10 @@ def main() -> None:
                 f"{gap:+.{d}f} [{low:+.{d}f}, {high:+.{d}f}]"
             )
         print(f"| {run_dir} | " + " | ".join(cells) + " |", flush=True)
+        if "single_average" in rewards:
+            gap, low, high = harness.paired_gap(rewards["members"], rewards["single_average"])
+            d = 1 if abs(rewards["lstm"].mean()) >= 100 else 3
+            print(f"members - single_average: {gap:+.{d}f} [{low:+.{d}f}, {high:+.{d}f}]")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 # {dataset}__LSTM__entropy__0, the test simulator's in {dataset}__PW__entropy__1 (another
 # encoder and initialisation), or in --user_model_dir / --test_user_model_dir; a missing one is
 # trained first (--user_model_itrs iterations, --simulator_features item features), and the
-# script says which it reuses and which it trains. The run folder defaults to
+# script says which it reuses and which it trains. --ensemble=N adds N LSTM user models
+# ({dataset}__LSTM__entropy__2 ...) to the training simulator (below). The run folder defaults to
 # {models_root}/policy/{dataset}__{seed}. `make demo`'s models are in runs/demo:
 #   experiment_policy/run_policy.sh --dataset=ml100k --models_root=runs/demo --policy=cdqn,random
 set -euo pipefail
@@ -22,16 +23,33 @@ seed=$(flag_value seed 0 "$@")
 train_dir=$(flag_value user_model_dir "${models_root}/${dataset}__LSTM__entropy__0" "$@")
 test_dir=$(flag_value test_user_model_dir "${models_root}/${dataset}__PW__entropy__1" "$@")
 save_dir=$(flag_value save_dir "${models_root}/policy/${dataset}__${seed}" "$@")
+ensemble=$(flag_value ensemble 0 "$@")
+if ! [[ $ensemble =~ ^[0-9]+$ ]]; then
+  echo "error: --ensemble=$ensemble: expected a non-negative integer" >&2
+  exit 2
+fi
 ensure_dataset "$data_folder" "$dataset"
 ensure_user_model "$data_folder" "$dataset" "$train_dir" LSTM 0 "$um_itrs" "$um_features"
 ensure_user_model "$data_folder" "$dataset" "$test_dir" PW 1 "$um_itrs" "$um_features"
+# --ensemble=N: N more LSTM user models (seeds 2 to N + 1) beside the training one; policies
+# train in an ensemble of all but the last, rank by their mean reward and select snapshots in
+# the last (main_policy.py's --ensemble_dirs, which, when given, is used as it is).
+members=$(flag_value ensemble_dirs "" "$@")
+if [ -z "$members" ] && [ "$ensemble" -gt 0 ]; then
+  for ((i = 2; i < ensemble + 2; i++)); do
+    member="${models_root}/${dataset}__LSTM__entropy__${i}"
+    ensure_user_model "$data_folder" "$dataset" "$member" LSTM "$i" "$um_itrs" "$um_features"
+    members="${members:+$members,}$member"
+  done
+fi
 
 # This script's own flags; the rest go to main_policy.py.
 without_flags "dataset data_folder user_model_itrs simulator_features models_root \
-  user_model_dir test_user_model_dir save_dir" "$@"
+  user_model_dir test_user_model_dir save_dir ensemble ensemble_dirs" "$@"
 exec "$PYTHON" experiment_policy/main_policy.py \
   --user_model_dir="$train_dir" \
   --test_user_model_dir="$test_dir" \
+  --ensemble_dirs="$members" \
   --save_dir="$save_dir" \
   --policy=all \
   --k=5 \

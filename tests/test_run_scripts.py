@@ -304,6 +304,47 @@ def test_run_policy_passes_on_only_main_policy_flags(tmp_path):
     ]
 
 
+def test_run_policy_trains_the_ensemble_members_and_passes_them_on(tmp_path):
+    (tmp_path / "stub").mkdir()
+    models = tmp_path / "models"
+    common = ["--dataset=yelp", f"--data_folder={tmp_path}", f"--models_root={models}"]
+    commands, _ = recorded_commands(
+        ["experiment_policy/run_policy.sh", *common, "--ensemble", "3"], tmp_path / "stub"
+    )
+    trained = [
+        flags_of(c) for c in commands if c[1] == "experiment_user_model/main_gan_user_model.py"
+    ]
+    assert [(f["user_model"], f["seed"]) for f in trained] == [
+        ("LSTM", "0"),
+        ("PW", "1"),
+        ("LSTM", "2"),
+        ("LSTM", "3"),
+        ("LSTM", "4"),
+    ]
+    members = [str(models / f"yelp__LSTM__entropy__{i}") for i in (2, 3, 4)]
+    assert [f["save_dir"] for f in trained[2:]] == members
+    policy = flags_of(commands[-1])
+    assert policy["ensemble_dirs"] == ",".join(members) and "ensemble" not in policy
+    # Without --ensemble: no members; with --ensemble_dirs: those, as given.
+    commands, _ = recorded_commands(["experiment_policy/run_policy.sh", *common], tmp_path / "stub")
+    assert flags_of(commands[-1])["ensemble_dirs"] == ""
+    commands, _ = recorded_commands(
+        ["experiment_policy/run_policy.sh", *common, "--ensemble=2", "--ensemble_dirs=a,b"],
+        tmp_path / "stub",
+    )
+    trained = [c for c in commands if c[1] == "experiment_user_model/main_gan_user_model.py"]
+    assert len(trained) == 2 and flags_of(commands[-1])["ensemble_dirs"] == "a,b"
+    proc = subprocess.run(
+        ["experiment_policy/run_policy.sh", *common, "--ensemble=two"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "--ensemble=two: expected a non-negative integer" in (
+        proc.stderr
+    )
+
+
 def test_run_policy_reuses_the_demos_user_models(tmp_path):
     (tmp_path / "stub").mkdir()
     models = tmp_path / "models"

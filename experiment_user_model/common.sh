@@ -21,11 +21,14 @@ export PYTHON
 # The flags that name a file or folder: a relative value is taken from the caller's folder.
 PATH_FLAGS=(data_folder save_dir out pretrain_dir user_model_dir test_user_model_dir
             models_root ml100k_path retailrocket_path csv_path flagfile)
+# The flags whose value is a comma-separated list of such paths.
+PATH_LIST_FLAGS=(ensemble_dirs)
 
 # enter_repository ARGS...: sets the array `script_args` to ARGS with every `--name value`
 # written `--name=value` (a value is the next argument unless it starts with a dash and is not
-# a negative number) and every relative value of a PATH_FLAGS flag made absolute against the
-# current folder, then changes to the repository root. Use as
+# a negative number) and every relative value of a PATH_FLAGS flag (and every relative path
+# in the list of a PATH_LIST_FLAGS flag) made absolute against the current folder, then
+# changes to the repository root. Use as
 #   enter_repository "$@"; set -- ${script_args[@]+"${script_args[@]}"}
 enter_repository() {
   local arg name value path_flag
@@ -44,6 +47,17 @@ enter_repository() {
       for path_flag in "${PATH_FLAGS[@]}"; do
         if [ "$name" = "$path_flag" ] && [ -n "$value" ] && [[ $value != /* ]]; then
           arg=--$name=$PWD/$value
+        fi
+      done
+      for path_flag in "${PATH_LIST_FLAGS[@]}"; do
+        if [ "$name" = "$path_flag" ] && [ -n "$value" ]; then
+          local item items=() absolute=()
+          IFS=, read -r -a items <<< "$value"
+          for item in "${items[@]}"; do
+            [[ $item == /* ]] || item=$PWD/$item
+            absolute+=("$item")
+          done
+          arg=--$name=$(IFS=,; printf '%s' "${absolute[*]}")
         fi
       done
     fi

@@ -333,7 +333,14 @@ def test_run_policy_trains_the_ensemble_members_and_passes_them_on(tmp_path):
         tmp_path / "stub",
     )
     trained = [c for c in commands if c[1] == "experiment_user_model/main_gan_user_model.py"]
-    assert len(trained) == 2 and flags_of(commands[-1])["ensemble_dirs"] == "a,b"
+    # Relative paths are the caller's (here the repository root, the test's cwd).
+    assert len(trained) == 2
+    assert flags_of(commands[-1])["ensemble_dirs"] == f"{ROOT}/a,{ROOT}/b"
+    commands, _ = recorded_commands(
+        ["experiment_policy/run_policy.sh", *common, "--ensemble_dirs=/x/a,b"],
+        tmp_path / "stub",
+    )
+    assert flags_of(commands[-1])["ensemble_dirs"] == f"/x/a,{ROOT}/b"
     proc = subprocess.run(
         ["experiment_policy/run_policy.sh", *common, "--ensemble=two"],
         cwd=ROOT,

@@ -557,9 +557,20 @@ class CascadingDQN(Policy):
 
     @tf.function(reduce_retracing=True)
     def _encode(self, history, events=None):
-        from ganrl.policy.heuristics import encoded_state
+        """Each user model's `encoded_state`; a member that is also part of the reward model
+        (a `MeanReward` of the ensemble's members) is encoded once."""
+        from ganrl.policy.heuristics import MeanReward, encoded_state
 
-        return [encoded_state(model, history, events) for model in self._user_models()]
+        states = {}
+
+        def state(model):
+            if isinstance(model, MeanReward):
+                return tuple(state(member) for member in model.models)
+            if id(model) not in states:
+                states[id(model)] = encoded_state(model, history, events)
+            return states[id(model)]
+
+        return [state(model) for model in self._user_models()]
 
     def _encoded_of(self, observation: Observation) -> list:
         """`_encode` of an observation. A step's observation is selected for, then observed

@@ -211,7 +211,9 @@ def test_policy_protocol_smoke_and_resume(user_model_dir, tmp_path):
     assert 0 <= best["episode"] <= 2 and math.isfinite(best["score"])
     assert len(best["start_rewards"]) == config.select_users
     assert best["score"] >= 0.0  # the untrained start itself scores 0
-    assert math.isfinite(best["start_logged"]) and math.isfinite(best["logged"])
+    # The start's and the snapshot's logged clicks, by both estimators the logs check.
+    assert set(best["start_logged"]) == set(best["logged"]) == {"snips", "dr"}
+    assert all(math.isfinite(v) for v in [*best["start_logged"].values(), *best["logged"].values()])
     # A rerun of a finished run trains nothing and returns the same results.
     lines = []
     again = PolicyRunner(config, progress=lines.append).run()
@@ -249,12 +251,35 @@ def test_selection_score_is_the_lower_bound_of_the_paired_gain_by_hand():
 
 
 def test_a_snapshot_that_loses_logged_clicks_is_refused_by_hand():
-    from ganrl.policy.runner import keeps_logged_clicks
+    from ganrl.policy.runner import keeps_logged_clicks, start_estimates
 
-    assert keeps_logged_clicks(0.98, 1.0, 0.03) and keeps_logged_clicks(0.97, 1.0, 0.03)
-    assert not keeps_logged_clicks(0.96, 1.0, 0.03)
-    assert keeps_logged_clicks(0.5, 1.0, 1.0)  # 1: no check
-    assert keeps_logged_clicks(None, 1.0, 0.03) and keeps_logged_clicks(0.5, None, 0.03)
+    start = {"snips": 1.0, "dr": 2.0}
+    assert keeps_logged_clicks({"snips": 0.98, "dr": 2.0}, start, 0.03)
+    assert keeps_logged_clicks({"snips": 0.97, "dr": 1.94}, start, 0.03)
+    assert not keeps_logged_clicks({"snips": 0.96, "dr": 2.5}, start, 0.03)
+    # Either estimate alone refuses: more SNIPS clicks do not excuse fewer DR ones.
+    assert not keeps_logged_clicks({"snips": 1.5, "dr": 1.93}, start, 0.03)
+    assert keeps_logged_clicks({"snips": 0.5, "dr": 0.5}, start, 1.0)  # 1: no check
+    assert keeps_logged_clicks(None, start, 0.03) and keeps_logged_clicks(start, None, 0.03)
+    # An estimate the start lacks (a best.json older than DR) or that is nan is not checked.
+    assert keeps_logged_clicks({"snips": 1.0, "dr": 0.1}, {"snips": 1.0}, 0.0)
+    assert keeps_logged_clicks({"snips": 1.0, "dr": float("nan")}, start, 0.0)
+    assert start_estimates({"start_logged": 1.25}) == {"snips": 1.25}
+    assert start_estimates({"start_logged": start}) == start
+    assert start_estimates({}) is None
+
+
+def test_older_run_folders_check_snips_alone_and_bad_estimators_are_refused():
+    from ganrl.policy.runner import PolicyConfig
+
+    folders = {"user_model_dir": "a", "test_user_model_dir": "b", "save_dir": "c"}
+    assert PolicyConfig(**folders).select_log_estimators == ("snips", "dr")
+    assert PolicyConfig.from_dict(folders).select_log_estimators == ("snips",)
+    assert PolicyConfig.from_dict(
+        {**folders, "select_log_estimators": ["dr"]}
+    ).select_log_estimators == ("dr",)
+    with pytest.raises(ValueError, match=r"select_log_estimators: 'ips', expected some of"):
+        PolicyConfig(**folders, select_log_estimators=("ips",))
 
 
 def test_make_policy_gives_each_policy_its_own_config(user_model_dir, tmp_path):

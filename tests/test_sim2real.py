@@ -191,6 +191,10 @@ def test_cdqn_settings_name_their_own_policy_folder(tmp_path):
     assert old.policy_dir.endswith("policy__cdqn_residual_bound0")
     both = dataclasses.replace(base, ensemble=3, penalty=1.0, cdqn=(("cdqn_n_step", 3),))
     assert both.variant == "ensemble3_penalty1__cdqn_n_step3"
+    snips = dataclasses.replace(base, cdqn=(("select_log_estimators", ("snips",)),))
+    assert snips.variant == "select_log_estimatorssnips"
+    none = dataclasses.replace(base, cdqn=(("select_log_estimators", ()),))
+    assert none.variant == "select_log_estimatorsnone"
 
 
 def test_recommenders_see_each_users_recent_slates_and_clicks():

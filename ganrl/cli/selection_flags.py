@@ -3,7 +3,8 @@
 
 Their defaults are `PolicyConfig`'s (`ganrl.policy.runner`, "Snapshot selection"): a
 snapshot ranks by the lower bound of its validation gain over the untrained start, and is
-never taken if the logs say it loses clicks against the start.
+never taken if the logs say it loses clicks against the start (by self-normalised IPS or
+by the doubly robust estimate).
 """
 
 from __future__ import annotations
@@ -28,12 +29,21 @@ flags.DEFINE_float(
     "(1: no such check).",
 )
 
-NAMES = ("select_margin", "select_log_drop")
+flags.DEFINE_list(
+    "select_log_estimators",
+    list(_DEFAULT.select_log_estimators),
+    "Snapshot selection: the off-policy estimates (of snips, dr) select_log_drop checks "
+    "against the untrained start's: self-normalised IPS and doubly robust (empty: none).",
+)
+
+NAMES = ("select_margin", "select_log_drop", "select_log_estimators")
 
 
 def selection_settings() -> dict:
     """The `PolicyConfig` fields of these flags."""
-    return {name: getattr(FLAGS, name) for name in NAMES}
+    settings = {name: getattr(FLAGS, name) for name in NAMES}
+    settings["select_log_estimators"] = tuple(settings["select_log_estimators"])
+    return settings
 
 
 def non_default_settings() -> tuple[tuple[str, object], ...]:

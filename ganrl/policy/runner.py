@@ -24,9 +24,13 @@ learning policies' bounded residual starts from, is the mean of the training mem
 Snapshot selection: a learning policy is validated (a separate random stream, the same for
 every validation) before training and every `select_every` episodes; the snapshot with the
 best lower bound on its paired gain over the untrained start (mean - `select_margin` x se
-over the validation users, `selection_score`) is the one tested, unless its self-normalised
-IPS estimate of clicks on the logged validation users falls below the start's (by more than
+over the validation users, `selection_score`) is the one tested, unless an off-policy
+estimate of its clicks on the logged validation users falls below the start's (by more than
 the share `select_log_drop`, default 0): such a snapshot is never taken (`logged_clicks`).
+The estimates checked are `select_log_estimators`: self-normalised IPS (model-free, so a
+snapshot that exploits a user model's errors cannot raise it) and doubly robust (the
+training user model as its direct method, corrected by the logged clicks: lower variance
+where the policy's slates seldom match the logged sets).
 With `ensemble_dirs` it is validated in the last member, a user model training never saw;
 without, in the training simulator itself (which favours snapshots that exploit that
 model's errors). Never on the test simulator; an agent whose training does not help ends as
@@ -120,6 +124,11 @@ LEGACY_CDQN = {
 LEGACY_RESIDUAL = {"residual_bound": 0.0, "residual_uncertainty": 0.0}
 # Snapshot selection in a run folder written before the lower-bound rule: the best mean.
 LEGACY_SELECTION = {"select_margin": 0.0, "select_log_drop": 1.0}
+# The off-policy estimates the logs check in a run folder written before the doubly robust
+# one joined: self-normalised IPS alone.
+LEGACY_LOG_ESTIMATORS = {"select_log_estimators": ("snips",)}
+# The estimates `select_log_estimators` may name (`ganrl.policy.off_policy.ESTIMATORS`).
+LOG_ESTIMATORS = ("snips", "dr")
 # A run folder written before `mean_reward`: r(s, a) was the training user model's alone.
 LEGACY_MEAN_REWARD = {"mean_reward": False}
 # The policies that take `residual_bound` and `residual_uncertainty` (the CDQN has its own).
@@ -163,6 +172,7 @@ class PolicyConfig:
     select_users: int = 256
     select_margin: float = 2.0
     select_log_drop: float = 0.0
+    select_log_estimators: tuple[str, ...] = LOG_ESTIMATORS
     history_length: int = 10
     seed: int = 0
     checkpoint_secs: float = 30.0
@@ -207,6 +217,11 @@ class PolicyConfig:
             self, "a non-negative number", "checkpoint_secs", "penalty", "select_margin"
         )
         config_checks.check(self, "a number in [0, 1]", "select_log_drop")
+        for name in self.select_log_estimators:
+            if name not in LOG_ESTIMATORS:
+                raise ValueError(
+                    f"select_log_estimators: {name!r}, expected some of {', '.join(LOG_ESTIMATORS)}"
+                )
         config_checks.check(self, "a non-negative integer", "off_policy_users")
         config_checks.check(self, "a positive integer", "off_policy_events", "cdqn_n_step")
         config_checks.check(
@@ -250,13 +265,21 @@ class PolicyConfig:
         """The config of a run folder's config.json (a field it predates has its default, but
         the CDQN settings of a folder older than them are those it was trained with,
         `LEGACY_CDQN`, and so are the other policies' residual settings, `LEGACY_RESIDUAL`,
-        the selection rule, `LEGACY_SELECTION`, and the learned reward, `LEGACY_MEAN_REWARD`)."""
+        the selection rule, `LEGACY_SELECTION` and `LEGACY_LOG_ESTIMATORS`, and the learned
+        reward, `LEGACY_MEAN_REWARD`)."""
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in values.items() if k in known}
-        for legacy in (LEGACY_CDQN, LEGACY_RESIDUAL, LEGACY_SELECTION, LEGACY_MEAN_REWARD):
+        legacies = (
+            LEGACY_CDQN,
+            LEGACY_RESIDUAL,
+            LEGACY_SELECTION,
+            LEGACY_LOG_ESTIMATORS,
+            LEGACY_MEAN_REWARD,
+        )
+        for legacy in legacies:
             if not any(name in values for name in legacy):
                 values = {**legacy, **values}
-        for name in ("policies", "ensemble_dirs"):
+        for name in ("policies", "ensemble_dirs", "select_log_estimators"):
             if name in values:
                 values[name] = tuple(values[name])
         return cls(**values)
@@ -476,12 +499,29 @@ def selection_score(rewards: np.ndarray, start: np.ndarray | None, margin: float
     return float(gain.mean() - margin * se)
 
 
-def keeps_logged_clicks(logged: float | None, start: float | None, drop: float) -> bool:
-    """Whether a snapshot's off-policy estimate of logged clicks (`logged`) is within the
-    share `drop` of the untrained start's (`start`); True when either is unknown."""
-    if logged is None or start is None:
-        return True
-    return logged >= start - drop * abs(start)
+def keeps_logged_clicks(
+    logged: dict[str, float] | None, start: dict[str, float] | None, drop: float
+) -> bool:
+    """Whether every off-policy estimate of logged clicks of a snapshot (`logged`, by
+    estimator name) is within the share `drop` of the untrained start's same estimate
+    (`start`); an estimate either lacks (or nan) is not checked."""
+    for name, value in (logged or {}).items():
+        base = (start or {}).get(name)
+        if base is None or math.isnan(value) or math.isnan(base):
+            continue
+        if value < base - drop * abs(base):
+            return False
+    return True
+
+
+def start_estimates(best: dict) -> dict[str, float] | None:
+    """The untrained start's off-policy estimates kept in a best.json: `start_logged` holds
+    them by name, or (a best.json older than the doubly robust check) the SNIPS figure
+    alone."""
+    start = best.get("start_logged")
+    if start is None or isinstance(start, dict):
+        return start
+    return {"snips": float(start)}
 
 
 def remove_other_snapshots(folder: str, keep: str) -> None:
@@ -670,19 +710,20 @@ class PolicyRunner:
             # every later snapshot (a best.json older than them ranks by the mean alone).
             start = rewards if best is None else best.get("start_rewards")
             score = selection_score(rewards, start, cfg.select_margin)
-            logged = self.logged_clicks(policy) if cfg.select_log_drop < 1 else None
-            logged = None if logged is None or math.isnan(logged) else logged
-            start_logged = logged if best is None else best.get("start_logged")
+            checks = cfg.select_log_drop < 1 and cfg.select_log_estimators
+            logged = self.logged_clicks(policy) if checks else None
+            start_logged = logged if best is None else start_estimates(best)
             if not keeps_logged_clicks(logged, start_logged, cfg.select_log_drop):
                 score = -math.inf  # loses clicks the logs can check: never taken
             episode = int(iteration.numpy())
             self.progress(
                 f"{name}: validation at episode {episode}: reward {rewards.mean():.3f}, "
                 f"gain lower bound {score:.3f}"
-                + (
-                    f", logged clicks {logged:.4f} (start {start_logged:.4f})"
-                    if logged is not None and start_logged is not None
-                    else ""
+                + "".join(
+                    f", logged clicks ({estimator}) {value:.4f} "
+                    f"(start {start_logged[estimator]:.4f})"
+                    for estimator, value in (logged or {}).items()
+                    if start_logged and estimator in start_logged
                 )
             )
             if best is None or score > best["score"]:
@@ -760,27 +801,33 @@ class PolicyRunner:
         rewards, _, _ = run_episodes(self.select_sim, policy, self.config.select_users)
         return rewards.sum(axis=1)
 
-    def logged_clicks(self, policy: Policy) -> float:
-        """The self-normalised IPS estimate of `policy`'s clicks per logged event on the first
-        `off_policy_users` (or, when 0, `select_users`) logged validation users
-        (`ganrl.policy.off_policy`; model-free, so a snapshot that exploits a user model's
-        errors cannot raise it); nan without validation users. The reported off-policy
-        estimates (`off_policy`) replay the same users: a selected snapshot's there is not
-        blind."""
+    def logged_clicks(self, policy: Policy) -> dict[str, float]:
+        """The off-policy estimates named by `select_log_estimators` of `policy`'s clicks per
+        logged event on the first `off_policy_users` (or, when 0, `select_users`) logged
+        validation users (`ganrl.policy.off_policy`), by name; {} without validation users.
+        Self-normalised IPS is model-free (a snapshot that exploits a user model's errors
+        cannot raise it); the doubly robust estimate corrects the training user model's
+        prediction by the logged clicks. The reported off-policy estimates (`off_policy`)
+        replay the same users: a selected snapshot's there is not blind."""
         wanted = self.config.off_policy_users or self.config.select_users
         users = np.arange(min(wanted, self.validation_events.n_users))
         if not len(users):
-            return math.nan
+            return {}
         terms = off_policy.event_terms(
             policy,
-            self.train_model,  # only the direct method's terms use it; SNIPS does not
+            self.train_model,
             self.validation_events.subset(users),
             self.propensity,
             self.config.k,
             self.config.history_length,
             max_events=self.config.off_policy_events,
         )
-        return terms.estimates(self.config.k)["snips"]["value"]
+        estimates = terms.estimates(self.config.k)
+        return {
+            name: estimates[name]["value"]
+            for name in self.config.select_log_estimators
+            if not math.isnan(estimates[name]["value"])
+        }
 
     def evaluate(self, policy: Policy) -> dict:
         """Frozen, in the test simulator. Every policy meets the same random stream (common

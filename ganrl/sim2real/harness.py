@@ -72,6 +72,14 @@ TABLE_FIELDS = (
 Recommender = Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray]
 
 
+def setting_text(value) -> str:
+    """A policy setting as it names a folder: a number as `:g` writes it, a list of names
+    joined by '-' ('none' when empty)."""
+    if isinstance(value, (tuple, list)):
+        return "-".join(value) or "none"
+    return f"{value:g}"
+
+
 @dataclasses.dataclass(frozen=True)
 class HarnessConfig:
     """Attributes:
@@ -132,7 +140,7 @@ class HarnessConfig:
         """'' for the paper's simulator and the default policy settings, else the ensemble's
         name and the settings (e.g. `ensemble3_penalty0__cdqn_n_step3`, `residual_bound0`)."""
         parts = [f"ensemble{self.ensemble}_penalty{self.penalty:g}"] if self.ensemble else []
-        parts += [f"{name}{value:g}" for name, value in self.cdqn]
+        parts += [f"{name}{setting_text(value)}" for name, value in self.cdqn]
         return "__".join(parts)
 
     @property
@@ -451,7 +459,7 @@ def write_outputs(config: HarnessConfig, rows: list[dict], rho: float) -> None:
             f"{config.penalty:g}.",
         ]
     if config.cdqn:
-        settings = ", ".join(f"{name}={value:g}" for name, value in config.cdqn)
+        settings = ", ".join(f"{name}={setting_text(value)}" for name, value in config.cdqn)
         lines += ["", f"Policy settings other than the defaults: {settings}."]
     lines.append("")
     with safe_io.atomic_open(os.path.join(config.output_dir, "table.md"), "w") as f:

@@ -349,6 +349,36 @@ def test_mean_reward_is_the_mean_of_its_members_learned_rewards(members):
         MeanReward(rewards[:1])
 
 
+def test_the_residual_encodes_each_user_model_once(members, monkeypatch):
+    """The mean reward and the disagreement read the same members: each member's state is
+    encoded once, and the figures are those of encoding them apart."""
+    from ganrl.policy import heuristics
+    from ganrl.policy.residual import Residual, ensemble_shrink
+
+    rewards = [m.reward for m in members]
+    history = tf.constant([[1, 3, -1], [2, 2, 5]], tf.int32)
+    candidates = tf.constant([[0, 1, 2, 3, 4, 5]] * 2, tf.int32)
+    events = tf.constant([[[3, 3, 4, 1]], [[5, 5, 1, 0]]], tf.int32)
+    residual = Residual(MeanReward(rewards), 1.0, 1.0, rewards)
+    calls = []
+    encode = heuristics.encoded_state
+
+    def counted(model, *args, **kwargs):
+        calls.append(model)
+        return encode(model, *args, **kwargs)
+
+    monkeypatch.setattr(heuristics, "encoded_state", counted)
+    reward, shrink = residual.learned(history, candidates, events)
+    assert sorted(map(id, calls)) == sorted(map(id, rewards))
+    monkeypatch.undo()
+    np.testing.assert_allclose(
+        reward, learned_rewards(MeanReward(rewards), history, candidates, events=events), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        shrink, ensemble_shrink(rewards, history, candidates, 1.0, events=events), rtol=1e-6
+    )
+
+
 def test_protocol_trains_in_the_ensemble_selects_in_the_held_out_member(members, tmp_path):
     from ganrl.policy.export import load_policy
     from ganrl.policy.runner import PolicyConfig, PolicyRunner

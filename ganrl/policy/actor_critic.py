@@ -350,12 +350,9 @@ class _ActorCriticPolicy(Policy):
         """(`[B, N]` r(s, a) or None without a reward model, `[B, N]` u(s, a) or None): what
         the user models say of the candidates. They are frozen while the policy learns, so
         an update computes these once per rollout, not at every gradient step."""
-        reward = None
-        if self.reward_model is not None:
-            from ganrl.policy.heuristics import learned_rewards
-
-            reward = learned_rewards(self.reward_model, history, candidates, events=events)
-        return reward, self.residual.shrink(history, candidates, events=events)
+        if self.reward_model is None:
+            return None, None  # no residual either (`Residual` needs the reward model)
+        return self.residual.learned(history, candidates, events)
 
     @tf.function(reduce_retracing=True)
     def _learned_graph(self, history, candidates, events=None):

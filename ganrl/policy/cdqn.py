@@ -559,18 +559,9 @@ class CascadingDQN(Policy):
     def _encode(self, history, events=None):
         """Each user model's `encoded_state`; a member that is also part of the reward model
         (a `MeanReward` of the ensemble's members) is encoded once."""
-        from ganrl.policy.heuristics import MeanReward, encoded_state
+        from ganrl.policy.heuristics import encoded_states
 
-        states = {}
-
-        def state(model):
-            if isinstance(model, MeanReward):
-                return tuple(state(member) for member in model.models)
-            if id(model) not in states:
-                states[id(model)] = encoded_state(model, history, events)
-            return states[id(model)]
-
-        return [state(model) for model in self._user_models()]
+        return encoded_states(self._user_models(), history, events)
 
     def _encoded_of(self, observation: Observation) -> list:
         """`_encode` of an observation. A step's observation is selected for, then observed

@@ -104,6 +104,24 @@ def encoded_state(
     return choice_model.state_vector(choice_model.replay_events(history, events))
 
 
+def encoded_states(
+    models, history: tf.Tensor, events: tf.Tensor | None = None
+) -> list[EncodedState | tuple]:
+    """`encoded_state` of each of `models` (user models or `MeanReward`s), in order; a user
+    model that appears more than once (an ensemble member that is also in the mean reward)
+    is encoded once."""
+    states = {}
+
+    def state(model):
+        if isinstance(model, MeanReward):
+            return tuple(state(member) for member in model.models)
+        if id(model) not in states:
+            states[id(model)] = encoded_state(model, history, events)
+        return states[id(model)]
+
+    return [state(model) for model in models]
+
+
 def learned_rewards(
     model: UserModel | MeanReward,
     history: tf.Tensor,

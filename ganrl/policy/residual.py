@@ -110,21 +110,40 @@ class Residual:
         """Whether scores are bounded around GAN-Greedy's (a reward model and c > 0)."""
         return bool(self.bound)
 
+    def encode(self, history: tf.Tensor, events: tf.Tensor | None = None) -> list:
+        """The encoded states of the reward model and of each member (`encoded_states`: a
+        member that is also in the reward model's mean is encoded once)."""
+        from ganrl.policy.heuristics import encoded_states
+
+        return encoded_states((self.reward_model, *self.members), history, events)
+
     def rewards(
-        self, history: tf.Tensor, candidates: tf.Tensor, chunk: int = 0, events=None
+        self, history: tf.Tensor, candidates: tf.Tensor, chunk: int = 0, events=None, encoded=None
     ) -> tf.Tensor:
-        """`[B, N]` r(s, a) of the reward model (`learned_rewards`)."""
+        """`[B, N]` r(s, a) of the reward model (`learned_rewards`; `encoded`: its state,
+        `encode`'s first)."""
         from ganrl.policy.heuristics import learned_rewards
 
-        return learned_rewards(self.reward_model, history, candidates, chunk, events)
+        return learned_rewards(self.reward_model, history, candidates, chunk, events, encoded)
 
     def shrink(
-        self, history: tf.Tensor, candidates: tf.Tensor, chunk: int = 0, events=None
+        self, history: tf.Tensor, candidates: tf.Tensor, chunk: int = 0, events=None, encoded=None
     ) -> tf.Tensor | None:
-        """`[B, N]` u(s, a), or None where it is 1 (one model, or uncertainty 0)."""
+        """`[B, N]` u(s, a), or None where it is 1 (one model, or uncertainty 0); `encoded`:
+        the members' states, `encode`'s rest."""
         if not self.members:
             return None
-        return ensemble_shrink(self.members, history, candidates, self.uncertainty, chunk, events)
+        return ensemble_shrink(
+            self.members, history, candidates, self.uncertainty, chunk, events, encoded
+        )
+
+    def learned(self, history: tf.Tensor, candidates: tf.Tensor, events=None) -> tuple:
+        """(`rewards`, `shrink`) with every user model encoded once."""
+        encoded = self.encode(history, events)
+        return (
+            self.rewards(history, candidates, events=events, encoded=encoded[0]),
+            self.shrink(history, candidates, events=events, encoded=encoded[1:]),
+        )
 
     def score(
         self,
@@ -139,6 +158,7 @@ class Residual:
         `events`, if known), candidates `[B, N]` and the policy's learned term h `[B, N]`
         (`reward`: r if already computed)."""
         if reward is None:
-            reward = self.rewards(history, candidates, events=events)
-        shrink = self.shrink(history, candidates, events=events)
+            reward, shrink = self.learned(history, candidates, events)
+        else:
+            shrink = self.shrink(history, candidates, events=events)
         return bounded_score(reward, learned, self.bound, shrink, weight)

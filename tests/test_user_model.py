@@ -232,8 +232,8 @@ def _figures(run_dir):
     return test, curves
 
 
-@pytest.mark.parametrize("regularizer", ["entropy", "L2"])
-def test_killed_run_with_dropout_resumes_to_the_uninterrupted_figures(tmp_path, regularizer):
+@pytest.mark.parametrize("regularizer, ema", [("entropy", 0.0), ("L2", 0.0), ("entropy", 0.5)])
+def test_killed_run_with_dropout_resumes_to_the_uninterrupted_figures(tmp_path, regularizer, ema):
     # Identity dropout and dropout draw fresh masks every step: a resumed run must continue
     # their random streams where the checkpoint left them, not restart them.
     dataset = tiny_dataset()
@@ -246,7 +246,7 @@ def test_killed_run_with_dropout_resumes_to_the_uninterrupted_figures(tmp_path, 
         dropout=0.3,
         id_dropout=0.5,
     )
-    full = _config(tmp_path / "full", regularizer=regularizer, model=model)
+    full = _config(tmp_path / "full", regularizer=regularizer, model=model, ema=ema)
     _runner(full, dataset).run()
 
     class Killed(Exception):
@@ -256,7 +256,7 @@ def test_killed_run_with_dropout_resumes_to_the_uninterrupted_figures(tmp_path, 
         if re.search(r"itr\s+4 ", line):
             raise Killed
 
-    killed = _config(tmp_path / "killed", regularizer=regularizer, model=model)
+    killed = _config(tmp_path / "killed", regularizer=regularizer, model=model, ema=ema)
     with pytest.raises(Killed):
         _runner(killed, dataset, progress=die_at_4).run()
     lines = []
@@ -267,6 +267,41 @@ def test_killed_run_with_dropout_resumes_to_the_uninterrupted_figures(tmp_path, 
     assert [int(row["iteration"]) for row in curves] == [0, 2, 4, 6]
     assert curves == full_curves
     assert test == full_test
+
+
+def test_moving_average_is_what_is_validated_and_training_goes_on_from_the_weights(tmp_path):
+    """With `ema`, validation reads m * previous average + (1 - m) * weights (the first
+    average the weights themselves), and training continues from its own weights."""
+    dataset = tiny_dataset()
+    config = _config(tmp_path, ema=0.5, eval_every=1, steps_per_call=1, num_itrs=3)
+    runner = _runner(config, dataset)
+    raw, averages = [], []
+    validate = runner._validate
+
+    def recording(iteration, *args):
+        weights = [v.numpy() for v in runner.reward.trainable_variables]
+        if iteration:
+            raw.append(weights)
+            previous = averages[-1] if averages else weights
+            averages.append([0.5 * a + 0.5 * w for a, w in zip(previous, weights)])
+        validate(iteration, *args)
+        after = [v.numpy() for v in runner.reward.trainable_variables]
+        for a, b in zip(weights, after):
+            np.testing.assert_array_equal(a, b)  # the weights are back after validation
+
+    runner._validate = recording
+    runner.run()
+    assert len(raw) == 3 and not np.allclose(raw[-1][0], averages[-1][0])
+    for variable, value in zip(runner.reward.trainable_variables, averages[-1]):
+        variable.assign(value)
+    vali = dataset.event_arrays("vali", max_display=4)
+    with open(tmp_path / "run" / "curves.csv", newline="") as f:
+        last = list(csv.DictReader(f))[-1]
+    assert float(last["vali_loss"]) == pytest.approx(
+        trainer.evaluate(runner.behavior, vali)["loss"], rel=1e-5
+    )
+    with pytest.raises(ValueError, match=r"ema=1.0: expected a number in \[0, 1\)"):
+        _config(tmp_path, ema=1.0)
 
 
 def test_nan_loss_stops_training_and_keeps_best_checkpoints(tmp_path):

@@ -140,6 +140,12 @@ flags.DEFINE_float("rate_prior_strength", 5.0, "Pseudo display sets of the click
 flags.DEFINE_float("dropout", 0.0, "Dropout on item embeddings and hidden layers.")
 flags.DEFINE_float("l2_reg", 0.0, "L2 penalty coefficient on the weights.")
 flags.DEFINE_float("weight_decay", 0.0, "Adam's decoupled weight decay.")
+flags.DEFINE_float(
+    "ema",
+    0.0,
+    "Validate, keep and test an exponential moving average of the weights with this "
+    "momentum per iteration (0: the weights themselves).",
+)
 flags.DEFINE_integer("max_events", 0, "Keep at most this many recent events per user (0: all).")
 
 

@@ -51,6 +51,9 @@ class TrainConfig:
         validation gain that is only noise.
       resplit: draw a new 50/25/25 user split with `seed` instead of the dataset's split.
       weight_decay: decoupled weight decay of Adam.
+      ema: the momentum per iteration of an exponential moving average of the weights; the
+        average is what is validated, kept as the best checkpoints and tested (0: the
+        weights themselves).
       max_events: keep at most this many of a user's most recent events per batch (0: all).
       eval_batch_users: users per evaluation batch.
       steps_per_call: at most this many iterations run in one `tf.function` call.
@@ -77,6 +80,7 @@ class TrainConfig:
     start_margin: float = 1.0
     resplit: bool = False
     weight_decay: float = 0.0
+    ema: float = 0.0
     max_events: int = 0
     eval_batch_users: int = 2048
     steps_per_call: int = 100
@@ -108,6 +112,8 @@ class TrainConfig:
             "checkpoint_secs",
             "num_epochs",
         )
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema={self.ema}: expected a number in [0, 1)")
         if self.num_itrs == 0 and self.num_epochs <= 0:
             raise ValueError("num_itrs=0: the length is then num_epochs, which must be positive")
 

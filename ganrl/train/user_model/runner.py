@@ -24,6 +24,7 @@ it (`ganrl.train.run_folder`).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -189,8 +190,32 @@ class UserModelRunner:
 
     def _optimizer(self) -> keras.optimizers.Optimizer:
         return keras.optimizers.Adam(
-            self.config.learning_rate, weight_decay=self.config.weight_decay or None
+            self.config.learning_rate,
+            weight_decay=self.config.weight_decay or None,
+            use_ema=bool(self.config.ema),
+            ema_momentum=self.config.ema or 0.99,
         )
+
+    @contextlib.contextmanager
+    def _averaged_weights(self):
+        """With `ema`, the models hold their weights' moving averages (kept by each
+        optimiser) inside the block and their own weights again after it; before the
+        first step (no average yet), and without `ema`, they hold their weights."""
+        pairs = [(self.reward_opt, self.reward)]
+        if self.adversarial:
+            pairs.append((self.behavior_opt, self.behavior))
+        if not self.config.ema or int(self.reward_opt.iterations.numpy()) == 0:
+            yield
+            return
+        saved = [[v.numpy() for v in model.trainable_variables] for _, model in pairs]
+        for opt, model in pairs:
+            opt.finalize_variable_values(model.trainable_variables)
+        try:
+            yield
+        finally:
+            for (_, model), values in zip(pairs, saved):
+                for variable, value in zip(model.trainable_variables, values):
+                    variable.assign(value)
 
     @property
     def results_path(self) -> str:
@@ -413,16 +438,19 @@ class UserModelRunner:
         self, iteration: int, phase: str, train_loss: float, events_per_second: float, writer: Any
     ) -> None:
         cfg = self.config
-        metrics = evaluate(self.behavior, self.splits["vali"], cfg.eval_batch_users, cfg.max_events)
-        for m in BEST_METRICS:
-            better = (
-                metrics[m] < self.best[m].numpy()
-                if m == "loss"
-                else metrics[m] > self.best[m].numpy()
+        with self._averaged_weights():  # the best checkpoints keep the averages
+            metrics = evaluate(
+                self.behavior, self.splits["vali"], cfg.eval_batch_users, cfg.max_events
             )
-            if better and math.isfinite(metrics[m]):
-                self.best[m].assign(metrics[m] + self._start_margin(iteration, m, metrics))
-                self.best_managers[m].save(checkpoint_number=iteration)
+            for m in BEST_METRICS:
+                better = (
+                    metrics[m] < self.best[m].numpy()
+                    if m == "loss"
+                    else metrics[m] > self.best[m].numpy()
+                )
+                if better and math.isfinite(metrics[m]):
+                    self.best[m].assign(metrics[m] + self._start_margin(iteration, m, metrics))
+                    self.best_managers[m].save(checkpoint_number=iteration)
         row = {
             "iteration": iteration,
             "phase": phase,

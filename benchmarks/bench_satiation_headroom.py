@@ -5,6 +5,8 @@ variants given, it serves new users of the TRUE world (`ganrl.sim2real.true_env`
 the whole catalogue, the harness's horizon) with references that know the truth and with
 two policies that do not, and prints their clicks per user and session lengths:
 - `myopic`: the top k by the true utilities now (knows each user's current tiredness);
+- `no_clickbait`: the same, never showing a clickbait item (with clickbait: the simplest
+  policy that gives up clicks now for the session; without, `myopic` itself);
 - `lookahead`: the harness's short lookahead (`harness.lookahead_oracle`, `--width` candidate
   slates valued over this step and the next);
 - `static`: the top k by the users' tastes, blind to tiredness (what a greedy policy with a
@@ -32,7 +34,7 @@ from ganrl.data.satiation import SatiationConfig, SatiationWorld  # noqa: E402
 from ganrl.sim2real import harness  # noqa: E402
 from ganrl.sim2real.true_env import SatiationEnvironment  # noqa: E402
 
-POLICIES = ("myopic", "lookahead", "static", "popular", "random")
+POLICIES = ("myopic", "no_clickbait", "lookahead", "static", "popular", "random")
 
 
 def parse_variant(text: str) -> dict[str, float]:
@@ -66,8 +68,13 @@ def recommenders(env: SatiationEnvironment, k: int, width: int, seed: int) -> di
         keys = rng.random((len(history), len(candidates)))
         return candidates[np.argsort(keys, axis=1)[:, :k]]
 
+    def no_clickbait(history, candidates, events=None):
+        u = np.where(world.clickbait[None, candidates], -np.inf, env.utilities()[:, candidates])
+        return candidates[np.argsort(-u, axis=1, kind="stable")[:, :k]]
+
     return {
         "myopic": harness.myopic_oracle(env, k),
+        "no_clickbait": no_clickbait,
         "lookahead": harness.lookahead_oracle(env, k, width),
         "static": static,
         "popular": most_popular,
@@ -101,9 +108,9 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=3, help="the lookahead's candidate slates")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    print("clicks per user (se), slates seen; lookahead - myopic paired over users, 95% interval")
-    print("| world | " + " | ".join(POLICIES) + " | lookahead - myopic |")
-    print("|---|" + "---|" * (len(POLICIES) + 1))
+    print("clicks per user (se), slates seen; gaps to myopic paired over users, 95% interval")
+    print("| world | " + " | ".join(POLICIES) + " | no_clickbait - myopic | lookahead - myopic |")
+    print("|---|" + "---|" * (len(POLICIES) + 2))
     worlds = {text or "default": parse_variant(text) for text in ["", *args.variant]}
     for name, settings in worlds.items():
         figures = headroom(settings, args.users, args.k, args.horizon, args.width, args.seed)
@@ -112,11 +119,14 @@ def main() -> None:
             f"{r['steps'].mean():.1f}"
             for r in figures.values()
         ]
-        gain, low, high = harness.paired_gap(
-            figures["lookahead"]["reward"], figures["myopic"]["reward"]
-        )
+        gaps = [
+            harness.paired_gap(figures[policy]["reward"], figures["myopic"]["reward"])
+            for policy in ("no_clickbait", "lookahead")
+        ]
         print(
-            f"| {name} | " + " | ".join(cells) + f" | {gain:+.3f} [{low:+.3f}, {high:+.3f}] |",
+            f"| {name} | "
+            + " | ".join(cells + [f"{g:+.3f} [{lo:+.3f}, {hi:+.3f}]" for g, lo, hi in gaps])
+            + " |",
             flush=True,
         )
 

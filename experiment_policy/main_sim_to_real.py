@@ -25,7 +25,7 @@ from ganrl.cli import (
     selection_flags,  # noqa: E402  (the snapshot-selection flags)
 )
 from ganrl.data.safe_io import DataError  # noqa: E402
-from ganrl.data.satiation import WORLD_NAME as SATIATION  # noqa: E402
+from ganrl.data.satiation import SATIATION_WORLDS  # noqa: E402
 from ganrl.data.synthetic import DEFAULT_WORLD, world_names  # noqa: E402
 from ganrl.policy import registry  # noqa: E402
 from ganrl.sim2real.harness import HarnessConfig, run  # noqa: E402
@@ -36,8 +36,9 @@ FLAGS = flags.FLAGS
 flags.DEFINE_enum(
     "world",
     DEFAULT_WORLD,
-    world_names() + [SATIATION],
-    "The ground-truth world: a ganrl.data.synthetic world or 'satiation'.",
+    world_names() + list(SATIATION_WORLDS),
+    "The ground-truth world: a ganrl.data.synthetic world, 'satiation' or "
+    "'satiation_clickbait' (ganrl.data.satiation).",
 )
 flags.DEFINE_integer(
     "seed", _DEFAULT.seed, "Seed of the logs, user models, policies and true users."

@@ -106,6 +106,35 @@ def test_satiation_tires_shown_and_clicked_topics():
     np.testing.assert_allclose(tired, [[2.5, 0.0]])
 
 
+def test_clickbait_disappoints_every_item_and_leaves_the_default_world_as_it_was():
+    plain = SatiationConfig(items=40, topics=4)
+    bait = dataclasses.replace(plain, clickbait_share=0.5, clickbait_bias=1.5, clickbait_cost=2.0)
+    # Without clickbait the world, its random stream and its truth file are as before.
+    assert "clickbait_share" not in json.loads(plain.to_json())
+    assert SatiationConfig.from_json(bait.to_json()) == bait
+    a = SatiationWorld.draw(plain, np.random.default_rng(0))
+    b = SatiationWorld.draw(bait, np.random.default_rng(0))
+    np.testing.assert_array_equal(a.v, b.v)
+    assert not a.clickbait.any() and 0 < b.clickbait.sum() < 40
+    np.testing.assert_allclose(b.b - a.b, 1.5 * b.clickbait)
+    assert a.initial_state(3).shape == (3, 4) and b.initial_state(3).shape == (3, 5)
+    # A click on clickbait adds its cost to D (the last column), which lowers every item.
+    bait_item, plain_item = np.flatnonzero(b.clickbait)[0], np.flatnonzero(~b.clickbait)[0]
+    state = b.initial_state(2)
+    shown = np.array([[bait_item, plain_item]] * 2)
+    after = b.update_satiation(state, shown, np.array([0, 1]))
+    assert after[0, -1] == pytest.approx(2.0) and after[1, -1] == 0.0
+    taste = np.zeros((2, plain.feature_dim))
+    items = np.arange(40)[None].repeat(2, 0)
+    shift = b.utilities(taste, after, items) - b.utilities(taste, after * [[1] * 4 + [0]], items)
+    np.testing.assert_allclose(shift, [[-2.0] * 40, [0.0] * 40])
+    # The expected state of a one-hot click is the state after that click.
+    probability = np.array([[0.0, 1.0], [0.25, 0.25]])
+    expected = b.expected_satiation(state, shown, probability)
+    np.testing.assert_allclose(expected[0], b.update_satiation(state, shown, np.array([1, 2]))[0])
+    assert expected[1, -1] == pytest.approx(0.25 * 2.0)
+
+
 def test_satiation_logs_load_through_the_released_reader(tmp_path):
     config = SatiationConfig(users=40, items=30, topics=3, events_per_user=6)
     converted, truth = make_satiation(str(tmp_path), "sat", 0, config)

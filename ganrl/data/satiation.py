@@ -16,9 +16,16 @@ The ground truth (`SatiationConfig`; every draw from the seed):
   leave_base + (leave_max - leave_base) * sigmoid((leave_threshold - best) / leave_scale),
   best the slate's highest utility (satiation included): poor slates drive users away. Her
   session (the episode) ends after that slate, whose click still counts;
+- clickbait (off by default, `clickbait_share` 0): a share of the items is clickbait, more
+  attractive now (`clickbait_bias` added to b_i) and disappointing once clicked: a click on
+  one adds `clickbait_cost` to the user's disappointment D >= 0, which lowers the utility of
+  every item (u_t(i) above, less D) and recovers like tiredness. The state then holds D as
+  one more column after the topics' tiredness (`state_width`);
 - reward (for `ganrl.sim2real`): one per click, summed over the session (at most the horizon).
 A greedy recommender that shows a user's favourite topic again and again tires her of it
-and loses her; spreading slates over the topics she likes keeps her longer.
+and loses her; spreading slates over the topics she likes keeps her longer. With clickbait,
+the items that pay most now cost the most later: a policy that knows the user's state
+exactly but looks one step ahead only still shows them.
 
 The logs (released format, `ganrl.data.synthetic.write_released_log`): every user from the
 start until she leaves or `events_per_user` slates; each display set has `min_display` to
@@ -28,8 +35,8 @@ proportional to exp(gamma b_i) (gamma = `popularity_strength`, 2), else uniforml
 Display sets without a click are written with no click (the reader keeps them). Users split
 50/25/25 at random. `NAME-truth.npz` holds `world_kind` ("satiation"), `config` (JSON), the
 item parameters `item_vectors [items, d]`, `item_bias [items]`, `item_topic [items]`,
-`user_taste [users, d]`, `session_length [users]`, and the scalars `log_mean_session_length`
-and `log_clicks_per_user`.
+`item_clickbait [items]`, `user_taste [users, d]`, `session_length [users]`, and the scalars
+`log_mean_session_length` and `log_clicks_per_user`.
 """
 
 from __future__ import annotations
@@ -47,6 +54,10 @@ from ganrl.data.safe_io import DataError
 from ganrl.data.synthetic import draw_displays, draw_user_splits, with_catalogue, write_released_log
 
 WORLD_NAME = "satiation"
+CLICKBAIT_FIELDS = ("clickbait_share", "clickbait_bias", "clickbait_cost")
+# The named satiation worlds (their settings beside the defaults): the sim-to-real harness's
+# `--world` choices.
+SATIATION_WORLDS = {WORLD_NAME: {}, "satiation_clickbait": {"clickbait_share": 0.2}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +81,9 @@ class SatiationConfig:
       leave_threshold, leave_scale: where (best utility) and how fast it changes.
       logging_popular: the logging policy's share of popularity-drawn display sets.
       popularity_strength: gamma of the popularity draw.
+      clickbait_share: the share of clickbait items (0: none, the world as without them).
+      clickbait_bias: what a clickbait item adds to its bias.
+      clickbait_cost: the disappointment a click on a clickbait item adds.
     """
 
     users: int = 3000
@@ -91,13 +105,25 @@ class SatiationConfig:
     leave_scale: float = 1.0
     logging_popular: float = 0.5
     popularity_strength: float = 2.0
+    clickbait_share: float = 0.0
+    clickbait_bias: float = 1.5
+    clickbait_cost: float = 1.0
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        values = dataclasses.asdict(self)
+        if not self.clickbait_share:  # a world without clickbait keeps its older truth file
+            for name in CLICKBAIT_FIELDS:
+                values.pop(name)
+        return json.dumps(values, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "SatiationConfig":
         return cls(**json.loads(text))
+
+    @property
+    def state_width(self) -> int:
+        """Columns of a user's state: the topics' tiredness, then D with clickbait."""
+        return self.topics + (1 if self.clickbait_share else 0)
 
     def validate(self) -> None:
         """Raises `DataError` naming the first setting out of range."""
@@ -112,6 +138,8 @@ class SatiationConfig:
             ("leave_base", 0 <= self.leave_base <= self.leave_max <= 1),
             ("leave_scale", self.leave_scale > 0),
             ("logging_popular", 0 <= self.logging_popular <= 1),
+            ("clickbait_share", 0 <= self.clickbait_share <= 1),
+            ("clickbait_cost", self.clickbait_cost >= 0),
         ]
         for flag, ok in checks:
             if not ok:
@@ -120,7 +148,7 @@ class SatiationConfig:
                     "events_per_user, feature_dim >= 1, 1 <= topics <= items, "
                     "1 <= min_display <= max_display <= items, recovery and "
                     "logging_popular in [0, 1], 0 <= leave_base <= leave_max <= 1,"
-                    " leave_scale > 0)"
+                    " leave_scale > 0, clickbait_share in [0, 1], clickbait_cost >= 0)"
                 )
 
 
@@ -130,13 +158,19 @@ class SatiationWorld:
 
     Attributes:
       config: the settings.
-      v: `[items, d]` item vectors; b: `[items]` biases; topic: `[items]` topic ids.
+      v: `[items, d]` item vectors; b: `[items]` biases (clickbait's included); topic:
+        `[items]` topic ids; clickbait: `[items]` bool (all False without clickbait).
     """
 
     config: SatiationConfig
     v: np.ndarray
     b: np.ndarray
     topic: np.ndarray
+    clickbait: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.clickbait is None and self.b is not None:
+            object.__setattr__(self, "clickbait", np.zeros(len(self.b), bool))
 
     @classmethod
     def draw(cls, config: SatiationConfig, rng: np.random.Generator) -> "SatiationWorld":
@@ -147,20 +181,32 @@ class SatiationWorld:
         topic = rng.integers(0, c.topics, c.items)
         v = centres[topic] + rng.normal(size=(c.items, c.feature_dim)) * scale * c.topic_spread
         b = rng.normal(scale=0.5, size=c.items)
-        return cls(c, v, b, topic)
+        clickbait = np.zeros(c.items, bool)
+        if c.clickbait_share:  # drawn only then: a world without clickbait keeps its stream
+            clickbait = rng.random(c.items) < c.clickbait_share
+            b = b + c.clickbait_bias * clickbait
+        return cls(c, v, b, topic, clickbait)
+
+    def initial_state(self, users: int) -> np.ndarray:
+        """`[users, state_width]` the state of new users: not tired, not disappointed."""
+        return np.zeros((users, self.config.state_width))
 
     def draw_tastes(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """`[n, d]` tastes of new users from the prior."""
         return rng.normal(size=(n, self.config.feature_dim))
 
     def utilities(self, taste: np.ndarray, satiation: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """taste `[U, d]`, satiation `[U, topics]`, items `[U, n]` -> `[U, n]` utilities."""
+        """taste `[U, d]`, satiation `[U, state_width]`, items `[U, n]` -> `[U, n]`
+        utilities."""
         tired = np.take_along_axis(satiation, self.topic[items], axis=1)
-        return (
+        u = (
             np.einsum("ud,und->un", taste, self.v[items])
             + self.b[items]
             - self.config.satiation_weight * tired
         )
+        if self.config.clickbait_share:
+            u = u - satiation[:, -1:]
+        return u
 
     def leave_probability(self, best: np.ndarray) -> np.ndarray:
         """`[U]` probability of leaving after a slate whose best utility is `best [U]`."""
@@ -203,20 +249,34 @@ class SatiationWorld:
         choice: np.ndarray,
         mask: np.ndarray | None = None,
     ) -> np.ndarray:
-        """`[U, topics]` tiredness after showing `shown [U, D]` (real items where `mask`) and
-        the choices `choice [U]` (D: no click)."""
+        """`[U, state_width]` the state after showing `shown [U, D]` (real items where
+        `mask`) and the choices `choice [U]` (D: no click)."""
+        n = shown.shape[1]
+        clicked = choice < n
+        click_probability = np.zeros(shown.shape)
+        click_probability[np.flatnonzero(clicked), choice[clicked]] = 1.0
+        return self.expected_satiation(satiation, shown, click_probability, mask)
+
+    def expected_satiation(
+        self,
+        satiation: np.ndarray,
+        shown: np.ndarray,
+        click_probability: np.ndarray,
+        mask: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """`[U, state_width]` the expected state after showing `shown [U, D]` (real items
+        where `mask`) when each is clicked with `click_probability [U, D]` (one-hot: the
+        state after that click; `update_satiation`)."""
         c = self.config
         users = np.arange(len(shown))
         mask = np.ones(shown.shape, dtype=bool) if mask is None else mask
         topics = self.topic[shown]
-        n_topics = satiation.shape[1]
-        flat = (users[:, None] * n_topics + topics).ravel()
-        added = np.bincount(flat, c.satiation_shown * mask.ravel(), len(users) * n_topics).reshape(
-            satiation.shape
-        )
-        clicked = choice < shown.shape[1]
-        clicked_topic = topics[users, np.minimum(choice, shown.shape[1] - 1)]
-        added[users[clicked], clicked_topic[clicked]] += c.satiation_clicked
+        width = satiation.shape[1]
+        flat = (users[:, None] * width + topics).ravel()
+        weights = c.satiation_shown * mask + c.satiation_clicked * click_probability
+        added = np.bincount(flat, weights.ravel(), len(users) * width).reshape(satiation.shape)
+        if c.clickbait_share:
+            added[:, -1] += c.clickbait_cost * (click_probability * self.clickbait[shown]).sum(1)
         return c.satiation_recovery * satiation + added
 
 
@@ -231,7 +291,7 @@ def generate_log(path: str, config: SatiationConfig, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     world = SatiationWorld.draw(c, rng)
     theta = world.draw_tastes(rng, c.users)
-    satiation = np.zeros((c.users, c.topics))
+    satiation = world.initial_state(c.users)
     active = np.ones(c.users, dtype=bool)
     popular_weights = np.exp(c.popularity_strength * world.b)
     uniform_weights = np.ones(c.items)
@@ -301,6 +361,7 @@ def make_satiation(
         "item_vectors": world.v,
         "item_bias": world.b,
         "item_topic": world.topic,
+        "item_clickbait": world.clickbait,
         "user_taste": out["theta"],
         "session_length": out["session_length"],
         "log_mean_session_length": float(out["session_length"].mean()),
@@ -312,4 +373,7 @@ def make_satiation(
 def load_world(truth: dict) -> SatiationWorld:
     """The world of a satiation `NAME-truth.npz`'s arrays."""
     config = SatiationConfig.from_json(str(truth["config"]))
-    return SatiationWorld(config, truth["item_vectors"], truth["item_bias"], truth["item_topic"])
+    clickbait = truth.get("item_clickbait")  # None in a truth file older than clickbait
+    return SatiationWorld(
+        config, truth["item_vectors"], truth["item_bias"], truth["item_topic"], clickbait
+    )

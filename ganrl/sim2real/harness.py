@@ -2,8 +2,8 @@
 
 For one ground-truth world and seed (`HarnessConfig`), in `SAVE_DIR/{world}__{seed}/`:
 1. `data/`: the world's logs in the released format and the processed dataset
-   (`ganrl.data.pipeline`, dataset name `synthetic`; `--world=satiation` or a
-   `ganrl.data.synthetic` world name), with `synthetic-truth.npz`;
+   (`ganrl.data.pipeline`, dataset name `synthetic`; `--world=satiation`,
+   `satiation_clickbait` or a `ganrl.data.synthetic` world name), with `synthetic-truth.npz`;
 2. `user_model_LSTM__0/`, `user_model_PW__1/`: the training and test user models, trained by
    `experiment_user_model/run_gan_user_model.sh` (its defaults, but the training length
    `user_model_epochs` and any `user_model_args`);
@@ -43,8 +43,7 @@ from typing import Callable
 import numpy as np
 
 from ganrl.data import pipeline, safe_io
-from ganrl.data.satiation import WORLD_NAME as SATIATION
-from ganrl.data.satiation import SatiationConfig
+from ganrl.data.satiation import SATIATION_WORLDS, SatiationConfig
 from ganrl.data.synthetic import SyntheticConfig, world_settings
 from ganrl.sim2real.true_env import SatiationEnvironment, TrueEnvironment, load_true_env
 
@@ -155,9 +154,11 @@ class HarnessConfig:
     def prepare_config(self) -> pipeline.PrepareConfig:
         """How `data/` is generated."""
         data_folder = os.path.join(self.run_dir, "data")
-        if self.world == SATIATION:
+        if self.world in SATIATION_WORLDS:
             return pipeline.PrepareConfig(
-                data_folder=data_folder, seed=self.seed, satiation=SatiationConfig(users=self.users)
+                data_folder=data_folder,
+                seed=self.seed,
+                satiation=SatiationConfig(users=self.users, **SATIATION_WORLDS[self.world]),
             )
         return pipeline.PrepareConfig(
             data_folder=data_folder,
@@ -316,13 +317,7 @@ def lookahead_oracle(env: SatiationEnvironment, k: int, width: int = 3) -> Recom
         now = p.sum(axis=1)
         stay = 1.0 - world.leave_probability(u.max(axis=1))
         # Expected tiredness: shown items count fully, the click by its probability.
-        tired = world.update_satiation(env.satiation, slate, np.full(len(slate), k))
-        topics = world.topic[slate]
-        n_topics = world.config.topics
-        flat = (np.arange(len(slate))[:, None] * n_topics + topics).ravel()
-        tired = tired + world.config.satiation_clicked * np.bincount(
-            flat, p.ravel(), len(slate) * n_topics
-        ).reshape(tired.shape)
+        tired = world.expected_satiation(env.satiation, slate, p)
         every = np.broadcast_to(np.arange(env.n_items)[None], (len(slate), env.n_items))
         u_next = world.utilities(env.theta, tired, every)
         best_next = -np.sort(-u_next, axis=1)[:, :k]
@@ -419,7 +414,7 @@ def write_outputs(config: HarnessConfig, rows: list[dict], rho: float) -> None:
         writer = csv.DictWriter(f, TABLE_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    unit = "clicks" if config.world == SATIATION else f"true {config.true_reward}"
+    unit = "clicks" if config.world in SATIATION_WORLDS else f"true {config.true_reward}"
     lines = [
         f"# Sim-to-real: world `{config.world}`, seed {config.seed}",
         "",

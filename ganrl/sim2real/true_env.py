@@ -151,7 +151,7 @@ class SatiationEnvironment(TrueEnvironment):
 
     def _start(self, users: int) -> None:
         self.theta = self.world.draw_tastes(self.rng, users)
-        self.satiation = np.zeros((users, self.world.config.topics))
+        self.satiation = self.world.initial_state(users)
 
     def utilities(self, items: np.ndarray | None = None) -> np.ndarray:
         if items is None:

@@ -68,13 +68,9 @@ def recommenders(env: SatiationEnvironment, k: int, width: int, seed: int) -> di
         keys = rng.random((len(history), len(candidates)))
         return candidates[np.argsort(keys, axis=1)[:, :k]]
 
-    def no_clickbait(history, candidates, events=None):
-        u = np.where(world.clickbait[None, candidates], -np.inf, env.utilities()[:, candidates])
-        return candidates[np.argsort(-u, axis=1, kind="stable")[:, :k]]
-
     return {
         "myopic": harness.myopic_oracle(env, k),
-        "no_clickbait": no_clickbait,
+        "no_clickbait": harness.no_clickbait_oracle(env, k),
         "lookahead": harness.lookahead_oracle(env, k, width),
         "static": static,
         "popular": most_popular,

@@ -133,6 +133,18 @@ def test_clickbait_disappoints_every_item_and_leaves_the_default_world_as_it_was
     expected = b.expected_satiation(state, shown, probability)
     np.testing.assert_allclose(expected[0], b.update_satiation(state, shown, np.array([1, 2]))[0])
     assert expected[1, -1] == pytest.approx(0.25 * 2.0)
+    # The oracle that never shows clickbait shows none, and the top k of the rest.
+    env = SatiationEnvironment(b)
+    oracle, shown = harness.no_clickbait_oracle(env, 3), []
+
+    def recording(history, candidates, events=None):
+        shown.append(oracle(history, candidates, events))
+        u = np.where(b.clickbait[None], -np.inf, env.utilities())
+        np.testing.assert_array_equal(np.sort(shown[-1], 1), np.sort(np.argsort(-u, 1)[:, :3], 1))
+        return shown[-1]
+
+    harness.evaluate_true(env, recording, 20, 4, 0)
+    assert shown and not b.clickbait[np.concatenate(shown)].any()
 
 
 def test_satiation_logs_load_through_the_released_reader(tmp_path):

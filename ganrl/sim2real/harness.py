@@ -16,8 +16,9 @@ For one ground-truth world and seed (`HarnessConfig`), in `SAVE_DIR/{world}__{se
    whole catalogue as candidates, k items a slate, `horizon` steps; every policy meets the
    same users and noise (common random numbers), so gaps are paired over users;
 5. references that know the truth: `oracle_myopic` (top k by the true utilities now) and,
-   in the satiation world, `oracle_lookahead` (see `lookahead_oracle`) and `oracle_static`
-   (top k by the true utilities without tiredness: knows tastes, not satiation);
+   in the satiation worlds, `oracle_lookahead` (see `lookahead_oracle`), `oracle_static`
+   (top k by the true utilities without tiredness: knows tastes, not satiation) and, with
+   clickbait, `oracle_no_clickbait` (`no_clickbait_oracle`);
 6. `table.csv`, `table.md`, `results.json` and `sim_vs_true.png`: per policy the true
    reward's mean and standard error, the session length (steps before leaving), the test
    simulator's figure, the gap to GAN-Greedy with a paired 95% interval, and the Spearman
@@ -291,6 +292,14 @@ def myopic_oracle(
     return recommend
 
 
+def no_clickbait_oracle(env: SatiationEnvironment, k: int) -> Recommender:
+    """The k items of highest true utility now that are not clickbait
+    (`ganrl.data.satiation`): with clickbait, the simplest policy that gives up clicks now
+    for the session; without, `myopic_oracle`."""
+    bait = env.world.clickbait[None, :]
+    return myopic_oracle(env, k, lambda: np.where(bait, -np.inf, env.utilities()))
+
+
 def lookahead_oracle(env: SatiationEnvironment, k: int, width: int = 3) -> Recommender:
     """The satiation world's short lookahead: of `width` candidate slates (the top k by
     utility now, and the top k with at most one / two items per topic), the one with the
@@ -377,6 +386,8 @@ def evaluate_policies(
         # Knows each user's taste but not her tiredness: the best a greedy policy with a
         # perfect model of static preferences can do.
         recommenders["oracle_static"] = myopic_oracle(env, config.k, env.static_utilities)
+        if env.world.clickbait.any():
+            recommenders["oracle_no_clickbait"] = no_clickbait_oracle(env, config.k)
     return {
         name: evaluate_true(env, fn, config.true_users, config.horizon, config.seed + 100)
         for name, fn in recommenders.items()

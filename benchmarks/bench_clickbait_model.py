@@ -8,6 +8,11 @@ on such an item moves r of every item (the truth: clickbait lowers every item's 
 `clickbait_cost`, 1 by default, more than another click does, besides the topic's
 tiredness, which both clicks add).
 
+Then, in each user model's own simulator (its leave model on; k, the horizon and the
+reward as the harness has them), the clicks per user of GAN-Greedy by that model and of
+the same ranking with the clickbait items left out (told which they are): whether the
+learned simulator pays a policy for giving up clickbait, as the true world does.
+
   python -m benchmarks.bench_clickbait_model runs/sim2real/satiation_clickbait__0
 """
 
@@ -22,8 +27,38 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from ganrl.data.satiation import load_world  # noqa: E402
-from ganrl.policy.heuristics import learned_rewards  # noqa: E402
+from ganrl.policy.base import PolicyFeatures  # noqa: E402
+from ganrl.policy.heuristics import GanGreedy, learned_rewards  # noqa: E402
+from ganrl.policy.runner import run_episodes  # noqa: E402
+from ganrl.simulator.simulator import Simulator, SimulatorConfig  # noqa: E402
 from ganrl.user_model import load_user_model  # noqa: E402
+
+
+class WithoutItems:
+    """A policy's slates with some items never shown: it picks among the other candidates
+    (every item must be a candidate, in id order, as in the harness)."""
+
+    def __init__(self, policy, excluded: np.ndarray):
+        self.policy = policy
+        self.kept = tf.constant(np.flatnonzero(~excluded), tf.int32)
+
+    def select(self, observation, explore: bool = False) -> tf.Tensor:
+        users = tf.shape(observation.candidates)[0]
+        kept = tf.tile(self.kept[None], [users, 1])
+        picked = self.policy.select(observation._replace(candidates=kept))
+        return tf.gather(kept, picked, batch_dims=1)
+
+
+def simulated_clicks(model, clickbait: np.ndarray, k: int, horizon: int, users: int, seed: int):
+    """Mean reward per user of GAN-Greedy and of GAN-Greedy without clickbait in `model`'s
+    simulator, the same users and noise for both."""
+    greedy = GanGreedy(PolicyFeatures.from_user_model(model.reward), k, reward_model=model.reward)
+    out = []
+    for policy in (greedy, WithoutItems(greedy, clickbait)):
+        sim = Simulator(model, SimulatorConfig(k=k, horizon=horizon, seed=seed))
+        rewards, _, _ = run_episodes(sim, policy, users)
+        out.append(float(rewards.sum(axis=1).mean()))
+    return tuple(out)
 
 
 def clickbait_figures(model, clickbait: np.ndarray, k: int, history_length: int) -> dict:
@@ -49,6 +84,9 @@ def main() -> None:
     parser.add_argument("run_dir", help="a harness run folder of the clickbait world")
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--history_length", type=int, default=10)
+    parser.add_argument("--horizon", type=int, default=10)
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     with np.load(os.path.join(args.run_dir, "data", "synthetic-truth.npz")) as f:
         world = load_world({key: f[key] for key in f.files})
@@ -59,17 +97,22 @@ def main() -> None:
     )
     print(
         "| user model | start r: clickbait / other | clickbait in top k "
-        "| shift after a click: clickbait / other |"
+        "| shift after a click: clickbait / other | simulated GAN-Greedy / without clickbait |"
     )
-    print("|---|---|---|---|")
+    print("|---|---|---|---|---|")
     for name in sorted(os.listdir(args.run_dir)):
         if not name.startswith("user_model_"):
             continue
         model = load_user_model(os.path.join(args.run_dir, name))
         fig = clickbait_figures(model, world.clickbait, args.k, args.history_length)
+        greedy, without = simulated_clicks(
+            model, world.clickbait, args.k, args.horizon, args.users, args.seed
+        )
         print(
             f"| {name} | {fig['start'][0]:.3f} / {fig['start'][1]:.3f} | "
-            f"{fig['top_k_share']:.2f} | {fig['shift'][0]:+.3f} / {fig['shift'][1]:+.3f} |"
+            f"{fig['top_k_share']:.2f} | {fig['shift'][0]:+.3f} / {fig['shift'][1]:+.3f} | "
+            f"{greedy:.3f} / {without:.3f} |",
+            flush=True,
         )
 
 

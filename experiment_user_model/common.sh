@@ -18,6 +18,10 @@ elif [[ $PYTHON == */* && $PYTHON != /* ]]; then
 fi
 export PYTHON
 
+# The library the scripts import is this checkout's own, even when the interpreter's
+# environment has ganrl installed from another checkout (an editable install elsewhere).
+export PYTHONPATH="${repository}${PYTHONPATH:+:${PYTHONPATH}}"
+
 # The flags that name a file or folder: a relative value is taken from the caller's folder.
 PATH_FLAGS=(data_folder save_dir out pretrain_dir user_model_dir test_user_model_dir
             models_root ml100k_path retailrocket_path csv_path flagfile)

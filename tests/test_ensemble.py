@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -282,6 +283,31 @@ def test_estimators_by_hand_on_one_event(members):
     np.testing.assert_allclose(terms.correction, [(1 - q5) / 0.25], rtol=1e-5)
     estimates = terms.estimates(k=2)
     assert estimates["snips"]["value"] == pytest.approx(2.0)
+
+
+def test_a_one_item_display_set_by_hand_and_without_warnings(members):
+    model = members[0]
+    events = EventArrays(
+        user_ids=np.arange(1),
+        event_offsets=np.array([0, 1]),
+        display=np.array([[3, 0, 0]], np.int32),
+        display_mask=np.array([[1, 0, 0]], bool),
+        clicked_pos=np.array([0], np.int32),
+        n_items=model.n_items,
+    )
+    policy = FixedScorePolicy(
+        -np.arange(model.n_items, dtype=np.float32) + 10 * (np.arange(model.n_items) == 3), k=2
+    )  # shows items 3 and 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        terms = off_policy.event_terms(policy, model, events, np.full(model.n_items, 0.5), k=2)
+    sim = Simulator(model, SimulatorConfig(k=2))
+    sim.reset(1)
+    u = sim.utilities(tf.constant([[3, 0]])).numpy()[0].astype(np.float64)
+    no_click = np.exp(float(model.behavior.no_click_logit.numpy()))
+    q3 = np.exp(u[0]) / (np.exp(u[0]) + no_click)  # shown
+    q0 = np.exp(u[1]) / (np.exp(u[1]) + no_click)  # in place of the only displayed item
+    np.testing.assert_allclose(terms.dm, [q3 + q0], rtol=1e-5)
 
 
 def test_max_events_replays_each_users_first_events_only(members):

@@ -165,6 +165,29 @@ def test_scripts_pick_the_repository_virtualenv_unless_told_otherwise():
     assert interpreter(PYTHON="/opt/python") == "/opt/python"
 
 
+def test_scripts_import_their_own_checkout_first():
+    # An interpreter whose environment has ganrl installed from another checkout (one
+    # virtualenv shared by two clones) still runs this checkout's library.
+    def search_path(**extra) -> list[str]:
+        return (
+            subprocess.run(
+                ["bash", "-c", 'source experiment_user_model/common.sh && echo "$PYTHONPATH"'],
+                cwd=ROOT,
+                env={**os.environ, **extra},
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.strip()
+            .split(":")
+        )
+
+    root = os.path.realpath(ROOT)
+    assert [os.path.realpath(p) for p in search_path(PYTHONPATH="")] == [root]
+    first, *rest = search_path(PYTHONPATH="/elsewhere")
+    assert (os.path.realpath(first), rest) == (root, ["/elsewhere"])
+
+
 # Each script the user runs, with flags in the `--flag=value` form; the paths are relative (to
 # the test's folder, from which the scripts are started) and `--choice_history` is a boolean.
 SCRIPT_FLAGS = {

@@ -148,9 +148,9 @@ def _replay(policy, model, events, propensity, k, history_length, users, max_eve
         utilities = sim.utilities(candidates).numpy().astype(np.float64)
         u_display = np.where(mask, np.take_along_axis(utilities, display, 1), -np.inf)
         log_items = np.logaddexp.reduce(u_display, axis=1)[:, None]
-        log_rest = (
-            log_items + np.log(np.maximum(mask.sum(1) - 1, 0) / np.maximum(mask.sum(1), 1))[:, None]
-        )  # one displayed item of average weight replaced
+        with np.errstate(divide="ignore"):  # a one-item display leaves no rest: log 0
+            others = np.log(np.maximum(mask.sum(1) - 1, 0) / np.maximum(mask.sum(1), 1))
+        log_rest = log_items + others[:, None]  # one displayed item of average weight replaced
         if no_click is not None:
             log_no_click = float(no_click.numpy())
             log_items = np.logaddexp(log_items, log_no_click)

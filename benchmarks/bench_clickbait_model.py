@@ -13,6 +13,10 @@ reward as the harness has them), the clicks per user of GAN-Greedy by that model
 the same ranking with the clickbait items left out (told which they are): whether the
 learned simulator pays a policy for giving up clickbait, as the true world does.
 
+Last, how the learned fall accumulates: the extra fall of every r after n clickbait clicks
+(one a step, distinct random clickbait items) over n clicks on other items, beside the
+truth's clickbait_cost (1 - recovery^n) / (1 - recovery) (`--clicks`).
+
   python -m benchmarks.bench_clickbait_model runs/sim2real/satiation_clickbait__0
 """
 
@@ -79,6 +83,23 @@ def clickbait_figures(model, clickbait: np.ndarray, k: int, history_length: int)
     }
 
 
+def accumulated_shift(
+    model, clickbait: np.ndarray, clicks: int, history_length: int, users: int, seed: int
+) -> tuple[float, float]:
+    """Mean change of every item's r after `clicks` clicks on distinct random clickbait items
+    and after as many on other items (`users` random histories each, most recent first)."""
+    rng = np.random.default_rng(seed)
+    n = len(clickbait)
+    history = np.full((2 * users + 1, history_length), -1, np.int32)
+    for row, pool in ((1, np.flatnonzero(clickbait)), (1 + users, np.flatnonzero(~clickbait))):
+        for user in range(users):
+            history[row + user, :clicks] = rng.choice(pool, clicks, replace=False)
+    candidates = tf.tile(tf.range(n, dtype=tf.int32)[None], [len(history), 1])
+    r = learned_rewards(model.reward, tf.constant(history), candidates).numpy()
+    shift = (r[1:] - r[0]).mean(axis=1)
+    return float(shift[:users].mean()), float(shift[users:].mean())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", help="a harness run folder of the clickbait world")
@@ -87,7 +108,14 @@ def main() -> None:
     parser.add_argument("--horizon", type=int, default=10)
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--clicks",
+        default="1,3,5",
+        help="comma-separated numbers of clicks, one a step, after which the accumulated "
+        "fall is read",
+    )
     args = parser.parse_args()
+    counts = [int(c) for c in args.clicks.split(",")]
     with np.load(os.path.join(args.run_dir, "data", "synthetic-truth.npz")) as f:
         world = load_world({key: f[key] for key in f.files})
     if not world.clickbait.any():
@@ -100,10 +128,9 @@ def main() -> None:
         "| shift after a click: clickbait / other | simulated GAN-Greedy / without clickbait |"
     )
     print("|---|---|---|---|---|")
-    for name in sorted(os.listdir(args.run_dir)):
-        if not name.startswith("user_model_"):
-            continue
-        model = load_user_model(os.path.join(args.run_dir, name))
+    names = [n for n in sorted(os.listdir(args.run_dir)) if n.startswith("user_model_")]
+    models = {name: load_user_model(os.path.join(args.run_dir, name)) for name in names}
+    for name, model in models.items():
         fig = clickbait_figures(model, world.clickbait, args.k, args.history_length)
         greedy, without = simulated_clicks(
             model, world.clickbait, args.k, args.horizon, args.users, args.seed
@@ -114,6 +141,27 @@ def main() -> None:
             f"{greedy:.3f} / {without:.3f} |",
             flush=True,
         )
+
+    c = world.config
+    print(
+        "\nExtra fall of every r after n clickbait clicks, one a step, over n other clicks "
+        "(the truth: clickbait_cost (1 - recovery^n) / (1 - recovery)):"
+    )
+    print("| user model | " + " | ".join(f"n = {n}" for n in counts) + " |")
+    print("|---|" + "---|" * len(counts))
+    truth = [
+        c.clickbait_cost * (1 - c.satiation_recovery**n) / (1 - c.satiation_recovery)
+        for n in counts
+    ]
+    print("| truth | " + " | ".join(f"{t:.3f}" for t in truth) + " |")
+    for name, model in models.items():
+        extra = []
+        for n in counts:
+            bait, other = accumulated_shift(
+                model, world.clickbait, n, args.history_length, 200, args.seed
+            )
+            extra.append(other - bait)
+        print(f"| {name} | " + " | ".join(f"{e:.3f}" for e in extra) + " |", flush=True)
 
 
 if __name__ == "__main__":

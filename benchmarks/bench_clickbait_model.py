@@ -11,7 +11,8 @@ tiredness, which both clicks add).
 Then, in each user model's own simulator (its leave model on; k, the horizon and the
 reward as the harness has them), the clicks per user of GAN-Greedy by that model and of
 the same ranking with the clickbait items left out (told which they are): whether the
-learned simulator pays a policy for giving up clickbait, as the true world does.
+learned simulator pays a policy for giving up clickbait; and the same two rankings served to
+the harness's true users (its users and noise), which say what giving it up truly pays.
 
 Last, how the learned fall accumulates: the extra fall of every r after n clickbait clicks
 (one a step, distinct random clickbait items) over n clicks on other items, beside the
@@ -34,6 +35,8 @@ from ganrl.data.satiation import load_world  # noqa: E402
 from ganrl.policy.base import PolicyFeatures  # noqa: E402
 from ganrl.policy.heuristics import GanGreedy, learned_rewards  # noqa: E402
 from ganrl.policy.runner import run_episodes  # noqa: E402
+from ganrl.sim2real import harness  # noqa: E402
+from ganrl.sim2real.true_env import load_true_env  # noqa: E402
 from ganrl.simulator.simulator import Simulator, SimulatorConfig  # noqa: E402
 from ganrl.user_model import load_user_model  # noqa: E402
 
@@ -62,6 +65,28 @@ def simulated_clicks(model, clickbait: np.ndarray, k: int, horizon: int, users: 
         sim = Simulator(model, SimulatorConfig(k=k, horizon=horizon, seed=seed))
         rewards, _, _ = run_episodes(sim, policy, users)
         out.append(float(rewards.sum(axis=1).mean()))
+    return tuple(out)
+
+
+def true_clicks(env, model, clickbait: np.ndarray, k: int, horizon: int, users: int, seed: int):
+    """Mean true reward per user of the top k by `model`'s learned reward, with and without
+    clickbait, served to `users` new users of the true world `env` (the harness's users and
+    noise for its `seed`)."""
+    score = tf.function(
+        lambda h, c, e: learned_rewards(model.reward, h, c, events=e), reduce_retracing=True
+    )
+    out = []
+    for excluded in (np.zeros_like(clickbait), clickbait):
+
+        def recommend(history, candidates, events, excluded=excluded):
+            every = tf.tile(tf.constant(candidates)[None], [len(history), 1])
+            recent = None if events is None else tf.constant(events)
+            r = score(tf.constant(history), every, recent).numpy()
+            r = np.where(excluded[candidates][None], -np.inf, r)
+            return candidates[np.argsort(-r, axis=1, kind="stable")[:, :k]]
+
+        served = harness.evaluate_true(env, recommend, users, horizon, seed + 100)
+        out.append(float(served["reward"].mean()))
     return tuple(out)
 
 
@@ -108,6 +133,7 @@ def main() -> None:
     parser.add_argument("--horizon", type=int, default=10)
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--true_users", type=int, default=1000, help="new users of the truth")
     parser.add_argument(
         "--clicks",
         default="1,3,5",
@@ -116,8 +142,11 @@ def main() -> None:
     )
     args = parser.parse_args()
     counts = [int(c) for c in args.clicks.split(",")]
-    with np.load(os.path.join(args.run_dir, "data", "synthetic-truth.npz")) as f:
+    truth = os.path.join(args.run_dir, "data", f"{harness.DATASET}-truth.npz")
+    with np.load(truth) as f:
         world = load_world({key: f[key] for key in f.files})
+    env = load_true_env(truth)
+    run_seed = int(os.path.basename(os.path.normpath(args.run_dir)).rsplit("__", 1)[1])
     if not world.clickbait.any():
         raise SystemExit(f"{args.run_dir}: its world has no clickbait")
     print(
@@ -125,9 +154,10 @@ def main() -> None:
     )
     print(
         "| user model | start r: clickbait / other | clickbait in top k "
-        "| shift after a click: clickbait / other | simulated GAN-Greedy / without clickbait |"
+        "| shift after a click: clickbait / other | simulated GAN-Greedy / without clickbait "
+        "| true GAN-Greedy / without clickbait |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     names = [n for n in sorted(os.listdir(args.run_dir)) if n.startswith("user_model_")]
     models = {name: load_user_model(os.path.join(args.run_dir, name)) for name in names}
     for name, model in models.items():
@@ -135,10 +165,13 @@ def main() -> None:
         greedy, without = simulated_clicks(
             model, world.clickbait, args.k, args.horizon, args.users, args.seed
         )
+        true_greedy, true_without = true_clicks(
+            env, model, world.clickbait, args.k, args.horizon, args.true_users, run_seed
+        )
         print(
             f"| {name} | {fig['start'][0]:.3f} / {fig['start'][1]:.3f} | "
             f"{fig['top_k_share']:.2f} | {fig['shift'][0]:+.3f} / {fig['shift'][1]:+.3f} | "
-            f"{greedy:.3f} / {without:.3f} |",
+            f"{greedy:.3f} / {without:.3f} | {true_greedy:.3f} / {true_without:.3f} |",
             flush=True,
         )
 

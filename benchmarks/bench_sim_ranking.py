@@ -15,12 +15,14 @@ A simulator a policy trained in flatters it, so only the held-out group is an ho
 ranking; "all" and the single training models are printed to show how much they flatter.
 
   python -m benchmarks.bench_sim_ranking runs/sim2real/satiation__0 [--users=500]
+      [--variant=ensemble4_penalty1] [--reward=centred]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import re
@@ -32,7 +34,7 @@ import numpy as np  # noqa: E402
 from ganrl.policy.export import load_policy  # noqa: E402
 from ganrl.policy.runner import PolicyConfig, run_episodes  # noqa: E402
 from ganrl.sim2real import harness  # noqa: E402
-from ganrl.simulator.simulator import Simulator  # noqa: E402
+from ganrl.simulator.simulator import REWARDS, Simulator  # noqa: E402
 from ganrl.user_model import load_user_model  # noqa: E402
 
 USER_MODEL = re.compile(r"user_model_(LSTM|PW)__(\d+)$")
@@ -67,11 +69,16 @@ def true_rewards(run_dir: str) -> dict[str, float]:
         }
 
 
-def simulated_rewards(run_dir: str, policies: list[str], users: int) -> dict[str, dict]:
-    """{user model folder: {policy: mean cumulative reward in its simulator}}."""
-    policy_dir = os.path.join(run_dir, "policy")
+def simulated_rewards(
+    run_dir: str, policies: list[str], users: int, policy_folder: str = "policy", reward: str = ""
+) -> dict[str, dict]:
+    """{user model folder: {policy: mean cumulative reward in its simulator}} (`reward`: the
+    simulators' reward if not the run's, `SimulatorConfig.reward`)."""
+    policy_dir = os.path.join(run_dir, policy_folder)
     with open(os.path.join(policy_dir, "config.json")) as f:
         config = PolicyConfig.from_dict(json.load(f))
+    if reward:
+        config = dataclasses.replace(config, reward=reward)
     loaded = {name: load_policy(policy_dir, name) for name in policies}
     out = {}
     for folder, _ in user_models(run_dir):
@@ -85,11 +92,15 @@ def simulated_rewards(run_dir: str, policies: list[str], users: int) -> dict[str
     return out
 
 
-def rankings(run_dir: str, users: int) -> list[tuple[str, float, dict]]:
-    """[(simulator or group, Spearman with the truth, {policy: reward})] of one run."""
-    truth = true_rewards(run_dir)
+def rankings(
+    run_dir: str, users: int, variant: str = "", reward: str = ""
+) -> list[tuple[str, float, dict]]:
+    """[(simulator or group, Spearman with the truth, {policy: reward})] of one run (of its
+    policy settings `variant`, `HarnessConfig.variant`; `reward`: the simulators' reward)."""
+    truth = true_rewards(os.path.join(run_dir, variant))
     policies = sorted(truth)
-    sims = simulated_rewards(run_dir, policies, users)
+    folder = f"policy__{variant}" if variant else "policy"
+    sims = simulated_rewards(run_dir, policies, users, folder, reward)
     groups = {
         "held_out": held_out(user_models(run_dir)),
         "all": [folder for folder, _ in user_models(run_dir)],
@@ -110,10 +121,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", nargs="+", help="harness run folders")
     parser.add_argument("--users", type=int, default=500, help="simulated users per policy")
+    parser.add_argument(
+        "--variant", default="", help="the policy settings' folder suffix (policy__VARIANT)"
+    )
+    parser.add_argument(
+        "--reward",
+        default="",
+        choices=["", *REWARDS],
+        help="the simulators' reward (default: the run's)",
+    )
     args = parser.parse_args()
     for run_dir in args.run_dirs:
         print(f"{run_dir}:")
-        for name, rho, _ in rankings(run_dir, args.users):
+        for name, rho, _ in rankings(run_dir, args.users, args.variant, args.reward):
             print(f"| {name} | {rho:.2f} |", flush=True)
 
 

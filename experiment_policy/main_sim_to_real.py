@@ -30,6 +30,7 @@ from ganrl.data.synthetic import DEFAULT_WORLD, world_names  # noqa: E402
 from ganrl.policy import registry  # noqa: E402
 from ganrl.sim2real.harness import HarnessConfig, run  # noqa: E402
 from ganrl.sim2real.true_env import REWARDS  # noqa: E402
+from ganrl.simulator.simulator import REWARDS as SIM_REWARDS  # noqa: E402
 
 _DEFAULT = HarnessConfig()
 FLAGS = flags.FLAGS
@@ -88,6 +89,13 @@ flags.DEFINE_enum(
     "ganrl.data.synthetic worlds: the clicked item's true utility, or 1 per "
     "click (the satiation world counts clicks).",
 )
+flags.DEFINE_enum(
+    "sim_reward",
+    "auto",
+    list(SIM_REWARDS),
+    "The learned simulators' reward (PolicyConfig.reward): auto, learned, centred (the "
+    "learned reward less the catalogue's mean in the same state) or click.",
+)
 
 
 def main(argv: list[str]) -> int:
@@ -117,6 +125,7 @@ def main(argv: list[str]) -> int:
                 cdqn_flags.non_default_settings()
                 + residual_flags.non_default_settings()
                 + selection_flags.non_default_settings()
+                + ((("reward", FLAGS.sim_reward),) if FLAGS.sim_reward != "auto" else ())
             ),
         )
         print(f"config: {config}", flush=True)

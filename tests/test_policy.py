@@ -163,6 +163,90 @@ def test_simulated_click_frequencies_match_the_choice_model(user_model_dir):
     assert model.behavior.has_no_click and probs[3] > 0
 
 
+class StateShifted:
+    """A reward model whose utilities carry a state-only shift f(s) (3 x the sum of the
+    encoded state's float parts): the same choices, a different learned reward."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def utilities(self, state, items, mask=None):
+        parts = [
+            tf.reshape(part, [tf.shape(items)[0], -1])
+            for part in tf.nest.flatten(self.inner.state_vector(state))
+            if part.dtype.is_floating
+        ]
+        shift = 3.0 * tf.reduce_sum(tf.concat(parts, axis=1), axis=1, keepdims=True)
+        return self.inner.utilities(state, items, mask) + shift
+
+    def rewards(self, state, items):
+        r = self.utilities(state, items)
+        logit = self.inner.model.no_click_logit
+        return r if logit is None else r - logit
+
+
+def centred_run(model, shifted: bool, reward: str = "centred"):
+    """Rewards and clicks of 3 steps of a fixed slate for 6 users with different histories."""
+    sim = Simulator(model, SimulatorConfig(k=3, horizon=3, seed=5, reward=reward, leave=False))
+    if shifted:
+        sim.reward = StateShifted(sim.reward)
+    obs = sim.reset(6, start_histories=[[0], [1, 2], [3], [4, 5, 6], [7], []])
+    slate = tf.tile(tf.constant([[0, 1, 2]]), [6, 1])
+    rewards, clicks = [], []
+    for _ in range(3):
+        result = sim.step(obs, slate)
+        obs = result.observation
+        rewards.append(result.reward.numpy())
+        clicks.append(result.clicked_index.numpy())
+    return np.array(rewards), np.array(clicks)
+
+
+def test_centred_reward_by_hand(user_model_dir):
+    model = load_user_model(user_model_dir)
+    sim = Simulator(model, SimulatorConfig(k=3, horizon=1, seed=5, reward="centred", leave=False))
+    obs = sim.reset(4, start_histories=[[0], [1, 2], [3], []])
+    catalogue = tf.tile(tf.range(model.n_items)[None], [4, 1])
+    utilities = sim.reward.utilities(sim._state[1], catalogue).numpy()
+    slate = tf.tile(tf.constant([[0, 5, 7]]), [4, 1])
+    result = sim.step(obs, slate)
+    index = result.clicked_index.numpy()
+    items = np.array([0, 5, 7])
+    expected = np.where(
+        index >= 0,
+        utilities[np.arange(4), items[np.maximum(index, 0)]] - utilities.mean(axis=1),
+        0.0,
+    )
+    np.testing.assert_allclose(result.reward.numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert model.n_items <= 512  # the tiny catalogue is its own reference
+
+
+def test_centred_reward_ignores_a_state_only_shift(user_model_dir):
+    # A shift f(s) that depends only on the state changes no choice, so the logs cannot tell
+    # it; the learned reward pays it, the centred reward does not.
+    model = load_user_model(user_model_dir)
+    plain, plain_clicks = centred_run(model, shifted=False)
+    shifted, shifted_clicks = centred_run(model, shifted=True)
+    np.testing.assert_array_equal(plain_clicks, shifted_clicks)
+    assert (plain_clicks >= 0).any()
+    np.testing.assert_allclose(plain, shifted, rtol=1e-4, atol=1e-5)
+    learned, _ = centred_run(model, shifted=False, reward="learned")
+    learned_shifted, _ = centred_run(model, shifted=True, reward="learned")
+    assert np.abs(learned - learned_shifted).max() > 0.1
+
+
+def test_reference_items_are_the_catalogue_or_a_fixed_draw():
+    from ganrl.simulator.simulator import REFERENCE_ITEMS, reference_items
+
+    np.testing.assert_array_equal(reference_items(7).numpy(), np.arange(7))
+    drawn = reference_items(5000).numpy()
+    assert len(drawn) == len(np.unique(drawn)) == REFERENCE_ITEMS
+    assert drawn.min() >= 0 and drawn.max() < 5000 and np.all(np.diff(drawn) > 0)
+    np.testing.assert_array_equal(drawn, reference_items(5000).numpy())
+
+
 def test_gymnasium_env_checker(user_model_dir):
     from gymnasium.utils.env_checker import check_env
 

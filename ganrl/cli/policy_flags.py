@@ -26,9 +26,10 @@ flags.DEFINE_integer("horizon", 10, "Steps per episode.")
 flags.DEFINE_enum(
     "reward",
     "auto",
-    ["auto", "learned", "click"],
+    ["auto", "learned", "centred", "click"],
     "Reward: the learned "
-    "reward of the clicked item, or the click indicator; auto: the click "
+    "reward of the clicked item, the same less the catalogue's mean learned reward in that "
+    "state (centred), or the click indicator; auto: the click "
     "indicator where the user model learned a no-click option, else learned.",
 )
 flags.DEFINE_float("gamma", 0.9, "Discount.")

@@ -6,6 +6,16 @@ one of them or, when the model learned one, no click; the reward is the learned 
 clicked item (the paper's setting) or the click indicator ('auto': the click indicator when
 the model learned a no-click option, whose utility is the zero point of r, else r); the clicked
 item joins the history.
+
+Centred reward ('centred'): r(s, a) less the mean of r(s, .) over `REFERENCE_ITEMS` items of
+the catalogue (all of them in a smaller catalogue; otherwise that many, drawn once and the same
+for every simulator of the model). A choice model without a no-click option is fitted to which
+item of a display set was chosen, so its utilities are defined only up to a shift that may
+depend on the state: u(s, a) + f(s) explains the logs as well as u(s, a) does, and whatever
+f(s) a model happens to learn is paid by the learned reward as if it were value. A policy can
+learn to steer users into states where f is high, a gain no user sees. Centring fixes the zero
+point per state at the catalogue's average item and leaves every within-state comparison (and
+so every ranking, GAN-Greedy's included) as it was.
 Episodes last `horizon` steps. Everything runs as tensors over the batch of users.
 
 Leaving: when the user model's run folder has a leave model (`ganrl.user_model.leave`) and
@@ -37,7 +47,9 @@ from ganrl.user_model import LoadedUserModel
 from ganrl.user_model.choice_model import gumbel_noise
 from ganrl.user_model.leave import leave_features, load_leave_model
 
-REWARDS = ("learned", "click", "auto")
+REWARDS = ("learned", "centred", "click", "auto")
+# Items whose mean learned reward is the centred reward's zero point (`REWARDS`' 'centred').
+REFERENCE_ITEMS = 512
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,8 +58,10 @@ class SimulatorConfig:
     k: slate size.
     n_candidates: candidates drawn per user and step (0: every item).
     horizon: steps per episode.
-    reward: 'learned' (r of the clicked item), 'click' (1 for a click) or 'auto' ('click'
-      when the user model has a no-click option, else 'learned').
+    reward: 'learned' (r of the clicked item), 'centred' (r of the clicked item less the mean
+      r over the catalogue's reference items in the same state: module docstring), 'click'
+      (1 for a click) or 'auto' ('click' when the user model has a no-click option, else
+      'learned').
     history_length: clicks a policy sees.
     seed: the simulator's random stream (candidates and clicks).
     leave: end users' sessions by the user model's leave model when its run folder has one
@@ -144,6 +158,7 @@ class Simulator:
         if self.reward_kind == "auto":
             self.reward_kind = "click" if self.has_no_click else "learned"
         self.leave_model = load_leave_model(user_model.run_dir) if config.leave else None
+        self.reference_items = reference_items(self.n_items)
         # Observation.events: as many events as clicks in the history, each as wide as a
         # slate or as the widest display set the user model remembers.
         self.event_width = max(config.k, user_model.reward.config.history_display_width)
@@ -254,7 +269,7 @@ class Simulator:
         if self.reward_kind == "click":
             reward = tf.cast(clicked, tf.float32)
         else:
-            r = self.reward.rewards(r_state, clicked_item[:, None])
+            r = self.learned_rewards(r_state, clicked_item[:, None])
             reward = tf.where(clicked, r[:, 0], 0.0)
         b_state, r_state, history, events = self._advance(
             b_state, r_state, history, events, clicked_item, clicked, display=items
@@ -299,7 +314,7 @@ class Simulator:
         if self.reward_kind == "click":
             r = tf.ones(tf.shape(items), tf.float32)
         else:
-            r = self.reward.rewards(self._state[1], items)
+            r = self.learned_rewards(self._state[1], items)
         return tf.concat([r, tf.zeros([tf.shape(items)[0], 1], tf.float32)], axis=1)
 
     def advance(
@@ -351,8 +366,36 @@ class Simulator:
         return self.behavior.top_k(self._state[0], observation.candidates, self.config.k)
 
     def expected_rewards(self, observation: Observation) -> tf.Tensor:
-        """`[B, N]` the learned reward of every candidate for the current states."""
+        """`[B, N]` the learned reward of every candidate for the current states (centred
+        with the centred reward)."""
+        if self.reward_kind == "centred":
+            return self.learned_rewards(self._state[1], observation.candidates)
         return self.reward.utilities(self._state[1], observation.candidates)
+
+    def reward_zero(self, r_state, batch_size: tf.Tensor) -> tf.Tensor:
+        """`[B, 1]` the centred reward's zero point: the mean learned utility of the
+        reference items under the reward model's states `r_state` of `batch_size` users."""
+        items = tf.tile(self.reference_items[None], [batch_size, 1])
+        return tf.reduce_mean(self.reward.utilities(r_state, items), axis=1, keepdims=True)
+
+    def learned_rewards(self, r_state, items: tf.Tensor) -> tf.Tensor:
+        """`[B, N]` the learned reward of `items [B, N]` under the reward model's states, as
+        `step` pays it: r - r_no_click ('learned'), or r less the reference items' mean
+        ('centred')."""
+        if self.reward_kind == "centred":
+            zero = self.reward_zero(r_state, tf.shape(items)[0])
+            return self.reward.utilities(r_state, items) - zero
+        return self.reward.rewards(r_state, items)
+
+
+def reference_items(n_items: int) -> tf.Tensor:
+    """`[R]` int32 the items whose mean learned reward is the centred reward's zero point:
+    every item of a catalogue of at most `REFERENCE_ITEMS`, else that many drawn without
+    replacement by a fixed stream (the same for every simulator of a catalogue), sorted."""
+    if n_items <= REFERENCE_ITEMS:
+        return tf.range(n_items, dtype=tf.int32)
+    drawn = np.random.default_rng(0).choice(n_items, REFERENCE_ITEMS, replace=False)
+    return tf.constant(np.sort(drawn), tf.int32)
 
 
 def draw_candidates(

@@ -9,13 +9,15 @@
 # for 3 seeds at the run scripts' full scale:
 #   experiment_policy/run_sim_to_real.sh --seeds=0,1,2 --user_model_epochs=100 --num_itrs=2000
 # --worlds and --seeds are this script's own flags; any other flag goes to
-# experiment_policy/main_sim_to_real.py.
+# experiment_policy/main_sim_to_real.py. At the end, ganrl.reporting.sim_to_real checks every
+# run in the save folder against the issue's bar (summary.md, checks.csv there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source experiment_user_model/common.sh
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
 
 worlds=$(flag_value worlds lag_popular_always,satiation "$@")
+save_dir=$(flag_value save_dir runs/sim2real "$@")
 seeds=$(flag_value seeds 0 "$@")
 args=()
 for arg in "$@"; do
@@ -40,3 +42,4 @@ for world in ${worlds//,/ }; do
       ${args[@]+"${args[@]}"}
   done
 done
+"$PYTHON" -m ganrl.reporting.sim_to_real "$save_dir"

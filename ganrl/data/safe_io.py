@@ -149,6 +149,19 @@ def read_csv_rows(path: str | os.PathLike) -> list[dict[str, str]]:
         return [row for row in csv.DictReader(f) if None not in row and None not in row.values()]
 
 
+def read_json_object(path: str | os.PathLike) -> dict:
+    """A JSON file holding one object; a `DataError` naming the file (and the line) if not."""
+    path = os.fspath(path)
+    try:
+        with open(path) as f:
+            value = json.load(f)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
+    if not isinstance(value, dict):
+        raise DataError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
 def dump_pickles(path: str | os.PathLike, *objects: Any) -> None:
     """Pickles `objects` one after the other into `path`, atomically."""
     with atomic_open(path, "wb") as f:

@@ -84,17 +84,6 @@ def flatten_config(config: dict, prefix: str = "") -> dict:
     return out
 
 
-def _read_json(path: str) -> dict:
-    try:
-        with open(path) as f:
-            value = json.load(f)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
-    if not isinstance(value, dict):
-        raise DataError(f"{path}: expected a JSON object, got {type(value).__name__}")
-    return value
-
-
 def _number(text: str | None) -> float:
     return float("nan") if text in (None, "") else float(text)
 
@@ -123,9 +112,9 @@ def read_run(path: str) -> Run:
     results_path = os.path.join(path, "results.json")
     return Run(
         path=path,
-        config=flatten_config(_read_json(os.path.join(path, "config.json"))),
+        config=flatten_config(safe_io.read_json_object(os.path.join(path, "config.json"))),
         curves=read_curves(os.path.join(path, "curves.csv")),
-        results=_read_json(results_path) if os.path.exists(results_path) else None,
+        results=safe_io.read_json_object(results_path) if os.path.exists(results_path) else None,
     )
 
 

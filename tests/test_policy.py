@@ -318,6 +318,45 @@ def test_policy_protocol_smoke_and_resume(user_model_dir, tmp_path):
     assert grown["policies"]["random"] == first["policies"]["random"]
 
 
+def test_a_policy_trains_alike_whichever_policies_come_before_it(user_model_dir, tmp_path):
+    """The training simulator's stream of a policy is a function of the run's seed and the
+    policy's name: PPO trained first must not change LinUCB's training or its snapshot."""
+    import dataclasses
+
+    from ganrl.policy.runner import PolicyConfig, PolicyRunner
+
+    config = PolicyConfig(
+        user_model_dir=user_model_dir,
+        test_user_model_dir=user_model_dir,
+        save_dir=str(tmp_path / "alone"),
+        policies=("linucb",),
+        k=2,
+        horizon=2,
+        num_itrs=8,
+        batch_size=4,
+        train_batch_size=4,
+        eval_users=8,
+        adapt_itrs=0,
+        regret_itrs=0,
+        hidden=8,
+        checkpoint_secs=0,
+    )
+    alone = PolicyRunner(config, progress=lambda _: None).run()
+    after = PolicyRunner(
+        dataclasses.replace(config, save_dir=str(tmp_path / "after"), policies=("ppo", "linucb")),
+        progress=lambda _: None,
+    ).run()
+
+    def linucb_rows(folder):
+        lines = (tmp_path / folder / "curves.csv").read_text().splitlines()
+        return [line for line in lines if line.startswith("linucb,")]
+
+    assert len(linucb_rows("alone")) >= 4
+    assert linucb_rows("after") == linucb_rows("alone")
+    for key in ("cumulative_reward", "session_length"):
+        assert after["policies"]["linucb"][key] == alone["policies"]["linucb"][key]
+
+
 def test_selection_score_is_the_lower_bound_of_the_paired_gain_by_hand():
     from ganrl.policy.runner import selection_score
 

@@ -21,6 +21,10 @@ ensemble (and `mean_reward`, the default) GAN-Greedy's learned reward r(s, a), w
 learning policies' bounded residual starts from, is the mean of the training members' r
 (`heuristics.MeanReward`): one model's ranking of the catalogue depends much on its seed.
 
+Each learning policy trains on its own stream of the training simulator (its candidates,
+clicks and leaves; `training_stream_seed`, from the run's seed and the policy's name), so what
+it learns does not depend on which policies the run trains before it.
+
 Snapshot selection: a learning policy is validated (a separate random stream, the same for
 every validation) before training and every `select_every` episodes; the snapshot with the
 best lower bound on its paired gain over the untrained start (mean - `select_margin` x se
@@ -85,6 +89,7 @@ import os
 import shutil
 import tempfile
 import time
+import zlib
 from typing import Callable
 
 import numpy as np
@@ -499,6 +504,13 @@ def selection_score(rewards: np.ndarray, start: np.ndarray | None, margin: float
     return float(gain.mean() - margin * se)
 
 
+def training_stream_seed(seed: int, name: str) -> int:
+    """The seed of the training simulator's stream for policy `name`: a function of the run's
+    seed and the name alone, so a policy trains alike whichever policies the run lists before
+    it (apart from the streams of seed + 1 to seed + 4 that validation and testing use)."""
+    return seed + 1000 + zlib.crc32(name.encode()) % 1_000_000
+
+
 def keeps_logged_clicks(
     logged: dict[str, float] | None, start: dict[str, float] | None, drop: float
 ) -> bool:
@@ -687,6 +699,9 @@ class PolicyRunner:
         folder = os.path.join("checkpoints", f"{name}__{phase}")
         manager = tf.train.CheckpointManager(ckpt, os.path.join(cfg.save_dir, folder), 1)
         latest = tf.train.latest_checkpoint(os.path.join(self.read_dir, folder))
+        if phase == "train":
+            # A resumed run restores the stream where it was (`simulator` above).
+            sim.rng.reset_from_seed(training_stream_seed(cfg.seed, name))
         if resume and latest:
             ckpt.restore(latest)
             self.progress(f"resuming {name} ({phase}) at episode {int(iteration.numpy())}")

@@ -17,6 +17,7 @@ from ganrl.simulator.simulator import Observation, Simulator, SimulatorConfig
 from ganrl.train import user_model as trainer
 from ganrl.user_model import load_user_model
 from ganrl.user_model.model import ModelConfig
+from tests.policy_helpers import tiny_policy_config
 from tests.tiny_data import train_tiny_user_model, write_tiny_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -323,23 +324,10 @@ def test_a_policy_trains_alike_whichever_policies_come_before_it(user_model_dir,
     policy's name: PPO trained first must not change LinUCB's training or its snapshot."""
     import dataclasses
 
-    from ganrl.policy.runner import PolicyConfig, PolicyRunner
+    from ganrl.policy.runner import PolicyRunner
 
-    config = PolicyConfig(
-        user_model_dir=user_model_dir,
-        test_user_model_dir=user_model_dir,
-        save_dir=str(tmp_path / "alone"),
-        policies=("linucb",),
-        k=2,
-        horizon=2,
-        num_itrs=8,
-        batch_size=4,
-        train_batch_size=4,
-        eval_users=8,
-        adapt_itrs=0,
-        regret_itrs=0,
-        hidden=8,
-        checkpoint_secs=0,
+    config = tiny_policy_config(
+        user_model_dir, tmp_path / "alone", policies=("linucb",), num_itrs=8, eval_users=8
     )
     alone = PolicyRunner(config, progress=lambda _: None).run()
     after = PolicyRunner(
@@ -660,23 +648,9 @@ def test_auto_reward_is_the_click_where_the_model_learned_no_click(user_model_di
 
 def test_load_recommend_and_export_without_ganrl(user_model_dir, tmp_path):
     from ganrl.policy.export import export_policy, export_user_model, load_policy, recommend
-    from ganrl.policy.runner import PolicyConfig, PolicyRunner
+    from ganrl.policy.runner import PolicyRunner
 
-    config = PolicyConfig(
-        user_model_dir=user_model_dir,
-        test_user_model_dir=user_model_dir,
-        save_dir=str(tmp_path / "policy"),
-        policies=("cdqn",),
-        k=2,
-        horizon=2,
-        num_itrs=4,
-        batch_size=4,
-        train_batch_size=4,
-        eval_users=4,
-        adapt_itrs=0,
-        hidden=8,
-        checkpoint_secs=0,
-    )
+    config = tiny_policy_config(user_model_dir, tmp_path / "policy", policies=("cdqn",))
     results = PolicyRunner(config, progress=lambda _: None).run()
     policy = load_policy(str(tmp_path / "policy"))
     # The loaded weights are the tested ones: the same test figures on the same stream.

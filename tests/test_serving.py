@@ -9,6 +9,7 @@ import pytest
 
 from ganrl.policy.export import load_policy, padded_histories, recommend
 from ganrl.policy.runner import PolicyConfig, PolicyRunner
+from tests.policy_helpers import tiny_policy_config
 from tests.test_policy import user_model_dir  # noqa: F401  (a fixture)
 
 
@@ -25,22 +26,8 @@ def _listing(folder: str) -> dict[str, float]:
 @pytest.fixture(scope="module")
 def policy_dir(user_model_dir, tmp_path_factory):  # noqa: F811
     folder = str(tmp_path_factory.mktemp("policy") / "run")
-    config = PolicyConfig(
-        user_model_dir=user_model_dir,
-        test_user_model_dir=user_model_dir,
-        save_dir=folder,
-        policies=("cdqn", "gan_greedy"),
-        k=3,
-        horizon=2,
-        num_itrs=4,
-        batch_size=4,
-        train_batch_size=4,
-        eval_users=4,
-        adapt_itrs=0,
-        regret_itrs=0,
-        hidden=8,
-        checkpoint_secs=0,
-        history_length=4,
+    config = tiny_policy_config(
+        user_model_dir, folder, policies=("cdqn", "gan_greedy"), k=3, history_length=4
     )
     PolicyRunner(config, progress=lambda _: None).run()
     return folder

@@ -16,6 +16,7 @@ from ganrl.policy.runner import PolicyConfig, PolicyRunner
 from ganrl.train import run_folder
 from ganrl.train import user_model as trainer
 from ganrl.user_model.model import ModelConfig
+from tests.policy_helpers import tiny_policy_config
 from tests.tiny_data import tiny_dataset, write_tiny_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,24 +45,8 @@ def _train(config: trainer.TrainConfig, progress=lambda _: None) -> dict:
 
 
 def _policy_config(user_model_dir, save_dir, **overrides) -> PolicyConfig:
-    values = dict(
-        user_model_dir=user_model_dir,
-        test_user_model_dir=user_model_dir,
-        save_dir=str(save_dir),
-        policies=("random",),
-        k=2,
-        horizon=2,
-        num_itrs=2,
-        batch_size=4,
-        train_batch_size=4,
-        eval_users=8,
-        select_users=8,
-        adapt_itrs=0,
-        regret_itrs=0,
-        hidden=8,
-        checkpoint_secs=0,
-    )
-    return PolicyConfig(**{**values, **overrides})
+    values = dict(policies=("random",), num_itrs=2, eval_users=8, select_users=8)
+    return tiny_policy_config(user_model_dir, save_dir, **{**values, **overrides})
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from ganrl.policy.residual import Residual, bounded_score, ensemble_shrink
 from ganrl.policy.runner import LEGACY_RESIDUAL, PolicyConfig
 from ganrl.simulator.simulator import Simulator, SimulatorConfig
 from ganrl.user_model import load_user_model
+from tests.policy_helpers import tiny_policy_config
 from tests.test_policy import user_model_dir  # noqa: F401  (a fixture)
 
 K = 3
@@ -209,28 +210,12 @@ def test_run_folders_load_and_serve_with_or_without_the_residual(
     from ganrl.policy.runner import PolicyRunner
 
     histories, candidates = np.array([[0, 1, -1, -1], [2, -1, -1, -1]]), np.arange(8)
-    common = dict(
-        user_model_dir=user_model_dir,
-        test_user_model_dir=user_model_dir,
-        policies=POLICIES,
-        k=K,
-        horizon=2,
-        num_itrs=4,
-        batch_size=4,
-        train_batch_size=4,
-        eval_users=4,
-        adapt_itrs=0,
-        regret_itrs=0,
-        select_every=0,
-        off_policy_users=0,
-        hidden=8,
-        checkpoint_secs=0,
-        history_length=4,
-    )
+    common = dict(policies=POLICIES, k=K, select_every=0, off_policy_users=0, history_length=4)
     new, old = str(tmp_path / "new"), str(tmp_path / "old")
-    PolicyRunner(PolicyConfig(save_dir=new, **common), progress=lambda _: None).run()
+    PolicyRunner(tiny_policy_config(user_model_dir, new, **common), progress=lambda _: None).run()
     PolicyRunner(
-        PolicyConfig(save_dir=old, residual_bound=0.0, **common), progress=lambda _: None
+        tiny_policy_config(user_model_dir, old, residual_bound=0.0, **common),
+        progress=lambda _: None,
     ).run()
     slates = {name: recommend(load_policy(old, name), histories, candidates) for name in POLICIES}
     path = os.path.join(old, "config.json")

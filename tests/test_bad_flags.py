@@ -127,6 +127,8 @@ def _listing(folder) -> dict:
         ({"weight_decay": -0.1}, "weight_decay=-0.1: expected a non-negative number"),
         ({"seed": -1}, "seed=-1: expected a non-negative integer"),
         ({"max_events": -1}, "max_events=-1: expected a non-negative integer"),
+        ({"lr_plateau": -2}, "lr_plateau=-2: expected a non-negative integer"),
+        ({"lr_plateau_factor": 1.0}, "lr_plateau_factor=1.0: expected a number in (0, 1)"),
         ({"item_features": "both"}, "item_features='both': expected one of onehot, generalising"),
     ],
 )

@@ -188,6 +188,51 @@ def test_length_in_epochs_and_early_stopping(tmp_path):
     assert _curve_iterations(tmp_path / "b" / "run")[-1] == best + 3 * 2 < 300
 
 
+def test_learning_rate_plateau_goes_back_to_the_best_weights_with_a_smaller_step(tmp_path):
+    # At this learning rate the tiny set is overfitted within a few steps: the validation loss
+    # stops improving, and each reduction comes `lr_plateau` evaluations after the best or
+    # the last reduction, whichever is later, at most `lr_plateau_times` of them.
+    dataset = tiny_dataset(n_users=40)
+    config = _config(
+        tmp_path,
+        num_itrs=300,
+        eval_every=2,
+        early_stop=6,
+        learning_rate=0.2,
+        lr_plateau=2,
+        lr_plateau_factor=0.5,
+        lr_plateau_times=2,
+    )
+    lines = []
+    runner = _runner(config, dataset, progress=lines.append)
+    best_weights = {}
+    reduce = runner._reduce_learning_rate
+
+    def recording(iteration):
+        best_weights[iteration] = runner._best_loss_iteration()
+        reduce(iteration)
+        # Training goes on from the best-loss weights of that moment.
+        saved = [v.numpy() for v in runner.reward.weights]
+        runner.weights.restore(runner.best_managers["loss"].latest_checkpoint)
+        for a, v in zip(saved, runner.reward.weights):
+            np.testing.assert_array_equal(a, v.numpy())
+
+    runner._reduce_learning_rate = recording
+    results = runner.run()
+    reductions = sorted(best_weights)
+    assert 1 <= len(reductions) <= 2
+    previous = 0
+    for at in reductions:
+        assert at == max(best_weights[at], previous) + 2 * 2
+        previous = at
+    expected = 0.2 * 0.5 ** len(reductions)
+    assert float(runner.reward_opt.learning_rate.numpy()) == pytest.approx(expected)
+    assert sum("back to the best-loss weights" in line for line in lines) == len(reductions)
+    # Early stopping still counts from the best alone.
+    best = results["best_iteration"]["loss"]
+    assert _curve_iterations(tmp_path / "run")[-1] == best + 6 * 2
+
+
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
     tf.config.experimental.enable_op_determinism()
     dataset = tiny_dataset()
@@ -232,8 +277,13 @@ def _figures(run_dir):
     return test, curves
 
 
-@pytest.mark.parametrize("regularizer, ema", [("entropy", 0.0), ("L2", 0.0), ("entropy", 0.5)])
-def test_killed_run_with_dropout_resumes_to_the_uninterrupted_figures(tmp_path, regularizer, ema):
+@pytest.mark.parametrize(
+    "regularizer, ema, plateau",
+    [("entropy", 0.0, 0), ("L2", 0.0, 0), ("entropy", 0.5, 0), ("entropy", 0.0, 1)],
+)
+def test_killed_run_with_dropout_resumes_to_the_uninterrupted_figures(
+    tmp_path, regularizer, ema, plateau
+):
     # Identity dropout and dropout draw fresh masks every step: a resumed run must continue
     # their random streams where the checkpoint left them, not restart them.
     dataset = tiny_dataset()
@@ -246,7 +296,9 @@ def test_killed_run_with_dropout_resumes_to_the_uninterrupted_figures(tmp_path, 
         dropout=0.3,
         id_dropout=0.5,
     )
-    full = _config(tmp_path / "full", regularizer=regularizer, model=model, ema=ema)
+    # With `plateau`, a high learning rate so the reductions come before and after the kill.
+    extra = dict(lr_plateau=plateau, learning_rate=0.5, num_itrs=10) if plateau else {}
+    full = _config(tmp_path / "full", regularizer=regularizer, model=model, ema=ema, **extra)
     _runner(full, dataset).run()
 
     class Killed(Exception):
@@ -256,7 +308,7 @@ def test_killed_run_with_dropout_resumes_to_the_uninterrupted_figures(tmp_path, 
         if re.search(r"itr\s+4 ", line):
             raise Killed
 
-    killed = _config(tmp_path / "killed", regularizer=regularizer, model=model, ema=ema)
+    killed = _config(tmp_path / "killed", regularizer=regularizer, model=model, ema=ema, **extra)
     with pytest.raises(Killed):
         _runner(killed, dataset, progress=die_at_4).run()
     lines = []
@@ -264,7 +316,7 @@ def test_killed_run_with_dropout_resumes_to_the_uninterrupted_figures(tmp_path, 
     assert any("resuming" in line and "iteration 2" in line for line in lines)
     full_test, full_curves = _figures(full.save_dir)
     test, curves = _figures(killed.save_dir)
-    assert [int(row["iteration"]) for row in curves] == [0, 2, 4, 6]
+    assert [int(row["iteration"]) for row in curves] == list(range(0, killed.num_itrs + 1, 2))
     assert curves == full_curves
     assert test == full_test
 

@@ -140,6 +140,14 @@ flags.DEFINE_float("rate_prior_strength", 5.0, "Pseudo display sets of the click
 flags.DEFINE_float("dropout", 0.0, "Dropout on item embeddings and hidden layers.")
 flags.DEFINE_float("l2_reg", 0.0, "L2 penalty coefficient on the weights.")
 flags.DEFINE_float("weight_decay", 0.0, "Adam's decoupled weight decay.")
+flags.DEFINE_integer(
+    "lr_plateau",
+    0,
+    "After this many evaluations without a better validation loss, go back to the best-loss "
+    "weights and multiply the learning rate by --lr_plateau_factor (0: never).",
+)
+flags.DEFINE_float("lr_plateau_factor", 0.3, "What each learning-rate reduction multiplies by.")
+flags.DEFINE_integer("lr_plateau_times", 2, "At most this many learning-rate reductions.")
 flags.DEFINE_float(
     "ema",
     0.0,

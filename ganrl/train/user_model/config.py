@@ -51,6 +51,12 @@ class TrainConfig:
         validation gain that is only noise.
       resplit: draw a new 50/25/25 user split with `seed` instead of the dataset's split.
       weight_decay: decoupled weight decay of Adam.
+      lr_plateau: after this many evaluations without a better validation loss, training
+        goes back to the best-loss weights and goes on with the learning rate times
+        `lr_plateau_factor` (0: never). Counted from the best or the last reduction,
+        whichever is later, while `early_stop` counts from the best alone.
+      lr_plateau_factor: what each reduction multiplies the learning rate by.
+      lr_plateau_times: at most this many reductions.
       ema: the momentum per iteration of an exponential moving average of the weights; the
         average is what is validated, kept as the best checkpoints and tested (0: the
         weights themselves).
@@ -80,6 +86,9 @@ class TrainConfig:
     start_margin: float = 1.0
     resplit: bool = False
     weight_decay: float = 0.0
+    lr_plateau: int = 0
+    lr_plateau_factor: float = 0.3
+    lr_plateau_times: int = 2
     ema: float = 0.0
     max_events: int = 0
     eval_batch_users: int = 2048
@@ -101,7 +110,14 @@ class TrainConfig:
             "steps_per_call",
         )
         config_checks.check(
-            self, "a non-negative integer", "seed", "max_events", "num_itrs", "early_stop"
+            self,
+            "a non-negative integer",
+            "seed",
+            "max_events",
+            "num_itrs",
+            "early_stop",
+            "lr_plateau",
+            "lr_plateau_times",
         )
         config_checks.check(self, "a positive number", "learning_rate")
         config_checks.check(
@@ -112,6 +128,10 @@ class TrainConfig:
             "checkpoint_secs",
             "num_epochs",
         )
+        if not 0.0 < self.lr_plateau_factor < 1.0:
+            raise ValueError(
+                f"lr_plateau_factor={self.lr_plateau_factor}: expected a number in (0, 1)"
+            )
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema={self.ema}: expected a number in [0, 1)")
         if self.num_itrs == 0 and self.num_epochs <= 0:

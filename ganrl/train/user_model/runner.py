@@ -181,7 +181,18 @@ class UserModelRunner:
             for m in BEST_METRICS
         }
         self.weights = tf.train.Checkpoint(**checkpoint_variables(**models))
+        # The learning-rate reductions so far and the iteration of the last (each optimiser's
+        # learning rate is one of its variables, so it is checkpointed with it). Only runs
+        # that reduce keep them, so older run folders still resume.
+        self.reductions = tf.Variable(0, dtype=tf.int64, trainable=False, name="reductions")
+        self.reduced_at = tf.Variable(0, dtype=tf.int64, trainable=False, name="reduced_at")
+        plateau = (
+            {"lr_reductions": self.reductions, "lr_reduced_at": self.reduced_at}
+            if config.lr_plateau
+            else {}
+        )
         self.state = tf.train.Checkpoint(
+            **plateau,
             iteration=self.iteration,
             **{f"best_{m}": v for m, v in self.best.items()},
             **checkpoint_variables(**models, **optimizers),
@@ -383,6 +394,8 @@ class UserModelRunner:
                 writer,
             )
             stopped = self._early_stopped(it)
+            if not stopped and self._plateaued(it):
+                self._reduce_learning_rate(it)
             if it == num_itrs or stopped or time.monotonic() - last_save >= cfg.checkpoint_secs:
                 self.latest.save(checkpoint_number=it)
                 last_save = time.monotonic()
@@ -406,11 +419,42 @@ class UserModelRunner:
     def _early_stopped(self, iteration: int) -> bool:
         """Whether `early_stop` evaluations have passed since the best validation loss (a
         function of the checkpointed state, so a resumed run stops where it would have)."""
-        path = self.best_managers["loss"].latest_checkpoint
-        if not self.config.early_stop or path is None:
+        best = self._best_loss_iteration()
+        if not self.config.early_stop or best is None:
             return False
-        best = int(path.rsplit("-", 1)[1])
         return iteration - best >= self.config.early_stop * self.config.eval_every
+
+    def _best_loss_iteration(self) -> int | None:
+        path = self.best_managers["loss"].latest_checkpoint
+        return None if path is None else int(path.rsplit("-", 1)[1])
+
+    def _plateaued(self, iteration: int) -> bool:
+        """Whether `lr_plateau` evaluations have passed since the best validation loss and
+        the last reduction, with reductions left."""
+        cfg, best = self.config, self._best_loss_iteration()
+        if (
+            not cfg.lr_plateau
+            or best is None
+            or int(self.reductions.numpy()) >= cfg.lr_plateau_times
+        ):
+            return False
+        since = max(best, int(self.reduced_at.numpy()))
+        return iteration - since >= cfg.lr_plateau * cfg.eval_every
+
+    def _reduce_learning_rate(self, iteration: int) -> None:
+        """Back to the best-loss weights, with the learning rate times `lr_plateau_factor`
+        (the optimisers' moments are kept: they are running averages of recent gradients)."""
+        self.weights.restore(self.best_managers["loss"].latest_checkpoint)
+        optimizers = [self.reward_opt] + ([self.behavior_opt] if self.adversarial else [])
+        for opt in optimizers:
+            opt.learning_rate.assign(opt.learning_rate * self.config.lr_plateau_factor)
+        self.reductions.assign_add(1)
+        self.reduced_at.assign(iteration)
+        self.progress(
+            f"iteration {iteration}: back to the best-loss weights of iteration "
+            f"{self._best_loss_iteration()}, learning rate "
+            f"{float(self.reward_opt.learning_rate.numpy()):.3g}"
+        )
 
     def _train_chunk(
         self, start: int, window: tuple[dict, tf.Tensor]

@@ -280,6 +280,26 @@ class ReferenceLearner:
             **ranking_summary(np.where(mask, probs[:, :-1], 0.0), mask, clicked),
         }
 
+    def event_predictions(self, users: UserTensors) -> dict[str, np.ndarray]:
+        """Per event, user by user in order (as `ganrl.train.user_model.event_predictions`):
+        `nll [E]`, `scores [E, D]` (posterior-predictive probabilities), `display_mask
+        [E, D]`, `clicked_pos [E]` (-1 for no click) and `step [E]`."""
+        probs = []
+        for part in self._parts(users):
+            probs.append(self.predict(part)[0].numpy())
+        probs = np.concatenate(probs)[users.event_mask]  # [E, D + 1]
+        choice = users.choice[users.event_mask]
+        mask = users.display_mask[users.event_mask]
+        steps = np.broadcast_to(np.arange(users.event_mask.shape[1]), users.event_mask.shape)
+        chosen = np.take_along_axis(probs, choice[:, None], -1)[:, 0]
+        return {
+            "nll": -np.log(np.maximum(chosen, np.finfo(np.float32).tiny)),
+            "scores": probs[:, :-1],
+            "display_mask": mask,
+            "clicked_pos": np.where(choice < mask.shape[1], choice, -1),
+            "step": steps[users.event_mask],
+        }
+
     def fit(self, train: UserTensors, vali: UserTensors, progress=lambda line: None) -> dict:
         """Adam over shuffled batches of training users, an epoch at a time; keeps the
         parameters of the epoch with the best validation loss. Returns the training log."""

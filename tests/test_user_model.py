@@ -133,6 +133,13 @@ def test_runner_learns_writes_run_folder_and_loads_back(tmp_path, encoder):
     assert trainer.evaluate(loaded.behavior, vali)["loss"] == pytest.approx(
         results["vali"]["loss"], rel=1e-6
     )
+    # Per event (small batches, so users span several): the same loss, each event's index
+    # within its user.
+    per_event = trainer.event_predictions(loaded.behavior, vali, batch_users=3)
+    assert per_event["nll"].mean() == pytest.approx(results["vali"]["loss"], rel=1e-5)
+    expected = np.concatenate([np.arange(n) for n in np.diff(vali.event_offsets)])
+    assert expected.max() > 0
+    np.testing.assert_array_equal(per_event["step"], expected)
     probs = loaded.score(history=[3], display=[5, 1, 9])
     assert probs.shape == (4,) and probs[-1] == pytest.approx(0.0, abs=1e-6)
     assert np.argmax(probs[:3]) == 1  # item 1 is the lowest id

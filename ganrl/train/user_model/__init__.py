@@ -32,7 +32,7 @@ from ganrl.train.user_model.config import (
     TrainingDivergedError,
     divergence,
 )
-from ganrl.train.user_model.evaluation import evaluate
+from ganrl.train.user_model.evaluation import evaluate, event_predictions
 from ganrl.train.user_model.runner import UserModelRunner, is_chief, peak_rss_mb
 from ganrl.train.user_model.steps import make_entropy_step, make_l2_step, make_window_fn
 
@@ -52,6 +52,7 @@ __all__ = [
     "divergence",
     "epoch_order",
     "evaluate",
+    "event_predictions",
     "evaluation_schedule",
     "is_chief",
     "make_entropy_step",

@@ -14,23 +14,40 @@ from ganrl.user_model.choice_model import ChoiceModel
 from ganrl.user_model.model import UserModel
 
 
-def evaluate(
+def event_predictions(
     model: UserModel, events: EventArrays, batch_users: int = 2048, max_events: int = 0
-) -> dict[str, float]:
-    """Loss (mean NLL per event), per-event log-likelihood, prec@1 and prec@2 of a split."""
+) -> dict[str, np.ndarray]:
+    """Per event of a split, user by user in order: `nll [E]` (the negative log-probability
+    of the observed choice), `scores [E, D]` (the displayed items' logits), `display_mask
+    [E, D]`, `clicked_pos [E]` and `step [E]` (the event's index within its user's kept
+    events)."""
     logits_fn = _compiled_logits(model, events.max_display)
-    nll, scores, masks, clicks = [], [], [], []
+    parts = {key: [] for key in ("nll", "scores", "display_mask", "clicked_pos", "step")}
     for start in range(0, events.n_users, batch_users):
         rows = np.arange(start, min(start + batch_users, events.n_users))
         batch = events.flat_batch(rows, max_events or None)
         logits = logits_fn(to_tensors(batch)).numpy()
         target = np.where(batch["clicked_pos"] >= 0, batch["clicked_pos"], logits.shape[-1] - 1)
         log_probs = logits - _logsumexp(logits)
-        nll.append(-np.take_along_axis(log_probs, target[:, None], -1)[:, 0])
-        scores.append(logits[:, :-1])
-        masks.append(batch["display_mask"])
-        clicks.append(batch["clicked_pos"])
-    nll, scores, masks, clicks = (np.concatenate(x) for x in (nll, scores, masks, clicks))
+        users = np.asarray(batch["event_user"])  # rows of `rows`, each user's events in order
+        lengths = np.bincount(users, minlength=len(rows))
+        offsets = np.cumsum(lengths) - lengths
+        parts["nll"].append(-np.take_along_axis(log_probs, target[:, None], -1)[:, 0])
+        parts["scores"].append(logits[:, :-1])
+        parts["display_mask"].append(batch["display_mask"])
+        parts["clicked_pos"].append(batch["clicked_pos"])
+        parts["step"].append(np.arange(len(users)) - offsets[users])
+    return {key: np.concatenate(value) for key, value in parts.items()}
+
+
+def evaluate(
+    model: UserModel, events: EventArrays, batch_users: int = 2048, max_events: int = 0
+) -> dict[str, float]:
+    """Loss (mean NLL per event), per-event log-likelihood, prec@1 and prec@2 of a split."""
+    predicted = event_predictions(model, events, batch_users, max_events)
+    nll, scores, masks, clicks = (
+        predicted[key] for key in ("nll", "scores", "display_mask", "clicked_pos")
+    )
     loss = float(nll.mean()) if len(nll) else float("nan")
     has_click = bool(np.any(clicks >= 0))
     return {

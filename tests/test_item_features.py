@@ -350,3 +350,53 @@ def test_set_summary_makes_a_utility_depend_on_the_rest_of_the_set(set_summary):
     padded = model.utilities(state, tf.constant([[0, 1]])).numpy()[0]
     np.testing.assert_allclose(u[:2], padded, rtol=1e-5, atol=1e-6)  # padding is not in the set
     assert np.isclose(u[0], other[0], rtol=1e-5, atol=1e-6) == (not set_summary)
+
+
+@pytest.mark.parametrize("has_no_click", [False, True])
+def test_taste_mixture_is_the_mean_of_its_shifted_softmaxes(has_no_click):
+    tf.keras.utils.set_random_seed(0)
+    config = ModelConfig(
+        dims="8",
+        item_dim=4,
+        rnn_hidden_dim=5,
+        item_bias=True,
+        taste_mixture=3,
+        history_display_width=4,
+    )
+    model = UserModel(ItemFeatures(6), config, has_no_click=has_no_click)
+    model.item_bias.embeddings.assign([[1.0], [-2.0], [0.5], [3.0], [0.0], [-1.0]])
+    model.mixture_scale.bias.assign([0.5])
+    state = model.state_vector(model.initial_state(2))
+    items = tf.constant([[0, 1, 2], [3, 4, 5]])
+    mask = tf.constant([[True, True, False], [True, True, True]])
+    u = model.utilities(state, items, mask=mask)
+    shifts = model.mixture_shifts(state, items)
+    assert shifts.shape == (2, 3, 3) and np.abs(shifts.numpy()).max() > 0.05
+    probs = tf.nn.softmax(model.choice_logits(u, mask, shifts)).numpy()
+    # By hand: each component's softmax over the real items (and the no-click option).
+    expected = np.zeros_like(probs)
+    for k in range(3):
+        logits = np.where(mask.numpy(), u.numpy() + shifts.numpy()[..., k], -np.inf)
+        no_click = model.no_click_logit.numpy() if has_no_click else -np.inf
+        logits = np.concatenate([logits, np.full((2, 1), no_click)], axis=1)
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        expected += e / e.sum(axis=1, keepdims=True) / 3
+    np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-7)
+    assert probs[0, 2] == 0.0  # padding
+
+    # Unlike one softmax, the ratio of two items' probabilities depends on what else is shown.
+    def ratio(display):
+        d = tf.constant([display])
+        logits = model.choice_logits(
+            model.utilities(model.state_vector(model.initial_state(1)), d),
+            tf.ones([1, len(display)], tf.bool),
+            model.mixture_shifts(model.state_vector(model.initial_state(1)), d),
+        )
+        p = tf.nn.softmax(logits).numpy()[0]
+        return p[0] / p[1]
+
+    assert not np.isclose(ratio([0, 2]), ratio([0, 2, 3]), rtol=1e-3)
+    # With no shift every component is the one softmax of the utilities.
+    single = tf.nn.softmax(model.choice_logits(u, mask)).numpy()
+    unshifted = tf.nn.softmax(model.choice_logits(u, mask, tf.zeros_like(shifts))).numpy()
+    np.testing.assert_allclose(unshifted, single, rtol=1e-5, atol=1e-7)

@@ -127,6 +127,12 @@ flags.DEFINE_boolean(
     "Let each utility see the mean embedding of "
     "its display set (a mixture-of-softmaxes choice depends on the set).",
 )
+flags.DEFINE_integer(
+    "taste_mixture",
+    None,
+    "K > 0: the choice is a mixture of K softmaxes over the utilities shifted along a "
+    "learned taste uncertainty (0: one softmax).",
+)
 flags.DEFINE_boolean(
     "leave_user_out", True, "Take a training batch's own events out of the item statistics."
 )

@@ -135,10 +135,12 @@ class ChoiceModel:
     ) -> tf.Tensor:
         """`[B, N + 1]` choice logits over `display [B, N]` (all real unless `display_mask`)
         and the no-click option (`MASKED_LOGIT` where the model conditions on a click)."""
-        utilities = self.model.utilities(self.state_vector(state), display, mask=display_mask)
+        encoded = self.state_vector(state)
+        utilities = self.model.utilities(encoded, display, mask=display_mask)
         if display_mask is None:
             display_mask = tf.ones(tf.shape(display), tf.bool)
-        return self.model.choice_logits(utilities, display_mask)
+        shifts = self.model.mixture_shifts(encoded, display)
+        return self.model.choice_logits(utilities, display_mask, shifts)
 
     def log_probs(
         self, state: Any, display: tf.Tensor, display_mask: tf.Tensor | None = None

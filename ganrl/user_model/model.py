@@ -113,6 +113,13 @@ class ModelConfig:
         latent taste), which item is likeliest depends on the set, and a utility of the item
         alone cannot say so. The policies' learned reward then depends on the whole candidate
         set.
+      taste_mixture: K > 0 makes the choice a mixture of K softmaxes (the utilities, each
+        shifted by sigma(s) z_k . (A e_a) for fixed draws z_k ~ N(0, I), a learned projection
+        A of the item embedding and a learned, state-dependent sigma(s) >= 0): the Monte
+        Carlo posterior predictive of a taste the history pins down only so far. A softmax
+        over per-item scores keeps the ratio of two items' probabilities whatever else is
+        shown; such a mixture does not. The utilities (the policies' reward and ranking)
+        stay the centre, without the shifts; 0 is one softmax.
       rate_prior_strength: pseudo display sets of the Beta prior of the smoothed click rate
         (and the display count at which identity dropout halves).
       leave_user_out: on training batches, keep the batch users' own events out of the item
@@ -147,6 +154,7 @@ class ModelConfig:
     history_display_width: int = 10
     set_context: bool = False
     set_summary: bool = False
+    taste_mixture: int = 0
     rate_prior_strength: float = 5.0
     leave_user_out: bool = True
     statistic_folds: int = 5
@@ -174,7 +182,9 @@ class ModelConfig:
         config_checks.check(self, "a number in [0, 1)", "dropout", "id_dropout")
         config_checks.check(self, "a positive number", "rate_prior_strength")
         config_checks.check(self, "a non-negative number", "l2_reg")
-        config_checks.check(self, "a non-negative integer", "rnn_skip", "statistic_folds")
+        config_checks.check(
+            self, "a non-negative integer", "rnn_skip", "statistic_folds", "taste_mixture"
+        )
         config_checks.check_choice(self, "pw_activation", ("sigmoid", "linear"))
         if not self.dims and not self.bilinear:
             raise ValueError(
@@ -308,6 +318,22 @@ class UserModel(keras.Model):
             self.set_bilinear = keras.layers.Dense(
                 config.item_dim, use_bias=False, name="set_bilinear"
             )
+        self.mixture_scale = self.mixture_item = self._mixture_draws = None
+        if config.taste_mixture:
+            # sigma(s) starts at softplus(-1) = 0.31 for every state.
+            self.mixture_scale = keras.layers.Dense(
+                1,
+                name="mixture_scale",
+                kernel_initializer="zeros",
+                bias_initializer=keras.initializers.Constant(-1.0),
+            )
+            self.mixture_item = keras.layers.Dense(
+                config.item_dim, use_bias=False, name="mixture_item"
+            )
+            self._mixture_draws = tf.constant(
+                np.random.default_rng(0).standard_normal((config.taste_mixture, config.item_dim)),
+                tf.float32,
+            )
         self.context_dim = (
             (len(context.STATISTIC_FEATURES) if counts is not None else 0)
             + (2 if config.set_context else 0)
@@ -321,7 +347,9 @@ class UserModel(keras.Model):
                 )
             self.context_linear = keras.layers.Dense(1, use_bias=False, name="context_linear")
         # Create every weight now, so checkpoints restore eagerly and nothing builds lazily.
-        self.utilities(self.state_vector(self.initial_state(1)), tf.zeros([1, 1], tf.int32))
+        state = self.state_vector(self.initial_state(1))
+        self.utilities(state, tf.zeros([1, 1], tf.int32))
+        self.mixture_shifts(state, tf.zeros([1, 1], tf.int32))
         self.built = True
 
     def _bilinear_init(self) -> keras.initializers.Initializer:
@@ -521,21 +549,48 @@ class UserModel(keras.Model):
         ]
         return tf.concat(parts, axis=-1)
 
-    def choice_logits(self, utilities: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-        """`[..., N]` utilities and mask -> `[..., N + 1]` logits, last = no-click."""
-        return choice.choice_logits(utilities, mask, self.no_click_logit)
+    def mixture_shifts(
+        self, state: EncodedState, items: tf.Tensor, training: bool = False
+    ) -> tf.Tensor | None:
+        """`[B, ..., N, K]` the shifts sigma(s) z_k . (A e_a) of `taste_mixture`'s components
+        (None without it)."""
+        if self.mixture_scale is None:
+            return None
+        scale = tf.nn.softplus(self.mixture_scale(state.vector))[..., None]  # [B, ..., 1, 1]
+        directions = self.mixture_item(self.items(items, training=training))  # [B, ..., N, r]
+        return scale * tf.einsum("...nr,kr->...nk", directions, self._mixture_draws)
+
+    def choice_logits(
+        self, utilities: tf.Tensor, mask: tf.Tensor, shifts: tf.Tensor | None = None
+    ) -> tf.Tensor:
+        """`[..., N]` utilities and mask -> `[..., N + 1]` logits, last = no-click. With
+        `shifts [..., N, K]` (`mixture_shifts`) the logits are the log-probabilities of the
+        mixture of the K shifted softmaxes."""
+        if shifts is None:
+            return choice.choice_logits(utilities, mask, self.no_click_logit)
+        shifted = tf.linalg.matrix_transpose(utilities[..., None] + shifts)  # [..., K, N]
+        logits = choice.choice_logits(shifted, mask[..., None, :], self.no_click_logit)
+        k = tf.cast(tf.shape(shifts)[-1], logits.dtype)
+        mixed = tf.reduce_logsumexp(tf.nn.log_softmax(logits), axis=-2) - tf.math.log(k)
+        options = choice.option_mask(mask, self.has_no_click)
+        return tf.where(options, mixed, tf.cast(choice.MASKED_LOGIT, mixed.dtype))
 
     # -- Sequence view (training) ----------------------------------------------------------
     def event_utilities(
-        self, batch: dict, training: bool = False, leave_user_out: bool | None = None
-    ) -> tf.Tensor:
+        self,
+        batch: dict,
+        training: bool = False,
+        leave_user_out: bool | None = None,
+        return_state: bool = False,
+    ) -> tf.Tensor | tuple[tf.Tensor, EncodedState]:
         """`[N, D]` utilities of every displayed item, each from the state before its event.
 
         `batch` is a flat batch (`EventArrays.flat_batch`): `display [N, D]`,
         `display_mask [N, D]`, `clicked_pos [N]`, `event_mask [N]`, `event_user [N]`,
         `clicks_before [N]`, `click_items [B, C]`, `click_mask [B, C]`.
         `leave_user_out` (default: `training`): the batch is of training users, whose own
-        events are taken out of the item statistics.
+        events are taken out of the item statistics. With `return_state`, also the events'
+        encoded states.
         """
         click_embeddings = self.dropout(
             self.items(batch["click_items"], training=training), training=training
@@ -570,6 +625,8 @@ class UserModel(keras.Model):
                     [vector, part.sequence_vector(self, batch, vector, event_scores, training)],
                     axis=-1,
                 )
+        if return_state:
+            return event_scores(vector), EncodedState(vector, part_context)
         return event_scores(vector)
 
     def use_statistic_folds(self, user_fold: np.ndarray, fold_counts: np.ndarray) -> None:
@@ -610,10 +667,11 @@ class UserModel(keras.Model):
         self, batch: dict, training: bool = False, leave_user_out: bool | None = None
     ) -> tf.Tensor:
         """`[N, D + 1]` choice logits of every event of a flat batch."""
-        return self.choice_logits(
-            self.event_utilities(batch, training=training, leave_user_out=leave_user_out),
-            batch["display_mask"],
+        utilities, state = self.event_utilities(
+            batch, training=training, leave_user_out=leave_user_out, return_state=True
         )
+        shifts = self.mixture_shifts(state, batch["display"], training=training)
+        return self.choice_logits(utilities, batch["display_mask"], shifts)
 
 
 def checkpoint_variables(**parts: Any) -> dict[str, tf.Variable]:

@@ -201,4 +201,5 @@ ARCHITECTURE_FIELDS = (
     "history_features",
     "set_context",
     "set_summary",
+    "taste_mixture",
 )

@@ -16,7 +16,6 @@ OPTIONS = {
         "display_history": True,
         "choice_history": True,
         "history_features": True,
-        "exposure_history": 2,
         "history_display_width": 3,
     },
 }

@@ -279,8 +279,6 @@ def test_permuting_a_display_set_permutes_the_predictions(encoder):
         ("LSTM", {"choice_history": True}),
         ("PW", {"choice_history": True, "display_history": True, "history_features": False}),
         ("LSTM", {"choice_history": True, "set_summary": True}),
-        ("LSTM", {"choice_history": True, "exposure_history": 2}),
-        ("PW", {"exposure_history": 3, "display_history": True, "history_features": False}),
     ],
 )
 def test_sequence_and_step_views_agree_with_history_features(encoder, options):

@@ -14,7 +14,6 @@ from ganrl.user_model.state_parts import (
     ChoiceEvidence,
     DisplaySummary,
     Event,
-    RecentExposure,
     RecentItems,
     make_state_parts,
 )
@@ -83,32 +82,6 @@ def test_choice_evidence_is_the_click_less_the_expected_choice():
     )
 
 
-def test_recent_exposure_weighs_each_shown_set_by_its_lag():
-    model = _model(exposure_history=2)
-    part = _part(model, RecentExposure)
-    state = model.initial_state(1)
-    # Shown 0, 1, 2 (1 clicked): the embeddings' sum (3, 3) and 3 items, clicked one included.
-    first = Event(tf.constant([1]), tf.constant([True]), tf.constant([[0, 1, 2]]), None)
-    state = dict(state, exposure=part.update_state(model, state, first))
-    np.testing.assert_allclose(state["exposure"].numpy(), [[[3.0, 3.0, 3.0], [0.0, 0.0, 0.0]]])
-    # Then item 0 alone and no click; lambda = 0.8 at the start: (1, 0, 1) + 0.8 (3, 3, 3).
-    second = Event(
-        tf.constant([0]), tf.constant([False]), tf.constant([[0, 3]]), tf.constant([[True, False]])
-    )
-    state = dict(state, exposure=part.update_state(model, state, second))
-    np.testing.assert_allclose(
-        part.vector(model, state["exposure"]).numpy(), [[3.4, 2.4, 3.4]], rtol=1e-6
-    )
-    # A third event pushes the first out of the two remembered.
-    alone = Event(tf.constant([2]), tf.constant([True]), None, None)  # the click alone: e_2
-    state = dict(state, exposure=part.update_state(model, state, alone))
-    np.testing.assert_allclose(
-        part.vector(model, state["exposure"]).numpy(), [[2.8, 2.0, 1.8]], rtol=1e-6
-    )
-    # The model starts as without the part: its rows of the bilinear map are zero.
-    assert not part.bilinear_block().any()
-
-
 def test_recent_items_keep_int_ids_and_describe_candidates():
     model = _model(
         history_features=True, history_display_width=3, history_clicks=2, history_events=2
@@ -134,11 +107,7 @@ def test_recent_items_keep_int_ids_and_describe_candidates():
         ({}, []),
         ({"choice_history": True}, ["choices"]),
         ({"history_features": True, "display_history": True}, ["shown", "ids"]),
-        ({"exposure_history": 3}, ["exposure"]),
-        (
-            {option: 2 if option == "exposure_history" else True for option in STATE_PARTS},
-            ["shown", "exposure", "choices", "ids"],
-        ),
+        ({option: True for option in STATE_PARTS}, ["shown", "choices", "ids"]),
     ],
 )
 def test_the_model_composes_the_configured_parts(options, names):

@@ -109,12 +109,6 @@ flags.DEFINE_boolean(
     "earlier choices under the model's own prediction: each clicked item's "
     "embedding less the predicted mean embedding of its display set.",
 )
-flags.DEFINE_integer(
-    "exposure_history",
-    None,
-    "K > 0: add to the state the decayed sums of the embeddings of the items shown in the "
-    "user's last K display sets (fatigue with what is shown and items like it; 0: off).",
-)
 flags.DEFINE_boolean(
     "history_features",
     None,

@@ -99,11 +99,6 @@ class ModelConfig:
         tracks that taste's posterior mean where a uniform mean of the items passed over
         (`display_history`) does not (items the model expected to be picked weigh more).
         Each event's utilities are then computed twice (without, then with this part).
-      exposure_history: K > 0 adds to the state what the user was shown in her last K
-        display sets, in item-embedding space: the sums of their items' embeddings and
-        their sizes, weighted by lambda^k for the set k events back (lambda learned). Users
-        tire of what they are shown and of items like it; the per-item counts of
-        `history_features` see only the same item again. 0: off.
       history_features: add what the user's own history says about each item (clicked
         before, last click, shown before, in the previous display set).
       history_clicks: how many recent clicks those features look at.
@@ -153,7 +148,6 @@ class ModelConfig:
     id_dropout: float = 0.0
     display_history: bool = False
     choice_history: bool = False
-    exposure_history: int = 0
     history_features: bool = False
     history_clicks: int = 10
     history_events: int = 5
@@ -189,12 +183,7 @@ class ModelConfig:
         config_checks.check(self, "a positive number", "rate_prior_strength")
         config_checks.check(self, "a non-negative number", "l2_reg")
         config_checks.check(
-            self,
-            "a non-negative integer",
-            "rnn_skip",
-            "statistic_folds",
-            "taste_mixture",
-            "exposure_history",
+            self, "a non-negative integer", "rnn_skip", "statistic_folds", "taste_mixture"
         )
         config_checks.check_choice(self, "pw_activation", ("sigmoid", "linear"))
         if not self.dims and not self.bilinear:

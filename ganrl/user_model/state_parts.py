@@ -276,86 +276,9 @@ class RecentItems(StatePart):
         return context.history_features(items, part_context.clicks, part_context.displays)
 
 
-class RecentExposure(StatePart):
-    """`exposure_history` = K: what the user was shown lately, in item-embedding space: the
-    sum of the embeddings of each of her last K display sets (clicked item included) and
-    its size, weighted by lambda^k for the set k events back (lambda in (0, 1) learned,
-    0.8 at the start). Users tire of what they are shown and of items like it; per-item
-    counts (`history_features`) see only the same item again, while the bilinear term
-    (P m) . e_a of these sums m can learn how much having been shown similar items lowers
-    an item's utility.
-
-    State: the last K events' sums `[B, K, E + 1]` (embedding sum, items), most recent
-    first; an event without its display set counts as the clicked item alone."""
-
-    name = "exposure"
-
-    def __init__(self, config: ModelConfig):
-        super().__init__(config)
-        self.vector_dim = config.item_dim + 1
-        self.decay_weight = None
-
-    def create_weights(self, model):
-        # lambda = sigmoid(this), 0.8 at the start.
-        self.decay_weight = model.add_weight(
-            name="exposure_decay",
-            shape=(),
-            initializer=tf.keras.initializers.Constant(float(np.log(4.0))),
-        )
-
-    def decays(self) -> tf.Tensor:
-        """`[K]` lambda^k, k = 0 .. K-1."""
-        lags = tf.range(self.config.exposure_history, dtype=tf.float32)
-        return tf.math.pow(tf.sigmoid(self.decay_weight), lags)
-
-    @staticmethod
-    def event_sums(
-        model: UserModel, display: tf.Tensor, mask: tf.Tensor, training: bool = False
-    ) -> tf.Tensor:
-        """`[N, E + 1]` one event's row: the sum of its shown items' embeddings and their
-        number (`display [N, D]`, `mask [N, D]`)."""
-        weights = tf.cast(mask, tf.float32)
-        embeddings = model.items(display, training=training) * weights[..., None]
-        return tf.concat(
-            [tf.reduce_sum(embeddings, -2), tf.reduce_sum(weights, -1, keepdims=True)], axis=-1
-        )
-
-    def initial_state(self, batch_size):
-        return tf.zeros([batch_size, self.config.exposure_history, self.vector_dim])
-
-    def update_state(self, model, state, event):
-        display, mask = event.display, event.display_mask
-        if display is None:  # the clicked item alone
-            display, mask = event.clicked_item[:, None], event.clicked[:, None]
-        elif mask is None:
-            mask = tf.ones(tf.shape(display), tf.bool)
-        row = self.event_sums(model, tf.maximum(tf.cast(display, tf.int32), 0), mask)
-        return tf.concat([row[:, None, :], state[self.name][:, :-1]], axis=1)
-
-    def bilinear_block(self):
-        # Zero: the model starts as without this part and learns the sign of the effect.
-        return np.zeros((self.vector_dim, self.config.item_dim), np.float32)
-
-    def vector(self, model, part_state):
-        return tf.einsum("k,bke->be", self.decays(), part_state)
-
-    def sequence_vector(self, model, batch, vector_before, scores, training):
-        rows = self.event_sums(model, batch["display"], batch["display_mask"], training)
-        user = batch["event_user"]
-        n = tf.shape(user)[0]
-        back = tf.range(n)[:, None] - 1 - tf.range(self.config.exposure_history)[None, :]
-        safe = tf.maximum(back, 0)
-        same_user = (back >= 0) & tf.equal(tf.gather(user, safe), user[:, None])
-        earlier = tf.gather(rows, safe) * tf.cast(same_user, tf.float32)[..., None]
-        return tf.einsum("k,nke->ne", self.decays(), earlier)
-
-
 # The parts by the ModelConfig option that switches each on, in the order of their columns.
 STATE_PARTS: dict[str, type[StatePart]] = {
     "display_history": DisplaySummary,
-    # Before the choice evidence, which reads the state of the parts before it (in both
-    # views: the step view's state without it holds every other part).
-    "exposure_history": RecentExposure,
     "choice_history": ChoiceEvidence,
     "history_features": RecentItems,
 }

@@ -199,7 +199,6 @@ ARCHITECTURE_FIELDS = (
     "display_history",
     "choice_history",
     "history_features",
-    "exposure_history",
     "set_context",
     "set_summary",
     "taste_mixture",

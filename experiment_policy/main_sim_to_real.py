@@ -81,6 +81,13 @@ flags.DEFINE_float(
     _DEFAULT.penalty,
     "Pessimism of the ensemble: mean - penalty * disagreement (needs --ensemble=2 or more).",
 )
+flags.DEFINE_integer(
+    "reward_ensemble",
+    _DEFAULT.reward_ensemble,
+    "Further LSTM user models whose mean reward with the training model's GAN-Greedy and "
+    "the learning policies' residual rank by; training and selection stay the training "
+    "model's (0: none; not with --ensemble).",
+)
 flags.DEFINE_enum(
     "true_reward",
     _DEFAULT.true_reward,
@@ -121,6 +128,7 @@ def main(argv: list[str]) -> int:
             true_reward=FLAGS.true_reward,
             ensemble=FLAGS.ensemble,
             penalty=FLAGS.penalty,
+            reward_ensemble=FLAGS.reward_ensemble,
             cdqn=(
                 cdqn_flags.non_default_settings()
                 + residual_flags.non_default_settings()

@@ -463,3 +463,56 @@ def test_protocol_trains_in_the_ensemble_selects_in_the_held_out_member(members,
             ensemble_dirs=(dirs[1],),
             penalty=1.0,
         )
+
+
+def test_reward_dirs_average_the_reward_and_leave_training_and_selection_alone(members, tmp_path):
+    from ganrl.policy.export import load_policy
+    from ganrl.policy.runner import PolicyConfig, PolicyRunner
+    from ganrl.simulator.simulator import Simulator
+
+    dirs = [m.run_dir for m in members]
+    config = PolicyConfig(
+        user_model_dir=dirs[0],
+        test_user_model_dir=dirs[2],
+        reward_dirs=(dirs[1], dirs[2]),
+        save_dir=str(tmp_path / "policy"),
+        policies=("cdqn", "gan_greedy"),
+        k=2,
+        horizon=2,
+        num_itrs=4,
+        batch_size=4,
+        train_batch_size=4,
+        eval_users=8,
+        adapt_itrs=0,
+        regret_itrs=0,
+        select_every=1,
+        select_users=4,
+        epsilon_steps=4,
+        off_policy_users=5,
+    )
+    assert config.reward_member_dirs == tuple(dirs)
+    assert config.averages_reward("gan_greedy") and config.uses_ensemble("cdqn")
+    runner = PolicyRunner(config, progress=lambda _: None)
+    # One training model: it is the training simulator and the selection's.
+    for sim in (runner.train_sim, runner.select_sim):
+        assert isinstance(sim, Simulator) and not isinstance(sim, EnsembleSimulator)
+        assert sim.model.run_dir == dirs[0]
+    learned = runner.inputs.learned_reward
+    assert isinstance(learned, MeanReward) and len(learned.models) == 3
+    assert all(map(same_weights, learned.models, [m.reward for m in members]))
+    results = runner.run()
+    assert "training simulator's own validation stream" in results["snapshot_selection"]
+    served = load_policy(config.save_dir, "gan_greedy")
+    assert isinstance(served.model, MeanReward) and len(served.model.models) == 3
+    assert all(map(same_weights, served.model.models, [m.reward for m in members]))
+    # A folder written before reward_dirs loads without them; both kinds at once are refused.
+    legacy = {k: v for k, v in dataclasses.asdict(config).items() if k != "reward_dirs"}
+    assert PolicyConfig.from_dict(legacy).reward_member_dirs == ()
+    with pytest.raises(ValueError, match="reward_dirs and ensemble_dirs: expected one"):
+        PolicyConfig(
+            user_model_dir=dirs[0],
+            test_user_model_dir=dirs[0],
+            save_dir="x",
+            ensemble_dirs=(dirs[1], dirs[2]),
+            reward_dirs=(dirs[1],),
+        )

@@ -210,6 +210,15 @@ def test_harness_end_to_end_on_a_tiny_world(tmp_path):
         assert "user_model_LSTM__3" in json.load(f)["snapshot_selection"]
     for name in ("gan_greedy", "random"):
         assert math.isfinite(float(rows[name]["off_policy_dr"]))
+    # The reward-only variant reuses the same two members and trains in the LSTM alone.
+    averaged = dataclasses.replace(config, reward_ensemble=2, policies=("gan_greedy",))
+    harness.run(averaged, log=lambda _: None)
+    with open(os.path.join(averaged.policy_dir, "config.json")) as f:
+        saved = json.load(f)
+    assert saved["ensemble_dirs"] == [] and [os.path.basename(d) for d in saved["reward_dirs"]] == [
+        "user_model_LSTM__2",
+        "user_model_LSTM__3",
+    ]
 
 
 def test_off_policy_spearman_ranks_the_policies_with_an_estimate_by_hand():
@@ -236,6 +245,9 @@ def test_cdqn_settings_name_their_own_policy_folder(tmp_path):
     assert snips.variant == "select_log_estimatorssnips"
     none = dataclasses.replace(base, cdqn=(("select_log_estimators", ()),))
     assert none.variant == "select_log_estimatorsnone"
+    assert dataclasses.replace(base, reward_ensemble=4).variant == "reward4"
+    with pytest.raises(ValueError, match="ensemble=2 and reward_ensemble=2: expected one"):
+        dataclasses.replace(base, ensemble=2, reward_ensemble=2)
 
 
 def test_recommenders_see_each_users_recent_slates_and_clicks():

@@ -63,12 +63,19 @@ flags.DEFINE_list(
     "becomes an ensemble of --user_model_dir and these but the last, in which "
     "snapshots are selected (held out).",
 )
+flags.DEFINE_list(
+    "reward_dirs",
+    [],
+    "Further user models of the same logs (other seeds): GAN-Greedy and the learning "
+    "policies' bounded residual rank by the mean learned reward of --user_model_dir and "
+    "these; the training simulator and snapshot selection stay --user_model_dir's. Not "
+    "with --ensemble_dirs.",
+)
 flags.DEFINE_boolean(
     "mean_reward",
     True,
-    "With --ensemble_dirs: GAN-Greedy and the learning policies' bounded residual rank by "
-    "the mean learned reward of the training ensemble's members, not of --user_model_dir "
-    "alone.",
+    "With --ensemble_dirs or --reward_dirs: GAN-Greedy and the learning policies' bounded "
+    "residual rank by the members' mean learned reward, not by --user_model_dir's alone.",
 )
 flags.DEFINE_float(
     "penalty",
@@ -125,6 +132,7 @@ def config_from_flags(
         select_every=FLAGS.select_every,
         seed=seed,
         ensemble_dirs=tuple(FLAGS.ensemble_dirs),
+        reward_dirs=tuple(FLAGS.reward_dirs),
         penalty=FLAGS.penalty,
         mean_reward=FLAGS.mean_reward,
         off_policy_users=FLAGS.off_policy_users,

@@ -39,7 +39,7 @@ def load_policy(run_dir: str, name: str = "cdqn") -> Policy:
         PolicyInputs,
         load_training_data,
         make_policy,
-        training_members,
+        reward_members,
     )
 
     config_path = os.path.join(run_dir, "config.json")
@@ -48,17 +48,17 @@ def load_policy(run_dir: str, name: str = "cdqn") -> Policy:
     with open(config_path) as f:
         config = PolicyConfig.from_dict(json.load(f))
     train_model = load_user_model(config.user_model_dir)
-    members = [train_model]
+    members = ()
     if config.uses_ensemble(name) or config.averages_reward(name):
-        # The policy's residual bound shrinks where the training ensemble disagrees, or its
-        # learned reward is the members' mean: it serves with the members it trained with.
-        members += [load_user_model(folder) for folder in config.member_dirs[1:]]
+        # The policy's residual bound shrinks where the members disagree, or its learned
+        # reward is their mean: it serves with the members it trained with.
+        members = reward_members(config, {config.user_model_dir: train_model})
     inputs = PolicyInputs(
         PolicyFeatures.from_user_model(train_model.reward),
         train_model.reward,
         load_training_data(train_model).splits["train"],
         config.n_candidates or train_model.n_items,
-        ensemble_models=training_members(members),
+        ensemble_models=members,
         mean_reward=config.mean_reward,
     )
     policy = make_policy(name, config, inputs)

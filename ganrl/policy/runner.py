@@ -20,6 +20,9 @@ reward less `penalty` times their disagreement (pessimistic training, as MOPO). 
 ensemble (and `mean_reward`, the default) GAN-Greedy's learned reward r(s, a), which the
 learning policies' bounded residual starts from, is the mean of the training members' r
 (`heuristics.MeanReward`): one model's ranking of the catalogue depends much on its seed.
+With `reward_dirs` instead (further user models of the same logs), GAN-Greedy and the
+residuals rank by the mean r of the training model and those, while the training simulator
+and the selection stay the training model's alone.
 
 Each learning policy trains on its own stream of the training simulator (its candidates,
 clicks and leaves; `training_stream_seed`, from the run's seed and the policy's name), so what
@@ -182,6 +185,7 @@ class PolicyConfig:
     seed: int = 0
     checkpoint_secs: float = 30.0
     ensemble_dirs: tuple[str, ...] = ()
+    reward_dirs: tuple[str, ...] = ()
     penalty: float = 0.0
     off_policy_users: int = 500
     off_policy_events: int = 50
@@ -237,6 +241,11 @@ class PolicyConfig:
             "residual_bound",
             "residual_uncertainty",
         )
+        if self.reward_dirs and self.ensemble_dirs:
+            raise ValueError(
+                "reward_dirs and ensemble_dirs: expected one of them (an ensemble's training "
+                "members already give the mean reward)"
+            )
         if self.penalty > 0 and len(self.ensemble_dirs) < 2:
             raise ValueError(
                 f"penalty={self.penalty}: expected at least two ensemble_dirs "
@@ -247,7 +256,7 @@ class PolicyConfig:
     def uses_ensemble(self, policy: str) -> bool:
         """Whether `policy`'s residual bound shrinks where the training ensemble disagrees
         (it then needs the members' rewards, in training and in serving)."""
-        if len(self.member_dirs) <= 2:  # one training model (the last member is held out)
+        if not self.reward_member_dirs:
             return False
         if policy == "cdqn":
             return bool(self.cdqn_residual_bound and self.cdqn_uncertainty)
@@ -258,7 +267,17 @@ class PolicyConfig:
     def averages_reward(self, policy: str) -> bool:
         """Whether `policy`'s learned reward r(s, a) is the mean of the training ensemble's
         members (`MeanReward`; it then needs them, in training and in serving)."""
-        return self.mean_reward and len(self.member_dirs) > 2 and policy in REWARD_POLICIES
+        return self.mean_reward and bool(self.reward_member_dirs) and policy in REWARD_POLICIES
+
+    @property
+    def reward_member_dirs(self) -> tuple[str, ...]:
+        """The user models whose rewards the policies average (`mean_reward`) and whose
+        disagreement shrinks the residuals' bound, user_model_dir first: with reward_dirs,
+        user_model_dir and those; with ensemble_dirs, the training ensemble's members (all
+        but the held-out last; none when that leaves one); else none."""
+        if self.reward_dirs:
+            return (self.user_model_dir, *self.reward_dirs)
+        return self.member_dirs[:-1] if len(self.member_dirs) > 2 else ()
 
     @property
     def member_dirs(self) -> tuple[str, ...]:
@@ -284,7 +303,7 @@ class PolicyConfig:
         for legacy in legacies:
             if not any(name in values for name in legacy):
                 values = {**legacy, **values}
-        for name in ("policies", "ensemble_dirs", "select_log_estimators"):
+        for name in ("policies", "ensemble_dirs", "reward_dirs", "select_log_estimators"):
             if name in values:
                 values[name] = tuple(values[name])
         return cls(**values)
@@ -333,9 +352,9 @@ class PolicyInputs:
       train_events: the training logs of that user model's training users.
       n_candidates: candidates per user and step in the simulators.
       strategy: the `tf.distribute` strategy of the CDQN's updates (None: the default).
-      ensemble_models: the rewards of the training ensemble's members (two or more; empty
-        for one training model), whose disagreement shrinks the bounded residual of the
-        CDQN, PPO, A2C, DDPG and LinUCB (`ganrl.policy.residual`).
+      ensemble_models: the rewards of `PolicyConfig.reward_member_dirs` (two or more; empty
+        for one model), whose disagreement shrinks the bounded residual of the CDQN, PPO,
+        A2C, DDPG and LinUCB (`ganrl.policy.residual`).
       mean_reward: whether GAN-Greedy's and the residuals' r(s, a) is the mean of the
         `ensemble_models` (when there are any; `learned_reward`).
     """
@@ -363,10 +382,21 @@ class PolicyInputs:
         return np.bincount(clicked[clicked >= 0], minlength=self.train_events.n_items).astype(float)
 
 
-def training_members(members: list[LoadedUserModel]) -> tuple[UserModel, ...]:
-    """The rewards of the training ensemble's members (all but the held-out last) when
-    the run has one; empty for one training model."""
-    return tuple(model.reward for model in members[:-1]) if len(members) > 2 else ()
+def reward_members(
+    config: PolicyConfig, loaded: dict[str, LoadedUserModel]
+) -> tuple[UserModel, ...]:
+    """The rewards of `config.reward_member_dirs` (empty for none), taken from `loaded`
+    (run folder -> model; the training model's at least) and loading the others."""
+    models = []
+    for folder in config.reward_member_dirs:
+        model = loaded.get(folder) or load_user_model(folder)
+        if model.n_items != loaded[config.user_model_dir].n_items:
+            raise ValueError(
+                f"{folder}: {model.n_items} items, expected the "
+                f"{loaded[config.user_model_dir].n_items} of {config.user_model_dir}"
+            )
+        models.append(model.reward)
+    return tuple(models)
 
 
 def _actor_critic(config: PolicyConfig) -> dict:
@@ -640,7 +670,7 @@ class PolicyRunner:
             self.train_events,
             self.train_sim.n_candidates,
             self.strategy,
-            training_members(members),
+            reward_members(config, dict(zip(config.member_dirs, members))),
             config.mean_reward,
         )
 

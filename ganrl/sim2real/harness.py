@@ -101,6 +101,10 @@ class HarnessConfig:
       policies train in an ensemble of all but the last and select snapshots in the last
       (`ganrl.policy.runner`); 0: the paper's one training simulator.
     penalty: the ensemble's pessimism, mean - penalty * disagreement (needs ensemble >= 2).
+    reward_ensemble: further LSTM user models (the same seeds and folders as `ensemble`'s)
+      whose mean reward with the training model's GAN-Greedy and the learning policies'
+      bounded residual rank by; the training simulator and the selection stay the training
+      model's (`PolicyConfig.reward_dirs`). Not with `ensemble`.
     cdqn: `(PolicyConfig field, value)` pairs of policy settings other than the defaults:
       the CDQN's (`cdqn_residual_bound`, ...) and the other learning policies' bounded
       residual (`residual_bound`, `residual_uncertainty`) and snapshot selection
@@ -123,10 +127,19 @@ class HarnessConfig:
     true_reward: str = "utility"
     ensemble: int = 0
     penalty: float = 0.0
+    reward_ensemble: int = 0
     cdqn: tuple[tuple[str, object], ...] = ()
 
     def __post_init__(self):
         from ganrl.policy.runner import PolicyConfig
+
+        if self.ensemble and self.reward_ensemble:
+            raise ValueError(
+                f"ensemble={self.ensemble} and reward_ensemble={self.reward_ensemble}: "
+                "expected one of them"
+            )
+        if self.ensemble < 0 or self.reward_ensemble < 0:
+            raise ValueError("ensemble, reward_ensemble: expected non-negative integers")
 
         # The policy settings are checked now, not after the logs and user models are made.
         PolicyConfig(user_model_dir="", test_user_model_dir="", save_dir="", **dict(self.cdqn))
@@ -140,6 +153,7 @@ class HarnessConfig:
         """'' for the paper's simulator and the default policy settings, else the ensemble's
         name and the settings (e.g. `ensemble3_penalty0__cdqn_n_step3`, `residual_bound0`)."""
         parts = [f"ensemble{self.ensemble}_penalty{self.penalty:g}"] if self.ensemble else []
+        parts += [f"reward{self.reward_ensemble}"] if self.reward_ensemble else []
         parts += [f"{name}{setting_text(value)}" for name, value in self.cdqn]
         return "__".join(parts)
 
@@ -182,7 +196,8 @@ def train_user_models(config: HarnessConfig, log=print) -> list[str]:
     from ganrl.user_model.leave import ensure_leave_model
 
     folders = []
-    members = tuple(("LSTM", 2 + i) for i in range(config.ensemble))
+    extra = max(config.ensemble, config.reward_ensemble)
+    members = tuple(("LSTM", 2 + i) for i in range(extra))
     for encoder, offset in USER_MODELS + members:
         folder = os.path.join(config.run_dir, f"user_model_{encoder}__{offset}")
         if not os.path.exists(os.path.join(folder, "results.json")):
@@ -218,7 +233,8 @@ def train_policies(config: HarnessConfig, user_models: list[str], log=print) -> 
     policy_config = PolicyConfig(
         user_model_dir=user_models[0],
         test_user_model_dir=user_models[1],
-        ensemble_dirs=tuple(user_models[2:]),
+        ensemble_dirs=() if config.reward_ensemble else tuple(user_models[2:]),
+        reward_dirs=tuple(user_models[2:]) if config.reward_ensemble else (),
         penalty=config.penalty,
         **dict(config.cdqn),
         save_dir=config.policy_dir,
@@ -463,6 +479,13 @@ def write_outputs(config: HarnessConfig, rows: list[dict], rho: float) -> None:
             f"Training simulator: an ensemble of {config.ensemble} LSTM user models "
             f"(all but the last; snapshots selected in the last), penalty "
             f"{config.penalty:g}.",
+        ]
+    if config.reward_ensemble:
+        lines += [
+            "",
+            f"GAN-Greedy and the learning policies' bounded residual rank by the mean reward "
+            f"of the training LSTM and {config.reward_ensemble} more (seeds + 2 on); the "
+            "training simulator and the selection are the training LSTM's.",
         ]
     if config.cdqn:
         settings = ", ".join(f"{name}={setting_text(value)}" for name, value in config.cdqn)

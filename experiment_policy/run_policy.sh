@@ -6,7 +6,8 @@
 # encoder and initialisation), or in --user_model_dir / --test_user_model_dir; a missing one is
 # trained first (--user_model_itrs iterations, --simulator_features item features), and the
 # script says which it reuses and which it trains. --ensemble=N adds N LSTM user models
-# ({dataset}__LSTM__entropy__2 ...) to the training simulator (below). The run folder defaults to
+# ({dataset}__LSTM__entropy__2 ...) to the training simulator, --reward_ensemble=N the same
+# models to the learned reward only (below). The run folder defaults to
 # {models_root}/policy/{dataset}__{seed}. `make demo`'s models are in runs/demo:
 #   experiment_policy/run_policy.sh --dataset=ml100k --models_root=runs/demo --policy=cdqn,random
 set -euo pipefail
@@ -24,8 +25,15 @@ train_dir=$(flag_value user_model_dir "${models_root}/${dataset}__LSTM__entropy_
 test_dir=$(flag_value test_user_model_dir "${models_root}/${dataset}__PW__entropy__1" "$@")
 save_dir=$(flag_value save_dir "${models_root}/policy/${dataset}__${seed}" "$@")
 ensemble=$(flag_value ensemble 0 "$@")
-if ! [[ $ensemble =~ ^[0-9]+$ ]]; then
-  echo "error: --ensemble=$ensemble: expected a non-negative integer" >&2
+reward_ensemble=$(flag_value reward_ensemble 0 "$@")
+for pair in "ensemble=$ensemble" "reward_ensemble=$reward_ensemble"; do
+  if ! [[ ${pair#*=} =~ ^[0-9]+$ ]]; then
+    echo "error: --$pair: expected a non-negative integer" >&2
+    exit 2
+  fi
+done
+if [ "$ensemble" -gt 0 ] && [ "$reward_ensemble" -gt 0 ]; then
+  echo "error: --ensemble=$ensemble and --reward_ensemble=$reward_ensemble: expected one" >&2
   exit 2
 fi
 ensure_dataset "$data_folder" "$dataset"
@@ -34,22 +42,31 @@ ensure_user_model "$data_folder" "$dataset" "$test_dir" PW 1 "$um_itrs" "$um_fea
 # --ensemble=N: N more LSTM user models (seeds 2 to N + 1) beside the training one; policies
 # train in an ensemble of all but the last, rank by their mean reward and select snapshots in
 # the last (main_policy.py's --ensemble_dirs, which, when given, is used as it is).
+# --reward_ensemble=N: the same N models, but only GAN-Greedy and the learning policies'
+# bounded residual rank by their mean reward with the training model's; training and
+# selection stay the training model's (main_policy.py's --reward_dirs).
 members=$(flag_value ensemble_dirs "" "$@")
-if [ -z "$members" ] && [ "$ensemble" -gt 0 ]; then
-  for ((i = 2; i < ensemble + 2; i++)); do
+reward_members=$(flag_value reward_dirs "" "$@")
+if { [ -z "$members" ] && [ "$ensemble" -gt 0 ]; } ||
+  { [ -z "$reward_members" ] && [ "$reward_ensemble" -gt 0 ]; }; then
+  built=""
+  for ((i = 2; i < ensemble + reward_ensemble + 2; i++)); do
     member="${models_root}/${dataset}__LSTM__entropy__${i}"
     ensure_user_model "$data_folder" "$dataset" "$member" LSTM "$i" "$um_itrs" "$um_features"
-    members="${members:+$members,}$member"
+    built="${built:+$built,}$member"
   done
+  if [ "$ensemble" -gt 0 ]; then members=$built; else reward_members=$built; fi
 fi
 
 # This script's own flags; the rest go to main_policy.py.
 without_flags "dataset data_folder user_model_itrs simulator_features models_root \
-  user_model_dir test_user_model_dir save_dir ensemble ensemble_dirs" "$@"
+  user_model_dir test_user_model_dir save_dir ensemble ensemble_dirs reward_ensemble \
+  reward_dirs" "$@"
 exec "$PYTHON" experiment_policy/main_policy.py \
   --user_model_dir="$train_dir" \
   --test_user_model_dir="$test_dir" \
   --ensemble_dirs="$members" \
+  --reward_dirs="$reward_members" \
   --save_dir="$save_dir" \
   --policy=all \
   --k=5 \

@@ -26,7 +26,7 @@ export PYTHONPATH="${repository}${PYTHONPATH:+:${PYTHONPATH}}"
 PATH_FLAGS=(data_folder save_dir out pretrain_dir user_model_dir test_user_model_dir
             models_root ml100k_path retailrocket_path csv_path flagfile)
 # The flags whose value is a comma-separated list of such paths.
-PATH_LIST_FLAGS=(ensemble_dirs)
+PATH_LIST_FLAGS=(ensemble_dirs reward_dirs)
 
 # enter_repository ARGS...: sets the array `script_args` to ARGS with every `--name value`
 # written `--name=value` (a value is the next argument unless it starts with a dash and is not

@@ -373,6 +373,20 @@ def test_run_policy_trains_the_ensemble_members_and_passes_them_on(tmp_path):
     assert proc.returncode == 2 and "--ensemble=two: expected a non-negative integer" in (
         proc.stderr
     )
+    # --reward_ensemble: the same members, passed on as the reward's alone.
+    commands, _ = recorded_commands(
+        ["experiment_policy/run_policy.sh", *common, "--reward_ensemble=2"], tmp_path / "stub"
+    )
+    policy = flags_of(commands[-1])
+    assert policy["reward_dirs"] == ",".join(members[:2]) and policy["ensemble_dirs"] == ""
+    assert "reward_ensemble" not in policy
+    proc = subprocess.run(
+        ["experiment_policy/run_policy.sh", *common, "--ensemble=2", "--reward_ensemble=2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "expected one" in proc.stderr
 
 
 def test_run_policy_reuses_the_demos_user_models(tmp_path):

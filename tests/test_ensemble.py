@@ -405,6 +405,23 @@ def test_the_residual_encodes_each_user_model_once(members, monkeypatch):
     )
 
 
+# A protocol small enough for a test: two-item slates over two steps, a few episodes.
+TINY_PROTOCOL = {
+    "k": 2,
+    "horizon": 2,
+    "num_itrs": 4,
+    "batch_size": 4,
+    "train_batch_size": 4,
+    "eval_users": 8,
+    "adapt_itrs": 0,
+    "regret_itrs": 0,
+    "select_every": 1,
+    "select_users": 4,
+    "epsilon_steps": 4,
+    "off_policy_users": 5,
+}
+
+
 def test_protocol_trains_in_the_ensemble_selects_in_the_held_out_member(members, tmp_path):
     from ganrl.policy.export import load_policy
     from ganrl.policy.runner import PolicyConfig, PolicyRunner
@@ -417,18 +434,7 @@ def test_protocol_trains_in_the_ensemble_selects_in_the_held_out_member(members,
         penalty=1.0,
         save_dir=str(tmp_path / "policy"),
         policies=("cdqn", "gan_greedy", "random"),
-        k=2,
-        horizon=2,
-        num_itrs=4,
-        batch_size=4,
-        train_batch_size=4,
-        eval_users=8,
-        adapt_itrs=0,
-        regret_itrs=0,
-        select_every=1,
-        select_users=4,
-        epsilon_steps=4,
-        off_policy_users=5,
+        **TINY_PROTOCOL,
     )
     runner = PolicyRunner(config, progress=lambda _: None)
     assert isinstance(runner.train_sim, EnsembleSimulator) and runner.train_sim.size == 2
@@ -477,18 +483,7 @@ def test_reward_dirs_average_the_reward_and_leave_training_and_selection_alone(m
         reward_dirs=(dirs[1], dirs[2]),
         save_dir=str(tmp_path / "policy"),
         policies=("cdqn", "gan_greedy"),
-        k=2,
-        horizon=2,
-        num_itrs=4,
-        batch_size=4,
-        train_batch_size=4,
-        eval_users=8,
-        adapt_itrs=0,
-        regret_itrs=0,
-        select_every=1,
-        select_users=4,
-        epsilon_steps=4,
-        off_policy_users=5,
+        **TINY_PROTOCOL,
     )
     assert config.reward_member_dirs == tuple(dirs)
     assert config.averages_reward("gan_greedy") and config.uses_ensemble("cdqn")

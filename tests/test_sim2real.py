@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from ganrl.data.released import read_released
+from ganrl.data.safe_io import DataError
 from ganrl.data.satiation import SatiationConfig, SatiationWorld, make_satiation
 from ganrl.data.synthetic import SyntheticConfig, world_settings
 from ganrl.sim2real import harness
@@ -145,6 +146,26 @@ def test_clickbait_disappoints_every_item_and_leaves_the_default_world_as_it_was
 
     harness.evaluate_true(env, recording, 20, 4, 0)
     assert shown and not b.clickbait[np.concatenate(shown)].any()
+
+
+def test_targeted_logging_shows_users_what_suits_their_taste(tmp_path):
+    plain = SatiationConfig(users=300, items=60, topics=4, events_per_user=4, logging_popular=1.0)
+    targeted = dataclasses.replace(plain, logging_targeting=0.5)
+    # Without targeting the truth file is as before; with it the setting round-trips.
+    assert "logging_targeting" not in json.loads(plain.to_json())
+    assert SatiationConfig.from_json(targeted.to_json()) == targeted
+    with pytest.raises(DataError, match="logging_targeting"):
+        dataclasses.replace(plain, logging_targeting=-1.0).validate()
+
+    def shown_taste(config, name):
+        converted, truth = make_satiation(str(tmp_path), name, 0, config)
+        ev = converted.events
+        user = np.repeat(np.asarray(ev.user_ids), ev.events_per_user)
+        fit = np.einsum("ed,ekd->ek", truth["user_taste"][user], truth["item_vectors"][ev.display])
+        return fit[ev.display_mask].mean()
+
+    # Same items and users (the same seed): the targeted sets hold items closer to the taste.
+    assert shown_taste(targeted, "targeted") > shown_taste(plain, "plain") + 1.0
 
 
 def test_satiation_logs_load_through_the_released_reader(tmp_path):

@@ -47,6 +47,21 @@ def test_draw_displays_follows_the_weights():
     assert all(len(set(row)) == 2 for row in display)
 
 
+def test_draw_displays_with_each_rows_own_weights():
+    # The same weights in every row draw as the shared weights do, from the same stream.
+    shared = np.array([0.5, 1.0, 2.0, 4.0, 8.0])
+    np.testing.assert_array_equal(
+        draw_displays(np.random.default_rng(3), 7, np.tile(shared, (7, 1)), 3),
+        draw_displays(np.random.default_rng(3), 7, shared, 3),
+    )
+    # Each row first draws the item its own weights favour a millionfold.
+    favoured = np.array([0, 3, 1, 3])
+    weights = np.ones((4, 4))
+    weights[np.arange(4), favoured] = 1e6
+    display = draw_displays(np.random.default_rng(4), 4, weights, 2)
+    np.testing.assert_array_equal(display[:, 0], favoured)
+
+
 def test_world_names_round_trip():
     assert DEFAULT_WORLD == "lag_popular_always" and len(world_names()) == 8
     for name in world_names():

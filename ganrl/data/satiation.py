@@ -32,6 +32,9 @@ start until she leaves or `events_per_user` slates; each display set has `min_di
 `max_display` items (uniform) drawn by the LOGGING POLICY: with probability
 `logging_popular` (0.5) by popularity, successively without replacement with probability
 proportional to exp(gamma b_i) (gamma = `popularity_strength`, 2), else uniformly at random.
+With `logging_targeting` tau > 0 the first kind are drawn with weights exp(gamma b_i + tau
+theta_u . v_i) instead: a deployed recommender that knows each user's static taste (not her
+tiredness), so a display set tells something about its user (`satiation_targeted`).
 Display sets without a click are written with no click (the reader keeps them). Users split
 50/25/25 at random. `NAME-truth.npz` holds `world_kind` ("satiation"), `config` (JSON), the
 item parameters `item_vectors [items, d]`, `item_bias [items]`, `item_topic [items]`,
@@ -57,7 +60,11 @@ WORLD_NAME = "satiation"
 CLICKBAIT_FIELDS = ("clickbait_share", "clickbait_bias", "clickbait_cost")
 # The named satiation worlds (their settings beside the defaults): the sim-to-real harness's
 # `--world` choices.
-SATIATION_WORLDS = {WORLD_NAME: {}, "satiation_clickbait": {"clickbait_share": 0.2}}
+SATIATION_WORLDS = {
+    WORLD_NAME: {},
+    "satiation_clickbait": {"clickbait_share": 0.2},
+    "satiation_targeted": {"logging_targeting": 0.5},
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +87,7 @@ class SatiationConfig:
       leave_base, leave_max: the leave probability after a very good / a very poor slate.
       leave_threshold, leave_scale: where (best utility) and how fast it changes.
       logging_popular: the logging policy's share of popularity-drawn display sets.
+      logging_targeting: tau, how much those draws follow the user's taste (0: not at all).
       popularity_strength: gamma of the popularity draw.
       clickbait_share: the share of clickbait items (0: none, the world as without them).
       clickbait_bias: what a clickbait item adds to its bias.
@@ -104,6 +112,7 @@ class SatiationConfig:
     leave_threshold: float = 2.0
     leave_scale: float = 1.0
     logging_popular: float = 0.5
+    logging_targeting: float = 0.0
     popularity_strength: float = 2.0
     clickbait_share: float = 0.0
     clickbait_bias: float = 1.5
@@ -114,6 +123,8 @@ class SatiationConfig:
         if not self.clickbait_share:  # a world without clickbait keeps its older truth file
             for name in CLICKBAIT_FIELDS:
                 values.pop(name)
+        if not self.logging_targeting:  # and so does one logged without targeting
+            values.pop("logging_targeting")
         return json.dumps(values, sort_keys=True)
 
     @classmethod
@@ -138,6 +149,7 @@ class SatiationConfig:
             ("leave_base", 0 <= self.leave_base <= self.leave_max <= 1),
             ("leave_scale", self.leave_scale > 0),
             ("logging_popular", 0 <= self.logging_popular <= 1),
+            ("logging_targeting", self.logging_targeting >= 0),
             ("clickbait_share", 0 <= self.clickbait_share <= 1),
             ("clickbait_cost", self.clickbait_cost >= 0),
         ]
@@ -147,7 +159,8 @@ class SatiationConfig:
                     f"--{flag}: {getattr(self, flag)} is out of range (need users, "
                     "events_per_user, feature_dim >= 1, 1 <= topics <= items, "
                     "1 <= min_display <= max_display <= items, recovery and "
-                    "logging_popular in [0, 1], 0 <= leave_base <= leave_max <= 1,"
+                    "logging_popular in [0, 1], logging_targeting >= 0, "
+                    "0 <= leave_base <= leave_max <= 1,"
                     " leave_scale > 0, clickbait_share in [0, 1], clickbait_cost >= 0)"
                 )
 
@@ -306,7 +319,13 @@ def generate_log(path: str, config: SatiationConfig, seed: int) -> dict:
         sizes = rng.integers(c.min_display, c.max_display + 1, n)
         popular = rng.random(n) < c.logging_popular
         display = np.empty((n, c.max_display), dtype=np.int64)
-        display[popular] = draw_displays(rng, int(popular.sum()), popular_weights, c.max_display)
+        weights = popular_weights
+        if c.logging_targeting:  # each user's own weights
+            log_w = c.popularity_strength * world.b + c.logging_targeting * (
+                theta[users[popular]] @ world.v.T
+            )
+            weights = np.exp(log_w - log_w.max(axis=1, keepdims=True))
+        display[popular] = draw_displays(rng, int(popular.sum()), weights, c.max_display)
         display[~popular] = draw_displays(
             rng, int((~popular).sum()), uniform_weights, c.max_display
         )

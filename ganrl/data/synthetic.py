@@ -256,15 +256,18 @@ def draw_displays(
     rng: np.random.Generator, n: int, weights: np.ndarray, max_display: int
 ) -> np.ndarray:
     """`[n, max_display]` distinct items per row drawn successively without replacement with
-    probability proportional to `weights [items]`, in the order drawn.
+    probability proportional to `weights`, in the order drawn: `[items]` the same for every
+    row, or `[n, items]` a row's own.
 
     The smallest of E_i / w_i over exponential E_i come first (an exponential race); E_i
     grows with the uniform it is made from, so equal weights keep the uniform keys' order.
     """
     display = np.empty((n, max_display), dtype=np.int64)
     for first in range(0, n, _DRAW_CHUNK):
-        keys = -np.log1p(-rng.random((min(_DRAW_CHUNK, n - first), len(weights)))) / weights
-        display[first : first + len(keys)] = np.argsort(keys, axis=1)[:, :max_display]
+        rows = min(_DRAW_CHUNK, n - first)
+        chunk = weights if weights.ndim == 1 else weights[first : first + rows]
+        keys = -np.log1p(-rng.random((rows, weights.shape[-1]))) / chunk
+        display[first : first + rows] = np.argsort(keys, axis=1)[:, :max_display]
     return display
 
 

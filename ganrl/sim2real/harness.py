@@ -3,7 +3,8 @@
 For one ground-truth world and seed (`HarnessConfig`), in `SAVE_DIR/{world}__{seed}/`:
 1. `data/`: the world's logs in the released format and the processed dataset
    (`ganrl.data.pipeline`, dataset name `synthetic`; `--world=satiation`,
-   `satiation_clickbait` or a `ganrl.data.synthetic` world name), with `synthetic-truth.npz`;
+   `satiation_clickbait`, `satiation_targeted` or a `ganrl.data.synthetic` world name), with
+   `synthetic-truth.npz`;
 2. `user_model_LSTM__0/`, `user_model_PW__1/`: the training and test user models, trained by
    `experiment_user_model/run_gan_user_model.sh` (its defaults, but the training length
    `user_model_epochs` and any `user_model_args`);

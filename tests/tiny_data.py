@@ -28,15 +28,16 @@ def tiny_dataset(
             no_click = no_click_every and (user * events + t) % no_click_every == 0
             clicks.append(-1 if no_click else int(shown.min()))
         behavior.append([user, displays, clicks])
-    users = list(range(n_users))
-    split = (
-        users[: n_users // 2],
-        users[n_users // 2 : 3 * n_users // 4],
-        users[3 * n_users // 4 :],
-    )
+    split = half_quarter_split(n_users)
     return ClickDataset(
         name=name, behavior=behavior, item_features=ItemFeatures(n_items), split=split
     )
+
+
+def half_quarter_split(n_users: int) -> tuple[list[int], list[int], list[int]]:
+    """Users 0..n-1 split in order: the first half trains, the next quarter validates."""
+    users = list(range(n_users))
+    return users[: n_users // 2], users[n_users // 2 : 3 * n_users // 4], users[3 * n_users // 4 :]
 
 
 def write_tiny_dataset(folder: str, **kwargs) -> ClickDataset:

@@ -90,6 +90,13 @@ flags.DEFINE_enum(
     "the training users, identity dropout with a fallback and the user's "
     "history of each item (the options below default to the setting's).",
 )
+flags.DEFINE_enum(
+    "item_init",
+    None,
+    ["random", "coclick"],
+    "How training starts the item identity embedding: random, or from the training "
+    "users' co-click PPMI (items clicked by the same users start close).",
+)
 flags.DEFINE_float(
     "id_dropout",
     None,

@@ -54,6 +54,9 @@ __all__ = [
 
 keras = tf.keras
 
+# How the trainer starts the identity embedding (`ModelConfig.item_init`).
+ITEM_INITS = ("random", "coclick")
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
@@ -131,6 +134,9 @@ class ModelConfig:
         embedding can undo (docs/user_model_generalisation.md).
       l2_reg: coefficient of the L2 penalty on the weights (the original's MLP regulariser),
         added to the training loss by `regularization_loss`.
+      item_init: how the trainer starts the identity embedding: 'random' (N(0, 0.05^2)) or
+        'coclick' (the training users' co-click PPMI, `ganrl.user_model.coclick`); a model
+        loaded from a run folder takes its trained weights either way.
     """
 
     user_model: str = "LSTM"
@@ -159,6 +165,7 @@ class ModelConfig:
     leave_user_out: bool = True
     statistic_folds: int = 5
     l2_reg: float = 0.0
+    item_init: str = "random"
 
     def __post_init__(self):
         config_checks.check_choice(self, "user_model", HISTORY_ENCODERS)
@@ -186,6 +193,7 @@ class ModelConfig:
             self, "a non-negative integer", "rnn_skip", "statistic_folds", "taste_mixture"
         )
         config_checks.check_choice(self, "pw_activation", ("sigmoid", "linear"))
+        config_checks.check_choice(self, "item_init", ITEM_INITS)
         if not self.dims and not self.bilinear:
             raise ValueError(
                 f"dims={self.dims!r}: a utility without an MLP needs the "
@@ -212,6 +220,7 @@ MODEL_PRESETS = {
         "choice_history": True,
         "pw_activation": "linear",
         "rnn_skip": 5,
+        "item_init": "coclick",
     },
 }
 

@@ -56,6 +56,7 @@ from ganrl.train.user_model.config import (
 )
 from ganrl.train.user_model.evaluation import evaluate
 from ganrl.train.user_model.steps import make_entropy_step, make_l2_step, make_window_fn
+from ganrl.user_model.coclick import coclick_embeddings
 from ganrl.user_model.model import (
     ModelConfig,
     UserModel,
@@ -159,6 +160,8 @@ class UserModelRunner:
         else:
             self.behavior = self.reward
             step = make_entropy_step(self.reward, self.reward_opt, self.num_replicas)
+        if self.model_config.item_init == "coclick":
+            self._start_from_coclicks(models.values())
         folds = config.model.statistic_folds
         if config.item_features == "generalising" and config.model.leave_user_out and folds:
             user_fold, fold_counts = fold_statistics(
@@ -198,6 +201,21 @@ class UserModelRunner:
             **checkpoint_variables(**models, **optimizers),
             **random_state_variables(**models),
         )
+
+    def _start_from_coclicks(self, models) -> None:
+        """Starts each model's identity embedding from the training users' co-clicks
+        (`ganrl.user_model.coclick`); a resumed or pre-trained run then restores over it."""
+        identities = [m.items.identity for m in models if m.items.identity is not None]
+        if not identities:
+            return
+        table = coclick_embeddings(
+            self.splits["train"],
+            self.data.n_items,
+            self.model_config.item_dim,
+            seed=self.config.seed,
+        )
+        for identity in identities:
+            identity.embeddings.assign(table)
 
     def _optimizer(self) -> keras.optimizers.Optimizer:
         return keras.optimizers.Adam(

@@ -28,19 +28,15 @@ def user_item_clicks(events: EventArrays, n_items: int, max_items: int) -> sp.cs
     rows = np.nonzero(events.clicked_pos >= 0)[0]
     users = event_user[rows]
     items = events.display[rows, events.clicked_pos[rows]].astype(np.int64)
-    # The last event of each (user, item), then each user's items newest first.
+    # The newest event of each (user, item), then each user's items newest first.
     key = users.astype(np.int64) * n_items + items
-    last = np.full(len(key), -1, np.int64)
-    if len(key):
-        order = np.lexsort((-rows, key))  # by key, the newest event first
-        first_of_key = np.r_[True, key[order][1:] != key[order][:-1]]
-        keep = order[first_of_key]
-        users, items, last = users[keep], items[keep], rows[keep]
-        newest_first = np.lexsort((-last, users))
-        users, items = users[newest_first], items[newest_first]
-        starts = np.searchsorted(users, users, side="left")
-        rank = np.arange(len(users)) - starts
-        users, items = users[rank < max_items], items[rank < max_items]
+    order = np.lexsort((-rows, key))  # by (user, item), the newest event first
+    newest = order[np.r_[True, key[order][1:] != key[order][:-1]]] if len(key) else order
+    users, items, last = users[newest], items[newest], rows[newest]
+    newest_first = np.lexsort((-last, users))
+    users, items = users[newest_first], items[newest_first]
+    rank = np.arange(len(users)) - np.searchsorted(users, users, side="left")
+    users, items = users[rank < max_items], items[rank < max_items]
     return sp.csr_matrix(
         (np.ones(len(users), np.float64), (users, items)), shape=(events.n_users, n_items)
     )

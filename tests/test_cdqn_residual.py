@@ -325,3 +325,40 @@ def test_actor_critic_updates_read_the_user_models_of_the_display_sets(name):
     blind = policy._logits(flat["history"], flat["candidates"]).numpy()
     assert not np.allclose(blind, acting, atol=1e-5)
     assert np.isfinite(policy.train_step()["loss"])
+
+
+def test_bound_exploration_shows_only_slates_the_bounded_policy_could_pick():
+    """With `explore="bound"` an exploring slate holds items whose learned reward is within
+    2c of the k-th best (a slate the bounded residual can reach), in the cascade's order,
+    and it varies from step to step; "slate" draws from the whole candidate set."""
+    from ganrl.policy.heuristics import learned_rewards
+
+    reward, _, sim = _event_world()
+    observation = sim.reset(4, start_histories=[[1, 2], [3], [], [4, 5, 6, 7, 8]])
+    r = learned_rewards(reward, observation.history, observation.candidates).numpy()
+    spread = np.sort(r, axis=1)[:, ::-1]
+    bound = 0.25 * float(np.median(spread[:, 0] - spread[:, -1]))  # a bound that binds
+
+    def slates(explore):
+        tf.keras.utils.set_random_seed(0)
+        cdqn = CascadingDQN(
+            PolicyFeatures.from_user_model(reward),
+            3,
+            config=CDQNConfig(
+                hidden=4, epsilon_start=1.0, epsilon_end=1.0, residual_bound=bound, explore=explore
+            ),
+            n_candidates=9,
+            history_length=4,
+            reward_model=reward,
+        )
+        return np.stack([cdqn.select(observation, explore=True).numpy() for _ in range(30)])
+
+    near = slates("bound")
+    picked = np.take_along_axis(np.broadcast_to(r, (30, *r.shape)), near, axis=2)
+    assert np.all(picked >= spread[None, :, 2:3] - 2 * bound - 1e-6)
+    assert len({tuple(s.ravel()) for s in near}) > 1
+    wide = slates("slate")
+    reached = np.take_along_axis(np.broadcast_to(r, (30, *r.shape)), wide, axis=2)
+    assert np.any(reached < spread[None, :, 2:3] - 2 * bound)
+    with pytest.raises(ValueError, match=r"^explore='x': expected one of slate, bound$"):
+        CDQNConfig(explore="x")

@@ -266,6 +266,8 @@ def test_cdqn_settings_name_their_own_policy_folder(tmp_path):
     assert snips.variant == "select_log_estimatorssnips"
     none = dataclasses.replace(base, cdqn=(("select_log_estimators", ()),))
     assert none.variant == "select_log_estimatorsnone"
+    explore = dataclasses.replace(base, cdqn=(("cdqn_explore", "bound"),))
+    assert explore.variant == "cdqn_explorebound"
     assert dataclasses.replace(base, reward_ensemble=4).variant == "reward4"
     with pytest.raises(ValueError, match="ensemble=2 and reward_ensemble=2: expected one"):
         dataclasses.replace(base, ensemble=2, reward_ensemble=2)

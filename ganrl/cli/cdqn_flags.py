@@ -36,7 +36,22 @@ flags.DEFINE_integer(
     "cdqn_n_step", _DEFAULT.cdqn_n_step, "CDQN: rewards per transition before the bootstrap."
 )
 
-NAMES = ("cdqn_residual_bound", "cdqn_uncertainty", "cdqn_double_q", "cdqn_n_step")
+flags.DEFINE_enum(
+    "cdqn_explore",
+    _DEFAULT.cdqn_explore,
+    ["slate", "bound"],
+    "CDQN: an exploring selection shows a uniformly drawn slate ('slate', the paper's) or "
+    "the top k of the learned reward plus uniform noise within the residual's bound "
+    "('bound': slates the bounded policy could pick).",
+)
+
+NAMES = (
+    "cdqn_residual_bound",
+    "cdqn_uncertainty",
+    "cdqn_double_q",
+    "cdqn_n_step",
+    "cdqn_explore",
+)
 
 
 def cdqn_settings() -> dict:

@@ -63,6 +63,7 @@ from ganrl.simulator.simulator import Observation
 
 keras = tf.keras
 NEG_INF = -1e9
+EXPLORATIONS = ("slate", "bound")
 
 
 def cascade_select(
@@ -303,6 +304,10 @@ class CDQNConfig:
     double_q: the next slate of a target is picked by the online networks (double
       Q-learning); False: by the target networks.
     n_step: rewards summed per transition before the bootstrap (1: one-step targets).
+    explore: what an exploring selection shows: "slate", a slate of k candidates drawn
+      uniformly (the paper's epsilon-greedy); "bound", the top k of r(s, a) + c * U(-1, 1)
+      per candidate, a slate the bounded policy could itself pick (with the bounded
+      residual; without it, "slate").
     """
 
     hidden: int = 64
@@ -320,6 +325,7 @@ class CDQNConfig:
     uncertainty: float = 1.0
     double_q: bool = True
     n_step: int = 1
+    explore: str = "slate"
 
     def __post_init__(self):
         config_checks.check(
@@ -336,6 +342,8 @@ class CDQNConfig:
         config_checks.check(self, "a non-negative number", "residual_bound", "uncertainty")
         config_checks.check(self, "a positive number", "learning_rate")
         config_checks.check(self, "a number in [0, 1]", "gamma", "epsilon_start", "epsilon_end")
+        if self.explore not in EXPLORATIONS:
+            raise ValueError(f"explore={self.explore!r}: expected one of {', '.join(EXPLORATIONS)}")
 
 
 @register("cdqn")
@@ -396,6 +404,7 @@ class CascadingDQN(Policy):
             else ()
         )
         self.uncertainty = config.uncertainty
+        self.explore_bound = config.explore == "bound" and bool(bound)
         self._pending: list[dict] = []  # the running episodes' last n_step - 1 transitions
         # The last observations' encoded user-model states (`_encoded_of`) and their nesting.
         self._encodings: list[tuple[Observation, list]] = []
@@ -540,11 +549,31 @@ class CascadingDQN(Policy):
             eps = self.current_epsilon()
             self.selections.assign_add(1)
             b, n = observation.candidates.shape
-            random = np.argpartition(self.rng.random((b, n)), self.k - 1, axis=1)[:, : self.k]
+            if self.explore_bound:
+                random = self._bound_exploration(observation, encoded)
+            else:
+                random = np.argpartition(self.rng.random((b, n)), self.k - 1, axis=1)[:, : self.k]
             use_random = self.rng.random(b) < eps
             slate = np.where(use_random[:, None], random, slate.numpy())
             slate = tf.constant(slate, tf.int32)
         return slate
+
+    def _bound_exploration(self, observation: Observation, encoded: Sequence) -> np.ndarray:
+        """`[B, k]` the top k of r(s, a) + c * U(-1, 1) (`explore="bound"`): slates that differ
+        from GAN-Greedy's only where the bounded policy could differ from it, in the cascade's
+        order (best first)."""
+        from ganrl.policy.heuristics import learned_rewards
+
+        candidates = observation.candidates
+        n = candidates.shape[1]
+        chunk = self.candidate_chunk if self.candidate_chunk and n > self.candidate_chunk else 0
+        rewards = learned_rewards(
+            self.reward_model, observation.history, candidates, chunk, encoded=encoded[0]
+        ).numpy()
+        noisy = rewards + self.q.residual_bound * self.rng.uniform(-1.0, 1.0, rewards.shape)
+        top = np.argpartition(-noisy, self.k - 1, axis=1)[:, : self.k]
+        order = np.argsort(-np.take_along_axis(noisy, top, axis=1), axis=1)
+        return np.take_along_axis(top, order, axis=1)
 
     # -- The user models' states, kept in the replay memory --------------------------------
     # r(s, a) (and each ensemble member's, for the bound's shrinking) reads the state the

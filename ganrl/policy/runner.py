@@ -194,6 +194,7 @@ class PolicyConfig:
     cdqn_uncertainty: float = 1.0
     cdqn_double_q: bool = True
     cdqn_n_step: int = 1
+    cdqn_explore: str = "slate"
     residual_bound: float = 1.0
     residual_uncertainty: float = 1.0
     mean_reward: bool = True
@@ -451,6 +452,7 @@ BUILDERS: dict[str, Callable[[PolicyConfig, PolicyInputs], Policy]] = {
             uncertainty=c.cdqn_uncertainty,
             double_q=c.cdqn_double_q,
             n_step=c.cdqn_n_step,
+            explore=c.cdqn_explore,
         ),
         n_candidates=i.n_candidates,
         history_length=c.history_length,

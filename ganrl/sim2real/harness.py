@@ -74,11 +74,11 @@ Recommender = Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray]
 
 
 def setting_text(value) -> str:
-    """A policy setting as it names a folder: a number as `:g` writes it, a list of names
-    joined by '-' ('none' when empty)."""
+    """A policy setting as it names a folder: a number as `:g` writes it, a name as it is, a
+    list of names joined by '-' ('none' when empty)."""
     if isinstance(value, (tuple, list)):
         return "-".join(value) or "none"
-    return f"{value:g}"
+    return value if isinstance(value, str) else f"{value:g}"
 
 
 @dataclasses.dataclass(frozen=True)

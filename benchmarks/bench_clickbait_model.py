@@ -14,9 +14,12 @@ the same ranking with the clickbait items left out (told which they are): whethe
 learned simulator pays a policy for giving up clickbait; and the same two rankings served to
 the harness's true users (its users and noise), which say what giving it up truly pays.
 
-Last, how the learned fall accumulates: the extra fall of every r after n clickbait clicks
+Then how the learned fall accumulates: the extra fall of every r after n clickbait clicks
 (one a step, distinct random clickbait items) over n clicks on other items, beside the
-truth's clickbait_cost (1 - recovery^n) / (1 - recovery) (`--clicks`).
+truth's clickbait_cost (1 - recovery^n) / (1 - recovery) (`--clicks`). With `--demote`, last,
+the same two figures (simulated, true) for GAN-Greedy with clickbait's learned reward lowered
+by each delta: whether the simulators and the truth agree on how much giving clickbait up is
+worth, which a learner in the simulator would have to find.
 
   python -m benchmarks.bench_clickbait_model runs/sim2real/satiation_clickbait__0
 """
@@ -41,53 +44,62 @@ from ganrl.simulator.simulator import Simulator, SimulatorConfig  # noqa: E402
 from ganrl.user_model import load_user_model  # noqa: E402
 
 
-class WithoutItems:
-    """A policy's slates with some items never shown: it picks among the other candidates
-    (every item must be a candidate, in id order, as in the harness)."""
+class Demoted:
+    """GAN-Greedy by a user model with the clickbait items' learned reward lowered by `delta`
+    (told which they are; `inf`: never shown)."""
 
-    def __init__(self, policy, excluded: np.ndarray):
-        self.policy = policy
-        self.kept = tf.constant(np.flatnonzero(~excluded), tf.int32)
+    def __init__(self, model, clickbait: np.ndarray, delta: float):
+        self.greedy = GanGreedy(
+            PolicyFeatures.from_user_model(model.reward), 1, reward_model=model.reward
+        )
+        self.penalty = tf.constant(np.where(clickbait, min(delta, 1e9), 0.0), tf.float32)
 
-    def select(self, observation, explore: bool = False) -> tf.Tensor:
-        users = tf.shape(observation.candidates)[0]
-        kept = tf.tile(self.kept[None], [users, 1])
-        picked = self.policy.select(observation._replace(candidates=kept))
-        return tf.gather(kept, picked, batch_dims=1)
+    def scores(self, history, candidates, events=None) -> tf.Tensor:
+        r = self.greedy._scores(history, candidates, events)
+        return r - tf.gather(self.penalty, candidates)
 
 
-def simulated_clicks(model, clickbait: np.ndarray, k: int, horizon: int, users: int, seed: int):
-    """Mean reward per user of GAN-Greedy and of GAN-Greedy without clickbait in `model`'s
-    simulator, the same users and noise for both."""
-    greedy = GanGreedy(PolicyFeatures.from_user_model(model.reward), k, reward_model=model.reward)
+def simulated_clicks(
+    model, clickbait: np.ndarray, deltas, k: int, horizon: int, users: int, seed: int
+) -> list[float]:
+    """Mean reward per user, in `model`'s own simulator, of GAN-Greedy with clickbait demoted
+    by each of `deltas`, the same users and noise for each."""
     out = []
-    for policy in (greedy, WithoutItems(greedy, clickbait)):
+    for delta in deltas:
+        demoted = Demoted(model, clickbait, delta)
+
+        class Policy:
+            def select(self, observation, explore=False):
+                scores = demoted.scores(
+                    observation.history, observation.candidates, observation.events
+                )
+                return tf.math.top_k(scores, k).indices
+
         sim = Simulator(model, SimulatorConfig(k=k, horizon=horizon, seed=seed))
-        rewards, _, _ = run_episodes(sim, policy, users)
+        rewards, _, _ = run_episodes(sim, Policy(), users)
         out.append(float(rewards.sum(axis=1).mean()))
-    return tuple(out)
+    return out
 
 
-def true_clicks(env, model, clickbait: np.ndarray, k: int, horizon: int, users: int, seed: int):
-    """Mean true reward per user of the top k by `model`'s learned reward, with and without
-    clickbait, served to `users` new users of the true world `env` (the harness's users and
-    noise for its `seed`)."""
-    score = tf.function(
-        lambda h, c, e: learned_rewards(model.reward, h, c, events=e), reduce_retracing=True
-    )
+def true_clicks(
+    env, model, clickbait: np.ndarray, deltas, k: int, horizon: int, users: int, seed: int
+) -> list[float]:
+    """Mean true reward per user of the top k by `model`'s learned reward with clickbait
+    demoted by each of `deltas`, served to `users` new users of the true world `env` (the
+    harness's users and noise for its `seed`)."""
     out = []
-    for excluded in (np.zeros_like(clickbait), clickbait):
+    for delta in deltas:
+        demoted = Demoted(model, clickbait, delta)
 
-        def recommend(history, candidates, events, excluded=excluded):
+        def recommend(history, candidates, events, demoted=demoted):
             every = tf.tile(tf.constant(candidates)[None], [len(history), 1])
             recent = None if events is None else tf.constant(events)
-            r = score(tf.constant(history), every, recent).numpy()
-            r = np.where(excluded[candidates][None], -np.inf, r)
+            r = demoted.scores(tf.constant(history), every, recent).numpy()
             return candidates[np.argsort(-r, axis=1, kind="stable")[:, :k]]
 
         served = harness.evaluate_true(env, recommend, users, horizon, seed + 100)
         out.append(float(served["reward"].mean()))
-    return tuple(out)
+    return out
 
 
 def clickbait_figures(model, clickbait: np.ndarray, k: int, history_length: int) -> dict:
@@ -140,6 +152,12 @@ def main() -> None:
         help="comma-separated numbers of clicks, one a step, after which the accumulated "
         "fall is read",
     )
+    parser.add_argument(
+        "--demote",
+        default="",
+        help="comma-separated deltas (e.g. 0.2,0.4,0.8,1.6,inf): also serve GAN-Greedy with "
+        "clickbait's learned reward lowered by each, in each model's simulator and to true users",
+    )
     args = parser.parse_args()
     counts = [int(c) for c in args.clicks.split(",")]
     truth = os.path.join(args.run_dir, "data", f"{harness.DATASET}-truth.npz")
@@ -163,10 +181,17 @@ def main() -> None:
     for name, model in models.items():
         fig = clickbait_figures(model, world.clickbait, args.k, args.history_length)
         greedy, without = simulated_clicks(
-            model, world.clickbait, args.k, args.horizon, args.users, args.seed
+            model, world.clickbait, (0.0, np.inf), args.k, args.horizon, args.users, args.seed
         )
         true_greedy, true_without = true_clicks(
-            env, model, world.clickbait, args.k, args.horizon, args.true_users, run_seed
+            env,
+            model,
+            world.clickbait,
+            (0.0, np.inf),
+            args.k,
+            args.horizon,
+            args.true_users,
+            run_seed,
         )
         print(
             f"| {name} | {fig['start'][0]:.3f} / {fig['start'][1]:.3f} | "
@@ -195,6 +220,25 @@ def main() -> None:
             )
             extra.append(other - bait)
         print(f"| {name} | " + " | ".join(f"{e:.3f}" for e in extra) + " |", flush=True)
+
+    if not args.demote:
+        return
+    deltas = [0.0] + [float(d) for d in args.demote.split(",")]
+    print(
+        "\nGAN-Greedy with clickbait's learned reward lowered by delta (inf: never shown): "
+        "clicks per user in the model's own simulator / for true users"
+    )
+    print("| user model | " + " | ".join(f"delta = {d:g}" for d in deltas) + " |")
+    print("|---|" + "---|" * len(deltas))
+    for name, model in models.items():
+        sim = simulated_clicks(
+            model, world.clickbait, deltas, args.k, args.horizon, args.users, args.seed
+        )
+        true = true_clicks(
+            env, model, world.clickbait, deltas, args.k, args.horizon, args.true_users, run_seed
+        )
+        cells = " | ".join(f"{a:.3f} / {b:.3f}" for a, b in zip(sim, true, strict=True))
+        print(f"| {name} | {cells} |", flush=True)
 
 
 if __name__ == "__main__":

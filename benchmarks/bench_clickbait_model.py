@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from ganrl.data.satiation import load_world  # noqa: E402
-from ganrl.policy.base import PolicyFeatures  # noqa: E402
+from ganrl.policy.base import PolicyFeatures, top_k_slate  # noqa: E402
 from ganrl.policy.heuristics import GanGreedy, learned_rewards  # noqa: E402
 from ganrl.policy.runner import run_episodes  # noqa: E402
 from ganrl.sim2real import harness  # noqa: E402
@@ -45,18 +45,22 @@ from ganrl.user_model import load_user_model  # noqa: E402
 
 
 class Demoted:
-    """GAN-Greedy by a user model with the clickbait items' learned reward lowered by `delta`
-    (told which they are; `inf`: never shown)."""
+    """GAN-Greedy (k items) by a user model with the clickbait items' learned reward lowered
+    by `delta` (told which they are; `inf`: never shown)."""
 
-    def __init__(self, model, clickbait: np.ndarray, delta: float):
+    def __init__(self, model, clickbait: np.ndarray, delta: float, k: int):
         self.greedy = GanGreedy(
-            PolicyFeatures.from_user_model(model.reward), 1, reward_model=model.reward
+            PolicyFeatures.from_user_model(model.reward), k, reward_model=model.reward
         )
         self.penalty = tf.constant(np.where(clickbait, min(delta, 1e9), 0.0), tf.float32)
 
     def scores(self, history, candidates, events=None) -> tf.Tensor:
         r = self.greedy._scores(history, candidates, events)
         return r - tf.gather(self.penalty, candidates)
+
+    def select(self, observation, explore: bool = False) -> tf.Tensor:
+        scores = self.scores(observation.history, observation.candidates, observation.events)
+        return top_k_slate(scores, self.greedy.k)
 
 
 def simulated_clicks(
@@ -66,17 +70,8 @@ def simulated_clicks(
     by each of `deltas`, the same users and noise for each."""
     out = []
     for delta in deltas:
-        demoted = Demoted(model, clickbait, delta)
-
-        class Policy:
-            def select(self, observation, explore=False):
-                scores = demoted.scores(
-                    observation.history, observation.candidates, observation.events
-                )
-                return tf.math.top_k(scores, k).indices
-
         sim = Simulator(model, SimulatorConfig(k=k, horizon=horizon, seed=seed))
-        rewards, _, _ = run_episodes(sim, Policy(), users)
+        rewards, _, _ = run_episodes(sim, Demoted(model, clickbait, delta, k), users)
         out.append(float(rewards.sum(axis=1).mean()))
     return out
 
@@ -89,7 +84,7 @@ def true_clicks(
     harness's users and noise for its `seed`)."""
     out = []
     for delta in deltas:
-        demoted = Demoted(model, clickbait, delta)
+        demoted = Demoted(model, clickbait, delta, k)
 
         def recommend(history, candidates, events, demoted=demoted):
             every = tf.tile(tf.constant(candidates)[None], [len(history), 1])

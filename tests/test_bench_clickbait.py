@@ -26,11 +26,11 @@ def test_demotion_lowers_only_the_marked_items():
     candidates = tf.tile(tf.range(9, dtype=tf.int32)[None], [2, 1])
     r = learned_rewards(loaded.reward, history, candidates).numpy()
     np.testing.assert_allclose(
-        Demoted(loaded, marked, 0.0).scores(history, candidates).numpy(), r, atol=1e-6
+        Demoted(loaded, marked, 0.0, 2).scores(history, candidates).numpy(), r, atol=1e-6
     )
-    lowered = Demoted(loaded, marked, 0.5).scores(history, candidates).numpy()
+    lowered = Demoted(loaded, marked, 0.5, 2).scores(history, candidates).numpy()
     np.testing.assert_allclose(r - lowered, np.tile(0.5 * marked, (2, 1)), atol=1e-6)
-    never = Demoted(loaded, marked, np.inf).scores(history, candidates).numpy()
+    never = Demoted(loaded, marked, np.inf, 2).scores(history, candidates).numpy()
     top = np.argsort(-never, axis=1)[:, :6]
     assert not marked[top].any()
 
@@ -41,3 +41,15 @@ def test_simulated_clicks_of_delta_zero_repeat_themselves():
     a, b, c = simulated_clicks(loaded, marked, (0.0, 0.0, np.inf), 2, 3, 16, seed=1)
     assert a == b  # the same users and noise for each delta
     assert np.isfinite(c)
+
+
+def test_demoted_greedy_never_shows_the_marked_items_in_its_simulator():
+    loaded = _loaded()
+    marked = np.arange(9) < 4
+    from ganrl.simulator.simulator import Simulator, SimulatorConfig
+
+    sim = Simulator(loaded, SimulatorConfig(k=2, horizon=2, seed=0))
+    observation = sim.reset(8)
+    slate = Demoted(loaded, marked, np.inf, 2).select(observation).numpy()
+    shown = np.take_along_axis(observation.candidates.numpy(), slate, axis=1)
+    assert slate.shape == (8, 2) and not marked[shown].any()

@@ -362,3 +362,5 @@ def test_bound_exploration_shows_only_slates_the_bounded_policy_could_pick():
     assert np.any(reached < spread[None, :, 2:3] - 2 * bound)
     with pytest.raises(ValueError, match=r"^explore='x': expected one of slate, bound$"):
         CDQNConfig(explore="x")
+    with pytest.raises(ValueError, match=r"^cdqn_explore='x': expected one of slate, bound$"):
+        PolicyConfig(user_model_dir="a", test_user_model_dir="b", save_dir="c", cdqn_explore="x")

@@ -342,8 +342,7 @@ class CDQNConfig:
         config_checks.check(self, "a non-negative number", "residual_bound", "uncertainty")
         config_checks.check(self, "a positive number", "learning_rate")
         config_checks.check(self, "a number in [0, 1]", "gamma", "epsilon_start", "epsilon_end")
-        if self.explore not in EXPLORATIONS:
-            raise ValueError(f"explore={self.explore!r}: expected one of {', '.join(EXPLORATIONS)}")
+        config_checks.check_choice(self, "explore", EXPLORATIONS)
 
 
 @register("cdqn")

@@ -234,6 +234,7 @@ class PolicyConfig:
                 )
         config_checks.check(self, "a non-negative integer", "off_policy_users")
         config_checks.check(self, "a positive integer", "off_policy_events", "cdqn_n_step")
+        config_checks.check_choice(self, "cdqn_explore", cdqn.EXPLORATIONS)
         config_checks.check(
             self,
             "a non-negative number",

@@ -511,3 +511,23 @@ def test_reward_dirs_average_the_reward_and_leave_training_and_selection_alone(m
             ensemble_dirs=(dirs[1], dirs[2]),
             reward_dirs=(dirs[1],),
         )
+
+
+@pytest.mark.parametrize("acting", ["member", "mean"])
+def test_expected_reward_is_the_acting_models_less_the_penalty(members, acting):
+    config = SimulatorConfig(k=3, horizon=2, reward="learned", seed=5)
+    ensemble = EnsembleSimulator(members, config, penalty=1.5, acting=acting)
+    singles = [Simulator(m, config) for m in members]
+    obs = ensemble.reset(6)
+    slate = slate_of(6, [0, 2, 4])
+    each = np.stack([s.expected_slate_reward(s.reset(6), slate).numpy() for s in singles])
+    # The mean model's expectation: sum_i mean_m p_mi * mean_m r_mi (before the step).
+    probs, rewards = ensemble._outcomes(singles[0].slate_items(obs, slate))
+    mean = tf.reduce_sum(tf.reduce_mean(probs, 0) * tf.reduce_mean(rewards, 0), -1).numpy()
+    result = ensemble.step(obs, slate)
+    std = ensemble.last_statistics.reward_std.numpy()
+    if acting == "mean":
+        raw = mean
+    else:
+        raw = each[ensemble._acting_member.numpy(), np.arange(6)]
+    np.testing.assert_allclose(result.expected_reward, raw - 1.5 * std, rtol=1e-4, atol=1e-5)

@@ -302,3 +302,40 @@ def test_policy_trains_with_leaving(user_model_dir, tmp_path, name):
         done = policy.replay.data["done"][: policy.replay.size]
         reward = policy.replay.data["reward"][: policy.replay.size]
         assert (done[reward > 0] == 1).all()
+
+
+def test_expected_reward_is_the_slates_click_probability_and_zero_after_leaving(
+    user_model_dir, tmp_path
+):
+    from ganrl.policy.base import PolicyFeatures
+    from ganrl.policy.heuristics import RandomPolicy
+    from ganrl.policy.runner import run_episodes
+
+    run = _with_leave_model(user_model_dir, tmp_path / "run", LEAVE_ON_CLICK)
+    sim = Simulator(load_user_model(run), SimulatorConfig(k=2, horizon=4, seed=3))
+    obs = sim.reset(4000)
+    slate = tf.zeros([4000, 2], tf.int32) + [0, 1]
+    before = sim.expected_slate_reward(obs, slate).numpy()
+    first = sim.step(obs, slate)
+    np.testing.assert_allclose(first.expected_reward, before, rtol=1e-5, atol=1e-6)
+    # The draws' mean is the expectation's (4,000 users: se under 0.008).
+    assert abs(first.reward.numpy().mean() - before.mean()) < 0.03
+    # Those who clicked left: the next slate's expectation is 0 for them, as the reward.
+    second = sim.step(first.observation, slate)
+    gone = ~first.observation.alive.numpy()
+    assert gone.any() and (second.expected_reward.numpy()[gone] == 0).all()
+    assert (second.expected_reward.numpy()[~gone] > 0).all()
+
+    # run_episodes(expected=True) returns, and a learning policy observes, the expectation.
+    class Recorder(RandomPolicy):
+        seen = []
+
+        def observe(self, observation, slate, reward, *rest):
+            self.seen.append(np.asarray(reward))
+
+    policy = Recorder(PolicyFeatures.from_user_model(load_user_model(run).reward), 2, 0)
+    rewards, clicks, _ = run_episodes(sim, policy, 32, learn=True, expected=True)
+    assert len(policy.seen) >= 1
+    np.testing.assert_array_equal(np.stack(policy.seen, 1), rewards[:, : len(policy.seen)])
+    # Probabilities, not clicks: fractional where a user was still there.
+    assert ((rewards[:, 0] > 0) & (rewards[:, 0] < 1)).all()

@@ -1,5 +1,6 @@
-"""The snapshot-selection flags of the learning policies (entry points only), shared by
-`main_policy.py`, `main_comparison.py` (through `policy_flags`) and `main_sim_to_real.py`.
+"""The snapshot-selection (and training-reward) flags of the learning policies (entry points
+only), shared by `main_policy.py`, `main_comparison.py` (through `policy_flags`) and
+`main_sim_to_real.py`.
 
 Their defaults are `PolicyConfig`'s (`ganrl.policy.runner`, "Snapshot selection"): a
 snapshot ranks by the lower bound of its validation gain over the untrained start, and is
@@ -36,7 +37,25 @@ flags.DEFINE_list(
     "against the untrained start's: self-normalised IPS and doubly robust (empty: none).",
 )
 
-NAMES = ("select_margin", "select_log_drop", "select_log_estimators")
+flags.DEFINE_integer(
+    "select_users",
+    _DEFAULT.select_users,
+    "Snapshot selection: the validation users each snapshot is run on.",
+)
+flags.DEFINE_boolean(
+    "expected_reward",
+    _DEFAULT.expected_reward,
+    "Learning policies learn from, and are validated by, each slate's expected reward under "
+    "the simulator (its click probabilities) instead of the sampled click's.",
+)
+
+NAMES = (
+    "select_margin",
+    "select_log_drop",
+    "select_log_estimators",
+    "select_users",
+    "expected_reward",
+)
 
 
 def selection_settings() -> dict:

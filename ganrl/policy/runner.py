@@ -50,6 +50,12 @@ reward plus a learned part bounded by c in its units (`ganrl.policy.residual`); 
 each policy as before. A run folder older than these settings loads with c = 0
 (`LEGACY_CDQN`, `LEGACY_RESIDUAL`).
 
+Expected rewards (`expected_reward`, off by default): a learning policy learns from, and is
+validated by, each slate's expected reward under the simulator (its click probabilities
+times what each click pays, `StepResult.expected_reward`) rather than the sampled click's.
+The mean is the same; the click's noise is gone from every transition and from the paired
+validation gains (the paths still differ by the sampled clicks and leaves).
+
 Off-policy estimates: every evaluated policy also gets IPS, SNIPS, direct-method and doubly
 robust estimates on the first `off_policy_users` logged validation users
 (`ganrl.policy.off_policy`, with its assumptions), what the logs say beside the test
@@ -181,6 +187,7 @@ class PolicyConfig:
     select_margin: float = 2.0
     select_log_drop: float = 0.0
     select_log_estimators: tuple[str, ...] = LOG_ESTIMATORS
+    expected_reward: bool = False
     history_length: int = 10
     seed: int = 0
     checkpoint_secs: float = 30.0
@@ -584,11 +591,15 @@ def run_episodes(
     learn: bool = False,
     explore: bool = False,
     regret: list | None = None,
+    expected: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, list]:
     """One episode of `users` users: `[users, horizon]` rewards and clicks (0 after a user
     left; `sim.session_lengths` holds her slates seen), and the losses. With a `regret`
     list, appends each step's mean expected regret against the simulator's best slate
-    (`Simulator.best_slate`) over the users still there."""
+    (`Simulator.best_slate`) over the users still there. With `expected`, each step's
+    reward (returned, and what a learning policy observes) is its expectation over the
+    click given the slate (`StepResult.expected_reward`), not the sampled click's: the same
+    mean, without the click's noise."""
     obs = sim.reset(users)
     rewards, clicks, losses = [], [], []
     done = False
@@ -602,14 +613,19 @@ def run_episodes(
                 gap *= tf.cast(obs.alive, gap.dtype)
             regret.append(float(tf.reduce_mean(gap)))
         result = sim.step(obs, slate)
+        reward = result.reward
+        if expected:
+            if result.expected_reward is None:
+                raise ValueError(f"{type(sim).__name__} gives no expected reward")
+            reward = result.expected_reward
         if learn:
             policy.observe(
-                obs, slate, result.reward, result.clicked_index, result.observation, result.done
+                obs, slate, reward, result.clicked_index, result.observation, result.done
             )
             info = policy.train_step()
             if "loss" in info:
                 losses.append(info["loss"])
-        rewards.append(result.reward.numpy())
+        rewards.append(np.asarray(reward))
         clicks.append(result.clicked.numpy())
         obs, done = result.observation, result.done
     if obs.alive is not None and not np.any(obs.alive):
@@ -797,7 +813,7 @@ class PolicyRunner:
             consider()  # the untrained policy
         while int(iteration.numpy()) < episodes:
             rewards, clicks, losses = run_episodes(
-                sim, policy, cfg.batch_size, learn=True, explore=True
+                sim, policy, cfg.batch_size, learn=True, explore=True, expected=cfg.expected_reward
             )
             iteration.assign_add(1)
             step = int(iteration.numpy()) * cfg.horizon
@@ -844,9 +860,15 @@ class PolicyRunner:
 
     def validate(self, policy: Policy) -> np.ndarray:
         """Each validation user's cumulative reward, frozen, in the selection simulator's
-        validation stream (the same users and random numbers at every validation)."""
+        validation stream (the same users and random numbers at every validation); with
+        `expected_reward`, the sum of each slate's expected reward along her path."""
         self.select_sim.rng.reset_from_seed(self.config.seed + 3)
-        rewards, _, _ = run_episodes(self.select_sim, policy, self.config.select_users)
+        rewards, _, _ = run_episodes(
+            self.select_sim,
+            policy,
+            self.config.select_users,
+            expected=self.config.expected_reward,
+        )
         return rewards.sum(axis=1)
 
     def logged_clicks(self, policy: Policy) -> dict[str, float]:

@@ -182,7 +182,9 @@ class EnsembleSimulator:
         raw = tf.where(alive, tf.gather(acting_rewards, choice, batch_dims=1), 0.0)
         self.last_statistics = self._statistics(probs, rewards)
         self.last_raw_reward = raw
-        reward = raw - self.penalty * tf.where(alive, self.last_statistics.reward_std, 0.0)
+        penalty = self.penalty * tf.where(alive, self.last_statistics.reward_std, 0.0)
+        reward = raw - penalty
+        expected = tf.where(alive, tf.reduce_sum(acting_probs * acting_rewards, -1), 0.0) - penalty
         stays = alive
         if self.leaves:  # drawn only then, so an ensemble without leaving keeps its stream
             leave_draw = self.rng.uniform(tf.shape(alive))
@@ -199,6 +201,7 @@ class EnsembleSimulator:
             clicked,
             tf.where(clicked, choice, -1),
             self._step >= self.config.horizon or not bool(tf.reduce_any(stays)),
+            expected,
         )
 
     def slate_statistics(self, observation: Observation, slate: tf.Tensor) -> SlateStatistics:

@@ -123,14 +123,17 @@ def push_event(events: tf.Tensor, row: tf.Tensor) -> tf.Tensor:
 
 class StepResult(NamedTuple):
     """reward `[B]`, clicked `[B]` bool, clicked_index `[B]` (slate position or -1),
-    the next observation (its `alive`: who stays after this slate) and whether the episode
-    ended (the horizon, or everyone left)."""
+    the next observation (its `alive`: who stays after this slate), whether the episode
+    ended (the horizon, or everyone left) and `expected_reward` `[B]`: the reward's
+    expectation over the click given the slate and the state before it (0 for a user who had
+    left), what `reward` is a draw of (None where a simulator does not give it)."""
 
     observation: Observation
     reward: tf.Tensor
     clicked: tf.Tensor
     clicked_index: tf.Tensor
     done: bool
+    expected_reward: tf.Tensor | None = None
 
 
 class Simulator:
@@ -233,7 +236,7 @@ class Simulator:
         leave_draw = self.rng.uniform([self._batch]) if self.leave_model is not None else None
         b_state, r_state = self._state
         alive = self._alive
-        reward, clicked, index, b_state, r_state, history, events, stays = self._step_fn(
+        outcome = self._step_fn(
             b_state,
             r_state,
             self._history,
@@ -244,6 +247,7 @@ class Simulator:
             leave_draw,
             tf.constant(self._step, tf.float32),
         )
+        reward, expected, clicked, index, b_state, r_state, history, events, stays = outcome
         self.session_lengths += alive.numpy()
         self._state = (b_state, r_state)
         self._history = history
@@ -251,18 +255,20 @@ class Simulator:
         self._alive = stays
         self._step += 1
         done = self._step >= self.config.horizon or not bool(tf.reduce_any(stays))
-        return StepResult(self.observation(), reward, clicked, index, done)
+        return StepResult(self.observation(), reward, clicked, index, done, expected)
 
     @tf.function(reduce_retracing=True)
     def _step_fn(self, b_state, r_state, history, events, items, gumbel, alive, leave_draw, step):
         """One slate for every user; users not `alive [B]` get nothing and stay as they are.
-        Returns the reward, click and index, the states, the history and who stays."""
+        Returns the reward and its expectation over the click, the click and index, the
+        states, the history and who stays."""
         k = tf.shape(items)[1]
-        if self.leave_model is not None:
-            logits = self.behavior.logits(b_state, items)
-            choice = tf.argmax(logits + gumbel, axis=-1, output_type=tf.int32)
-        else:
-            choice = self.behavior.sample(b_state, items, gumbel)
+        # The behaviour model's Gumbel-max draw (`ChoiceModel.sample`), its logits kept.
+        logits = self.behavior.logits(b_state, items)
+        choice = tf.argmax(logits + gumbel, axis=-1, output_type=tf.int32)
+        options = self._option_rewards(r_state, items)
+        expected = tf.reduce_sum(tf.nn.softmax(logits) * options, axis=-1)
+        expected = tf.where(alive, expected, 0.0)
         clicked = (choice < k) & alive
         index = tf.where(clicked, choice, -1)
         clicked_item = tf.gather(items, tf.minimum(choice, k - 1), batch_dims=1)
@@ -277,7 +283,7 @@ class Simulator:
         stays = alive
         if self.leave_model is not None:
             stays = alive & (leave_draw >= self._leave_probability(logits, clicked, step))
-        return reward, clicked, index, b_state, r_state, history, events, stays
+        return reward, expected, clicked, index, b_state, r_state, history, events, stays
 
     def _leave_probability(self, logits: tf.Tensor, clicked: tf.Tensor, step) -> tf.Tensor:
         """`[B]` the leave model's P(leave) after a slate of choice `logits [B, k + 1]` and
@@ -311,10 +317,14 @@ class Simulator:
     def option_rewards(self, items: tf.Tensor) -> tf.Tensor:
         """`[B, k + 1]` the reward `step` pays for each click on `items [B, k]` and for no
         click (0): 1 per click (click reward) or r_i - r_no_click (learned reward)."""
+        return self._option_rewards(self._state[1], items)
+
+    def _option_rewards(self, r_state, items: tf.Tensor) -> tf.Tensor:
+        """`option_rewards` under the reward model's states `r_state`."""
         if self.reward_kind == "click":
             r = tf.ones(tf.shape(items), tf.float32)
         else:
-            r = self.learned_rewards(self._state[1], items)
+            r = self.learned_rewards(r_state, items)
         return tf.concat([r, tf.zeros([tf.shape(items)[0], 1], tf.float32)], axis=1)
 
     def advance(

@@ -28,11 +28,13 @@ from ganrl.data.safe_io import DataError  # noqa: E402
 from ganrl.data.satiation import SATIATION_WORLDS  # noqa: E402
 from ganrl.data.synthetic import DEFAULT_WORLD, world_names  # noqa: E402
 from ganrl.policy import registry  # noqa: E402
+from ganrl.policy.runner import PolicyConfig  # noqa: E402
 from ganrl.sim2real.harness import HarnessConfig, run  # noqa: E402
 from ganrl.sim2real.true_env import REWARDS  # noqa: E402
 from ganrl.simulator.simulator import REWARDS as SIM_REWARDS  # noqa: E402
 
 _DEFAULT = HarnessConfig()
+_POLICY_DEFAULT = PolicyConfig(user_model_dir="", test_user_model_dir="", save_dir="")
 FLAGS = flags.FLAGS
 flags.DEFINE_enum(
     "world",
@@ -104,6 +106,13 @@ flags.DEFINE_enum(
     "learned reward less the catalogue's mean in the same state) or click.",
 )
 
+flags.DEFINE_float(
+    "gamma",
+    _POLICY_DEFAULT.gamma,
+    "The learning policies' discount (PolicyConfig.gamma); the true reward is the "
+    "undiscounted sum over the horizon.",
+)
+
 
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
@@ -134,6 +143,7 @@ def main(argv: list[str]) -> int:
                 + residual_flags.non_default_settings()
                 + selection_flags.non_default_settings()
                 + ((("reward", FLAGS.sim_reward),) if FLAGS.sim_reward != "auto" else ())
+                + ((("gamma", FLAGS.gamma),) if FLAGS.gamma != _POLICY_DEFAULT.gamma else ())
             ),
         )
         print(f"config: {config}", flush=True)

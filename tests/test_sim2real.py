@@ -268,6 +268,12 @@ def test_cdqn_settings_name_their_own_policy_folder(tmp_path):
     assert none.variant == "select_log_estimatorsnone"
     explore = dataclasses.replace(base, cdqn=(("cdqn_explore", "bound"),))
     assert explore.variant == "cdqn_explorebound"
+    expected = dataclasses.replace(
+        base, cdqn=(("expected_reward", True), ("select_users", 1024), ("gamma", 1.0))
+    )
+    assert expected.variant == "expected_reward1__select_users1024__gamma1"
+    with pytest.raises(ValueError, match="gamma=2.0: expected a number in"):
+        dataclasses.replace(base, cdqn=(("gamma", 2.0),))
     assert dataclasses.replace(base, reward_ensemble=4).variant == "reward4"
     with pytest.raises(ValueError, match="ensemble=2 and reward_ensemble=2: expected one"):
         dataclasses.replace(base, ensemble=2, reward_ensemble=2)

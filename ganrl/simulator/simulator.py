@@ -272,11 +272,7 @@ class Simulator:
         clicked = (choice < k) & alive
         index = tf.where(clicked, choice, -1)
         clicked_item = tf.gather(items, tf.minimum(choice, k - 1), batch_dims=1)
-        if self.reward_kind == "click":
-            reward = tf.cast(clicked, tf.float32)
-        else:
-            r = self.learned_rewards(r_state, clicked_item[:, None])
-            reward = tf.where(clicked, r[:, 0], 0.0)
+        reward = tf.where(clicked, tf.gather(options, choice, batch_dims=1), 0.0)
         b_state, r_state, history, events = self._advance(
             b_state, r_state, history, events, clicked_item, clicked, display=items
         )

@@ -88,6 +88,11 @@ def test_leaving_ends_episodes_at_the_known_rate():
     assert np.all(result["steps"] >= 1)
     # Users who left click no more: no one gets more clicks than slates seen.
     assert np.all(result["reward"] <= result["steps"])
+    # The per-step clicks add up to the reward (one per click) and stop with the session.
+    clicks = result["clicks"]
+    assert clicks.shape == (users, horizon) and clicks.any()
+    np.testing.assert_array_equal(clicks.sum(axis=1), result["reward"])
+    assert not np.any(clicks & (np.arange(horizon)[None, :] >= result["steps"][:, None]))
 
 
 def test_leave_probability_rises_when_the_best_utility_falls():

@@ -265,14 +265,21 @@ def simulator_figures(policy_results: dict) -> dict[str, dict]:
 
 
 def evaluate_true(
-    env: TrueEnvironment, recommender: Recommender, users: int, horizon: int, seed: int
+    env: TrueEnvironment,
+    recommender: Recommender,
+    users: int,
+    horizon: int,
+    seed: int,
+    on_slate: Callable[[int, np.ndarray, np.ndarray | None, np.ndarray], None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Serves `users` new users of `env` for `horizon` steps (the whole catalogue as
-    candidates, one batched call a step).
+    candidates, one batched call a step). `on_slate(t, history, events, slate)`, if given,
+    sees each step's slate and what the recommender saw, before the users meet it.
 
     Returns:
       {"reward": `[users]` cumulative true reward, "steps": `[users]` slates seen before
-      leaving (the horizon for users who stay)}.
+      leaving (the horizon for users who stay), "clicks": `[users, horizon]` bool, whether
+      she clicked at each step (False once she has left)}.
     """
     env.reset(users, seed)
     candidates = np.arange(env.n_items, dtype=np.int32)
@@ -280,19 +287,23 @@ def evaluate_true(
     events = None  # [users, horizon, 1 + k]: the slates shown, most recent first
     total = np.zeros(users)
     steps = np.zeros(users, dtype=np.int64)
-    for _ in range(horizon):
+    clicks = np.zeros((users, horizon), bool)
+    for t in range(horizon):
         steps += env.active
         slate = np.asarray(recommender(history, candidates, events), dtype=np.int32)
+        if on_slate is not None:
+            on_slate(t, history, events, slate)
         outcome = env.step(slate)
         total += outcome.reward
         clicked = outcome.clicked_item >= 0
+        clicks[:, t] = clicked
         shifted = np.concatenate([outcome.clicked_item[:, None], history[:, :-1]], axis=1)
         history = np.where(clicked[:, None], shifted, history).astype(np.int32)
         if events is None:
             events = np.full((users, horizon, 1 + slate.shape[1]), -1, np.int32)
         row = np.concatenate([outcome.clicked_item[:, None], slate], axis=1)
         events = np.concatenate([row[:, None].astype(np.int32), events[:, :-1]], axis=1)
-    return {"reward": total, "steps": steps}
+    return {"reward": total, "steps": steps, "clicks": clicks}
 
 
 def myopic_oracle(

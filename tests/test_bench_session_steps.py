@@ -1,0 +1,78 @@
+"""benchmarks/bench_session_steps.py's per-step profile, by hand."""
+
+import numpy as np
+
+from benchmarks.bench_session_steps import (
+    ClickCalibration,
+    calibration_markdown,
+    markdown,
+    step_profile,
+)
+
+
+def test_step_profile_counts_only_the_users_still_there():
+    # Three users, three steps: sessions of 3, 1 and 2 slates.
+    clicks = np.array([[1, 0, 1], [1, 0, 0], [0, 1, 0]], bool)
+    ctr, present = step_profile(clicks, np.array([3, 1, 2]))
+    np.testing.assert_allclose(present, [1.0, 2 / 3, 1 / 3])
+    np.testing.assert_allclose(ctr, [2 / 3, 1 / 2, 1.0])
+
+
+def test_step_profile_is_nan_where_nobody_is_left():
+    ctr, present = step_profile(np.zeros((2, 3), bool), np.array([1, 2]))
+    assert np.isnan(ctr[2]) and present[2] == 0.0
+    np.testing.assert_allclose(ctr[:2], [0.0, 0.0])
+
+
+def test_markdown_has_a_row_per_world_and_the_mean_session():
+    rows = {"true": step_profile(np.ones((2, 2), bool), np.array([2, 1]))}
+    table = markdown("gan_greedy", rows).splitlines()
+    assert table[0].startswith("| gan_greedy | step 1 | step 2 |")
+    assert table[2] == "| true | 1.00 (1.00) | 1.00 (0.50) | 1.50 |"
+
+
+def test_calibration_markdown_stops_where_nobody_is_left():
+    rows = {
+        "true": np.array([[0.9, 0.5], [0.8, 0.4], [np.nan, np.nan]]),
+        "user_model_PW__1": np.array([[0.95, 0.55], [0.9, 0.45], [np.nan, np.nan]]),
+    }
+    table = calibration_markdown("gan_greedy", rows).splitlines()
+    assert table[0] == "| gan_greedy: P(click) | true | user_model_PW__1 |"
+    assert table[2] == "| step 1 | 0.90 / 0.50 | 0.95 / 0.55 |"
+    assert len(table) == 4
+
+
+def test_click_calibration_reads_the_truth_and_each_model_along_the_true_sessions():
+    import tensorflow as tf
+
+    from ganrl.data.dataset import ItemFeatures
+    from ganrl.data.satiation import SatiationConfig, SatiationWorld
+    from ganrl.sim2real import harness
+    from ganrl.sim2real.true_env import SatiationEnvironment
+    from ganrl.user_model import LoadedUserModel
+    from ganrl.user_model.model import ModelConfig, UserModel
+
+    config = SatiationConfig(items=6, topics=2, feature_dim=2, max_display=2, min_display=1)
+    v = np.array([[1.0, 0], [0, 1], [1, 1], [0.5, 0], [0, 0.5], [-1, 0]])
+    env = SatiationEnvironment(SatiationWorld(config, v, np.zeros(6), np.arange(6) % 2))
+    tf.keras.utils.set_random_seed(0)
+    model = UserModel(
+        ItemFeatures(6),
+        ModelConfig(user_model="PW", dims="8", item_dim=4, pw_dim=2, pw_band_size=3),
+        has_no_click=True,
+    )
+    loaded = LoadedUserModel(model, model, {}, ItemFeatures(6), run_dir="")
+    calibration = ClickCalibration(env, {"pw": loaded}, horizon=3, seed=0)
+    seen = []
+
+    def record(t, history, events, slate):
+        seen.append(env.click_probabilities(slate)[:, :-1].sum(axis=1)[env.active].mean())
+        calibration(t, history, events, slate)
+
+    harness.evaluate_true(env, lambda h, c, e: np.tile([0, 1], (len(h), 1)), 40, 3, 1, record)
+    rows = calibration.rows
+    # The truth's column of the policy's slate is the true click probability of its slate.
+    np.testing.assert_allclose(rows["true"][: len(seen), 0], seen)
+    for name in ("true", "pw"):
+        there = ~np.isnan(rows[name][:, 0])
+        assert there[0] and np.all((rows[name][there] > 0) & (rows[name][there] < 1))

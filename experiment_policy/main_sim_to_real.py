@@ -90,6 +90,12 @@ flags.DEFINE_integer(
     "the learning policies' residual rank by; training and selection stay the training "
     "model's (0: none; not with --ensemble).",
 )
+flags.DEFINE_float(
+    "member_share",
+    _DEFAULT.member_share,
+    "Share of the training users each further LSTM of --ensemble / --reward_ensemble is "
+    "fitted to, a different random subset per member (1: all).",
+)
 flags.DEFINE_enum(
     "true_reward",
     _DEFAULT.true_reward,
@@ -138,6 +144,7 @@ def main(argv: list[str]) -> int:
             ensemble=FLAGS.ensemble,
             penalty=FLAGS.penalty,
             reward_ensemble=FLAGS.reward_ensemble,
+            member_share=FLAGS.member_share,
             cdqn=(
                 cdqn_flags.non_default_settings()
                 + residual_flags.non_default_settings()

@@ -129,6 +129,8 @@ def _listing(folder) -> dict:
         ({"max_events": -1}, "max_events=-1: expected a non-negative integer"),
         ({"lr_plateau": -2}, "lr_plateau=-2: expected a non-negative integer"),
         ({"lr_plateau_factor": 1.0}, "lr_plateau_factor=1.0: expected a number in (0, 1)"),
+        ({"train_share": 0.0}, "train_share=0.0: expected a number in (0, 1]"),
+        ({"train_share": 1.5}, "train_share=1.5: expected a number in (0, 1]"),
         ({"item_features": "both"}, "item_features='both': expected one of onehot, generalising"),
     ],
 )

@@ -8,6 +8,7 @@ from ganrl.data.dataset import (
     DataError,
     EventArrays,
     SplitData,
+    load_run_data,
     load_split_data,
     save_dataset,
     save_event_splits,
@@ -112,3 +113,43 @@ def test_trim_padding_recovers_each_batch_of_a_window():
         for key in ("click_items", "click_mask"):
             np.testing.assert_array_equal(trimmed[key].numpy()[:users], batch[key], err_msg=key)
             assert not trimmed["click_mask"].numpy()[users:].any()
+
+
+def test_training_share_keeps_a_seeded_subset_of_the_training_users_only(tmp_path):
+    data = SplitData.from_dataset(tiny_dataset(n_users=40))
+    train = data.splits["train"]
+    half = data.with_training_share(0.5, seed=3)
+    kept = half.splits["train"]
+    assert kept.n_users == round(0.5 * train.n_users)
+    ids = kept.user_ids.tolist()
+    assert len(set(ids)) == len(ids) and set(ids) <= set(train.user_ids.tolist())
+    assert ids == [u for u in train.user_ids.tolist() if u in set(ids)]  # their order kept
+    # Each kept user keeps every one of her events.
+    for u in ids[:3]:
+        row, old = ids.index(u), train.user_ids.tolist().index(u)
+        got = kept.clicked_pos[kept.event_offsets[row] : kept.event_offsets[row + 1]]
+        want = train.clicked_pos[train.event_offsets[old] : train.event_offsets[old + 1]]
+        np.testing.assert_array_equal(got, want)
+    for split in ("vali", "test"):
+        assert half.splits[split] is data.splits[split]
+    assert data.with_training_share(0.5, seed=3).splits["train"].user_ids.tolist() == ids
+    assert data.with_training_share(0.5, seed=4).splits["train"].user_ids.tolist() != ids
+    assert data.with_training_share(1.0, seed=3) is data
+    assert data.with_training_share(1e-6, seed=3).splits["train"].n_users == 1
+    with pytest.raises(ValueError, match="train_share=0"):
+        data.with_training_share(0.0, seed=3)
+
+
+def test_load_run_data_reads_a_runs_training_share(tmp_path):
+    save_dataset(str(tmp_path), tiny_dataset(n_users=40))
+    config = {"data_folder": str(tmp_path), "dataset": "tiny", "seed": 5}
+    full = load_run_data(config)
+    share = load_run_data({**config, "train_share": 0.25})
+    assert share.splits["train"].user_ids.tolist() == (
+        full.with_training_share(0.25, 5).splits["train"].user_ids.tolist()
+    )
+    assert share.splits["vali"].user_ids.tolist() == full.splits["vali"].user_ids.tolist()
+    resplit = load_run_data({**config, "resplit": True, "train_share": 0.5})
+    assert resplit.splits["train"].n_users == round(
+        0.5 * load_run_data({**config, "resplit": True}).splits["train"].n_users
+    )

@@ -5,10 +5,12 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 
 import numpy as np
 import pytest
 
+from ganrl.data.dataset import load_run_data
 from ganrl.data.released import read_released
 from ganrl.data.safe_io import DataError
 from ganrl.data.satiation import SatiationConfig, SatiationWorld, make_satiation
@@ -245,6 +247,30 @@ def test_harness_end_to_end_on_a_tiny_world(tmp_path):
         "user_model_LSTM__2",
         "user_model_LSTM__3",
     ]
+    # Members fitted to all training users are not reused as members fitted to a share.
+    with pytest.raises(ValueError, match="train_share=1 of the training users, expected 0.5"):
+        harness.run(dataclasses.replace(averaged, member_share=0.5), log=lambda _: None)
+    # In a folder of its own (the logs and the two user models copied), a member is fitted
+    # to a share of the training users; its leave model and the logs' policies see that share.
+    shared = dataclasses.replace(
+        averaged, save_dir=str(tmp_path / "shared"), reward_ensemble=1, member_share=0.5
+    )
+    for name in ("data", "user_model_LSTM__0", "user_model_PW__1"):
+        shutil.copytree(os.path.join(config.run_dir, name), os.path.join(shared.run_dir, name))
+    harness.run(shared, log=lambda _: None)
+    member = os.path.join(shared.run_dir, "user_model_LSTM__2")
+    with open(os.path.join(member, "config.json")) as f:
+        member_config = json.load(f)
+    assert member_config["train_share"] == 0.5
+    full = load_run_data({**member_config, "train_share": 1.0}).splits["train"].n_users
+    assert load_run_data(member_config).splits["train"].n_users == round(0.5 * full)
+    with open(os.path.join(member, "leave_model.json")) as f:
+        leave = json.load(f)
+    # Every event of the share's users is labelled but a censored user's last.
+    info = leave["info"]
+    assert info["train_events"] + info["censored_users"] == int(
+        load_run_data(member_config).splits["train"].event_offsets[-1]
+    )
 
 
 def test_off_policy_spearman_ranks_the_policies_with_an_estimate_by_hand():
@@ -280,6 +306,10 @@ def test_cdqn_settings_name_their_own_policy_folder(tmp_path):
     with pytest.raises(ValueError, match="gamma=2.0: expected a number in"):
         dataclasses.replace(base, cdqn=(("gamma", 2.0),))
     assert dataclasses.replace(base, reward_ensemble=4).variant == "reward4"
+    halves = dataclasses.replace(base, ensemble=2, member_share=0.5)
+    assert halves.variant == "ensemble2_penalty0__share0.5"
+    with pytest.raises(ValueError, match=r"member_share=0.0: expected a number in \(0, 1\]"):
+        dataclasses.replace(base, member_share=0.0)
     with pytest.raises(ValueError, match="ensemble=2 and reward_ensemble=2: expected one"):
         dataclasses.replace(base, ensemble=2, reward_ensemble=2)
 

@@ -21,6 +21,12 @@ flags.DEFINE_string(
     "save_dir", "", "Run folder (default runs/{dataset}__{user_model}__{regularizer}__{seed})."
 )
 flags.DEFINE_boolean("resplit", False, "Draw a new 50/25/25 user split with --seed.")
+flags.DEFINE_float(
+    "train_share",
+    1.0,
+    "Fit the model to this share of the training users, a random subset drawn with --seed "
+    "(validation and test users unchanged): ensemble members on different subsets.",
+)
 flags.DEFINE_float("learning_rate", 0.0005, "Adam learning rate.")
 flags.DEFINE_integer("batch_size", 50, "Users per training batch.")
 flags.DEFINE_integer(

@@ -258,6 +258,37 @@ class SplitData:
             },
         )
 
+    def with_training_share(self, share: float, seed: int) -> "SplitData":
+        """These splits with the training users cut to a random `share` of them (at least
+        one), drawn with `seed` without replacement and kept in their order; validation and
+        test unchanged. No user appears twice, so out-of-fold item statistics over the
+        training users stay out of fold. `share` 1 returns the splits as they are."""
+        if not 0.0 < share <= 1.0:
+            raise ValueError(f"train_share={share}: expected a number in (0, 1]")
+        train = self.splits["train"]
+        if share == 1.0 or train.n_users == 0:
+            return self
+        keep = max(1, round(share * train.n_users))
+        rng = np.random.default_rng([seed, _SHARE_STREAM])
+        rows = np.sort(rng.choice(train.n_users, size=keep, replace=False))
+        return dataclasses.replace(self, splits={**self.splits, "train": train.subset(rows)})
+
+
+# Seeds `with_training_share`'s draw apart from a run's other uses of its seed.
+_SHARE_STREAM = 0x5A1E
+
+
+def load_run_data(config: dict) -> SplitData:
+    """The logs of a user-model run as it was trained (its `config.json` as a dict): the
+    dataset's split, or the one `resplit` drew with its seed, and with `train_share` below 1
+    only the share of the training users it was fitted to."""
+    data = load_split_data(
+        config["data_folder"],
+        config["dataset"],
+        resplit_seed=config["seed"] if config.get("resplit") else None,
+    )
+    return data.with_training_share(float(config.get("train_share", 1.0)), config["seed"])
+
 
 def resplit_users(users: list, seed: int) -> tuple[list, list, list]:
     """A fresh 50/25/25 split of `users` drawn with `seed`."""

@@ -106,7 +106,7 @@ import tensorflow as tf
 
 from ganrl import config_checks
 from ganrl.data import safe_io
-from ganrl.data.dataset import EventArrays, SplitData, load_split_data
+from ganrl.data.dataset import EventArrays, SplitData, load_run_data
 from ganrl.policy import (
     actor_critic,
     cdqn,
@@ -336,13 +336,11 @@ def mean_ci(values: np.ndarray) -> dict:
 
 
 def load_training_data(model: LoadedUserModel) -> SplitData:
-    """The logs a user model was trained on, split as it was: with `resplit` its training
-    users are drawn with its seed, and the policies fitted to the logs (most popular, W&D-LR)
-    must see only them."""
+    """The logs a user model was trained on, split as it was (`load_run_data`: with
+    `resplit` or `train_share` its training users are drawn with its seed), and the policies
+    fitted to the logs (most popular, W&D-LR) must see only them."""
     cfg = model.config
-    data = load_split_data(
-        cfg["data_folder"], cfg["dataset"], resplit_seed=cfg["seed"] if cfg.get("resplit") else None
-    )
+    data = load_run_data(cfg)
     if data.n_items != model.n_items:
         raise safe_io.DataError(
             f"{os.path.join(cfg['data_folder'], cfg['dataset'])}: {data.n_items} items, "

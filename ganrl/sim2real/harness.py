@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
 import os
 import subprocess
@@ -106,6 +107,10 @@ class HarnessConfig:
       whose mean reward with the training model's GAN-Greedy and the learning policies'
       bounded residual rank by; the training simulator and the selection stay the training
       model's (`PolicyConfig.reward_dirs`). Not with `ensemble`.
+    member_share: the share of the training users each of those further LSTMs is fitted
+      to (`--train_share`: a different random subset for each member's seed), so members
+      differ by their data as well as their seed; 1: all of them. Member folders hold one
+      share: a finished folder of another share is refused.
     cdqn: `(PolicyConfig field, value)` pairs of policy settings other than the defaults:
       the CDQN's (`cdqn_residual_bound`, ...) and the other learning policies' bounded
       residual (`residual_bound`, `residual_uncertainty`) and snapshot selection
@@ -129,6 +134,7 @@ class HarnessConfig:
     ensemble: int = 0
     penalty: float = 0.0
     reward_ensemble: int = 0
+    member_share: float = 1.0
     cdqn: tuple[tuple[str, object], ...] = ()
 
     def __post_init__(self):
@@ -141,6 +147,8 @@ class HarnessConfig:
             )
         if self.ensemble < 0 or self.reward_ensemble < 0:
             raise ValueError("ensemble, reward_ensemble: expected non-negative integers")
+        if not 0.0 < self.member_share <= 1.0:
+            raise ValueError(f"member_share={self.member_share}: expected a number in (0, 1]")
 
         # The policy settings are checked now, not after the logs and user models are made.
         PolicyConfig(user_model_dir="", test_user_model_dir="", save_dir="", **dict(self.cdqn))
@@ -155,6 +163,7 @@ class HarnessConfig:
         name and the settings (e.g. `ensemble3_penalty0__cdqn_n_step3`, `residual_bound0`)."""
         parts = [f"ensemble{self.ensemble}_penalty{self.penalty:g}"] if self.ensemble else []
         parts += [f"reward{self.reward_ensemble}"] if self.reward_ensemble else []
+        parts += [f"share{self.member_share:g}"] if self.member_share < 1.0 else []
         parts += [f"{name}{setting_text(value)}" for name, value in self.cdqn]
         return "__".join(parts)
 
@@ -201,7 +210,16 @@ def train_user_models(config: HarnessConfig, log=print) -> list[str]:
     members = tuple(("LSTM", 2 + i) for i in range(extra))
     for encoder, offset in USER_MODELS + members:
         folder = os.path.join(config.run_dir, f"user_model_{encoder}__{offset}")
-        if not os.path.exists(os.path.join(folder, "results.json")):
+        share = config.member_share if offset >= 2 else 1.0
+        if os.path.exists(os.path.join(folder, "results.json")):
+            with open(os.path.join(folder, "config.json")) as f:
+                trained = float(json.load(f).get("train_share", 1.0))
+            if trained != share:
+                raise ValueError(
+                    f"{folder}: fitted to train_share={trained:g} of the training users, "
+                    f"expected {share:g} (member_share): use another save_dir"
+                )
+        else:
             log(f"training user model {folder}")
             command = [
                 "bash",
@@ -212,6 +230,7 @@ def train_user_models(config: HarnessConfig, log=print) -> list[str]:
                 f"--seed={config.seed + offset}",
                 f"--save_dir={os.path.abspath(folder)}",
                 f"--num_epochs={config.user_model_epochs}",
+                *([f"--train_share={share:g}"] if share < 1.0 else []),
                 *config.user_model_args,
             ]
             proc = subprocess.run(

@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from ganrl.data import safe_io
-from ganrl.data.dataset import EventArrays, load_split_data
+from ganrl.data.dataset import EventArrays, load_run_data
 from ganrl.user_model.choice_model import ChoiceModel
 
 LEAVE_FILE = "leave_model.json"
@@ -275,9 +275,7 @@ def ensure_leave_model(run_dir: str, progress: Callable[[str], None] = print) ->
         return load_leave_model(run_dir)
     model = load_user_model(run_dir)
     cfg = model.config
-    data = load_split_data(
-        cfg["data_folder"], cfg["dataset"], resplit_seed=cfg["seed"] if cfg.get("resplit") else None
-    )
+    data = load_run_data(cfg)
     longest = max(int(events.events_per_user.max(initial=0)) for events in data.splits.values())
     leave = fit_leave_model(
         model.behavior_choice, data.splits["train"], data.splits["vali"], longest

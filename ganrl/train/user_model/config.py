@@ -50,6 +50,9 @@ class TrainConfig:
         gain). Fine-tuning then never reports a test prec@k below the start's on a
         validation gain that is only noise.
       resplit: draw a new 50/25/25 user split with `seed` instead of the dataset's split.
+      train_share: fit the model to this share of the training users, a random subset drawn
+        with `seed` without replacement (`SplitData.with_training_share`); validation and
+        test users are unchanged. Members of an ensemble fitted to different subsets (1: all).
       weight_decay: decoupled weight decay of Adam.
       lr_plateau: after this many evaluations without a better validation loss, training
         goes back to the best-loss weights and goes on with the learning rate times
@@ -85,6 +88,7 @@ class TrainConfig:
     pretrain_checkpoint: str = "prec1"
     start_margin: float = 1.0
     resplit: bool = False
+    train_share: float = 1.0
     weight_decay: float = 0.0
     lr_plateau: int = 0
     lr_plateau_factor: float = 0.3
@@ -134,6 +138,8 @@ class TrainConfig:
             )
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema={self.ema}: expected a number in [0, 1)")
+        if not 0.0 < self.train_share <= 1.0:
+            raise ValueError(f"train_share={self.train_share}: expected a number in (0, 1]")
         if self.num_itrs == 0 and self.num_epochs <= 0:
             raise ValueError("num_itrs=0: the length is then num_epochs, which must be positive")
 

@@ -18,7 +18,10 @@ sessions of each policy: per step, over the users still there, the mean click pr
 catalogue, by the truth and by each user model from the user's true history
 (`ChoiceModel.replay_events` of her clicks and the slates she saw). A model right about
 the random slates and too hopeful about the policy's own is wrong where the policy chose:
-on the items it ranks first in the states the policy leads users into.
+on the items it ranks first in the states the policy leads users into. With ensemble
+members in the run (`--ensemble` / `--reward_ensemble`, user models at seed offsets 2 and
+up) a last column gives their spread: does the ensemble's disagreement grow where its
+members err?
 
   python -m benchmarks.bench_session_steps runs/sim2real/satiation__0
       [--policies=gan_greedy,most_popular] [--users=1000] [--variant=VARIANT]
@@ -62,14 +65,19 @@ def step_profile(clicks: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, n
 class ClickCalibration:
     """`harness.evaluate_true`'s `on_slate`: per step, the mean click probability of the
     policy's slate and of a uniform random slate over the users still there, by the truth
-    and by each user model (module docstring)."""
+    and by each user model (module docstring); with `members` (names of `models`, at least
+    two), also "members' spread": the standard deviation over those models of each user's
+    click probability, averaged over the users (the disagreement an ensemble simulator
+    sees)."""
 
-    def __init__(self, env, models: dict, horizon: int, seed: int):
+    SPREAD = "members' spread"
+
+    def __init__(self, env, models: dict, horizon: int, seed: int, members: tuple = ()):
         self.env, self.models = env, models
+        self.members = tuple(members) if len(members) >= 2 else ()
         self.rng = np.random.default_rng(seed)
-        self.rows: dict[str, np.ndarray] = {
-            name: np.full((horizon, 2), np.nan) for name in ("true", *models)
-        }
+        names = ("true", *models, *((self.SPREAD,) if self.members else ()))
+        self.rows: dict[str, np.ndarray] = {name: np.full((horizon, 2), np.nan) for name in names}
 
     def __call__(self, t, history, events, slate) -> None:
         there = self.env.active
@@ -81,6 +89,7 @@ class ClickCalibration:
         for column, shown in enumerate((slate, uniform)):
             p = self.env.click_probabilities(shown)[:, :-1].sum(axis=1)
             self.rows["true"][t, column] = p[there].mean()
+        per_user = {}
         for name, loaded in self.models.items():
             choice = loaded.behavior_choice
             state = choice.replay_events(
@@ -88,7 +97,12 @@ class ClickCalibration:
             )
             for column, shown in enumerate((slate, uniform)):
                 p = 1.0 - tf.nn.softmax(choice.logits(state, tf.constant(shown)))[:, -1]
-                self.rows[name][t, column] = p.numpy()[there].mean()
+                per_user[name, column] = p.numpy()[there]
+                self.rows[name][t, column] = per_user[name, column].mean()
+        for column in (0, 1):
+            if self.members:
+                spread = np.stack([per_user[m, column] for m in self.members]).std(axis=0)
+                self.rows[self.SPREAD][t, column] = spread.mean()
 
 
 def profiles(run_dir: str, policies: list[str], users: int, variant: str = "") -> dict:
@@ -113,7 +127,8 @@ def profiles(run_dir: str, policies: list[str], users: int, variant: str = "") -
         if math.isfinite(env.no_click_utility) and all(
             m.behavior_choice.has_no_click for m in simulators.values()
         ):
-            calibration = ClickCalibration(env, simulators, horizon, seed)
+            members = [folder for folder, offset in user_models(run_dir) if offset >= 2]
+            calibration = ClickCalibration(env, simulators, horizon, seed, tuple(members))
         true = harness.evaluate_true(
             env,
             lambda h, c, e, p=policy: recommend(p, h, c, k, events=e),

@@ -10,6 +10,22 @@ from benchmarks.bench_session_steps import (
 )
 
 
+def _tiny_loaded(items: int):
+    import tensorflow as tf
+
+    from ganrl.data.dataset import ItemFeatures
+    from ganrl.user_model import LoadedUserModel
+    from ganrl.user_model.model import ModelConfig, UserModel
+
+    tf.keras.utils.set_random_seed(0)
+    model = UserModel(
+        ItemFeatures(items),
+        ModelConfig(user_model="PW", dims="8", item_dim=4, pw_dim=2, pw_band_size=3),
+        has_no_click=True,
+    )
+    return LoadedUserModel(model, model, {}, ItemFeatures(items), run_dir="")
+
+
 def test_step_profile_counts_only_the_users_still_there():
     # Three users, three steps: sessions of 3, 1 and 2 slates.
     clicks = np.array([[1, 0, 1], [1, 0, 0], [0, 1, 0]], bool)
@@ -43,26 +59,14 @@ def test_calibration_markdown_stops_where_nobody_is_left():
 
 
 def test_click_calibration_reads_the_truth_and_each_model_along_the_true_sessions():
-    import tensorflow as tf
-
-    from ganrl.data.dataset import ItemFeatures
     from ganrl.data.satiation import SatiationConfig, SatiationWorld
     from ganrl.sim2real import harness
     from ganrl.sim2real.true_env import SatiationEnvironment
-    from ganrl.user_model import LoadedUserModel
-    from ganrl.user_model.model import ModelConfig, UserModel
 
     config = SatiationConfig(items=6, topics=2, feature_dim=2, max_display=2, min_display=1)
     v = np.array([[1.0, 0], [0, 1], [1, 1], [0.5, 0], [0, 0.5], [-1, 0]])
     env = SatiationEnvironment(SatiationWorld(config, v, np.zeros(6), np.arange(6) % 2))
-    tf.keras.utils.set_random_seed(0)
-    model = UserModel(
-        ItemFeatures(6),
-        ModelConfig(user_model="PW", dims="8", item_dim=4, pw_dim=2, pw_band_size=3),
-        has_no_click=True,
-    )
-    loaded = LoadedUserModel(model, model, {}, ItemFeatures(6), run_dir="")
-    calibration = ClickCalibration(env, {"pw": loaded}, horizon=3, seed=0)
+    calibration = ClickCalibration(env, {"pw": _tiny_loaded(6)}, horizon=3, seed=0)
     seen = []
 
     def record(t, history, events, slate):
@@ -76,3 +80,19 @@ def test_click_calibration_reads_the_truth_and_each_model_along_the_true_session
     for name in ("true", "pw"):
         there = ~np.isnan(rows[name][:, 0])
         assert there[0] and np.all((rows[name][there] > 0) & (rows[name][there] < 1))
+
+
+def test_members_spread_is_zero_for_identical_members_and_absent_for_one():
+    from ganrl.data.satiation import SatiationConfig, SatiationWorld
+    from ganrl.sim2real.true_env import SatiationEnvironment
+
+    config = SatiationConfig(items=6, topics=2, feature_dim=2, max_display=2, min_display=1)
+    v = np.array([[1.0, 0], [0, 1], [1, 1], [0.5, 0], [0, 0.5], [-1, 0]])
+    env = SatiationEnvironment(SatiationWorld(config, v, np.zeros(6), np.arange(6) % 2))
+    loaded = _tiny_loaded(6)
+    env.reset(10, 0)
+    twins = ClickCalibration(env, {"a": loaded, "b": loaded}, 2, 0, members=("a", "b"))
+    twins(0, np.full((10, 2), -1, np.int32), None, np.tile([0, 1], (10, 1)).astype(np.int32))
+    np.testing.assert_allclose(twins.rows[ClickCalibration.SPREAD][0], [0.0, 0.0], atol=1e-7)
+    alone = ClickCalibration(env, {"a": loaded}, 2, 0, members=("a",))
+    assert ClickCalibration.SPREAD not in alone.rows

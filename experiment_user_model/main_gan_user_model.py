@@ -22,7 +22,7 @@ from absl import app, logging  # noqa: E402
 from ganrl.cli import user_model_flags  # noqa: E402  (defines the user-model flags)
 from ganrl.cli.distribution_flags import strategy_from_flags  # noqa: E402
 from ganrl.data import safe_io  # noqa: E402
-from ganrl.data.dataset import load_run_data  # noqa: E402
+from ganrl.data.dataset import load_split_data  # noqa: E402
 from ganrl.train.user_model import (  # noqa: E402
     TrainingDivergedError,
     UserModelRunner,
@@ -38,7 +38,9 @@ def main(argv: list[str]) -> int:
         config = user_model_flags.config_from_flags()  # checks the flags: before anything
         print(f"config: {json.dumps(config.to_dict(), sort_keys=True)}", flush=True)
         strategy = strategy_from_flags()
-        data = load_run_data(config.to_dict())
+        data = load_split_data(
+            config.data_folder, config.dataset, resplit_seed=config.seed if config.resplit else None
+        )
         results = UserModelRunner(config, data, strategy=strategy).run()
         if is_chief(strategy):
             # When users leave (`ganrl.user_model.leave`): fitted once on the trained model,

@@ -494,3 +494,16 @@ def test_fine_tuning_accepts_a_pretraining_that_predates_an_option(tmp_path):
     )
     with pytest.raises(ValueError, match="choice_history"):
         _runner(other, dataset).run()
+
+
+def test_runner_fits_a_share_of_the_training_users_only(tmp_path):
+    dataset = tiny_dataset(n_users=40)
+    full = SplitData.from_dataset(dataset)
+    runner = _runner(_config(tmp_path, train_share=0.5), dataset)
+    kept = runner.splits["train"].user_ids.tolist()
+    assert kept == full.with_training_share(0.5, 3).splits["train"].user_ids.tolist()
+    assert len(kept) == round(0.5 * full.splits["train"].n_users)
+    assert runner.splits["vali"].n_users == full.splits["vali"].n_users
+    assert _runner(_config(tmp_path), dataset).splits["train"].n_users == len(
+        dataset.users("train")
+    )

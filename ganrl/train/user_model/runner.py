@@ -103,6 +103,9 @@ class UserModelRunner:
         strategy: tf.distribute.Strategy | None = None,
     ):
         self.config = config
+        # With `train_share`, the share of the training users the model is fitted to (the
+        # same users `load_run_data` reads back for its leave model and the logs' policies).
+        data = data.with_training_share(config.train_share, config.seed)
         self.data = data
         self.strategy = strategy or tf.distribute.get_strategy()
         self.chief = is_chief(self.strategy)

@@ -21,7 +21,11 @@ the random slates and too hopeful about the policy's own is wrong where the poli
 on the items it ranks first in the states the policy leads users into. With ensemble
 members in the run (`--ensemble` / `--reward_ensemble`, user models at seed offsets 2 and
 up) a last column gives their spread: does the ensemble's disagreement grow where its
-members err?
+members err? A last table per policy does the same for leaving: the true probability of
+leaving after the policy's slate (`TrueEnvironment.leave_probabilities`) beside each user
+model's leave model, its click feature weighted once by the model's own click probability
+(what its simulator does) and once by the truth's (the choice model's click error taken
+out, the leave model's own error left).
 
   python -m benchmarks.bench_session_steps runs/sim2real/satiation__0
       [--policies=gan_greedy,most_popular] [--users=1000] [--variant=VARIANT]
@@ -47,6 +51,7 @@ from ganrl.sim2real import harness  # noqa: E402
 from ganrl.sim2real.true_env import load_true_env  # noqa: E402
 from ganrl.simulator.simulator import Simulator  # noqa: E402
 from ganrl.user_model import load_user_model  # noqa: E402
+from ganrl.user_model.leave import leave_features, load_leave_model  # noqa: E402
 
 
 def step_profile(clicks: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -68,16 +73,35 @@ class ClickCalibration:
     and by each user model (module docstring); with `members` (names of `models`, at least
     two), also "members' spread": the standard deviation over those models of each user's
     click probability, averaged over the users (the disagreement an ensemble simulator
-    sees)."""
+    sees).
+
+    With `leave_models` ({name of `models`: its `LeaveModel`}), `leave_rows` holds per step
+    the mean probability of leaving after the policy's slate: the truth's
+    (`env.leave_probabilities`, both columns) and each leave model's, its click feature
+    weighted by the model's own click probability (what its simulator does) and by the
+    truth's (the leave model alone, given where the user truly stands)."""
 
     SPREAD = "members' spread"
 
-    def __init__(self, env, models: dict, horizon: int, seed: int, members: tuple = ()):
+    def __init__(
+        self,
+        env,
+        models: dict,
+        horizon: int,
+        seed: int,
+        members: tuple = (),
+        leave_models: dict | None = None,
+    ):
         self.env, self.models = env, models
         self.members = tuple(members) if len(members) >= 2 else ()
+        self.leave_models = {k: v for k, v in (leave_models or {}).items() if v is not None}
         self.rng = np.random.default_rng(seed)
         names = ("true", *models, *((self.SPREAD,) if self.members else ()))
         self.rows: dict[str, np.ndarray] = {name: np.full((horizon, 2), np.nan) for name in names}
+        self.leave_rows: dict[str, np.ndarray] = {
+            name: np.full((horizon, 2), np.nan)
+            for name in (("true", *self.leave_models) if self.leave_models else ())
+        }
 
     def __call__(self, t, history, events, slate) -> None:
         there = self.env.active
@@ -86,9 +110,12 @@ class ClickCalibration:
         users, k = slate.shape
         draws = self.rng.random((users, self.env.n_items))
         uniform = np.argsort(draws, axis=1)[:, :k].astype(np.int32)
+        true_click = {}
         for column, shown in enumerate((slate, uniform)):
-            p = self.env.click_probabilities(shown)[:, :-1].sum(axis=1)
-            self.rows["true"][t, column] = p[there].mean()
+            true_click[column] = self.env.click_probabilities(shown)[:, :-1].sum(axis=1)
+            self.rows["true"][t, column] = true_click[column][there].mean()
+        if self.leave_rows:
+            self.leave_rows["true"][t] = self.env.leave_probabilities(slate)[there].mean()
         per_user = {}
         for name, loaded in self.models.items():
             choice = loaded.behavior_choice
@@ -96,13 +123,30 @@ class ClickCalibration:
                 tf.constant(history), None if events is None else tf.constant(events)
             )
             for column, shown in enumerate((slate, uniform)):
-                p = 1.0 - tf.nn.softmax(choice.logits(state, tf.constant(shown)))[:, -1]
-                per_user[name, column] = p.numpy()[there]
-                self.rows[name][t, column] = per_user[name, column].mean()
+                logits = choice.logits(state, tf.constant(shown))
+                p = (1.0 - tf.nn.softmax(logits)[:, -1]).numpy()
+                per_user[name, column] = p[there]
+                self.rows[name][t, column] = p[there].mean()
+                if column == 0 and name in self.leave_models:
+                    leave = self._leave(name, logits, t, choice.has_no_click)
+                    for weighting, click in enumerate((p, true_click[0])):
+                        expected = click * leave[1] + (1.0 - click) * leave[0]
+                        self.leave_rows[name][t, weighting] = expected[there].mean()
         for column in (0, 1):
             if self.members:
                 spread = np.stack([per_user[m, column] for m in self.members]).std(axis=0)
                 self.rows[self.SPREAD][t, column] = spread.mean()
+
+    def _leave(self, name: str, logits, t: int, has_no_click: bool) -> tuple:
+        """`([U], [U])` the leave model's P(leave) after the slate of `logits` at step `t`
+        without and with a click."""
+        steps = tf.fill([logits.shape[0]], float(t))
+        return tuple(
+            self.leave_models[name]
+            .probability(leave_features(logits, tf.fill([logits.shape[0]], c), steps, has_no_click))
+            .numpy()
+            for c in (False, True)
+        )
 
 
 def profiles(run_dir: str, policies: list[str], users: int, variant: str = "") -> dict:
@@ -128,7 +172,12 @@ def profiles(run_dir: str, policies: list[str], users: int, variant: str = "") -
             m.behavior_choice.has_no_click for m in simulators.values()
         ):
             members = [folder for folder, offset in user_models(run_dir) if offset >= 2]
-            calibration = ClickCalibration(env, simulators, horizon, seed, tuple(members))
+            leave_models = {
+                folder: load_leave_model(os.path.join(run_dir, folder)) for folder in simulators
+            }
+            calibration = ClickCalibration(
+                env, simulators, horizon, seed, tuple(members), leave_models
+            )
         true = harness.evaluate_true(
             env,
             lambda h, c, e, p=policy: recommend(p, h, c, k, events=e),
@@ -146,6 +195,7 @@ def profiles(run_dir: str, policies: list[str], users: int, variant: str = "") -
         out[name] = {
             "sessions": sessions,
             "calibration": None if calibration is None else calibration.rows,
+            "leave": calibration.leave_rows if calibration is not None else {},
         }
     return out
 
@@ -180,6 +230,22 @@ def calibration_markdown(name: str, rows: dict) -> str:
     return "\n".join(f"| {line} |" for line in lines)
 
 
+def leave_markdown(name: str, rows: dict) -> str:
+    """One policy's leave table: a row per step, the truth's P(leave) after the policy's slate
+    and per leave model "with its own / the truth's click probability"."""
+    models = [m for m in rows if m != "true"]
+    lines = [
+        f"{name}: P(leave) | true | " + " | ".join(models),
+        "|".join(["---"] * (len(models) + 2)),
+    ]
+    for t in range(len(rows["true"])):
+        if np.isnan(rows["true"][t, 0]):
+            break
+        cells = [f"{rows[m][t, 0]:.3f} / {rows[m][t, 1]:.3f}" for m in models]
+        lines.append(f"step {t + 1} | {rows['true'][t, 0]:.3f} | " + " | ".join(cells))
+    return "\n".join(f"| {line} |" for line in lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", nargs="+", help="harness run folders")
@@ -196,6 +262,8 @@ def main() -> None:
             print(markdown(name, parts["sessions"]) + "\n", flush=True)
             if parts["calibration"] is not None:
                 print(calibration_markdown(name, parts["calibration"]) + "\n", flush=True)
+            if parts["leave"]:
+                print(leave_markdown(name, parts["leave"]) + "\n", flush=True)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import numpy as np
 from benchmarks.bench_session_steps import (
     ClickCalibration,
     calibration_markdown,
+    leave_markdown,
     markdown,
     step_profile,
 )
@@ -96,3 +97,53 @@ def test_members_spread_is_zero_for_identical_members_and_absent_for_one():
     np.testing.assert_allclose(twins.rows[ClickCalibration.SPREAD][0], [0.0, 0.0], atol=1e-7)
     alone = ClickCalibration(env, {"a": loaded}, 2, 0, members=("a",))
     assert ClickCalibration.SPREAD not in alone.rows
+
+
+def test_leave_rows_weight_the_leave_model_by_the_model_and_by_the_truth():
+    import tensorflow as tf
+
+    from ganrl.data.satiation import SatiationConfig, SatiationWorld
+    from ganrl.sim2real import harness
+    from ganrl.sim2real.true_env import SatiationEnvironment
+    from ganrl.user_model.leave import FEATURES, LeaveModel
+
+    config = SatiationConfig(items=6, topics=2, feature_dim=2, max_display=2, min_display=1)
+    v = np.array([[1.0, 0], [0, 1], [1, 1], [0.5, 0], [0, 0.5], [-1, 0]])
+    env = SatiationEnvironment(SatiationWorld(config, v, np.zeros(6), np.arange(6) % 2))
+    loaded = _tiny_loaded(6)
+    # A leave model that reads the click alone: logit(P(leave)) = -2 * clicked + 0.5, so
+    # P(leave) = sigmoid(0.5) without a click and sigmoid(-1.5) with one.
+    clicked = FEATURES.index("clicked")
+    weights = tuple(-2.0 if i == clicked else 0.0 for i in range(len(FEATURES)))
+    leave = LeaveModel((0.0,) * len(FEATURES), (1.0,) * len(FEATURES), weights, 0.5)
+    calibration = ClickCalibration(
+        env, {"pw": loaded, "old": loaded}, 3, 0, leave_models={"pw": leave, "old": None}
+    )
+    expected = {"true": [], "own": [], "truth": []}
+    l0, l1 = 1 / (1 + np.exp(-0.5)), 1 / (1 + np.exp(1.5))
+
+    def record(t, history, events, slate):
+        there = env.active
+        expected["true"].append(env.leave_probabilities(slate)[there].mean())
+        p_true = env.click_probabilities(slate)[:, :-1].sum(axis=1)
+        state = loaded.behavior_choice.replay_events(tf.constant(history), None)
+        logits = loaded.behavior_choice.logits(state, tf.constant(slate))
+        p_own = 1.0 - tf.nn.softmax(logits)[:, -1].numpy()
+        for key, p in (("own", p_own), ("truth", p_true)):
+            expected[key].append((p * l1 + (1 - p) * l0)[there].mean())
+        calibration(t, history, events, slate)
+
+    harness.evaluate_true(env, lambda h, c, e: np.tile([0, 1], (len(h), 1)), 50, 3, 1, record)
+    rows = calibration.leave_rows
+    # Only models with a leave model get a row; the truth's columns are the world's rule.
+    assert set(rows) == {"true", "pw"}
+    n = len(expected["true"])
+    np.testing.assert_allclose(rows["true"][:n, 0], expected["true"])
+    np.testing.assert_allclose(rows["pw"][:n, 0], expected["own"], rtol=1e-5)
+    np.testing.assert_allclose(rows["pw"][:n, 1], expected["truth"], rtol=1e-5)
+    table = leave_markdown("gan_greedy", rows).splitlines()
+    assert table[0] == "| gan_greedy: P(leave) | true | pw |"
+    assert table[2].startswith(f"| step 1 | {rows['true'][0, 0]:.3f} | ")
+    assert len(table) == 2 + n
+    # Without leave models there is no leave table.
+    assert ClickCalibration(env, {"pw": loaded}, 3, 0).leave_rows == {}

@@ -107,6 +107,30 @@ def test_leave_probability_rises_when_the_best_utility_falls():
     np.testing.assert_allclose(p, [0.1, 0.3, 0.5], atol=1e-3)
 
 
+def test_true_leave_probabilities_are_the_ones_each_step_draws_against():
+    import copy
+
+    config = SatiationConfig(
+        items=6, topics=2, feature_dim=2, max_display=2, min_display=1, leave_base=0.05
+    )
+    v = np.array([[1.0, 0], [0, 1], [1, 1], [0.5, 0], [0, 0.5], [-1, 0]])
+    env = SatiationEnvironment(SatiationWorld(config, v, np.zeros(6), np.arange(6) % 2))
+    env.reset(400, seed=2)
+    slate = np.tile([2, 0], (400, 1))
+    for _ in range(3):
+        p = env.leave_probabilities(slate)
+        # The world's rule on the best true utility of the slate before the step moves it.
+        np.testing.assert_allclose(p, env.world.leave_probability(env.utilities(slate).max(1)))
+        stream = copy.deepcopy(env.rng)
+        stream.gumbel(size=(400, 3))
+        expected_stay = env.active & (stream.random(400) >= p)
+        np.testing.assert_array_equal(env.step(slate).active, expected_stay)
+    # A world where nobody leaves says so.
+    synthetic = _hand_made_env()
+    synthetic.reset(4, seed=0)
+    np.testing.assert_array_equal(synthetic.leave_probabilities(np.tile([0, 1], (4, 1))), 0.0)
+
+
 def test_satiation_tires_shown_and_clicked_topics():
     world = _constant_leave_world(0.0)
     tired = world.update_satiation(np.array([[1.0, 0.0]]), np.array([[0, 2]]), np.array([1]))

@@ -76,6 +76,11 @@ class TrueEnvironment(abc.ABC):
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
 
+    def leave_probabilities(self, slate: np.ndarray) -> np.ndarray:
+        """`[U]` each user's true probability of leaving after `slate [U, k]` now (0 in a
+        world where nobody leaves)."""
+        return np.zeros(len(slate))
+
     def step(self, slate: np.ndarray) -> TrueStep:
         """Shows `slate [U, k]` (item ids, no repeats) to every user still there."""
         slate = np.asarray(slate, dtype=np.int64)
@@ -162,13 +167,14 @@ class SatiationEnvironment(TrueEnvironment):
         """`[U, items]` the utilities without tiredness (tastes and biases only)."""
         return self.theta @ self.world.v.T + self.world.b[None, :]
 
+    def leave_probabilities(self, slate: np.ndarray) -> np.ndarray:
+        return self.world.leave_probability(self.utilities(slate).max(axis=1))
+
     def _after(self, slate, choice, leave_draw):
         # The world's own step draws the click from its Gumbel noise; here the click is
         # already drawn (`choice`), so only the satiation and leave updates are applied.
-        tired = self.world.update_satiation(self.satiation, slate, choice)
-        best = self.utilities(slate).max(axis=1)
-        leaves = leave_draw < self.world.leave_probability(best)
-        self.satiation = tired
+        leaves = leave_draw < self.leave_probabilities(slate)
+        self.satiation = self.world.update_satiation(self.satiation, slate, choice)
         return leaves
 
 

@@ -670,7 +670,19 @@ def test_load_recommend_and_export_without_ganrl(user_model_dir, tmp_path):
         "h = tf.constant([[5, 2, -1, -1, -1, -1, -1, -1, -1, -1]], tf.int32)\n"
         "s = p(history=h, candidates=tf.constant([[3, 7, 1, 9, 4]], tf.int32))['slate']\n"
         "q = u(history=h, display=tf.constant([[3, 7, 1]], tf.int32))['probabilities']\n"
-        "print(json.dumps({'slate': s.numpy()[0].tolist(), 'sum': float(q.numpy().sum())}))\n"
+        "n = int(sys.argv[3])\n"
+        "errors = []\n"
+        "for bad in ([[3, 7, 1, 9, n]], [[3, 7, 1, 9, -1]]):\n"
+        "    try:\n"
+        "        p(history=h, candidates=tf.constant(bad, tf.int32))\n"
+        "    except tf.errors.InvalidArgumentError as e:\n"
+        "        errors.append('candidates: expected item ids 0..' in str(e))\n"
+        "try:\n"
+        "    u(history=h, display=tf.constant([[3, n]], tf.int32))\n"
+        "except tf.errors.InvalidArgumentError as e:\n"
+        "    errors.append('display: expected item ids -1..' in str(e))\n"
+        "print(json.dumps({'slate': s.numpy()[0].tolist(), 'sum': float(q.numpy().sum()),\n"
+        "                  'errors': errors}))\n"
     )
     env = dict(os.environ, PYTHONPATH="", TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.run(
@@ -680,6 +692,7 @@ def test_load_recommend_and_export_without_ganrl(user_model_dir, tmp_path):
             script,
             str(tmp_path / "export_policy"),
             str(tmp_path / "export_um"),
+            str(policy.n_items),
         ],
         capture_output=True,
         text=True,
@@ -693,6 +706,8 @@ def test_load_recommend_and_export_without_ganrl(user_model_dir, tmp_path):
     served = json.loads(proc.stdout.strip().splitlines()[-1])
     assert served["slate"] == slate
     assert abs(served["sum"] - 1.0) < 1e-4
+    # Ids outside the catalogue fail by the input's name instead of serving made-up items.
+    assert served["errors"] == [True, True, True]
 
 
 def test_comparison_summary_and_table_by_hand():

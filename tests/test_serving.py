@@ -89,6 +89,33 @@ def test_batched_recommend_matches_one_user_at_a_time(policy_dir, name):
     assert _listing(policy_dir) == before
 
 
+@pytest.mark.parametrize("name", ["cdqn", "gan_greedy"])
+def test_recommend_refuses_ids_outside_the_catalogue_and_repeated_candidates(policy_dir, name):
+    policy = load_policy(policy_dir, name)
+    n = policy.n_items
+    history = [[2, -1]]
+    for bad, match in [
+        ([3, 7, 8, 9, n], rf"candidates: item id {n} at index \[0, 4\]; expected an item id 0\.\."),
+        ([3, 7, 8, 9, -1], r"candidates: item id -1 at index \[0, 4\]"),
+        ([3, 7, 8, 3, 9], "candidates: user 0 has item 3 more than once"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            recommend(policy, history, bad)
+    with pytest.raises(ValueError, match=rf"histories: item id {n} at index \[0, 0\]"):
+        recommend(policy, [[n, 2]], [3, 7, 8, 9, 10])
+    with pytest.raises(ValueError, match=rf"histories: item id {n} "):
+        recommend(policy, history=[2, n], candidates=[3, 7, 8, 9, 10])
+    events = np.full((1, 2, 3), -1)
+    events[0, 0] = [2, 2, n]
+    with pytest.raises(ValueError, match=rf"events: item id {n} at index \[0, 0, 2\]"):
+        recommend(policy, history, [3, 7, 8, 9, 10], events=events)
+
+
+def test_load_policy_names_a_folder_that_is_not_a_policy_run(user_model_dir):  # noqa: F811
+    with pytest.raises(ValueError, match="not a policy run folder"):
+        load_policy(user_model_dir)
+
+
 def test_a_user_model_loads_under_op_determinism_without_a_seed(user_model_dir):  # noqa: F811
     # TF_DETERMINISTIC_OPS=1 makes an unseeded random op raise; loading must not draw one.
     code = (

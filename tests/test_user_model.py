@@ -271,6 +271,12 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
     curves = (tmp_path / "b" / "run" / "curves.csv").read_text().strip().splitlines()
     assert [int(r.split(",")[0]) for r in curves[1:]] == [0, 2, 4, 6]
+    # The timing covers the segment before the interruption too.
+    with open(tmp_path / "a" / "run" / "results.json") as f:
+        full_results = json.load(f)
+    with open(tmp_path / "b" / "run" / "results.json") as f:
+        resumed_results = json.load(f)
+    assert resumed_results["train_events"] == full_results["train_events"] > 0
 
 
 def _figures(run_dir):

@@ -46,7 +46,13 @@ def load_policy(run_dir: str, name: str = "cdqn") -> Policy:
     if not os.path.exists(config_path):
         raise FileNotFoundError(f"{run_dir}: not a policy run folder (no config.json)")
     with open(config_path) as f:
-        config = PolicyConfig.from_dict(json.load(f))
+        fields = json.load(f)
+    if not isinstance(fields, dict) or "user_model_dir" not in fields:
+        raise ValueError(
+            f"{run_dir}: not a policy run folder ({config_path} names no user_model_dir; a "
+            "user-model run folder loads with ganrl.user_model.load_user_model)"
+        )
+    config = PolicyConfig.from_dict(fields)
     train_model = load_user_model(config.user_model_dir)
     members = ()
     if config.uses_ensemble(name) or config.averages_reward(name):
@@ -63,6 +69,7 @@ def load_policy(run_dir: str, name: str = "cdqn") -> Policy:
     )
     policy = make_policy(name, config, inputs)
     policy.history_length = config.history_length
+    policy.n_items = train_model.n_items
     objects = policy.checkpoint_objects()
     if objects:
         # The snapshot the run tested (best on its validation), else the last one.
@@ -176,7 +183,20 @@ def recommend(
     if cands.shape[1] < policy.k:
         raise ValueError(
             f"candidates: {cands.shape[1]} per user, expected at least the "
-            f"policy's slate size {policy.k}"
+            f"policy's slate size {policy.k} (it picks its {policy.k} items before a "
+            "smaller k keeps the first ones)"
+        )
+    n_items = _catalogue_size(policy)
+    _check_ids("candidates", cands, n_items, padding=False)
+    _check_ids("histories", h, n_items, padding=True)
+    ordered = np.sort(cands, axis=1)
+    repeated = np.nonzero((ordered[:, 1:] == ordered[:, :-1]).any(axis=1))[0]
+    if len(repeated):
+        row = int(repeated[0])
+        item = int(ordered[row, 1:][ordered[row, 1:] == ordered[row, :-1]][0])
+        raise ValueError(
+            f"candidates: user {row} has item {item} more than once; expected distinct "
+            "item ids per user"
         )
     if events is not None:
         events = np.asarray(events, dtype=np.int32)
@@ -185,10 +205,48 @@ def recommend(
                 f"events: expected [{len(h)}, E, 1 + D] (a click and D shown items per "
                 f"event), got shape {events.shape}"
             )
+        _check_ids("events", events, n_items, padding=True)
         events = tf.constant(events)
     cands = tf.constant(cands)
     slate = policy.select(Observation(tf.constant(h), cands, 0, events=events))[:, :k]
     return tf.gather(cands, tf.cast(slate, tf.int32), batch_dims=1).numpy()
+
+
+def _catalogue_size(policy: Policy) -> int | None:
+    """The number of items `policy` knows (`load_policy` sets `n_items`; a policy built
+    otherwise tells it by its item features), or None when it does not say."""
+    n_items = getattr(policy, "n_items", None)
+    if n_items is None and getattr(policy, "features", None) is not None:
+        n_items = int(policy.features.item_table.shape[0])
+    return n_items
+
+
+def _check_ids(name: str, ids: np.ndarray, n_items: int | None, padding: bool) -> None:
+    """A clear error for item ids outside the catalogue `0..n_items - 1` (with `padding`,
+    -1 pads and is allowed)."""
+    low = -1 if padding else 0
+    bad = (ids < low) | (ids >= n_items if n_items is not None else False)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        expected = f"0..{n_items - 1}" if n_items is not None else "non-negative"
+        pads = " or -1 (padding)" if padding else ""
+        raise ValueError(
+            f"{name}: item id {int(ids[where])} at index {list(where)}; expected an item "
+            f"id {expected} (the policy's catalogue){pads}"
+        )
+
+
+def _graph_id_checks(n_items: int | None, **inputs) -> list:
+    """In a SavedModel's graph: assertions that each input `name=(ids, padded)` holds item
+    ids of the catalogue (-1 allowed where padded), failing with the input's name."""
+    checks = []
+    for name, (ids, padded) in inputs.items():
+        low = -1 if padded else 0
+        message = f"{name}: expected item ids {low}..{n_items - 1 if n_items else 'n - 1'}"
+        checks.append(tf.debugging.assert_greater_equal(ids, low, message=message))
+        if n_items is not None:
+            checks.append(tf.debugging.assert_less(ids, n_items, message=message))
+    return checks
 
 
 def _tf_variables(*models) -> list[tf.Variable]:
@@ -200,6 +258,7 @@ class _UserModelModule(tf.Module):
     def __init__(self, model: LoadedUserModel, history_length: int):
         super().__init__()
         self.model = model.behavior_choice
+        self.n_items = model.n_items
         self.tracked = _tf_variables(model.behavior)
         spec = [
             tf.TensorSpec([None, history_length], tf.int32),
@@ -208,6 +267,10 @@ class _UserModelModule(tf.Module):
         self.score = tf.function(self._score, input_signature=spec)
 
     def _score(self, history, display):
+        with tf.control_dependencies(
+            _graph_id_checks(self.n_items, history=(history, True), display=(display, True))
+        ):
+            history, display = tf.identity(history), tf.identity(display)
         state = self.model.replay_recent_first(history)
         return {
             "probabilities": self.model.click_probabilities(
@@ -241,6 +304,11 @@ class _PolicyModule(tf.Module):
     def _recommend(self, history, candidates):
         from ganrl.simulator.simulator import Observation
 
+        checks = _graph_id_checks(
+            _catalogue_size(self.policy), history=(history, True), candidates=(candidates, False)
+        )
+        with tf.control_dependencies(checks):
+            history, candidates = tf.identity(history), tf.identity(candidates)
         slate = self.policy.select_graph(Observation(history, candidates, 0))
         return {"slate": tf.gather(candidates, slate, batch_dims=1)}
 

@@ -375,7 +375,7 @@ class UserModelRunner:
         phase = "adversarial" if self.adversarial else "mle"
         if start == 0:
             self._validate(0, phase, float("nan"), float("nan"), writer)
-        train_seconds, train_events = 0.0, 0
+        train_seconds, train_events = self._training_time(start)
         last_save = time.monotonic()
         it = start
         # Up to each evaluation, `steps_per_call` iterations per tf.function call: few calls,
@@ -419,6 +419,11 @@ class UserModelRunner:
                 self._reduce_learning_rate(it)
             if it == num_itrs or stopped or time.monotonic() - last_save >= cfg.checkpoint_secs:
                 self.latest.save(checkpoint_number=it)
+                if self.chief:
+                    safe_io.dump_json(
+                        self._timing_path,
+                        {"iteration": it, "train_seconds": train_seconds, "events": train_events},
+                    )
                 last_save = time.monotonic()
         writer.close()
         if stopped:
@@ -428,6 +433,7 @@ class UserModelRunner:
             )
         results = self._test()
         results["train_seconds"] = train_seconds
+        results["train_events"] = train_events
         results["events_per_second"] = train_events / max(train_seconds, 1e-9)
         results["peak_rss_mb"] = peak_rss_mb()
         if self.chief:
@@ -436,6 +442,23 @@ class UserModelRunner:
         else:
             shutil.rmtree(self._checkpoint_root, ignore_errors=True)
         return results
+
+    @property
+    def _timing_path(self) -> str:
+        return os.path.join(self._checkpoint_root, "timing.json")
+
+    def _training_time(self, start: int) -> tuple[float, int]:
+        """The training seconds and events before iteration `start` (a resumed run's earlier
+        segments, as saved beside its checkpoint), so that the results' `train_seconds` and
+        `events_per_second` cover the whole run. A kill between a checkpoint and this record
+        leaves the record of the checkpoint before: the time since is not counted."""
+        if start == 0 or not os.path.exists(self._timing_path):
+            return 0.0, 0
+        with open(self._timing_path) as f:
+            saved = json.load(f)
+        if not isinstance(saved, dict) or int(saved.get("iteration", start + 1)) > start:
+            return 0.0, 0
+        return float(saved["train_seconds"]), int(saved["events"])
 
     def _early_stopped(self, iteration: int) -> bool:
         """Whether `early_stop` evaluations have passed since the best validation loss (a

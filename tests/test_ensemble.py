@@ -328,6 +328,34 @@ def test_max_events_replays_each_users_first_events_only(members):
         off_policy.event_terms(policy, model, events, propensity, k=2, max_events=0)
 
 
+def test_the_replay_scores_only_the_items_it_needs_with_the_catalogues_figures(
+    members, monkeypatch
+):
+    # A model that reads no display set scores each item alone, so the displayed and the
+    # slate's items scored by themselves give what scoring the whole catalogue gives (the
+    # path a set-reading model takes, forced here by its config flag).
+    model = members[1]
+    events = logs_of(model, users=6, steps=4, display=4, seed=5)
+    propensity = np.full(model.n_items, 4 / model.n_items)
+    policy = FixedScorePolicy(np.random.default_rng(2).random(model.n_items), k=3)
+    scored = []
+    original = Simulator.utilities
+    monkeypatch.setattr(
+        Simulator,
+        "utilities",
+        lambda sim, items: scored.append(items.shape) or original(sim, items),
+    )
+    alone = off_policy.event_terms(policy, model, events, propensity, k=3)
+    assert {shape[1] for shape in scored} == {4 + 3}
+    monkeypatch.setattr(
+        model.behavior, "config", dataclasses.replace(model.behavior.config, set_summary=True)
+    )
+    catalogue = off_policy.event_terms(policy, model, events, propensity, k=3)
+    assert scored[-1][1] == model.n_items
+    for name in ("ips", "weight", "dm", "correction"):
+        np.testing.assert_allclose(getattr(alone, name), getattr(catalogue, name), rtol=1e-5)
+
+
 def test_estimators_agree_when_the_logs_come_from_the_model(members):
     model = members[1]
     events = logs_of(model, users=3000, steps=3, display=4, seed=8)

@@ -134,6 +134,7 @@ def _replay(policy, model, events, propensity, k, history_length, users, max_eve
     candidates = tf.tile(tf.range(n_items, dtype=tf.int32)[None], [n_users, 1])
     inverse = np.where(propensity > 0, 1.0 / np.maximum(propensity, 1e-12), 0.0)
     no_click = model.behavior.no_click_logit
+    reads_set = model.behavior.config.set_context or model.behavior.config.set_summary
     out = np.zeros((4, int(lengths.sum())))
     written = np.concatenate([[0], np.cumsum(lengths)])[:-1]
     steps = int(lengths.max(initial=0))
@@ -145,8 +146,15 @@ def _replay(policy, model, events, propensity, k, history_length, users, max_eve
         clicked_pos = np.where(active, events.clicked_pos[rows], -1)
         observation = sim.observation(candidates)._replace(step=t, alive=None)
         slate = policy.select(observation).numpy()  # candidates are all items: ids
-        utilities = sim.utilities(candidates).numpy().astype(np.float64)
-        u_display = np.where(mask, np.take_along_axis(utilities, display, 1), -np.inf)
+        if reads_set:  # an item's utility depends on the set it is scored in: the catalogue
+            utilities = sim.utilities(candidates).numpy().astype(np.float64)
+            u_display = np.take_along_axis(utilities, display, 1)
+            u_slate = np.take_along_axis(utilities, slate, 1)
+        else:  # only the displayed and the slate's items' utilities are needed
+            items = np.concatenate([np.where(mask, display, 0), slate], axis=1)
+            utilities = sim.utilities(tf.constant(items, tf.int32)).numpy().astype(np.float64)
+            u_display, u_slate = utilities[:, : display.shape[1]], utilities[:, display.shape[1] :]
+        u_display = np.where(mask, u_display, -np.inf)
         log_items = np.logaddexp.reduce(u_display, axis=1)[:, None]
         with np.errstate(divide="ignore"):  # a one-item display leaves no rest: log 0
             others = np.log(np.maximum(mask.sum(1) - 1, 0) / np.maximum(mask.sum(1), 1))
@@ -155,7 +163,6 @@ def _replay(policy, model, events, propensity, k, history_length, users, max_eve
             log_no_click = float(no_click.numpy())
             log_items = np.logaddexp(log_items, log_no_click)
             log_rest = np.logaddexp(log_rest, log_no_click)
-        u_slate = np.take_along_axis(utilities, slate, 1)
         in_display = ((slate[:, :, None] == display[:, None, :]) & mask[:, None, :]).any(-1)
         q = np.exp(u_slate - np.where(in_display, log_items, np.logaddexp(log_rest, u_slate)))
         clicked_item = np.where(

@@ -44,5 +44,9 @@ def outputs(folder, name) -> list[str]:
     return sorted(
         f
         for f in os.listdir(folder)
-        if (f.startswith(name) and not f.endswith((".txt", ".csv"))) or f.endswith(".tmp")
+        if (
+            f.startswith(name)
+            and (not f.endswith((".txt", ".csv")) or f.endswith(("-users.csv", "-items.csv")))
+        )
+        or f.endswith(".tmp")
     )

@@ -127,6 +127,70 @@ def test_generic_csv_orders_integer_ids_numerically(tmp_path):
     assert c.dataset.behavior == [[0, [[1]], [1]], [1, [[0]], [0]]]
 
 
+def _csv_rows(path) -> list[list[str]]:
+    return [line.split(",") for line in path.read_text().splitlines()]
+
+
+def test_csv_prepare_writes_the_id_mappings(tmp_path):
+    # String ids: users ann, bob, cy -> 0, 1, 2; products "p 10", "p,2", q -> sorted strings
+    # "p 10" < "p,2" < "q" -> 0, 1, 2 (a comma inside an id is quoted in the mapping file).
+    (tmp_path / "logs.csv").write_text(
+        'visitor,ts,product,clicked\nbob,1,q,1\nann,5,"p,2",1\nann,5,p 10,0\ncy,2,q,0\n'
+    )
+    config = PrepareConfig(
+        data_folder=str(tmp_path), columns="user=visitor,time=ts,item=product,click=clicked"
+    )
+    prepared = prepare("logs", config)
+    assert _csv_rows(tmp_path / "logs-users.csv") == [
+        ["user_id", "visitor"],
+        ["0", "ann"],
+        ["1", "bob"],
+        ["2", "cy"],
+    ]
+    items = (tmp_path / "logs-items.csv").read_text().splitlines()
+    assert items == ["item_id,product", "0,p 10", '1,"p,2"', "2,q"]
+    # The mapping is the one the events use: bob's click on q is dense item 2 of user 1.
+    assert prepared.converted.dataset.behavior[1][2] == [2]
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+def test_id_mappings_of_movielens_and_retailrocket(tmp_path):
+    (tmp_path / "u.data").write_text(U_DATA)
+    (tmp_path / "events.csv").write_text(
+        RETAILROCKET_HEADER + "1000,70,view,300,\n2000,70,addtocart,300,\n1000,8,view,100,\n"
+    )
+    config = PrepareConfig(data_folder=str(tmp_path), ml100k_download=False, max_display=3)
+    prepare("ml100k", config)
+    prepare("retailrocket", config)
+    # MovieLens: users 1, 2 and items 10..50 in numeric order; the column is itself named
+    # user_id / item_id, so the original id's column is `user` / `item`.
+    assert _csv_rows(tmp_path / "ml100k-users.csv") == [["user_id", "user"], ["0", "1"], ["1", "2"]]
+    assert _csv_rows(tmp_path / "ml100k-items.csv")[1:] == [
+        [str(i), str(10 * (i + 1))] for i in range(5)
+    ]
+    # Retailrocket: visitors 8, 70 and items 100, 300 in numeric order.
+    assert _csv_rows(tmp_path / "retailrocket-users.csv") == [
+        ["user_id", "visitorid"],
+        ["0", "8"],
+        ["1", "70"],
+    ]
+    assert _csv_rows(tmp_path / "retailrocket-items.csv") == [
+        ["item_id", "itemid"],
+        ["0", "100"],
+        ["1", "300"],
+    ]
+
+
+def test_released_format_writes_no_id_mapping_and_drops_a_stale_one(tmp_path):
+    # The released format's ids are dense already: no mapping; one left by an earlier CSV of
+    # the same name would name ids this dataset does not have.
+    write_released(tmp_path / "tiny.txt", TINY_ROWS)
+    (tmp_path / "tiny-items.csv").write_text("item_id,product\n0,x\n")
+    prepare("tiny", PrepareConfig(data_folder=str(tmp_path)))
+    assert not (tmp_path / "tiny-items.csv").exists()
+    assert not (tmp_path / "tiny-users.csv").exists()
+
+
 # MovieLens: users 1, 2; items 10, 20, 30, 40, 50 -> dense 0..4.
 U_DATA = "1\t10\t5\t100\n1\t20\t3\t100\n1\t30\t4\t200\n2\t10\t2\t50\n2\t40\t5\t60\n2\t50\t1\t70\n"
 

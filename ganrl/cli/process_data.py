@@ -5,9 +5,9 @@ Built-in names: `ml100k` (MovieLens 100k, downloaded and checked when absent), `
 `DATA_FOLDER/NAME.txt` in the released format or, with `--columns`, a CSV of click logs
 (`--csv_path`). Without `--dataset`: ml100k and every released-format `.txt` in the data
 folder. Prints the configuration, then per dataset writes NAME.pkl, NAME-split.pkl,
-NAME-stats.json and NAME-events/ (and NAME-truth.npz for synthetic) and prints one line of
-statistics; on bad input prints one line `error: NAME: FILE: line N, field F: ...` and exits 1
-(docs/data.md).
+NAME-stats.json and NAME-events/ (and NAME-users.csv, NAME-items.csv where ids are
+re-indexed; NAME-truth.npz for synthetic) and prints one line of statistics; on bad input
+prints one line `error: NAME: FILE: line N, field F: ...` and exits 1 (docs/data.md).
 """
 
 from __future__ import annotations

@@ -16,12 +16,14 @@ Nothing is computed from raw row counts (the released files repeat clicked rows)
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import os
 
 import numpy as np
 import pandas as pd
 
+from ganrl.data import safe_io
 from ganrl.data.dataset import (
     NO_CLICK,
     ClickDataset,
@@ -36,14 +38,45 @@ from ganrl.data.stats import dataset_statistics
 SPLIT_CODES = {0: "train", 1: "vali", 2: "test"}
 
 
+@dataclasses.dataclass(frozen=True)
+class IdMap:
+    """The input's own ids of re-indexed users or items: dense id `i` was `ids[i]`.
+
+    Attributes:
+      column: the input column the ids come from (the header of `NAME-users.csv` or
+        `NAME-items.csv` beside the dense id's).
+      ids: `[n]` the original id of each dense id, in dense id order.
+    """
+
+    column: str
+    ids: np.ndarray
+
+    def header(self, kind: str) -> list[str]:
+        """The CSV header for ids of `kind` ('user' or 'item'): `KIND_id` (the dense id) and
+        the input's column name (`kind` when that name is `KIND_id` itself)."""
+        dense = f"{kind}_id"
+        return [dense, kind if self.column == dense else self.column]
+
+    def save(self, path: str, kind: str) -> None:
+        """Writes `path` atomically: the `header(kind)` line, then one `dense id,original id`
+        line per dense id, in dense id order."""
+        with safe_io.atomic_open(path, "w") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(self.header(kind))
+            writer.writerows(zip(range(len(self.ids)), self.ids.tolist()))
+
+
 @dataclasses.dataclass
 class Converted:
-    """A converted dataset, its event arrays (all users, in `behavior` order) and statistics."""
+    """A converted dataset, its event arrays (all users, in `behavior` order) and statistics;
+    with the readers that re-index ids, the original ids of the dense user and item ids."""
 
     dataset: ClickDataset
     events: EventArrays
     user_rows: dict[str, np.ndarray]  # rows of `events` per split
     stats: dict
+    user_map: IdMap | None = None
+    item_map: IdMap | None = None
 
     def split_data(self) -> SplitData:
         """Per-split event arrays (each contiguous) for the memory-mapped form."""

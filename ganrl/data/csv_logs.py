@@ -2,7 +2,8 @@
 (`--columns user=COL,time=COL,item=COL,click=COL[,split=COL]`).
 
 - user and item ids may be any strings; they are re-indexed densely from 0 in sorted order
-  (numeric order when every id of the column is an integer);
+  (numeric order when every id of the column is an integer), and the original ids of the
+  dense ones are kept (`Converted.user_map`, `item_map`: `NAME-users.csv`, `NAME-items.csv`);
 - time must be an integer; the rows of one user with the same time form a display set;
 - click is 0 or 1; a display set with no click is a no-click event, one with two clicked items
   an error naming the lines (`ganrl.data.convert`);
@@ -17,6 +18,7 @@ import pandas as pd
 
 from ganrl.data.convert import (
     Converted,
+    IdMap,
     convert_rows,
     exact_integers,
     integer_column,
@@ -86,9 +88,9 @@ def read_csv_logs(
     time = integer_column(frame, mapping["time"], path)
     click = integer_column(frame, mapping["click"], path)
     split = integer_column(frame, mapping["split"], path) if "split" in mapping else None
-    _, user_codes = dense_codes(frame, mapping["user"], path)
+    users, user_codes = dense_codes(frame, mapping["user"], path)
     items, item_codes = dense_codes(frame, mapping["item"], path)
-    return convert_rows(
+    converted = convert_rows(
         name,
         user_codes,
         time,
@@ -100,3 +102,6 @@ def read_csv_logs(
         line=line_numbers(frame),
         split=split,
     )
+    converted.user_map = IdMap(mapping["user"], users)
+    converted.item_map = IdMap(mapping["item"], items)
+    return converted

@@ -19,6 +19,11 @@ On disk, for a dataset `NAME` in the data folder (all written atomically):
 - `NAME-events/`: the same events as memory-mappable arrays, one folder per split
     (`save_event_splits`, `EventArrays.save`), plus `item_features.pkl`.
 - `NAME-truth.npz`: synthetic data only, the ground truth (see `ganrl.data.synthetic`).
+- `NAME-users.csv`, `NAME-items.csv`: readers that re-index ids only (a CSV through
+    `--columns`, Retailrocket, MovieLens): the input's own id of each dense user and item id,
+    header `user_id,COLUMN` (`item_id,COLUMN`; COLUMN the input's column, or `user`/`item`
+    when that is named `user_id`/`item_id` too), one line per dense id in order
+    (`ganrl.data.convert.IdMap`).
 
 Extending the layout: new per-item side features go into the compact dict's `dense` columns
 (named in `columns`); a new kind of output is a new file `NAME-<what>`, never a third object in
@@ -224,6 +229,8 @@ def paths(data_folder: str, name: str) -> dict[str, str]:
         "stats": base + "-stats.json",
         "truth": base + "-truth.npz",
         "events": base + "-events",
+        "users": base + "-users.csv",
+        "items": base + "-items.csv",
     }
 
 

@@ -14,7 +14,9 @@ MovieLens holds ratings, not impressions, so ganrl defines (docs/data.md):
   GroupLens genre flags (`genre:unknown` ... `genre:Western`, same order from either source)
   and the release year scaled to [0, 1] over the catalogue (`year`; an unknown year gets the
   mean of the known ones);
-- split: users 50/25/25 at random with the seed.
+- split: users 50/25/25 at random with the seed;
+- ids: users and items re-indexed densely from 0 in numeric order (the MovieLens id of each
+  dense id: `NAME-users.csv`, `NAME-items.csv`).
 In the statistics, `rows` counts ratings and `rows_kept` the ratings kept (all of them: each
 becomes one display set); the displayed rows, fillers included, are `events` x `max_display`.
 
@@ -36,7 +38,13 @@ import zipfile
 import numpy as np
 import pandas as pd
 
-from ganrl.data.convert import Converted, convert_rows, integer_column, require_columns
+from ganrl.data.convert import (
+    Converted,
+    IdMap,
+    convert_rows,
+    integer_column,
+    require_columns,
+)
 from ganrl.data.dataset import ItemFeatures
 from ganrl.data.released import line_numbers, read_table
 from ganrl.data.safe_io import DataError, atomic_open
@@ -336,4 +344,6 @@ def read_ml100k(path: str, name: str, seed: int, max_display: int = 10) -> Conve
     )
     # The rows convert_rows kept include ganrl's fillers, which are no input rows.
     converted.stats["rows"] = converted.stats["rows_kept"] = int(n)
+    converted.user_map = IdMap("user_id", user_ids)
+    converted.item_map = IdMap("item_id", item_ids)
     return converted

@@ -1,10 +1,11 @@
 """Preparing datasets: the library behind `process_data.sh` (docs/data.md).
 
 `prepare(name, config)` converts one dataset and writes, in `config.data_folder`, atomically:
-`NAME.pkl`, `NAME-split.pkl`, `NAME-stats.json`, the memory-mapped `NAME-events/` and, for the
-synthetic generator, `NAME-truth.npz`. Nothing is written before the whole conversion has
-succeeded, so bad input leaves no output behind (the synthetic generator's own `NAME.txt`
-aside).
+`NAME.pkl`, `NAME-split.pkl`, `NAME-stats.json`, the memory-mapped `NAME-events/`, for the
+readers that re-index ids (CSV, Retailrocket, MovieLens) the original ids of the dense ones
+(`NAME-users.csv`, `NAME-items.csv`) and, for the synthetic generator, `NAME-truth.npz`.
+Nothing is written before the whole conversion has succeeded, so bad input leaves no output
+behind (the synthetic generator's own `NAME.txt` aside).
 
 Which reader reads `name`:
 - a built-in name (`READERS`): `ml100k`, `retailrocket`, `synthetic`;
@@ -151,6 +152,12 @@ def write_outputs(data_folder: str, prepared: Prepared) -> None:
     converted = prepared.converted
     layout.save_dataset(data_folder, converted.dataset, converted.stats)
     layout.save_event_splits(data_folder, converted.split_data())
+    names = layout.paths(data_folder, prepared.name)
+    for kind, id_map in (("user", converted.user_map), ("item", converted.item_map)):
+        if id_map is not None:
+            id_map.save(names[kind + "s"], kind)
+        elif os.path.exists(names[kind + "s"]):
+            os.remove(names[kind + "s"])  # another reader's, stale: these ids are not remapped
     if prepared.truth is not None:
         save_truth(layout.paths(data_folder, prepared.name)["truth"], prepared.truth)
 

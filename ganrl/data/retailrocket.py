@@ -15,8 +15,9 @@ line):
   end: the last page holds the clicked item and the `max_display - 1` items viewed last before
   it; every other page, and every page of an open segment, is a display set with no click (the
   visitor saw those items and did not act on them). So no view is dropped;
-- users and items are re-indexed densely from 0 in numeric order; users are split 50/25/25 at
-  random with the seed; each display set is shuffled with the seed.
+- users and items are re-indexed densely from 0 in numeric order (the visitorid and itemid of
+  each dense id: `NAME-users.csv`, `NAME-items.csv`); users are split 50/25/25 at random with
+  the seed; each display set is shuffled with the seed.
 In the statistics, `rows` counts the file's rows and `rows_kept` the displayed rows.
 Everything is vectorised (the real file has 2.7M rows).
 """
@@ -28,6 +29,7 @@ import pandas as pd
 
 from ganrl.data.convert import (
     Converted,
+    IdMap,
     convert_rows,
     integer_column,
     line_numbers,
@@ -143,7 +145,7 @@ def read_retailrocket(
     # the rows stay in time order.
     rows = rows.drop_duplicates(["segment", "item"], keep="last")
     key = page_keys(rows["segment"].to_numpy(), max_display)
-    _, user_codes = np.unique(rows["user"].to_numpy(), return_inverse=True)
+    users, user_codes = np.unique(rows["user"].to_numpy(), return_inverse=True)
     items, item_codes = np.unique(rows["item"].to_numpy(), return_inverse=True)
     converted = convert_rows(
         name,
@@ -157,4 +159,6 @@ def read_retailrocket(
         line=rows["line"].to_numpy(),
     )
     converted.stats["rows"] = int(len(order))
+    converted.user_map = IdMap("visitorid", users)
+    converted.item_map = IdMap("itemid", items)
     return converted

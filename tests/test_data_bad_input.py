@@ -70,6 +70,26 @@ def test_missing_path(tmp_path):
     assert outputs(tmp_path, "ghost") == []
 
 
+@pytest.mark.parametrize(
+    "args,named",
+    [
+        # A built-in name reads its own files: the CSV would be ignored.
+        (["--dataset=synthetic", "--csv_path=x.csv", "--columns=user=u"], "--csv_path/--columns"),
+        # No --dataset prepares ml100k and the released files.
+        (["--csv_path=x.csv", "--csv_sep=;"], "--csv_path/--csv_sep"),
+        # Another name without --columns reads NAME.txt in the released format.
+        (["--dataset=shop", "--csv_path=x.csv"], "--csv_path needs --columns"),
+    ],
+)
+def test_csv_flags_that_would_be_unused_are_refused(tmp_path, args, named):
+    proc = process_data(tmp_path, "--ml100k_download=false", *args)
+    assert proc.returncode == 1
+    error = proc.stderr.strip()
+    assert error.startswith("error: ") and len(error.splitlines()) == 1, error
+    assert named in error and "would be unused" in error
+    assert os.listdir(tmp_path) == []  # nothing generated, nothing downloaded
+
+
 def test_missing_ml100k_path_and_no_download(tmp_path):
     with pytest.raises(DataError, match=r"nowhere/u.data: no such file \(--ml100k_path\)"):
         find_ml100k(str(tmp_path), str(tmp_path / "nowhere" / "u.data"))

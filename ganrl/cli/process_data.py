@@ -18,7 +18,7 @@ import sys
 
 from absl import app, flags
 
-from ganrl.data.pipeline import PrepareConfig, default_names, prepare
+from ganrl.data.pipeline import READERS, PrepareConfig, default_names, prepare
 from ganrl.data.safe_io import DataError
 from ganrl.data.satiation import WORLD_NAME as SATIATION
 from ganrl.data.satiation import SatiationConfig
@@ -188,6 +188,44 @@ def satiation_from_flags() -> SatiationConfig:
     return SatiationConfig(**{name: FLAGS[name].value for name in shared if FLAGS[name].present})
 
 
+# The generic CSV reader's flags: read only for a --dataset name that is not built in.
+CSV_FLAGS = ("csv_path", "columns", "csv_sep")
+
+
+def unused_csv_flags(dataset: str, given: list[str], columns: str) -> str | None:
+    """Why the CSV flags `given` would be ignored for `--dataset=dataset`, or None if they
+    are read.
+
+    Args:
+      dataset: the `--dataset` value ('' when absent).
+      given: the `CSV_FLAGS` given on the command line.
+      columns: the `--columns` value.
+    """
+    if not given:
+        return None
+    named = "/".join("--" + name for name in given)
+    builtin = ", ".join(READERS)
+    if not dataset or dataset in READERS:
+        instead = (
+            "without --dataset, ml100k and the data folder's released-format .txt files are "
+            "prepared"
+            if not dataset
+            else f"--dataset={dataset} reads its own files"
+        )
+        return (
+            f"{named} {'is' if len(given) == 1 else 'are'} for your own CSV logs: give "
+            f"--dataset=NAME other than the built-in ones ({builtin}); {instead}, so "
+            f"{named} would be unused"
+        )
+    if not columns:
+        return (
+            f"{named} needs --columns=user=COL,time=COL,item=COL,click=COL[,split=COL]: "
+            f"without it --dataset={dataset} reads DATA_FOLDER/{dataset}.txt in the released "
+            f"format, so {named} would be unused"
+        )
+    return None
+
+
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         print(
@@ -195,6 +233,12 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
+    unused = unused_csv_flags(
+        FLAGS.dataset, [name for name in CSV_FLAGS if FLAGS[name].present], FLAGS.columns
+    )
+    if unused:
+        print(f"error: {unused}", file=sys.stderr)
+        return 1
     config = config_from_flags()
     print(f"config: {json.dumps(dataclasses.asdict(config))}", flush=True)
     names = [FLAGS.dataset] if FLAGS.dataset else default_names(config.data_folder)

@@ -6,7 +6,8 @@
 # (PPO, A2C, DDPG, LinUCB and the baselines) in the first and compare them in the second.
 # Run through `make demo`, which sets up the virtual environment first. Flags:
 # --dataset (default ml100k; yelp reads dropbox/yelp.txt), --user_model_itrs (500), and any
-# flag of run_policy.sh, which come after the demo's settings. DATASET and USER_MODEL_ITRS in
+# flag of run_policy.sh, which come after the demo's settings, and process_data.sh's own
+# flags (--columns, --csv_path, ...), which prepare the dataset. DATASET and USER_MODEL_ITRS in
 # the environment set the first two as well.
 set -euo pipefail
 source "$(dirname "$0")/experiment_user_model/common.sh"
@@ -17,7 +18,9 @@ itrs=$(flag_value user_model_itrs "${USER_MODEL_ITRS:-500}" "$@")
 data_folder=$(flag_value data_folder dropbox "$@")
 models_root=$(flag_value models_root runs/demo "$@")
 
-./process_data.sh --dataset="$dataset" --data_folder="$data_folder"
+split_data_flags "$@"; set -- ${kept_args[@]+"${kept_args[@]}"}
+./process_data.sh --dataset="$dataset" --data_folder="$data_folder" \
+  ${data_args[@]+"${data_args[@]}"}
 experiment_policy/run_policy.sh --dataset="$dataset" --user_model_itrs="$itrs" \
   --models_root="$models_root" --n_candidates=100 --num_itrs=1000 --eval_users=500 \
   --adapt_itrs=100 --regret_itrs=100 "$@"

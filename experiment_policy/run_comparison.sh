@@ -9,6 +9,7 @@ source "$(dirname "$0")/../experiment_user_model/common.sh"
 enter_repository "$@"; set -- ${script_args[@]+"${script_args[@]}"}
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
 
+split_data_flags "$@"; set -- ${kept_args[@]+"${kept_args[@]}"}
 datasets=$(flag_value datasets yelp,ml100k "$@")
 data_folder=$(flag_value data_folder dropbox "$@")
 models_root=$(flag_value models_root runs "$@")
@@ -16,7 +17,7 @@ out=$(flag_value out "${models_root}/comparison" "$@")
 um_itrs=$(flag_value user_model_itrs 2000 "$@")
 um_features=$(flag_value simulator_features generalising "$@")
 for dataset in ${datasets//,/ }; do
-  ensure_dataset "$data_folder" "$dataset"
+  ensure_dataset "$data_folder" "$dataset" ${data_args[@]+"${data_args[@]}"}
   ensure_user_model "$data_folder" "$dataset" "$models_root/${dataset}__LSTM__entropy__0" \
     LSTM 0 "$um_itrs" "$um_features"
   ensure_user_model "$data_folder" "$dataset" "$models_root/${dataset}__PW__entropy__1" \

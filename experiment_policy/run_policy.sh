@@ -15,6 +15,7 @@ source "$(dirname "$0")/../experiment_user_model/common.sh"
 enter_repository "$@"; set -- ${script_args[@]+"${script_args[@]}"}
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
 
+split_data_flags "$@"; set -- ${kept_args[@]+"${kept_args[@]}"}
 dataset=$(flag_value dataset yelp "$@")
 data_folder=$(flag_value data_folder dropbox "$@")
 um_itrs=$(flag_value user_model_itrs 2000 "$@")
@@ -36,7 +37,7 @@ if [ "$ensemble" -gt 0 ] && [ "$reward_ensemble" -gt 0 ]; then
   echo "error: --ensemble=$ensemble and --reward_ensemble=$reward_ensemble: expected one" >&2
   exit 2
 fi
-ensure_dataset "$data_folder" "$dataset"
+ensure_dataset "$data_folder" "$dataset" ${data_args[@]+"${data_args[@]}"}
 ensure_user_model "$data_folder" "$dataset" "$train_dir" LSTM 0 "$um_itrs" "$um_features"
 ensure_user_model "$data_folder" "$dataset" "$test_dir" PW 1 "$um_itrs" "$um_features"
 # --ensemble=N: N more LSTM user models (seeds 2 to N + 1) beside the training one; policies

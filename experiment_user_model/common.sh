@@ -86,6 +86,30 @@ without_flags() {
   done
 }
 
+# The flags of process_data.sh that no trainer reads (all but dataset, data_folder and seed,
+# boolean ones in both forms): the run scripts pass them to the data step (ensure_dataset) and
+# not to the trainers (split_data_flags).
+DATA_FLAGS="csv_path columns csv_sep max_display ml100k_path ml100k_download noml100k_download
+  retailrocket_path session_gap_minutes world synthetic_true_features nosynthetic_true_features
+  users items events_per_user min_display feature_dim history_weight history_lags history_decay
+  popularity_strength no_click_utility posterior_samples"
+
+# split_data_flags ARGS...: sets the array `data_args` to the DATA_FLAGS flags of ARGS (in the
+# forms enter_repository leaves) and `kept_args` to the other arguments. Use as
+#   split_data_flags "$@"; set -- ${kept_args[@]+"${kept_args[@]}"}
+split_data_flags() {
+  local arg name names=" ${DATA_FLAGS//$'\n'/ } "
+  data_args=()
+  for arg in "$@"; do
+    name=${arg%%=*}
+    name=${name#--}
+    if [[ $arg == --* && $names == *" $name "* ]]; then
+      data_args+=("$arg")
+    fi
+  done
+  without_flags "$names" "$@"
+}
+
 # flag_value NAME DEFAULT ARGS...: the last --NAME=VALUE or --NAME VALUE in ARGS, else DEFAULT.
 flag_value() {
   local name=$1 value=$2
@@ -100,11 +124,18 @@ flag_value() {
   printf '%s\n' "$value"
 }
 
-# ensure_dataset DATA_FOLDER DATASET: runs process_data.sh when DATASET's pickle is missing.
+# ensure_dataset DATA_FOLDER DATASET [DATA_ARGS...]: runs process_data.sh with DATA_ARGS (the
+# data step's flags, `data_args` of split_data_flags) when DATASET's pickle is missing; when
+# it is there, says that DATA_ARGS are not used.
 ensure_dataset() {
-  if [ ! -f "$1/$2.pkl" ]; then
-    echo "preparing dataset $2 in $1" >&2
-    ./process_data.sh --dataset="$2" --data_folder="$1"
+  local folder=$1 dataset=$2
+  shift 2
+  if [ ! -f "$folder/$dataset.pkl" ]; then
+    echo "preparing dataset $dataset in $folder" >&2
+    ./process_data.sh --dataset="$dataset" --data_folder="$folder" "$@"
+  elif [ $# -gt 0 ]; then
+    echo "dataset $dataset in $folder is prepared already: $* not used (remove" \
+      "$folder/$dataset.pkl to prepare it again)" >&2
   fi
 }
 

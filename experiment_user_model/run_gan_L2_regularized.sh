@@ -11,7 +11,9 @@ dataset=$(flag_value dataset yelp "$@")
 user_model=$(flag_value user_model LSTM "$@")
 seed=$(flag_value seed 0 "$@")
 pretrain_dir=$(flag_value pretrain_dir "runs/${dataset}__${user_model}__entropy__${seed}" "$@")
-ensure_dataset "$(flag_value data_folder dropbox "$@")" "$dataset"
+split_data_flags "$@"; set -- ${kept_args[@]+"${kept_args[@]}"}
+ensure_dataset "$(flag_value data_folder dropbox "$@")" "$dataset" \
+  ${data_args[@]+"${data_args[@]}"}
 if [ ! -f "$pretrain_dir/results.json" ]; then
   echo "pre-training $pretrain_dir first" >&2
   # Only the flags the two runs share are passed on.

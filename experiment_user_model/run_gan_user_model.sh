@@ -13,7 +13,10 @@ source "$(dirname "$0")/common.sh"
 enter_repository "$@"; set -- ${script_args[@]+"${script_args[@]}"}
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
 
-ensure_dataset "$(flag_value data_folder dropbox "$@")" "$(flag_value dataset yelp "$@")"
+# process_data.sh's own flags (--columns, --csv_path, ...) prepare a missing dataset.
+split_data_flags "$@"; set -- ${kept_args[@]+"${kept_args[@]}"}
+ensure_dataset "$(flag_value data_folder dropbox "$@")" "$(flag_value dataset yelp "$@")" \
+  ${data_args[@]+"${data_args[@]}"}
 
 exec "$PYTHON" experiment_user_model/main_gan_user_model.py \
   --data_folder=dropbox \

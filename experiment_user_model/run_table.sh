@@ -11,11 +11,12 @@ source "$(dirname "$0")/common.sh"
 enter_repository "$@"; set -- ${script_args[@]+"${script_args[@]}"}
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
 
+split_data_flags "$@"; set -- ${kept_args[@]+"${kept_args[@]}"}
 datasets=$(flag_value datasets yelp,tb,rsc,ml100k "$@")
 data_folder=$(flag_value data_folder dropbox "$@")
 if [ "$(flag_value write_only false "$@")" = false ]; then
   for dataset in ${datasets//,/ }; do
-    ensure_dataset "$data_folder" "$dataset"
+    ensure_dataset "$data_folder" "$dataset" ${data_args[@]+"${data_args[@]}"}
   done
 fi
 

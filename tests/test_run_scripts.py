@@ -285,6 +285,86 @@ def test_script_paths_are_taken_from_the_callers_folder(script, tmp_path):
         assert paths and all(value.startswith(f"{tmp_path}/") for value in paths.values()), args
 
 
+# process_data.sh's own flags, in the split form; --csv_path relative to the caller's folder.
+DATA_STEP_FLAGS = [
+    "--columns",
+    "user=visitor,time=ts,item=product,click=clicked",
+    "--csv_path",
+    "logs.csv",
+    "--csv_sep=;",
+    "--nosynthetic_true_features",
+]
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPT_FLAGS))
+def test_data_flags_reach_the_data_step_and_no_trainer(script, tmp_path):
+    (tmp_path / "stub").mkdir()
+    commands, _ = recorded_commands(
+        [os.path.join(ROOT, script), *SCRIPT_FLAGS[script], *DATA_STEP_FLAGS],
+        tmp_path / "stub",
+        cwd=str(tmp_path),
+    )
+    data_steps = [c for c in commands if c[1:3] == ["-m", "ganrl.cli.process_data"]]
+    # The first data step prepares the dataset (the stub writes no pickle, so the later ones,
+    # which would find it, run too).
+    assert data_steps and data_steps[0][-4:] == [
+        "--columns=user=visitor,time=ts,item=product,click=clicked",
+        f"--csv_path={tmp_path}/logs.csv",
+        "--csv_sep=;",
+        "--nosynthetic_true_features",
+    ]
+    names = ("columns", "csv_path", "csv_sep", "nosynthetic_true_features")
+    for command in commands:
+        if command not in data_steps:
+            assert not set(names) & set(flags_of(command)), command
+
+
+def test_data_flags_of_a_prepared_dataset_are_said_unused(tmp_path):
+    (tmp_path / "stub").mkdir()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "tb.pkl").write_bytes(b"")
+    commands, proc = recorded_commands(
+        [
+            "experiment_user_model/run_gan_user_model.sh",
+            "--dataset=tb",
+            f"--data_folder={tmp_path / 'data'}",
+            "--csv_sep=;",
+        ],
+        tmp_path / "stub",
+    )
+    assert [c[1] for c in commands] == ["experiment_user_model/main_gan_user_model.py"]
+    assert "csv_sep" not in flags_of(commands[0])
+    assert "is prepared already: --csv_sep=; not used" in proc.stderr
+
+
+@pytest.mark.slow
+def test_user_model_script_prepares_a_csv_dataset(tmp_path):
+    # 20 users (u0..u19), 3 display sets of 3 products each, the first shown one clicked.
+    lines = ["visitor,ts,product,clicked"]
+    for u in range(20):
+        for t in range(3):
+            lines += [f"u{u},{t},p{(u + t + j) % 9},{int(j == 0)}" for j in range(3)]
+    (tmp_path / "dd").mkdir()
+    (tmp_path / "dd" / "shop.csv").write_text("\n".join(lines) + "\n")
+    _run(
+        [
+            os.path.join(ROOT, "experiment_user_model/run_gan_user_model.sh"),
+            "--dataset=shop",
+            "--data_folder=dd",
+            "--columns=user=visitor,time=ts,item=product,click=clicked",
+            "--user_model=PW",
+            "--num_itrs=1",
+            "--eval_every=1",
+            "--batch_size=5",
+            "--save_dir=run",
+        ],
+        cwd=str(tmp_path),
+    )
+    assert (tmp_path / "run" / "results.json").exists()
+    assert json.loads((tmp_path / "dd" / "shop-stats.json").read_text())["users"] == 20
+    assert (tmp_path / "dd" / "shop-items.csv").read_text().startswith("item_id,product\n0,p0\n")
+
+
 def test_run_policy_passes_on_only_main_policy_flags(tmp_path):
     (tmp_path / "stub").mkdir()
     commands, _ = recorded_commands(

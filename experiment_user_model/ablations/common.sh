@@ -32,8 +32,13 @@ run_variants() {
   "$PYTHON" -m ganrl.reporting.compare "${dirs[@]}" --out="$out/compare"
 }
 
-# ablation_setup ARGS...: the common prologue after enter_repository (dataset preparation).
+# ablation_setup ARGS...: the common prologue after enter_repository: prepares the dataset
+# (with process_data.sh's own flags among ARGS) and sets `kept_args` to ARGS without those.
+# Use as
+#   ablation_setup "$@"; set -- ${kept_args[@]+"${kept_args[@]}"}
 ablation_setup() {
   export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
-  ensure_dataset "$(flag_value data_folder dropbox "$@")" "$(flag_value dataset yelp "$@")"
+  split_data_flags "$@"
+  ensure_dataset "$(flag_value data_folder dropbox "$@")" "$(flag_value dataset yelp "$@")" \
+    ${data_args[@]+"${data_args[@]}"}
 }

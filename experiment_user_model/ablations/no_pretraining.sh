@@ -5,7 +5,7 @@
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 enter_repository "$@"; set -- ${script_args[@]+"${script_args[@]}"}
-ablation_setup "$@"
+ablation_setup "$@"; set -- ${kept_args[@]+"${kept_args[@]}"}
 run_variants "$(flag_value out "runs/ablations/$(flag_value dataset yelp "$@")/no_pretraining" "$@")" \
   "entropy=--regularizer=entropy" \
   "L2_from_entropy=--regularizer=L2,--learning_rate=0.0001,@entropy" \

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from ganrl.data.dataset import SplitData
+from ganrl.data.dataset import SplitData, save_dataset, save_event_splits
 from ganrl.policy.runner import PolicyConfig, PolicyRunner
 from ganrl.train import run_folder
 from ganrl.train import user_model as trainer
@@ -195,6 +195,30 @@ def test_a_missing_pretraining_is_refused_before_the_run_folder_exists(tmp_path)
     config = _train_config(tmp_path, regularizer="L2", pretrain_dir=str(tmp_path / "none"))
     with pytest.raises(FileNotFoundError, match="no best_prec1 checkpoint"):
         _train(config)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("events_folder", [False, True])
+def test_a_split_with_an_empty_part_is_refused_before_the_run_folder_exists(
+    tmp_path, events_folder
+):
+    # 3 users: 1 train, 0 validation, 2 test users (a pickle made elsewhere; the memory-mapped
+    # events folder, when there, is what is read).
+    dataset = dataclasses.replace(tiny_dataset(n_users=3), split=([0], [], [1, 2]))
+    save_dataset(str(tmp_path / "data"), dataset)
+    if events_folder:
+        save_event_splits(str(tmp_path / "data"), SplitData.from_dataset(dataset))
+    proc = _main(
+        "experiment_user_model/main_gan_user_model.py",
+        f"--data_folder={tmp_path / 'data'}",
+        "--dataset=tiny",
+        f"--save_dir={tmp_path / 'run'}",
+        "--num_itrs=1",
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    error = proc.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: dataset 'tiny'")
+    assert "1 train, 0 validation and 2 test users: no validation user" in error
     assert not (tmp_path / "run").exists()
 
 

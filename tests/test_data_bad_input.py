@@ -90,6 +90,22 @@ def test_csv_flags_that_would_be_unused_are_refused(tmp_path, args, named):
     assert os.listdir(tmp_path) == []  # nothing generated, nothing downloaded
 
 
+def test_too_few_users_for_every_split_part(tmp_path):
+    # 3 users drawn 50/25/25: 3 // 2 = 1 train, 3 // 4 = 0 validation, 2 test users.
+    (tmp_path / "few.csv").write_text(
+        "visitor,ts,product,clicked\na,1,x,1\na,1,y,0\nb,1,x,0\nc,2,y,1\n"
+    )
+    proc = process_data(
+        tmp_path, "--dataset=few", "--columns=user=visitor,time=ts,item=product,click=clicked"
+    )
+    assert proc.returncode == 1
+    error = proc.stderr.strip()
+    assert len(error.splitlines()) == 1 and "Traceback" not in error
+    assert f"{tmp_path / 'few.csv'}: the user split has 1 train, 0 validation and 2 test" in error
+    assert "no validation user" in error
+    assert outputs(tmp_path, "few") == [] and "few: {" not in proc.stdout
+
+
 def test_missing_ml100k_path_and_no_download(tmp_path):
     with pytest.raises(DataError, match=r"nowhere/u.data: no such file \(--ml100k_path\)"):
         find_ml100k(str(tmp_path), str(tmp_path / "nowhere" / "u.data"))

@@ -39,6 +39,9 @@ TINY_ROWS = [
     row(1, 2, 3, 0, 2),
     row(1, 2, 4, 0, 2),
 ]  # no click
+# TINY_ROWS and a validation user (user 2, one display set), so that every part of the split
+# has a user, which `prepare` requires.
+TINY_SPLIT_ROWS = TINY_ROWS + [row(2, 3, 0, 1, 1)]
 
 
 def test_released_reader_by_hand(tmp_path):
@@ -135,10 +138,12 @@ def test_csv_prepare_writes_the_id_mappings(tmp_path):
     # String ids: users ann, bob, cy -> 0, 1, 2; products "p 10", "p,2", q -> sorted strings
     # "p 10" < "p,2" < "q" -> 0, 1, 2 (a comma inside an id is quoted in the mapping file).
     (tmp_path / "logs.csv").write_text(
-        'visitor,ts,product,clicked\nbob,1,q,1\nann,5,"p,2",1\nann,5,p 10,0\ncy,2,q,0\n'
+        "visitor,ts,product,clicked,part\n"
+        'bob,1,q,1,1\nann,5,"p,2",1,0\nann,5,p 10,0,0\ncy,2,q,0,2\n'
     )
     config = PrepareConfig(
-        data_folder=str(tmp_path), columns="user=visitor,time=ts,item=product,click=clicked"
+        data_folder=str(tmp_path),
+        columns="user=visitor,time=ts,item=product,click=clicked,split=part",
     )
     prepared = prepare("logs", config)
     assert _csv_rows(tmp_path / "logs-users.csv") == [
@@ -155,24 +160,31 @@ def test_csv_prepare_writes_the_id_mappings(tmp_path):
 
 
 def test_id_mappings_of_movielens_and_retailrocket(tmp_path):
-    (tmp_path / "u.data").write_text(U_DATA)
+    # Four users each, so that the 50/25/25 split has one in every part.
+    (tmp_path / "u.data").write_text(U_DATA + "3\t10\t5\t80\n4\t20\t4\t90\n")
     (tmp_path / "events.csv").write_text(
         RETAILROCKET_HEADER + "1000,70,view,300,\n2000,70,addtocart,300,\n1000,8,view,100,\n"
+        "1000,9,view,100,\n1000,10,view,300,\n"
     )
     config = PrepareConfig(data_folder=str(tmp_path), ml100k_download=False, max_display=3)
     prepare("ml100k", config)
     prepare("retailrocket", config)
     # MovieLens: users 1, 2 and items 10..50 in numeric order; the column is itself named
     # user_id / item_id, so the original id's column is `user` / `item`.
-    assert _csv_rows(tmp_path / "ml100k-users.csv") == [["user_id", "user"], ["0", "1"], ["1", "2"]]
+    assert _csv_rows(tmp_path / "ml100k-users.csv") == [
+        ["user_id", "user"],
+        *[[str(i), str(i + 1)] for i in range(4)],
+    ]
     assert _csv_rows(tmp_path / "ml100k-items.csv")[1:] == [
         [str(i), str(10 * (i + 1))] for i in range(5)
     ]
-    # Retailrocket: visitors 8, 70 and items 100, 300 in numeric order.
+    # Retailrocket: visitors 8, 9, 10, 70 and items 100, 300 in numeric order.
     assert _csv_rows(tmp_path / "retailrocket-users.csv") == [
         ["user_id", "visitorid"],
         ["0", "8"],
-        ["1", "70"],
+        ["1", "9"],
+        ["2", "10"],
+        ["3", "70"],
     ]
     assert _csv_rows(tmp_path / "retailrocket-items.csv") == [
         ["item_id", "itemid"],
@@ -184,7 +196,7 @@ def test_id_mappings_of_movielens_and_retailrocket(tmp_path):
 def test_released_format_writes_no_id_mapping_and_drops_a_stale_one(tmp_path):
     # The released format's ids are dense already: no mapping; one left by an earlier CSV of
     # the same name would name ids this dataset does not have.
-    write_released(tmp_path / "tiny.txt", TINY_ROWS)
+    write_released(tmp_path / "tiny.txt", TINY_SPLIT_ROWS)
     (tmp_path / "tiny-items.csv").write_text("item_id,product\n0,x\n")
     prepare("tiny", PrepareConfig(data_folder=str(tmp_path)))
     assert not (tmp_path / "tiny-items.csv").exists()
@@ -440,7 +452,7 @@ def test_choice_probabilities_by_hand():
 
 
 def test_prepare_writes_every_output(tmp_path):
-    write_released(tmp_path / "tiny.txt", TINY_ROWS)
+    write_released(tmp_path / "tiny.txt", TINY_SPLIT_ROWS)
     prepared = prepare("tiny", PrepareConfig(data_folder=str(tmp_path)))
     assert sorted(f for f in os.listdir(tmp_path)) == [
         "tiny-events",
@@ -450,7 +462,7 @@ def test_prepare_writes_every_output(tmp_path):
         "tiny.txt",
     ]
     stats = json.loads((tmp_path / "tiny-stats.json").read_text())
-    assert stats == prepared.converted.stats and stats["events"] == 3
+    assert stats == prepared.converted.stats and stats["events"] == 4
     loaded = load_dataset(str(tmp_path), "tiny")
     assert loaded.behavior == prepared.converted.dataset.behavior
     assert load_split_data(str(tmp_path), "tiny").splits["test"].n_events == 1

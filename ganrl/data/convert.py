@@ -77,6 +77,7 @@ class Converted:
     stats: dict
     user_map: IdMap | None = None
     item_map: IdMap | None = None
+    source: str = ""  # the input file, for errors
 
     def split_data(self) -> SplitData:
         """Per-split event arrays (each contiguous) for the memory-mapped form."""
@@ -344,4 +345,6 @@ def convert_rows(
     features = item_features or ItemFeatures(n_items)
     dataset = ClickDataset(name=name, behavior=behavior, item_features=features, split=parts)
     stats = dataset_statistics(events, rows, rows_kept, parts, features.feature_dim)
-    return Converted(dataset=dataset, events=events, user_rows=user_rows, stats=stats)
+    return Converted(
+        dataset=dataset, events=events, user_rows=user_rows, stats=stats, source=source
+    )

@@ -297,6 +297,28 @@ def load_run_data(config: dict) -> SplitData:
     return data.with_training_share(float(config.get("train_share", 1.0)), config["seed"])
 
 
+def require_every_split(users: Sequence[int], where: str) -> None:
+    """Refuses a user split with an empty part: training fits the model, the validation users
+    choose its checkpoints (and stop it early) and the test users score it.
+
+    Args:
+      users: the number of train, validation and test users.
+      where: what the split belongs to, for the error (a file, a dataset).
+
+    Raises:
+      DataError: naming `where` and the three counts.
+    """
+    if min(users) > 0:
+        return
+    train, vali, test = users
+    empty = [name for name, n in zip(("train", "validation", "test"), users) if n == 0]
+    raise DataError(
+        f"{where}: the user split has {train} train, {vali} validation and {test} test users: "
+        f"no {' or '.join(empty)} user; expected at least one user in each part (more users, "
+        "or a split column that puts some in each)"
+    )
+
+
 def resplit_users(users: list, seed: int) -> tuple[list, list, list]:
     """A fresh 50/25/25 split of `users` drawn with `seed`."""
     order = np.random.default_rng(seed).permutation(len(users))
@@ -641,7 +663,7 @@ class EventArrays:
         hit = (display == clicks[:, None]) & mask
         clicked_pos = np.where(hit.any(axis=1), hit.argmax(axis=1), NO_CLICK).astype(np.int32)
         return cls(
-            user_ids=np.asarray(order),
+            user_ids=np.asarray(order, dtype=np.int64),  # int64 even with no users
             event_offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
             display=display,
             display_mask=mask,

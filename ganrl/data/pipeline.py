@@ -166,9 +166,14 @@ def prepare(name: str, config: PrepareConfig) -> Prepared:
     """Converts dataset `name` and writes its outputs in `config.data_folder`.
 
     Raises:
-      DataError: bad input, naming the file, line and field; nothing is written then.
+      DataError: bad input, naming the file, line and field, or a user split with no train,
+        validation or test user (too few users to train on); nothing is written then.
     """
     prepared = convert(name, config)
+    converted = prepared.converted
+    layout.require_every_split(
+        [len(part) for part in converted.dataset.split], converted.source or name
+    )
     write_outputs(config.data_folder, prepared)
     return prepared
 

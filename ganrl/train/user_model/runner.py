@@ -41,7 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from ganrl.data import safe_io
-from ganrl.data.dataset import SplitData
+from ganrl.data.dataset import SPLIT_NAMES, SplitData, require_every_split
 from ganrl.data.item_stats import features_pickle_object, fold_statistics, with_statistics
 from ganrl.train import run_folder
 from ganrl.train.user_model.batching import evaluation_schedule, window_dataset
@@ -114,8 +114,11 @@ class UserModelRunner:
         self.progress = printer if self.chief else (lambda line: None)
         self.save_dir = config.save_dir
         self.splits = data.splits
-        if self.splits["train"].n_users == 0:
-            raise ValueError(f"dataset {data.name!r}: the training split has no users")
+        # Before anything is built or written: no run folder for data it cannot train on.
+        require_every_split(
+            [self.splits[name].n_users for name in SPLIT_NAMES],
+            f"dataset {data.name!r} in {config.data_folder}",
+        )
         self.has_no_click = bool((self.splits["train"].clicked_pos < 0).any())
         if config.item_features == "generalising":
             data = dataclasses.replace(

@@ -1,5 +1,7 @@
 """EventArrays: padding, flat batches and the memory-mapped form."""
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -47,6 +49,45 @@ def test_memory_mapped_round_trip_and_preferred_by_the_loader(tmp_path):
     rows = np.array([2, 0])
     for key, value in data.splits["train"].flat_batch(rows).items():
         np.testing.assert_array_equal(loaded.splits["train"].flat_batch(rows)[key], value)
+
+
+def _write_prepared(folder, dataset) -> None:
+    """The pickles, then the events folder built from them (as `prepare` writes them)."""
+    save_dataset(str(folder), dataset)
+    save_event_splits(str(folder), SplitData.from_dataset(dataset))
+
+
+def _train_users(folder) -> list:
+    return load_split_data(str(folder), "tiny").splits["train"].user_ids.tolist()
+
+
+def test_events_folder_built_from_other_pickles_is_rebuilt(tmp_path):
+    # Dataset A (24 users: train 0..11) prepared in `data`; dataset B of the same name (40
+    # users: train 0..19) elsewhere, whose pickles then overwrite A's.
+    data, other = tmp_path / "data", tmp_path / "other"
+    _write_prepared(data, tiny_dataset(n_users=24))
+    _write_prepared(other, tiny_dataset(n_users=40, seed=1))
+    assert _train_users(data) == list(range(12))
+    for file_name in ("tiny.pkl", "tiny-split.pkl"):
+        (data / file_name).write_bytes((other / file_name).read_bytes())
+    # B's events, not A's stale ones; rebuilt once, with nothing left beside it.
+    assert _train_users(data) == list(range(20))
+    before = (data / "tiny-events" / "sources.json").stat().st_mtime_ns
+    assert _train_users(data) == list(range(20))
+    assert (data / "tiny-events" / "sources.json").stat().st_mtime_ns == before
+    assert sorted(os.listdir(data)) == ["tiny-events", "tiny-split.pkl", "tiny.pkl"]
+
+
+def test_events_folder_of_a_truncated_pickle_is_not_read(tmp_path):
+    _write_prepared(tmp_path, tiny_dataset())
+    events = sorted(os.listdir(tmp_path / "tiny-events"))
+    with open(tmp_path / "tiny.pkl", "r+b") as f:
+        f.truncate(100)
+    with pytest.raises(DataError, match=r"tiny.pkl: .*not a valid pickle"):
+        load_split_data(str(tmp_path), "tiny")
+    # The old folder stays as it was, and no temporary folder is left.
+    assert sorted(os.listdir(tmp_path / "tiny-events")) == events
+    assert sorted(os.listdir(tmp_path)) == ["tiny-events", "tiny-split.pkl", "tiny.pkl"]
 
 
 def test_truncated_event_array_is_reported(tmp_path):

@@ -17,7 +17,10 @@ On disk, for a dataset `NAME` in the data folder (all written atomically):
 - `NAME-split.pkl`: three pickled lists of user ids: train, validation, test.
 - `NAME-stats.json`: counts of the conversion (see `ganrl.data.stats`).
 - `NAME-events/`: the same events as memory-mappable arrays, one folder per split
-    (`save_event_splits`, `EventArrays.save`), plus `item_features.pkl`.
+    (`save_event_splits`, `EventArrays.save`), plus `item_features.pkl` and `sources.json`,
+    the size and mtime_ns of the `NAME.pkl` and `NAME-split.pkl` it was built from: when they
+    no longer match (the pickles replaced or truncated), `load_split_data` rebuilds the folder
+    from the pickles.
 - `NAME-truth.npz`: synthetic data only, the ground truth (see `ganrl.data.synthetic`).
 - `NAME-users.csv`, `NAME-items.csv`: readers that re-index ids only (a CSV through
     `--columns`, Retailrocket, MovieLens): the input's own id of each dense user and item id,
@@ -38,6 +41,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
+import uuid
 from typing import Any, NoReturn, Sequence
 
 import numpy as np
@@ -327,24 +332,105 @@ def resplit_users(users: list, seed: int) -> tuple[list, list, list]:
     return (shuffled[:n_train], shuffled[n_train : n_train + n_vali], shuffled[n_train + n_vali :])
 
 
-def save_event_splits(data_folder: str, data: SplitData) -> None:
-    """Writes the memory-mappable form `NAME-events/`: `item_features.pkl` and one folder of
-    `.npy` arrays per split (`train/`, `vali/`, `test/`; see `EventArrays.save`)."""
-    folder = paths(data_folder, data.name)["events"]
+# What `NAME-events/` records of the pickles it was built from (`pickle_sources`).
+SOURCES_FILE = "sources.json"
+
+
+def pickle_sources(data_folder: str, name: str) -> dict | None:
+    """The size and mtime_ns of `NAME.pkl` and `NAME-split.pkl`, or None when one is missing
+    (events written without pickles, such as the benchmarks' large synthetic logs)."""
+    p = paths(data_folder, name)
+    sources = {}
+    for key in ("pkl", "split"):
+        try:
+            stat = os.stat(p[key])
+        except FileNotFoundError:
+            return None
+        sources[os.path.basename(p[key])] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return sources
+
+
+def save_event_splits(data_folder: str, data: SplitData, folder: str | None = None) -> None:
+    """Writes the memory-mappable form `NAME-events/`: `item_features.pkl`, one folder of
+    `.npy` arrays per split (`train/`, `vali/`, `test/`; see `EventArrays.save`) and, when the
+    dataset's pickles exist, `sources.json` (`pickle_sources`: write the pickles first).
+
+    Args:
+      data_folder: the data folder.
+      data: the splits.
+      folder: where to write instead of `NAME-events/` (a temporary folder to rename).
+    """
+    folder = folder or paths(data_folder, data.name)["events"]
     for split_name, events in data.splits.items():
         events.save(os.path.join(folder, split_name))
     safe_io.dump_pickles(
         os.path.join(folder, "item_features.pkl"), data.item_features.to_pickle_object()
     )
+    sources = pickle_sources(data_folder, data.name)
+    source_path = os.path.join(folder, SOURCES_FILE)
+    if sources is not None:
+        safe_io.dump_json(source_path, sources)
+    elif os.path.exists(source_path):
+        os.remove(source_path)
+
+
+def events_are_current(data_folder: str, name: str) -> bool:
+    """Whether `NAME-events/` may be read: it records the pickles as they are now, or there
+    are no pickles to compare it with."""
+    sources = pickle_sources(data_folder, name)
+    if sources is None:
+        return True
+    path = os.path.join(paths(data_folder, name)["events"], SOURCES_FILE)
+    try:
+        with open(path) as f:
+            return json.load(f) == sources
+    except (OSError, ValueError):
+        return False  # written before sources.json existed, or damaged
+
+
+def rebuild_event_splits(data_folder: str, name: str) -> None:
+    """Rebuilds `NAME-events/` from `NAME.pkl` and `NAME-split.pkl`: written into a temporary
+    folder beside it, then swapped in, so a reader never sees half a folder. Another process
+    that swapped in its own rebuild first wins.
+
+    Raises:
+      DataError: the pickles are bad (`load_dataset`); the old folder is left as it was.
+    """
+    target = paths(data_folder, name)["events"]
+    data = SplitData.from_dataset(load_dataset(data_folder, name))
+    unique = f"{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    building = os.path.join(data_folder, f".{name}-events.{unique}.tmp")
+    old = os.path.join(data_folder, f".{name}-events.{unique}.old")
+    try:
+        os.mkdir(building)
+        save_event_splits(data_folder, data, folder=building)
+        try:
+            os.rename(target, old)
+        except FileNotFoundError:
+            pass
+        try:
+            os.rename(building, target)
+        except OSError:
+            if not os.path.isdir(target):
+                raise
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def load_split_data(
     data_folder: str, name: str, resplit_seed: int | None = None, mmap: bool = True
 ) -> SplitData:
     """The splits of dataset `name`: from the memory-mapped `NAME-events/` when present (and
-    no resplit is asked for), else from `NAME.pkl` and `NAME-split.pkl`."""
+    no resplit is asked for), else from `NAME.pkl` and `NAME-split.pkl`. An events folder
+    built from other pickles than those there now (`events_are_current`) is rebuilt first."""
     folder = paths(data_folder, name)["events"]
     if resplit_seed is None and os.path.isdir(folder):
+        if not events_are_current(data_folder, name):
+            try:
+                rebuild_event_splits(data_folder, name)
+            except PermissionError:  # a read-only data folder: the pickles, read as they are
+                return SplitData.from_dataset(load_dataset(data_folder, name), resplit_seed)
         features_path = os.path.join(folder, "item_features.pkl")
         (features,) = safe_io.load_pickles(features_path, 1)
         item_features = ItemFeatures.from_pickle_object(features, features_path)

@@ -5,6 +5,7 @@ left."""
 import os
 import pickle
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -57,6 +58,61 @@ def test_two_clicks_in_one_display_set(tmp_path):
     # Time 0 of user 0 shows items 0 and 1, both clicked: lines 2 and 3.
     rows = "s\t0\ti\t1\t0\t0\t0\t0\ns\t0\ti\t1\t1\t0\t1\t0\n"
     _fails_cleanly(tmp_path, RELEASED_HEADER + rows, "lines [2, 3]", "2 clicked rows")
+
+
+CSV_COLUMNS = "user=visitor,time=ts,item=product,click=clicked"
+
+
+def _read_csv(path, columns=CSV_COLUMNS, sep=","):
+    return read_csv_logs(str(path), "shop", 0, parse_column_mapping(columns), sep)
+
+
+def test_two_clicks_in_one_csv_display_set_name_the_csvs_own_user(tmp_path):
+    # bob (dense user 1 after ann) clicks x and y at time 100: lines 3 and 4.
+    (tmp_path / "shop.csv").write_text(
+        "visitor,ts,product,clicked\nann,100,x,1\nbob,100,x,1\nbob,100,y,1\n"
+    )
+    with pytest.raises(DataError) as error:
+        _read_csv(tmp_path / "shop.csv")
+    assert str(error.value) == (
+        f"{tmp_path / 'shop.csv'}: lines [3, 4]: a display set (user 'bob', time 100) has 2 "
+        "clicked rows; expected at most one"
+    )
+
+
+def test_a_csv_user_in_two_splits_is_named_by_the_csvs_own_id(tmp_path):
+    (tmp_path / "shop.csv").write_text(
+        "visitor,ts,product,clicked,part\nann,1,x,1,0\nbob,1,x,1,0\nbob,2,y,1,2\n"
+    )
+    with pytest.raises(DataError, match="user 'bob' has rows in more than one split"):
+        _read_csv(tmp_path / "shop.csv", CSV_COLUMNS + ",split=part")
+
+
+@pytest.mark.parametrize(
+    "text, sep, hint",
+    [
+        ("visitor;ts;product;clicked\na;1;x;1\n", ",", "give --csv_sep=';'"),
+        ("visitor\tts\tproduct\tclicked\na\t1\tx\t1\n", ",", "give --csv_sep='\\t'"),
+        ("visitor,ts,product,clicked\na,1,x,1\n", ";", "give --csv_sep=','"),
+        ("visitor ts product clicked\na 1 x 1\n", ",", "give the file's field separator"),
+    ],
+)
+def test_a_csv_read_with_the_wrong_separator_suggests_csv_sep(tmp_path, text, sep, hint):
+    (tmp_path / "shop.csv").write_text(text)
+    with pytest.raises(DataError) as error:
+        _read_csv(tmp_path / "shop.csv", sep=sep)
+    message = str(error.value)
+    assert message.startswith(f"{tmp_path / 'shop.csv'}: line 1: the header is one field ")
+    assert hint in message
+
+
+def test_csv_sep_backslash_t_is_a_tab(tmp_path):
+    # What the hint above asks for, typed in a shell: a backslash and t, read as a tab (not as
+    # a two-character regular expression, which pandas parses slowly, with a warning).
+    (tmp_path / "shop.csv").write_text("visitor\tts\tproduct\tclicked\na\t1\tx\t1\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _read_csv(tmp_path / "shop.csv", sep="\\t").stats["events"] == 1
 
 
 def test_empty_file(tmp_path):

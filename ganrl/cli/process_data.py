@@ -136,7 +136,9 @@ flags.DEFINE_string(
 flags.DEFINE_string(
     "columns", _DEFAULT.columns, "Generic reader: user=COL,time=COL,item=COL,click=COL[,split=COL]."
 )
-flags.DEFINE_string("csv_sep", _DEFAULT.csv_sep, "Generic reader: field separator.")
+flags.DEFINE_string(
+    "csv_sep", _DEFAULT.csv_sep, "Generic reader: field separator ('\\t' for a tab)."
+)
 
 
 def config_from_flags() -> PrepareConfig:

@@ -222,6 +222,7 @@ def convert_rows(
     line: np.ndarray | None = None,
     split: np.ndarray | None = None,
     item_features: ItemFeatures | None = None,
+    user_names: np.ndarray | None = None,
 ) -> Converted:
     """Converts aligned row arrays into a dataset (see the module docstring).
 
@@ -235,7 +236,16 @@ def convert_rows(
       split: `[R]` split code per row (0 train, 1 validation, 2 test), constant per user; None
         draws a 50/25/25 user split with `seed`.
       item_features: defaults to one-hot identity.
+      user_names: `[U]` the input's own id of each (re-indexed) user id, for error messages
+        (default: the user ids themselves).
     """
+
+    def shown(user_id: int) -> str:
+        """User `user_id` as the input names it: `7`, or `'ann'` for a string id."""
+        name = user_id if user_names is None else user_names[int(user_id)]
+        name = name.item() if isinstance(name, np.generic) else name
+        return repr(name) if isinstance(name, str) else str(name)
+
     rows = len(user)
     if rows == 0:
         raise DataError(f"{source}: no data rows")
@@ -273,7 +283,7 @@ def convert_rows(
             "line"
         ].tolist()
         raise DataError(
-            f"{source}: lines {lines}: a display set (user {first['user']}, time "
+            f"{source}: lines {lines}: a display set (user {shown(first['user'])}, time "
             f"{first['time']}) has {len(lines)} clicked rows; expected at most one"
         )
     if split is not None:
@@ -282,7 +292,7 @@ def convert_rows(
             bad_user = per_user.index[per_user > 1][0]
             lines = frame[frame["user"] == bad_user]["line"].tolist()[:5]
             raise DataError(
-                f"{source}: user {bad_user} has rows in more than one split "
+                f"{source}: user {shown(bad_user)} has rows in more than one split "
                 f"(lines {lines}...); expected one split per user"
             )
         bad_split = ~frame["split"].isin(list(SPLIT_CODES))

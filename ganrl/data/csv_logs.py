@@ -71,6 +71,25 @@ def dense_codes(frame: pd.DataFrame, column: str, source: str) -> tuple[np.ndarr
     return np.unique(values, return_inverse=True)
 
 
+# Separators `one_field_header` looks for in a header read as one field.
+LIKELY_SEPARATORS = (",", ";", "\t", "|")
+
+
+def one_field_header(path: str, header: str, sep: str) -> str:
+    """The error for a file whose header is one field with separator `sep`: most likely the
+    file has another separator, which it names when the header holds one."""
+    guess = next((s for s in LIKELY_SEPARATORS if s != sep and s in header), None)
+    hint = (
+        f"the file looks {guess!r}-separated: give --csv_sep={guess!r}"
+        if guess
+        else "give the file's field separator with --csv_sep"
+    )
+    return (
+        f"{path}: line 1: the header is one field {header!r} when split at "
+        f"--csv_sep={sep!r}; {hint}"
+    )
+
+
 def read_csv_logs(
     path: str, name: str, seed: int, mapping: dict[str, str], sep: str = ","
 ) -> Converted:
@@ -81,9 +100,12 @@ def read_csv_logs(
       name: the dataset's name.
       seed: shuffles each display set and, without a split column, draws the split.
       mapping: role -> column name (`parse_column_mapping`).
-      sep: the field separator.
+      sep: the field separator; `\\t` (a backslash and t, as typed in a shell) is a tab.
     """
+    sep = "\t" if sep == "\\t" else sep
     frame = read_table(path, sep)
+    if len(frame.columns) == 1 and any(c not in frame.columns for c in mapping.values()):
+        raise DataError(one_field_header(path, str(frame.columns[0]), sep))
     require_columns(frame, list(mapping.values()), path)
     time = integer_column(frame, mapping["time"], path)
     click = integer_column(frame, mapping["click"], path)
@@ -101,6 +123,7 @@ def read_csv_logs(
         path,
         line=line_numbers(frame),
         split=split,
+        user_names=users,
     )
     converted.user_map = IdMap(mapping["user"], users)
     converted.item_map = IdMap(mapping["item"], items)

@@ -157,6 +157,7 @@ def read_retailrocket(
         seed,
         path,
         line=rows["line"].to_numpy(),
+        user_names=users,
     )
     converted.stats["rows"] = int(len(order))
     converted.user_map = IdMap("visitorid", users)

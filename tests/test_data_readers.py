@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from ganrl.data import movielens, safe_io
+from ganrl.data.convert import IdMap
 from ganrl.data.csv_logs import parse_column_mapping, read_csv_logs
 from ganrl.data.dataset import DataError, load_dataset, load_split_data, save_dataset
 from ganrl.data.pipeline import PrepareConfig, default_names, prepare
@@ -157,6 +158,18 @@ def test_csv_prepare_writes_the_id_mappings(tmp_path):
     # The mapping is the one the events use: bob's click on q is dense item 2 of user 1.
     assert prepared.converted.dataset.behavior[1][2] == [2]
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+    # Read back: the user's ids to the dense ones recommend takes, and its slates back.
+    item_map = IdMap.load(str(tmp_path / "logs-items.csv"))
+    assert item_map.column == "product"
+    assert item_map.dense([["q", "p,2"], ["p 10", "q"]]).tolist() == [[2, 1], [0, 2]]
+    assert item_map.original([2, 0]).tolist() == ["q", "p 10"]
+    with pytest.raises(KeyError, match="product: 'r' is not an id"):
+        item_map.dense(["q", "r"])
+    with pytest.raises(KeyError, match=r"dense ids must be 0..2"):
+        item_map.original([3])
+    (tmp_path / "bad-items.csv").write_text("item_id,product\n0,a\n2,b\n")
+    with pytest.raises(DataError, match=r"bad-items.csv: line 3: expected '1,ORIGINAL_ID'"):
+        IdMap.load(str(tmp_path / "bad-items.csv"))
 
 
 def test_id_mappings_of_movielens_and_retailrocket(tmp_path):

@@ -57,6 +57,44 @@ class IdMap:
         dense = f"{kind}_id"
         return [dense, kind if self.column == dense else self.column]
 
+    @classmethod
+    def load(cls, path: str) -> "IdMap":
+        """Reads a `NAME-users.csv` or `NAME-items.csv` (`save`); the original ids are read as
+        strings. A line whose dense id is not its position is an error naming it."""
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+        if not rows or len(rows[0]) != 2:
+            raise DataError(f"{path}: line 1: expected the header 'KIND_id,COLUMN'")
+        ids = []
+        for line, row in enumerate(rows[1:], start=2):
+            if len(row) != 2 or row[0] != str(line - 2):
+                raise DataError(
+                    f"{path}: line {line}: expected '{line - 2},ORIGINAL_ID' (dense ids in "
+                    f"order), got {','.join(row)!r}"
+                )
+            ids.append(row[1])
+        return cls(rows[0][1], np.asarray(ids, dtype=object))
+
+    def dense(self, original) -> np.ndarray:
+        """The dense ids of `original` ids (any shape; compared as strings), for
+        `ganrl.policy.export.recommend`; an unknown id is an error naming it."""
+        index = {str(v): i for i, v in enumerate(self.ids.tolist())}
+        flat = np.asarray(original, dtype=object).ravel()
+        unknown = [v for v in flat if str(v) not in index]
+        if unknown:
+            raise KeyError(f"{self.column}: {unknown[0]!r} is not an id of this dataset")
+        out = np.fromiter((index[str(v)] for v in flat), np.int64, len(flat))
+        return out.reshape(np.shape(original))
+
+    def original(self, dense) -> np.ndarray:
+        """The original ids of dense ids `dense` (any shape; -1 padding is an error)."""
+        dense = np.asarray(dense)
+        if dense.size and (dense.min() < 0 or dense.max() >= len(self.ids)):
+            raise KeyError(
+                f"dense ids must be 0..{len(self.ids) - 1}, got {dense.min()}..{dense.max()}"
+            )
+        return self.ids[dense]
+
     def save(self, path: str, kind: str) -> None:
         """Writes `path` atomically: the `header(kind)` line, then one `dense id,original id`
         line per dense id, in dense id order."""

@@ -531,11 +531,12 @@ def test_killed_cdqn_run_resumes_to_the_uninterrupted_figures(user_model_dir, tm
     class Killed(Exception):
         pass
 
-    def run_killed_at(phase, step):
+    def run_killed_at(phase, step, clock=None):
         """Killed after logging a curve row, before that episode's checkpoint."""
         runner = PolicyRunner(
             _cdqn_protocol(user_model_dir, tmp_path / "killed"), progress=lines.append
         )
+        runner.clock = clock or runner.clock
         log = runner._log
 
         def log_then_die(row):
@@ -551,8 +552,17 @@ def test_killed_cdqn_run_resumes_to_the_uninterrupted_figures(user_model_dir, tm
     # In training (exploration, replay and target updates under way: resumes at episode 2),
     # then in the first episode of adaptation (in the test simulator, before any checkpoint).
     run_killed_at("train", 6)
-    run_killed_at("adapt_pretrained", 2)
+    # The training seconds before the kill, as its checkpoint keeps them; the resumed
+    # segment runs on a stopped clock, so the result's training time is exactly theirs.
+    folder = tmp_path / "killed" / "checkpoints" / "cdqn__train"
+    before = tf.train.load_variable(
+        tf.train.latest_checkpoint(str(folder)), "train_seconds/.ATTRIBUTES/VARIABLE_VALUE"
+    )
+    assert before > 0
+    run_killed_at("adapt_pretrained", 2, clock=lambda: 0.0)
     assert "resuming cdqn (train) at episode 2" in lines
+    finished = json.loads((tmp_path / "killed" / "policies" / "cdqn.json").read_text())
+    assert finished["train_seconds"] == pytest.approx(before)
     PolicyRunner(_cdqn_protocol(user_model_dir, tmp_path / "killed"), progress=lambda _: None).run()
     results, curves = _protocol_figures(tmp_path / "killed")
     full_results, full_curves = _protocol_figures(tmp_path / "full")

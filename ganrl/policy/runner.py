@@ -652,6 +652,9 @@ class PolicyRunner:
         self.config = config
         self.progress = progress if self.chief else (lambda _: None)
         self.progress_every = progress_every
+        # Training seconds per (policy, phase), over every segment of a resumed run.
+        self.clock = time.perf_counter
+        self.train_seconds: dict[tuple[str, str], float] = {}
         members = [load_user_model(folder) for folder in config.member_dirs]
         self.train_model = members[0]
         self.test_model = load_user_model(config.test_user_model_dir)
@@ -737,8 +740,11 @@ class PolicyRunner:
         """Trains a learning policy for `itrs` episodes of `batch_size` users (resumable)."""
         cfg = self.config
         iteration = tf.Variable(0, dtype=tf.int64, trainable=False)
+        # The seconds of the segments before a kill (a checkpoint older than it has none).
+        seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False)
         ckpt = tf.train.Checkpoint(
             iteration=iteration,
+            train_seconds=seconds,
             **policy.checkpoint_objects(),
             numpy_state=NumpyState(policy),
             simulator=sim.rng,
@@ -753,6 +759,7 @@ class PolicyRunner:
             ckpt.restore(latest)
             self.progress(f"resuming {name} ({phase}) at episode {int(iteration.numpy())}")
         curve = self._resume_curve(name, phase, int(iteration.numpy()) * cfg.horizon)
+        earlier, tic = float(seconds.numpy()), self.clock()
         last_save = time.monotonic()
         episodes = max(1, itrs // cfg.horizon)
         select = phase == "train" and cfg.select_every > 0
@@ -843,6 +850,7 @@ class PolicyRunner:
                 time.monotonic() - last_save >= cfg.checkpoint_secs
                 or int(iteration.numpy()) == episodes
             ):
+                seconds.assign(earlier + self.clock() - tic)
                 manager.save(checkpoint_number=int(iteration.numpy()))
                 last_save = time.monotonic()
         if select:
@@ -854,6 +862,7 @@ class PolicyRunner:
                 f"{name}: the snapshot of episode {best['episode']} (validation reward "
                 f"{best.get('reward', best['score']):.3f} in {self.selection})"
             )
+        self.train_seconds[name, phase] = earlier + self.clock() - tic
         return curve
 
     def validate(self, policy: Policy) -> np.ndarray:
@@ -990,10 +999,10 @@ class PolicyRunner:
                     self.train(name, policy, self.train_sim, cfg.num_itrs, "train")
                 trained[name] = policy
                 continue
-            tic = time.perf_counter()
+            seconds = 0.0
             if policy.learns:
                 self.train(name, policy, self.train_sim, cfg.num_itrs, "train")
-            seconds = time.perf_counter() - tic
+                seconds = self.train_seconds[name, "train"]
             result = self.evaluate(policy)
             result["train_seconds"] = seconds
             safe_io.dump_json(done_path, result)

@@ -16,13 +16,13 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import sys  # noqa: E402
 import time  # noqa: E402
 
 from absl import app, flags, logging  # noqa: E402
 
 from ganrl.cli import policy_flags  # noqa: E402  (defines the protocol's flags)
 from ganrl.cli.distribution_flags import strategy_from_flags  # noqa: E402
+from ganrl.cli.errors import report_error  # noqa: E402
 from ganrl.data.safe_io import DataError  # noqa: E402
 from ganrl.policy.runner import PolicyRunner  # noqa: E402
 from ganrl.reporting import policy_comparison as comparison  # noqa: E402
@@ -52,8 +52,7 @@ def main(argv: list[str]) -> int:
                 results["policies"] = {name: results["policies"][name] for name in config.policies}
                 runs[(dataset, seed)] = results
     except (DataError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return report_error(e)
     table = comparison.write_tables(comparison.summarise(runs), FLAGS.out)
     comparison.plot(runs, os.path.join(FLAGS.out, "comparison.png"))
     print(

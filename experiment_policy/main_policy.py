@@ -13,12 +13,12 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import sys  # noqa: E402
 
 from absl import app, flags, logging  # noqa: E402
 
 from ganrl.cli import policy_flags  # noqa: E402  (defines the protocol's flags)
 from ganrl.cli.distribution_flags import strategy_from_flags  # noqa: E402
+from ganrl.cli.errors import report_error  # noqa: E402
 from ganrl.data.safe_io import DataError  # noqa: E402
 from ganrl.policy.runner import PolicyRunner  # noqa: E402
 
@@ -48,8 +48,7 @@ def main(argv: list[str]) -> int:
         print(f"config: {config}", flush=True)
         results = runner.run()
     except (DataError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return report_error(e)
     print(
         f"\nin the test simulator ({config.test_user_model_dir}), {config.eval_users} users, "
         f"{config.horizon} steps:"

@@ -24,6 +24,7 @@ from ganrl.cli import (
     residual_flags,  # noqa: E402  (the other policies' residual flags)
     selection_flags,  # noqa: E402  (the snapshot-selection flags)
 )
+from ganrl.cli.errors import report_error  # noqa: E402
 from ganrl.data.safe_io import DataError  # noqa: E402
 from ganrl.data.satiation import SATIATION_WORLDS  # noqa: E402
 from ganrl.data.synthetic import DEFAULT_WORLD, world_names  # noqa: E402
@@ -156,8 +157,7 @@ def main(argv: list[str]) -> int:
         print(f"config: {config}", flush=True)
         run(config)
     except (DataError, FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return report_error(e)
     with open(os.path.join(config.output_dir, "table.md")) as f:
         print(f.read())
     return 0

@@ -15,12 +15,12 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import json  # noqa: E402
-import sys  # noqa: E402
 
 from absl import app, logging  # noqa: E402
 
 from ganrl.cli import user_model_flags  # noqa: E402  (defines the user-model flags)
 from ganrl.cli.distribution_flags import strategy_from_flags  # noqa: E402
+from ganrl.cli.errors import report_error  # noqa: E402
 from ganrl.data import safe_io  # noqa: E402
 from ganrl.data.dataset import load_split_data  # noqa: E402
 from ganrl.train.user_model import (  # noqa: E402
@@ -47,8 +47,7 @@ def main(argv: list[str]) -> int:
             # reused by a rerun.
             ensure_leave_model(config.save_dir)
     except (safe_io.DataError, FileNotFoundError, TrainingDivergedError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return report_error(e)
     test = results["test"]
     print(
         f"test ({config.save_dir}): loss {test.get('loss', float('nan')):.4f}  "

@@ -37,6 +37,7 @@ from absl import app, flags, logging  # noqa: E402
 
 from ganrl.cli import user_model_flags  # noqa: E402  (defines the user-model flags)
 from ganrl.cli.distribution_flags import strategy_from_flags  # noqa: E402
+from ganrl.cli.errors import report_error  # noqa: E402
 from ganrl.data import safe_io  # noqa: E402
 from ganrl.reporting import tables as table  # noqa: E402
 from ganrl.train.table_runs import (  # noqa: E402
@@ -108,8 +109,7 @@ def main(argv: list[str]) -> int:
             progress=lambda line: print(line, flush=True),
         )
     except (safe_io.DataError, FileNotFoundError, TrainingDivergedError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return report_error(e)
     in_table = [r for r in records if r.dataset in FLAGS.datasets and r.seed in seeds]
     text = table.write_tables(
         [

@@ -394,3 +394,43 @@ def test_a_policy_rerun_with_other_flags_is_refused(user_model_dir, tmp_path):
         PolicyRunner(dataclasses.replace(config, horizon=3)).run()
     assert _listing(tmp_path / "policy") == before
     assert PolicyRunner(config).run() == first
+
+
+def test_an_error_from_inside_another_library_names_where_ganrl_called_it(monkeypatch):
+    import io
+
+    import numpy as np
+
+    from ganrl.cli.errors import report_error
+    from ganrl.config_checks import check
+
+    def own_check():
+        class Config:
+            batch_size = 0
+
+        check(Config(), "a positive integer", "batch_size")
+
+    def numpy_under_ganrl():
+        from ganrl.policy.export import padded_histories
+
+        # numpy's own error (lengths of the wrong shape) inside a ganrl function.
+        return padded_histories(np.zeros((2, 3)), 3, lengths=[1, 2, 3])
+
+    monkeypatch.delenv("GANRL_TRACEBACK", raising=False)
+    for raiser, lines in ((own_check, 1), (numpy_under_ganrl, 2)):
+        out = io.StringIO()
+        try:
+            raiser()
+        except ValueError as e:
+            assert report_error(e, out) == 1
+        text = out.getvalue().splitlines()
+        assert len(text) == lines and text[0].startswith("error: "), text
+    assert "ValueError raised at ganrl/policy/export.py:" in text[1], text
+    assert "GANRL_TRACEBACK=1" in text[1]
+    monkeypatch.setenv("GANRL_TRACEBACK", "1")
+    out = io.StringIO()
+    try:
+        numpy_under_ganrl()
+    except ValueError as e:
+        report_error(e, out)
+    assert "Traceback (most recent call last)" in out.getvalue()

@@ -275,11 +275,12 @@ def compare(run_dirs: list[str], out_dir: str, ignore: tuple[str, ...] = IGNORED
 def main(argv: list[str]) -> None:
     from absl import flags
 
+    from ganrl.cli.errors import report_error
+
     try:
         print(compare(argv[1:], flags.FLAGS.out, tuple(flags.FLAGS.ignore_keys)), end="")
     except (DataError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(report_error(e))
 
 
 if __name__ == "__main__":

@@ -12,20 +12,15 @@
 # experiment_policy/main_sim_to_real.py. At the end, ganrl.reporting.sim_to_real checks every
 # run in the save folder against the issue's bar (summary.md, checks.csv there).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-source experiment_user_model/common.sh
+source "$(dirname "$0")/../experiment_user_model/common.sh"
+enter_repository "$@"; set -- ${script_args[@]+"${script_args[@]}"}
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
 
 worlds=$(flag_value worlds lag_popular_always,satiation "$@")
 save_dir=$(flag_value save_dir runs/sim2real "$@")
 seeds=$(flag_value seeds 0 "$@")
-args=()
-for arg in "$@"; do
-  case $arg in
-    --worlds=*|--seeds=*) ;;
-    *) args+=("$arg") ;;
-  esac
-done
+without_flags "worlds seeds" "$@"
+args=(${kept_args[@]+"${kept_args[@]}"})
 for world in ${worlds//,/ }; do
   for seed in ${seeds//,/ }; do
     "$PYTHON" experiment_policy/main_sim_to_real.py \

@@ -517,3 +517,27 @@ def test_process_data_takes_flags_in_both_forms_and_paths_from_the_caller(tmp_pa
     )
     stats = json.loads((tmp_path / "data" / "synthetic-stats.json").read_text())
     assert stats["users"] == 20 and stats["items"] == 30
+
+
+def test_sim_to_real_script_takes_both_forms_and_the_callers_paths(tmp_path):
+    script = os.path.join(ROOT, "experiment_policy/run_sim_to_real.sh")
+    flags = ["--worlds=satiation", "--seeds=0,1", "--save_dir=s2r", "--num_itrs=7"]
+    (tmp_path / "stub").mkdir()
+    joined, _ = recorded_commands([script, *flags], tmp_path / "stub", cwd=str(tmp_path))
+    split, _ = recorded_commands(
+        [script, *_split_form(flags)], tmp_path / "stub", cwd=str(tmp_path)
+    )
+    assert split == joined
+    *runs, summary = joined
+    # One harness run per world and seed, into the caller's folder; the script's own flags
+    # stay with it.
+    assert [(flags_of(c)["world"], flags_of(c)["seed"]) for c in runs] == [
+        ("satiation", "0"),
+        ("satiation", "1"),
+    ]
+    for folder, *args in runs:
+        assert folder == ROOT
+        assert flags_of([folder, *args])["save_dir"] == f"{tmp_path}/s2r"
+        assert flags_of([folder, *args])["num_itrs"] == "7"
+        assert not {"worlds", "seeds"} & set(flags_of([folder, *args]))
+    assert summary[1:] == ["-m", "ganrl.reporting.sim_to_real", f"{tmp_path}/s2r"]

@@ -74,9 +74,9 @@ def _greedy_slate(model, observation):
 
 @pytest.mark.parametrize("name", POLICIES)
 def test_the_untrained_policy_is_gan_greedy(model, observation, name):
-    # LinUCB's prior optimism alpha |x| / sqrt(ridge) is not 0 before any observation: its
-    # untrained slate is GAN-Greedy's with alpha 0 (and within the bound otherwise, below).
-    policy = _policy(name, model, bound=1.0, alpha=0.0)
+    # Frozen, LinUCB ranks by its ridge estimate, 0 before any observation: GAN-Greedy's
+    # slate with the default alpha (its prior optimism only explores, below).
+    policy = _policy(name, model, bound=1.0)
     np.testing.assert_array_equal(
         policy.select(observation).numpy(), _greedy_slate(model, observation)
     )
@@ -106,9 +106,18 @@ def test_a_saturated_learned_part_stays_within_2c_of_the_greedy_slate(model, obs
     assert _below_the_bound(model, observation, old, bound).any()
 
 
-def test_linucb_s_untrained_optimism_stays_within_the_bound(model, observation):
+def test_linucb_s_untrained_optimism_explores_within_the_bound(model, observation):
     policy = _policy("linucb", model, bound=0.3, alpha=0.5)
-    assert not _below_the_bound(model, observation, policy.select(observation).numpy(), 0.3).any()
+    exploring = policy.select(observation, explore=True).numpy()
+    assert not _below_the_bound(model, observation, exploring, 0.3).any()
+    # Optimism that differs much by item (A's scales spread, b = 0) reorders slates only
+    # when exploring: frozen, the ridge estimate is still 0 and the slate GAN-Greedy's.
+    wide = _policy("linucb", model, bound=5.0, alpha=1.0)
+    scales = np.exp(np.random.default_rng(3).uniform(0.0, 6.0, wide.a_matrix.shape[0]))
+    wide.a_matrix.assign(np.diag(scales).astype(np.float32))
+    greedy = _greedy_slate(model, observation)
+    assert np.any(wide.select(observation, explore=True).numpy() != greedy)
+    np.testing.assert_array_equal(wide.select(observation).numpy(), greedy)
 
 
 @pytest.mark.parametrize("name", ["ppo", "a2c"])
@@ -140,8 +149,12 @@ def test_c0_ddpg_and_linucb_rank_as_before(model, observation):
     linucb = _policy("linucb", model, 0.0)
     _force_learned_part(linucb, "linucb")
     np.testing.assert_array_equal(
-        linucb.select(observation).numpy(),
+        linucb.select(observation, explore=True).numpy(),
         tf.math.top_k(linucb.ucb(observation), K).indices.numpy(),
+    )
+    np.testing.assert_array_equal(  # frozen: the ridge estimate
+        linucb.select(observation).numpy(),
+        tf.math.top_k(linucb.ucb(observation, width=False), K).indices.numpy(),
     )
 
 

@@ -232,13 +232,17 @@ class LinUCB(Policy):
         self.a_matrix = tf.Variable(config.ridge * tf.eye(dim), trainable=False, name="A")
         self.b_vector = tf.Variable(tf.zeros(dim), trainable=False, name="b")
 
-    def ucb(self, observation: Observation) -> tf.Tensor:
-        """`[B, N]` theta.x + alpha * sqrt(x A^-1 x)."""
+    def ucb(self, observation: Observation, width: bool = True) -> tf.Tensor:
+        """`[B, N]` theta.x + alpha * sqrt(x A^-1 x); the ridge estimate theta.x alone
+        without `width`."""
         x = pair_features(self.features, observation.history, observation.candidates)
         a_inv = tf.linalg.inv(self.a_matrix)
-        theta = tf.linalg.matvec(a_inv, self.b_vector)
-        width = tf.sqrt(tf.maximum(tf.einsum("bnd,de,bne->bn", x, a_inv, x), 0.0))
-        return tf.einsum("bnd,d->bn", x, theta) + self.alpha * width
+        mean = tf.einsum("bnd,d->bn", x, tf.linalg.matvec(a_inv, self.b_vector))
+        if not width:
+            return mean
+        return mean + self.alpha * tf.sqrt(
+            tf.maximum(tf.einsum("bnd,de,bne->bn", x, a_inv, x), 0.0)
+        )
 
     @tf.function(reduce_retracing=True)
     def _bounded(self, history, candidates, ucb, events=None):
@@ -247,7 +251,12 @@ class LinUCB(Policy):
         return self.residual.score(history, candidates, ucb, events=events)
 
     def select(self, observation: Observation, explore: bool = False) -> tf.Tensor:
-        ucb = self.ucb(observation)
+        """Exploring (learning online), the optimistic ucb; frozen (validated, tested,
+        served), the ridge estimate, so that the untrained policy is GAN-Greedy with the
+        bounded residual (its prior optimism alpha |x| / sqrt(ridge) differs by item: with
+        it, the untrained start the snapshot selection measures gains against moved items
+        within the bound, and served true users below GAN-Greedy's reward)."""
+        ucb = self.ucb(observation, width=explore)
         if self.residual.active:
             return top_k_slate(
                 self._bounded(observation.history, observation.candidates, ucb, observation.events),

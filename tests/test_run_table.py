@@ -87,6 +87,13 @@ def test_table_script_writes_the_tables_and_reuses_records_and_runs(data_folder,
     assert third.stdout.count("reusing the finished run") == 4 and _mtimes(runs) == trained
     assert (out / "table.md").read_text() == text
 
+    # Other shared settings into the same folder: refused, naming them, nothing reused.
+    other = run_script(args + ["--num_itrs=3", "--dims=8"], check=False)
+    assert other.returncode == 1, other.stderr
+    assert "holds a table made with other flags" in other.stderr
+    assert "num_itrs=2 there, 3 now" in other.stderr and "dims=" in other.stderr
+    assert (out / "table.md").read_text() == text and _mtimes(runs) == trained
+
 
 def test_table_refuses_the_flags_it_sets_per_run(data_folder, tmp_path):
     proc = run_script(
@@ -131,3 +138,17 @@ def test_ablation_script_trains_its_variants_and_compares_them(data_folder, tmp_
     assert {c["item_features"] for c in configs.values()} == {"generalising"}
     summary = (out / "compare" / "summary.md").read_text()
     assert "regularizer" in summary and (out / "compare" / "vali_prec1.png").exists()
+    # A rerun with other flags into the same folder is refused, not answered with the old runs.
+    proc = run_script(
+        [
+            "experiment_user_model/ablations/no_pretraining.sh",
+            f"--data_folder={data_folder}",
+            "--dataset=synthetic",
+            "--num_itrs=3",
+            "--eval_every=1",
+            "--batch_size=5",
+            f"--out={out}",
+        ],
+        check=False,
+    )
+    assert proc.returncode != 0 and "num_itrs=2 there, 3 now" in proc.stderr, proc.stderr

@@ -3,7 +3,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 
 # run_variants OUT LABEL=FLAGS... -- ARGS...: trains one user-model run per variant into
 # OUT/LABEL (run_gan_user_model.sh, so its settings, then the variant's FLAGS (comma-separated),
-# then ARGS but --out; finished runs are reused), then draws the validation curves and prints
+# then ARGS but --out; a finished run is reused, one with other flags refused), then draws the validation curves and prints
 # the summary table with `python -m ganrl.reporting.compare` into OUT/compare.
 # A FLAGS entry @LABEL stands for --pretrain_dir=OUT/LABEL (adversarial fine-tuning from it).
 run_variants() {
@@ -22,11 +22,14 @@ run_variants() {
         ?*) flags+=("$flag") ;;
       esac
     done
-    if [ ! -f "$out/$label/results.json" ]; then
+    # A finished run is reused by the trainer itself, which first refuses other flags.
+    if [ -f "$out/$label/results.json" ]; then
+      echo "reusing $out/$label (if its flags are these)" >&2
+    else
       echo "training $out/$label" >&2
-      experiment_user_model/run_gan_user_model.sh ${flags[@]+"${flags[@]}"} \
-        ${kept_args[@]+"${kept_args[@]}"} --save_dir="$out/$label"
     fi
+    experiment_user_model/run_gan_user_model.sh ${flags[@]+"${flags[@]}"} \
+      ${kept_args[@]+"${kept_args[@]}"} --save_dir="$out/$label"
     dirs+=("$out/$label")
   done
   "$PYTHON" -m ganrl.reporting.compare "${dirs[@]}" --out="$out/compare"

@@ -7,6 +7,9 @@ Methods: chance (the expected figures of a random ranking), the baselines of
 takes the settings of one base `TrainConfig` but those of `PER_RUN_SETTINGS`.
 
 Output folder `out`:
+  settings.json  the settings every run shares (the base config but its per-run settings, the
+                 adversarial runs' length and learning rate): a rerun with others is refused,
+                 so records made with other flags are never reused
   records.csv    one row per (method, dataset, seed): test prec@1 and prec@2; written after
                  each run, so a rerun reuses every finished record
   seconds.csv    the wall seconds of each run
@@ -29,7 +32,8 @@ from ganrl.data import safe_io
 from ganrl.data.dataset import SplitData, load_split_data
 from ganrl.reporting import tables as table
 from ganrl.train.flat_settings import run_dir_name
-from ganrl.train.user_model import TrainConfig, UserModelRunner
+from ganrl.train.run_folder import RunFolderError, differing_settings
+from ganrl.train.user_model import RERUN_MAY_CHANGE, TrainConfig, UserModelRunner
 from ganrl.user_model_baselines import PAPER_BASELINES, chance_summary, evaluate_scorer
 
 # GAN method -> (encoder, regularizer).
@@ -111,6 +115,35 @@ class TableRuns:
     def seconds_path(self) -> str:
         return os.path.join(self.out, "seconds.csv")
 
+    def shared_settings(self) -> dict:
+        """What every run of the table shares (`settings.json`)."""
+        base = {k: v for k, v in self.base.to_dict().items() if k not in PER_RUN_SETTINGS}
+        base["model"] = {k: v for k, v in base["model"].items() if k not in PER_RUN_SETTINGS}
+        return {
+            "base": base,
+            "adv_itrs": self.adv_itrs,
+            "adv_learning_rate": self.adv_learning_rate,
+        }
+
+    def claim_settings(self) -> None:
+        """Writes `settings.json` in a new output folder; in one that has it, refuses other
+        settings (`RunFolderError`, naming them). A folder written before settings.json
+        existed gets today's."""
+        path = os.path.join(self.out, "settings.json")
+        settings = self.shared_settings()
+        if os.path.exists(path):
+            with open(path) as f:
+                saved = json.load(f)
+            differ = differing_settings(saved, settings, RERUN_MAY_CHANGE)
+            if differ:
+                raise RunFolderError(
+                    f"{self.out}: holds a table made with other flags ("
+                    + "; ".join(f"{key}={old!r} there, {new!r} now" for key, old, new in differ)
+                    + "): rerun with its flags or pass another --out"
+                )
+            return
+        safe_io.dump_json(path, settings)
+
     def run_dir(self, method: str, dataset: str, seed: int) -> str:
         encoder, regularizer = GAN_METHODS[method]
         return os.path.join(self.out, "runs", run_dir_name(dataset, encoder, regularizer, seed))
@@ -170,6 +203,7 @@ class TableRuns:
         """Runs every (dataset, seed, method) that has no record yet, saving the records and
         seconds after each; returns (every record, every run's seconds, runs reused)."""
         os.makedirs(self.out, exist_ok=True)
+        self.claim_settings()
         records = table.load_records(self.records_path)
         seconds = load_seconds(self.seconds_path)
         done = {(r.method, r.dataset, r.seed) for r in records}

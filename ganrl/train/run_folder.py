@@ -56,17 +56,26 @@ def claim(
         if os.path.exists(path):
             with open(path) as f:
                 saved = saved_config(json.load(f))
-            differ = differing_settings(saved, config, ignore)
-            if differ:
-                raise RunFolderError(
-                    f"{save_dir}: holds a run with other flags ("
-                    + "; ".join(f"{key}={old!r} there, {new!r} now" for key, old, new in differ)
-                    + "): rerun with its flags or pass another --save_dir"
-                )
+            require_same_settings(saved, config, ignore, f"{save_dir}: holds a run", "--save_dir")
         remove_partial_checkpoints(os.path.join(save_dir, "checkpoints"))
         yield
     finally:
         os.close(fd)
+
+
+def require_same_settings(
+    saved: dict, current: dict, ignore: Iterable[str], holder: str, flag: str
+) -> None:
+    """Raises `RunFolderError` naming each setting of `current` that differs from `saved`
+    (`differing_settings`): "{holder} with other flags (...): rerun with its flags or pass
+    another {flag}"."""
+    differ = differing_settings(saved, current, ignore)
+    if differ:
+        raise RunFolderError(
+            f"{holder} with other flags ("
+            + "; ".join(f"{key}={old!r} there, {new!r} now" for key, old, new in differ)
+            + f"): rerun with its flags or pass another {flag}"
+        )
 
 
 def differing_settings(

@@ -32,7 +32,7 @@ from ganrl.data import safe_io
 from ganrl.data.dataset import SplitData, load_split_data
 from ganrl.reporting import tables as table
 from ganrl.train.flat_settings import run_dir_name
-from ganrl.train.run_folder import RunFolderError, differing_settings
+from ganrl.train.run_folder import require_same_settings
 from ganrl.train.user_model import RERUN_MAY_CHANGE, TrainConfig, UserModelRunner
 from ganrl.user_model_baselines import PAPER_BASELINES, chance_summary, evaluate_scorer
 
@@ -127,20 +127,15 @@ class TableRuns:
 
     def claim_settings(self) -> None:
         """Writes `settings.json` in a new output folder; in one that has it, refuses other
-        settings (`RunFolderError`, naming them). A folder written before settings.json
+        settings (`run_folder.RunFolderError`, naming them). A folder written before settings.json
         existed gets today's."""
         path = os.path.join(self.out, "settings.json")
         settings = self.shared_settings()
         if os.path.exists(path):
             with open(path) as f:
                 saved = json.load(f)
-            differ = differing_settings(saved, settings, RERUN_MAY_CHANGE)
-            if differ:
-                raise RunFolderError(
-                    f"{self.out}: holds a table made with other flags ("
-                    + "; ".join(f"{key}={old!r} there, {new!r} now" for key, old, new in differ)
-                    + "): rerun with its flags or pass another --out"
-                )
+            holder = f"{self.out}: holds a table made"
+            require_same_settings(saved, settings, RERUN_MAY_CHANGE, holder, "--out")
             return
         safe_io.dump_json(path, settings)
 

@@ -20,7 +20,10 @@ import time  # noqa: E402
 
 from absl import app, flags, logging  # noqa: E402
 
-from ganrl.cli import policy_flags  # noqa: E402  (defines the protocol's flags)
+from ganrl.cli import (
+    policy_flags,  # noqa: E402  (defines the protocol's flags)
+    register_seed_list,  # noqa: E402
+)
 from ganrl.cli.distribution_flags import strategy_from_flags  # noqa: E402
 from ganrl.cli.errors import report_error  # noqa: E402
 from ganrl.data.safe_io import DataError  # noqa: E402
@@ -30,6 +33,7 @@ from ganrl.reporting import policy_comparison as comparison  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_list("datasets", ["yelp", "ml100k"], "Datasets to compare on.")
 flags.DEFINE_list("seeds", ["0", "1", "2", "3", "4"], "Policy seeds.")
+register_seed_list()
 flags.DEFINE_string("models_root", "runs", "Folder of the user-model run folders.")
 flags.DEFINE_string("out", "runs/comparison", "Output folder.")
 

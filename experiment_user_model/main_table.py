@@ -35,7 +35,10 @@ import time  # noqa: E402
 
 from absl import app, flags, logging  # noqa: E402
 
-from ganrl.cli import user_model_flags  # noqa: E402  (defines the user-model flags)
+from ganrl.cli import (
+    register_seed_list,  # noqa: E402
+    user_model_flags,  # noqa: E402  (defines the user-model flags)
+)
 from ganrl.cli.distribution_flags import strategy_from_flags  # noqa: E402
 from ganrl.cli.errors import report_error  # noqa: E402
 from ganrl.data import safe_io  # noqa: E402
@@ -52,7 +55,9 @@ from ganrl.train.user_model import TrainingDivergedError  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_list("datasets", ["yelp", "tb", "rsc", "ml100k"], "Datasets (columns).")
 flags.DEFINE_list("seeds", ["0", "1", "2", "3", "4"], "Seeds.")
+register_seed_list()
 flags.DEFINE_list("methods", list(METHODS), "Methods (rows): " + ", ".join(METHODS))
+flags.register_validator("methods", bool, message="--methods: expected at least one method")
 flags.DEFINE_string("out", "runs/table", "Output folder (records, GAN run folders, tables).")
 flags.DEFINE_integer("adv_itrs", 5000, "Adversarial (L2) iterations (run script: 5000).")
 flags.DEFINE_float("adv_learning_rate", 0.0001, "Adversarial (L2) learning rate.")

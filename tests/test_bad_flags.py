@@ -434,3 +434,19 @@ def test_an_error_from_inside_another_library_names_where_ganrl_called_it(monkey
     except ValueError as e:
         report_error(e, out)
     assert "Traceback (most recent call last)" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "script, flag, message",
+    [
+        ("experiment_user_model/main_table.py", "--seeds=a", "--seeds: expected comma-separated"),
+        ("experiment_user_model/main_table.py", "--seeds=-1", "--seeds: expected comma-separated"),
+        ("experiment_user_model/main_table.py", "--methods=", "--methods: expected at least one"),
+        ("experiment_policy/main_comparison.py", "--seeds=0,b", "--seeds: expected comma-sep"),
+    ],
+)
+def test_table_and_comparison_refuse_bad_seed_and_method_lists(tmp_path, script, flag, message):
+    proc = _main(script, "--datasets=x", f"--out={tmp_path}/o", flag)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert f"Flags parsing error: flag {flag.split('=')[0]}" in proc.stderr
+    assert message in proc.stderr and not (tmp_path / "o").exists()

@@ -260,7 +260,18 @@ def test_gymnasium_env_checker(user_model_dir):
     for _ in range(3):
         obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
         total += 1
-    assert terminated and total == 3
+    # This model has no leave model: the horizon cuts the session (a time limit: truncated).
+    assert env.sim.leave_model is None and truncated and not terminated and total == 3
+    env.reset(seed=1)
+    n_candidates = int(env.action_space.nvec[0])
+    for bad, message in [
+        ([0, 1, 2], r"action of shape \(3,\): expected \(2,\)"),
+        ([0, n_candidates], rf"expected integer candidate indices 0\.\.{n_candidates - 1}"),
+        ([-1, 0], "expected integer candidate indices"),
+        ([0.5, 1.0], "expected integer candidate indices"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            env.step(bad)
 
 
 def test_policy_protocol_smoke_and_resume(user_model_dir, tmp_path):

@@ -2,8 +2,10 @@
 
 Observation: a dict with `history` (the user's last `history_length` clicks, most recent first,
 -1 padded) and `candidates` (the candidate item ids). Action: k candidate indices
-(`MultiDiscrete`); a repeated index shows the item once more in the slate. Reward: the learned
-reward of the clicked item (or the click indicator). The episode ends after `horizon` steps.
+(`MultiDiscrete`); a repeated index shows the item once more in the slate, an action of
+another length or an index outside the candidates is refused (`ValueError`). Reward: the
+learned reward of the clicked item (or the click indicator). The episode is truncated after
+`horizon` steps and terminated when the user leaves (the user model's leave model).
 """
 
 from __future__ import annotations
@@ -47,14 +49,28 @@ class RecommendationEnv(gym.Env):
         return self._convert(self._obs), {}
 
     def step(self, action):
-        slate = tf.constant(np.asarray(action, dtype=np.int32)[None, :])
-        result = self.sim.step(self._obs, slate)
+        action = np.asarray(action)
+        n_candidates = int(self.action_space.nvec[0])
+        if action.shape != self.action_space.shape:
+            raise ValueError(
+                f"action of shape {action.shape}: expected {self.action_space.shape}, the "
+                "slate's k candidate indices"
+            )
+        if not np.issubdtype(action.dtype, np.integer) or (
+            action.size and (action.min() < 0 or action.max() >= n_candidates)
+        ):
+            raise ValueError(
+                f"action {action.tolist()}: expected integer candidate indices "
+                f"0..{n_candidates - 1}"
+            )
+        result = self.sim.step(self._obs, tf.constant(action.astype(np.int32)[None, :]))
         self._obs = result.observation
         info = {"clicked_index": int(result.clicked_index.numpy()[0])}
+        stays = self._obs.alive is None or bool(np.asarray(self._obs.alive)[0])
         return (
             self._convert(self._obs),
             float(result.reward.numpy()[0]),
-            bool(result.done),
-            False,
+            bool(result.done) and not stays,  # she left
+            bool(result.done) and stays,  # the horizon cut her session
             info,
         )

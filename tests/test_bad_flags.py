@@ -132,6 +132,11 @@ def _listing(folder) -> dict:
         ({"train_share": 0.0}, "train_share=0.0: expected a number in (0, 1]"),
         ({"train_share": 1.5}, "train_share=1.5: expected a number in (0, 1]"),
         ({"item_features": "both"}, "item_features='both': expected one of onehot, generalising"),
+        (
+            {"pretrain_dir": "pre"},
+            "pretrain_dir='pre': only an L2 (adversarial) run starts from a pre-trained one; "
+            "regularizer='entropy' trains from scratch",
+        ),
     ],
 )
 def test_train_config_refuses_bad_values(tmp_path, overrides, message):

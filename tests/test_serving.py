@@ -38,6 +38,8 @@ def test_padded_histories_trim_pad_and_mask():
     # Width 3 keeps the 3 most recent; row 3 has 2 valid clicks by `lengths`.
     out = padded_histories(h, 3, lengths=[5, 1, 2])
     assert out.tolist() == [[5, 4, 3], [7, -1, -1], [9, 8, -1]]
+    with pytest.raises(ValueError, match="histories: expected .* padded with -1 to one width"):
+        padded_histories([[5, 4], [7]], 3)  # ragged rows
     mask = np.array([[1, 1, 0, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 1]], bool)
     assert padded_histories(h, 6, mask=mask).tolist() == [
         [5, 4, -1, -1, -1, -1],

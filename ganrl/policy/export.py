@@ -118,7 +118,13 @@ def padded_histories(histories, history_length: int, lengths=None, mask=None) ->
       lengths: optional `[U]` valid clicks per row (the first `lengths[u]` entries).
       mask: optional `[U, H]` bool, True on valid clicks (valid clicks come first).
     """
-    h = np.asarray(histories, dtype=np.int64)
+    try:
+        h = np.asarray(histories, dtype=np.int64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            "histories: expected [users, clicks] integer item ids, rows padded with -1 to one "
+            f"width ({e})"
+        ) from None
     if h.ndim != 2:
         raise ValueError(f"histories: expected [users, clicks], got shape {h.shape}")
     valid = h >= 0

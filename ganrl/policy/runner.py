@@ -782,12 +782,18 @@ class PolicyRunner:
             checks = cfg.select_log_drop < 1 and cfg.select_log_estimators
             logged = self.logged_clicks(policy) if checks else None
             start_logged = logged if best is None else start_estimates(best)
-            if not keeps_logged_clicks(logged, start_logged, cfg.select_log_drop):
+            refused = not keeps_logged_clicks(logged, start_logged, cfg.select_log_drop)
+            if refused:
                 score = -math.inf  # loses clicks the logs can check: never taken
             episode = int(iteration.numpy())
             self.progress(
                 f"{name}: validation at episode {episode}: reward {rewards.mean():.3f}, "
                 f"gain lower bound {score:.3f}"
+                + (
+                    " (refused: an off-policy estimate of logged clicks fell below the start's)"
+                    if refused
+                    else ""
+                )
                 + "".join(
                     f", logged clicks ({estimator}) {value:.4f} "
                     f"(start {start_logged[estimator]:.4f})"

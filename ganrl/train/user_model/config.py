@@ -140,6 +140,11 @@ class TrainConfig:
             raise ValueError(f"ema={self.ema}: expected a number in [0, 1)")
         if not 0.0 < self.train_share <= 1.0:
             raise ValueError(f"train_share={self.train_share}: expected a number in (0, 1]")
+        if self.pretrain_dir and self.regularizer != "L2":
+            raise ValueError(
+                f"pretrain_dir={self.pretrain_dir!r}: only an L2 (adversarial) run starts from "
+                f"a pre-trained one; regularizer={self.regularizer!r} trains from scratch"
+            )
         if self.num_itrs == 0 and self.num_epochs <= 0:
             raise ValueError("num_itrs=0: the length is then num_epochs, which must be positive")
 

@@ -119,8 +119,10 @@ def plot(runs: dict[tuple[str, int], dict], path: str) -> None:
         plot_lines(
             ax, {policy: np.mean(np.array(seeds), axis=0) for policy, seeds in curves.items()}
         )
+        # Two lines: one did not fit a 5-inch panel.
         ax.set_title(
-            f"{dataset}: cumulative reward per user (test simulator, mean over seeds)", fontsize=10
+            f"{dataset}: cumulative reward per user\n(test simulator, mean over seeds)",
+            fontsize=10,
         )
         ax.set_xlabel("time step")
         ax.set_ylabel("cumulative reward")

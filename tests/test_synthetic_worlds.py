@@ -71,6 +71,36 @@ def test_world_names_round_trip():
         world_settings("lag_popular")
 
 
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"items": 4}, r"--items: 4 is out of range: need at least --max_display \(10\)"),
+        (
+            {"min_display": 5, "max_display": 3},
+            r"--max_display: 3 is out of range: need at least --min_display \(5\)",
+        ),
+        ({"display": "fancy"}, r"--display: 'fancy' is out of range: need one of"),
+    ],
+)
+def test_settings_out_of_range_name_what_they_conflict_with(settings, message):
+    with pytest.raises(DataError, match=message):
+        SyntheticConfig(**settings).validate()
+
+
+def test_satiation_settings_name_what_they_conflict_with():
+    from ganrl.data.satiation import SatiationConfig
+
+    with pytest.raises(
+        DataError, match=r"--topics: 30 is out of range: need between 1 and --items"
+    ):
+        SatiationConfig(items=20, topics=30).validate()
+    with pytest.raises(
+        DataError, match=r"--leave_max: 0.1 is out of range: need between --leave_base"
+    ):
+        SatiationConfig(leave_base=0.2, leave_max=0.1).validate()
+    SatiationConfig().validate()
+
+
 @pytest.mark.parametrize("true_features", [False, True])
 def test_models_get_item_ids_unless_asked(tmp_path, true_features):
     config = SyntheticConfig(

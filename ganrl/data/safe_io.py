@@ -33,6 +33,14 @@ class UnsafePickleError(DataError):
     """A pickle asked for a type outside the admitted set."""
 
 
+def check_settings(config: Any, checks: list[tuple[str, bool, str]]) -> None:
+    """Raises `DataError` for the first `(field, ok, need)` of `checks` that is not ok, naming
+    the flag `--field`, the config's value of it and what it needs."""
+    for field, ok, need in checks:
+        if not ok:
+            raise DataError(f"--{field}: {getattr(config, field)!r} is out of range: need {need}")
+
+
 # (module, name) pairs a dataset pickle may reference. Builtin containers and numbers need no
 # global at all; numpy arrays and scalars are rebuilt through these few callables.
 _ALLOWED_GLOBALS = frozenset(

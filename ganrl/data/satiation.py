@@ -53,8 +53,14 @@ import numpy as np
 from ganrl.data.convert import Converted
 from ganrl.data.dataset import ItemFeatures
 from ganrl.data.released import read_released
-from ganrl.data.safe_io import DataError
-from ganrl.data.synthetic import draw_displays, draw_user_splits, with_catalogue, write_released_log
+from ganrl.data.safe_io import check_settings
+from ganrl.data.synthetic import (
+    draw_displays,
+    draw_user_splits,
+    log_shape_checks,
+    with_catalogue,
+    write_released_log,
+)
 
 WORLD_NAME = "satiation"
 CLICKBAIT_FIELDS = ("clickbait_share", "clickbait_bias", "clickbait_cost")
@@ -137,32 +143,27 @@ class SatiationConfig:
         return self.topics + (1 if self.clickbait_share else 0)
 
     def validate(self) -> None:
-        """Raises `DataError` naming the first setting out of range."""
-        checks = [
-            ("users", self.users >= 1),
-            ("items", self.items >= self.max_display),
-            ("topics", 1 <= self.topics <= self.items),
-            ("events_per_user", self.events_per_user >= 1),
-            ("min_display", 1 <= self.min_display <= self.max_display),
-            ("feature_dim", self.feature_dim >= 1),
-            ("satiation_recovery", 0 <= self.satiation_recovery <= 1),
-            ("leave_base", 0 <= self.leave_base <= self.leave_max <= 1),
-            ("leave_scale", self.leave_scale > 0),
-            ("logging_popular", 0 <= self.logging_popular <= 1),
-            ("logging_targeting", self.logging_targeting >= 0),
-            ("clickbait_share", 0 <= self.clickbait_share <= 1),
-            ("clickbait_cost", self.clickbait_cost >= 0),
-        ]
-        for flag, ok in checks:
-            if not ok:
-                raise DataError(
-                    f"--{flag}: {getattr(self, flag)} is out of range (need users, "
-                    "events_per_user, feature_dim >= 1, 1 <= topics <= items, "
-                    "1 <= min_display <= max_display <= items, recovery and "
-                    "logging_popular in [0, 1], logging_targeting >= 0, "
-                    "0 <= leave_base <= leave_max <= 1,"
-                    " leave_scale > 0, clickbait_share in [0, 1], clickbait_cost >= 0)"
-                )
+        """Raises `DataError` naming the first setting out of range and what it needs."""
+        c = self
+        check_settings(
+            self,
+            log_shape_checks(self)
+            + [
+                ("topics", 1 <= c.topics <= c.items, f"between 1 and --items ({c.items})"),
+                ("satiation_recovery", 0 <= c.satiation_recovery <= 1, "in [0, 1]"),
+                ("leave_base", 0 <= c.leave_base, "at least 0"),
+                (
+                    "leave_max",
+                    c.leave_base <= c.leave_max <= 1,
+                    f"between --leave_base ({c.leave_base}) and 1",
+                ),
+                ("leave_scale", c.leave_scale > 0, "above 0"),
+                ("logging_popular", 0 <= c.logging_popular <= 1, "in [0, 1]"),
+                ("logging_targeting", c.logging_targeting >= 0, "at least 0"),
+                ("clickbait_share", 0 <= c.clickbait_share <= 1, "in [0, 1]"),
+                ("clickbait_cost", c.clickbait_cost >= 0, "at least 0"),
+            ],
+        )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -66,7 +66,7 @@ import pandas as pd
 from ganrl.data.convert import Converted
 from ganrl.data.dataset import SPLIT_NAMES, ItemFeatures
 from ganrl.data.released import read_released
-from ganrl.data.safe_io import DataError, atomic_open, save_npz
+from ganrl.data.safe_io import DataError, atomic_open, check_settings, save_npz
 from ganrl.metrics import precision_at_k
 
 # Rows of the item-choice draw generated at once (bounds the memory of the draw).
@@ -144,27 +144,35 @@ class SyntheticConfig:
         return cls(**json.loads(text))
 
     def validate(self) -> None:
-        """Raises `DataError` naming the first setting out of range."""
-        checks = [
-            ("users", self.users >= 1),
-            ("items", self.items >= self.max_display),
-            ("events_per_user", self.events_per_user >= 1),
-            ("min_display", 1 <= self.min_display <= self.max_display),
-            ("feature_dim", self.feature_dim >= 1),
-            ("history", self.history in HISTORY_WEIGHTS),
-            ("history_lags", self.history_lags >= 1),
-            ("display", self.display in DISPLAY_WEIGHTS),
-            ("posterior_samples", self.posterior_samples >= 1),
-        ]
-        for flag, ok in checks:
-            if not ok:
-                raise DataError(
-                    f"--{flag}: {getattr(self, flag)} is out of range (need users, "
-                    "events_per_user, feature_dim, history_lags, "
-                    "posterior_samples >= 1, 1 <= min_display <= max_display <= "
-                    f"items, history in {sorted(HISTORY_WEIGHTS)}, display in "
-                    f"{sorted(DISPLAY_WEIGHTS)})"
-                )
+        """Raises `DataError` naming the first setting out of range and what it needs."""
+        c = self
+        check_settings(
+            self,
+            log_shape_checks(self)
+            + [
+                ("history", c.history in HISTORY_WEIGHTS, f"one of {sorted(HISTORY_WEIGHTS)}"),
+                ("history_lags", c.history_lags >= 1, "at least 1"),
+                ("display", c.display in DISPLAY_WEIGHTS, f"one of {sorted(DISPLAY_WEIGHTS)}"),
+                ("posterior_samples", c.posterior_samples >= 1, "at least 1"),
+            ],
+        )
+
+
+def log_shape_checks(c) -> list[tuple[str, bool, str]]:
+    """`check_settings` checks of the settings every generator's config shares: users,
+    items, events per user, display set sizes and the item vectors' width."""
+    return [
+        ("users", c.users >= 1, "at least 1"),
+        ("items", c.items >= c.max_display, f"at least --max_display ({c.max_display})"),
+        ("events_per_user", c.events_per_user >= 1, "at least 1"),
+        ("min_display", 1 <= c.min_display, "at least 1"),
+        (
+            "max_display",
+            c.min_display <= c.max_display,
+            f"at least --min_display ({c.min_display})",
+        ),
+        ("feature_dim", c.feature_dim >= 1, "at least 1"),
+    ]
 
 
 def world_settings(world: str) -> dict:

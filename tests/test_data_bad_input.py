@@ -162,6 +162,23 @@ def test_too_few_users_for_every_split_part(tmp_path):
     assert outputs(tmp_path, "few") == [] and "few: {" not in proc.stdout
 
 
+def test_refused_synthetic_run_removes_the_log_it_generated(tmp_path):
+    from ganrl.data.pipeline import PrepareConfig, prepare
+    from ganrl.data.synthetic import SyntheticConfig
+
+    config = PrepareConfig(
+        data_folder=str(tmp_path), synthetic=SyntheticConfig(users=3, posterior_samples=5)
+    )
+    with pytest.raises(safe_io.DataError, match="no validation user"):
+        prepare("synthetic", config)
+    assert os.listdir(tmp_path) == []
+    # A log that was there before the call stays (regenerated, as the call asked).
+    (tmp_path / "synthetic.txt").write_text("kept")
+    with pytest.raises(safe_io.DataError, match="no validation user"):
+        prepare("synthetic", config)
+    assert os.listdir(tmp_path) == ["synthetic.txt"]
+
+
 def test_missing_ml100k_path_and_no_download(tmp_path):
     with pytest.raises(DataError, match=r"nowhere/u.data: no such file \(--ml100k_path\)"):
         find_ml100k(str(tmp_path), str(tmp_path / "nowhere" / "u.data"))

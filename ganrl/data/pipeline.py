@@ -5,7 +5,8 @@
 readers that re-index ids (CSV, Retailrocket, MovieLens) the original ids of the dense ones
 (`NAME-users.csv`, `NAME-items.csv`) and, for the synthetic generator, `NAME-truth.npz`.
 Nothing is written before the whole conversion has succeeded, so bad input leaves no output
-behind (the synthetic generator's own `NAME.txt` aside).
+behind (the synthetic generator writes its `NAME.txt` first and removes it when the
+conversion is refused, unless it was there before the call).
 
 Which reader reads `name`:
 - a built-in name (`READERS`): `ml100k`, `retailrocket`, `synthetic`;
@@ -169,12 +170,21 @@ def prepare(name: str, config: PrepareConfig) -> Prepared:
       DataError: bad input, naming the file, line and field, or a user split with no train,
         validation or test user (too few users to train on); nothing is written then.
     """
-    prepared = convert(name, config)
-    converted = prepared.converted
-    layout.require_every_split(
-        [len(part) for part in converted.dataset.split], converted.source or name
-    )
-    write_outputs(config.data_folder, prepared)
+    # The generator writes its log before converting it; a log this call created goes again
+    # when the conversion is refused, so a refused run leaves nothing new behind.
+    log = os.path.join(config.data_folder, name + ".txt")
+    new_log = READERS.get(name) is _synthetic and not os.path.exists(log)
+    try:
+        prepared = convert(name, config)
+        converted = prepared.converted
+        layout.require_every_split(
+            [len(part) for part in converted.dataset.split], converted.source or name
+        )
+        write_outputs(config.data_folder, prepared)
+    except BaseException:
+        if new_log and os.path.exists(log):
+            os.remove(log)
+        raise
     return prepared
 
 

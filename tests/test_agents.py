@@ -210,3 +210,32 @@ def test_a_memory_field_added_later_is_unknown_in_earlier_rows_and_resumes():
     resumed.load_state(old_state)  # saved before the field existed: its rows are unknown
     assert resumed.size == 2
     np.testing.assert_array_equal(resumed.data["events"][:2], -1)
+
+
+def test_ppo_with_fewer_rows_than_minibatches_takes_no_empty_step():
+    # A rollout of 2 valid (user, step) rows (one user still there, two steps) and the default
+    # 4 minibatches: each epoch splits the 2 rows into 2 minibatches of one row, not into 4
+    # of which 2 are empty (an empty minibatch's mean loss is nan, and Adam would still move
+    # the weights by its momentum on a step that saw no data).
+    agent = _agent("ppo", k=1)
+    assert agent.minibatches == 4
+    obs = BanditSim(k=1).reset(3)
+
+    def at(step, alive):
+        return obs._replace(step=step, alive=tf.constant(alive))
+
+    alive = [[True, False, False], [True, False, False], [False, False, False]]
+    for t in range(2):
+        slate = agent.select(at(t, alive[t]), explore=True)
+        agent.observe(
+            at(t, alive[t]),
+            slate,
+            np.array([1.0, 0.0, 0.0], np.float32),
+            tf.constant([0, -1, -1]),
+            at(t + 1, alive[t + 1]),
+            t == 1,
+        )
+    steps = int(agent.optimizer.iterations.numpy())
+    info = agent.train_step()
+    assert np.isfinite(info["loss"])
+    assert int(agent.optimizer.iterations.numpy()) - steps == agent.ppo_epochs * 2

@@ -519,7 +519,10 @@ class PPO(_ActorCriticPolicy):
         m = int(flat["slate"].shape[0])
         losses = []
         for _ in range(self.ppo_epochs):
-            for rows in np.array_split(self.rng.permutation(m), self.minibatches):
+            # Never an empty minibatch (a rollout with fewer valid rows than minibatches, as
+            # when few users are left): its mean loss is nan, and Adam would still move the
+            # weights by its momentum on a step that saw no data.
+            for rows in np.array_split(self.rng.permutation(m), min(self.minibatches, m)):
                 part = {k: tf.gather(v, rows) for k, v in flat.items()}
                 losses.append(float(self._ppo_step(**part)))
         return {"loss": float(np.mean(losses))}

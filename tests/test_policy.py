@@ -805,3 +805,54 @@ def test_rl_agents_run_in_the_protocol(user_model_dir, tmp_path):
     for name in config.policies:
         assert math.isfinite(results["policies"][name]["cumulative_reward"]["mean"])
         assert (tmp_path / "checkpoints" / f"{name}__train").is_dir()
+
+
+def test_regret_has_one_entry_per_step_of_the_horizon_when_everyone_leaves_early():
+    # Horizon 4, everyone gone after the slate of step 1: the steps left pay nothing and
+    # regret nothing, so the regret curve (like the rewards) keeps one entry per step and
+    # the curves of policies whose users leave at different times stay aligned by step.
+    from ganrl.policy.runner import run_episodes
+    from ganrl.simulator.simulator import StepResult
+
+    class LeavingSim:
+        config = SimulatorConfig(k=1, horizon=4)
+
+        def reset(self, users):
+            self.t, self.users = 0, users
+            return self._obs(np.ones(users, bool))
+
+        def _obs(self, alive):
+            return Observation(
+                tf.fill([self.users, 1], -1),
+                tf.tile(tf.range(3)[None], [self.users, 1]),
+                self.t,
+                tf.constant(alive),
+            )
+
+        def best_slate(self, obs):
+            return tf.zeros([self.users, 1], tf.int32)
+
+        def expected_slate_reward(self, obs, slate):
+            return 1.0 - tf.cast(slate[:, 0], tf.float32) / 2  # best 1, others 0.5 or 0
+
+        def step(self, obs, slate):
+            self.t += 1
+            alive = np.full(self.users, self.t < 2)
+            reward = tf.where(obs.alive, 0.5, 0.0)
+            return StepResult(
+                self._obs(alive),
+                reward,
+                tf.zeros(self.users, tf.bool),
+                tf.fill([self.users], -1),
+                not alive.any(),
+                reward,
+            )
+
+    class Second:  # shows candidate 1: regret 0.5 per step while the user is there
+        def select(self, obs, explore=False):
+            return tf.ones([int(obs.history.shape[0]), 1], tf.int32)
+
+    regret = []
+    rewards, _, _ = run_episodes(LeavingSim(), Second(), 3, regret=regret)
+    assert rewards.shape == (3, 4)
+    np.testing.assert_allclose(regret, [0.5, 0.5, 0.0, 0.0])

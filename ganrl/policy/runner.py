@@ -627,10 +627,13 @@ def run_episodes(
         clicks.append(result.clicked.numpy())
         obs, done = result.observation, result.done
     if obs.alive is not None and not np.any(obs.alive):
-        # Everyone left before the horizon: the steps left pay nothing.
+        # Everyone left before the horizon: the steps left pay nothing and regret nothing
+        # (one regret entry per step, so that curves stay aligned by interaction step).
         missing = sim.config.horizon - len(rewards)
         rewards += [np.zeros(users, np.float32)] * missing
         clicks += [np.zeros(users, bool)] * missing
+        if regret is not None:
+            regret += [0.0] * missing
     return np.stack(rewards, 1), np.stack(clicks, 1), losses
 
 

@@ -856,3 +856,55 @@ def test_regret_has_one_entry_per_step_of_the_horizon_when_everyone_leaves_early
     rewards, _, _ = run_episodes(LeavingSim(), Second(), 3, regret=regret)
     assert rewards.shape == (3, 4)
     np.testing.assert_allclose(regret, [0.5, 0.5, 0.0, 0.0])
+
+
+def test_expected_rewards_reach_slate_learners_and_sampled_ones_reach_item_credit():
+    # With `expected`, a slate learner observes each slate's expected reward; a policy that
+    # credits the reward to the clicked item (LinUCB) must observe the sampled one, or it
+    # would learn an item's click probability times the whole slate's expected reward.
+    from ganrl.policy.runner import run_episodes
+    from ganrl.simulator.simulator import StepResult
+
+    class OneStepSim:
+        config = SimulatorConfig(k=1, horizon=1)
+
+        def reset(self, users):
+            self.users = users
+            return Observation(tf.fill([users, 1], -1), tf.tile(tf.range(3)[None], [users, 1]), 0)
+
+        def step(self, obs, slate):
+            sampled = tf.fill([self.users], 1.0)
+            return StepResult(
+                obs,
+                sampled,
+                tf.ones(self.users, tf.bool),
+                tf.zeros(self.users, tf.int32),
+                True,
+                tf.fill([self.users], 0.25),
+            )
+
+    class Recorder:
+        learns = True
+
+        def __init__(self, credits_clicked_item):
+            self.credits_clicked_item = credits_clicked_item
+            self.seen = None
+
+        def select(self, obs, explore=False):
+            return tf.zeros([int(obs.history.shape[0]), 1], tf.int32)
+
+        def observe(self, obs, slate, reward, clicked_index, next_obs, done):
+            self.seen = np.asarray(reward)
+
+        def train_step(self):
+            return {}
+
+    slate_learner, item_credit = Recorder(False), Recorder(True)
+    for policy in (slate_learner, item_credit):
+        rewards, _, _ = run_episodes(OneStepSim(), policy, 2, learn=True, expected=True)
+        np.testing.assert_allclose(rewards, 0.25)  # what validation and results count
+    np.testing.assert_allclose(slate_learner.seen, 0.25)
+    np.testing.assert_allclose(item_credit.seen, 1.0)
+    from ganrl.policy.heuristics import LinUCB
+
+    assert LinUCB.credits_clicked_item

@@ -62,6 +62,10 @@ class Policy(abc.ABC):
 
     learns: bool = False
     replay: TransitionMemory | None = None  # a learning policy's replay memory, if it has one
+    # True for a policy whose `observe` credits the reward to the clicked item alone (a
+    # bandit's per-item target): it must observe the sampled reward, whose expectation per
+    # item is that item's click probability times its pay, never a slate's expected reward.
+    credits_clicked_item: bool = False
 
     def __init__(self, features: PolicyFeatures, k: int, seed: int = 0):
         self.features = features

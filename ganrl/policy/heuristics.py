@@ -209,6 +209,7 @@ class LinUCBConfig:
 @register("linucb")
 class LinUCB(Policy):
     learns = True
+    credits_clicked_item = True
 
     def __init__(
         self,

@@ -52,7 +52,8 @@ each policy as before. A run folder older than these settings loads with c = 0
 
 Expected rewards (`expected_reward`, off by default): a learning policy learns from, and is
 validated by, each slate's expected reward under the simulator (its click probabilities
-times what each click pays, `StepResult.expected_reward`) rather than the sampled click's.
+times what each click pays, `StepResult.expected_reward`) rather than the sampled click's
+(LinUCB, which credits the reward to the clicked item, still learns from the sampled one).
 The mean is the same; the click's noise is gone from every transition and from the paired
 validation gains (the paths still differ by the sampled clicks and leaves).
 
@@ -597,7 +598,10 @@ def run_episodes(
     (`Simulator.best_slate`) over the users still there. With `expected`, each step's
     reward (returned, and what a learning policy observes) is its expectation over the
     click given the slate (`StepResult.expected_reward`), not the sampled click's: the same
-    mean, without the click's noise."""
+    mean, without the click's noise; a policy that credits the reward to the clicked item
+    (`Policy.credits_clicked_item`, LinUCB) still observes the sampled reward, since a
+    slate's expectation credited to one item would be that item's click probability times
+    the whole slate's reward."""
     obs = sim.reset(users)
     rewards, clicks, losses = [], [], []
     done = False
@@ -617,8 +621,9 @@ def run_episodes(
                 raise ValueError(f"{type(sim).__name__} gives no expected reward")
             reward = result.expected_reward
         if learn:
+            observed = result.reward if policy.credits_clicked_item else reward
             policy.observe(
-                obs, slate, reward, result.clicked_index, result.observation, result.done
+                obs, slate, observed, result.clicked_index, result.observation, result.done
             )
             info = policy.train_step()
             if "loss" in info:

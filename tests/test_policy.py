@@ -908,3 +908,26 @@ def test_expected_rewards_reach_slate_learners_and_sampled_ones_reach_item_credi
     from ganrl.policy.heuristics import LinUCB
 
     assert LinUCB.credits_clicked_item
+
+
+def test_wide_lr_fits_on_the_history_width_it_serves_with():
+    # One user, three events clicking items 0, 1, 2 in turn: the third event's history is
+    # [1, 0] (most recent first), or [1] alone with history_length=1, so the mean history
+    # in its pair features [e_a, mean * e_a, seen_a] differs by the width.
+    from ganrl.data.dataset import EventArrays
+    from ganrl.policy.heuristics import WideLogisticRegression
+
+    events = EventArrays(
+        user_ids=np.array([0]),
+        event_offsets=np.array([0, 3]),
+        display=np.array([[0, 3], [1, 3], [2, 3]], np.int32),
+        display_mask=np.ones((3, 2), bool),
+        clicked_pos=np.zeros(3, np.int32),
+        n_items=4,
+    )
+    features = PolicyFeatures(np.array([[1, 0], [0, 1], [1, 1], [1, -1]], np.float32))
+    for width, mean in ((10, [0.5, 0.5]), (1, [0.0, 1.0])):
+        policy = WideLogisticRegression(features, 1, train_events=events, history_length=width)
+        x, y = policy._training_pairs(events)
+        np.testing.assert_allclose(x[4], [1, 1, *mean, 0])  # event 2, item 2 = [1, 1]
+        np.testing.assert_array_equal(y, [1, 0, 1, 0, 1, 0])

@@ -564,6 +564,24 @@ def validate_behavior(behavior: Any, n_items: int, source: str) -> None:
                 )
 
 
+def earlier_clicks(clicked_item: np.ndarray, event_offsets: np.ndarray, depth: int) -> np.ndarray:
+    """`[E, depth]` each event's user's last `depth` clicked items before it, most recent
+    first, -1 where she has fewer.
+
+    Args:
+      clicked_item: `[E]` clicked item or -1, events grouped by user in time order.
+      event_offsets: `[U + 1]` user boundaries.
+      depth: how many earlier clicks to keep.
+    """
+    clicked = clicked_item >= 0
+    click_items = np.concatenate([clicked_item[clicked], [-1]])  # -1: never a valid index
+    count = np.concatenate([[0], np.cumsum(clicked)])
+    before = count[:-1]  # clicks of all users before each event
+    first = np.repeat(count[event_offsets[:-1]], np.diff(event_offsets))  # user's first click
+    lag = before[:, None] - 1 - np.arange(depth)[None, :]
+    return np.where(lag >= first[:, None], click_items[np.maximum(lag, 0)], -1)
+
+
 @dataclasses.dataclass
 class EventArrays:
     """Flat, padded events of a set of users (one row per display set).

@@ -64,7 +64,7 @@ import numpy as np
 import pandas as pd
 
 from ganrl.data.convert import Converted
-from ganrl.data.dataset import SPLIT_NAMES, ItemFeatures
+from ganrl.data.dataset import SPLIT_NAMES, ItemFeatures, earlier_clicks
 from ganrl.data.released import read_released
 from ganrl.data.safe_io import DataError, atomic_open, check_settings, save_npz
 from ganrl.metrics import precision_at_k
@@ -240,24 +240,6 @@ def history_effect(v: np.ndarray, earlier: np.ndarray, config: SyntheticConfig) 
     valid = earlier >= 0
     weights = HISTORY_WEIGHTS[config.history](valid, config)
     return np.einsum("...k,...kd->...d", weights, v[np.maximum(earlier, 0)])
-
-
-def earlier_clicks(clicked_item: np.ndarray, event_offsets: np.ndarray, depth: int) -> np.ndarray:
-    """`[E, depth]` each event's user's last `depth` clicked items before it, most recent
-    first, -1 where she has fewer.
-
-    Args:
-      clicked_item: `[E]` clicked item or -1, events grouped by user in time order.
-      event_offsets: `[U + 1]` user boundaries.
-      depth: how many earlier clicks to keep.
-    """
-    clicked = clicked_item >= 0
-    click_items = np.concatenate([clicked_item[clicked], [-1]])  # -1: never a valid index
-    count = np.concatenate([[0], np.cumsum(clicked)])
-    before = count[:-1]  # clicks of all users before each event
-    first = np.repeat(count[event_offsets[:-1]], np.diff(event_offsets))  # user's first click
-    lag = before[:, None] - 1 - np.arange(depth)[None, :]
-    return np.where(lag >= first[:, None], click_items[np.maximum(lag, 0)], -1)
 
 
 def draw_displays(

@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from ganrl import config_checks
-from ganrl.data.dataset import EventArrays
+from ganrl.data.dataset import EventArrays, earlier_clicks
 from ganrl.policy.base import (
     Policy,
     PolicyFeatures,
@@ -313,11 +313,14 @@ class WideLogisticRegression(Policy):
         config: WideLRConfig = WideLRConfig(),
         *,
         train_events: EventArrays,
+        history_length: int = 10,
     ):
-        """train_events: the training logs it is fitted to."""
+        """train_events: the training logs it is fitted to; history_length: the clicks of
+        each logged event's history it is fitted with (the width it is served with)."""
         super().__init__(features, k, seed)
         from sklearn.linear_model import LogisticRegression
 
+        self.history_length = history_length
         x, y = self._training_pairs(train_events)
         model = LogisticRegression(max_iter=config.max_iter, C=config.inverse_regularisation).fit(
             x, y
@@ -327,15 +330,9 @@ class WideLogisticRegression(Policy):
 
     def _training_pairs(self, events) -> tuple[np.ndarray, np.ndarray]:
         """Every displayed item of the training logs, with the user's history before it."""
-        clicked = events.clicked_item
-        user_of = np.repeat(np.arange(events.n_users), events.events_per_user)
-        histories = np.full((events.n_events, 10), -1, np.int32)
-        for e in range(1, events.n_events):  # one pass; shift the user's recent clicks
-            if user_of[e] == user_of[e - 1]:
-                prev = histories[e - 1]
-                histories[e] = (
-                    np.concatenate([[clicked[e - 1]], prev[:-1]]) if clicked[e - 1] >= 0 else prev
-                )
+        histories = earlier_clicks(
+            events.clicked_item, events.event_offsets, self.history_length
+        ).astype(np.int32)
         x = pair_features(
             self.features, tf.constant(histories), tf.constant(events.display)
         ).numpy()

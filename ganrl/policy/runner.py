@@ -440,7 +440,7 @@ BUILDERS: dict[str, Callable[[PolicyConfig, PolicyInputs], Policy]] = {
         i.features, c.k, c.seed, heuristics.LinUCBConfig(**_residual(c)), **_reward_models(i)
     ),
     "wd_lr": lambda c, i: heuristics.WideLogisticRegression(
-        i.features, c.k, c.seed, train_events=i.train_events
+        i.features, c.k, c.seed, train_events=i.train_events, history_length=c.history_length
     ),
     "cdqn": lambda c, i: cdqn.CascadingDQN(
         i.features,

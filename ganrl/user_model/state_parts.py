@@ -293,11 +293,14 @@ def user_prefix_sums(values: tf.Tensor, event_user: tf.Tensor, n_users: tf.Tenso
     """`[N, F]` per-event values -> for each event, the sum over its user's earlier events.
 
     A flat batch holds each user's events together and in order, so this is an exclusive
-    cumulative sum less its value at the user's first event.
+    cumulative sum less its value at the user's first event. The running sum covers every
+    user of the batch, so it is kept in float64: in float32 its rounding (an error of 0.03 over
+    200,000 events of 0.3) would make a user's sums depend on the users before her.
     """
-    running = tf.cumsum(values, axis=0, exclusive=True)
+    running = tf.cumsum(tf.cast(values, tf.float64), axis=0, exclusive=True)
     first = tf.math.unsorted_segment_min(tf.range(tf.shape(event_user)[0]), event_user, n_users)
-    return running - tf.gather(running, tf.gather(first, event_user))
+    own = running - tf.gather(running, tf.gather(first, event_user))
+    return tf.cast(own, values.dtype)
 
 
 def summarise_displays(sums: tf.Tensor) -> tf.Tensor:

@@ -513,3 +513,41 @@ def test_runner_fits_a_share_of_the_training_users_only(tmp_path):
     assert _runner(_config(tmp_path), dataset).splits["train"].n_users == len(
         dataset.users("train")
     )
+
+
+def test_a_run_killed_after_a_newer_best_than_its_checkpoint_resumes_as_uninterrupted(tmp_path):
+    # The resumable checkpoint is saved at most every `checkpoint_secs`, the best ones at
+    # every improvement: a kill can leave a best checkpoint newer than the resumable one.
+    # Here the run reduces the learning rate at 12 (back to the best of 10), improves at 14,
+    # and is killed there with its last resumable checkpoint at 10. Resumed from 10, it must
+    # still reduce at 12 from the weights of 10, not read the best of 14 as already reached.
+    dataset = tiny_dataset()
+    model = ModelConfig(user_model="PW", dims="16-8", item_dim=8, pw_dim=2, pw_band_size=3)
+    extra = dict(model=model, lr_plateau=1, lr_plateau_times=3, learning_rate=0.5, num_itrs=20)
+    full = _config(tmp_path / "full", **extra)
+    _runner(full, dataset).run()
+
+    class Killed(Exception):
+        pass
+
+    def die_at_14(line):
+        if re.search(r"itr\s+14 ", line):
+            raise Killed
+
+    killed = _config(tmp_path / "killed", **extra)
+    runner = _runner(killed, dataset, progress=die_at_14)
+    save = runner.latest.save
+    runner.latest.save = lambda checkpoint_number: (
+        save(checkpoint_number=checkpoint_number) if checkpoint_number <= 10 else None
+    )
+    with pytest.raises(Killed):
+        runner.run()
+    assert runner._best_loss_iteration() == 14  # the premise: a best newer than the latest
+    lines = []
+    _runner(killed, dataset, progress=lines.append).run()
+    assert any("resuming" in line and "iteration 10" in line for line in lines)
+    assert any("iteration 12: back to the best-loss weights of iteration 10" in x for x in lines)
+    assert _figures(killed.save_dir) == _figures(full.save_dir)
+    for metric in ("loss", "prec1", "prec2"):  # one checkpoint each, as before
+        folder = tmp_path / "killed" / "run" / "checkpoints" / f"best_{metric}"
+        assert len(list(folder.glob("*.index"))) == 1

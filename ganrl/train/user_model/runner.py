@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import glob
 import json
 import logging
 import math
@@ -141,10 +142,50 @@ class UserModelRunner:
             ckpt = tempfile.mkdtemp(prefix="ganrl-worker-checkpoints-")
         self._checkpoint_root = ckpt
         self.latest = tf.train.CheckpointManager(self.state, os.path.join(ckpt, "latest"), 1)
-        self.best_managers = {
-            m: tf.train.CheckpointManager(self.weights, os.path.join(ckpt, f"best_{m}"), 1)
-            for m in BEST_METRICS
-        }
+        # Each best-by-validation folder keeps its newest checkpoint and, until the resumable
+        # checkpoint is saved again, the newer ones (`_keep_best_checkpoints`).
+        self.best_managers = {m: self._best_manager(m) for m in BEST_METRICS}
+
+    def _best_manager(self, metric: str) -> tf.train.CheckpointManager:
+        folder = os.path.join(self._checkpoint_root, f"best_{metric}")
+        return tf.train.CheckpointManager(self.weights, folder, max_to_keep=None)
+
+    def _keep_best_checkpoints(self, last: int | None) -> None:
+        """Keeps in each best-by-validation folder only its newest checkpoint of an iteration
+        up to `last` (None: of any), so that the best checkpoints agree with the resumable one.
+
+        A best checkpoint is saved at every improvement, the resumable one at most every
+        `checkpoint_secs`: a kill between them leaves bests newer than the iteration a rerun
+        resumes at. Kept, they would tell the resumed run that the best loss was already
+        reached (no learning-rate reduction where the uninterrupted run made one, or one
+        that goes "back" to later weights); so the resumable save drops the older bests and
+        a resume drops the newer ones (`last`: its iteration; -1 on a fresh start)."""
+        for metric in BEST_METRICS:
+            folder = os.path.join(self._checkpoint_root, f"best_{metric}")
+            found = sorted(
+                (int(path[: -len(".index")].rsplit("-", 1)[1]), path[: -len(".index")])
+                for path in glob.glob(os.path.join(folder, "ckpt-*.index"))
+            )
+            keep = [(n, prefix) for n, prefix in found if last is None or n <= last][-1:]
+            if found == keep:
+                continue
+            for n, prefix in found:
+                if (n, prefix) not in keep:
+                    for path in glob.glob(glob.escape(prefix) + ".*"):
+                        os.remove(path)
+            state = os.path.join(folder, "checkpoint")
+            if keep:
+                now = time.time()
+                tf.compat.v1.train.update_checkpoint_state(
+                    folder,
+                    keep[0][1],
+                    all_model_checkpoint_paths=[keep[0][1]],
+                    all_model_checkpoint_timestamps=[now],
+                    last_preserved_timestamp=now - 1.0,
+                )
+            elif os.path.exists(state):
+                os.remove(state)
+            self.best_managers[metric] = self._best_manager(metric)
 
     def _build_models(self) -> None:
         config, features = self.config, self.data.item_features
@@ -279,9 +320,11 @@ class UserModelRunner:
         if self.latest.latest_checkpoint:
             self.state.restore(self.latest.latest_checkpoint).assert_existing_objects_matched()
             start = int(self.iteration.numpy())
+            self._keep_best_checkpoints(start)
             self._truncate_curves(start)
             self.progress(f"resuming {self.save_dir} at iteration {start}")
             return start
+        self._keep_best_checkpoints(-1)
         if self.adversarial and self.config.pretrain_dir:
             self._load_pretrained(self.config.pretrain_dir)
         self._truncate_curves(-1)
@@ -422,6 +465,7 @@ class UserModelRunner:
                 self._reduce_learning_rate(it)
             if it == num_itrs or stopped or time.monotonic() - last_save >= cfg.checkpoint_secs:
                 self.latest.save(checkpoint_number=it)
+                self._keep_best_checkpoints(None)
                 if self.chief:
                     safe_io.dump_json(
                         self._timing_path,

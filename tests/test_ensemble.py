@@ -178,6 +178,10 @@ def test_users_leave_by_their_acting_members_leave_model(members, tmp_path):
     valid, _ = transition_flags(first.observation, second.observation, second.done)
     np.testing.assert_array_equal(valid, ~gone)
     np.testing.assert_array_equal(ensemble.session_lengths, np.where(gone, 1, 2))
+    # Her events stop with her: the slates after she left were not shown to her.
+    np.testing.assert_array_equal(
+        second.observation.events.numpy()[gone], first.observation.events.numpy()[gone]
+    )
 
 
 def test_each_member_leaves_by_its_own_model_and_leaving_can_be_turned_off(members, tmp_path):

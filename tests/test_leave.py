@@ -339,3 +339,21 @@ def test_expected_reward_is_the_slates_click_probability_and_zero_after_leaving(
     np.testing.assert_array_equal(np.stack(policy.seen, 1), rewards[:, : len(policy.seen)])
     # Probabilities, not clicks: fractional where a user was still there.
     assert ((rewards[:, 0] > 0) & (rewards[:, 0] < 1)).all()
+
+
+def test_a_user_who_left_keeps_her_state_and_events(user_model_dir, tmp_path):
+    # "Her state stops": the slates shown to the batch after she left are not hers, so they
+    # enter neither her model state nor the display sets her observation reports.
+    run = _with_leave_model(user_model_dir, tmp_path / "run", LEAVE_ON_CLICK)
+    sim = Simulator(load_user_model(run), SimulatorConfig(k=2, horizon=4, seed=0))
+    obs = sim.reset(64)
+    first = sim.step(obs, tf.zeros([64, 2], tf.int32) + [0, 1])
+    gone = ~first.observation.alive.numpy()
+    assert gone.any()
+    states = [s.numpy() for s in tf.nest.flatten(sim._state)]
+    second = sim.step(first.observation, tf.zeros([64, 2], tf.int32) + [1, 0])
+    np.testing.assert_array_equal(
+        second.observation.events.numpy()[gone], first.observation.events.numpy()[gone]
+    )
+    for before, after in zip(states, tf.nest.flatten(sim._state)):
+        np.testing.assert_array_equal(after.numpy()[gone], before[gone])

@@ -191,7 +191,7 @@ class EnsembleSimulator:
             stays = alive & (leave_draw >= self._acting_leave_probability(items, clicked))
         self.session_lengths += alive.numpy()
         for sim in self.members:
-            sim.advance(clicked_item, clicked, display=items)
+            sim.advance(clicked_item, clicked, display=items, alive=alive)
         self._alive = stays
         self._step += 1
         next_obs = self._observation()

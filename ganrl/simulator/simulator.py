@@ -44,7 +44,7 @@ import tensorflow as tf
 
 from ganrl import config_checks
 from ganrl.user_model import LoadedUserModel
-from ganrl.user_model.choice_model import gumbel_noise
+from ganrl.user_model.choice_model import _where_rows, gumbel_noise
 from ganrl.user_model.leave import leave_features, load_leave_model
 
 REWARDS = ("learned", "centred", "click", "auto")
@@ -273,8 +273,14 @@ class Simulator:
         index = tf.where(clicked, choice, -1)
         clicked_item = tf.gather(items, tf.minimum(choice, k - 1), batch_dims=1)
         reward = tf.where(clicked, tf.gather(options, choice, batch_dims=1), 0.0)
-        b_state, r_state, history, events = self._advance(
+        moved = self._advance(
             b_state, r_state, history, events, clicked_item, clicked, display=items
+        )
+        # A user who had left stays as she was: the slate was not shown to her.
+        b_state, r_state, history, events = tf.nest.map_structure(
+            lambda new, old: _where_rows(alive, new, old),
+            moved,
+            (b_state, r_state, history, events),
         )
         stays = alive
         if self.leave_model is not None:
@@ -329,22 +335,20 @@ class Simulator:
         clicked: tf.Tensor,
         display: tf.Tensor | None = None,
         display_mask: tf.Tensor | None = None,
+        alive: tf.Tensor | None = None,
     ) -> None:
         """Moves every user on by one step in which she clicked `items [B]` where `clicked
         [B]` (after seeing `display [B, k]`, if known, its real slots `display_mask`), whoever
         chose the click: an ensemble moves all its members with the click one of them
-        sampled, an off-policy replay with the logged click."""
-        b_state, r_state = self._state
-        b_state, r_state, self._history, self._events = self._advance(
-            b_state,
-            r_state,
-            self._history,
-            self._events,
-            items,
-            clicked,
-            display=display,
-            display_mask=display_mask,
-        )
+        sampled, an off-policy replay with the logged click. Users not `alive [B]` (default:
+        everyone is) stay as they were."""
+        before = (*self._state, self._history, self._events)
+        moved = self._advance(*before, items, clicked, display=display, display_mask=display_mask)
+        if alive is not None:
+            moved = tf.nest.map_structure(
+                lambda new, old: _where_rows(alive, new, old), moved, before
+            )
+        b_state, r_state, self._history, self._events = moved
         self._state = (b_state, r_state)
         self._step += 1
 

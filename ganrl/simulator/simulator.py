@@ -44,7 +44,7 @@ import tensorflow as tf
 
 from ganrl import config_checks
 from ganrl.user_model import LoadedUserModel
-from ganrl.user_model.choice_model import _where_rows, gumbel_noise
+from ganrl.user_model.choice_model import gumbel_noise, where_rows
 from ganrl.user_model.leave import leave_features, load_leave_model
 
 REWARDS = ("learned", "centred", "click", "auto")
@@ -278,7 +278,7 @@ class Simulator:
         )
         # A user who had left stays as she was: the slate was not shown to her.
         b_state, r_state, history, events = tf.nest.map_structure(
-            lambda new, old: _where_rows(alive, new, old),
+            lambda new, old: where_rows(alive, new, old),
             moved,
             (b_state, r_state, history, events),
         )
@@ -346,7 +346,7 @@ class Simulator:
         moved = self._advance(*before, items, clicked, display=display, display_mask=display_mask)
         if alive is not None:
             moved = tf.nest.map_structure(
-                lambda new, old: _where_rows(alive, new, old), moved, before
+                lambda new, old: where_rows(alive, new, old), moved, before
             )
         b_state, r_state, self._history, self._events = moved
         self._state = (b_state, r_state)

@@ -74,7 +74,7 @@ class ChoiceModel:
             real = items >= 0
             stepped = self.update(state, tf.maximum(items, 0), real)
             return tf.nest.map_structure(
-                lambda new, old: _where_rows(real, new, old), stepped, state
+                lambda new, old: where_rows(real, new, old), stepped, state
             )
 
         return _fold(step, tf.range(tf.shape(clicks)[1]), state)
@@ -115,7 +115,7 @@ class ChoiceModel:
             )
             happened = tf.gather(real, t, axis=1)
             return tf.nest.map_structure(
-                lambda new, old: _where_rows(happened, new, old), stepped, state
+                lambda new, old: where_rows(happened, new, old), stepped, state
             )
 
         # The oldest event first.
@@ -206,7 +206,7 @@ def _fold(step: Callable[[tf.Tensor, Any], Any], steps: tf.Tensor, state: Any) -
     return state
 
 
-def _where_rows(rows: tf.Tensor, new: tf.Tensor, old: tf.Tensor) -> tf.Tensor:
+def where_rows(rows: tf.Tensor, new: tf.Tensor, old: tf.Tensor) -> tf.Tensor:
     """`new` on the users where `rows [B]` is True, else `old` (any trailing shape)."""
     mask = tf.reshape(rows, tf.concat([tf.shape(rows), tf.ones([tf.rank(new) - 1], tf.int32)], 0))
     return tf.where(mask, new, old)

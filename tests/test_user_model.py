@@ -400,6 +400,19 @@ def test_no_click_option_is_learned_only_from_no_click_data(tmp_path):
     assert abs(float(some.reward.no_click_logit.numpy())) > 1e-3
 
 
+def test_no_click_events_outside_the_training_users_get_the_option_too(tmp_path):
+    # Only a test user has a no-click event: a model without the option would give it
+    # probability 0 (a test loss of about 1e9); whether the log has no-clicks is a property
+    # of the log, read from every split.
+    dataset = tiny_dataset()
+    test_user = dataset.split[2][0]
+    dataset.behavior[test_user][2][0] = -1
+    runner = _runner(_config(tmp_path), dataset)
+    assert runner.reward.no_click_logit is not None
+    results = runner.run()
+    assert results["test"]["loss"] < 10
+
+
 def test_adversarial_fine_tuning_starts_from_pretrained_and_reports_phi(tmp_path):
     dataset = tiny_dataset(n_users=40)
     pre = _config(tmp_path / "pre", num_itrs=30, eval_every=10)

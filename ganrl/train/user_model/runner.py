@@ -120,7 +120,10 @@ class UserModelRunner:
             [self.splits[name].n_users for name in SPLIT_NAMES],
             f"dataset {data.name!r} in {config.data_folder}",
         )
-        self.has_no_click = bool((self.splits["train"].clicked_pos < 0).any())
+        # Whether users can decline a display set is a property of the log, read from every
+        # split: a no-click option learned from the training users alone would give a rare
+        # no-click of a validation or test user probability 0.
+        self.has_no_click = any(bool((s.clicked_pos < 0).any()) for s in self.splits.values())
         if config.item_features == "generalising":
             data = dataclasses.replace(
                 data, item_features=with_statistics(data.item_features, self.splits["train"])

@@ -63,6 +63,26 @@ def test_common_random_numbers_same_users_same_noise():
     np.testing.assert_array_equal(env.step(slate).clicked_index, first)
 
 
+def test_mean_history_averages_every_earlier_click_past_the_logs_length():
+    """`mean` worlds: h is the mean of v over ALL earlier clicks, also in sessions longer
+    than the logs' (whose `history_depth` is events_per_user - 1)."""
+    config = SyntheticConfig(
+        feature_dim=2,
+        items=4,
+        max_display=2,
+        min_display=1,
+        events_per_user=3,  # history_depth 2
+        **world_settings("mean_uniform_always"),
+    )
+    v = np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0], [0.0, 3.0]])
+    env = SyntheticEnvironment(config, v, np.zeros(4))
+    env.reset(2, seed=0)
+    for item in (0, 1, 2, 3):  # one-item slates of an always-click world: every one clicked
+        env.step(np.full((2, 1), item))
+    h = env.utilities() - env.theta @ v.T
+    np.testing.assert_allclose(h, np.tile(v @ v.mean(axis=0), (2, 1)), rtol=1e-12)
+
+
 def _constant_leave_world(leave: float) -> SatiationWorld:
     config = SatiationConfig(
         items=6,

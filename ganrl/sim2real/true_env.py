@@ -139,8 +139,13 @@ class SyntheticEnvironment(TrueEnvironment):
         k = slate.shape[1]
         picked = choice < k
         item = slate[np.arange(len(slate)), np.minimum(choice, k - 1)]
-        shifted = np.concatenate([item[:, None], self.earlier[:, :-1]], axis=1)
-        self.earlier = np.where(picked[:, None], shifted, self.earlier)
+        earlier = self.earlier
+        if self.config.history == "mean" and np.any(picked & (earlier[:, -1] >= 0)):
+            # The mean is over ALL earlier clicks; `history_depth` holds the logs' longest
+            # history, which a session longer than the logs' outgrows: widen, drop none.
+            earlier = np.concatenate([earlier, np.full((len(earlier), 1), -1)], axis=1)
+        shifted = np.concatenate([item[:, None], earlier[:, :-1]], axis=1)
+        self.earlier = np.where(picked[:, None], shifted, earlier)
         return np.zeros(len(slate), dtype=bool)
 
 

@@ -151,6 +151,16 @@ def test_true_leave_probabilities_are_the_ones_each_step_draws_against():
     np.testing.assert_array_equal(synthetic.leave_probabilities(np.tile([0, 1], (4, 1))), 0.0)
 
 
+def test_lookahead_oracle_with_fewer_topics_than_the_slate_has_items():
+    """Two topics, k = 3: no slate has at most one item per topic; the lookahead picks
+    among the slates that exist (it indexed past the catalogue)."""
+    env = SatiationEnvironment(_constant_leave_world(0.1))
+    env.reset(4, seed=0)
+    slate = harness.lookahead_oracle(env, 3)(None, np.arange(6), None)
+    assert slate.shape == (4, 3)
+    assert all(len(set(row)) == 3 for row in slate.tolist())
+
+
 def test_satiation_tires_shown_and_clicked_topics():
     world = _constant_leave_world(0.0)
     tired = world.update_satiation(np.array([[1.0, 0.0]]), np.array([[0, 2]]), np.array([1]))

@@ -353,6 +353,9 @@ def lookahead_oracle(env: SatiationEnvironment, k: int, width: int = 3) -> Recom
     highest expected clicks over this step and the next (the next step's slate: the myopic
     one, given the expected tiredness and staying probability)."""
     world = env.world
+    # A per-topic limit that cannot fill k items (k above limit x the topics) makes no slate.
+    topics = len(np.unique(world.topic))
+    limits = [limit for limit in range(1, width) if limit * topics >= k]
 
     def per_topic_top(u, limit):
         order = np.argsort(-u, axis=1, kind="stable")
@@ -383,7 +386,7 @@ def lookahead_oracle(env: SatiationEnvironment, k: int, width: int = 3) -> Recom
     def recommend(history, candidates, events=None):
         u = env.utilities()
         slates = [np.argsort(-u, axis=1, kind="stable")[:, :k]]
-        slates += [per_topic_top(u, limit) for limit in range(1, width)]
+        slates += [per_topic_top(u, limit) for limit in limits]
         values = np.stack([value(s) for s in slates], axis=1)
         best = np.argmax(values, axis=1)
         return np.stack(slates, axis=1)[np.arange(len(u)), best]

@@ -132,6 +132,20 @@ def test_summary_files(root, tmp_path):
     assert len(lines) == 3
 
 
+def test_an_undefined_spearman_is_not_called_a_failure(tmp_path):
+    # Two policies give no rank correlation (NaN): the summary says so, not "**no**".
+    write(
+        tmp_path,
+        "satiation",
+        0,
+        [row("gan_greedy", 4.0, 0.0, 0.0), row("cdqn", 4.0, 0.0, 0.0)],
+        spearman=NAN,
+    )
+    text = summarise(str(tmp_path), str(tmp_path / "out"), LEARNING)
+    assert "n/a (under 3 policies, or one side constant)" in text
+    assert "nan" not in text.split("| satiation | 0 |")[1].splitlines()[0]
+
+
 def test_the_registry_names_the_learning_policies():
     learning = learning_policies()
     assert {"cdqn", "ppo", "a2c", "ddpg", "linucb"} <= learning

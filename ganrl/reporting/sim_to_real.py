@@ -227,7 +227,9 @@ def markdown(checks: list[dict], worlds: list[dict]) -> str:
                 _cell(c["cdqn_lower"], "+.3f"),
                 "" if isinstance(popular, float) else _mark(popular),
                 session,
-                f"{_cell(c['spearman'], '.2f')} {_mark(c['spearman'] >= SPEARMAN_BAR)}",
+                "n/a (under 3 policies, or one side constant)"
+                if math.isnan(c["spearman"])
+                else f"{c['spearman']:.2f} {_mark(c['spearman'] >= SPEARMAN_BAR)}",
                 _cell(c["spearman_off_policy"], ".2f"),
             ]
         )

@@ -20,15 +20,17 @@ if [ "$(flag_value write_only false "$@")" = false ]; then
   done
 fi
 
-# Beside main_gan_user_model.py's defaults (the run scripts' values but item_features), the
-# entropy runs take --num_itrs / --learning_rate, the adversarial ones --adv_*.
+# main_gan_user_model.py's defaults are the run scripts' values but --item_features, set
+# here as run_gan_user_model.sh sets it (entropy runs: up to 100 passes over the training
+# users, stopped 10 evaluations after the best validation loss). The entropy runs take
+# --num_itrs / --learning_rate, the adversarial ones --adv_*. (This script once fixed the
+# entropy runs at --num_itrs=2000; that flag reproduces the tables made then.)
 exec "$PYTHON" experiment_user_model/main_table.py \
   --datasets="$datasets" \
   --data_folder="$data_folder" \
   --seeds=0,1,2,3,4 \
   --item_features=generalising \
   --learning_rate=0.0005 \
-  --num_itrs=2000 \
   --adv_learning_rate=0.0001 \
   --adv_itrs=5000 \
   "$@"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from ganrl.data.dataset import ClickDataset, EventArrays, ItemFeatures
+from ganrl.data.item_stats import fold_of_users
 from ganrl.metrics import ranking_summary
 from ganrl.user_model_baselines import (
     PAPER_BASELINES,
@@ -79,23 +82,74 @@ def test_recent_clicks_most_recent_first():
     )
 
 
-def test_pair_features_leave_user_out():
+def test_pair_features_out_of_fold():
     # Training: user 0 is shown {4, 6} and clicks 4; user 1 is shown {4, 6} and clicks 6.
+    # Two users in 5 folds sit in two folds: each sees the other, scaled by K / (K - 1) = 5/4.
     train = events_of([[0, [[4, 6]], [4]], [1, [[6, 4]], [6]]], n_items=8)
     featurize = PairFeaturizer(train)
+    assert featurize.folds == 5 and len(set(featurize.user_fold)) == 2
     log_shown, log_clicks = (
         PAIR_FEATURES.index("log_display_sets"),
         PAIR_FEATURES.index("log_clicks"),
     )
     own = featurize(train)
     # User 0's event sees only user 1: item 4 shown once, never clicked; item 6 shown, clicked.
-    np.testing.assert_allclose(own[0, :, log_shown], np.log1p([1, 1]), rtol=1e-6)
-    np.testing.assert_allclose(own[0, :, log_clicks], np.log1p([0, 1]), rtol=1e-6)
-    # A new user sees both training users: each item shown twice and clicked once.
+    np.testing.assert_allclose(own[0, :, log_shown], np.log1p([1.25, 1.25]), rtol=1e-6)
+    np.testing.assert_allclose(own[0, :, log_clicks], np.log1p([0, 1.25]), rtol=1e-6)
+    # A new user sees both training users, unscaled: each item shown twice and clicked once.
     new = featurize(events_of([[9, [[4, 6, 5]], [5]]], n_items=8))
     np.testing.assert_allclose(new[0, :, log_shown], np.log1p([2, 2, 0]), rtol=1e-6)
     np.testing.assert_allclose(new[0, :, log_clicks], np.log1p([1, 1, 0]), rtol=1e-6)
     np.testing.assert_array_equal(new[0, :, PAIR_FEATURES.index("unseen")], [0, 0, 1])
+
+
+# The pair features computed from the other users' clicks.
+CLICK_STATISTICS = (
+    "log_clicks",
+    "click_rate_logit",
+    "click_rate_logit_vs_set",
+    "cooccurrence",
+    "cooccurrence_vs_set",
+)
+
+
+def test_a_training_users_clicks_reach_no_pair_feature_of_her_fold():
+    """Out of fold: the statistics a training user's events see (item counts and
+    co-occurrence) do not depend on her clicks, nor on her fold-mates'; other folds' users see
+    them. Leave-one-user-out statistics fail this (a fold-mate sees her clicks), and their
+    difference from the totals, which a learned per-item parameter picks up, is her own click."""
+    dataset = tiny_dataset(n_users=60, n_items=12, events=5, display=4, seed=4)
+    train = dataset.event_arrays("train", 4)
+    user = 3
+    events = np.arange(train.event_offsets[user], train.event_offsets[user + 1])
+    # Her click moves to another item of the same display set (the counts of clicks and
+    # display sets, hence the prior click rate, stay the same).
+    moved = train.clicked_pos.copy()
+    moved[events] = np.where(moved[events] == 0, 1, 0)
+    changed = dataclasses.replace(train, clicked_pos=moved)
+    before, after = PairFeaturizer(train), PairFeaturizer(changed)
+    # The same events featurised with statistics of either log: only the statistics differ.
+    f_before, f_after = before(train), after(train)
+    fold = np.repeat(fold_of_users(train.n_users, 5, seed=0), train.events_per_user)
+    same_fold = fold == fold[events[0]]
+    np.testing.assert_array_equal(f_before[same_fold], f_after[same_fold])
+    other = ~same_fold
+    for name in CLICK_STATISTICS:  # each changes for some other fold's event
+        column = PAIR_FEATURES.index(name)
+        assert not np.array_equal(f_before[other, :, column], f_after[other, :, column]), name
+
+
+def test_out_of_fold_item_statistics_depend_on_the_item_and_fold_only():
+    """What a learned item parameter could combine with a training event's item statistics says
+    nothing of the event's user: every event of a fold sees one value per item."""
+    dataset = tiny_dataset(n_users=60, n_items=12, events=5, display=4, seed=4)
+    train = dataset.event_arrays("train", 4)
+    features = PairFeaturizer(train)(train)
+    fold = np.repeat(fold_of_users(train.n_users, 5, seed=0), train.events_per_user)
+    seen = {}
+    for e, d in zip(*np.nonzero(train.display_mask)):
+        seen.setdefault((fold[e], train.display[e, d]), set()).add(tuple(features[e, d, :4]))
+    assert max(len(values) for values in seen.values()) == 1
 
 
 # -- Counting and neighbourhood baselines -------------------------------------------------------

@@ -150,3 +150,23 @@ def fold_statistics(
         axis=1,
     )
     return fold, counts.reshape(folds, n_items, 2).astype(np.float32)
+
+
+def out_of_fold_counts(fold_counts: np.ndarray, fold: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """The counts of `items` that events see, in numpy (`UserModel` computes the same for a
+    training batch in TensorFlow): an event of a training user of fold f sees the counts of
+    the other K - 1 folds scaled by K / (K - 1); any other event sees all training users.
+
+    Args:
+      fold_counts: `[K, n_items, 2]` counts of each fold (`fold_statistics`).
+      fold: `[E]` int fold of each event's user, -1 for users outside the training split.
+      items: `[E, D]` item ids.
+
+    Returns:
+      `[E, D, 2]` float64 counts in `COLUMNS` order.
+    """
+    folds = len(fold_counts)
+    total = fold_counts.sum(axis=0, dtype=np.float64)[items]
+    own_fold = fold_counts[np.maximum(fold, 0)[:, None], items]
+    out_of_fold = (total - own_fold) * (folds / (folds - 1))
+    return np.where((np.asarray(fold) >= 0)[:, None, None], out_of_fold, total)

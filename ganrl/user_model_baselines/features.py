@@ -3,13 +3,19 @@
 Leakage rules (in the released files the clicked row is the last of its display set and a
 clicked item often repeats its row, so both position and raw row counts give the click away):
 - item statistics come from the training split's `EventArrays` only: display sets and clicks
-  after de-duplication (`ganrl.data.item_stats.item_statistics`), never raw row counts;
+  after de-duplication (`ganrl.data.item_stats`), never raw row counts;
 - nothing reads the position of an item in its display set or the numeric value of an item
   id (ids are numbered in order of first appearance and the clicked row comes last, so both
   leak the click); features of a display set are permuted with it;
-- leave-user-out: when the scored events belong to a training user, that user's own
-  training display sets and clicks are taken out of the statistics, so a training event sees
-  what a test event sees (the other users' behaviour), never its own click.
+- out of fold, as in the GAN user model (`ganrl.data.item_stats`): the training users are
+  dealt by the seed into K folds (`STATISTIC_FOLDS`), and an event of a training user sees the
+  item counts and click co-occurrence of the other K - 1 folds only (counts scaled by
+  K / (K - 1)); validation and test events see all training users. Nothing a training user or
+  her fold did reaches her features, so a training event sees what a test event sees, the
+  other users' behaviour. Leave-one-user-out statistics (the user's own display sets and
+  clicks subtracted), used before, leak with a learned per-item parameter (the one-hot id of
+  W&D-LR, the item embeddings of DFM and W&D-CCF): it learns the item's total count, and the
+  total less the leave-user-out count is the user's own click.
 
 A user's history is the clicked items of her earlier events inside the same `EventArrays`, in
 order. Shapes: `E` events, `D` the padded display width, `U` users, `F` features.
@@ -23,7 +29,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from ganrl.data.dataset import EventArrays, ItemFeatures
-from ganrl.data.item_stats import item_statistics, split_statistics
+from ganrl.data.item_stats import (
+    fold_of_users,
+    fold_statistics,
+    out_of_fold_counts,
+    split_statistics,
+)
 
 # Pseudo display sets of the Beta prior that smooths an item's click rate.
 RATE_PRIOR_STRENGTH = 5.0
@@ -46,6 +57,9 @@ PAIR_FEATURES = (
 
 # Largest number of floats in one dense block of a blocked computation.
 MAX_BLOCK = 4_000_000
+
+# K of the out-of-fold statistics, as the GAN user model's (`ModelConfig.statistic_folds`).
+STATISTIC_FOLDS = 5
 
 
 def event_users(events: EventArrays) -> np.ndarray:
@@ -136,6 +150,13 @@ def training_rows(events: EventArrays, train: EventArrays) -> np.ndarray:
     return rows[event_users(events)]
 
 
+def event_folds(events: EventArrays, train: EventArrays, user_fold: np.ndarray) -> np.ndarray:
+    """`[E]` fold (`user_fold [train.n_users]`) of each event's user, -1 for users outside
+    the training split."""
+    rows = training_rows(events, train)
+    return np.where(rows >= 0, np.asarray(user_fold)[np.maximum(rows, 0)], -1)
+
+
 def user_item_matrix(events: EventArrays, clicks: bool = True) -> sp.csr_matrix:
     """`[U, n_items]` binary: which items each user clicked (or was shown, `clicks=False`)."""
     users = event_users(events)
@@ -184,65 +205,73 @@ def masked_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 class Cooccurrence:
-    """Item co-occurrence over the training users' clicks, with leave-user-out.
+    """Item co-occurrence over the training users' clicks, out of fold for training users.
 
     sim(i, j) = co(i, j) / sqrt(n_i n_j) for distinct items, where co(i, j) counts the
     training users who clicked both and n_i those who clicked i (cosine similarity of the
     items' user sets; 0 when a count is 0). The score of item j at an event is the sum over
-    the user's earlier clicks h (with repeats) of sim(h, j). When the user is a training user,
-    her own clicks are first taken out of co and n, so a training event's score is computed
-    from the other users, as a test event's is.
+    the user's earlier clicks h (with repeats) of sim(h, j). For an event of a training user,
+    co and n count only the users of the other K - 1 folds (the deal of
+    `ganrl.data.item_stats.fold_of_users`, as for `PairFeaturizer`'s item counts), so neither
+    the user nor her fold reaches the score; other events see all training users. Scaling co
+    and n by K / (K - 1), as the item counts are, leaves the cosine unchanged: no scaling.
+
+    Args:
+      train: the training split.
+      folds: K >= 2.
+      seed: seeds the deal of the training users into folds.
+      max_block: at most this many floats in one dense block of the computation.
     """
 
-    def __init__(self, train: EventArrays, max_block: int = MAX_BLOCK):
+    def __init__(
+        self,
+        train: EventArrays,
+        folds: int = STATISTIC_FOLDS,
+        seed: int = 0,
+        max_block: int = MAX_BLOCK,
+    ):
         self.train = train
         self.clicked = user_item_matrix(train)  # [U, n]
-        co = (self.clicked.T @ self.clicked).tocsr()
+        self.user_fold = fold_of_users(train.n_users, folds, seed)
+        self.max_block = max_block
+        self.co, self.item_users = self.counts(-1)
+
+    def counts(self, fold: int) -> tuple[sp.csr_matrix, np.ndarray]:
+        """(co `[n, n]` with a zero diagonal, n_i `[n]`) over the training users outside fold
+        `fold` (-1: all of them)."""
+        clicked = self.clicked[self.user_fold != fold]
+        co = (clicked.T @ clicked).tocsr()
         co.setdiag(0.0)
         co.eliminate_zeros()
-        self.co = co  # [n, n]
-        self.item_users = np.asarray(self.clicked.sum(axis=0)).ravel()  # n_i
-        self.max_block = max_block
-
-    def own_clicks(self, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """1 where training row `rows` (-1: none) clicked `items` (same shapes), else 0."""
-        flat_rows, flat_items = rows.ravel(), items.ravel()
-        out = np.zeros(flat_rows.shape)
-        inside = flat_rows >= 0
-        if inside.any():
-            out[inside] = np.asarray(self.clicked[flat_rows[inside], flat_items[inside]]).ravel()
-        return out.reshape(rows.shape)
+        return co, np.asarray(clicked.sum(axis=0)).ravel()
 
     def scores(self, events: EventArrays) -> np.ndarray:
         """`[E, D]` co-occurrence score of every displayed item (0 on padding)."""
-        history = history_click_matrix(events).tocoo()  # [E, n]
-        rows = training_rows(events, self.train)
-        own_h = self.own_clicks(rows[history.row], history.col)
-        # a[e, h] = H[e, h] / sqrt(n_h - own_h), with own_h = 1 for a training user's clicks.
-        left = self.item_users[history.col] - own_h
-        weight = np.divide(
-            history.data,
-            np.sqrt(np.maximum(left, 1)),
-            where=left > 0,
-            out=np.zeros(len(history.data)),
+        history = history_click_matrix(events)  # [E, n]
+        fold = event_folds(events, self.train, self.user_fold)
+        out = np.zeros(events.display.shape)
+        # All training users (fold -1), then one fold's complement at a time: at most K + 1
+        # co-occurrence matrices, one held at a time.
+        for f in np.unique(fold):
+            rows = np.flatnonzero(fold == f)
+            co, item_users = (self.co, self.item_users) if f < 0 else self.counts(f)
+            out[rows] = self.cosine_scores(history[rows], events.display[rows], co, item_users)
+        return np.where(events.display_mask, out, 0.0)
+
+    def cosine_scores(
+        self, history: sp.csr_matrix, display: np.ndarray, co: sp.csr_matrix, item_users: np.ndarray
+    ) -> np.ndarray:
+        """`[E, D]` sum over h of history[e, h] co(h, j) / sqrt(n_h n_j), j = display[e, d]."""
+        scale = np.divide(
+            1.0, np.sqrt(item_users), where=item_users > 0, out=np.zeros(len(item_users))
         )
-        a = sp.csr_matrix((weight, (history.row, history.col)), shape=history.shape)
-        own_total = np.bincount(history.row, weights=weight * own_h, minlength=events.n_events)
-        display = events.display
-        own_j = self.own_clicks(np.broadcast_to(rows[:, None], display.shape), display)
-        a_j = gather(a, display)
-        block = max(1, self.max_block // max(events.n_items, 1))
+        a = (history @ sp.diags(scale)).tocsr()  # [E, n]
+        block = max(1, self.max_block // max(co.shape[0], 1))
         raw = np.zeros(display.shape)
-        for start in range(0, events.n_events, block):  # blocks of events bound the memory
+        for start in range(0, len(display), block):  # blocks of events bound the memory
             part = slice(start, start + block)
-            raw[part] = gather((a[part] @ self.co).toarray(), display[part])
-        # co(h, j) - own_h own_j, summed with weights a over h != j.
-        raw -= own_j * (own_total[:, None] - a_j * own_j)
-        left_j = self.item_users[display] - own_j
-        out = np.divide(
-            raw, np.sqrt(np.maximum(left_j, 1)), where=left_j > 0, out=np.zeros(display.shape)
-        )
-        return np.where(events.display_mask, np.maximum(out, 0.0), 0.0)
+            raw[part] = gather((a[part] @ co).toarray(), display[part])
+        return raw * scale[display]
 
 
 def gather(item_scores: sp.spmatrix | np.ndarray, display: np.ndarray) -> np.ndarray:
@@ -260,63 +289,51 @@ class PairFeaturizer:
     """Turns events into per-(event, item) feature arrays, with statistics of `train`.
 
     Attributes:
-      train: the training split (its statistics, and leave-user-out for its users).
+      train: the training split (its statistics, out of fold for its own users).
       side_features: `[n_items, s]` float32 dense side features of the items, or None.
+      folds: K of the out-of-fold statistics (>= 2).
+      seed: seeds the deal of the training users into folds.
     """
 
     train: EventArrays
     side_features: np.ndarray | None = None
+    folds: int = STATISTIC_FOLDS
+    seed: int = 0
 
     def __post_init__(self):
-        counts, _ = item_statistics(self.train)
-        self.display_sets = counts[:, 0].astype(np.float64)
-        self.clicks = counts[:, 1].astype(np.float64)
-        shown = self.display_sets.sum()
-        rate = self.clicks.sum() / shown if shown else 0.5
+        self.user_fold, self.fold_counts = fold_statistics(
+            self.train, self.train.n_items, self.folds, self.seed
+        )
+        shown, clicks = self.fold_counts.sum(axis=(0, 1), dtype=np.float64)
+        rate = clicks / shown if shown else 0.5
         self.prior_rate = float(np.clip(rate, 1e-3, 1 - 1e-3))
-        self.cooccurrence = Cooccurrence(self.train)
+        self.cooccurrence = Cooccurrence(self.train, self.folds, self.seed)
 
     @classmethod
     def from_item_features(
-        cls, train: EventArrays, item_features: ItemFeatures
+        cls, train: EventArrays, item_features: ItemFeatures, seed: int = 0
     ) -> "PairFeaturizer":
-        """Uses the items' dense side features (not any `train:` statistics columns)."""
+        """Uses the items' dense side features (not any `train:` statistics columns); `seed`
+        deals the folds."""
         side, _ = split_statistics(item_features)
-        return cls(train, side.dense)
+        return cls(train, side.dense, seed=seed)
 
     @property
     def names(self) -> tuple[str, ...]:
         extra = 0 if self.side_features is None else self.side_features.shape[1]
         return PAIR_FEATURES + tuple(f"side{i}" for i in range(extra))
 
-    def own_counts(self, events: EventArrays) -> tuple[np.ndarray, np.ndarray]:
-        """`[E, D]` display sets and clicks of each displayed item by the event's own user in
-        the training split (0 for users outside it): what leave-user-out subtracts."""
-        rows = training_rows(events, self.train)
-        n_items = events.n_items
-        keys = np.where(rows[:, None] >= 0, rows[:, None] * n_items + events.display, -1)
-        train, mask = self.train, np.asarray(self.train.display_mask, dtype=bool)
-        t_users = event_users(train)
-        t_keys = t_users[:, None].astype(np.int64) * n_items + train.display
-        t_clicked = np.flatnonzero(train.clicked_pos >= 0)
-        everything = np.full(keys.size, train.n_events + 1)
-        shown = count_earlier(t_keys[mask], np.zeros(mask.sum()), keys, everything)
-        clicks = count_earlier(
-            t_users[t_clicked] * n_items + train.clicked_item[t_clicked],
-            np.zeros(len(t_clicked)),
-            keys,
-            everything,
-        )
-        outside = (keys < 0).ravel()
-        shown[outside], clicks[outside] = 0, 0
-        return shown.reshape(keys.shape), clicks.reshape(keys.shape)
+    def item_counts(self, events: EventArrays) -> np.ndarray:
+        """`[E, D, 2]` training display sets and clicks of each displayed item as the event
+        sees them: out of fold for a training user's event, else all training users."""
+        fold = event_folds(events, self.train, self.user_fold)
+        return out_of_fold_counts(self.fold_counts, fold, events.display)
 
     def __call__(self, events: EventArrays) -> np.ndarray:
         """`[E, D, F]` float32 features (`names`), 0 on padding."""
         mask = np.asarray(events.display_mask, dtype=bool)
-        own_shown, own_clicks = self.own_counts(events)
-        shown = np.maximum(self.display_sets[events.display] - own_shown, 0)
-        clicks = np.maximum(self.clicks[events.display] - own_clicks, 0)
+        counts = self.item_counts(events)
+        shown, clicks = counts[..., 0], counts[..., 1]
         a, p = RATE_PRIOR_STRENGTH, self.prior_rate
         rate = (clicks + a * p) / (shown + a)
         rate_logit = np.log(rate) - np.log1p(-rate) - (np.log(p) - np.log1p(-p))

@@ -54,13 +54,13 @@ class MostPopular(Scorer):
 class ItemKNN(Scorer):
     """Item kNN (co-occurrence): score(j) = sum over the user's earlier clicks h (with
     repeats) of the cosine similarity of distinct items h and j over the training users'
-    click sets (`ganrl.user_model_baselines.features.Cooccurrence`, leave-user-out for training
+    click sets (`ganrl.user_model_baselines.features.Cooccurrence`, out of fold for training
     users).
     Items the history says nothing about are ordered by popularity (`POPULARITY_TIEBREAK`).
     """
 
     def fit(self, train: EventArrays, item_features: ItemFeatures, seed: int) -> None:
-        self.cooccurrence = Cooccurrence(train)
+        self.cooccurrence = Cooccurrence(train, seed=seed)
         clicks = training_clicks(train)
         self.popularity = clicks / max(clicks.max(), 1.0)
 

@@ -429,7 +429,7 @@ class EventScorer(Scorer):
         raise NotImplementedError
 
     def fit(self, train: EventArrays, item_features: ItemFeatures, seed: int) -> None:
-        self.featurizer = PairFeaturizer.from_item_features(train, item_features)
+        self.featurizer = PairFeaturizer.from_item_features(train, item_features, seed)
         features = self.featurizer(train)
         self.standardize = Standardizer.fit(features, train.display_mask)
         arrays = self.inputs(train, features)

@@ -2,12 +2,12 @@
 paper's XGBOOST) and the wide part of wide-and-deep, a logistic regression (W&D-LR).
 
 Both treat each displayed item as one example labelled clicked / not clicked, with the
-features of `ganrl.user_model_baselines.features.PairFeaturizer` (training statistics with
-leave-user-out, the user's history of the item, the item against its display set); the score is the
-predicted log-odds of a click. By default they learn from the display sets that have a click
-(`clicked_only`): prec@k asks which item is picked given a click, and in a no-click event
-(on MovieLens, the rated item of a low rating) every item is a negative, which teaches the
-opposite of that ranking.
+features of `ganrl.user_model_baselines.features.PairFeaturizer` (training statistics, out of
+fold for a training event, the user's history of the item, the item against its display set);
+the score is the predicted log-odds of a click. By default they learn from the display sets
+that have a click (`clicked_only`): prec@k asks which item is picked given a click, and in a
+no-click event (on MovieLens, the rated item of a low rating) every item is a negative, which
+teaches the opposite of that ranking.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class GradientBoosting(Scorer):
     def fit(self, train: EventArrays, item_features: ItemFeatures, seed: int) -> None:
         from sklearn.ensemble import HistGradientBoostingClassifier
 
-        self.featurizer = PairFeaturizer.from_item_features(train, item_features)
+        self.featurizer = PairFeaturizer.from_item_features(train, item_features, seed)
         mask = training_pairs(train, self.clicked_only)
         self.model = HistGradientBoostingClassifier(
             early_stopping=False, random_state=seed, **self.options
@@ -103,7 +103,7 @@ class WideLogisticRegression(Scorer):
     def fit(self, train: EventArrays, item_features: ItemFeatures, seed: int) -> None:
         from sklearn.linear_model import LogisticRegression
 
-        self.featurizer = PairFeaturizer.from_item_features(train, item_features)
+        self.featurizer = PairFeaturizer.from_item_features(train, item_features, seed)
         mask = training_pairs(train, self.clicked_only)
         features = self.featurizer(train)
         self.standardize = Standardizer.fit(features, mask)

@@ -198,6 +198,7 @@ def test_cooccurrence_leaves_the_training_user_out():
         ],
         n_items=6,
     )
+    # Three users dealt into 5 folds sit alone in theirs: out of fold is without the user.
     scores = Cooccurrence(train).scores(train)
     # User 0, event 1 (history {0}), without user 0: co(0,1) = 1, n_0 = n_1 = 1 -> 1;
     # co(0,2) = 1 (user 1), n_0 = 1, n_2 = 2 -> 1/sqrt(2); item 5: never clicked -> 0.

@@ -43,10 +43,34 @@ def test_markdown_layout_methods_by_datasets():
     text = markdown(RECORDS, datasets=["yelp", "tb"])
     lines = text.splitlines()
     assert lines[0] == "| method | yelp prec@1 | yelp prec@2 | tb prec@1 | tb prec@2 |"
+    # gan_lstm on tb and iknn on yelp have seed 0 only of the records' seeds 0 and 1.
     assert lines[2] == (
-        "| gan_lstm | 0.750 (0.050) | 0.850 (0.050) | 0.300 (0.000) | 0.500 (0.000) |"
+        "| gan_lstm | 0.750 (0.050) | 0.850 (0.050) | 0.300 (0.000), 1 of 2 seeds "
+        "| 0.500 (0.000), 1 of 2 seeds |"
     )
-    assert lines[3] == "| iknn | 0.500 (0.000) | 0.700 (0.000) | - | - |"
+    assert (
+        lines[3] == "| iknn | 0.500 (0.000), 1 of 2 seeds | 0.700 (0.000), 1 of 2 seeds | - | - |"
+    )
+
+
+NAN = float("nan")
+# Seed 3 of "a" has no prec@1 (NaN): its prec@1 is over 4 of the 5 seeds, its prec@2 over 5.
+WITH_NAN = [Record("a", "d", s, p1, 0.5) for s, p1 in enumerate([0.40, 0.42, 0.41, NAN, 0.43])]
+WITH_NAN += [Record("b", "d", s, 0.3, NAN) for s in range(5)]
+
+
+def test_a_seed_left_out_for_nan_is_counted_in_markdown_and_csv(tmp_path):
+    md, table_csv = tmp_path / "t.md", tmp_path / "t.csv"
+    lines = write_tables(WITH_NAN, str(md), str(table_csv)).splitlines()
+    # prec@1 of a: mean of 0.40, 0.42, 0.41, 0.43 = 0.415, population std sqrt(0.000125) = 0.011.
+    assert lines[2] == "| a | 0.415 (0.011), 4 of 5 seeds | 0.500 (0.000) |"
+    assert lines[3] == "| b | 0.300 (0.000) | - |"
+    with open(table_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["seeds"], r["prec1_seeds"], r["prec2_seeds"]) for r in rows] == [
+        ("5", "4", "5"),
+        ("5", "5", "0"),
+    ]
 
 
 def test_write_tables_markdown_and_csv(tmp_path):

@@ -2,13 +2,18 @@
 
 Input is a list of `Record`s, one per (method, dataset, seed) run; `write_tables` writes the
 Markdown table and a CSV with the same cells (mean, std and seed count as separate columns).
-The standard deviation is the population one (numpy's default, ddof=0), as in
-`benchmarks/bench_generalisation.py`. Records can be kept in a CSV between runs
-(`save_records` / `load_records`), so finished runs are reused rather than retrained.
+A seed whose figure is NaN (a run with no clicked test event) is left out of its cell's mean
+and std; a Markdown cell over fewer than all the table's seeds says over how many ("0.412
+(0.010), 4 of 5 seeds"), and the CSV gives every figure's count (`prec1_seeds`) besides the
+seeds with a record (`seeds`). The standard deviation is the population one (numpy's
+default, ddof=0), as in `benchmarks/bench_generalisation.py`. Records can be kept in a CSV
+between runs (`save_records` / `load_records`), so finished runs are reused rather than
+retrained.
 """
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
 import math
@@ -44,10 +49,13 @@ class Cell:
     std: float
     n: int
 
-    def __str__(self) -> str:
+    def text(self, table_seeds: int) -> str:
+        """`mean (std)`, with ", n of N seeds" when the cell has fewer than the table's N
+        seeds; '-' when it has none."""
         if self.n == 0 or math.isnan(self.mean):
             return "-"
-        return f"{self.mean:.3f} ({self.std:.3f})"
+        text = f"{self.mean:.3f} ({self.std:.3f})"
+        return text if self.n >= table_seeds else f"{text}, {self.n} of {table_seeds} seeds"
 
 
 def ordered_unique(values: list[str]) -> list[str]:
@@ -104,27 +112,37 @@ def table_layout(
 def markdown(
     records: list[Record], methods: list[str] | None = None, datasets: list[str] | None = None
 ) -> str:
-    """Methods as rows; per dataset a prec@1 and a prec@2 column, `mean (std)`; '-' where a
-    method has no record on a dataset."""
+    """Methods as rows; per dataset a prec@1 and a prec@2 column, `mean (std)` (`Cell.text`:
+    the seed count where a cell has fewer than the records' seeds); '-' where a method has no
+    figure on a dataset."""
     cells = aggregate(records)
+    table_seeds = len({r.seed for r in records})
     methods, datasets = table_layout(records, methods, datasets)
     header = ["method"] + [f"{d} {METRIC_TITLES[m]}" for d in datasets for m in METRICS]
     empty = {m: Cell(float("nan"), float("nan"), 0) for m in METRICS}
     rows = [
-        [method] + [str(cells.get((method, d), empty)[m]) for d in datasets for m in METRICS]
+        [method]
+        + [cells.get((method, d), empty)[m].text(table_seeds) for d in datasets for m in METRICS]
         for method in methods
     ]
     return markdown_table(header, rows)
 
 
-CSV_FIELDS = ("method", "dataset", "seeds", "prec1_mean", "prec1_std", "prec2_mean", "prec2_std")
+CSV_FIELDS = (
+    "method",
+    "dataset",
+    "seeds",
+    *(f"{m}_{s}" for m in METRICS for s in ("mean", "std", "seeds")),
+)
 
 
 def csv_rows(
     records: list[Record], methods: list[str] | None = None, datasets: list[str] | None = None
 ) -> list[dict]:
-    """One row per (method, dataset) that has records, in table order (`CSV_FIELDS`)."""
+    """One row per (method, dataset) that has records, in table order (`CSV_FIELDS`): `seeds`
+    the seeds with a record, `{metric}_seeds` those whose figure the mean and std are over."""
     cells = aggregate(records)
+    recorded = collections.Counter((r.method, r.dataset) for r in records)
     methods, datasets = table_layout(records, methods, datasets)
     rows = []
     for method in methods:
@@ -136,8 +154,9 @@ def csv_rows(
                 {
                     "method": method,
                     "dataset": dataset,
-                    "seeds": max(c[m].n for m in METRICS),
+                    "seeds": recorded[(method, dataset)],
                     **{f"{m}_{s}": getattr(c[m], s) for m in METRICS for s in ("mean", "std")},
+                    **{f"{m}_seeds": c[m].n for m in METRICS},
                 }
             )
     return rows

@@ -11,6 +11,8 @@ and recorded first when missing). The GAN runs take every model and training fla
 `run_table.sh` sets the run scripts' values); the table sets dataset, seed, user_model,
 regularizer, save_dir and pretrain_dir per run, `--num_itrs` / `--learning_rate` for the
 entropy runs and `--adv_itrs` / `--adv_learning_rate` for the adversarial ones.
+`--resplit`, `--train_share` and `--max_events` apply to every method alike: each method of a
+seed is fitted to the same training users and events and tested on the same events.
 `ganrl.train.table_runs` does the runs.
 
 Output folder `--out`:

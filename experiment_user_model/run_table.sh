@@ -4,7 +4,8 @@
 # Markdown and CSV tables of test prec@1 / prec@2, mean (std), in --out. Prepares missing
 # datasets; finished records and GAN runs are reused, never retrained. The GAN runs have the
 # run scripts' settings (run_gan_user_model.sh, run_gan_L2_regularized.sh), and any flag of
-# main_gan_user_model.py overrides them. Subsets: --datasets, --seeds, --methods.
+# main_gan_user_model.py overrides them; --resplit, --train_share and --max_events cut every
+# method's logs alike. Subsets: --datasets, --seeds, --methods.
 #   experiment_user_model/run_table.sh --datasets=yelp --seeds=0 --methods=wd_lr,gan_lstm_l2
 set -euo pipefail
 source "$(dirname "$0")/common.sh"

@@ -4,9 +4,15 @@ import csv
 import json
 import re
 
+import numpy as np
 import pytest
 
+from ganrl.train import table_runs
+from ganrl.train.run_folder import RunFolderError
+from ganrl.train.user_model import TrainConfig
+from ganrl.user_model.model import ModelConfig
 from tests.script_helpers import run_script, synthetic_data_folder
+from tests.tiny_data import write_tiny_dataset
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +158,57 @@ def test_ablation_script_trains_its_variants_and_compares_them(data_folder, tmp_
         check=False,
     )
     assert proc.returncode != 0 and "num_itrs=2 there, 3 now" in proc.stderr, proc.stderr
+
+
+def _events(events, max_events=0):
+    """What a method sees of a split: each user's id and (last `max_events`) events."""
+    batch = events.flat_batch(np.arange(events.n_users), max_events or None)
+    users = np.asarray(events.user_ids)[batch["event_user"]]
+    return [users.tolist(), batch["display"].tolist(), batch["clicked_pos"].tolist()]
+
+
+def test_every_method_of_the_table_sees_the_same_events(tmp_path, monkeypatch):
+    """--train_share and --max_events cut the logs of the baselines as of the GAN runs: the
+    same training users (the GAN runner's draw with the seed), each user's same last events."""
+    write_tiny_dataset(tmp_path / "data", n_users=24, events=5)
+    model = ModelConfig(user_model="PW", dims="8", item_dim=4, pw_dim=2, pw_band_size=3)
+    base = TrainConfig(
+        dataset="tiny",
+        data_folder=str(tmp_path / "data"),
+        train_share=0.5,
+        max_events=3,
+        model=model,
+    )
+    seen = {}
+
+    class SeeingRunner(table_runs.UserModelRunner):
+        def run(self):  # the events the run would train, validate and test on
+            seen["gan_pw"] = {
+                split: _events(events, self.config.max_events)
+                for split, events in self.splits.items()
+            }
+            return {"test": {"prec1": 0.5, "prec2": 0.5}}
+
+    def seeing_scorer(name, data, seed):
+        seen[name] = {split: _events(events) for split, events in data.splits.items()}
+        return {"test": {"prec1": 0.5, "prec2": 0.5}}
+
+    def seeing_chance(events):
+        seen["chance"] = {"test": _events(events)}
+        return {"prec1": 0.5, "prec2": 0.5}
+
+    monkeypatch.setattr(table_runs, "UserModelRunner", SeeingRunner)
+    monkeypatch.setattr(table_runs, "evaluate_scorer", seeing_scorer)
+    monkeypatch.setattr(table_runs, "chance_summary", seeing_chance)
+    runs = table_runs.TableRuns(str(tmp_path / "table"), base)
+    runs.run(["tiny"], [1], ["chance", "most_popular", "gan_pw"], progress=lambda _: None)
+    assert seen["most_popular"] == seen["gan_pw"]
+    assert seen["chance"]["test"] == seen["gan_pw"]["test"]
+    train_users, displays, _ = seen["gan_pw"]["train"]
+    # 6 of the 12 training users, 3 of their 5 events each.
+    assert (len(set(train_users)), len(displays)) == (6, 18)
+    # A table folder from before (its baselines had every user and event) is not reused.
+    settings = tmp_path / "table" / "settings.json"
+    settings.write_text(json.dumps({**runs.shared_settings(), "every_method_cut_alike": None}))
+    with pytest.raises(RunFolderError, match="every_method_cut_alike"):
+        runs.claim_settings()

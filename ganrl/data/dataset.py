@@ -285,6 +285,14 @@ class SplitData:
         rows = np.sort(rng.choice(train.n_users, size=keep, replace=False))
         return dataclasses.replace(self, splits={**self.splits, "train": train.subset(rows)})
 
+    def with_recent_events(self, max_events: int) -> "SplitData":
+        """These splits with each user cut to her last `max_events` events (0: all), the
+        events a user-model run with `max_events` trains, validates and tests on."""
+        if not max_events:
+            return self
+        splits = {name: events.recent_events(max_events) for name, events in self.splits.items()}
+        return dataclasses.replace(self, splits=splits)
+
 
 # Seeds `with_training_share`'s draw apart from a run's other uses of its seed.
 _SHARE_STREAM = 0x5A1E
@@ -804,8 +812,32 @@ class EventArrays:
     def subset(self, user_rows: np.ndarray) -> "EventArrays":
         """A contiguous copy holding only users `user_rows` (in that order)."""
         user_rows = np.asarray(user_rows, dtype=np.int64)
+        return self._copy(user_rows, *self._event_spans(user_rows))
+
+    def recent_events(self, max_events: int) -> "EventArrays":
+        """A contiguous copy in which each user keeps her last `max_events` events, the
+        events `flat_batch(rows, max_events)` holds (0: all, `self` itself)."""
+        if not max_events:
+            return self
+        user_rows = np.arange(self.n_users, dtype=np.int64)
+        return self._copy(user_rows, *self._event_spans(user_rows, max_events))
+
+    def _event_spans(
+        self, user_rows: np.ndarray, max_events: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`[B]` first event row and `[B]` event count of users `user_rows`: all their
+        events, or their last `max_events` when given."""
         starts = self.event_offsets[user_rows]
         lengths = self.event_offsets[user_rows + 1] - starts
+        if max_events:
+            starts = starts + np.maximum(lengths - max_events, 0)
+            lengths = np.minimum(lengths, max_events)
+        return starts, lengths
+
+    def _copy(
+        self, user_rows: np.ndarray, starts: np.ndarray, lengths: np.ndarray
+    ) -> "EventArrays":
+        """A contiguous copy of users `user_rows`, each with `lengths` events from `starts`."""
         first = np.repeat(np.cumsum(lengths) - lengths, lengths)
         rows = np.repeat(starts, lengths) + (np.arange(int(lengths.sum())) - first)
         return EventArrays(
@@ -829,11 +861,7 @@ class EventArrays:
           click_mask `[B, C]` and user_row `[B]` (the users' rows in this split).
         """
         user_rows = np.asarray(user_rows, dtype=np.int64)
-        starts = self.event_offsets[user_rows]
-        lengths = self.event_offsets[user_rows + 1] - starts
-        if max_events:
-            starts = starts + np.maximum(lengths - max_events, 0)
-            lengths = np.minimum(lengths, max_events)
+        starts, lengths = self._event_spans(user_rows, max_events)
         n = int(lengths.sum())
         event_user = np.repeat(np.arange(len(user_rows), dtype=np.int32), lengths)
         first = np.repeat(np.cumsum(lengths) - lengths, lengths)  # batch index of user's 1st

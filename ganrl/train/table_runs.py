@@ -4,7 +4,9 @@ Methods: chance (the expected figures of a random ranking), the baselines of
 `ganrl.user_model_baselines` and GAN-PW / GAN-LSTM after the Shannon-entropy pre-training
 (`gan_pw`, `gan_lstm`) and after adversarial fine-tuning from that run (`gan_pw_l2`,
 `gan_lstm_l2`; its entropy run is trained and recorded first when missing). Every GAN run
-takes the settings of one base `TrainConfig` but those of `PER_RUN_SETTINGS`.
+takes the settings of one base `TrainConfig` but those of `PER_RUN_SETTINGS`. Its
+`train_share` and `max_events` cut the logs of every method alike (`TableRuns.table_data`,
+`TableRuns.run_one`): each method of a seed sees the same training, validation and test events.
 
 Output folder `out`:
   settings.json  the settings every run shares (the base config but its per-run settings, the
@@ -97,7 +99,8 @@ class TableRuns:
 
     Attributes:
       out: the output folder (see the module docstring).
-      base: the GAN runs' config (data_folder and resplit apply to every method).
+      base: the GAN runs' config (data_folder, resplit, train_share and max_events apply
+        to every method).
       adv_itrs: iterations of the adversarial (L2) runs; the entropy runs take `base`'s.
       adv_learning_rate: learning rate of the adversarial runs.
     """
@@ -119,11 +122,16 @@ class TableRuns:
         """What every run of the table shares (`settings.json`)."""
         base = {k: v for k, v in self.base.to_dict().items() if k not in PER_RUN_SETTINGS}
         base["model"] = {k: v for k, v in base["model"].items() if k not in PER_RUN_SETTINGS}
-        return {
+        settings = {
             "base": base,
             "adv_itrs": self.adv_itrs,
             "adv_learning_rate": self.adv_learning_rate,
         }
+        if self.base.train_share < 1.0 or self.base.max_events:
+            # Before it, the baselines of such a table had every event: its records are not
+            # to be mixed with today's.
+            settings["every_method_cut_alike"] = True
+        return settings
 
     def claim_settings(self) -> None:
         """Writes `settings.json` in a new output folder; in one that has it, refuses other
@@ -163,6 +171,15 @@ class TableRuns:
             model=dataclasses.replace(base.model, user_model=encoder),
         )
 
+    def table_data(self, dataset: str, resplit_seed: int | None) -> SplitData:
+        """The logs every method of the table is given: the dataset's split (or the one
+        drawn with `resplit_seed`), each user cut to her last `base.max_events` events. A GAN
+        run with `max_events` trains and is tested on these events alone, so the other
+        methods are fitted and tested on them too (and the GAN's item statistics are those
+        of the same training events)."""
+        data = load_split_data(self.base.data_folder, dataset, resplit_seed=resplit_seed)
+        return data.with_recent_events(self.base.max_events)
+
     def run_one(
         self,
         method: str,
@@ -172,7 +189,14 @@ class TableRuns:
         strategy: tf.distribute.Strategy | None = None,
         progress: Callable[[str], None] = print,
     ) -> dict:
-        """Test `{"prec1", "prec2"}` of one method on one dataset and seed."""
+        """Test `{"prec1", "prec2"}` of one method on one dataset and seed.
+
+        `data` is the dataset's split cut to `base.max_events` (`table_data`); a GAN run
+        draws `base.train_share` of its training users itself, the other methods are given
+        the same draw (same share, same seed), so every method sees the same events.
+        """
+        if method not in GAN_METHODS:
+            data = data.with_training_share(self.base.train_share, seed)
         if method == "chance":
             return chance_summary(data.splits["test"])
         if method not in GAN_METHODS:
@@ -211,11 +235,7 @@ class TableRuns:
                         continue
                     key = (dataset, seed if self.base.resplit else None)
                     if key not in data_cache:  # loaded once, and only if something runs
-                        data_cache = {
-                            key: load_split_data(
-                                self.base.data_folder, dataset, resplit_seed=key[1]
-                            )
-                        }
+                        data_cache = {key: self.table_data(dataset, key[1])}
                     start = time.perf_counter()
                     test = self.run_one(method, dataset, seed, data_cache[key], strategy, progress)
                     # A run folder finished earlier keeps the seconds it took then.

@@ -242,6 +242,46 @@ def test_simulator_alive_mask_ends_sessions(user_model_dir, tmp_path):
     np.testing.assert_array_equal(second.observation.alive.numpy(), stayed)
 
 
+# Leaves after a display set with more than 1.5 before it in her session: 100 (log(1 + steps)
+# - log(2.5)) on the steps feature alone (unstandardised).
+LEAVE_AFTER_TWO = LeaveModel((0.0,) * 4, (1.0,) * 4, (0.0, 0.0, 0.0, 100.0), -100 * math.log(2.5))
+
+
+@pytest.mark.parametrize("simulator", ["single", "ensemble"])
+def test_start_histories_count_as_display_sets_before_in_the_session(
+    user_model_dir, tmp_path, simulator
+):
+    # The leave model was fitted with a display set's index in the user's whole log
+    # (`steps_before`), so a user started from a history of n clicks (n events replayed)
+    # meets her first slate with n display sets before it, not 0.
+    from ganrl.simulator.ensemble import EnsembleSimulator
+
+    model = load_user_model(_with_leave_model(user_model_dir, tmp_path / "run", LEAVE_AFTER_TWO))
+    config = SimulatorConfig(k=2, horizon=3, seed=0)
+    sim = (
+        Simulator(model, config)
+        if simulator == "single"
+        else EnsembleSimulator([model] * 2, config)
+    )
+    obs = sim.reset(4, start_histories=[[], [5], [5, 6], [5, 6, 7]])
+    members = [sim] if simulator == "single" else sim.members
+    # Steps before the first slate 0, 1, 2, 3: P(leave) = sigmoid(100 (log(1 + s) - log 2.5)),
+    # about 0 for s = 0 and 1 (-92, -22), about 1 for s = 2 and 3 (+18, +47).
+    expected = [1 / (1 + math.exp(-100 * (math.log1p(s) - math.log(2.5)))) for s in range(4)]
+    slate = tf.zeros([4, 2], tf.int32) + [0, 1]
+    items = members[0].slate_items(obs, slate)
+    for member in members:
+        p = member.leave_probabilities(items, tf.zeros([4], tf.bool), 0).numpy()
+        np.testing.assert_allclose(p, expected, rtol=1e-4, atol=1e-12)
+    done = False
+    while not done:
+        result = sim.step(obs, slate)
+        obs, done = result.observation, result.done
+    # Each leaves after the slate with 2 display sets before it: the 3rd, 2nd, 1st and 1st
+    # slate (counted from 0, every user would have stayed for all 3).
+    np.testing.assert_array_equal(sim.session_lengths, [3, 2, 1, 1])
+
+
 def test_episode_ends_when_everyone_left_and_leave_can_be_turned_off(user_model_dir, tmp_path):
     from ganrl.policy.base import PolicyFeatures
     from ganrl.policy.heuristics import RandomPolicy

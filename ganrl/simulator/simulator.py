@@ -20,7 +20,10 @@ Episodes last `horizon` steps. Everything runs as tensors over the batch of user
 
 Leaving: when the user model's run folder has a leave model (`ganrl.user_model.leave`) and
 `SimulatorConfig.leave` is on, after each slate each user still there leaves with the
-probability it gives (the slate's utilities under her state before it, her click, the step).
+probability it gives (the slate's utilities under her state before it, her click, the display
+sets before it in her session: those of the episode and, for a user started from a history,
+one per click of that history, which the models replay as events, as the leave model counts a
+logged user's display sets from the start of her log).
 The batch keeps its shape: an alive mask (`Observation.alive`) marks who is still there; a
 user who left gets no reward and no click, and her state stops; the slate she left after
 still pays its click. The episode ends at the horizon or when everyone has left;
@@ -175,10 +178,12 @@ class Simulator:
     # -- Episodes ---------------------------------------------------------------------------
     def reset(self, batch_size: int, start_histories: list[list[int]] | None = None) -> Observation:
         """Starts `batch_size` users with empty histories or with `start_histories` (each a
-        user's clicked items in order, replayed through the models)."""
+        user's clicked items in order, replayed through the models as one event each, and
+        counted as display sets she has seen in her session by the leave model)."""
         b_state = self.behavior.initial_state(batch_size)
         r_state = b_state if self.shared else self.reward.initial_state(batch_size)
         history = np.full((batch_size, self.config.history_length), -1, np.int32)
+        steps_before = np.zeros(batch_size, np.float32)
         if start_histories:
             if len(start_histories) != batch_size:
                 raise ValueError("one start history per user")
@@ -188,11 +193,14 @@ class Simulator:
                 padded[i, : len(h)] = h
                 recent = h[::-1][: self.config.history_length]
                 history[i, : len(recent)] = recent
+                steps_before[i] = len(h)
             b_state = self.behavior.replay(padded, b_state)
             r_state = b_state if self.shared else self.reward.replay(padded, r_state)
         self._state = (b_state, r_state)
         self._history = tf.constant(history)
         self._events = tf.fill([batch_size, self.config.history_length, 1 + self.event_width], -1)
+        # The leave model's steps before the episode's first slate (`_steps_before`).
+        self._start_steps = tf.constant(steps_before)
         self._step = 0
         self._batch = batch_size
         self._alive = tf.ones([batch_size], tf.bool)
@@ -245,7 +253,7 @@ class Simulator:
             gumbel,
             alive,
             leave_draw,
-            tf.constant(self._step, tf.float32),
+            self._steps_before(self._step),
         )
         reward, expected, clicked, index, b_state, r_state, history, events, stays = outcome
         self.session_lengths += alive.numpy()
@@ -258,10 +266,13 @@ class Simulator:
         return StepResult(self.observation(), reward, clicked, index, done, expected)
 
     @tf.function(reduce_retracing=True)
-    def _step_fn(self, b_state, r_state, history, events, items, gumbel, alive, leave_draw, step):
-        """One slate for every user; users not `alive [B]` get nothing and stay as they are.
-        Returns the reward and its expectation over the click, the click and index, the
-        states, the history and who stays."""
+    def _step_fn(
+        self, b_state, r_state, history, events, items, gumbel, alive, leave_draw, steps_before
+    ):
+        """One slate for every user; users not `alive [B]` get nothing and stay as they are
+        (`steps_before [B]`: the display sets each has seen in her session). Returns the
+        reward and its expectation over the click, the click and index, the states, the
+        history and who stays."""
         k = tf.shape(items)[1]
         # The behaviour model's Gumbel-max draw (`ChoiceModel.sample`), its logits kept.
         logits = self.behavior.logits(b_state, items)
@@ -284,24 +295,34 @@ class Simulator:
         )
         stays = alive
         if self.leave_model is not None:
-            stays = alive & (leave_draw >= self._leave_probability(logits, clicked, step))
+            stays = alive & (leave_draw >= self._leave_probability(logits, clicked, steps_before))
         return reward, expected, clicked, index, b_state, r_state, history, events, stays
 
-    def _leave_probability(self, logits: tf.Tensor, clicked: tf.Tensor, step) -> tf.Tensor:
+    def _steps_before(self, step: int) -> tf.Tensor:
+        """`[B]` the display sets each user has seen in her session before episode step
+        `step`: the step plus the events of her start history (`reset`), the quantity the
+        leave model was fitted on (`ganrl.user_model.leave.steps_before`: a display set's
+        index in the user's log)."""
+        return self._start_steps + float(step)
+
+    def _leave_probability(
+        self, logits: tf.Tensor, clicked: tf.Tensor, steps_before: tf.Tensor
+    ) -> tf.Tensor:
         """`[B]` the leave model's P(leave) after a slate of choice `logits [B, k + 1]` and
-        the clicks `clicked [B]` at episode step `step` (slates before it)."""
-        steps = tf.fill(tf.shape(clicked), tf.cast(step, tf.float32))
-        features = leave_features(logits, clicked, steps, self.has_no_click)
+        the clicks `clicked [B]` when each user has seen `steps_before [B]` display sets
+        before it in her session (`_steps_before`)."""
+        features = leave_features(logits, clicked, steps_before, self.has_no_click)
         return self.leave_model.probability(features)
 
     def leave_probabilities(self, items: tf.Tensor, clicked: tf.Tensor, step: int) -> tf.Tensor:
         """`[B]` P(leave) after showing `items [B, k]` with the clicks `clicked [B]` at
-        episode step `step`, under the current states (call it before `advance` moves them
-        past the slate); zeros without a leave model (nobody leaves). An ensemble asks each
-        member."""
+        episode step `step` (counted on from each user's start history, `_steps_before`),
+        under the current states (call it before `advance` moves them past the slate);
+        zeros without a leave model (nobody leaves). An ensemble asks each member."""
         if self.leave_model is None:
             return tf.zeros(tf.shape(clicked), tf.float32)
-        return self._leave_probability(self.behavior.logits(self._state[0], items), clicked, step)
+        logits = self.behavior.logits(self._state[0], items)
+        return self._leave_probability(logits, clicked, self._steps_before(step))
 
     def slate_items(self, observation: Observation, slate: tf.Tensor) -> tf.Tensor:
         """`[B, k]` the item ids of `slate [B, k]` (indices into `observation.candidates`)."""

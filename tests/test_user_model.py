@@ -437,6 +437,82 @@ def test_adversarial_fine_tuning_starts_from_pretrained_and_reports_phi(tmp_path
     assert loaded.behavior is not loaded.reward
 
 
+def test_adversarial_step_reads_the_reward_relative_to_its_no_click_utility():
+    # Utilities are defined up to a shift and the no-click option is the zero point: a
+    # reward whose item utilities and no-click utility are both 3 higher is the same reward,
+    # and the adversarial step must treat it so, training the no-click utility with the rest.
+    behavior_log = [[0, [[1, 2], [3, 4], [5, 6]], [1, -1, 5]], [1, [[2, 3], [4, 5]], [-1, 4]]]
+    batch = _batch(behavior_log)
+    events = float(tf.reduce_sum(tf.cast(batch["event_mask"], tf.float32)))  # 5
+    learning_rate, shift = 0.1, 3.0
+    runs = []
+    for offset in (0.0, shift):
+        reward = _model("PW-linear", has_no_click=True)  # utility: bilinear + item bias
+        behavior = _model("PW-linear", has_no_click=True)
+        reward.no_click_logit.assign(0.5 + offset)
+        reward.item_bias.embeddings.assign_add(tf.fill(reward.item_bias.embeddings.shape, offset))
+        step = trainer.make_l2_step(
+            reward,
+            behavior,
+            tf.keras.optimizers.SGD(learning_rate),
+            tf.keras.optimizers.SGD(learning_rate),
+        )
+        step(batch, tf.constant(events))
+        runs.append((reward, behavior))
+    (reward, behavior), (shifted, shifted_behavior) = runs
+    for a, b in zip(behavior.weights, shifted_behavior.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+    relative = [
+        m.relative_to_no_click(m.event_utilities(batch, leave_user_out=True)).numpy()
+        for m in (reward, shifted)
+    ]
+    np.testing.assert_allclose(relative[0], relative[1], atol=1e-4)
+    # The reward's side, sum_t [sum_a phi_t(a) (u_a - c) - (u_true - c, or 0 for no click)],
+    # has derivative sum_t (phi_t(no click) - [no click at t]) in the no-click utility c,
+    # with phi the behaviour after its update: one SGD step moves c by -lr / 5 times that.
+    phi = tf.nn.softmax(behavior(batch, training=False, leave_user_out=True)).numpy()[:, -1]
+    no_click = (batch["clicked_pos"].numpy() < 0).astype(np.float32)
+    expected = 0.5 - learning_rate / events * (phi - no_click).sum()
+    assert float(reward.no_click_logit.numpy()) == pytest.approx(expected, abs=1e-5)
+    assert expected != pytest.approx(0.5, abs=1e-3)
+
+
+def test_adversarial_runs_learned_reward_is_the_utility_less_its_trained_no_click(tmp_path):
+    from ganrl.simulator.simulator import Simulator, SimulatorConfig
+
+    dataset = tiny_dataset(n_users=40, no_click_every=3)
+    pre = _config(tmp_path / "pre", num_itrs=6, eval_every=6)
+    _runner(pre, dataset).run()
+    start = float(load_user_model(pre.save_dir, "prec1").reward.no_click_logit.numpy())
+    adv = _config(tmp_path / "adv", regularizer="L2", pretrain_dir=pre.save_dir, num_itrs=6)
+    _runner(adv, dataset).run()
+    model = load_user_model(adv.save_dir, "latest")
+    no_click = float(model.reward.no_click_logit.numpy())
+    assert abs(no_click - start) > 1e-4  # trained, not left at the pre-training's value
+    items = tf.constant([[0, 1, 2]])
+    # With no-click data 'auto' pays the click; '--reward=learned' the utility less no click.
+    assert Simulator(model, SimulatorConfig(k=3, leave=False)).reward_kind == "click"
+    learned = Simulator(model, SimulatorConfig(k=3, reward="learned", leave=False))
+    learned.reset(1)
+    utilities = learned.reward.utilities(learned._state[1], items).numpy()[0]
+    np.testing.assert_allclose(
+        learned.option_rewards(items).numpy()[0], [*(utilities - no_click), 0.0], atol=1e-6
+    )
+    # A run folder of an adversarial run from before the reward's no-click utility was
+    # trained (no "reward_zero" in model.json) paid no click 0 against the utilities.
+    meta_path = os.path.join(adv.save_dir, "model.json")
+    with open(meta_path) as f:
+        meta = json.load(f)
+    assert meta.pop("reward_zero") == "no_click"
+    with open(meta_path, "w") as f:
+        json.dump(meta, f)
+    older = load_user_model(adv.save_dir, "latest")
+    assert float(older.reward.no_click_logit.numpy()) == 0.0
+    assert float(older.behavior.no_click_logit.numpy()) == float(
+        model.behavior.no_click_logit.numpy()
+    )
+
+
 def test_fine_tuning_keeps_the_start_unless_validation_gains_beyond_the_margin(tmp_path):
     dataset = tiny_dataset(n_users=40)
     pre = _config(tmp_path / "pre", num_itrs=2, eval_every=2)  # short: room to gain

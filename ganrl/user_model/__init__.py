@@ -101,6 +101,15 @@ def load_user_model(run_dir: str, checkpoint: str = "loss") -> LoadedUserModel:
     tf.train.Checkpoint(**checkpoint_variables(**models)).restore(
         path
     ).expect_partial().assert_existing_objects_matched()
+    if (
+        reward.no_click_logit is not None
+        and meta["regularizer"] == "L2"
+        and not meta.get("reward_zero")
+    ):
+        # An adversarial run from before its step trained the reward's no-click utility: it
+        # paid the no-click option 0 against the utilities themselves and left the variable
+        # at its start (the pre-training's), so the reward it learned is the utility alone.
+        reward.no_click_logit.assign(0.0)
     return LoadedUserModel(
         reward=reward,
         behavior=behavior,

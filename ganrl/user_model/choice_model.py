@@ -176,11 +176,8 @@ class ChoiceModel:
 
     def rewards(self, state: Any, items: tf.Tensor) -> tf.Tensor:
         """`[B, N]` the learned reward of `items`: the utilities less the no-click utility
-        (utilities are defined up to a shift; the no-click option is the zero point)."""
-        r = self.utilities(state, items)
-        if self.model.no_click_logit is not None:
-            r -= self.model.no_click_logit
-        return r
+        (`UserModel.relative_to_no_click`)."""
+        return self.model.relative_to_no_click(self.utilities(state, items))
 
     # -- Sequence view (training and evaluation) -----------------------------------------------
     def event_logits(self, batch: dict, training: bool = False) -> tf.Tensor:

@@ -584,6 +584,15 @@ class UserModel(keras.Model):
         options = choice.option_mask(mask, self.has_no_click)
         return tf.where(options, mixed, tf.cast(choice.MASKED_LOGIT, mixed.dtype))
 
+    def relative_to_no_click(self, utilities: tf.Tensor) -> tf.Tensor:
+        """`[...]` the learned reward of items of `utilities [...]`: the utilities less the
+        no-click utility, as they are where the model conditions on a click. Utilities are
+        defined up to a shift; the no-click option, whose reward is 0, is the zero point, in
+        the MLE's choice and in the adversarial objectives alike."""
+        if self.no_click_logit is None:
+            return utilities
+        return utilities - self.no_click_logit
+
     # -- Sequence view (training) ----------------------------------------------------------
     def event_utilities(
         self,

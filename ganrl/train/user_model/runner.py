@@ -314,6 +314,9 @@ class UserModelRunner:
                     "max_display": self.splits["train"].max_display,
                     "regularizer": self.config.regularizer,
                     "dataset": self.config.dataset,
+                    # Both objectives train the reward's no-click utility as its zero point
+                    # (`load_user_model` reads older adversarial runs by their own).
+                    "reward_zero": "no_click",
                 },
             )
             safe_io.dump_pickles(

@@ -21,8 +21,8 @@ def _apply(
     optimizer: keras.optimizers.Optimizer,
 ) -> None:
     grads = tape.gradient(loss, model.trainable_variables)
-    # A variable the loss does not reach (the reward's no-click logit in the adversarial
-    # step, where the no-click reward is fixed at 0) is left out rather than warned about.
+    # A variable the loss does not reach (the reward's taste-mixture layers in the adversarial
+    # step, which reads its utilities alone) is left out rather than warned about.
     # Under a tf.distribute strategy the optimiser sums the replicas' gradients.
     optimizer.apply_gradients(
         [(g, v) for g, v in zip(grads, model.trainable_variables) if g is not None]
@@ -67,7 +67,10 @@ def make_l2_step(
     def option_rewards(batch, training):
         # Training users: their own events leave the item statistics, with or without dropout.
         u = reward.event_utilities(batch, training=training, leave_user_out=True)
-        return tf.concat([u, tf.zeros_like(u[..., :1])], axis=-1)  # no-click reward is 0
+        # Measured from the reward's no-click utility, which this step trains, as the MLE
+        # path's choice does and the simulator's learned reward pays; the no-click reward is 0.
+        r = reward.relative_to_no_click(u)
+        return tf.concat([r, tf.zeros_like(r[..., :1])], axis=-1)
 
     def step(batch, global_events):
         options = choice.option_mask(batch["display_mask"], behavior.has_no_click)

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
 import numpy as np
 
-from ganrl.data.safe_io import atomic_open
-from ganrl.data.synthetic import draw_user_splits, write_released_log
+from benchmarks.world_log import log_softmax, write_log_and_limits
+from ganrl.data.synthetic import draw_user_splits
 
 MAX_DISPLAY = 12
 TEST = 2  # split code of a test user (`draw_user_splits`)
@@ -42,11 +41,6 @@ def utilities(quality, topic, taste, last_topic, shown):
         + 1.5 * np.log(n_topics * liked + 0.02)
         + 1.2 * (topic[shown] == last_topic[..., None])
     )
-
-
-def log_softmax(x: np.ndarray) -> np.ndarray:
-    top = x.max(axis=-1, keepdims=True)
-    return x - top - np.log(np.exp(x - top).sum(axis=-1, keepdims=True))
 
 
 def generate(out: str, name: str, seed: int, users: int, items: int, topics: int, samples: int):
@@ -113,24 +107,7 @@ def generate(out: str, name: str, seed: int, users: int, items: int, topics: int
         item_clicked = display[np.arange(n), np.maximum(clicked, 0)]
         last_topic[active] = np.where(clicked >= 0, topic[item_clicked], last_topic[active])
         rows.append((active, display, mask, clicked))
-    # Rows in user order, each user's events in time order.
-    user_of = np.concatenate([r[0] for r in rows])
-    order = np.argsort(user_of, kind="stable")
-    display = np.concatenate([r[1] for r in rows])[order]
-    mask = np.concatenate([r[2] for r in rows])[order]
-    clicked = np.concatenate([r[3] for r in rows])[order]
-    os.makedirs(out, exist_ok=True)
-    write_released_log(
-        os.path.join(out, f"{name}.txt"), display, mask, clicked, user_of[order], split
-    )
-    limits = {
-        f"{key}_prec1": hits[key] / max(hits["clicks"], 1)
-        for key in ("bayes", "oracle", "quality_recency")
-    }
-    limits["test_clicks"] = hits["clicks"]
-    with atomic_open(os.path.join(out, f"{name}-limits.json"), "w") as f:
-        json.dump(limits, f, indent=2)
-    return limits
+    return write_log_and_limits(out, name, rows, split, hits)
 
 
 def main(argv=None) -> None:

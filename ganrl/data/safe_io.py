@@ -16,7 +16,7 @@ import json
 import os
 import pickle
 import tempfile
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -155,6 +155,17 @@ def read_csv_rows(path: str | os.PathLike) -> list[dict[str, str]]:
         return []
     with open(path, newline="") as f:
         return [row for row in csv.DictReader(f) if None not in row and None not in row.values()]
+
+
+def write_csv_rows(
+    path: str | os.PathLike, fields: Sequence[str], rows: Iterable[dict], **options: Any
+) -> None:
+    """Writes `rows` under a header of `fields` to the CSV file `path`, atomically
+    (`atomic_open`); `options` go to `csv.DictWriter` (e.g. `extrasaction`)."""
+    with atomic_open(path, "w") as f:
+        writer = csv.DictWriter(f, fields, **options)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def read_json_object(path: str | os.PathLike) -> dict:

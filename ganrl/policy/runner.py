@@ -727,10 +727,7 @@ class PolicyRunner:
             for r in safe_io.read_csv_rows(path)
             if (r["policy"], r["phase"]) != (name, phase) or int(r["iteration"]) <= last_step
         ]
-        with safe_io.atomic_open(path, "w") as f:
-            writer = csv.DictWriter(f, CURVE_FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
+        safe_io.write_csv_rows(path, CURVE_FIELDS, rows)
         return [
             {
                 "policy": name,

@@ -9,8 +9,6 @@ wall time; as Markdown, as CSV, and a PNG of the cumulative-reward curves.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 
 import numpy as np
@@ -92,12 +90,7 @@ def write_tables(rows: list[dict], out_dir: str) -> str:
     text = markdown(rows)
     with safe_io.atomic_open(os.path.join(out_dir, "comparison.md"), "w") as f:
         f.write(text)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, FIELDS)
-    writer.writeheader()
-    writer.writerows(rows)
-    with safe_io.atomic_open(os.path.join(out_dir, "comparison.csv"), "w") as f:
-        f.write(buffer.getvalue())
+    safe_io.write_csv_rows(os.path.join(out_dir, "comparison.csv"), FIELDS, rows)
     return text
 
 

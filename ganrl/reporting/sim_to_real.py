@@ -23,7 +23,6 @@ many seeds the gap lies beyond 2 se below and above zero.
 
 from __future__ import annotations
 
-import csv
 import glob
 import math
 import os
@@ -278,10 +277,9 @@ def summarise(root: str, out_dir: str | None = None, learning: Collection[str] |
     text = markdown(checks, world_rows(runs))
     out_dir = out_dir or root
     os.makedirs(out_dir, exist_ok=True)
-    with safe_io.atomic_open(os.path.join(out_dir, "checks.csv"), "w") as f:
-        writer = csv.DictWriter(f, CHECK_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(checks)
+    safe_io.write_csv_rows(
+        os.path.join(out_dir, "checks.csv"), CHECK_FIELDS, checks, extrasaction="ignore"
+    )
     with safe_io.atomic_open(os.path.join(out_dir, "summary.md"), "w") as f:
         f.write(text)
     return text

@@ -173,19 +173,17 @@ def write_tables(
     text = markdown(records, methods, datasets)
     with safe_io.atomic_open(markdown_path, "w") as f:
         f.write(text)
-    with safe_io.atomic_open(csv_path, "w") as f:
-        writer = csv.DictWriter(f, CSV_FIELDS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(csv_rows(records, methods, datasets))
+    safe_io.write_csv_rows(
+        csv_path, CSV_FIELDS, csv_rows(records, methods, datasets), lineterminator="\n"
+    )
     return text
 
 
 def save_records(path: str, records: list[Record]) -> None:
     """Writes the per-run records as CSV (`RECORD_FIELDS`), atomically."""
-    with safe_io.atomic_open(path, "w") as f:
-        writer = csv.DictWriter(f, RECORD_FIELDS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(dataclasses.asdict(r) for r in records)
+    safe_io.write_csv_rows(
+        path, RECORD_FIELDS, (dataclasses.asdict(r) for r in records), lineterminator="\n"
+    )
 
 
 def read_typed_csv(path: str, parsers: dict[str, Callable[[str], Any]]) -> list[dict]:

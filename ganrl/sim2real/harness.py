@@ -34,7 +34,6 @@ simulators end sessions by it; `sim_steps` (the test simulator's session length)
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import math
@@ -471,10 +470,7 @@ def table_rows(true: dict[str, dict[str, np.ndarray]], sim: dict[str, dict]) -> 
 
 def write_outputs(config: HarnessConfig, rows: list[dict], rho: float) -> None:
     """table.csv, table.md, results.json and sim_vs_true.png in the run folder."""
-    with safe_io.atomic_open(os.path.join(config.output_dir, "table.csv"), "w") as f:
-        writer = csv.DictWriter(f, TABLE_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
+    safe_io.write_csv_rows(os.path.join(config.output_dir, "table.csv"), TABLE_FIELDS, rows)
     unit = "clicks" if config.world in SATIATION_WORLDS else f"true {config.true_reward}"
     lines = [
         f"# Sim-to-real: world `{config.world}`, seed {config.seed}",

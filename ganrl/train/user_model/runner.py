@@ -380,10 +380,7 @@ class UserModelRunner:
             return
         path = os.path.join(self.save_dir, "curves.csv")
         rows = [r for r in safe_io.read_csv_rows(path) if int(r["iteration"]) <= last_iteration]
-        with safe_io.atomic_open(path, "w") as f:
-            writer = csv.DictWriter(f, CURVE_FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
+        safe_io.write_csv_rows(path, CURVE_FIELDS, rows)
 
     def _append_curve(self, row: dict) -> None:
         if not self.chief:

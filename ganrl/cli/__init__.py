@@ -16,3 +16,11 @@ def register_seed_list(name: str = "seeds") -> None:
         lambda values: bool(values) and all(v.strip().isdigit() for v in values),
         message=f"--{name}: expected comma-separated non-negative integers, e.g. 0,1,2",
     )
+
+
+def changed_settings(settings: dict, defaults: object) -> tuple[tuple[str, object], ...]:
+    """`(field, value)` of the `settings` (field -> value) whose value differs from that
+    field of the config `defaults`, in the order of `settings`."""
+    return tuple(
+        (name, value) for name, value in settings.items() if value != getattr(defaults, name)
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from absl import flags
 
+from ganrl.cli import changed_settings
 from ganrl.policy.runner import PolicyConfig
 
 FLAGS = flags.FLAGS
@@ -40,8 +41,4 @@ def residual_settings() -> dict:
 def non_default_settings() -> tuple[tuple[str, object], ...]:
     """`(field, value)` of the settings these flags change from `PolicyConfig`'s defaults
     (`HarnessConfig.cdqn`)."""
-    return tuple(
-        (name, value)
-        for name, value in residual_settings().items()
-        if value != getattr(_DEFAULT, name)
-    )
+    return changed_settings(residual_settings(), _DEFAULT)

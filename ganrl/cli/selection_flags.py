@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from absl import flags
 
+from ganrl.cli import changed_settings
 from ganrl.policy.runner import PolicyConfig
 
 FLAGS = flags.FLAGS
@@ -68,5 +69,4 @@ def selection_settings() -> dict:
 def non_default_settings() -> tuple[tuple[str, object], ...]:
     """`(field, value)` of the settings these flags change from the defaults
     (`HarnessConfig.cdqn`)."""
-    changed = selection_settings().items()
-    return tuple((name, value) for name, value in changed if value != getattr(_DEFAULT, name))
+    return changed_settings(selection_settings(), _DEFAULT)

@@ -47,7 +47,7 @@ import tensorflow as tf
 
 from ganrl import config_checks
 from ganrl.policy.base import Policy, PolicyFeatures, register, transition_flags
-from ganrl.policy.residual import SOFTPLUS_ONE, Residual, bounded_score
+from ganrl.policy.residual import Residual, bounded_score, reward_weights
 from ganrl.simulator.simulator import Observation
 
 keras = tf.keras
@@ -160,22 +160,14 @@ class CandidateActorCritic(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if residual_bound and not reward_residual:
-            raise ValueError("residual_bound > 0 needs the learned reward (reward_residual)")
         self.residual_bound = float(residual_bound)
         self.state_part = keras.layers.Dense(hidden, name="state")
         self.item_part = keras.layers.Dense(hidden, use_bias=False, name="item")
         self.out = self.add_weight(name="out", shape=(hidden,), initializer="zeros")
-        self.reward_weight = self.greedy_weight = None
-        if self.residual_bound:
-            # alpha = softplus(.) > 0, starting at 1: the greedy ranking's direction is kept.
-            self.greedy_weight = self.add_weight(
-                name="greedy_weight",
-                shape=(),
-                initializer=keras.initializers.Constant(SOFTPLUS_ONE),
-            )
-        elif reward_residual:
-            self.reward_weight = self.add_weight(name="reward_weight", shape=(), initializer="ones")
+        # alpha = softplus(greedy_weight) with the bounded residual.
+        self.greedy_weight, self.reward_weight = reward_weights(
+            self, (), reward_residual, self.residual_bound
+        )
         self.value_hidden = keras.layers.Dense(hidden, activation="elu", name="value_hidden")
         self.value_out = keras.layers.Dense(1, name="value")
         self.state_part.build((None, state_dim))

@@ -58,7 +58,7 @@ import tensorflow as tf
 from ganrl import config_checks
 from ganrl.policy.base import Policy, PolicyFeatures, map_column_chunks, register, transition_flags
 from ganrl.policy.replay import ReplayBuffer
-from ganrl.policy.residual import SOFTPLUS_ONE, bounded_score, ensemble_shrink
+from ganrl.policy.residual import bounded_score, ensemble_shrink, reward_weights
 from ganrl.simulator.simulator import Observation
 
 keras = tf.keras
@@ -130,22 +130,12 @@ class CascadingQNetwork(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if residual_bound and not reward_residual:
-            raise ValueError("residual_bound > 0 needs the learned reward (reward_residual)")
         self.k, self.hidden = k, hidden
         self.residual_bound = float(residual_bound)
-        self.reward_weight = self.greedy_weight = None
-        if self.residual_bound:
-            # w_j = softplus(.) > 0, starting at 1: the greedy ranking's direction is kept.
-            self.greedy_weight = self.add_weight(
-                name="greedy_weight",
-                shape=(k,),
-                initializer=keras.initializers.Constant(SOFTPLUS_ONE),
-            )
-        elif reward_residual:
-            self.reward_weight = self.add_weight(
-                name="reward_weight", shape=(k,), initializer="ones"
-            )
+        # w_j = softplus(greedy_weight[j]) with the bounded residual.
+        self.greedy_weight, self.reward_weight = reward_weights(
+            self, (k,), reward_residual, self.residual_bound
+        )
         self.state_layer = keras.layers.Dense(k * hidden, name="state")  # W^j s + b^j
         self.state_value = keras.layers.Dense(k, name="value")  # v_j(s)
         self.own_item = keras.layers.Dense(hidden, use_bias=False, name="own")  # D

@@ -49,6 +49,36 @@ def bounded_score(
     return score if weight is None else weight * score
 
 
+def reward_weights(
+    network: tf.keras.layers.Layer,
+    shape: tuple[int, ...],
+    reward_residual: bool,
+    residual_bound: float,
+) -> tuple[tf.Variable | None, tf.Variable | None]:
+    """`(greedy_weight, reward_weight)`: the weights of r(s, a) that `network` adds (with
+    `shape`, e.g. `()` or `[k]`) when its candidates' last feature is the learned reward.
+
+    With the bounded residual (`residual_bound` c > 0) w = softplus(greedy_weight) > 0, the
+    w of `bounded_score`, starts at 1: the greedy ranking's direction is kept. Without it,
+    `reward_weight` (starting at 1) multiplies r when `reward_residual`; else neither.
+
+    Raises:
+      ValueError: c > 0 without `reward_residual` (there is no r to stay near).
+    """
+    if residual_bound and not reward_residual:
+        raise ValueError("residual_bound > 0 needs the learned reward (reward_residual)")
+    if residual_bound:
+        greedy_weight = network.add_weight(
+            name="greedy_weight",
+            shape=shape,
+            initializer=tf.keras.initializers.Constant(SOFTPLUS_ONE),
+        )
+        return greedy_weight, None
+    if reward_residual:
+        return None, network.add_weight(name="reward_weight", shape=shape, initializer="ones")
+    return None, None
+
+
 def ensemble_shrink(
     members: Sequence,
     history: tf.Tensor,

@@ -408,7 +408,8 @@ def reward_members(
 
 
 def _actor_critic(config: PolicyConfig) -> dict:
-    """The protocol's settings that the actor-critic configs take."""
+    """The protocol's settings that the actor-critic configs take (PPO's, A2C's and
+    DDPG's)."""
     return {
         "hidden": config.hidden,
         "gamma": config.gamma,
@@ -485,13 +486,7 @@ BUILDERS: dict[str, Callable[[PolicyConfig, PolicyInputs], Policy]] = {
         i.features,
         c.k,
         c.seed,
-        ddpg.DDPGConfig(
-            hidden=c.hidden,
-            gamma=c.gamma,
-            learning_rate=c.learning_rate,
-            batch_size=c.train_batch_size,
-            **_residual(c),
-        ),
+        ddpg.DDPGConfig(**_actor_critic(c), batch_size=c.train_batch_size),
         **_reward_models(i),
     ),
 }

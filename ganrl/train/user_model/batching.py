@@ -10,17 +10,16 @@ import tensorflow as tf
 
 from ganrl.data.dataset import EventArrays
 
-BATCH_KEYS = (
+# The keys of a flat batch whose first axis is its events (N); the others are per user (B).
+EVENT_KEYS = (
     "display",
     "display_mask",
     "clicked_pos",
     "event_mask",
     "event_user",
     "clicks_before",
-    "click_items",
-    "click_mask",
-    "user_row",
 )
+BATCH_KEYS = EVENT_KEYS + ("click_items", "click_mask", "user_row")
 
 
 def batch_signature(max_display: int) -> dict:
@@ -68,17 +67,7 @@ def trim_padding(batch: dict) -> dict:
     """
     n = tf.reduce_sum(tf.cast(batch["event_mask"], tf.int32))
     c = tf.maximum(tf.reduce_max(tf.reduce_sum(tf.cast(batch["click_mask"], tf.int32), 1)), 1)
-    out = {
-        key: batch[key][:n]
-        for key in (
-            "display",
-            "display_mask",
-            "clicked_pos",
-            "event_mask",
-            "event_user",
-            "clicks_before",
-        )
-    }
+    out = {key: batch[key][:n] for key in EVENT_KEYS}
     out["click_items"] = batch["click_items"][:, :c]
     out["click_mask"] = batch["click_mask"][:, :c]
     out["user_row"] = batch["user_row"]

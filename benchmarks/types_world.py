@@ -34,9 +34,12 @@ import numpy as np
 
 from benchmarks.world_log import log_softmax, write_log_and_limits
 from ganrl.data.synthetic import draw_user_splits
+from ganrl.sim2real.true_env import TrueEnvironment
 
 MAX_DISPLAY = 15
 RECENT = 5  # clicks an item is avoided for
+SESSION = (0.1, 2, 40)  # a user's display sets: geometric(p), clipped to [min, max]
+NO_CLICK = 1.0  # the no-click option's utility
 TEST = 2  # split code of a test user (`draw_user_splits`)
 
 
@@ -49,16 +52,25 @@ def item_parts(quality, group, recent, next_group, shown):
     return quality[shown] - 2.5 * avoided + 2.0 * follows
 
 
-def generate(out: str, name: str, seed: int, users: int, items: int, groups: int, types: int):
-    rng = np.random.default_rng(seed)
+def draw_world(
+    rng: np.random.Generator, items: int, groups: int, types: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The items' groups `[I]` and qualities `[I]` and the types' tastes `[K, I]` (3 for an
+    item of a liked group, else 0), the first draws of a world's stream."""
     group = rng.integers(0, groups, items)
     quality = rng.normal(0.0, 1.0, items)
     liked = np.zeros((types, groups))
     for k in range(types):
         liked[k, rng.choice(groups, 3, replace=False)] = 1.0
-    taste = 3.0 * liked[:, group]  # [K, I]
+    return group, quality, 3.0 * liked[:, group]
+
+
+def generate(out: str, name: str, seed: int, users: int, items: int, groups: int, types: int):
+    rng = np.random.default_rng(seed)
+    group, quality, taste = draw_world(rng, items, groups, types)
     user_type = rng.integers(0, types, users)
-    lengths = np.clip(rng.geometric(1 / 10, users), 2, 40)
+    p_end, fewest, most = SESSION
+    lengths = np.clip(rng.geometric(p_end, users), fewest, most)
     split = draw_user_splits(rng, users)
     is_test_user = split == TEST
     log_posterior = np.zeros((users, types))  # log P(type | choices so far), unnormalised
@@ -79,7 +91,7 @@ def generate(out: str, name: str, seed: int, users: int, items: int, groups: int
         shared = item_parts(quality, group, recent[active], next_group[active], display)
         by_type = shared[:, None, :] + taste[:, display].transpose(1, 0, 2)  # [n, K, D]
         logits = np.concatenate(
-            [np.where(mask[:, None, :], by_type, -np.inf), np.ones((n, types, 1))], axis=2
+            [np.where(mask[:, None, :], by_type, -np.inf), np.full((n, types, 1), NO_CLICK)], axis=2
         )
         log_p = log_softmax(logits)  # [n, K, D + 1]
         own = logits[np.arange(n), user_type[active]]
@@ -111,6 +123,60 @@ def generate(out: str, name: str, seed: int, users: int, items: int, groups: int
         next_group[active] = np.where(took, (group[item] + 1) % groups, next_group[active])
         rows.append((active, display, mask, clicked))
     return write_log_and_limits(out, name, rows, split, hits)
+
+
+class TypesEnvironment(TrueEnvironment):
+    """New users of the world of `seed` (the items and types `generate` drew with it) as a
+    true environment for the sim-to-real check (`benchmarks/bench_types_sim_to_real.py`):
+    each user's type is drawn uniformly, her utilities are the generator's, a click pays 1,
+    and she leaves as the logs' users did, after a geometric number of display sets
+    (`SESSION`), whatever she was shown."""
+
+    reward_kind = "click"
+    no_click_utility = NO_CLICK
+
+    def __init__(self, seed: int = 0, items: int = 1000, groups: int = 50, types: int = 40):
+        self.group, self.quality, self.taste = draw_world(
+            np.random.default_rng(seed), items, groups, types
+        )
+        self.n_items, self.groups, self.types = items, groups, types
+
+    def _start(self, users: int) -> None:
+        self.user_type = self.rng.integers(0, self.types, users)
+        self.recent = np.full((users, RECENT), -1)
+        self.next_group = np.full(users, -1)
+        self.shown = 0
+
+    def utilities(self, items: np.ndarray | None = None) -> np.ndarray:
+        users = len(self.user_type)
+        if items is None:
+            items = np.broadcast_to(np.arange(self.n_items), (users, self.n_items))
+        shared = item_parts(self.quality, self.group, self.recent, self.next_group, items)
+        return shared + np.take_along_axis(self.taste[self.user_type], items, axis=1)
+
+    def leave_probabilities(self, slate: np.ndarray) -> np.ndarray:
+        # After the t-th set: 0 before the fewest, then P(L <= fewest) (the clip moves the
+        # shorter sessions there), then p, and 1 at the most.
+        p_end, fewest, most = SESSION
+        t = self.shown + 1
+        if t < fewest:
+            p = 0.0
+        elif t == fewest:
+            p = 1.0 - (1.0 - p_end) ** fewest
+        else:
+            p = 1.0 if t >= most else p_end
+        return np.full(len(slate), p)
+
+    def _after(self, slate, choice, leave_draw):
+        leaves = leave_draw < self.leave_probabilities(slate)
+        k = slate.shape[1]
+        took = choice < k
+        item = slate[np.arange(len(slate)), np.minimum(choice, k - 1)]
+        shifted = np.concatenate([item[:, None], self.recent[:, :-1]], axis=1)
+        self.recent = np.where(took[:, None], shifted, self.recent)
+        self.next_group = np.where(took, (self.group[item] + 1) % self.groups, self.next_group)
+        self.shown += 1
+        return leaves
 
 
 def main(argv=None) -> None:

@@ -40,3 +40,39 @@ def test_item_parts_by_hand():
     # No click yet: no group pulls and nothing is avoided.
     none = types_world.item_parts(quality, group, np.full((1, 5), -1), np.array([-1]), shown)
     np.testing.assert_allclose(none[0], quality)
+
+
+def test_true_environment_is_the_generators_world():
+    env = types_world.TypesEnvironment(seed=4, items=60, groups=6, types=5)
+    group, quality, taste = types_world.draw_world(np.random.default_rng(4), 60, 6, 5)
+    np.testing.assert_array_equal(env.group, group)
+    env.reset(users=3, seed=0)
+    # A click moves the user on: the item is avoided, the group after its own pulls.
+    slate = np.array([[0, 1, 2, 3, 4]] * 3)
+    first = env.utilities()
+    np.testing.assert_allclose(first, quality[None, :] + taste[env.user_type])
+    env.step(slate)
+    clicked = env.recent[:, 0]
+    expected = (
+        types_world.item_parts(
+            quality, group, env.recent, env.next_group, np.tile(np.arange(60), (3, 1))
+        )
+        + taste[env.user_type]
+    )
+    np.testing.assert_allclose(env.utilities(), expected)
+    for user in np.nonzero(clicked >= 0)[0]:
+        assert env.next_group[user] == (group[clicked[user]] + 1) % 6
+
+
+def test_true_users_leave_as_the_logs_users_did():
+    env = types_world.TypesEnvironment(seed=0, items=60, groups=6, types=5)
+    env.reset(users=2, seed=0)
+    slate = np.array([[0, 1, 2, 3, 4]] * 2)
+    p_end, fewest, most = types_world.SESSION
+    leave = []
+    for _ in range(most):
+        leave.append(env.leave_probabilities(slate)[0])
+        env._after(slate, np.full(2, 5), np.ones(2))  # nobody clicks, nobody leaves
+    assert leave[: fewest - 1] == [0.0] * (fewest - 1)
+    assert leave[fewest - 1] == 1.0 - (1.0 - p_end) ** fewest
+    assert set(leave[fewest : most - 1]) == {p_end} and leave[most - 1] == 1.0

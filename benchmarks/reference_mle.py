@@ -138,6 +138,13 @@ class ChoiceModel(tf.Module):
         )  # [L] lag weights or [1] beta
         self.no_click = tf.Variable(0.0, name="no_click_utility") if has_no_click else None
 
+    def fitted(self) -> dict:
+        """The fitted history weights and no-click utility."""
+        return {
+            "history_weights": self.history_weights.numpy().tolist(),
+            "no_click_utility": None if self.no_click is None else float(self.no_click.numpy()),
+        }
+
     def click_weights(self, earlier: tf.Tensor) -> tf.Tensor:
         """`[..., K]` earlier clicks (-1 padded) -> their weights `[..., K]` in h."""
         valid = tf.cast(earlier >= 0, tf.float32)
@@ -218,11 +225,19 @@ def _signature() -> UserTensors:
 
 
 class ReferenceLearner:
-    """Fits a `ChoiceModel` on the training users with early stopping on validation."""
+    """Fits a `ChoiceModel` (or `model`, any module with its `utilities(batch, draws)` and
+    `fitted()`, and optionally a `penalty()` added to the training loss) on the training
+    users with early stopping on validation."""
 
-    def __init__(self, n_items: int, config: ReferenceConfig, has_no_click: bool):
+    def __init__(
+        self,
+        n_items: int,
+        config: ReferenceConfig,
+        has_no_click: bool,
+        model: tf.Module | None = None,
+    ):
         self.config = config
-        self.model = ChoiceModel(n_items, config, has_no_click)
+        self.model = model or ChoiceModel(n_items, config, has_no_click)
         self.draws = tf.random.stateless_normal(
             [config.samples, config.feature_dim], [config.seed, 1]
         )
@@ -236,8 +251,10 @@ class ReferenceLearner:
     def _train_step(self, batch: UserTensors) -> tf.Tensor:
         with tf.GradientTape() as tape:
             loss = loss_fn(self.model, batch, self.draws).loss
+            # A model may add a penalty (a prior on its parameters) to what it minimises.
+            objective = loss + self.model.penalty() if hasattr(self.model, "penalty") else loss
         variables = self.model.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        self.optimizer.apply_gradients(zip(tape.gradient(objective, variables), variables))
         return loss
 
     def _predict(self, batch: UserTensors) -> tuple[tf.Tensor, tf.Tensor]:
@@ -330,32 +347,29 @@ class ReferenceLearner:
             variable.assign(value)
         return {"best_epoch": best[1], "epochs": len(curve), "curve": curve}
 
-    def fitted(self) -> dict:
-        """The fitted history weights and no-click utility."""
-        return {
-            "history_weights": self.model.history_weights.numpy().tolist(),
-            "no_click_utility": None
-            if self.model.no_click is None
-            else float(self.model.no_click.numpy()),
-        }
-
 
 def run(
-    data_folder: str, dataset: str, config: ReferenceConfig, progress=lambda line: None
+    data_folder: str,
+    dataset: str,
+    config: ReferenceConfig,
+    progress=lambda line: None,
+    make_model=None,
 ) -> dict:
-    """Fits the reference learner on `dataset` and evaluates it on every split."""
+    """Fits the reference learner on `dataset` and evaluates it on every split;
+    `make_model(n_items, has_no_click)` builds another choice model than `ChoiceModel`."""
     data = load_split_data(data_folder, dataset, mmap=False)
     splits = {name: user_tensors(data.splits[name], config.history_depth) for name in SPLIT_NAMES}
     has_no_click = bool(np.any(data.splits["train"].clicked_pos < 0))
     tic = time.perf_counter()
-    learner = ReferenceLearner(data.n_items, config, has_no_click)
+    model = make_model(data.n_items, has_no_click) if make_model else None
+    learner = ReferenceLearner(data.n_items, config, has_no_click, model)
     log = learner.fit(splits["train"], splits["vali"], progress)
     results = {name: learner.evaluate(users) for name, users in splits.items()}
     return {
         "dataset": dataset,
         "config": dataclasses.asdict(config),
         **results,
-        "fitted": learner.fitted(),
+        "fitted": learner.model.fitted(),
         "has_no_click": has_no_click,
         "train_seconds": time.perf_counter() - tic,
         **log,
@@ -400,6 +414,12 @@ def main() -> int:
         config,
         progress=(lambda line: None) if quiet else lambda line: print(line, flush=True),
     )
+    report(results, out)
+    return 0
+
+
+def report(results: dict, out: str) -> None:
+    """Prints `run`'s results by split and writes them to the JSON file `out` (if any)."""
     for split in SPLIT_NAMES:
         r = results[split]
         print(
@@ -413,7 +433,6 @@ def main() -> int:
     )
     if out:
         safe_io.dump_json(out, results)
-    return 0
 
 
 if __name__ == "__main__":

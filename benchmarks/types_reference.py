@@ -32,6 +32,9 @@ import tensorflow as tf  # noqa: E402
 from benchmarks import reference_mle  # noqa: E402
 from benchmarks.types_world import RECENT  # noqa: E402
 
+# Utility of padding, as the synthetic reference learner's.
+_PADDING = reference_mle._PADDING
+
 
 class TypesChoiceModel(tf.Module):
     """The types world's choice model with free parameters (the module docstring)."""
@@ -92,9 +95,6 @@ class TypesChoiceModel(tf.Module):
             "again_weight": float(self.again.numpy()),
             "no_click_utility": None if self.no_click is None else float(self.no_click.numpy()),
         }
-
-
-_PADDING = reference_mle._PADDING
 
 
 def main() -> int:

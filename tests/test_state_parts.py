@@ -108,7 +108,10 @@ def test_recent_items_keep_int_ids_and_describe_candidates():
         ({}, []),
         ({"choice_history": True}, ["choices"]),
         ({"history_features": True, "display_history": True}, ["shown", "ids"]),
-        ({option: True for option in STATE_PARTS}, ["shown", "choices", "ids"]),
+        (
+            {**{option: True for option in STATE_PARTS}, "taste_posterior": 2},
+            ["shown", "choices", "ids", "taste"],
+        ),
     ],
 )
 def test_the_model_composes_the_configured_parts(options, names):
@@ -122,6 +125,7 @@ def test_the_model_composes_the_configured_parts(options, names):
     encoded = model.state_vector(state)
     assert encoded.vector.shape == (3, model.encoded_dim)
     assert sorted(encoded.context) == (["ids"] if "ids" in names else [])
+    assert (encoded.taste is None) == ("taste" not in names)
 
 
 def test_user_prefix_sums_do_not_depend_on_the_other_users_of_the_batch():

@@ -146,6 +146,12 @@ flags.DEFINE_integer(
     "K > 0: the choice is a mixture of K softmaxes over the utilities shifted along a "
     "learned taste uncertainty (0: one softmax).",
 )
+flags.DEFINE_integer(
+    "taste_posterior",
+    None,
+    "K > 0: K learned user types, weighted by the likelihood of the user's earlier "
+    "choices (Bayes' rule); the choice mixes the types' softmaxes (0: off).",
+)
 flags.DEFINE_boolean(
     "leave_user_out", True, "Take a training batch's own events out of the item statistics."
 )

@@ -140,7 +140,9 @@ class ChoiceModel:
         if display_mask is None:
             display_mask = tf.ones(tf.shape(display), tf.bool)
         shifts = self.model.mixture_shifts(encoded, display)
-        return self.model.choice_logits(utilities, display_mask, shifts)
+        return self.model.choice_logits(
+            utilities, display_mask, shifts, self.model.mixture_log_weights(encoded)
+        )
 
     def log_probs(
         self, state: Any, display: tf.Tensor, display_mask: tf.Tensor | None = None

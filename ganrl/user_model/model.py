@@ -123,6 +123,15 @@ class ModelConfig:
         over per-item scores keeps the ratio of two items' probabilities whatever else is
         shown; such a mixture does not. The utilities (the policies' reward and ranking)
         stay the centre, without the shifts; 0 is one softmax.
+      taste_posterior: K > 0 adds a latent user type filtered by Bayes' rule: K learned
+        type vectors z_k (starting as draws of N(0, I)) whose effect on item a is
+        z_k . (A e_a) (A a learned projection of the item embedding), with learned prior
+        weights, each weighted by the likelihood of the user's earlier choices under it
+        (`TastePosterior`). The choice is the posterior-weighted mixture of the K softmaxes
+        over the utilities plus each type's effect; the utilities (the policies' reward and
+        ranking) add the posterior mean's. Where `taste_mixture` asks the encoder for the
+        spread of the taste, this computes the posterior from the choices; 0 is off. Not
+        with `taste_mixture`.
       rate_prior_strength: pseudo display sets of the Beta prior of the smoothed click rate
         (and the display count at which identity dropout halves).
       leave_user_out: on training batches, keep the batch users' own events out of the item
@@ -161,6 +170,7 @@ class ModelConfig:
     set_context: bool = False
     set_summary: bool = False
     taste_mixture: int = 0
+    taste_posterior: int = 0
     rate_prior_strength: float = 5.0
     leave_user_out: bool = True
     statistic_folds: int = 5
@@ -190,8 +200,18 @@ class ModelConfig:
         config_checks.check(self, "a positive number", "rate_prior_strength")
         config_checks.check(self, "a non-negative number", "l2_reg")
         config_checks.check(
-            self, "a non-negative integer", "rnn_skip", "statistic_folds", "taste_mixture"
+            self,
+            "a non-negative integer",
+            "rnn_skip",
+            "statistic_folds",
+            "taste_mixture",
+            "taste_posterior",
         )
+        if self.taste_mixture and self.taste_posterior:
+            raise ValueError(
+                f"taste_mixture={self.taste_mixture} and taste_posterior="
+                f"{self.taste_posterior}: expected at most one of them above 0"
+            )
         config_checks.check_choice(self, "pw_activation", ("sigmoid", "linear"))
         config_checks.check_choice(self, "item_init", ITEM_INITS)
         if not self.dims and not self.bilinear:
@@ -228,10 +248,12 @@ MODEL_PRESETS = {
 class EncodedState(NamedTuple):
     """What the utility reads of a state: `vector [..., S]` (the encoder's output and the
     parts' columns) and `context`, the int item ids of the parts that keep ids (by part name),
-    which the per-item context compares with the candidates."""
+    which the per-item context compares with the candidates; with `taste_posterior`,
+    `taste [..., K]` the log-likelihood of the earlier choices under each user type."""
 
     vector: tf.Tensor
     context: dict
+    taste: tf.Tensor | None = None
 
 
 class UserModel(keras.Model):
@@ -343,6 +365,19 @@ class UserModel(keras.Model):
                 np.random.default_rng(0).standard_normal((config.taste_mixture, config.item_dim)),
                 tf.float32,
             )
+        self.posterior_item = self.posterior_types = self.posterior_prior = None
+        if config.taste_posterior:
+            self.posterior_item = keras.layers.Dense(
+                config.item_dim, use_bias=False, name="posterior_item"
+            )
+            self.posterior_types = self.add_weight(
+                name="posterior_types",
+                shape=(config.taste_posterior, config.item_dim),
+                initializer=keras.initializers.RandomNormal(stddev=1.0, seed=1),
+            )
+            self.posterior_prior = self.add_weight(
+                name="posterior_prior", shape=(config.taste_posterior,), initializer="zeros"
+            )
         self.context_dim = (
             (len(context.STATISTIC_FEATURES) if counts is not None else 0)
             + (2 if config.set_context else 0)
@@ -359,6 +394,8 @@ class UserModel(keras.Model):
         state = self.state_vector(self.initial_state(1))
         self.utilities(state, tf.zeros([1, 1], tf.int32))
         self.mixture_shifts(state, tf.zeros([1, 1], tf.int32))
+        if self.posterior_item is not None:
+            self.posterior_effects(tf.zeros([1, 1], tf.int32))
         self.built = True
 
     def _bilinear_init(self) -> keras.initializers.Initializer:
@@ -428,6 +465,7 @@ class UserModel(keras.Model):
                 for part in self.state_parts
                 if part.context_dim
             },
+            state.get("taste"),
         )
 
     def _shrink(self) -> tf.Tensor:
@@ -519,6 +557,8 @@ class UserModel(keras.Model):
             )
         if self.item_bias is not None:
             utility += self._item_bias(items)
+        if state.taste is not None:
+            utility += self._posterior_mean_effects(state.taste, items, training)
         return utility
 
     def _item_bias(self, items: tf.Tensor) -> tf.Tensor:
@@ -561,26 +601,83 @@ class UserModel(keras.Model):
     def mixture_shifts(
         self, state: EncodedState, items: tf.Tensor, training: bool = False
     ) -> tf.Tensor | None:
-        """`[B, ..., N, K]` the shifts sigma(s) z_k . (A e_a) of `taste_mixture`'s components
-        (None without it)."""
+        """`[B, ..., N, K]` the shifts of the choice's mixture components from the utilities:
+        sigma(s) z_k . (A e_a) (`taste_mixture`), or each user type's effect less the
+        posterior mean's (`taste_posterior`, whose utilities hold the mean's); None without
+        either."""
+        if state.taste is not None:
+            effects = self.posterior_effects(items, training)
+            weights = tf.exp(self._posterior_log_weights(state.taste))[..., None, :]
+            return effects - tf.reduce_sum(effects * weights, -1, keepdims=True)
         if self.mixture_scale is None:
             return None
         scale = tf.nn.softplus(self.mixture_scale(state.vector))[..., None]  # [B, ..., 1, 1]
         directions = self.mixture_item(self.items(items, training=training))  # [B, ..., N, r]
         return scale * tf.einsum("...nr,kr->...nk", directions, self._mixture_draws)
 
+    def posterior_effects(self, items: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """`[..., N, K]` each user type's effect z_k . (A e_a) on `items [..., N]`
+        (`taste_posterior`)."""
+        directions = self.posterior_item(self.items(items, training=training))
+        return tf.einsum("...nr,kr->...nk", directions, self.posterior_types)
+
+    def _posterior_log_weights(self, taste: tf.Tensor) -> tf.Tensor:
+        """`[..., K]` the log-posterior of the user types given the earlier choices'
+        log-likelihoods `taste [..., K]`."""
+        return tf.nn.log_softmax(taste + self.posterior_prior)
+
+    def _posterior_mean_effects(
+        self, taste: tf.Tensor, items: tf.Tensor, training: bool = False
+    ) -> tf.Tensor:
+        """`[B, ..., N]` the posterior mean type's effect on `items [B, ..., N]` given the
+        types' log-likelihoods `taste [B, ..., K]`."""
+        weights = tf.exp(self._posterior_log_weights(taste))[..., None, :]
+        return tf.reduce_sum(self.posterior_effects(items, training) * weights, -1)
+
+    def choice_log_likelihoods(
+        self,
+        utilities: tf.Tensor,
+        display: tf.Tensor,
+        mask: tf.Tensor,
+        clicked_pos: tf.Tensor,
+        training: bool = False,
+    ) -> tf.Tensor:
+        """`[N, K]` log p_k(choice) of each event under each user type: the softmax over
+        `utilities [N, D]` (without any type's effect) plus type k's effect, at the chosen
+        option (`clicked_pos [N]`, -1 for no click)."""
+        effects = self.posterior_effects(display, training)  # [N, D, K]
+        shifted = tf.linalg.matrix_transpose(utilities[..., None] + effects)  # [N, K, D]
+        log_probs = tf.nn.log_softmax(
+            choice.choice_logits(shifted, mask[..., None, :], self.no_click_logit)
+        )
+        chosen = tf.where(clicked_pos >= 0, clicked_pos, tf.shape(display)[-1])
+        return tf.gather(tf.linalg.matrix_transpose(log_probs), chosen, batch_dims=1)
+
+    def mixture_log_weights(self, state: EncodedState) -> tf.Tensor | None:
+        """`[B, ..., K]` the log-weights of `mixture_shifts`' components: the taste
+        posterior's with `taste_posterior`, None (uniform) otherwise."""
+        return None if state.taste is None else self._posterior_log_weights(state.taste)
+
     def choice_logits(
-        self, utilities: tf.Tensor, mask: tf.Tensor, shifts: tf.Tensor | None = None
+        self,
+        utilities: tf.Tensor,
+        mask: tf.Tensor,
+        shifts: tf.Tensor | None = None,
+        log_weights: tf.Tensor | None = None,
     ) -> tf.Tensor:
         """`[..., N]` utilities and mask -> `[..., N + 1]` logits, last = no-click. With
         `shifts [..., N, K]` (`mixture_shifts`) the logits are the log-probabilities of the
-        mixture of the K shifted softmaxes."""
+        mixture of the K shifted softmaxes, weighted by `log_weights [..., K]`
+        (`mixture_log_weights`; None: equally)."""
         if shifts is None:
             return choice.choice_logits(utilities, mask, self.no_click_logit)
         shifted = tf.linalg.matrix_transpose(utilities[..., None] + shifts)  # [..., K, N]
         logits = choice.choice_logits(shifted, mask[..., None, :], self.no_click_logit)
-        k = tf.cast(tf.shape(shifts)[-1], logits.dtype)
-        mixed = tf.reduce_logsumexp(tf.nn.log_softmax(logits), axis=-2) - tf.math.log(k)
+        if log_weights is None:
+            k = tf.cast(tf.shape(shifts)[-1], logits.dtype)
+            mixed = tf.reduce_logsumexp(tf.nn.log_softmax(logits), axis=-2) - tf.math.log(k)
+        else:
+            mixed = tf.reduce_logsumexp(tf.nn.log_softmax(logits) + log_weights[..., None], axis=-2)
         options = choice.option_mask(mask, self.has_no_click)
         return tf.where(options, mixed, tf.cast(choice.MASKED_LOGIT, mixed.dtype))
 
@@ -643,9 +740,28 @@ class UserModel(keras.Model):
                     [vector, part.sequence_vector(self, batch, vector, event_scores, training)],
                     axis=-1,
                 )
+        utilities, state = event_scores(vector), EncodedState(vector, part_context)
+        if self.posterior_item is not None:
+            # Each event's taste posterior from the user's earlier choices, each under the
+            # utilities of its own state without a taste (as the step view's update).
+            log_likelihoods = (
+                self.choice_log_likelihoods(
+                    utilities,
+                    batch["display"],
+                    batch["display_mask"],
+                    batch["clicked_pos"],
+                    training=training,
+                )
+                * tf.cast(batch["event_mask"], tf.float32)[:, None]
+            )
+            taste = user_prefix_sums(
+                log_likelihoods, batch["event_user"], tf.shape(batch["click_items"])[0]
+            )
+            state = state._replace(taste=taste)
+            utilities += self._posterior_mean_effects(taste, batch["display"], training)
         if return_state:
-            return event_scores(vector), EncodedState(vector, part_context)
-        return event_scores(vector)
+            return utilities, state
+        return utilities
 
     def use_statistic_folds(self, user_fold: np.ndarray, fold_counts: np.ndarray) -> None:
         """Gives training batches out-of-fold item statistics.
@@ -689,7 +805,9 @@ class UserModel(keras.Model):
             batch, training=training, leave_user_out=leave_user_out, return_state=True
         )
         shifts = self.mixture_shifts(state, batch["display"], training=training)
-        return self.choice_logits(utilities, batch["display_mask"], shifts)
+        return self.choice_logits(
+            utilities, batch["display_mask"], shifts, self.mixture_log_weights(state)
+        )
 
 
 def checkpoint_variables(**parts: Any) -> dict[str, tf.Variable]:

@@ -191,18 +191,13 @@ class ChoiceEvidence(StatePart):
         return tf.zeros([batch_size, self.vector_dim])
 
     def update_state(self, model, state, event):
-        display, mask = event.display, event.display_mask
-        if display is None:  # a display set of the clicked item alone
-            display, mask = event.clicked_item[:, None], event.clicked[:, None]
-        elif mask is None:
-            mask = tf.ones(tf.shape(display), tf.bool)
+        display, mask = shown(event)
         display = tf.convert_to_tensor(display, tf.int32)
         without = dict(state, **{self.name: tf.zeros_like(state[self.name])})
-        utilities = model.utilities(model.state_vector(without), display, mask=mask)
-        hit = mask & tf.equal(display, event.clicked_item[:, None]) & event.clicked[:, None]
-        clicked_pos = tf.where(
-            tf.reduce_any(hit, -1), tf.argmax(tf.cast(hit, tf.int32), -1, output_type=tf.int32), -1
-        )
+        # As in the sequence view: the utilities without this part and without a taste.
+        encoded = model.state_vector(without)._replace(taste=None)
+        utilities = model.utilities(encoded, display, mask=mask)
+        clicked_pos = clicked_position(display, mask, event)
         return state[self.name] + model._choice_evidence(utilities, display, mask, clicked_pos)
 
     def bilinear_block(self):
@@ -276,11 +271,55 @@ class RecentItems(StatePart):
         return context.history_features(items, part_context.clicks, part_context.displays)
 
 
+class TastePosterior(StatePart):
+    """`taste_posterior`: the log-likelihood of the user's earlier choices under each of the
+    model's K user types (`UserModel.choice_log_likelihoods`), which with the types' prior
+    weigh their softmaxes in the choice and their effects in the utilities. No columns: the
+    model reads it as `EncodedState.taste`, and the sequence view computes it there.
+
+    State: the sums `[B, K]`. An event without its display set counts as a display set of the
+    clicked item alone (which says nothing where the model has no no-click option)."""
+
+    name = "taste"
+
+    def initial_state(self, batch_size):
+        return tf.zeros([batch_size, self.config.taste_posterior])
+
+    def update_state(self, model, state, event):
+        display, mask = shown(event)
+        # The utilities of the state before the event without a type's effect (each adds its own).
+        encoded = model.state_vector(state)._replace(taste=None)
+        utilities = model.utilities(encoded, display, mask=mask)
+        return state[self.name] + model.choice_log_likelihoods(
+            utilities, display, mask, clicked_position(display, mask, event)
+        )
+
+
+def shown(event: Event) -> tuple[tf.Tensor, tf.Tensor]:
+    """`display [B, D]` int32 and `mask [B, D]` of an event, a display set of the clicked item
+    alone where the event has none."""
+    display, mask = event.display, event.display_mask
+    if display is None:
+        return tf.convert_to_tensor(event.clicked_item, tf.int32)[:, None], event.clicked[:, None]
+    if mask is None:
+        mask = tf.ones(tf.shape(display), tf.bool)
+    return tf.convert_to_tensor(display, tf.int32), mask
+
+
+def clicked_position(display: tf.Tensor, mask: tf.Tensor, event: Event) -> tf.Tensor:
+    """`[B]` the position in `display [B, D]` of the event's clicked item, -1 for no click."""
+    hit = mask & tf.equal(display, event.clicked_item[:, None]) & event.clicked[:, None]
+    return tf.where(
+        tf.reduce_any(hit, -1), tf.argmax(tf.cast(hit, tf.int32), -1, output_type=tf.int32), -1
+    )
+
+
 # The parts by the ModelConfig option that switches each on, in the order of their columns.
 STATE_PARTS: dict[str, type[StatePart]] = {
     "display_history": DisplaySummary,
     "choice_history": ChoiceEvidence,
     "history_features": RecentItems,
+    "taste_posterior": TastePosterior,
 }
 
 

@@ -213,4 +213,5 @@ ARCHITECTURE_FIELDS = (
     "set_context",
     "set_summary",
     "taste_mixture",
+    "taste_posterior",
 )

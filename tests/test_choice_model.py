@@ -9,7 +9,8 @@ from ganrl.user_model.choice_model import ChoiceModel, gumbel_noise
 from ganrl.user_model.model import ModelConfig, UserModel
 
 # The paper's model and one whose state holds every part (display summary, choice evidence,
-# history ids), where a padded replay step is most likely to leak into the state.
+# history ids, the user-type posterior), where a padded replay step is most likely to leak
+# into the state.
 OPTIONS = {
     "plain": {},
     "all_parts": {
@@ -17,6 +18,7 @@ OPTIONS = {
         "choice_history": True,
         "history_features": True,
         "history_display_width": 3,
+        "taste_posterior": 3,
     },
 }
 

@@ -645,13 +645,18 @@ class UserModel(keras.Model):
         """`[N, K]` log p_k(choice) of each event under each user type: the softmax over
         `utilities [N, D]` (without any type's effect) plus type k's effect, at the chosen
         option (`clicked_pos [N]`, -1 for no click)."""
-        effects = self.posterior_effects(display, training)  # [N, D, K]
+        effects = self.posterior_effects(display, training)
+        return _chosen(self._type_log_probs(utilities, effects, mask), clicked_pos)
+
+    def _type_log_probs(
+        self, utilities: tf.Tensor, effects: tf.Tensor, mask: tf.Tensor
+    ) -> tf.Tensor:
+        """`[N, K, D + 1]` each user type's choice log-probabilities: the softmax over
+        `utilities [N, D]` plus the type's `effects [N, D, K]` and the no-click option."""
         shifted = tf.linalg.matrix_transpose(utilities[..., None] + effects)  # [N, K, D]
-        log_probs = tf.nn.log_softmax(
+        return tf.nn.log_softmax(
             choice.choice_logits(shifted, mask[..., None, :], self.no_click_logit)
         )
-        chosen = tf.where(clicked_pos >= 0, clicked_pos, tf.shape(display)[-1])
-        return tf.gather(tf.linalg.matrix_transpose(log_probs), chosen, batch_dims=1)
 
     def mixture_log_weights(self, state: EncodedState) -> tf.Tensor | None:
         """`[B, ..., K]` the log-weights of `mixture_shifts`' components: the taste
@@ -691,22 +696,10 @@ class UserModel(keras.Model):
         return utilities - self.no_click_logit
 
     # -- Sequence view (training) ----------------------------------------------------------
-    def event_utilities(
-        self,
-        batch: dict,
-        training: bool = False,
-        leave_user_out: bool | None = None,
-        return_state: bool = False,
-    ) -> tf.Tensor | tuple[tf.Tensor, EncodedState]:
-        """`[N, D]` utilities of every displayed item, each from the state before its event.
-
-        `batch` is a flat batch (`EventArrays.flat_batch`): `display [N, D]`,
-        `display_mask [N, D]`, `clicked_pos [N]`, `event_mask [N]`, `event_user [N]`,
-        `clicks_before [N]`, `click_items [B, C]`, `click_mask [B, C]`.
-        `leave_user_out` (default: `training`): the batch is of training users, whose own
-        events are taken out of the item statistics. With `return_state`, also the events'
-        encoded states.
-        """
+    def _event_base(
+        self, batch: dict, training: bool, leave_user_out: bool | None
+    ) -> tuple[tf.Tensor, EncodedState]:
+        """`event_utilities` without a user type's effect, and the states without `taste`."""
         click_embeddings = self.dropout(
             self.items(batch["click_items"], training=training), training=training
         )
@@ -740,28 +733,47 @@ class UserModel(keras.Model):
                     [vector, part.sequence_vector(self, batch, vector, event_scores, training)],
                     axis=-1,
                 )
-        utilities, state = event_scores(vector), EncodedState(vector, part_context)
+        return event_scores(vector), EncodedState(vector, part_context)
+
+    def event_utilities(
+        self,
+        batch: dict,
+        training: bool = False,
+        leave_user_out: bool | None = None,
+        return_state: bool = False,
+    ) -> tf.Tensor | tuple[tf.Tensor, EncodedState]:
+        """`[N, D]` utilities of every displayed item, each from the state before its event.
+
+        `batch` is a flat batch (`EventArrays.flat_batch`): `display [N, D]`,
+        `display_mask [N, D]`, `clicked_pos [N]`, `event_mask [N]`, `event_user [N]`,
+        `clicks_before [N]`, `click_items [B, C]`, `click_mask [B, C]`.
+        `leave_user_out` (default: `training`): the batch is of training users, whose own
+        events are taken out of the item statistics. With `return_state`, also the events'
+        encoded states.
+        """
+        utilities, state = self._event_base(batch, training, leave_user_out)
         if self.posterior_item is not None:
-            # Each event's taste posterior from the user's earlier choices, each under the
-            # utilities of its own state without a taste (as the step view's update).
-            log_likelihoods = (
-                self.choice_log_likelihoods(
-                    utilities,
-                    batch["display"],
-                    batch["display_mask"],
-                    batch["clicked_pos"],
-                    training=training,
-                )
-                * tf.cast(batch["event_mask"], tf.float32)[:, None]
-            )
-            taste = user_prefix_sums(
-                log_likelihoods, batch["event_user"], tf.shape(batch["click_items"])[0]
-            )
+            taste, _, effects = self._sequence_taste(utilities, batch, training)
             state = state._replace(taste=taste)
-            utilities += self._posterior_mean_effects(taste, batch["display"], training)
+            weights = tf.exp(self._posterior_log_weights(taste))[:, None, :]
+            utilities += tf.reduce_sum(effects * weights, -1)
         if return_state:
             return utilities, state
         return utilities
+
+    def _sequence_taste(
+        self, utilities: tf.Tensor, batch: dict, training: bool
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """Each event's user-type log-likelihoods from the user's earlier choices, each under
+        the utilities of its own state without a type's effect (`utilities [N, D]`, as the
+        step view's `TastePosterior` update): `taste [N, K]`, the types' choice
+        log-probabilities `[N, K, D + 1]` and their effects `[N, D, K]`."""
+        effects = self.posterior_effects(batch["display"], training)
+        log_probs = self._type_log_probs(utilities, effects, batch["display_mask"])
+        chosen = _chosen(log_probs, batch["clicked_pos"])
+        chosen *= tf.cast(batch["event_mask"], chosen.dtype)[:, None]
+        taste = user_prefix_sums(chosen, batch["event_user"], tf.shape(batch["click_items"])[0])
+        return taste, log_probs, effects
 
     def use_statistic_folds(self, user_fold: np.ndarray, fold_counts: np.ndarray) -> None:
         """Gives training batches out-of-fold item statistics.
@@ -801,6 +813,15 @@ class UserModel(keras.Model):
         self, batch: dict, training: bool = False, leave_user_out: bool | None = None
     ) -> tf.Tensor:
         """`[N, D + 1]` choice logits of every event of a flat batch."""
+        if self.posterior_item is not None:
+            # The types' softmaxes weighted by the posterior (as `choice_logits` with the
+            # centred shifts, whose components are these, computed once).
+            base, _ = self._event_base(batch, training, leave_user_out)
+            taste, log_probs, _ = self._sequence_taste(base, batch, training)
+            log_weights = self._posterior_log_weights(taste)
+            mixed = tf.reduce_logsumexp(log_probs + log_weights[..., None], axis=-2)
+            options = choice.option_mask(batch["display_mask"], self.has_no_click)
+            return tf.where(options, mixed, tf.cast(choice.MASKED_LOGIT, mixed.dtype))
         utilities, state = self.event_utilities(
             batch, training=training, leave_user_out=leave_user_out, return_state=True
         )
@@ -808,6 +829,13 @@ class UserModel(keras.Model):
         return self.choice_logits(
             utilities, batch["display_mask"], shifts, self.mixture_log_weights(state)
         )
+
+
+def _chosen(log_probs: tf.Tensor, clicked_pos: tf.Tensor) -> tf.Tensor:
+    """`[N, K]` the log-probabilities `[N, K, D + 1]` of each event's chosen option
+    (`clicked_pos [N]`, -1: the no-click option, the last)."""
+    chosen = tf.where(clicked_pos >= 0, clicked_pos, tf.shape(log_probs)[-1] - 1)
+    return tf.gather(tf.linalg.matrix_transpose(log_probs), chosen, batch_dims=1)
 
 
 def checkpoint_variables(**parts: Any) -> dict[str, tf.Variable]:

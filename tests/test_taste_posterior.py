@@ -53,6 +53,8 @@ def test_weights_are_the_likelihoods_of_the_earlier_choices_by_hand():
     draws = model.posterior_types.numpy()
     model.posterior_prior.assign([0.5, -0.3, 0.0])
     prior = model.posterior_prior.numpy()
+    model.posterior_temperature.assign(0.2)  # beta = softplus(0.2) = 0.798
+    beta = np.log1p(np.exp(0.2))
     no_click = float(model.no_click_logit.numpy())
 
     def component_probs(state, display):
@@ -68,7 +70,7 @@ def test_weights_are_the_likelihoods_of_the_earlier_choices_by_hand():
     log_likelihood = np.zeros(len(draws))
     for display, click in zip(*BEHAVIOR[0][1:]):
         probs = component_probs(state, display)
-        weights = _softmax_rows(log_likelihood + prior)
+        weights = _softmax_rows(beta * log_likelihood + prior)
         expected = weights @ probs  # the posterior predictive
         got = choices.click_probabilities(state, tf.constant([display])).numpy()[0]
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
@@ -88,7 +90,7 @@ def test_weights_are_the_likelihoods_of_the_earlier_choices_by_hand():
     encoded = model.state_vector(state)
     base = model.utilities(encoded._replace(taste=None), tf.constant([display])).numpy()[0]
     directions = model.posterior_item(model.items(tf.constant(display))).numpy()
-    weights = _softmax_rows(log_likelihood + prior)
+    weights = _softmax_rows(beta * log_likelihood + prior)
     np.testing.assert_allclose(
         model.utilities(encoded, tf.constant([display])).numpy()[0],
         base + directions @ (weights @ draws),

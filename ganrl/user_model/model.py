@@ -127,11 +127,11 @@ class ModelConfig:
         type vectors z_k (starting as draws of N(0, I)) whose effect on item a is
         z_k . (A e_a) (A a learned projection of the item embedding), with learned prior
         weights, each weighted by the likelihood of the user's earlier choices under it
-        (`TastePosterior`). The choice is the posterior-weighted mixture of the K softmaxes
-        over the utilities plus each type's effect; the utilities (the policies' reward and
-        ranking) add the posterior mean's. Where `taste_mixture` asks the encoder for the
-        spread of the taste, this computes the posterior from the choices; 0 is off. Not
-        with `taste_mixture`.
+        (`TastePosterior`) to a learned power beta (1 at the start). The choice is the
+        posterior-weighted mixture of the K softmaxes over the utilities plus each type's
+        effect; the utilities (the policies' reward and ranking) add the posterior mean's.
+        Where `taste_mixture` asks the encoder for the spread of the taste, this computes
+        the posterior from the choices; 0 is off. Not with `taste_mixture`.
       rate_prior_strength: pseudo display sets of the Beta prior of the smoothed click rate
         (and the display count at which identity dropout halves).
       leave_user_out: on training batches, keep the batch users' own events out of the item
@@ -366,6 +366,7 @@ class UserModel(keras.Model):
                 tf.float32,
             )
         self.posterior_item = self.posterior_types = self.posterior_prior = None
+        self.posterior_temperature = None
         if config.taste_posterior:
             self.posterior_item = keras.layers.Dense(
                 config.item_dim, use_bias=False, name="posterior_item"
@@ -377,6 +378,12 @@ class UserModel(keras.Model):
             )
             self.posterior_prior = self.add_weight(
                 name="posterior_prior", shape=(config.taste_posterior,), initializer="zeros"
+            )
+            # beta = softplus(this), 1 at the start.
+            self.posterior_temperature = self.add_weight(
+                name="posterior_temperature",
+                shape=(),
+                initializer=keras.initializers.Constant(float(np.log(np.e - 1.0))),
             )
         self.context_dim = (
             (len(context.STATISTIC_FEATURES) if counts is not None else 0)
@@ -623,8 +630,12 @@ class UserModel(keras.Model):
 
     def _posterior_log_weights(self, taste: tf.Tensor) -> tf.Tensor:
         """`[..., K]` the log-posterior of the user types given the earlier choices'
-        log-likelihoods `taste [..., K]`."""
-        return tf.nn.log_softmax(taste + self.posterior_prior)
+        log-likelihoods `taste [..., K]`, tempered by a learned beta > 0: prior times
+        likelihood to the power beta. Where the types cannot describe a user exactly (real
+        users drift, and no K types hold them all), the exact posterior of a long history
+        collapses on one type too soon; beta < 1 keeps it as broad as the data say."""
+        beta = tf.nn.softplus(self.posterior_temperature)
+        return tf.nn.log_softmax(beta * taste + self.posterior_prior)
 
     def _posterior_mean_effects(
         self, taste: tf.Tensor, items: tf.Tensor, training: bool = False

@@ -152,3 +152,37 @@ def test_the_prior_before_any_event_and_one_option_at_most():
         ModelConfig(taste_mixture=4, taste_posterior=2)
     with pytest.raises(ValueError, match="taste_posterior"):
         ModelConfig(taste_posterior=-1)
+
+
+def test_a_run_with_the_posterior_learns_loads_back_and_fine_tunes(tmp_path):
+    import dataclasses
+
+    from ganrl.data.dataset import SplitData
+    from ganrl.user_model import load_user_model
+    from tests.test_user_model import _config
+    from tests.tiny_data import tiny_dataset
+
+    dataset = tiny_dataset(n_users=40)
+    config = _config(tmp_path, num_itrs=40, eval_every=10)
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, taste_posterior=4))
+    results = trainer.UserModelRunner(config, SplitData.from_dataset(dataset), lambda _: None).run()
+    assert results["test"]["prec1"] > 0.8  # "click the lowest id", as without the posterior
+    loaded = load_user_model(config.save_dir)
+    assert loaded.reward.config.taste_posterior == 4
+    vali = dataset.event_arrays("vali", max_display=4)
+    assert trainer.evaluate(loaded.behavior, vali)["loss"] == pytest.approx(
+        results["vali"]["loss"], rel=1e-6
+    )
+    adversarial = _config(
+        tmp_path / "adv",
+        regularizer="L2",
+        pretrain_dir=config.save_dir,
+        learning_rate=0.005,
+        num_itrs=6,
+        eval_every=3,
+    )
+    adversarial = dataclasses.replace(adversarial, model=config.model)
+    tuned = trainer.UserModelRunner(
+        adversarial, SplitData.from_dataset(dataset), lambda _: None
+    ).run()
+    assert np.isfinite(tuned["vali"]["loss"])

@@ -124,7 +124,7 @@ def test_the_model_composes_the_configured_parts(options, names):
     assert model.encoded_dim == model.history.state_dim + columns
     encoded = model.state_vector(state)
     assert encoded.vector.shape == (3, model.encoded_dim)
-    assert sorted(encoded.context) == (["ids"] if "ids" in names else [])
+    assert sorted(encoded.context) == sorted({"ids", "taste"} & set(names))
     assert (encoded.taste is None) == ("taste" not in names)
 
 

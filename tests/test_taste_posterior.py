@@ -59,7 +59,7 @@ def test_weights_are_the_likelihoods_of_the_earlier_choices_by_hand():
 
     def component_probs(state, display):
         """[K, D + 1] each draw's softmax over display + no-click, by numpy."""
-        encoded = model.state_vector(state)._replace(taste=None)
+        encoded = model.state_vector(state).with_taste(None)
         base = model.utilities(encoded, tf.constant([display])).numpy()[0]
         directions = model.posterior_item(model.items(tf.constant(display))).numpy()
         logits = base[None, :] + draws @ directions.T  # [K, D]
@@ -88,7 +88,7 @@ def test_weights_are_the_likelihoods_of_the_earlier_choices_by_hand():
     # The utilities are the base plus the posterior mean taste's effect.
     display = [0, 2, 4]
     encoded = model.state_vector(state)
-    base = model.utilities(encoded._replace(taste=None), tf.constant([display])).numpy()[0]
+    base = model.utilities(encoded.with_taste(None), tf.constant([display])).numpy()[0]
     directions = model.posterior_item(model.items(tf.constant(display))).numpy()
     weights = _softmax_rows(beta * log_likelihood + prior)
     np.testing.assert_allclose(

@@ -32,6 +32,7 @@ from ganrl.user_model.encoders import (
     random_map,
 )
 from ganrl.user_model.state_parts import (
+    TASTE,
     Event,
     make_state_parts,
     summarise_choices,
@@ -247,13 +248,25 @@ MODEL_PRESETS = {
 
 class EncodedState(NamedTuple):
     """What the utility reads of a state: `vector [..., S]` (the encoder's output and the
-    parts' columns) and `context`, the int item ids of the parts that keep ids (by part name),
-    which the per-item context compares with the candidates; with `taste_posterior`,
-    `taste [..., K]` the log-likelihood of the earlier choices under each user type."""
+    parts' columns) and `context`, by part name: the int item ids of the parts that keep ids,
+    which the per-item context compares with the candidates, and with `taste_posterior` the
+    log-likelihoods `[..., K]` of the earlier choices under each user type (`taste`). Absent
+    parts have no entry, so the state flattens (`tf.nest`) to tensors only."""
 
     vector: tf.Tensor
     context: dict
-    taste: tf.Tensor | None = None
+
+    @property
+    def taste(self) -> tf.Tensor | None:
+        """`[..., K]` the user types' log-likelihoods (`taste_posterior`), or None."""
+        return self.context.get(TASTE)
+
+    def with_taste(self, taste: tf.Tensor | None) -> "EncodedState":
+        """This state with the types' log-likelihoods `taste` (None: without them)."""
+        context = {k: v for k, v in self.context.items() if k != TASTE}
+        if taste is not None:
+            context[TASTE] = taste
+        return EncodedState(self.vector, context)
 
 
 class UserModel(keras.Model):
@@ -465,15 +478,15 @@ class UserModel(keras.Model):
             + [part.vector(self, state[part.name]) for part in self.state_parts if part.vector_dim],
             axis=-1,
         )
-        return EncodedState(
+        encoded = EncodedState(
             vector,
             {
                 part.name: part.context(state[part.name])
                 for part in self.state_parts
                 if part.context_dim
             },
-            state.get("taste"),
         )
+        return encoded.with_taste(state.get(TASTE))
 
     def _shrink(self) -> tf.Tensor:
         """k > 0 of choice_history's shrinkage 1 / (1 + k events)."""
@@ -765,7 +778,7 @@ class UserModel(keras.Model):
         utilities, state = self._event_base(batch, training, leave_user_out)
         if self.posterior_item is not None:
             taste, _, effects = self._sequence_taste(utilities, batch, training)
-            state = state._replace(taste=taste)
+            state = state.with_taste(taste)
             weights = tf.exp(self._posterior_log_weights(taste))[:, None, :]
             utilities += tf.reduce_sum(effects * weights, -1)
         if return_state:

@@ -195,7 +195,7 @@ class ChoiceEvidence(StatePart):
         display = tf.convert_to_tensor(display, tf.int32)
         without = dict(state, **{self.name: tf.zeros_like(state[self.name])})
         # As in the sequence view: the utilities without this part and without a taste.
-        encoded = model.state_vector(without)._replace(taste=None)
+        encoded = model.state_vector(without).with_taste(None)
         utilities = model.utilities(encoded, display, mask=mask)
         clicked_pos = clicked_position(display, mask, event)
         return state[self.name] + model._choice_evidence(utilities, display, mask, clicked_pos)
@@ -271,6 +271,10 @@ class RecentItems(StatePart):
         return context.history_features(items, part_context.clicks, part_context.displays)
 
 
+# The state key (and `EncodedState.context` key) of `TastePosterior`.
+TASTE = "taste"
+
+
 class TastePosterior(StatePart):
     """`taste_posterior`: the log-likelihood of the user's earlier choices under each of the
     model's K user types (`UserModel.choice_log_likelihoods`), which with the types' prior
@@ -280,7 +284,7 @@ class TastePosterior(StatePart):
     State: the sums `[B, K]`. An event without its display set counts as a display set of the
     clicked item alone (which says nothing where the model has no no-click option)."""
 
-    name = "taste"
+    name = TASTE
 
     def initial_state(self, batch_size):
         return tf.zeros([batch_size, self.config.taste_posterior])
@@ -288,7 +292,7 @@ class TastePosterior(StatePart):
     def update_state(self, model, state, event):
         display, mask = shown(event)
         # The utilities of the state before the event without a type's effect (each adds its own).
-        encoded = model.state_vector(state)._replace(taste=None)
+        encoded = model.state_vector(state).with_taste(None)
         utilities = model.utilities(encoded, display, mask=mask)
         return state[self.name] + model.choice_log_likelihoods(
             utilities, display, mask, clicked_position(display, mask, event)

@@ -47,8 +47,11 @@ def _softmax_rows(logits):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def test_weights_are_the_likelihoods_of_the_earlier_choices_by_hand():
-    model = _model()
+@pytest.mark.parametrize("cap", [0, 2])
+def test_weights_are_the_likelihoods_of_the_earlier_choices_by_hand(cap):
+    """With `taste_evidence=cap` > 0, beyond `cap` earlier choices the weights take their mean
+    log-likelihood times `cap`."""
+    model = _model(taste_evidence=cap)
     choices = ChoiceModel(model)
     draws = model.posterior_types.numpy()
     model.posterior_prior.assign([0.5, -0.3, 0.0])
@@ -66,11 +69,14 @@ def test_weights_are_the_likelihoods_of_the_earlier_choices_by_hand():
         logits = np.concatenate([logits, np.full((len(draws), 1), no_click)], axis=1)
         return _softmax_rows(logits)
 
+    def evidence(log_likelihood, events):
+        return log_likelihood * (min(1.0, cap / events) if cap and events else 1.0)
+
     state = model.initial_state(1)
     log_likelihood = np.zeros(len(draws))
-    for display, click in zip(*BEHAVIOR[0][1:]):
+    for step, (display, click) in enumerate(zip(*BEHAVIOR[0][1:])):
         probs = component_probs(state, display)
-        weights = _softmax_rows(beta * log_likelihood + prior)
+        weights = _softmax_rows(beta * evidence(log_likelihood, step) + prior)
         expected = weights @ probs  # the posterior predictive
         got = choices.click_probabilities(state, tf.constant([display])).numpy()[0]
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
@@ -82,7 +88,8 @@ def test_weights_are_the_likelihoods_of_the_earlier_choices_by_hand():
             tf.constant([click >= 0]),
             display=tf.constant([display]),
         )
-        np.testing.assert_allclose(state["taste"].numpy()[0], log_likelihood, rtol=1e-4)
+        np.testing.assert_allclose(state["taste"].numpy()[0, :-1], log_likelihood, rtol=1e-4)
+        assert state["taste"].numpy()[0, -1] == step + 1
     # The draws now disagree: the posterior is no longer uniform.
     assert np.ptp(log_likelihood) > 0.5
     # The utilities are the base plus the posterior mean taste's effect.
@@ -90,7 +97,7 @@ def test_weights_are_the_likelihoods_of_the_earlier_choices_by_hand():
     encoded = model.state_vector(state)
     base = model.utilities(encoded.with_taste(None), tf.constant([display])).numpy()[0]
     directions = model.posterior_item(model.items(tf.constant(display))).numpy()
-    weights = _softmax_rows(beta * log_likelihood + prior)
+    weights = _softmax_rows(beta * evidence(log_likelihood, len(BEHAVIOR[0][1])) + prior)
     np.testing.assert_allclose(
         model.utilities(encoded, tf.constant([display])).numpy()[0],
         base + directions @ (weights @ draws),
@@ -106,6 +113,8 @@ def test_weights_are_the_likelihoods_of_the_earlier_choices_by_hand():
         ("PW", True, {}),
         ("LSTM", False, {"choice_history": True}),
         ("PW", True, {**MODEL_PRESETS["generalising"], "set_summary": True}),
+        ("LSTM", True, {"taste_evidence": 1}),
+        ("PW", False, {"taste_evidence": 2}),
     ],
 )
 def test_sequence_and_step_views_agree(encoder, has_no_click, options):
@@ -152,6 +161,8 @@ def test_the_prior_before_any_event_and_one_option_at_most():
         ModelConfig(taste_mixture=4, taste_posterior=2)
     with pytest.raises(ValueError, match="taste_posterior"):
         ModelConfig(taste_posterior=-1)
+    with pytest.raises(ValueError, match="taste_evidence"):
+        ModelConfig(taste_evidence=-1)
 
 
 def test_a_run_with_the_posterior_learns_loads_back_and_fine_tunes(tmp_path):

@@ -152,6 +152,12 @@ flags.DEFINE_integer(
     "K > 0: K learned user types, weighted by the likelihood of the user's earlier "
     "choices (Bayes' rule); the choice mixes the types' softmaxes (0: off).",
 )
+flags.DEFINE_integer(
+    "taste_evidence",
+    None,
+    "The type posterior counts at most this many earlier choices: beyond them, their mean "
+    "log-likelihood times this (0: all).",
+)
 flags.DEFINE_boolean(
     "leave_user_out", True, "Take a training batch's own events out of the item statistics."
 )

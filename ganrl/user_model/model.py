@@ -133,6 +133,8 @@ class ModelConfig:
         effect; the utilities (the policies' reward and ranking) add the posterior mean's.
         Where `taste_mixture` asks the encoder for the spread of the taste, this computes
         the posterior from the choices; 0 is off. Not with `taste_mixture`.
+      taste_evidence: the posterior counts at most this many of a user's earlier choices:
+        beyond them, their mean log-likelihood per choice times this (0: all of them).
       rate_prior_strength: pseudo display sets of the Beta prior of the smoothed click rate
         (and the display count at which identity dropout halves).
       leave_user_out: on training batches, keep the batch users' own events out of the item
@@ -172,6 +174,7 @@ class ModelConfig:
     set_summary: bool = False
     taste_mixture: int = 0
     taste_posterior: int = 0
+    taste_evidence: int = 10
     rate_prior_strength: float = 5.0
     leave_user_out: bool = True
     statistic_folds: int = 5
@@ -207,6 +210,7 @@ class ModelConfig:
             "statistic_folds",
             "taste_mixture",
             "taste_posterior",
+            "taste_evidence",
         )
         if self.taste_mixture and self.taste_posterior:
             raise ValueError(
@@ -321,6 +325,7 @@ class UserModel(keras.Model):
         # The state: the history encoder's, then the configured parts (`state_parts`); the
         # encoded vector holds the encoder's output, then the parts' columns.
         self.state_parts = make_state_parts(config)
+        self._taste_part = next((p for p in self.state_parts if p.name == TASTE), None)
         self.encoded_dim = self.history.state_dim + sum(p.vector_dim for p in self.state_parts)
         # The MLP (absent for dims=''): its first layer splits over state, item, context and
         # set summary; no output bias: a softmax over the display set ignores a shift of
@@ -486,7 +491,10 @@ class UserModel(keras.Model):
                 if part.context_dim
             },
         )
-        return encoded.with_taste(state.get(TASTE))
+        taste = state.get(TASTE)
+        if taste is None:
+            return encoded
+        return encoded.with_taste(self._taste_part.evidence(taste))
 
     def _shrink(self) -> tf.Tensor:
         """k > 0 of choice_history's shrinkage 1 / (1 + k events)."""
@@ -794,10 +802,10 @@ class UserModel(keras.Model):
         log-probabilities `[N, K, D + 1]` and their effects `[N, D, K]`."""
         effects = self.posterior_effects(batch["display"], training)
         log_probs = self._type_log_probs(utilities, effects, batch["display_mask"])
-        chosen = _chosen(log_probs, batch["clicked_pos"])
-        chosen *= tf.cast(batch["event_mask"], chosen.dtype)[:, None]
-        taste = user_prefix_sums(chosen, batch["event_user"], tf.shape(batch["click_items"])[0])
-        return taste, log_probs, effects
+        event = tf.cast(batch["event_mask"], log_probs.dtype)[:, None]
+        chosen = tf.concat([_chosen(log_probs, batch["clicked_pos"]) * event, event], axis=-1)
+        sums = user_prefix_sums(chosen, batch["event_user"], tf.shape(batch["click_items"])[0])
+        return self._taste_part.evidence(sums), log_probs, effects
 
     def use_statistic_folds(self, user_fold: np.ndarray, fold_counts: np.ndarray) -> None:
         """Gives training batches out-of-fold item statistics.

@@ -281,22 +281,42 @@ class TastePosterior(StatePart):
     weigh their softmaxes in the choice and their effects in the utilities. No columns: the
     model reads it as `EncodedState.taste`, and the sequence view computes it there.
 
-    State: the sums `[B, K]`. An event without its display set counts as a display set of the
-    clicked item alone (which says nothing where the model has no no-click option)."""
+    State: the sums and the number of events `[B, K + 1]`; `evidence` turns them into what
+    the model weighs the types by. An event without its display set counts as a display set
+    of the clicked item alone (which says nothing where the model has no no-click option)."""
 
     name = TASTE
 
     def initial_state(self, batch_size):
-        return tf.zeros([batch_size, self.config.taste_posterior])
+        return tf.zeros([batch_size, self.config.taste_posterior + 1])
 
     def update_state(self, model, state, event):
         display, mask = shown(event)
         # The utilities of the state before the event without a type's effect (each adds its own).
         encoded = model.state_vector(state).with_taste(None)
         utilities = model.utilities(encoded, display, mask=mask)
-        return state[self.name] + model.choice_log_likelihoods(
+        log_likelihoods = model.choice_log_likelihoods(
             utilities, display, mask, clicked_position(display, mask, event)
         )
+        return state[self.name] + tf.concat(
+            [log_likelihoods, tf.ones_like(log_likelihoods[:, :1])], axis=-1
+        )
+
+    def evidence(self, sums_and_events: tf.Tensor) -> tf.Tensor:
+        """The state `[..., K + 1]` -> `[..., K]` the types' evidence (`type_evidence`)."""
+        return type_evidence(
+            sums_and_events[..., :-1], sums_and_events[..., -1:], self.config.taste_evidence
+        )
+
+
+def type_evidence(sums: tf.Tensor, events: tf.Tensor, cap: int) -> tf.Tensor:
+    """The user types' log-likelihood `sums [..., K]` of a user's `events [..., 1]` earlier
+    choices, counting at most `cap` events (0: all): beyond it, the mean per event times
+    `cap`. Users drift and no K types describe any of them exactly, so the exact posterior
+    of a long history settles on one type long before the data would justify it."""
+    if not cap:
+        return sums
+    return sums * tf.minimum(1.0, cap / tf.maximum(events, 1.0))
 
 
 def shown(event: Event) -> tuple[tf.Tensor, tf.Tensor]:

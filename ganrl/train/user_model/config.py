@@ -214,4 +214,5 @@ ARCHITECTURE_FIELDS = (
     "set_summary",
     "taste_mixture",
     "taste_posterior",
+    "taste_evidence",
 )

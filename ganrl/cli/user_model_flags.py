@@ -144,7 +144,8 @@ flags.DEFINE_integer(
     "taste_mixture",
     None,
     "K > 0: the choice is a mixture of K softmaxes over the utilities shifted along a "
-    "learned taste uncertainty (0: one softmax).",
+    "learned taste uncertainty (0: one softmax); above 0 it replaces the generalising "
+    "setting's taste posterior.",
 )
 flags.DEFINE_integer(
     "taste_posterior",

@@ -144,8 +144,7 @@ flags.DEFINE_integer(
     "taste_mixture",
     None,
     "K > 0: the choice is a mixture of K softmaxes over the utilities shifted along a "
-    "learned taste uncertainty (0: one softmax); above 0 it replaces the generalising "
-    "setting's taste posterior.",
+    "learned taste uncertainty (0: one softmax).",
 )
 flags.DEFINE_integer(
     "taste_posterior",

@@ -33,7 +33,8 @@ def _model(encoder="LSTM", has_no_click=True, features=None, **options):
         pw_dim=2,
         pw_band_size=3,
         history_display_width=4,
-        **{"taste_posterior": 3, **options},  # the generalising preset's 64 where given
+        taste_posterior=3,
+        **options,
     )
     model = UserModel(features or ItemFeatures(6), config, has_no_click=has_no_click)
     # Large effects, so the draws disagree clearly.
@@ -162,21 +163,6 @@ def test_the_prior_before_any_event_and_one_option_at_most():
         ModelConfig(taste_posterior=-1)
     with pytest.raises(ValueError, match="taste_evidence"):
         ModelConfig(taste_evidence=-1)
-
-
-def test_the_generalising_preset_has_the_posterior_and_a_chosen_mixture_replaces_it():
-    from ganrl.train.flat_settings import train_config
-
-    assert train_config({"item_features": "generalising"}).model.taste_posterior == 64
-    assert train_config({"item_features": "onehot"}).model.taste_posterior == 0
-    mixture = train_config({"item_features": "generalising", "taste_mixture": 8}).model
-    assert (mixture.taste_mixture, mixture.taste_posterior) == (8, 0)
-    off = train_config({"item_features": "generalising", "taste_posterior": 0}).model
-    assert (off.taste_mixture, off.taste_posterior) == (0, 0)
-    chosen = {"item_features": "generalising", "taste_posterior": 16, "taste_mixture": 0}
-    assert train_config(chosen).model.taste_posterior == 16
-    with pytest.raises(ValueError, match="taste_mixture=8 and taste_posterior=16"):
-        train_config({**chosen, "taste_mixture": 8})
 
 
 def test_a_run_with_the_posterior_learns_loads_back_and_fine_tunes(tmp_path):

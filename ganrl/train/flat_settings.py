@@ -8,8 +8,7 @@ mapping is written once and needs no flags:
 
 A setting named as a `ModelConfig` field goes to the model, any other to the `TrainConfig`.
 A model option left `None` takes the value of the `item_features` preset
-(`ganrl.user_model.model.MODEL_PRESETS`), else the `ModelConfig` default; a chosen
-`taste_mixture` above 0 replaces the preset's `taste_posterior` (the model has one or the other).
+(`ganrl.user_model.model.MODEL_PRESETS`), else the `ModelConfig` default.
 """
 
 from __future__ import annotations
@@ -46,10 +45,7 @@ def train_config(settings: Mapping[str, Any]) -> TrainConfig:
         raise ValueError(
             f"item_features={item_features!r}: expected one of {', '.join(MODEL_PRESETS)}"
         )
-    preset = dict(MODEL_PRESETS[item_features])
-    if chosen.get("taste_mixture"):
-        preset.pop("taste_posterior", None)
-    model = ModelConfig(**{**preset, **chosen})
+    model = ModelConfig(**{**MODEL_PRESETS[item_features], **chosen})
     if not train.get("save_dir"):
         train["save_dir"] = os.path.join(
             "runs",

@@ -234,7 +234,7 @@ class ModelConfig:
 
 # Model options of each item-feature setting (TrainConfig.item_features): 'onehot' is the
 # paper's; 'generalising' adds training statistics (added by the trainer), identity dropout
-# with a fallback, the user's history of each item, and a posterior over 64 user types.
+# with a fallback, and the user's history of each item.
 MODEL_PRESETS = {
     "onehot": {},
     "generalising": {
@@ -246,7 +246,6 @@ MODEL_PRESETS = {
         "pw_activation": "linear",
         "rnn_skip": 5,
         "item_init": "coclick",
-        "taste_posterior": 64,
     },
 }
 

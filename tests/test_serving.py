@@ -111,6 +111,19 @@ def test_recommend_refuses_ids_outside_the_catalogue_and_repeated_candidates(pol
     events[0, 0] = [2, 2, n]
     with pytest.raises(ValueError, match=rf"events: item id {n} at index \[0, 0, 2\]"):
         recommend(policy, history, [3, 7, 8, 9, 10], events=events)
+    # Ids that a cast to int32 would wrap around or truncate into another item's id.
+    wide = 2**32 + 5
+    with pytest.raises(ValueError, match=rf"candidates: item id {wide} at index \[0, 4\]"):
+        recommend(policy, history, np.array([3, 7, 8, 9, wide], dtype=np.int64))
+    with pytest.raises(ValueError, match=rf"histories: item id {wide} at index \[0, 0\]"):
+        recommend(policy, [[wide, 2]], [3, 7, 8, 9, 10])
+    with pytest.raises(ValueError, match=r"candidates: expected integer item ids, got 0\.5"):
+        recommend(policy, history, [0.5, 7.0, 8.0, 9.0, 10.0])
+    with pytest.raises(ValueError, match=r"candidates: expected integer item ids \("):
+        recommend(policy, history, [3, 7, 8, 9, 2**70])
+    with pytest.raises(ValueError, match=r"histories: expected \[users, clicks\] integer"):
+        recommend(policy, [["a", "b"]], [3, 7, 8, 9, 10])
+    assert recommend(policy, history, [3.0, 7.0, 8.0, 9.0, 10.0]).shape == (1, policy.k)
 
 
 def test_load_policy_names_a_folder_that_is_not_a_policy_run(user_model_dir):  # noqa: F811

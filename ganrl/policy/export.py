@@ -118,13 +118,9 @@ def padded_histories(histories, history_length: int, lengths=None, mask=None) ->
       lengths: optional `[U]` valid clicks per row (the first `lengths[u]` entries).
       mask: optional `[U, H]` bool, True on valid clicks (valid clicks come first).
     """
-    try:
-        h = np.asarray(histories, dtype=np.int64)
-    except (TypeError, ValueError) as e:
-        raise ValueError(
-            "histories: expected [users, clicks] integer item ids, rows padded with -1 to one "
-            f"width ({e})"
-        ) from None
+    h = integer_ids(
+        "histories", histories, "[users, clicks] integer item ids, rows padded with -1 to one width"
+    )
     if h.ndim != 2:
         raise ValueError(f"histories: expected [users, clicks], got shape {h.shape}")
     valid = h >= 0
@@ -133,6 +129,13 @@ def padded_histories(histories, history_length: int, lengths=None, mask=None) ->
     if mask is not None:
         valid &= np.asarray(mask, dtype=bool)
     h = np.where(valid, h, -1)[:, :history_length]
+    too_large = h > np.iinfo(np.int32).max
+    if too_large.any():
+        where = [int(i) for i in np.argwhere(too_large)[0]]
+        raise ValueError(
+            f"histories: item id {int(h[tuple(where)])} at index {where}; expected an item id "
+            "of the policy's catalogue"
+        )
     out = np.full((len(h), history_length), -1, np.int32)
     out[:, : h.shape[1]] = h
     return out
@@ -181,7 +184,7 @@ def recommend(
     if not 1 <= k <= policy.k:
         raise ValueError(f"k={k}: expected 1..{policy.k} (the policy's slate size)")
     h = padded_histories(histories, getattr(policy, "history_length", 10), lengths, mask)
-    cands = np.asarray(candidates, dtype=np.int32)
+    cands = integer_ids("candidates", candidates, "integer item ids")
     if cands.ndim == 1:
         cands = np.broadcast_to(cands[None, :], (len(h), len(cands)))
     if cands.ndim != 2 or len(cands) != len(h):
@@ -195,6 +198,7 @@ def recommend(
     n_items = _catalogue_size(policy)
     _check_ids("candidates", cands, n_items, padding=False)
     _check_ids("histories", h, n_items, padding=True)
+    cands = cands.astype(np.int32)
     ordered = np.sort(cands, axis=1)
     repeated = np.nonzero((ordered[:, 1:] == ordered[:, :-1]).any(axis=1))[0]
     if len(repeated):
@@ -205,17 +209,48 @@ def recommend(
             "item ids per user"
         )
     if events is not None:
-        events = np.asarray(events, dtype=np.int32)
+        events = integer_ids("events", events, "integer item ids")
         if events.ndim != 3 or len(events) != len(h) or events.shape[2] < 2:
             raise ValueError(
                 f"events: expected [{len(h)}, E, 1 + D] (a click and D shown items per "
                 f"event), got shape {events.shape}"
             )
         _check_ids("events", events, n_items, padding=True)
-        events = tf.constant(events)
+        events = tf.constant(events.astype(np.int32))
     cands = tf.constant(cands)
     slate = policy.select(Observation(tf.constant(h), cands, 0, events=events))[:, :k]
     return tf.gather(cands, tf.cast(slate, tf.int32), batch_dims=1).numpy()
+
+
+def integer_ids(name: str, values, expected: str) -> np.ndarray:
+    """`values` as an int64 array; a clear `ValueError` for anything that is not a whole
+    number within int64 (a float id such as 2.5, a string, an id too large), which a cast
+    would otherwise truncate or wrap around into another item's id."""
+    try:
+        array = np.asarray(values)
+        if array.dtype.kind in "ib" or (
+            array.dtype.kind == "u" and (array.size == 0 or array.max() <= np.iinfo(np.int64).max)
+        ):
+            return array.astype(np.int64)
+        if array.dtype.kind == "f" and np.all(np.isfinite(array) & (array == np.round(array))):
+            if array.size == 0 or np.abs(array).max() < 2.0**63:
+                return array.astype(np.int64)
+        if array.dtype.kind == "O":
+            return np.asarray(values, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise ValueError(f"{name}: expected {expected} ({e})") from None
+    flat = array.ravel()
+    bad = next((v for v in flat if not _whole(v)), flat[0] if flat.size else None)
+    bad = bad.item() if isinstance(bad, np.generic) else bad
+    raise ValueError(f"{name}: expected {expected}, got {bad!r} ({array.dtype} values)")
+
+
+def _whole(value) -> bool:
+    """Whether `value` is a finite whole number within int64."""
+    try:
+        return float(value) == round(float(value)) and abs(float(value)) < 2.0**63
+    except (TypeError, ValueError, OverflowError):
+        return False
 
 
 def _catalogue_size(policy: Policy) -> int | None:

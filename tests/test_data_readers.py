@@ -131,6 +131,19 @@ def test_generic_csv_orders_integer_ids_numerically(tmp_path):
     assert c.dataset.behavior == [[0, [[1]], [1]], [1, [[0]], [0]]]
 
 
+def test_generic_csv_keeps_ids_with_leading_zeros_apart_and_as_written(tmp_path):
+    # "007" and "7" are two users, and item "005" is not item "5": with an id that is not
+    # an integer as Python writes it, the column is ordered as strings and kept as written.
+    (tmp_path / "logs.csv").write_text("u,t,i,c\n007,1,005,1\n7,1,5,1\n7,2,10,1\n")
+    c = read_csv_logs(
+        str(tmp_path / "logs.csv"), "logs", 0, parse_column_mapping("user=u,time=t,item=i,click=c")
+    )
+    assert c.dataset.behavior == [[0, [[0]], [0]], [1, [[2], [1]], [2, 1]]]
+    assert c.user_map.ids.tolist() == ["007", "7"]
+    assert c.item_map.ids.tolist() == ["005", "10", "5"]
+    assert c.item_map.dense(["005", "5"]).tolist() == [0, 2]
+
+
 def _csv_rows(path) -> list[list[str]]:
     return [line.split(",") for line in path.read_text().splitlines()]
 

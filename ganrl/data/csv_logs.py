@@ -2,7 +2,8 @@
 (`--columns user=COL,time=COL,item=COL,click=COL[,split=COL]`).
 
 - user and item ids may be any strings; they are re-indexed densely from 0 in sorted order
-  (numeric order when every id of the column is an integer), and the original ids of the
+  (numeric order when every id of the column is an integer written as Python writes it, so
+  "007" and "7" stay two ids and "007" reads back as "007"), and the original ids of the
   dense ones are kept (`Converted.user_map`, `item_map`: `NAME-users.csv`, `NAME-items.csv`);
 - time must be an integer; the rows of one user with the same time form a display set;
 - click is 0 or 1; a display set with no click is a no-click event, one with two clicked items
@@ -29,6 +30,8 @@ from ganrl.data.convert import (
 from ganrl.data.safe_io import DataError
 
 ROLES = ("user", "time", "item", "click", "split")
+# An integer as str(int) writes it: "0", "7", "-12", not "007", "+7", "-0" or "7.0".
+CANONICAL_INTEGER = r"0|-?[1-9][0-9]*"
 REQUIRED_ROLES = ("user", "time", "item", "click")
 
 
@@ -57,7 +60,8 @@ def parse_column_mapping(spec: str) -> dict[str, str]:
 
 def dense_codes(frame: pd.DataFrame, column: str, source: str) -> tuple[np.ndarray, np.ndarray]:
     """The distinct ids of `column` in sorted order (numeric order when every id is an
-    integer) and `[R]` each row's index among them; `DataError` for an empty id."""
+    integer in its canonical form: no leading zeros, sign or spaces, so that the ids read
+    back as written) and `[R]` each row's index among them; `DataError` for an empty id."""
     values = frame[column].fillna("").to_numpy(dtype=str)
     empty = np.char.str_len(np.char.strip(values)) == 0
     if empty.any():
@@ -65,8 +69,9 @@ def dense_codes(frame: pd.DataFrame, column: str, source: str) -> tuple[np.ndarr
         raise DataError(
             f"{source}: line {line}, field {column!r}: expected an id, got an empty field"
         )
-    numeric = pd.to_numeric(pd.Series(values), errors="coerce")
-    if exact_integers(numeric).all():
+    strings = pd.Series(values)
+    numeric = pd.to_numeric(strings, errors="coerce")
+    if strings.str.fullmatch(CANONICAL_INTEGER).all() and exact_integers(numeric).all():
         return np.unique(numeric.to_numpy().astype(np.int64), return_inverse=True)
     return np.unique(values, return_inverse=True)
 
@@ -103,6 +108,10 @@ def read_csv_logs(
       sep: the field separator; `\\t` (a backslash and t, as typed in a shell) is a tab.
     """
     sep = "\t" if sep == "\\t" else sep
+    if len(sep) != 1:
+        raise DataError(
+            f"--csv_sep={sep!r}: expected one character (such as ',', ';', '|' or '\\t' for a tab)"
+        )
     frame = read_table(path, sep)
     if len(frame.columns) == 1 and any(c not in frame.columns for c in mapping.values()):
         raise DataError(one_field_header(path, str(frame.columns[0]), sep))

@@ -4,6 +4,7 @@ left."""
 
 import os
 import pickle
+import re
 import sys
 import warnings
 
@@ -22,6 +23,7 @@ from ganrl.data.dataset import (
     save_event_splits,
 )
 from ganrl.data.movielens import find_ml100k, read_ml100k
+from ganrl.data.pipeline import PrepareConfig, prepare
 from ganrl.data.retailrocket import read_retailrocket
 from tests.data_helpers import RELEASED_HEADER, ROOT, outputs, process_data, released_row
 from tests.script_helpers import run_script
@@ -293,6 +295,31 @@ def test_nul_byte_inside_a_line_is_refused(tmp_path, where):
     # Line 4: a NUL in the unused SessionId field (which nothing converts) or at the end.
     lines[3] = "s\0x" + lines[3][1:] if where == "SessionId" else lines[3] + "\0"
     _fails_cleanly(tmp_path, "\n".join(lines), "line 4: holds a NUL byte")
+
+
+def test_dataset_names_that_are_paths_are_refused(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (tmp_path / "evil.txt").write_text(_released_text(GOOD_ROWS))  # DATA_FOLDER/../evil.txt
+    for name in ("../evil", "sub/evil", "..", "."):
+        with pytest.raises(DataError, match=rf"--dataset='{re.escape(name)}': expected a data"):
+            prepare(name, PrepareConfig(data_folder=str(data)))
+    assert sorted(os.listdir(tmp_path)) == ["data", "evil.txt"] and not os.listdir(data)
+
+
+def test_csv_separator_of_other_than_one_character_is_refused(tmp_path):
+    (tmp_path / "logs.csv").write_text("u,t,i,c\n1,1,1,1\n")
+    mapping = parse_column_mapping("user=u,time=t,item=i,click=c")
+    for sep in ("", ",,"):
+        with pytest.raises(DataError, match=rf"--csv_sep='{sep}': expected one character"):
+            read_csv_logs(str(tmp_path / "logs.csv"), "logs", 0, mapping, sep=sep)
+
+
+def test_a_file_that_is_not_utf8_names_its_line(tmp_path):
+    (tmp_path / "logs.csv").write_bytes(b"u,t,i,c\n1,1,1,1\n2,1,caf\xe9,1\n")
+    mapping = parse_column_mapping("user=u,time=t,item=i,click=c")
+    with pytest.raises(DataError, match=r"logs.csv: line 3, byte 8: 0xe9 is not UTF-8"):
+        read_csv_logs(str(tmp_path / "logs.csv"), "logs", 0, mapping)
 
 
 def test_crlf_line_ends_give_the_same_dataset(tmp_path):

@@ -152,7 +152,9 @@ def read_table(path: str, sep: str, header: int | None = 0) -> pd.DataFrame:
             f"{path}: empty file: expected "
             + ("a header and data rows" if header == 0 else "data rows")
         ) from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: {undecodable_line(path) or e}") from None
+    except pd.errors.ParserError as e:
         raise DataError(f"{path}: cannot parse: {e}") from None
     blank = (frame.isna() | (frame == "")).all(axis=1)
     if blank.any():
@@ -160,6 +162,21 @@ def read_table(path: str, sep: str, header: int | None = 0) -> pd.DataFrame:
     if frame.empty:
         raise DataError(f"{path}: no data rows" + (" after the header" if header == 0 else ""))
     return frame
+
+
+def undecodable_line(path: str) -> str | None:
+    """Where `path` stops being UTF-8 ("line 3, byte 12: 0xfc is not UTF-8; save the file as
+    UTF-8"), or None when every line decodes."""
+    with open(path, "rb") as f:
+        for line, raw in enumerate(f, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return (
+                    f"line {line}, byte {e.start + 1}: 0x{raw[e.start]:02x} is not UTF-8; "
+                    "expected a UTF-8 text file (save it as UTF-8)"
+                )
+    return None
 
 
 def refuse_nul_bytes(path: str, chunk_bytes: int = 1 << 24) -> None:

@@ -226,7 +226,13 @@ SPLIT_NAMES = ("train", "vali", "test")
 
 
 def paths(data_folder: str, name: str) -> dict[str, str]:
-    """File names of dataset `name` in `data_folder`."""
+    """File names of dataset `name` in `data_folder`; `DataError` for a name that is a path
+    (`../x` would read and write beside the data folder, not in it)."""
+    if name in ("", ".", "..") or "/" in name or "\\" in name or (os.altsep or "/") in name:
+        raise DataError(
+            f"--dataset={name!r}: expected a dataset name such as 'yelp' or 'mylogs', not a "
+            "path: its files are DATA_FOLDER/NAME.pkl, ... (give the folder with --data_folder)"
+        )
     base = os.path.join(data_folder, name)
     return {
         "pkl": base + ".pkl",

@@ -170,6 +170,7 @@ def prepare(name: str, config: PrepareConfig) -> Prepared:
       DataError: bad input, naming the file, line and field, or a user split with no train,
         validation or test user (too few users to train on); nothing is written then.
     """
+    layout.paths(config.data_folder, name)  # a name that is a path is refused before any reading
     # The generator writes its log before converting it; a log this call created goes again
     # when the conversion is refused, so a refused run leaves nothing new behind.
     log = os.path.join(config.data_folder, name + ".txt")

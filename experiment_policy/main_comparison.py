@@ -25,10 +25,11 @@ from ganrl.cli import (
     register_seed_list,  # noqa: E402
 )
 from ganrl.cli.distribution_flags import strategy_from_flags  # noqa: E402
-from ganrl.cli.errors import report_error  # noqa: E402
+from ganrl.cli.errors import report_error, report_stop  # noqa: E402
 from ganrl.data.safe_io import DataError  # noqa: E402
 from ganrl.policy.runner import PolicyRunner  # noqa: E402
 from ganrl.reporting import policy_comparison as comparison  # noqa: E402
+from ganrl.train.interrupt import Interrupted  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("datasets", ["yelp", "ml100k"], "Datasets to compare on.")
@@ -55,6 +56,8 @@ def main(argv: list[str]) -> int:
                 results = PolicyRunner(config, strategy=strategy).run()
                 results["policies"] = {name: results["policies"][name] for name in config.policies}
                 runs[(dataset, seed)] = results
+    except Interrupted as e:
+        return report_stop(e)
     except (DataError, FileNotFoundError, ValueError) as e:
         return report_error(e)
     table = comparison.write_tables(comparison.summarise(runs), FLAGS.out)

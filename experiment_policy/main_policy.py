@@ -18,9 +18,10 @@ from absl import app, flags, logging  # noqa: E402
 
 from ganrl.cli import policy_flags  # noqa: E402  (defines the protocol's flags)
 from ganrl.cli.distribution_flags import strategy_from_flags  # noqa: E402
-from ganrl.cli.errors import report_error  # noqa: E402
+from ganrl.cli.errors import report_error, report_stop  # noqa: E402
 from ganrl.data.safe_io import DataError  # noqa: E402
 from ganrl.policy.runner import PolicyRunner  # noqa: E402
+from ganrl.train.interrupt import Interrupted  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("user_model_dir", None, "Run folder of the training simulator's user model.")
@@ -47,6 +48,8 @@ def main(argv: list[str]) -> int:
         runner = PolicyRunner(config, strategy=strategy)  # checks the flags against the models
         print(f"config: {config}", flush=True)
         results = runner.run()
+    except Interrupted as e:
+        return report_stop(e)
     except (DataError, FileNotFoundError, ValueError) as e:
         return report_error(e)
     print(

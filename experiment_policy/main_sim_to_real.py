@@ -24,7 +24,7 @@ from ganrl.cli import (
     residual_flags,  # noqa: E402  (the other policies' residual flags)
     selection_flags,  # noqa: E402  (the snapshot-selection flags)
 )
-from ganrl.cli.errors import report_error  # noqa: E402
+from ganrl.cli.errors import report_error, report_stop  # noqa: E402
 from ganrl.data.safe_io import DataError  # noqa: E402
 from ganrl.data.satiation import SATIATION_WORLDS  # noqa: E402
 from ganrl.data.synthetic import DEFAULT_WORLD, world_names  # noqa: E402
@@ -33,6 +33,7 @@ from ganrl.policy.runner import PolicyConfig  # noqa: E402
 from ganrl.sim2real.harness import HarnessConfig, run  # noqa: E402
 from ganrl.sim2real.true_env import REWARDS  # noqa: E402
 from ganrl.simulator.simulator import REWARDS as SIM_REWARDS  # noqa: E402
+from ganrl.train.interrupt import Interrupted  # noqa: E402
 
 _DEFAULT = HarnessConfig()
 _POLICY_DEFAULT = PolicyConfig(user_model_dir="", test_user_model_dir="", save_dir="")
@@ -156,6 +157,8 @@ def main(argv: list[str]) -> int:
         )
         print(f"config: {config}", flush=True)
         run(config)
+    except Interrupted as e:
+        return report_stop(e)
     except (DataError, FileNotFoundError, ValueError, RuntimeError) as e:
         return report_error(e)
     with open(os.path.join(config.output_dir, "table.md")) as f:

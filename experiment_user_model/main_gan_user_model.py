@@ -20,9 +20,10 @@ from absl import app, logging  # noqa: E402
 
 from ganrl.cli import user_model_flags  # noqa: E402  (defines the user-model flags)
 from ganrl.cli.distribution_flags import strategy_from_flags  # noqa: E402
-from ganrl.cli.errors import report_error  # noqa: E402
+from ganrl.cli.errors import report_error, report_stop  # noqa: E402
 from ganrl.data import safe_io  # noqa: E402
 from ganrl.data.dataset import load_split_data  # noqa: E402
+from ganrl.train.interrupt import Interrupted  # noqa: E402
 from ganrl.train.user_model import (  # noqa: E402
     TrainingDivergedError,
     UserModelRunner,
@@ -46,6 +47,8 @@ def main(argv: list[str]) -> int:
             # When users leave (`ganrl.user_model.leave`): fitted once on the trained model,
             # reused by a rerun.
             ensure_leave_model(config.save_dir)
+    except Interrupted as e:
+        return report_stop(e)
     except (safe_io.DataError, FileNotFoundError, TrainingDivergedError, ValueError) as e:
         return report_error(e)
     test = results["test"]

@@ -42,9 +42,10 @@ from ganrl.cli import (
     user_model_flags,  # noqa: E402  (defines the user-model flags)
 )
 from ganrl.cli.distribution_flags import strategy_from_flags  # noqa: E402
-from ganrl.cli.errors import report_error  # noqa: E402
+from ganrl.cli.errors import report_error, report_stop  # noqa: E402
 from ganrl.data import safe_io  # noqa: E402
 from ganrl.reporting import tables as table  # noqa: E402
+from ganrl.train.interrupt import Interrupted  # noqa: E402
 from ganrl.train.table_runs import (  # noqa: E402
     LABELS,
     METHODS,
@@ -115,6 +116,8 @@ def main(argv: list[str]) -> int:
             strategy,
             progress=lambda line: print(line, flush=True),
         )
+    except Interrupted as e:
+        return report_stop(e)
     except (safe_io.DataError, FileNotFoundError, TrainingDivergedError, ValueError) as e:
         return report_error(e)
     in_table = [r for r in records if r.dataset in FLAGS.datasets and r.seed in seeds]

@@ -9,9 +9,16 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from ganrl.data.dataset import SplitData, save_dataset, save_event_splits
+from ganrl.data.dataset import (
+    DataError,
+    SplitData,
+    load_run_data,
+    save_dataset,
+    save_event_splits,
+)
 from ganrl.policy.runner import PolicyConfig, PolicyRunner
 from ganrl.train import run_folder
 from ganrl.train import user_model as trainer
@@ -389,6 +396,37 @@ def test_a_user_model_rerun_with_other_flags_is_refused(tmp_path):
     assert _listing(tmp_path / "run") == before
     # The same flags (where and how often it saves aside) reuse the finished run.
     assert _train(dataclasses.replace(config, checkpoint_secs=60.0)) == first
+
+
+def test_a_user_model_rerun_on_data_prepared_again_is_refused(tmp_path):
+    config = _train_config(tmp_path)
+    first = _train(config)
+    before = _listing(tmp_path / "run")
+    assert os.path.exists(tmp_path / "run" / "data.json")
+    # The same counts, other items: dense ids 1 and 2 swapped in the training users' sets.
+    data = SplitData.from_dataset(tiny_dataset(**DATASET))
+    train = data.splits["train"]
+    swapped = np.select([train.display == 1, train.display == 2], [2, 1], train.display)
+    data.splits["train"] = dataclasses.replace(train, display=swapped.astype(np.int32))
+    with pytest.raises(
+        run_folder.RunFolderError,
+        match=rf"{tmp_path / 'run'}: holds a run trained on other data than dataset 'tiny' in ",
+    ):
+        trainer.UserModelRunner(config, data, progress=lambda _: None).run()
+    assert _listing(tmp_path / "run") == before
+    assert _train(config) == first  # the same data reuses the finished run
+    # A policy run over that user model reads its logs back: on logs prepared again
+    # differently it is refused too.
+    write_tiny_dataset(tmp_path / "data", **DATASET)
+    load_run_data(json.loads((tmp_path / "run" / "config.json").read_text()), str(tmp_path / "run"))
+    dataset = tiny_dataset(**DATASET)
+    first_set, first_click = dataset.behavior[0][1][0], dataset.behavior[0][2][0]
+    dataset.behavior[0][2][0] = next(i for i in first_set if i != first_click)
+    save_dataset(str(tmp_path / "data"), dataset)
+    with pytest.raises(DataError, match=r"the user model was trained on other data than dataset"):
+        load_run_data(
+            json.loads((tmp_path / "run" / "config.json").read_text()), str(tmp_path / "run")
+        )
 
 
 def test_a_policy_rerun_with_other_flags_is_refused(user_model_dir, tmp_path):

@@ -1,8 +1,10 @@
 """Simulator, cascading DQN maths, baselines and the policy protocol."""
 
+import dataclasses
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 
@@ -584,6 +586,34 @@ def test_killed_cdqn_run_resumes_to_the_uninterrupted_figures(user_model_dir, tm
     best_folder = tmp_path / "killed" / "checkpoints" / "cdqn__train_best"
     best = json.loads((best_folder / "best.json").read_text())
     assert {name.split(".")[0] for name in os.listdir(best_folder)} == {"best", best["checkpoint"]}
+
+
+@pytest.mark.slow
+def test_a_policy_run_stopped_by_a_signal_saves_and_resumes_as_uninterrupted(
+    user_model_dir, tmp_path
+):
+    from ganrl.policy.runner import PolicyRunner
+    from ganrl.train.interrupt import Interrupted
+
+    def protocol(folder):  # no time-based save: the signal's is the only one mid-training
+        return dataclasses.replace(_cdqn_protocol(user_model_dir, folder), checkpoint_secs=3600.0)
+
+    PolicyRunner(protocol(tmp_path / "full"), progress=lambda _: None).run()
+    runner = PolicyRunner(protocol(tmp_path / "stopped"), progress=lambda _: None)
+    log = runner._log
+
+    def log_then_signal(row):
+        log(row)
+        if (row["phase"], row["iteration"]) == ("train", 6):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    runner._log = log_then_signal
+    with pytest.raises(Interrupted, match=r"cdqn \(train\) stopped at episode 3 on a signal"):
+        runner.run()
+    lines = []
+    PolicyRunner(protocol(tmp_path / "stopped"), progress=lines.append).run()
+    assert "resuming cdqn (train) at episode 3" in lines
+    assert _protocol_figures(tmp_path / "stopped") == _protocol_figures(tmp_path / "full")
 
 
 @pytest.mark.parametrize("bound", [0.0, 1.0])

@@ -5,12 +5,14 @@ import dataclasses
 import json
 import os
 import re
+import signal
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from ganrl.data.dataset import EventArrays, ItemFeatures, SplitData
+from ganrl.train import interrupt
 from ganrl.train import user_model as trainer
 from ganrl.user_model import load_user_model
 from ganrl.user_model.model import ModelConfig, UserModel
@@ -277,6 +279,32 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
     with open(tmp_path / "b" / "run" / "results.json") as f:
         resumed_results = json.load(f)
     assert resumed_results["train_events"] == full_results["train_events"] > 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_run_stopped_by_a_signal_saves_and_resumes_as_uninterrupted(tmp_path, signum):
+    # The first Ctrl-C or SIGTERM stops the run at its next evaluation with a checkpoint
+    # (checkpoint_secs is large: without the signal nothing would be saved before the end),
+    # and the rerun resumes there to the uninterrupted run's figures.
+    tf.config.experimental.enable_op_determinism()
+    handler_before = signal.getsignal(signum)
+    dataset = tiny_dataset()
+    full = _runner(_config(tmp_path / "a", checkpoint_secs=3600.0), dataset)
+    full.run()
+
+    def signal_at_iteration_2(line):
+        if "itr     2" in line:
+            os.kill(os.getpid(), signum)
+
+    config = _config(tmp_path / "b", checkpoint_secs=3600.0)
+    with pytest.raises(interrupt.Interrupted, match=r"stopped at iteration 2 on a signal"):
+        _runner(config, dataset, progress=signal_at_iteration_2).run()
+    assert not (tmp_path / "b" / "run" / "results.json").exists()
+    assert signal.getsignal(signum) == handler_before
+    lines = []
+    _runner(config, dataset, progress=lines.append).run()
+    assert any("resuming" in line and "iteration 2" in line for line in lines)
+    assert _figures(tmp_path / "b" / "run") == _figures(tmp_path / "a" / "run")
 
 
 def _figures(run_dir):

@@ -39,6 +39,14 @@ def report_error(error: BaseException, stream=None) -> int:
     return 1
 
 
+def report_stop(stop: BaseException, stream=None) -> int:
+    """Prints `stopped: MESSAGE` for a run stopped on a signal after saving its checkpoint
+    (`ganrl.train.interrupt.Interrupted`); returns 130, the status a shell gives a command
+    that Ctrl-C stopped."""
+    print(f"stopped: {stop}", file=stream or sys.stderr, flush=True)
+    return 130
+
+
 def _own_check(frame: traceback.FrameSummary) -> bool:
     """Whether the innermost frame is a `raise` statement of ganrl's (or of its entry
     points')."""

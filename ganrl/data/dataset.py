@@ -39,6 +39,7 @@ sets padded to a fixed `max_display` with a mask, so batches have static inner s
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -245,6 +246,18 @@ def paths(data_folder: str, name: str) -> dict[str, str]:
     }
 
 
+def _hash_rows(digest, array: np.ndarray, mask: np.ndarray | None = None) -> None:
+    """Adds `array` (its dtype, shape and values; where `mask` is False, -1 instead: the
+    value of padding is no data) to `digest`, a million rows at a time, so a memory-mapped
+    log is hashed without a copy of it in memory."""
+    digest.update(f"{array.dtype.str}{array.shape}".encode())
+    for start in range(0, max(len(array), 1), 1 << 20):
+        rows = np.asarray(array[start : start + (1 << 20)])
+        if mask is not None:
+            rows = np.where(mask[start : start + (1 << 20)], rows, -1).astype(array.dtype)
+        digest.update(np.ascontiguousarray(rows).reshape(-1).view(np.uint8))
+
+
 @dataclasses.dataclass
 class SplitData:
     """What a trainer reads: the item features and one `EventArrays` per split."""
@@ -256,6 +269,23 @@ class SplitData:
     @property
     def n_items(self) -> int:
         return self.item_features.n_items
+
+    def fingerprint(self) -> str:
+        """The sha256 of what a model learns from: the catalogue, the dense item features and
+        every split's users, display sets and clicks (a run folder keeps it, so a rerun on
+        data prepared again differently is refused instead of reusing the run)."""
+        digest = hashlib.sha256()
+        features = self.item_features
+        digest.update(json.dumps([features.n_items, features.identity, features.columns]).encode())
+        if features.dense is not None:
+            _hash_rows(digest, np.asarray(features.dense, np.float32))
+        for name in sorted(self.splits):
+            digest.update(name.encode())
+            events = self.splits[name]
+            for array in (events.user_ids, events.event_offsets, events.clicked_pos):
+                _hash_rows(digest, array)
+            _hash_rows(digest, events.display, events.display_mask)
+        return digest.hexdigest()
 
     @classmethod
     def from_dataset(cls, dataset: ClickDataset, resplit_seed: int | None = None) -> "SplitData":
@@ -304,15 +334,30 @@ class SplitData:
 _SHARE_STREAM = 0x5A1E
 
 
-def load_run_data(config: dict) -> SplitData:
+# A run folder's record of the data it was trained on: {"data": ..., "sha256": fingerprint}.
+DATA_RECORD = "data.json"
+
+
+def load_run_data(config: dict, run_dir: str | None = None) -> SplitData:
     """The logs of a user-model run as it was trained (its `config.json` as a dict): the
     dataset's split, or the one `resplit` drew with its seed, and with `train_share` below 1
-    only the share of the training users it was fitted to."""
+    only the share of the training users it was fitted to. With the run folder `run_dir`,
+    logs prepared again differently since the run (its `DATA_RECORD`) are a `DataError`."""
     data = load_split_data(
         config["data_folder"],
         config["dataset"],
         resplit_seed=config["seed"] if config.get("resplit") else None,
     )
+    record = os.path.join(run_dir, DATA_RECORD) if run_dir else ""
+    if record and os.path.exists(record):
+        with open(record) as f:
+            trained_on = json.load(f).get("sha256")
+        if trained_on != data.fingerprint():
+            raise DataError(
+                f"{run_dir}: the user model was trained on other data than dataset "
+                f"{config['dataset']!r} in {config['data_folder']} now (prepared again since); "
+                "train it again on these logs (another folder, or delete this one)"
+            )
     return data.with_training_share(float(config.get("train_share", 1.0)), config["seed"])
 
 

@@ -120,8 +120,8 @@ from ganrl.policy.base import POLICIES, NumpyState, Policy, PolicyFeatures
 from ganrl.reporting.curves import plot_policy_run
 from ganrl.simulator.ensemble import EnsembleSimulator
 from ganrl.simulator.simulator import Simulator, SimulatorConfig
-from ganrl.train import run_folder
-from ganrl.train.user_model import is_chief
+from ganrl.train import interrupt, run_folder
+from ganrl.train.user_model import in_cluster, is_chief
 from ganrl.user_model import LoadedUserModel, load_user_model
 from ganrl.user_model.model import UserModel
 
@@ -341,7 +341,7 @@ def load_training_data(model: LoadedUserModel) -> SplitData:
     `resplit` or `train_share` its training users are drawn with its seed), and the policies
     fitted to the logs (most popular, W&D-LR) must see only them."""
     cfg = model.config
-    data = load_run_data(cfg)
+    data = load_run_data(cfg, model.run_dir)
     if data.n_items != model.n_items:
         raise safe_io.DataError(
             f"{os.path.join(cfg['data_folder'], cfg['dataset'])}: {data.n_items} items, "
@@ -649,6 +649,7 @@ class PolicyRunner:
     ):
         self.strategy = strategy or tf.distribute.get_strategy()
         self.chief = is_chief(self.strategy)
+        self._stop_asked = lambda: False  # a stop on a signal (`run` installs the handler)
         self.read_dir = config.save_dir  # finished work and checkpoints: the chief's folder
         if not self.chief:
             config = dataclasses.replace(config, save_dir=tempfile.mkdtemp(prefix="ganrl-worker-"))
@@ -669,6 +670,7 @@ class PolicyRunner:
                 )
         self.features = PolicyFeatures.from_user_model(self.train_model.reward)
         data = load_training_data(self.train_model)
+        self.data_fingerprint = data.fingerprint()
         if len(members) > 1:
             # Trained in every member but the last (their mean, less the penalty times their
             # disagreement); snapshots selected in the last, which training never saw.
@@ -852,13 +854,21 @@ class PolicyRunner:
                 int(iteration.numpy()) % cfg.select_every == 0 or int(iteration.numpy()) == episodes
             ):
                 consider()
+            asked = self._stop_asked()
             if (
                 time.monotonic() - last_save >= cfg.checkpoint_secs
                 or int(iteration.numpy()) == episodes
+                or asked
             ):
                 seconds.assign(earlier + self.clock() - tic)
                 manager.save(checkpoint_number=int(iteration.numpy()))
                 last_save = time.monotonic()
+            if asked and int(iteration.numpy()) < episodes:
+                raise interrupt.Interrupted(
+                    f"{cfg.save_dir}: {name} ({phase}) stopped at episode "
+                    f"{int(iteration.numpy())} on a signal, its checkpoint saved; rerun the "
+                    "same command to resume from there"
+                )
         if select:
             # A run folder that predates named snapshots has one snapshot, "best".
             snapshot.read(
@@ -960,12 +970,20 @@ class PolicyRunner:
         try:
             if not self.chief:  # its save_dir is a temporary folder of its own
                 return self._run()
-            with run_folder.claim(
-                self.config.save_dir,
-                dataclasses.asdict(self.config),
-                lambda saved: dataclasses.asdict(PolicyConfig.from_dict(saved)),
-                ignore=RERUN_MAY_CHANGE,
+            with (
+                run_folder.claim(
+                    self.config.save_dir,
+                    dataclasses.asdict(self.config),
+                    lambda saved: dataclasses.asdict(PolicyConfig.from_dict(saved)),
+                    ignore=RERUN_MAY_CHANGE,
+                ),
+                interrupt.stop_requests(enabled=not in_cluster(self.strategy)) as self._stop_asked,
             ):
+                run_folder.require_same_data(
+                    self.config.save_dir,
+                    f"the logs of the user model {self.train_model.run_dir}",
+                    self.data_fingerprint,
+                )
                 return self._run()
         finally:
             if not self.chief:

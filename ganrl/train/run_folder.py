@@ -16,6 +16,9 @@ import os
 import shutil
 from typing import Any, Callable, Iterable, Iterator
 
+from ganrl.data import safe_io
+from ganrl.data.dataset import DATA_RECORD
+
 
 class RunFolderError(ValueError):
     """The run folder cannot take this run: another process holds it, or it holds a run
@@ -61,6 +64,32 @@ def claim(
         yield
     finally:
         os.close(fd)
+
+
+def require_same_data(save_dir: str, description: str, fingerprint: str) -> None:
+    """Records the fingerprint of the data a run trains on (`SplitData.fingerprint`) in its
+    folder, or, when the folder holds one, refuses with `RunFolderError` a rerun on other
+    data: the run's ids would point at other users and items. A folder written before the
+    record existed takes this run's data as its own.
+
+    Args:
+      save_dir: the run folder.
+      description: the data, for the message ("dataset 'yelp' in dropbox").
+      fingerprint: its sha256.
+    """
+    path = os.path.join(save_dir, DATA_RECORD)
+    if os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f).get("sha256")
+        if saved != fingerprint:
+            raise RunFolderError(
+                f"{save_dir}: holds a run trained on other data than {description} now "
+                f"(sha256 {str(saved)[:12]}... there, {fingerprint[:12]}... now: the data was "
+                "prepared again since); pass another --save_dir, or delete the folder to train "
+                "again"
+            )
+        return
+    safe_io.dump_json(path, {"data": description, "sha256": fingerprint})
 
 
 def require_same_settings(

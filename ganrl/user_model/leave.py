@@ -275,7 +275,7 @@ def ensure_leave_model(run_dir: str, progress: Callable[[str], None] = print) ->
         return load_leave_model(run_dir)
     model = load_user_model(run_dir)
     cfg = model.config
-    data = load_run_data(cfg)
+    data = load_run_data(cfg, run_dir)
     longest = max(int(events.events_per_user.max(initial=0)) for events in data.splits.values())
     leave = fit_leave_model(
         model.behavior_choice, data.splits["train"], data.splits["vali"], longest

@@ -33,7 +33,7 @@ from ganrl.train.user_model.config import (
     divergence,
 )
 from ganrl.train.user_model.evaluation import evaluate, event_predictions
-from ganrl.train.user_model.runner import UserModelRunner, is_chief, peak_rss_mb
+from ganrl.train.user_model.runner import UserModelRunner, in_cluster, is_chief, peak_rss_mb
 from ganrl.train.user_model.steps import make_entropy_step, make_l2_step, make_window_fn
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "evaluate",
     "event_predictions",
     "evaluation_schedule",
+    "in_cluster",
     "is_chief",
     "make_entropy_step",
     "make_l2_step",

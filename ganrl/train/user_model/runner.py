@@ -44,7 +44,7 @@ import tensorflow as tf
 from ganrl.data import safe_io
 from ganrl.data.dataset import SPLIT_NAMES, SplitData, require_every_split
 from ganrl.data.item_stats import features_pickle_object, fold_statistics, with_statistics
-from ganrl.train import run_folder
+from ganrl.train import interrupt, run_folder
 from ganrl.train.user_model.batching import evaluation_schedule, window_dataset
 from ganrl.train.user_model.config import (
     ARCHITECTURE_FIELDS,
@@ -74,13 +74,19 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def in_cluster(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process is one worker of a multi-worker cluster."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return bool(resolver.cluster_spec().as_dict() if resolver is not None else {})
+
+
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """Whether this process writes the run folder (always, unless a multi-worker cluster
     names another task as chief)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
-    if not cluster:
+    if not in_cluster(strategy):
         return True
+    resolver = strategy.cluster_resolver
+    cluster = resolver.cluster_spec().as_dict()
     if "chief" in cluster:
         return resolver.task_type == "chief"
     return resolver.task_type == "worker" and resolver.task_id == 0
@@ -104,12 +110,14 @@ class UserModelRunner:
         strategy: tf.distribute.Strategy | None = None,
     ):
         self.config = config
+        self.data_fingerprint = data.fingerprint()  # of the logs as given, before any share
         # With `train_share`, the share of the training users the model is fitted to (the
         # same users `load_run_data` reads back for its leave model and the logs' policies).
         data = data.with_training_share(config.train_share, config.seed)
         self.data = data
         self.strategy = strategy or tf.distribute.get_strategy()
         self.chief = is_chief(self.strategy)
+        self._stop_asked = lambda: False  # a stop on a signal (`run` installs the handler)
         self.num_replicas = self.strategy.num_replicas_in_sync
         printer = progress or (lambda line: print(line, flush=True))
         self.progress = printer if self.chief else (lambda line: None)
@@ -400,12 +408,20 @@ class UserModelRunner:
             return self._run()
         if self.adversarial and self.config.pretrain_dir and not self.latest.latest_checkpoint:
             self._pretrained_checkpoint(self.config.pretrain_dir)  # a bad one: no run folder
-        with run_folder.claim(
-            self.save_dir,
-            self.run_config.to_dict(),
-            lambda saved: TrainConfig.from_dict(saved).to_dict(),
-            ignore=RERUN_MAY_CHANGE,
+        with (
+            run_folder.claim(
+                self.save_dir,
+                self.run_config.to_dict(),
+                lambda saved: TrainConfig.from_dict(saved).to_dict(),
+                ignore=RERUN_MAY_CHANGE,
+            ),
+            interrupt.stop_requests(enabled=not in_cluster(self.strategy)) as self._stop_asked,
         ):
+            run_folder.require_same_data(
+                self.save_dir,
+                f"dataset {self.data.name!r} in {self.config.data_folder}",
+                self.data_fingerprint,
+            )
             return self._run()
 
     def _run(self) -> dict:
@@ -466,7 +482,13 @@ class UserModelRunner:
             stopped = self._early_stopped(it)
             if not stopped and self._plateaued(it):
                 self._reduce_learning_rate(it)
-            if it == num_itrs or stopped or time.monotonic() - last_save >= cfg.checkpoint_secs:
+            asked = self._stop_asked()
+            if (
+                it == num_itrs
+                or stopped
+                or asked
+                or time.monotonic() - last_save >= cfg.checkpoint_secs
+            ):
                 self.latest.save(checkpoint_number=it)
                 self._keep_best_checkpoints(None)
                 if self.chief:
@@ -475,6 +497,12 @@ class UserModelRunner:
                         {"iteration": it, "train_seconds": train_seconds, "events": train_events},
                     )
                 last_save = time.monotonic()
+            if asked and not (it == num_itrs or stopped):
+                writer.close()
+                raise interrupt.Interrupted(
+                    f"{self.save_dir}: stopped at iteration {it} on a signal, its checkpoint "
+                    "saved; rerun the same command to resume from there"
+                )
         writer.close()
         if stopped:
             self.progress(

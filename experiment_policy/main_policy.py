@@ -32,12 +32,16 @@ flags.DEFINE_string(
 )
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_string("save_dir", "", "Run folder (default runs/policy/{model}__{seed}).")
+flags.DEFINE_boolean(
+    "check_flags",
+    False,
+    "Only check the flags and exit (the run script does, before it trains user models).",
+)
 
 
 def main(argv: list[str]) -> int:
     del argv
     logging.set_verbosity(logging.WARNING)
-    strategy = strategy_from_flags()
     save_dir = FLAGS.save_dir or os.path.join(
         "runs", "policy", f"{os.path.basename(FLAGS.user_model_dir.rstrip('/'))}__{FLAGS.seed}"
     )
@@ -45,6 +49,9 @@ def main(argv: list[str]) -> int:
         config = policy_flags.config_from_flags(
             FLAGS.user_model_dir, FLAGS.test_user_model_dir, save_dir, FLAGS.seed
         )
+        if FLAGS.check_flags:
+            return 0
+        strategy = strategy_from_flags()
         runner = PolicyRunner(config, strategy=strategy)  # checks the flags against the models
         print(f"config: {config}", flush=True)
         results = runner.run()

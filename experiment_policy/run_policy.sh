@@ -37,6 +37,32 @@ if [ "$ensemble" -gt 0 ] && [ "$reward_ensemble" -gt 0 ]; then
   echo "error: --ensemble=$ensemble and --reward_ensemble=$reward_ensemble: expected one" >&2
   exit 2
 fi
+# main_policy.py's settings (the flags given here replace them).
+defaults=(
+  --policy=all
+  --k=5
+  --n_candidates=0
+  --horizon=10
+  --gamma=0.9
+  --learning_rate=0.001
+  --num_itrs=2000
+  --batch_size=64
+  --epsilon_start=1.0
+  --epsilon_end=0.05
+  --epsilon_steps=1000
+  --seed=0
+)
+own_flags="dataset data_folder user_model_itrs simulator_features models_root \
+  user_model_dir test_user_model_dir save_dir ensemble ensemble_dirs reward_ensemble reward_dirs"
+without_flags "$own_flags" "$@"
+policy_args=(${kept_args[@]+"${kept_args[@]}"})
+if [ ! -f "$data_folder/$dataset.pkl" ] || [ ! -f "$train_dir/results.json" ] ||
+  [ ! -f "$test_dir/results.json" ] || [ "$ensemble" -gt 0 ] || [ "$reward_ensemble" -gt 0 ]; then
+  # A mistyped flag stops the script before it prepares data or trains user models.
+  "$PYTHON" experiment_policy/main_policy.py --user_model_dir="$train_dir" \
+    --test_user_model_dir="$test_dir" --save_dir="$save_dir" "${defaults[@]}" \
+    ${policy_args[@]+"${policy_args[@]}"} --check_flags
+fi
 ensure_dataset "$data_folder" "$dataset" ${data_args[@]+"${data_args[@]}"}
 ensure_user_model "$data_folder" "$dataset" "$train_dir" LSTM 0 "$um_itrs" "$um_features"
 ensure_user_model "$data_folder" "$dataset" "$test_dir" PW 1 "$um_itrs" "$um_features"
@@ -59,26 +85,12 @@ if { [ -z "$members" ] && [ "$ensemble" -gt 0 ]; } ||
   if [ "$ensemble" -gt 0 ]; then members=$built; else reward_members=$built; fi
 fi
 
-# This script's own flags; the rest go to main_policy.py.
-without_flags "dataset data_folder user_model_itrs simulator_features models_root \
-  user_model_dir test_user_model_dir save_dir ensemble ensemble_dirs reward_ensemble \
-  reward_dirs" "$@"
+# This script's own flags (own_flags) stay here; the rest go to main_policy.py.
 exec "$PYTHON" experiment_policy/main_policy.py \
   --user_model_dir="$train_dir" \
   --test_user_model_dir="$test_dir" \
   --ensemble_dirs="$members" \
   --reward_dirs="$reward_members" \
   --save_dir="$save_dir" \
-  --policy=all \
-  --k=5 \
-  --n_candidates=0 \
-  --horizon=10 \
-  --gamma=0.9 \
-  --learning_rate=0.001 \
-  --num_itrs=2000 \
-  --batch_size=64 \
-  --epsilon_start=1.0 \
-  --epsilon_end=0.05 \
-  --epsilon_steps=1000 \
-  --seed=0 \
-  ${kept_args[@]+"${kept_args[@]}"}
+  "${defaults[@]}" \
+  ${policy_args[@]+"${policy_args[@]}"}

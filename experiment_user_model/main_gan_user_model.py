@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import json  # noqa: E402
 
-from absl import app, logging  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 
 from ganrl.cli import user_model_flags  # noqa: E402  (defines the user-model flags)
 from ganrl.cli.distribution_flags import strategy_from_flags  # noqa: E402
@@ -31,12 +31,20 @@ from ganrl.train.user_model import (  # noqa: E402
 )
 from ganrl.user_model.leave import ensure_leave_model  # noqa: E402
 
+flags.DEFINE_boolean(
+    "check_flags",
+    False,
+    "Only check the flags and exit (the run script does, before it prepares the data).",
+)
+
 
 def main(argv: list[str]) -> int:
     del argv
     logging.set_verbosity(logging.WARNING)
     try:
         config = user_model_flags.config_from_flags()  # checks the flags: before anything
+        if flags.FLAGS.check_flags:
+            return 0
         print(f"config: {json.dumps(config.to_dict(), sort_keys=True)}", flush=True)
         strategy = strategy_from_flags()
         data = load_split_data(

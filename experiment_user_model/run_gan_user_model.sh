@@ -15,22 +15,28 @@ export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
 
 # process_data.sh's own flags (--columns, --csv_path, ...) prepare a missing dataset.
 split_data_flags "$@"; set -- ${kept_args[@]+"${kept_args[@]}"}
-ensure_dataset "$(flag_value data_folder dropbox "$@")" "$(flag_value dataset yelp "$@")" \
-  ${data_args[@]+"${data_args[@]}"}
+defaults=(
+  --data_folder=dropbox
+  --dataset=yelp
+  --user_model=LSTM
+  --regularizer=entropy
+  --learning_rate=0.0005
+  --batch_size=50
+  --num_epochs=100
+  --early_stop=10
+  --dims=64-64
+  --rnn_hidden_dim=20
+  --pw_dim=4
+  --pw_band_size=20
+  --item_features=generalising
+  --seed=0
+)
+data_folder=$(flag_value data_folder dropbox "$@")
+dataset=$(flag_value dataset yelp "$@")
+if [ ! -f "$data_folder/$dataset.pkl" ]; then
+  # A mistyped flag stops the script before the data step, not after it.
+  "$PYTHON" experiment_user_model/main_gan_user_model.py "${defaults[@]}" "$@" --check_flags
+fi
+ensure_dataset "$data_folder" "$dataset" ${data_args[@]+"${data_args[@]}"}
 
-exec "$PYTHON" experiment_user_model/main_gan_user_model.py \
-  --data_folder=dropbox \
-  --dataset=yelp \
-  --user_model=LSTM \
-  --regularizer=entropy \
-  --learning_rate=0.0005 \
-  --batch_size=50 \
-  --num_epochs=100 \
-  --early_stop=10 \
-  --dims=64-64 \
-  --rnn_hidden_dim=20 \
-  --pw_dim=4 \
-  --pw_band_size=20 \
-  --item_features=generalising \
-  --seed=0 \
-  "$@"
+exec "$PYTHON" experiment_user_model/main_gan_user_model.py "${defaults[@]}" "$@"

@@ -407,6 +407,34 @@ def test_run_policy_passes_on_only_main_policy_flags(tmp_path):
     ]
 
 
+@pytest.mark.parametrize(
+    "script, bad, message",
+    [
+        ("experiment_policy/run_policy.sh", "--polcy=cdqn", "Unknown command line flag 'polcy'"),
+        ("experiment_policy/run_policy.sh", "--k=0", "k=0"),
+        ("experiment_user_model/run_gan_user_model.sh", "--bogus=1", "flag 'bogus'"),
+        ("experiment_user_model/run_gan_user_model.sh", "--batch_size=0", "batch_size=0"),
+    ],
+)
+def test_a_bad_flag_stops_a_run_script_before_the_data_step(script, bad, message, tmp_path):
+    # Before the dataset is prepared and the user models are trained, which take minutes.
+    folders = [f"--data_folder={tmp_path / 'data'}", f"--save_dir={tmp_path / 'run'}"]
+    if script.endswith("run_policy.sh"):
+        folders.append(f"--models_root={tmp_path / 'models'}")
+    proc = _run([script, "--dataset=synthetic", *folders, bad], check=False)
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-2000:]
+    assert os.listdir(tmp_path) == []
+
+
+def _training_commands(commands: list[list[str]]) -> list[list[str]]:
+    """The user-model trainings among recorded commands (not the flag checks before them)."""
+    return [
+        c
+        for c in commands
+        if c[1] == "experiment_user_model/main_gan_user_model.py" and "--check_flags" not in c
+    ]
+
+
 def test_run_policy_trains_the_ensemble_members_and_passes_them_on(tmp_path):
     (tmp_path / "stub").mkdir()
     models = tmp_path / "models"
@@ -414,9 +442,7 @@ def test_run_policy_trains_the_ensemble_members_and_passes_them_on(tmp_path):
     commands, _ = recorded_commands(
         ["experiment_policy/run_policy.sh", *common, "--ensemble", "3"], tmp_path / "stub"
     )
-    trained = [
-        flags_of(c) for c in commands if c[1] == "experiment_user_model/main_gan_user_model.py"
-    ]
+    trained = [flags_of(c) for c in _training_commands(commands)]
     assert [(f["user_model"], f["seed"]) for f in trained] == [
         ("LSTM", "0"),
         ("PW", "1"),
@@ -435,7 +461,7 @@ def test_run_policy_trains_the_ensemble_members_and_passes_them_on(tmp_path):
         ["experiment_policy/run_policy.sh", *common, "--ensemble=2", "--ensemble_dirs=a,b"],
         tmp_path / "stub",
     )
-    trained = [c for c in commands if c[1] == "experiment_user_model/main_gan_user_model.py"]
+    trained = _training_commands(commands)
     # Relative paths are the caller's (here the repository root, the test's cwd).
     assert len(trained) == 2
     assert flags_of(commands[-1])["ensemble_dirs"] == f"{ROOT}/a,{ROOT}/b"
@@ -474,7 +500,7 @@ def test_run_policy_reuses_the_demos_user_models(tmp_path):
     models = tmp_path / "models"
     common = ["--dataset=ml100k", f"--data_folder={tmp_path}", f"--models_root={models}"]
     demo, proc = recorded_commands(["./demo.sh", *common], tmp_path / "stub")
-    trained = [flags_of(c) for c in demo if c[1] == "experiment_user_model/main_gan_user_model.py"]
+    trained = [flags_of(c) for c in _training_commands(demo)]
     assert [(f["user_model"], f["seed"], f["num_itrs"]) for f in trained] == [
         ("LSTM", "0", "500"),
         ("PW", "1", "500"),
@@ -488,7 +514,7 @@ def test_run_policy_reuses_the_demos_user_models(tmp_path):
         with open(os.path.join(f["save_dir"], "results.json"), "w") as results:
             results.write("{}")
     again, proc = recorded_commands(["experiment_policy/run_policy.sh", *common], tmp_path / "stub")
-    assert not [c for c in again if c[1] == "experiment_user_model/main_gan_user_model.py"]
+    assert not _training_commands(again)
     assert "training user model" not in proc.stderr and proc.stderr.count("reused") == 2
     policy = flags_of(again[-1])
     assert (

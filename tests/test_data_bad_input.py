@@ -86,8 +86,19 @@ def test_a_csv_user_in_two_splits_is_named_by_the_csvs_own_id(tmp_path):
     (tmp_path / "shop.csv").write_text(
         "visitor,ts,product,clicked,part\nann,1,x,1,0\nbob,1,x,1,0\nbob,2,y,1,2\n"
     )
-    with pytest.raises(DataError, match="user 'bob' has rows in more than one split"):
+    with pytest.raises(DataError) as error:
         _read_csv(tmp_path / "shop.csv", CSV_COLUMNS + ",split=part")
+    assert str(error.value).endswith(
+        "user 'bob' has rows in more than one split (split 0 at line 3, split 2 at line 4); "
+        "expected one split per user"
+    )
+
+
+def test_a_split_value_out_of_range_on_one_row_is_named_before_the_user_in_two_splits(tmp_path):
+    # The fifth row (line 6) is user 0's, with split 3: that line and value are the error,
+    # not "user 0 has rows in more than one split".
+    rows = _with_field(GOOD_ROWS, 4, 7, 3)
+    _fails_cleanly(tmp_path, _released_text(rows), "line 6, split field: expected 0, 1 or 2, got 3")
 
 
 @pytest.mark.parametrize(

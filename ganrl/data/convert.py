@@ -334,27 +334,31 @@ def convert_rows(
     if (clicks_per_set > 1).any():
         r = frame[clicks_per_set > 1]
         first = r.iloc[0]
-        lines = r[(r["user"] == first["user"]) & (r["time"] == first["time"]) & (r["click"] == 1)][
-            "line"
-        ].tolist()
+        lines = sorted(
+            r[(r["user"] == first["user"]) & (r["time"] == first["time"]) & (r["click"] == 1)][
+                "line"
+            ].tolist()
+        )
         raise DataError(
             f"{source}: lines {lines}: a display set (user {shown(first['user'])}, time "
             f"{first['time']}) has {len(lines)} clicked rows; expected at most one"
         )
     if split is not None:
+        bad_split = ~frame["split"].isin(list(SPLIT_CODES))
+        if bad_split.any():
+            r = frame[bad_split].sort_values("line").iloc[0]
+            raise DataError(
+                f"{source}: line {r['line']}, split field: expected 0, 1 or 2, got {r['split']}"
+            )
         per_user = frame.groupby("user")["split"].nunique()
         if (per_user > 1).any():
             bad_user = per_user.index[per_user > 1][0]
-            lines = frame[frame["user"] == bad_user]["line"].tolist()[:5]
+            rows = frame[frame["user"] == bad_user].sort_values("line")
+            firsts = rows.groupby("split", sort=True)["line"].min()
+            where = ", ".join(f"split {code} at line {line}" for code, line in firsts.items())
             raise DataError(
-                f"{source}: user {shown(bad_user)} has rows in more than one split "
-                f"(lines {lines}...); expected one split per user"
-            )
-        bad_split = ~frame["split"].isin(list(SPLIT_CODES))
-        if bad_split.any():
-            r = frame[bad_split].iloc[0]
-            raise DataError(
-                f"{source}: line {r['line']}, split field: expected 0, 1 or 2, got {r['split']}"
+                f"{source}: user {shown(bad_user)} has rows in more than one split ({where}); "
+                "expected one split per user"
             )
 
     # Shuffle within each display set: order by (user, time, random key).

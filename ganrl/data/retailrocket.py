@@ -117,7 +117,7 @@ def read_retailrocket(
         first = int(np.flatnonzero(bad)[0])
         raise DataError(
             f"{path}: line {line[first]}, field 'event': expected one of "
-            f"{list(EVENTS)}, got {event[first]!r}"
+            f"{list(EVENTS)}, got {str(event[first])!r}"
         )
     order = np.lexsort((line, timestamp, visitor))
     timestamp, visitor, item, event, line = (

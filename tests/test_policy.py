@@ -718,6 +718,8 @@ def test_load_recommend_and_export_without_ganrl(user_model_dir, tmp_path):
         "assert 'ganrl' not in sys.modules\n"
         "p = tf.saved_model.load(sys.argv[1]).signatures['recommend']\n"
         "u = tf.saved_model.load(sys.argv[2]).signatures['score']\n"
+        "assert tf.saved_model.load(sys.argv[1]).signatures['serving_default'] is not None\n"
+        "assert tf.saved_model.load(sys.argv[2]).signatures['serving_default'] is not None\n"
         "h = tf.constant([[5, 2, -1, -1, -1, -1, -1, -1, -1, -1]], tf.int32)\n"
         "s = p(history=h, candidates=tf.constant([[3, 7, 1, 9, 4]], tf.int32))['slate']\n"
         "q = u(history=h, display=tf.constant([[3, 7, 1]], tf.int32))['probabilities']\n"

@@ -145,6 +145,15 @@ def test_runner_learns_writes_run_folder_and_loads_back(tmp_path, encoder):
     probs = loaded.score(history=[3], display=[5, 1, 9])
     assert probs.shape == (4,) and probs[-1] == pytest.approx(0.0, abs=1e-6)
     assert np.argmax(probs[:3]) == 1  # item 1 is the lowest id
+    n = loaded.n_items
+    for history, display, message in [
+        ([3], [], r"display: expected at least one item id"),
+        ([3], [5, n], rf"display: item id {n}; expected integer item ids 0\.\.{n - 1}"),
+        ([-1], [5], r"history: item id -1; expected integer item ids"),
+        ([3], [2.5], r"display: item id 2\.5; expected integer"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            loaded.score(history=history, display=display)
     # A finished run is not retrained.
     again = _runner(config, dataset).run()
     assert again == json.loads((run / "results.json").read_text())

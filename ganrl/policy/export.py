@@ -6,7 +6,8 @@ ganrl's Python code.
   slate = recommend(policy, history=[12, 40], candidates=[3, 7, 40, 51, 60, 77])  # one user
   export_policy(policy, "export/cdqn"); export_user_model(model, "export/user_model")
 
-Exported signatures (int32 inputs, -1 pads histories, most recent click first):
+Exported signatures (int32 inputs, -1 pads histories, most recent click first; each is also
+the SavedModel's `serving_default`, which serving tools call when no signature is named):
 - user model `score(history [B, H], display [B, D]) -> probabilities [B, D + 1]` (the last
   column is no click);
 - policy `recommend(history [B, H], candidates [B, N]) -> slate [B, k]` item ids.
@@ -323,7 +324,9 @@ class _UserModelModule(tf.Module):
 def export_user_model(model: LoadedUserModel, path: str, history_length: int = 10) -> None:
     """Writes a SavedModel with the `score` signature (see the module docstring)."""
     module = _UserModelModule(model, history_length)
-    tf.saved_model.save(module, path, signatures={"score": module.score})
+    tf.saved_model.save(
+        module, path, signatures={"score": module.score, "serving_default": module.score}
+    )
 
 
 class _PolicyModule(tf.Module):
@@ -359,4 +362,8 @@ def export_policy(policy: Policy, path: str, history_length: int | None = None) 
     history width is `history_length`, by default the policy's own (`load_policy`), else
     10."""
     module = _PolicyModule(policy, history_length or getattr(policy, "history_length", 10))
-    tf.saved_model.save(module, path, signatures={"recommend": module.recommend})
+    tf.saved_model.save(
+        module,
+        path,
+        signatures={"recommend": module.recommend, "serving_default": module.recommend},
+    )

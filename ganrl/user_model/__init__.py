@@ -57,10 +57,29 @@ class LoadedUserModel:
           `[len(display) + 1]` probabilities; the last is the no-click option (0 when the
           model conditions on a click).
         """
+        history, display = list(history), list(display)
+        if not display:
+            raise ValueError("display: expected at least one item id, got none")
+        for name, ids in (("history", history), ("display", display)):
+            bad = [i for i in ids if not _item_id(i, self.n_items)]
+            if bad:
+                raise ValueError(
+                    f"{name}: item id {bad[0]!r}; expected integer item ids "
+                    f"0..{self.n_items - 1} (this model's catalogue)"
+                )
         choice_model = self.behavior_choice
         state = choice_model.replay(np.asarray([history], np.int32).reshape(1, len(history)))
         items = tf.constant([display], tf.int32)
         return choice_model.click_probabilities(state, items)[0].numpy()
+
+
+def _item_id(value, n_items: int) -> bool:
+    """Whether `value` is an integer item id of a catalogue of `n_items` (bools are not)."""
+    return (
+        isinstance(value, (int, np.integer))
+        and not isinstance(value, (bool, np.bool_))
+        and 0 <= int(value) < n_items
+    )
 
 
 def load_user_model(run_dir: str, checkpoint: str = "loss") -> LoadedUserModel:

@@ -20,7 +20,6 @@ over the five (docs/sim_to_real.md, "A simulator of the lag world's own form").
 
 from __future__ import annotations
 
-import argparse
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -29,7 +28,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from benchmarks import reference_mle  # noqa: E402
-from benchmarks.bench_greedy_models import greedy  # noqa: E402
+from benchmarks.bench_greedy_models import greedy, harness_run_parser  # noqa: E402
 from ganrl.data.dataset import SPLIT_NAMES, load_split_data  # noqa: E402
 from ganrl.policy.heuristics import learned_rewards  # noqa: E402
 from ganrl.sim2real import harness  # noqa: E402
@@ -131,12 +130,7 @@ def compare(run_dir: str, users: int, k: int, horizon: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dirs", nargs="+", help="harness run folders ({world}__{seed})")
-    parser.add_argument("--users", type=int, default=1000, help="the harness's true users")
-    parser.add_argument("--k", type=int, default=5)
-    parser.add_argument("--horizon", type=int, default=10)
-    args = parser.parse_args()
+    args = harness_run_parser(__doc__.split("\n\n")[0]).parse_args()
     for run_dir in args.run_dirs:
         compare(run_dir, args.users, args.k, args.horizon)
 

@@ -99,12 +99,19 @@ def compare(
     return rewards
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def harness_run_parser(description: str) -> argparse.ArgumentParser:
+    """A benchmark's command line over harness run folders: the folders, and the harness's
+    true users, slate size and horizon."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("run_dirs", nargs="+", help="harness run folders ({world}__{seed})")
     parser.add_argument("--users", type=int, default=1000, help="the harness's true users")
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--horizon", type=int, default=10)
+    return parser
+
+
+def main() -> None:
+    parser = harness_run_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--true_reward", default="utility", help="as the harness's flag")
     parser.add_argument(
         "--max_members", type=int, default=0, help="ensemble members used (0: every one)"

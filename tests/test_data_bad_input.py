@@ -2,6 +2,7 @@
 exits non-zero with one line on stderr, and no output (nor temporary file, nor run folder) is
 left."""
 
+import json
 import os
 import pickle
 import re
@@ -148,10 +149,23 @@ def test_missing_path(tmp_path):
         (["--csv_path=x.csv", "--csv_sep=;"], "--csv_path/--csv_sep"),
         # Another name without --columns reads NAME.txt in the released format.
         (["--dataset=shop", "--csv_path=x.csv"], "--csv_path needs --columns"),
+        # Every other reader's flags are refused where they would be ignored too.
+        (
+            ["--dataset=shop", "--columns=user=u,time=t,item=i,click=c", "--max_display=5"],
+            "--max_display is not read when preparing a CSV of click logs",
+        ),
+        (["--users=50"], "--users is not read when preparing MovieLens 100k and released"),
+        (
+            ["--dataset=synthetic", "--world=satiation", "--history_lags=2"],
+            "--history_lags is not read when preparing the satiation world",
+        ),
+        (["--dataset=yelp", "--session_gap_minutes=5"], "is for Retailrocket's events.csv"),
     ],
 )
 def test_csv_flags_that_would_be_unused_are_refused(tmp_path, args, named):
-    proc = process_data(tmp_path, "--ml100k_download=false", *args)
+    # Without --dataset ml100k is prepared: never downloaded here, whatever the check does.
+    no_download = [] if any(a.startswith("--dataset=") for a in args) else ["--noml100k_download"]
+    proc = process_data(tmp_path, *no_download, *args)
     assert proc.returncode == 1
     error = proc.stderr.strip()
     assert error.startswith("error: ") and len(error.splitlines()) == 1, error
@@ -173,6 +187,15 @@ def test_too_few_users_for_every_split_part(tmp_path):
     assert f"{tmp_path / 'few.csv'}: the user split has 1 train, 0 validation and 2 test" in error
     assert "no validation user" in error
     assert outputs(tmp_path, "few") == [] and "few: {" not in proc.stdout
+    # The configuration printed first holds what a CSV is read with, not the generators'.
+    config = json.loads(proc.stdout.splitlines()[0].split(": ", 1)[1])
+    assert config == {
+        "data_folder": str(tmp_path),
+        "seed": 0,
+        "csv_path": "",
+        "columns": "user=visitor,time=ts,item=product,click=clicked",
+        "csv_sep": ",",
+    }
 
 
 def test_refused_synthetic_run_removes_the_log_it_generated(tmp_path):
@@ -182,7 +205,8 @@ def test_refused_synthetic_run_removes_the_log_it_generated(tmp_path):
     config = PrepareConfig(
         data_folder=str(tmp_path), synthetic=SyntheticConfig(users=3, posterior_samples=5)
     )
-    with pytest.raises(safe_io.DataError, match="no validation user"):
+    # The error names the setting to change, not the log it removed.
+    with pytest.raises(safe_io.DataError, match=r"^the generated world \(--users=3\): the user"):
         prepare("synthetic", config)
     assert os.listdir(tmp_path) == []
     # A log that was there before the call stays (regenerated, as the call asked).
@@ -211,6 +235,43 @@ def test_bad_retailrocket_event_names_line_and_field(tmp_path):
     )
     with pytest.raises(DataError, match=r"events.csv: line 3, field 'event': expected one of"):
         read_retailrocket(str(tmp_path / "events.csv"), "rr", seed=0)
+
+
+def test_retailrocket_timestamps_in_seconds_are_refused(tmp_path):
+    # The same log with its times in Unix seconds: 30 idle minutes would read as 30,000.
+    header = "timestamp,visitorid,event,itemid,transactionid\n"
+    (tmp_path / "events.csv").write_text(
+        header + "1433221332,7,view,100,\n1433221400,7,addtocart,100,\n"
+    )
+    with pytest.raises(
+        DataError, match=r"events.csv: line 3, field 'timestamp': expected Unix milliseconds"
+    ):
+        read_retailrocket(str(tmp_path / "events.csv"), "rr", seed=0)
+    (tmp_path / "events.csv").write_text(
+        header + "1433221332000,7,view,100,\n1433221400000,7,addtocart,100,\n"
+    )
+    assert read_retailrocket(str(tmp_path / "events.csv"), "rr", seed=0).stats["events"] == 1
+
+
+def test_csv_row_with_too_few_fields_is_named_as_short(tmp_path):
+    # pandas pads a short row with empty fields; the error says the row is short, not that
+    # a field is empty, whichever column the reader checks first.
+    mapping = parse_column_mapping("user=u,time=t,item=i,click=c")
+    for body in ("a,1,x,1\na,1\n", "a,1,x,1\na\n"):
+        (tmp_path / "logs.csv").write_text("u,t,i,c\n" + body)
+        with pytest.raises(DataError, match=r"logs.csv: line 3 has \d fields, expected 4: u, t"):
+            read_csv_logs(str(tmp_path / "logs.csv"), "logs", 0, mapping)
+    # A row of four fields with one empty is an empty field.
+    (tmp_path / "logs.csv").write_text("u,t,i,c\na,1,x,1\na,1,,0\n")
+    with pytest.raises(DataError, match=r"line 3, field 'i': expected an id, got an empty"):
+        read_csv_logs(str(tmp_path / "logs.csv"), "logs", 0, mapping)
+
+
+def test_csv_header_naming_a_column_twice_is_refused(tmp_path):
+    (tmp_path / "logs.csv").write_text("u,t,u,c\na,1,x,1\n")
+    mapping = parse_column_mapping("user=u,time=t,item=i,click=c")
+    with pytest.raises(DataError, match=r"logs.csv: line 1: column 'u' is named twice"):
+        read_csv_logs(str(tmp_path / "logs.csv"), "logs", 0, mapping)
 
 
 def test_generic_csv_missing_mapped_column(tmp_path):

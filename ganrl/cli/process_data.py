@@ -176,22 +176,57 @@ def config_from_flags() -> PrepareConfig:
     )
 
 
+# The synthetic flags the satiation world shares (`satiation_from_flags`).
+SATIATION_SETTINGS = (
+    "users",
+    "items",
+    "events_per_user",
+    "min_display",
+    "max_display",
+    "feature_dim",
+    "popularity_strength",
+)
+
+
 def satiation_from_flags() -> SatiationConfig:
     """The satiation world's settings: its defaults, but the shared flags given."""
-    shared = (
-        "users",
-        "items",
-        "events_per_user",
-        "min_display",
-        "max_display",
-        "feature_dim",
-        "popularity_strength",
+    return SatiationConfig(
+        **{name: FLAGS[name].value for name in SATIATION_SETTINGS if FLAGS[name].present}
     )
-    return SatiationConfig(**{name: FLAGS[name].value for name in shared if FLAGS[name].present})
 
 
 # The generic CSV reader's flags: read only for a --dataset name that is not built in.
 CSV_FLAGS = ("csv_path", "columns", "csv_sep")
+SATIATION_FLAGS = ("world",) + SATIATION_SETTINGS
+# What each kind of input reads, beyond --dataset, --data_folder and --seed.
+READ_FLAGS = {
+    "ml100k": ("max_display", "ml100k_path", "ml100k_download"),
+    "retailrocket": ("max_display", "retailrocket_path", "session_gap_minutes"),
+    "synthetic": SATIATION_FLAGS
+    + (
+        "synthetic_true_features",
+        "history_weight",
+        "history_lags",
+        "history_decay",
+        "no_click_utility",
+        "posterior_samples",
+    ),
+    SATIATION: SATIATION_FLAGS,
+    "csv": CSV_FLAGS,
+    "released": (),
+}
+INPUT_FLAGS = sorted({name for names in READ_FLAGS.values() for name in names})
+
+
+def inputs_read(dataset: str, columns: str, world: str) -> list[str]:
+    """The kinds of input (`READ_FLAGS` keys) that `--dataset=dataset` prepares."""
+    if not dataset:
+        return ["ml100k", "released"]
+    if dataset == "synthetic" and world == SATIATION:
+        return [SATIATION]
+    if dataset in READERS:
+        return [dataset]
+    return ["csv" if columns else "released"]
 
 
 def unused_csv_flags(dataset: str, given: list[str], columns: str) -> str | None:
@@ -228,6 +263,53 @@ def unused_csv_flags(dataset: str, given: list[str], columns: str) -> str | None
     return None
 
 
+# How `unused_flags` names each kind of input.
+INPUT_NAMES = {
+    "ml100k": "MovieLens 100k",
+    "retailrocket": "Retailrocket's events.csv",
+    "synthetic": "the synthetic world",
+    SATIATION: "the satiation world",
+    "csv": "a CSV of click logs",
+    "released": "released-format .txt files",
+}
+
+
+def unused_flags(dataset: str, given: list[str], columns: str, world: str) -> str | None:
+    """Why some of the input flags `given` would be ignored for `--dataset=dataset`, or None
+    if every one is read (so `--max_display` for a CSV, or `--history_lags` for the
+    satiation world, is refused rather than silently unused)."""
+    csv_message = unused_csv_flags(dataset, [f for f in CSV_FLAGS if f in given], columns)
+    if csv_message:
+        return csv_message
+    kinds = inputs_read(dataset, columns, world)
+    read = {name for kind in kinds for name in READ_FLAGS[kind]}
+    unused = [name for name in given if name in INPUT_FLAGS and name not in read]
+    if not unused:
+        return None
+    named = "/".join("--" + name for name in unused)
+    what = " and ".join(INPUT_NAMES[kind] for kind in kinds)
+    prepared = f"--dataset={dataset}" if dataset else "no --dataset"
+    if SATIATION in kinds:
+        prepared += f" --world={SATIATION}"
+    readers = [INPUT_NAMES[k] for k, names in READ_FLAGS.items() if unused[0] in names]
+    if len(readers) > 1:
+        readers[-2:] = [f"{readers[-2]} or {readers[-1]}"]
+    return (
+        f"{named} {'is' if len(unused) == 1 else 'are'} not read when preparing {what} "
+        f"({prepared}): --{unused[0]} is for {', '.join(readers)}, so {named} would be unused"
+    )
+
+
+def printed_config(config: PrepareConfig, kinds: list[str]) -> dict:
+    """`config` as printed before preparing: the settings the inputs `kinds` read."""
+    read = {name for kind in kinds for name in READ_FLAGS[kind]}
+    read |= {kind for kind in ("synthetic", SATIATION) if kind in kinds}
+    out = dataclasses.asdict(config)
+    for name in set(INPUT_FLAGS + ["synthetic", SATIATION]) & set(out) - read:
+        del out[name]
+    return out
+
+
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
         print(
@@ -235,14 +317,14 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
-    unused = unused_csv_flags(
-        FLAGS.dataset, [name for name in CSV_FLAGS if FLAGS[name].present], FLAGS.columns
-    )
+    given = [name for name in INPUT_FLAGS if FLAGS[name].present]
+    unused = unused_flags(FLAGS.dataset, given, FLAGS.columns, FLAGS.world)
     if unused:
         print(f"error: {unused}", file=sys.stderr)
         return 1
     config = config_from_flags()
-    print(f"config: {json.dumps(dataclasses.asdict(config))}", flush=True)
+    kinds = inputs_read(FLAGS.dataset, FLAGS.columns, FLAGS.world)
+    print(f"config: {json.dumps(printed_config(config, kinds))}", flush=True)
     names = [FLAGS.dataset] if FLAGS.dataset else default_names(config.data_folder)
     failed = 0
     for name in names:

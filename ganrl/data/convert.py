@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
 import os
 
 import numpy as np
@@ -156,12 +157,49 @@ def read_table(path: str, sep: str, header: int | None = 0) -> pd.DataFrame:
         raise DataError(f"{path}: {undecodable_line(path) or e}") from None
     except pd.errors.ParserError as e:
         raise DataError(f"{path}: cannot parse: {e}") from None
+    if header == 0:
+        refuse_duplicate_header(path, sep)
     blank = (frame.isna() | (frame == "")).all(axis=1)
     if blank.any():
         frame = frame[~blank.to_numpy()]
     if frame.empty:
         raise DataError(f"{path}: no data rows" + (" after the header" if header == 0 else ""))
+    # What `short_row` reads back when an empty field is found (pandas pads a short row with
+    # empty fields, so the frame alone cannot tell a short row from an empty field).
+    frame.attrs["read_table"] = (path, sep, header == 0)
     return frame
+
+
+def refuse_duplicate_header(path: str, sep: str) -> None:
+    """`DataError` when two columns of the header line have one name (pandas would rename the
+    second `NAME.1`, and a mapping to NAME would read the first silently)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        names = next(csv.reader(f, delimiter=sep), [])
+    seen = set()
+    for position, name in enumerate(names, start=1):
+        if name in seen:
+            raise DataError(
+                f"{path}: line 1: column {name!r} is named twice (again as field {position}); "
+                "expected distinct column names"
+            )
+        seen.add(name)
+
+
+def short_row(frame: pd.DataFrame, position: int) -> str | None:
+    """When row `position` of a `read_table` frame has fewer fields than the header, what
+    the error should say ("line 3 has 2 fields, expected 4: u, t, i, c"); else None. Reads
+    the one line again, so it is for error paths only."""
+    if "read_table" not in frame.attrs:
+        return None
+    path, sep, has_header = frame.attrs["read_table"]
+    line = int(frame.index[position]) + int(has_header) + 1
+    with open(path, newline="", encoding="utf-8") as f:
+        row = next(csv.reader(itertools.islice(f, line - 1, line), delimiter=sep), [])
+    width = len(frame.columns)
+    if len(row) >= width:
+        return None
+    names = ": " + ", ".join(map(str, frame.columns)) if has_header else ""
+    return f"{path}: line {line} has {len(row)} fields, expected {width}{names}"
 
 
 def undecodable_line(path: str) -> str | None:
@@ -257,6 +295,10 @@ def integer_column(
     if not good.all():
         position = int(np.flatnonzero(~good)[0])
         line = int(frame.index[position]) + header_lines + 1
+        if frame[column].iloc[position] == "":
+            short = short_row(frame, position)
+            if short:
+                raise DataError(short)
         raise DataError(
             f"{source}: line {line}, field {column!r}: expected "
             f"{_integer_expected(values.iloc[position], minimum)}, got "

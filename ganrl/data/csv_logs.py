@@ -26,6 +26,7 @@ from ganrl.data.convert import (
     line_numbers,
     read_table,
     require_columns,
+    short_row,
 )
 from ganrl.data.safe_io import DataError
 
@@ -65,7 +66,11 @@ def dense_codes(frame: pd.DataFrame, column: str, source: str) -> tuple[np.ndarr
     values = frame[column].fillna("").to_numpy(dtype=str)
     empty = np.char.str_len(np.char.strip(values)) == 0
     if empty.any():
-        line = line_numbers(frame)[int(np.flatnonzero(empty)[0])]
+        position = int(np.flatnonzero(empty)[0])
+        line = line_numbers(frame)[position]
+        short = short_row(frame, position)
+        if short:
+            raise DataError(short)
         raise DataError(
             f"{source}: line {line}, field {column!r}: expected an id, got an empty field"
         )

@@ -178,9 +178,10 @@ def prepare(name: str, config: PrepareConfig) -> Prepared:
     try:
         prepared = convert(name, config)
         converted = prepared.converted
-        layout.require_every_split(
-            [len(part) for part in converted.dataset.split], converted.source or name
-        )
+        source = converted.source or name
+        if READERS.get(name) is _synthetic:  # a generated log may be gone after the refusal
+            source = f"the generated world (--users={(config.satiation or config.synthetic).users})"
+        layout.require_every_split([len(part) for part in converted.dataset.split], source)
         write_outputs(config.data_folder, prepared)
     except BaseException:
         if new_log and os.path.exists(log):

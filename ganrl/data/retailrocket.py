@@ -41,6 +41,23 @@ from ganrl.data.safe_io import DataError
 COLUMNS = ["timestamp", "visitorid", "event", "itemid"]
 EVENTS = ("view", "addtocart", "transaction")
 MS_PER_MINUTE = 60_000
+# Unix times in seconds from 1973 on (1e8) read as milliseconds fall before March 1973 (1e11):
+# a file whose every timestamp lies in between was written in seconds.
+SECONDS_LOOK = (10**8, 10**11)
+
+
+def refuse_seconds(timestamp: np.ndarray, line: np.ndarray, path: str) -> None:
+    """`DataError` when every timestamp looks like Unix seconds, not the milliseconds the
+    reader expects (sessions would then end only after 30,000 idle minutes)."""
+    low, high = SECONDS_LOOK
+    if len(timestamp) and timestamp.min() >= low and timestamp.max() < high:
+        first = int(np.argmax(timestamp))
+        raise DataError(
+            f"{path}: line {line[first]}, field 'timestamp': expected Unix milliseconds, got "
+            f"{timestamp[first]}, which is a time in seconds (every timestamp of the file "
+            f"lies in [{low:.0e}, {high:.0e}), before 1973 in milliseconds); multiply the "
+            "column by 1000"
+        )
 
 
 def session_starts(visitor: np.ndarray, timestamp: np.ndarray, gap_ms: float) -> np.ndarray:
@@ -112,6 +129,7 @@ def read_retailrocket(
     item = integer_column(frame, "itemid", path)
     event = frame["event"].to_numpy(dtype=str)
     line = line_numbers(frame)
+    refuse_seconds(timestamp, line, path)
     bad = ~np.isin(event, EVENTS)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])

@@ -111,6 +111,20 @@ def test_recommend_refuses_ids_outside_the_catalogue_and_repeated_candidates(pol
     events[0, 0] = [2, 2, n]
     with pytest.raises(ValueError, match=rf"events: item id {n} at index \[0, 0, 2\]"):
         recommend(policy, history, [3, 7, 8, 9, 10], events=events)
+    # Events must be the same users' as the histories: their clicks the most recent ones.
+    events[0, 0] = [4, 4, 5]
+    with pytest.raises(
+        ValueError, match=r"events: user 0's clicked items \[4\] .* histories \[2\]"
+    ):
+        recommend(policy, history, [3, 7, 8, 9, 10], events=events)
+    events[0, 1] = [2, 2, 5]  # a click older than the history holds
+    with pytest.raises(ValueError, match=r"clicked items \[4, 2\]"):
+        recommend(policy, history, [3, 7, 8, 9, 10], events=events)
+    events[0] = [[-1, 6, 5], [2, 2, 5]]  # a no-click event, then the history's click: agrees
+    assert recommend(policy, history, [3, 7, 8, 9, 10], events=events).shape == (1, policy.k)
+    # Only -1 pads a history: another negative id is a mistake, not padding.
+    with pytest.raises(ValueError, match=r"histories: item id -2 at index \[0, 1\]; expected"):
+        recommend(policy, [[2, -2]], [3, 7, 8, 9, 10])
     # Ids that a cast to int32 would wrap around or truncate into another item's id.
     wide = 2**32 + 5
     with pytest.raises(ValueError, match=rf"candidates: item id {wide} at index \[0, 4\]"):

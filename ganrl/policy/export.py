@@ -124,11 +124,19 @@ def padded_histories(histories, history_length: int, lengths=None, mask=None) ->
     )
     if h.ndim != 2:
         raise ValueError(f"histories: expected [users, clicks], got shape {h.shape}")
-    valid = h >= 0
+    valid = np.ones(h.shape, dtype=bool)
     if lengths is not None:
         valid &= np.arange(h.shape[1])[None, :] < np.asarray(lengths)[:, None]
     if mask is not None:
         valid &= np.asarray(mask, dtype=bool)
+    below = valid & (h < -1)
+    if below.any():
+        where = [int(i) for i in np.argwhere(below)[0]]
+        raise ValueError(
+            f"histories: item id {int(h[tuple(where)])} at index {where}; expected an item id "
+            "or -1 (padding)"
+        )
+    valid &= h >= 0
     h = np.where(valid, h, -1)[:, :history_length]
     too_large = h > np.iinfo(np.int32).max
     if too_large.any():
@@ -217,6 +225,7 @@ def recommend(
                 f"event), got shape {events.shape}"
             )
         _check_ids("events", events, n_items, padding=True)
+        _check_event_clicks(events, h)
         events = tf.constant(events.astype(np.int32))
     cands = tf.constant(cands)
     slate = policy.select(Observation(tf.constant(h), cands, 0, events=events))[:, :k]
@@ -261,6 +270,32 @@ def _catalogue_size(policy: Policy) -> int | None:
     if n_items is None and getattr(policy, "features", None) is not None:
         n_items = int(policy.features.item_table.shape[0])
     return n_items
+
+
+def _check_event_clicks(events: np.ndarray, histories: np.ndarray) -> None:
+    """A clear error when the clicks of `events [U, E, 1 + D]` (most recent first) are not
+    the most recent clicks of `histories [U, H]`, as far as both reach."""
+    clicked = events[:, :, 0] >= 0
+    # Each user's clicked items in event order (most recent first), then -1s.
+    order = np.argsort(~clicked, axis=1, kind="stable")
+    clicks = np.where(
+        np.take_along_axis(clicked, order, axis=1),
+        np.take_along_axis(events[:, :, 0], order, axis=1),
+        -1,
+    )
+    width = min(clicks.shape[1], histories.shape[1])
+    compared = (clicks[:, :width] >= 0) & (histories[:, :width] >= 0)
+    wrong = compared & (clicks[:, :width] != histories[:, :width])
+    short = (clicks[:, :width] >= 0) & (histories[:, :width] < 0)
+    bad = np.flatnonzero((wrong | short).any(axis=1))
+    if len(bad):
+        user = int(bad[0])
+        raise ValueError(
+            f"events: user {user}'s clicked items {clicks[user][clicks[user] >= 0].tolist()} "
+            f"(most recent first) are not the most recent clicks of histories "
+            f"{histories[user][histories[user] >= 0].tolist()}; expected the events of the "
+            "same users, their clicks also in histories"
+        )
 
 
 def _check_ids(name: str, ids: np.ndarray, n_items: int | None, padding: bool) -> None:

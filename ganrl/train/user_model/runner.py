@@ -92,6 +92,20 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return resolver.task_type == "worker" and resolver.task_id == 0
 
 
+def write_checkpoint_state(path: str, prefix: str) -> None:
+    """Writes, atomically, the `checkpoint` state file `tf.train.CheckpointManager` reads,
+    naming the one checkpoint `prefix` (relative to the file's folder, as the manager writes
+    it, so a moved run folder still finds it)."""
+    now = time.time()
+    with safe_io.atomic_open(path, "w") as f:
+        f.write(
+            f'model_checkpoint_path: "{prefix}"\n'
+            f'all_model_checkpoint_paths: "{prefix}"\n'
+            f"all_model_checkpoint_timestamps: {now!r}\n"
+            f"last_preserved_timestamp: {now - 1.0!r}\n"
+        )
+
+
 class UserModelRunner:
     """Trains, validates, checkpoints and tests one user model run (see module docstring).
 
@@ -186,14 +200,7 @@ class UserModelRunner:
                         os.remove(path)
             state = os.path.join(folder, "checkpoint")
             if keep:
-                now = time.time()
-                tf.compat.v1.train.update_checkpoint_state(
-                    folder,
-                    keep[0][1],
-                    all_model_checkpoint_paths=[keep[0][1]],
-                    all_model_checkpoint_timestamps=[now],
-                    last_preserved_timestamp=now - 1.0,
-                )
+                write_checkpoint_state(state, os.path.basename(keep[0][1]))
             elif os.path.exists(state):
                 os.remove(state)
             self.best_managers[metric] = self._best_manager(metric)

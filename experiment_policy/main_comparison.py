@@ -37,25 +37,44 @@ flags.DEFINE_list("seeds", ["0", "1", "2", "3", "4"], "Policy seeds.")
 register_seed_list()
 flags.DEFINE_string("models_root", "runs", "Folder of the user-model run folders.")
 flags.DEFINE_string("out", "runs/comparison", "Output folder.")
+flags.DEFINE_boolean(
+    "check_flags",
+    False,
+    "Only check the flags and exit (the run script does, before it trains user models).",
+)
+
+
+def run_configs() -> list:
+    """Every (dataset, seed) run's `PolicyConfig`, in order; checks the flags."""
+    configs = []
+    for dataset in FLAGS.datasets:
+        train_dir = os.path.join(FLAGS.models_root, f"{dataset}__LSTM__entropy__0")
+        test_dir = os.path.join(FLAGS.models_root, f"{dataset}__PW__entropy__1")
+        for seed in (int(s) for s in FLAGS.seeds):
+            save_dir = os.path.join(FLAGS.out, f"{dataset}__{seed}")
+            configs.append(
+                (dataset, seed, policy_flags.config_from_flags(train_dir, test_dir, save_dir, seed))
+            )
+    return configs
 
 
 def main(argv: list[str]) -> int:
     del argv
     logging.set_verbosity(logging.WARNING)
+    try:
+        configs = run_configs()
+    except (DataError, ValueError) as e:
+        return report_error(e)
+    if FLAGS.check_flags:
+        return 0
     strategy = strategy_from_flags()
     runs, tic = {}, time.perf_counter()
     try:
-        for dataset in FLAGS.datasets:
-            train_dir = os.path.join(FLAGS.models_root, f"{dataset}__LSTM__entropy__0")
-            test_dir = os.path.join(FLAGS.models_root, f"{dataset}__PW__entropy__1")
-            for seed in (int(s) for s in FLAGS.seeds):
-                config = policy_flags.config_from_flags(
-                    train_dir, test_dir, os.path.join(FLAGS.out, f"{dataset}__{seed}"), seed
-                )
-                print(f"{dataset} seed {seed}: {config.save_dir}", flush=True)
-                results = PolicyRunner(config, strategy=strategy).run()
-                results["policies"] = {name: results["policies"][name] for name in config.policies}
-                runs[(dataset, seed)] = results
+        for dataset, seed, config in configs:
+            print(f"{dataset} seed {seed}: {config.save_dir}", flush=True)
+            results = PolicyRunner(config, strategy=strategy).run()
+            results["policies"] = {name: results["policies"][name] for name in config.policies}
+            runs[(dataset, seed)] = results
     except Interrupted as e:
         return report_stop(e)
     except (DataError, FileNotFoundError, ValueError) as e:

@@ -30,7 +30,7 @@ from ganrl.data.satiation import SATIATION_WORLDS  # noqa: E402
 from ganrl.data.synthetic import DEFAULT_WORLD, world_names  # noqa: E402
 from ganrl.policy import registry  # noqa: E402
 from ganrl.policy.runner import PolicyConfig  # noqa: E402
-from ganrl.sim2real.harness import HarnessConfig, run  # noqa: E402
+from ganrl.sim2real.harness import HarnessConfig, check_settings, run  # noqa: E402
 from ganrl.sim2real.true_env import REWARDS  # noqa: E402
 from ganrl.simulator.simulator import REWARDS as SIM_REWARDS  # noqa: E402
 from ganrl.train.interrupt import Interrupted  # noqa: E402
@@ -121,6 +121,12 @@ flags.DEFINE_float(
     "undiscounted sum over the horizon.",
 )
 
+flags.DEFINE_boolean(
+    "check_flags",
+    False,
+    "Only check the flags and exit (run_sim_to_real.sh does for every world before the first run).",
+)
+
 
 def main(argv: list[str]) -> int:
     if len(argv) > 1:
@@ -155,6 +161,9 @@ def main(argv: list[str]) -> int:
                 + ((("gamma", FLAGS.gamma),) if FLAGS.gamma != _POLICY_DEFAULT.gamma else ())
             ),
         )
+        if FLAGS.check_flags:
+            check_settings(config)
+            return 0
         print(f"config: {config}", flush=True)
         run(config)
     except Interrupted as e:

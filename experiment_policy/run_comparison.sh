@@ -16,6 +16,22 @@ models_root=$(flag_value models_root runs "$@")
 out=$(flag_value out "${models_root}/comparison" "$@")
 um_itrs=$(flag_value user_model_itrs 2000 "$@")
 um_features=$(flag_value simulator_features generalising "$@")
+# This script's own flags; the rest go to main_comparison.py.
+without_flags "datasets data_folder models_root out user_model_itrs simulator_features" "$@"
+args=(
+  --datasets="$datasets"
+  --seeds=0,1,2,3,4
+  --models_root="$models_root"
+  --out="$out"
+  --policy=all
+  --k=5
+  --n_candidates=100
+  --horizon=10
+  --num_itrs=2000
+  ${kept_args[@]+"${kept_args[@]}"}
+)
+# A mistyped flag stops the script before it prepares data or trains user models.
+"$PYTHON" experiment_policy/main_comparison.py "${args[@]}" --check_flags
 for dataset in ${datasets//,/ }; do
   ensure_dataset "$data_folder" "$dataset" ${data_args[@]+"${data_args[@]}"}
   ensure_user_model "$data_folder" "$dataset" "$models_root/${dataset}__LSTM__entropy__0" \
@@ -24,16 +40,4 @@ for dataset in ${datasets//,/ }; do
     PW 1 "$um_itrs" "$um_features"
 done
 
-# This script's own flags; the rest go to main_comparison.py.
-without_flags "datasets data_folder models_root out user_model_itrs simulator_features" "$@"
-exec "$PYTHON" experiment_policy/main_comparison.py \
-  --datasets="$datasets" \
-  --seeds=0,1,2,3,4 \
-  --models_root="$models_root" \
-  --out="$out" \
-  --policy=all \
-  --k=5 \
-  --n_candidates=100 \
-  --horizon=10 \
-  --num_itrs=2000 \
-  ${kept_args[@]+"${kept_args[@]}"}
+exec "$PYTHON" experiment_policy/main_comparison.py "${args[@]}"

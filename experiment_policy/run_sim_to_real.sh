@@ -20,21 +20,25 @@ worlds=$(flag_value worlds lag_popular_always,satiation "$@")
 save_dir=$(flag_value save_dir runs/sim2real "$@")
 seeds=$(flag_value seeds 0 "$@")
 without_flags "worlds seeds" "$@"
-args=(${kept_args[@]+"${kept_args[@]}"})
+args=(
+  --save_dir=runs/sim2real
+  --users=2000
+  --user_model_epochs=10
+  --num_itrs=300
+  --sim_eval_users=500
+  --true_users=1000
+  --k=5
+  --horizon=10
+  ${kept_args[@]+"${kept_args[@]}"}
+)
+# A mistyped flag or world stops the script before the first run, not after an hour of it.
+for world in ${worlds//,/ }; do
+  "$PYTHON" experiment_policy/main_sim_to_real.py --world="$world" --seed="${seeds%%,*}" \
+    "${args[@]}" --check_flags
+done
 for world in ${worlds//,/ }; do
   for seed in ${seeds//,/ }; do
-    "$PYTHON" experiment_policy/main_sim_to_real.py \
-      --world="$world" \
-      --seed="$seed" \
-      --save_dir=runs/sim2real \
-      --users=2000 \
-      --user_model_epochs=10 \
-      --num_itrs=300 \
-      --sim_eval_users=500 \
-      --true_users=1000 \
-      --k=5 \
-      --horizon=10 \
-      ${args[@]+"${args[@]}"}
+    "$PYTHON" experiment_policy/main_sim_to_real.py --world="$world" --seed="$seed" "${args[@]}"
   done
 done
 "$PYTHON" -m ganrl.reporting.sim_to_real "$save_dir"

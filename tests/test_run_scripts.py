@@ -414,14 +414,33 @@ def test_run_policy_passes_on_only_main_policy_flags(tmp_path):
         ("experiment_policy/run_policy.sh", "--k=0", "k=0"),
         ("experiment_user_model/run_gan_user_model.sh", "--bogus=1", "flag 'bogus'"),
         ("experiment_user_model/run_gan_user_model.sh", "--batch_size=0", "batch_size=0"),
+        ("experiment_policy/run_comparison.sh", "--polcy=cdqn", "Unknown command line flag"),
+        ("experiment_policy/run_comparison.sh", "--horizon=0", "horizon=0"),
+        # The second world is mistyped: nothing of the first may run.
+        (
+            "experiment_policy/run_sim_to_real.sh",
+            "--worlds=satiation,satiaton",
+            "flag --world=satiaton",
+        ),
+        ("experiment_policy/run_sim_to_real.sh", "--user_model_args=--bogus=1", "flag 'bogus'"),
+        ("experiment_policy/run_sim_to_real.sh", "--k=0", "k=0"),
     ],
 )
 def test_a_bad_flag_stops_a_run_script_before_the_data_step(script, bad, message, tmp_path):
     # Before the dataset is prepared and the user models are trained, which take minutes.
+    if script.endswith("run_sim_to_real.sh"):
+        proc = _run([script, f"--save_dir={tmp_path / 'run'}", bad], check=False)
+        assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-2000:]
+        assert os.listdir(tmp_path) == []
+        return
     folders = [f"--data_folder={tmp_path / 'data'}", f"--save_dir={tmp_path / 'run'}"]
     if script.endswith("run_policy.sh"):
         folders.append(f"--models_root={tmp_path / 'models'}")
-    proc = _run([script, "--dataset=synthetic", *folders, bad], check=False)
+    dataset = "--dataset=synthetic"
+    if script.endswith("run_comparison.sh"):
+        dataset = "--datasets=synthetic"
+        folders = [f"--data_folder={tmp_path / 'data'}", f"--models_root={tmp_path / 'models'}"]
+    proc = _run([script, dataset, *folders, bad], check=False)
     assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-2000:]
     assert os.listdir(tmp_path) == []
 
@@ -554,9 +573,10 @@ def test_sim_to_real_script_takes_both_forms_and_the_callers_paths(tmp_path):
         [script, *_split_form(flags)], tmp_path / "stub", cwd=str(tmp_path)
     )
     assert split == joined
-    *runs, summary = joined
-    # One harness run per world and seed, into the caller's folder; the script's own flags
-    # stay with it.
+    check, *runs, summary = joined
+    # The flags are checked first, once per world; then one harness run per world and seed,
+    # into the caller's folder; the script's own flags stay with it.
+    assert "--check_flags" in check and flags_of(check)["world"] == "satiation"
     assert [(flags_of(c)["world"], flags_of(c)["seed"]) for c in runs] == [
         ("satiation", "0"),
         ("satiation", "1"),

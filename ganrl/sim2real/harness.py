@@ -243,13 +243,40 @@ def train_user_models(config: HarnessConfig, log=print) -> list[str]:
     return folders
 
 
-def train_policies(config: HarnessConfig, user_models: list[str], log=print) -> dict:
-    """Trains and tests every policy in the learned simulators; returns the runner's
-    results (`ganrl.policy.runner`)."""
-    from ganrl.policy import registry
-    from ganrl.policy.runner import PolicyConfig, PolicyRunner
+def check_settings(config: HarnessConfig) -> None:
+    """Checks, before anything is generated or trained, what the later stages read: the
+    policies' settings (`policy_config`) and `user_model_args` (by the user-model trainer's
+    own flag check, a subprocess, when there are some).
 
-    policy_config = PolicyConfig(
+    Raises:
+      ValueError: naming the setting or flag at fault.
+    """
+    models = [os.path.join(config.run_dir, f"user_model_{e}__{o}") for e, o in USER_MODELS]
+    policy_config(config, models)
+    if not config.user_model_args:
+        return
+    command = [
+        sys.executable,
+        os.path.join(REPOSITORY, "experiment_user_model", "main_gan_user_model.py"),
+        f"--dataset={DATASET}",
+        *config.user_model_args,
+        "--check_flags",
+    ]
+    proc = subprocess.run(command, capture_output=True, text=True)
+    if proc.returncode != 0:
+        # absl's "FATAL Flags parsing error: ..." or the trainer's "error: ...".
+        errors = [line for line in proc.stderr.splitlines() if line.startswith(("FATAL", "error:"))]
+        reason = errors[0].removeprefix("error:").strip() if errors else proc.stderr[-500:]
+        raise ValueError(f"user_model_args: {reason}")
+
+
+def policy_config(config: HarnessConfig, user_models: list[str]):
+    """The `PolicyConfig` of the policies' training in the simulators of `user_models`
+    (training, test, then the ensemble's members)."""
+    from ganrl.policy import registry
+    from ganrl.policy.runner import PolicyConfig
+
+    return PolicyConfig(
         user_model_dir=user_models[0],
         test_user_model_dir=user_models[1],
         ensemble_dirs=() if config.reward_ensemble else tuple(user_models[2:]),
@@ -267,7 +294,14 @@ def train_policies(config: HarnessConfig, user_models: list[str], log=print) -> 
         regret_itrs=0,
         seed=config.seed,
     )
-    return PolicyRunner(policy_config, progress=log).run()
+
+
+def train_policies(config: HarnessConfig, user_models: list[str], log=print) -> dict:
+    """Trains and tests every policy in the learned simulators; returns the runner's
+    results (`ganrl.policy.runner`)."""
+    from ganrl.policy.runner import PolicyRunner
+
+    return PolicyRunner(policy_config(config, user_models), progress=log).run()
 
 
 def simulator_figures(policy_results: dict) -> dict[str, dict]:
@@ -582,6 +616,7 @@ def plot(config: HarnessConfig, rows: list[dict], rho: float) -> None:
 
 def run(config: HarnessConfig, log=print) -> dict:
     """The whole pipeline (module docstring); returns results.json's contents."""
+    check_settings(config)
     os.makedirs(config.output_dir, exist_ok=True)
     truth = prepare_data(config)
     log(f"data: {truth}")

@@ -205,9 +205,7 @@ def train_user_models(config: HarnessConfig, log=print) -> list[str]:
     from ganrl.user_model.leave import ensure_leave_model
 
     folders = []
-    extra = max(config.ensemble, config.reward_ensemble)
-    members = tuple(("LSTM", 2 + i) for i in range(extra))
-    for encoder, offset in USER_MODELS + members:
+    for encoder, offset in user_model_seeds(config):
         folder = os.path.join(config.run_dir, f"user_model_{encoder}__{offset}")
         share = config.member_share if offset >= 2 else 1.0
         if os.path.exists(os.path.join(folder, "results.json")):
@@ -243,6 +241,13 @@ def train_user_models(config: HarnessConfig, log=print) -> list[str]:
     return folders
 
 
+def user_model_seeds(config: HarnessConfig) -> tuple[tuple[str, int], ...]:
+    """(encoder, seed offset) of every user model: training, test, then the further LSTMs
+    of `ensemble` / `reward_ensemble`."""
+    extra = max(config.ensemble, config.reward_ensemble)
+    return USER_MODELS + tuple(("LSTM", 2 + i) for i in range(extra))
+
+
 def check_settings(config: HarnessConfig) -> None:
     """Checks, before anything is generated or trained, what the later stages read: the
     policies' settings (`policy_config`) and `user_model_args` (by the user-model trainer's
@@ -251,8 +256,10 @@ def check_settings(config: HarnessConfig) -> None:
     Raises:
       ValueError: naming the setting or flag at fault.
     """
-    models = [os.path.join(config.run_dir, f"user_model_{e}__{o}") for e, o in USER_MODELS]
-    policy_config(config, models)
+    folders = [
+        os.path.join(config.run_dir, f"user_model_{e}__{o}") for e, o in user_model_seeds(config)
+    ]
+    policy_config(config, folders)
     if not config.user_model_args:
         return
     command = [

@@ -264,6 +264,11 @@ def test_gymnasium_env_checker(user_model_dir):
         total += 1
     # This model has no leave model: the horizon cuts the session (a time limit: truncated).
     assert env.sim.leave_model is None and truncated and not terminated and total == 3
+    # An ended episode takes no more steps (rewards past the horizon would count silently).
+    with pytest.raises(RuntimeError, match="after the episode ended"):
+        env.step(env.action_space.sample())
+    with pytest.raises(RuntimeError, match="before reset"):
+        RecommendationEnv(env.user_model, env.sim_config).step(env.action_space.sample())
     env.reset(seed=1)
     n_candidates = int(env.action_space.nvec[0])
     for bad, message in [
@@ -730,10 +735,16 @@ def test_load_recommend_and_export_without_ganrl(user_model_dir, tmp_path):
         "        p(history=h, candidates=tf.constant(bad, tf.int32))\n"
         "    except tf.errors.InvalidArgumentError as e:\n"
         "        errors.append('candidates: expected item ids 0..' in str(e))\n"
-        "try:\n"
-        "    u(history=h, display=tf.constant([[3, n]], tf.int32))\n"
-        "except tf.errors.InvalidArgumentError as e:\n"
-        "    errors.append('display: expected item ids -1..' in str(e))\n"
+        "for bad, what in (([[3]], 'at least k=2'), ([[3, 3, 7, 1]], 'distinct item ids')):\n"
+        "    try:\n"
+        "        p(history=h, candidates=tf.constant(bad, tf.int32))\n"
+        "    except tf.errors.InvalidArgumentError as e:\n"
+        "        errors.append(what in str(e))\n"
+        "for bad, what in (([[3, n]], 'item ids -1..'), ([[-1, -1]], 'one shown item')):\n"
+        "    try:\n"
+        "        u(history=h, display=tf.constant(bad, tf.int32))\n"
+        "    except tf.errors.InvalidArgumentError as e:\n"
+        "        errors.append(what in str(e))\n"
         "print(json.dumps({'slate': s.numpy()[0].tolist(), 'sum': float(q.numpy().sum()),\n"
         "                  'errors': errors}))\n"
     )
@@ -759,8 +770,33 @@ def test_load_recommend_and_export_without_ganrl(user_model_dir, tmp_path):
     served = json.loads(proc.stdout.strip().splitlines()[-1])
     assert served["slate"] == slate
     assert abs(served["sum"] - 1.0) < 1e-4
-    # Ids outside the catalogue fail by the input's name instead of serving made-up items.
-    assert served["errors"] == [True, True, True]
+    # Ids outside the catalogue, too few or repeated candidates and an empty display set
+    # fail by the input's name instead of serving made-up slates or probabilities.
+    assert served["errors"] == [True] * 6
+
+
+def test_every_policy_but_random_exports_and_serves_its_own_slates(user_model_dir, tmp_path):
+    from ganrl.policy.export import export_policy, load_policy, recommend
+    from ganrl.policy.runner import PolicyRunner
+
+    config = tiny_policy_config(user_model_dir, tmp_path / "policy")
+    PolicyRunner(config, progress=lambda _: None).run()
+    rng = np.random.default_rng(0)
+    for name in config.policies:
+        policy = load_policy(str(tmp_path / "policy"), name)
+        if name == "random":  # its draws are NumPy's: refused by name, not exported wrong
+            with pytest.raises(ValueError, match="RandomPolicy's selection does not run as"):
+                export_policy(policy, str(tmp_path / name))
+            continue
+        export_policy(policy, str(tmp_path / name))
+        served = tf.saved_model.load(str(tmp_path / name)).signatures["recommend"]
+        histories = np.full((3, policy.history_length), -1, np.int32)
+        histories[:, 0] = rng.integers(policy.n_items, size=3)
+        candidates = rng.permuted(np.tile(np.arange(policy.n_items), (3, 1)), axis=1)[:, :6]
+        slates = served(
+            history=tf.constant(histories), candidates=tf.constant(candidates, tf.int32)
+        )["slate"].numpy()
+        np.testing.assert_array_equal(slates, recommend(policy, histories, candidates), name)
 
 
 def test_comparison_summary_and_table_by_hand():

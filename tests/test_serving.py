@@ -1,6 +1,7 @@
 """Batched serving (`recommend` for many users) and a read-only `load_policy`."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -143,6 +144,19 @@ def test_recommend_refuses_ids_outside_the_catalogue_and_repeated_candidates(pol
 def test_load_policy_names_a_folder_that_is_not_a_policy_run(user_model_dir):  # noqa: F811
     with pytest.raises(ValueError, match="not a policy run folder"):
         load_policy(user_model_dir)
+
+
+def test_load_policy_refuses_a_policy_the_run_did_not_finish(policy_dir, tmp_path):
+    # Not trained there: an untrained network would serve silently.
+    with pytest.raises(FileNotFoundError, match="'wd_lr' is not among the run's policies"):
+        load_policy(policy_dir, "wd_lr")
+    # Killed before the CDQN finished: the episode-0 snapshot would serve silently.
+    unfinished = tmp_path / "run"
+    shutil.copytree(policy_dir, unfinished)
+    os.remove(unfinished / "policies" / "cdqn.json")
+    with pytest.raises(FileNotFoundError, match="'cdqn' has not finished .* rerun the run"):
+        load_policy(str(unfinished), "cdqn")
+    assert load_policy(str(unfinished), "gan_greedy").k == 3
 
 
 def test_a_user_model_loads_under_op_determinism_without_a_seed(user_model_dir):  # noqa: F811

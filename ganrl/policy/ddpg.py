@@ -205,6 +205,13 @@ class DDPG(Policy):
             noise = self.rng.normal(size=action.shape).astype(np.float32) * self.noise
             action = self._on_sphere(action + noise)
         self._acted = (state.numpy(), action.numpy())
+        return self._slate(observation, action)
+
+    def select_graph(self, observation: Observation) -> tf.Tensor:
+        """The frozen selection, traceable (for exports): `[B, k]` candidate indices."""
+        return self._slate(observation, self._action(observation.history)[1])
+
+    def _slate(self, observation: Observation, action: tf.Tensor) -> tf.Tensor:
         if self.residual.active:
             return self._bounded(
                 observation.history, action, observation.candidates, observation.events

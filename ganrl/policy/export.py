@@ -54,6 +54,17 @@ def load_policy(run_dir: str, name: str = "cdqn") -> Policy:
             "user-model run folder loads with ganrl.user_model.load_user_model)"
         )
     config = PolicyConfig.from_dict(fields)
+    # Only a policy the run finished has the weights it was tested with.
+    if name not in config.policies:
+        raise FileNotFoundError(
+            f"{run_dir}: policy {name!r} is not among the run's policies "
+            f"({', '.join(config.policies)}): rerun the run with --policy naming it"
+        )
+    if not os.path.exists(os.path.join(run_dir, "policies", f"{name}.json")):
+        raise FileNotFoundError(
+            f"{run_dir}: policy {name!r} has not finished training and testing here (no "
+            f"policies/{name}.json): rerun the run to resume it"
+        )
     train_model = load_user_model(config.user_model_dir)
     members = ()
     if config.uses_ensemble(name) or config.averages_reward(name):
@@ -344,8 +355,13 @@ class _UserModelModule(tf.Module):
         self.score = tf.function(self._score, input_signature=spec)
 
     def _score(self, history, display):
+        shown = tf.debugging.Assert(
+            tf.reduce_all(tf.reduce_any(display >= 0, axis=1)),
+            ["display: expected at least one shown item (not -1) per row"],
+        )
         with tf.control_dependencies(
             _graph_id_checks(self.n_items, history=(history, True), display=(display, True))
+            + [shown]
         ):
             history, display = tf.identity(history), tf.identity(display)
         state = self.model.replay_recent_first(history)
@@ -364,16 +380,31 @@ def export_user_model(model: LoadedUserModel, path: str, history_length: int = 1
     )
 
 
+def _policy_variables(obj, seen: set[int] | None = None) -> list[tf.Variable]:
+    """Every tf.Variable a policy's selection may read: of its Keras models and layers and
+    its own variables, found through its attributes (and theirs, for ganrl's own objects)."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return []
+    seen.add(id(obj))
+    if isinstance(obj, tf.Variable):
+        return [obj]
+    if isinstance(obj, tf.keras.layers.Layer):
+        return _tf_variables(obj)
+    if isinstance(obj, (list, tuple)):
+        return [v for item in obj for v in _policy_variables(item, seen)]
+    if isinstance(obj, dict):
+        return [v for item in obj.values() for v in _policy_variables(item, seen)]
+    if type(obj).__module__.startswith("ganrl.") and hasattr(obj, "__dict__"):
+        return [v for item in vars(obj).values() for v in _policy_variables(item, seen)]
+    return []
+
+
 class _PolicyModule(tf.Module):
     def __init__(self, policy: Policy, history_length: int):
         super().__init__()
         self.policy = policy
-        models = [
-            m
-            for m in (getattr(policy, "q", None), getattr(policy, "reward_model", None))
-            if m is not None
-        ]
-        self.tracked = _tf_variables(*models)
+        self.tracked = _policy_variables(policy)
         spec = [
             tf.TensorSpec([None, history_length], tf.int32),
             tf.TensorSpec([None, None], tf.int32),
@@ -386,17 +417,49 @@ class _PolicyModule(tf.Module):
         checks = _graph_id_checks(
             _catalogue_size(self.policy), history=(history, True), candidates=(candidates, False)
         )
+        checks += _graph_candidate_checks(candidates, self.policy.k)
         with tf.control_dependencies(checks):
             history, candidates = tf.identity(history), tf.identity(candidates)
-        slate = self.policy.select_graph(Observation(history, candidates, 0))
-        return {"slate": tf.gather(candidates, slate, batch_dims=1)}
+        observation = Observation(history, candidates, 0)
+        if hasattr(self.policy, "select_graph"):
+            slate = self.policy.select_graph(observation)
+        else:
+            slate = self.policy.select(observation)  # frozen: the slate it is tested with
+        return {"slate": tf.gather(candidates, tf.cast(slate, tf.int32), batch_dims=1)}
+
+
+def _graph_candidate_checks(candidates: tf.Tensor, k: int) -> list:
+    """In a SavedModel's graph: at least `k` candidates per user, none listed twice (as
+    `recommend` checks), failing with the input's name."""
+    ordered = tf.sort(candidates, axis=1)
+    return [
+        tf.debugging.assert_greater_equal(
+            tf.shape(candidates)[1], k, message=f"candidates: expected at least k={k} per user"
+        ),
+        tf.debugging.Assert(
+            tf.reduce_all(ordered[:, 1:] != ordered[:, :-1]),
+            ["candidates: expected distinct item ids per user"],
+        ),
+    ]
 
 
 def export_policy(policy: Policy, path: str, history_length: int | None = None) -> None:
     """Writes a SavedModel with the `recommend` signature (see the module docstring); its
     history width is `history_length`, by default the policy's own (`load_policy`), else
-    10."""
+    10.
+
+    Raises:
+      ValueError: the policy's selection cannot run as a TensorFlow graph (random's draws).
+    """
     module = _PolicyModule(policy, history_length or getattr(policy, "history_length", 10))
+    try:
+        module.recommend.get_concrete_function()
+    except (TypeError, ValueError, NotImplementedError, AttributeError) as e:
+        raise ValueError(
+            f"export_policy: {type(policy).__name__}'s selection does not run as a TensorFlow "
+            f"graph (tracing it raised {type(e).__name__}); serve it with load_policy and "
+            "recommend"
+        ) from None
     tf.saved_model.save(
         module,
         path,

@@ -120,6 +120,35 @@ def test_bad_run_folders_are_named(tmp_path):
         read_run(bad)
 
 
+def test_a_last_curve_row_cut_by_a_kill_is_dropped_and_others_refused(tmp_path):
+    rows = ["0,mle,,1.5,0.5,0.7,", "10,mle,1.2,1.3,0.6,0.8,"]
+    # A kill while appending leaves a short last row: dropped, as a resumed run drops it
+    # (read as it stands, its missing fields were NaN and its vali_loss 1.0 the best).
+    cut = read_run(write_run(tmp_path / "cut", base_config("c"), rows + ["20,mle,1.1,1.0"]))
+    assert [(c["iteration"], c["vali_loss"]) for c in cut.curves] == [(0, 1.5), (10, 1.3)]
+    with pytest.raises(DataError, match=r"curves.csv: line 3: expected 7 fields .* got fewer"):
+        read_run(write_run(tmp_path / "mid", base_config("m"), [rows[0], "5,mle,1.1", rows[1]]))
+    with pytest.raises(DataError, match=r"curves.csv: line 2: expected 7 fields .* got more"):
+        read_run(write_run(tmp_path / "wide", base_config("x"), [rows[0] + ",9"]))
+
+
+@pytest.mark.parametrize(
+    "results, field",
+    [({"test": [1, 2]}, "'test': expected an object"), ({"test": {"loss": None}}, "'test.loss'")],
+)
+def test_results_of_another_form_are_named(tmp_path, results, field):
+    folder = write_run(tmp_path / "r", base_config("r"), ["0,mle,,1.5,0.5,0.7,"], results)
+    with pytest.raises(DataError, match=f"results.json: field {field}"):
+        read_run(folder)
+
+
+def test_an_out_path_under_a_file_is_refused_by_name(runs, tmp_path):
+    (tmp_path / "afile").write_text("")
+    for out in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        with pytest.raises(DataError, match=f"--out={out}: it or a folder above it is a file"):
+            compare(runs, str(out))
+
+
 def test_command_line(runs, tmp_path):
     out = tmp_path / "cli"
     done = subprocess.run(

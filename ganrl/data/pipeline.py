@@ -30,7 +30,7 @@ from ganrl.data.csv_logs import parse_column_mapping, read_csv_logs
 from ganrl.data.movielens import find_ml100k, read_ml100k
 from ganrl.data.released import is_released_format, read_released
 from ganrl.data.retailrocket import read_retailrocket
-from ganrl.data.safe_io import DataError
+from ganrl.data.safe_io import DataError, make_folder
 from ganrl.data.satiation import SatiationConfig, make_satiation
 from ganrl.data.synthetic import SyntheticConfig, make_synthetic, save_truth, truth_summary
 
@@ -144,7 +144,7 @@ def reader_for(name: str, config: PrepareConfig) -> Callable[[str, PrepareConfig
 
 def convert(name: str, config: PrepareConfig) -> Prepared:
     """Reads and converts dataset `name` without writing its outputs."""
-    os.makedirs(config.data_folder, exist_ok=True)
+    make_folder(config.data_folder, "--data_folder")
     return reader_for(name, config)(name, config)
 
 

@@ -29,6 +29,19 @@ class DataError(ValueError):
     """Bad input: the message names the file, the line or field, and what was expected."""
 
 
+def make_folder(path: str | os.PathLike, what: str) -> None:
+    """`os.makedirs(path, exist_ok=True)`, with a `DataError` naming `what` (the flag, such
+    as `--save_dir`) when `path` or a folder above it is a file, or cannot be made."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise DataError(
+            f"{what}={os.fspath(path)}: it or a folder above it is a file; expected a folder"
+        ) from None
+    except PermissionError as e:
+        raise DataError(f"{what}={os.fspath(path)}: cannot make the folder: {e.strerror}") from None
+
+
 class UnsafePickleError(DataError):
     """A pickle asked for a type outside the admitted set."""
 

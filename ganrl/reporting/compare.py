@@ -114,8 +114,28 @@ def read_run(path: str) -> Run:
         path=path,
         config=flatten_config(safe_io.read_json_object(os.path.join(path, "config.json"))),
         curves=read_curves(os.path.join(path, "curves.csv")),
-        results=safe_io.read_json_object(results_path) if os.path.exists(results_path) else None,
+        results=read_results(results_path) if os.path.exists(results_path) else None,
     )
+
+
+def read_results(path: str) -> dict:
+    """A user-model run's results.json, checked for what the summary reads: `test` an
+    object of numbers (loss, prec1, prec2; each may be absent) and `train_seconds` a number.
+
+    Raises:
+      DataError: naming the file and the field that has another form.
+    """
+    results = safe_io.read_json_object(path)
+    test = results.get("test", {})
+    if not isinstance(test, dict):
+        raise DataError(f"{path}: field 'test': expected an object, got {test!r}")
+    fields = {f"test.{m}": test[m] for m in ("loss", "prec1", "prec2") if m in test}
+    if "train_seconds" in results:
+        fields["train_seconds"] = results["train_seconds"]
+    for name, value in fields.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise DataError(f"{path}: field {name!r}: expected a number, got {value!r}")
+    return results
 
 
 def differing_keys(configs: list[dict], ignore: tuple[str, ...] = IGNORED_KEYS) -> list[str]:
@@ -264,7 +284,7 @@ def compare(run_dirs: list[str], out_dir: str, ignore: tuple[str, ...] = IGNORED
         raise ValueError("no run folders given")
     runs = [read_run(path) for path in run_dirs]
     labels = run_labels(runs, ignore)
-    os.makedirs(out_dir, exist_ok=True)
+    safe_io.make_folder(out_dir, "--out")
     plot_curves(runs, labels, out_dir)
     text = markdown_summary(summary_rows(runs, labels))
     with safe_io.atomic_open(os.path.join(out_dir, "summary.md"), "w") as f:

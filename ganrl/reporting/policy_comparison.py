@@ -86,7 +86,7 @@ def markdown(rows: list[dict]) -> str:
 
 def write_tables(rows: list[dict], out_dir: str) -> str:
     """Writes comparison.md and comparison.csv (atomically); returns the Markdown."""
-    os.makedirs(out_dir, exist_ok=True)
+    safe_io.make_folder(out_dir, "--out")
     text = markdown(rows)
     with safe_io.atomic_open(os.path.join(out_dir, "comparison.md"), "w") as f:
         f.write(text)

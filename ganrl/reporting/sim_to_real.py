@@ -276,7 +276,7 @@ def summarise(root: str, out_dir: str | None = None, learning: Collection[str] |
     checks = [run_checks(run, learning) for run in runs]
     text = markdown(checks, world_rows(runs))
     out_dir = out_dir or root
-    os.makedirs(out_dir, exist_ok=True)
+    safe_io.make_folder(out_dir, "--out")
     safe_io.write_csv_rows(
         os.path.join(out_dir, "checks.csv"), CHECK_FIELDS, checks, extrasaction="ignore"
     )

@@ -188,10 +188,13 @@ def save_records(path: str, records: list[Record]) -> None:
 
 def read_typed_csv(path: str, parsers: dict[str, Callable[[str], Any]]) -> list[dict]:
     """Rows of a CSV with a header, each column of `parsers` converted by its parser (`int`,
-    `float`, `str`, ...); other columns are dropped.
+    `float`, `str`, ...); other columns are dropped. A last row with fewer fields than the
+    header, which a run killed while appending leaves, is dropped (as a resumed run drops it,
+    `safe_io.read_csv_rows`).
 
     Raises:
-      DataError: a missing column or a value its parser refuses, naming file, line, field.
+      DataError: a missing column, a row of the wrong width before the last, or a value its
+        parser refuses, naming file, line, field.
     """
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
@@ -201,8 +204,21 @@ def read_typed_csv(path: str, parsers: dict[str, Callable[[str], Any]]) -> list[
                 f"{path}: line 1: missing columns {missing}; expected the header "
                 f"to hold {','.join(parsers)}"
             )
-        rows = []
+        rows, cut = [], None
         for raw in reader:
+            if cut is not None:
+                raise DataError(
+                    f"{path}: line {cut}: expected {len(reader.fieldnames)} fields as in the "
+                    "header, got fewer"
+                )
+            if None in raw:  # more fields than the header: never a cut row
+                raise DataError(
+                    f"{path}: line {reader.line_num}: expected {len(reader.fieldnames)} "
+                    "fields as in the header, got more"
+                )
+            if None in raw.values():  # fewer: a cut row if it is the last
+                cut = reader.line_num
+                continue
             row = {}
             for column, parse in parsers.items():
                 try:

@@ -624,7 +624,7 @@ def plot(config: HarnessConfig, rows: list[dict], rho: float) -> None:
 def run(config: HarnessConfig, log=print) -> dict:
     """The whole pipeline (module docstring); returns results.json's contents."""
     check_settings(config)
-    os.makedirs(config.output_dir, exist_ok=True)
+    safe_io.make_folder(config.output_dir, "--save_dir")
     truth = prepare_data(config)
     log(f"data: {truth}")
     user_models = train_user_models(config, log)

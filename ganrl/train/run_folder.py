@@ -43,7 +43,7 @@ def claim(
       ignore: keys that do not change the results (the run folder itself, how often to
         save), compared at any nesting level.
     """
-    os.makedirs(save_dir, exist_ok=True)
+    safe_io.make_folder(save_dir, "--save_dir")
     # flock(2) on the folder itself: the kernel releases it however the process ends, so a
     # killed run never leaves a stale lock, and no lock file is written.
     fd = os.open(save_dir, os.O_RDONLY)

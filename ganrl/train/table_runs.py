@@ -221,7 +221,7 @@ class TableRuns:
     ) -> tuple[list[table.Record], dict[Key, float], int]:
         """Runs every (dataset, seed, method) that has no record yet, saving the records and
         seconds after each; returns (every record, every run's seconds, runs reused)."""
-        os.makedirs(self.out, exist_ok=True)
+        safe_io.make_folder(self.out, "--out")
         self.claim_settings()
         records = table.load_records(self.records_path)
         seconds = load_seconds(self.seconds_path)

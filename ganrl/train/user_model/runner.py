@@ -318,7 +318,7 @@ class UserModelRunner:
     # -- Set-up and resume -----------------------------------------------------------------
     def _start(self) -> int:
         if self.chief:
-            os.makedirs(self.save_dir, exist_ok=True)
+            safe_io.make_folder(self.save_dir, "--save_dir")
             safe_io.dump_json(os.path.join(self.save_dir, "config.json"), self.run_config.to_dict())
             safe_io.dump_json(
                 os.path.join(self.save_dir, "model.json"),

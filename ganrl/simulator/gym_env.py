@@ -34,6 +34,7 @@ class RecommendationEnv(gym.Env):
         )
         self.action_space = gym.spaces.MultiDiscrete([n_cand] * config.k)
         self._obs = None
+        self._ended = False  # the episode has terminated or been truncated
 
     def _convert(self, obs: Observation) -> dict:
         return {
@@ -46,9 +47,16 @@ class RecommendationEnv(gym.Env):
         if seed is not None:
             self.sim.rng = tf.random.Generator.from_seed(seed)
         self._obs = self.sim.reset(1)
+        self._ended = False
         return self._convert(self._obs), {}
 
     def step(self, action):
+        if self._obs is None or self._ended:
+            raise RuntimeError(
+                "step() before reset()"
+                if self._obs is None
+                else "step() after the episode ended (terminated or truncated): call reset() first"
+            )
         action = np.asarray(action)
         n_candidates = int(self.action_space.nvec[0])
         if action.shape != self.action_space.shape:
@@ -67,6 +75,7 @@ class RecommendationEnv(gym.Env):
         self._obs = result.observation
         info = {"clicked_index": int(result.clicked_index.numpy()[0])}
         stays = self._obs.alive is None or bool(np.asarray(self._obs.alive)[0])
+        self._ended = bool(result.done)
         return (
             self._convert(self._obs),
             float(result.reward.numpy()[0]),

@@ -70,6 +70,11 @@ flags.DEFINE_boolean(
     "Write the tables from the records already in "
     "--out; train and evaluate nothing ('-' where a record is missing).",
 )
+flags.DEFINE_boolean(
+    "check_flags",
+    False,
+    "Only check the flags and exit (run_table.sh does, before it prepares the data).",
+)
 
 
 def check_flags() -> str:
@@ -97,6 +102,8 @@ def main(argv: list[str]) -> int:
     if error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    if FLAGS.check_flags:
+        return 0
     strategy = strategy_from_flags()
     shared = {k: v for k, v in base.to_dict().items() if k not in PER_RUN_SETTINGS}
     shared["model"] = {k: v for k, v in shared["model"].items() if k not in PER_RUN_SETTINGS}

@@ -414,6 +414,7 @@ def test_run_policy_passes_on_only_main_policy_flags(tmp_path):
         ("experiment_policy/run_policy.sh", "--k=0", "k=0"),
         ("experiment_user_model/run_gan_user_model.sh", "--bogus=1", "flag 'bogus'"),
         ("experiment_user_model/run_gan_user_model.sh", "--batch_size=0", "batch_size=0"),
+        ("experiment_user_model/run_table.sh", "--methods=bogus", "unknown methods ['bogus']"),
         ("experiment_policy/run_comparison.sh", "--polcy=cdqn", "Unknown command line flag"),
         ("experiment_policy/run_comparison.sh", "--horizon=0", "horizon=0"),
         # The second world is mistyped: nothing of the first may run.
@@ -440,9 +441,34 @@ def test_a_bad_flag_stops_a_run_script_before_the_data_step(script, bad, message
     if script.endswith("run_comparison.sh"):
         dataset = "--datasets=synthetic"
         folders = [f"--data_folder={tmp_path / 'data'}", f"--models_root={tmp_path / 'models'}"]
+    if script.endswith("run_table.sh"):
+        dataset = "--datasets=synthetic"
+        folders = [f"--data_folder={tmp_path / 'data'}", f"--out={tmp_path / 'table'}"]
     proc = _run([script, dataset, *folders, bad], check=False)
     assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-2000:]
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "script, given, message",
+    [
+        ("hidden_sizes.sh", "--dims=16-16", "--dims is what this ablation varies"),
+        ("pw_vs_lstm.sh", "--user_model", "--user_model is what this ablation varies"),
+        ("no_pretraining.sh", "--regularizer=L2", "--regularizer is what this ablation"),
+        ("hidden_sizes.sh", "--dimz=16", "flag 'dimz'"),
+    ],
+)
+def test_an_ablation_refuses_a_flag_its_variants_set(script, given, message, tmp_path):
+    # The caller's value would win in every variant: identical runs under the variants'
+    # labels. Refused before any training (the dataset stands in as prepared).
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "yelp.pkl").write_bytes(b"")
+    args = [f"--data_folder={tmp_path / 'data'}", f"--out={tmp_path / 'out'}", given]
+    if given == "--user_model":
+        args.append("PW")
+    proc = _run([f"experiment_user_model/ablations/{script}", *args], check=False)
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "out").exists()
 
 
 def _training_commands(commands: list[list[str]]) -> list[list[str]]:

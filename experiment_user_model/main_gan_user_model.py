@@ -43,6 +43,7 @@ def main(argv: list[str]) -> int:
     logging.set_verbosity(logging.WARNING)
     try:
         config = user_model_flags.config_from_flags()  # checks the flags: before anything
+        safe_io.check_folder_path(config.save_dir, "--save_dir")
         if flags.FLAGS.check_flags:
             return 0
         print(f"config: {json.dumps(config.to_dict(), sort_keys=True)}", flush=True)

@@ -287,6 +287,29 @@ def test_policy_entry_point_refuses_a_bad_flag_in_one_line(user_model_dir, tmp_p
     assert not (tmp_path / "p").exists()
 
 
+@pytest.mark.parametrize("under", [False, True])
+def test_a_save_dir_that_is_a_file_is_refused_in_one_line(user_model_dir, tmp_path, under):
+    (tmp_path / "afile").write_text("kept")
+    save_dir = tmp_path / "afile" / "run" if under else tmp_path / "afile"
+    policy = (
+        "experiment_policy/main_policy.py",
+        f"--user_model_dir={user_model_dir}",
+        f"--test_user_model_dir={user_model_dir}",
+        "--policy=random",
+    )
+    save_dataset(str(tmp_path / "data"), tiny_dataset())
+    user_model = (
+        "experiment_user_model/main_gan_user_model.py",
+        f"--data_folder={tmp_path / 'data'}",
+        "--dataset=tiny",
+        "--num_itrs=1",
+    )
+    for command in (policy, user_model):
+        proc = _main(*command, f"--save_dir={save_dir}")
+        _refused(proc, f"--save_dir={save_dir}: it or a folder above it is a file")
+        assert (tmp_path / "afile").read_text() == "kept"
+
+
 # -- 3. Divergence ---------------------------------------------------------------------------
 
 

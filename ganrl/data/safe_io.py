@@ -29,9 +29,23 @@ class DataError(ValueError):
     """Bad input: the message names the file, the line or field, and what was expected."""
 
 
+def check_folder_path(path: str | os.PathLike, what: str) -> None:
+    """A `DataError` naming `what` (the flag, such as `--save_dir`) when `path`, or the
+    nearest of its parents that exists, is not a folder; writes nothing (for checks made
+    before anything is built)."""
+    here = os.path.abspath(os.fspath(path))
+    while not os.path.exists(here) and os.path.dirname(here) != here:
+        here = os.path.dirname(here)
+    if not os.path.isdir(here):
+        raise DataError(
+            f"{what}={os.fspath(path)}: it or a folder above it is a file; expected a folder"
+        )
+
+
 def make_folder(path: str | os.PathLike, what: str) -> None:
     """`os.makedirs(path, exist_ok=True)`, with a `DataError` naming `what` (the flag, such
     as `--save_dir`) when `path` or a folder above it is a file, or cannot be made."""
+    check_folder_path(path, what)
     try:
         os.makedirs(path, exist_ok=True)
     except (FileExistsError, NotADirectoryError):

@@ -647,6 +647,7 @@ class PolicyRunner:
         strategy: tf.distribute.Strategy | None = None,
         progress_every: float = PROGRESS_EVERY,
     ):
+        safe_io.check_folder_path(config.save_dir, "--save_dir")  # before anything is built
         self.strategy = strategy or tf.distribute.get_strategy()
         self.chief = is_chief(self.strategy)
         self._stop_asked = lambda: False  # a stop on a signal (`run` installs the handler)

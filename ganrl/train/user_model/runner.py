@@ -138,6 +138,7 @@ class UserModelRunner:
         self.save_dir = config.save_dir
         self.splits = data.splits
         # Before anything is built or written: no run folder for data it cannot train on.
+        safe_io.check_folder_path(config.save_dir, "--save_dir")
         require_every_split(
             [self.splits[name].n_users for name in SPLIT_NAMES],
             f"dataset {data.name!r} in {config.data_folder}",

@@ -37,7 +37,7 @@ flags.DEFINE_integer("k", 5, "Slate size.")
 flags.DEFINE_enum("score", "both", ["needed", "catalogue", "both"], "Items scored per step.")
 
 
-def replay(policy, model, events, propensity, catalogue: bool) -> tuple[dict, float]:
+def replay(policy, model, events, propensity, catalogue: bool, train) -> tuple[dict, float]:
     """The replay's terms and its seconds; `catalogue` scores every item at every step."""
     behavior = model.behavior
     config = behavior.config
@@ -46,7 +46,7 @@ def replay(policy, model, events, propensity, catalogue: bool) -> tuple[dict, fl
     try:
         tic = time.perf_counter()
         terms = off_policy.event_terms(
-            policy, model, events, propensity, FLAGS.k, max_events=FLAGS.events
+            policy, model, events, propensity, FLAGS.k, max_events=FLAGS.events, reference=train
         )
         return terms, time.perf_counter() - tic
     finally:
@@ -65,10 +65,13 @@ def main(argv: list[str]) -> None:
         PolicyFeatures.from_user_model(model.reward), FLAGS.k, reward_model=model.reward
     )
     modes = ["needed", "catalogue"] if FLAGS.score == "both" else [FLAGS.score]
-    replay(policy, model, events.subset(np.arange(min(8, events.n_users))), propensity, False)
+    train = splits["train"]
+    replay(
+        policy, model, events.subset(np.arange(min(8, events.n_users))), propensity, False, train
+    )
     results, terms = {}, {}
     for mode in modes:
-        terms[mode], seconds = replay(policy, model, events, propensity, mode == "catalogue")
+        terms[mode], seconds = replay(policy, model, events, propensity, mode == "catalogue", train)
         results[mode] = {
             "users": events.n_users,
             "events": replayed,

@@ -273,20 +273,40 @@ def test_estimators_by_hand_on_one_event(members):
     policy = FixedScorePolicy(
         -np.arange(model.n_items, dtype=np.float32) + 10 * (np.arange(model.n_items) == 5), k=2
     )  # shows items 5 and 0
-    terms = off_policy.event_terms(policy, model, events, propensity, k=2)
     sim = Simulator(model, SimulatorConfig(k=2))
     sim.reset(1)
-    u = sim.utilities(tf.constant([[3, 5, 0]])).numpy()[0].astype(np.float64)
+    u = sim.utilities(tf.constant([[3, 5, 0, 7]])).numpy()[0].astype(np.float64)
+    e3, e5, e0, e7 = np.exp(u)
     no_click = np.exp(float(model.behavior.no_click_logit.numpy()))
-    items = np.exp(u[0]) + np.exp(u[1])
-    q5 = np.exp(u[1]) / (items + no_click)  # shown
-    q0 = np.exp(u[2]) / (items / 2 + no_click + np.exp(u[2]))  # not shown: in place of one
-    np.testing.assert_allclose(terms.ips, [1 / 0.25])
-    np.testing.assert_allclose(terms.weight, [1 / 0.25])
+
+    def reference(*sets):
+        return EventArrays(
+            user_ids=np.arange(1),
+            event_offsets=np.array([0, len(sets)]),
+            display=np.array([list(d) + [0] * (3 - len(d)) for d in sets], np.int32),
+            display_mask=np.array([[True] * len(d) + [False] * (3 - len(d)) for d in sets]),
+            clicked_pos=np.zeros(len(sets), np.int32),
+            n_items=model.n_items,
+        )
+
+    # The direct method's set D' = {7, 5}: item 5 in its own place beside 7, item 0 in the
+    # place of a random one of the two (drawn with the seed: both seeds below are checked).
+    for seed in range(4):
+        terms = off_policy.event_terms(
+            policy, model, events, propensity, k=2, reference=reference([7, 5]), seed=seed
+        )
+        q5 = e5 / (no_click + e7 + e5)
+        q0 = [e0 / (no_click + other + e0) for other in (e5, e7)]
+        np.testing.assert_allclose(terms.ips, [1 / 0.25])
+        np.testing.assert_allclose(terms.weight, [1 / 0.25])
+        assert any(np.allclose(terms.dm, [q5 + q], rtol=1e-5) for q in q0), terms.dm
+        # The correction: the displayed and clicked item 5 with the same prediction.
+        np.testing.assert_allclose(terms.correction, [(1 - q5) / 0.25], rtol=1e-5)
+    # A one-item D' = {7}: each item in its place, alone with no click.
+    terms = off_policy.event_terms(policy, model, events, propensity, k=2, reference=reference([7]))
+    q5, q0 = e5 / (no_click + e5), e0 / (no_click + e0)
     np.testing.assert_allclose(terms.dm, [q5 + q0], rtol=1e-5)
-    np.testing.assert_allclose(terms.correction, [(1 - q5) / 0.25], rtol=1e-5)
-    estimates = terms.estimates(k=2)
-    assert estimates["snips"]["value"] == pytest.approx(2.0)
+    assert terms.estimates(k=2)["snips"]["value"] == pytest.approx(2.0)
 
 
 def test_a_one_item_display_set_by_hand_and_without_warnings(members):
@@ -309,8 +329,9 @@ def test_a_one_item_display_set_by_hand_and_without_warnings(members):
     sim.reset(1)
     u = sim.utilities(tf.constant([[3, 0]])).numpy()[0].astype(np.float64)
     no_click = np.exp(float(model.behavior.no_click_logit.numpy()))
-    q3 = np.exp(u[0]) / (np.exp(u[0]) + no_click)  # shown
-    q0 = np.exp(u[1]) / (np.exp(u[1]) + no_click)  # in place of the only displayed item
+    # The direct method's set is drawn from the events themselves here: {3}.
+    q3 = np.exp(u[0]) / (np.exp(u[0]) + no_click)  # in its own place
+    q0 = np.exp(u[1]) / (np.exp(u[1]) + no_click)  # in place of the only item
     np.testing.assert_allclose(terms.dm, [q3 + q0], rtol=1e-5)
 
 
@@ -563,3 +584,22 @@ def test_expected_reward_is_the_acting_models_less_the_penalty(members, acting):
     else:
         raw = each[ensemble._acting_member.numpy(), np.arange(6)]
     np.testing.assert_allclose(result.expected_reward, raw - 1.5 * std, rtol=1e-4, atol=1e-5)
+
+
+def test_doubly_robust_stays_unbiased_with_a_wrong_direct_method(members):
+    # Logs drawn from one model, the direct method another's: the direct method is biased,
+    # the doubly robust estimate must not be (its model term and its correction use one
+    # prediction, drawn independently of whether the item was displayed).
+    truth, wrong = members[1], members[0]
+    events = logs_of(truth, users=4000, steps=3, display=4, seed=11)
+    propensity = np.full(truth.n_items, 4 / truth.n_items)
+    rng = np.random.default_rng(4)
+    dm_off = []
+    for _ in range(2):
+        policy = FixedScorePolicy(rng.random(truth.n_items), k=3)
+        right = off_policy.event_terms(policy, truth, events, propensity, k=3).estimates(3)
+        estimates = off_policy.event_terms(policy, wrong, events, propensity, k=3).estimates(3)
+        target, spread = right["dm"]["value"], estimates["dr"]["se"]
+        assert abs(estimates["dr"]["value"] - target) < 3 * spread, (estimates, target)
+        dm_off.append(abs(estimates["dm"]["value"] - target) / spread)
+    assert max(dm_off) > 6  # the direct method alone is off: the model is wrong

@@ -15,19 +15,27 @@ the probabilities the logging system showed them with):
 - The estimand is item-level: V(pi) = mean over events of sum_{i in S} q(i), q(i) being the
   probability that the user clicks i when i is in the display set (the other items being
   what the logging system shows). The logged click tells it for the items of S that were
-  displayed (weighted by 1 / mu(i)), the user model for every item (the direct method): under
-  its softmax q(i) = e^{u_i} / Z_D for a displayed item, Z_D the logged display set's (and no
-  click's) sum of e^u, and for an item not displayed the same with i in the place of one of
-  the m displayed items of average weight, e^{u_i} / (Z_0 + Z_items (m - 1) / m + e^{u_i}).
+  displayed (weighted by 1 / mu(i)), the user model for every item (the direct method).
   It credits a slate for the items a user would click among what she is shown, not for the
   slate's own click probability, which logs without propensities cannot give.
+- The direct method's q^(i): under the model's softmax, i shown with the other items of a
+  display set D' drawn from the logging policy (a random event's set of `reference`, the
+  training events), i in the place of itself if D' holds it, else of a random item of D':
+  e^{u_i} / (Z_0 + Z_{others} + e^{u_i}), Z_0 the no-click weight. With uniformly drawn
+  display sets those others are distributed as the others beside i in a logged set that
+  holds i, so with the true model the direct method is unbiased too. D' is drawn
+  independently of the event's own display set D, so q^(i) does not depend on whether i was
+  displayed and the doubly robust estimate stays unbiased when the model is wrong: its model
+  term and its correction share that one prediction. (A q^ that took D's own items when i
+  was displayed and D's others when not left the model's error on the items not displayed,
+  most of them, uncorrected.)
 
 Estimators (per event e, W_e = sum_{i in S and D} 1 / mu(i), whose mean is k under the
 assumption):
   IPS   mean_e sum_{i in S and D} click_e(i) / mu(i)
   SNIPS k * sum_e IPS_e / sum_e W_e
-  DM    mean_e sum_{i in S} q_e(i)
-  DR    DM + mean_e sum_{i in S and D} (click_e(i) - q_e(i)) / mu(i)
+  DM    mean_e sum_{i in S} q^_e(i)
+  DR    DM + mean_e sum_{i in S and D} (click_e(i) - q^_e(i)) / mu(i)
 """
 
 from __future__ import annotations
@@ -92,11 +100,15 @@ def event_terms(
     batch_users: int = 512,
     max_events: int | None = None,
     progress: Callable[[Callable[[], str]], None] | None = None,
+    reference: EventArrays | None = None,
+    seed: int = 0,
 ) -> EventTerms:
     """Replays `events`' users through `policy` (anything with `select(Observation)`) and
     `model` (the direct method); `propensity` from `display_propensities` of the training
-    events. Each user's first `max_events` events only, when given; `progress` is called
-    with a message maker at every step (a `Heartbeat` prints one now and then)."""
+    events, `reference` those events (the display sets the direct method draws what else is
+    shown from, with `seed`; default `events` themselves). Each user's first `max_events`
+    events only, when given; `progress` is called with a message maker at every step (a
+    `Heartbeat` prints one now and then)."""
     if len(propensity) != events.n_items or model.n_items != events.n_items:
         raise ValueError(
             f"{events.n_items} items in the logs, {len(propensity)} propensities, "
@@ -104,6 +116,10 @@ def event_terms(
         )
     if max_events is not None and max_events <= 0:
         raise ValueError(f"max_events={max_events}: expected a positive integer")
+    reference = events if reference is None else reference
+    if reference.n_events == 0:
+        raise ValueError("reference: no display set to draw the direct method's from")
+    rng = np.random.default_rng(seed)
     parts = [
         _replay(
             policy,
@@ -115,15 +131,20 @@ def event_terms(
             np.arange(start, min(start + batch_users, events.n_users)),
             max_events,
             progress or (lambda message: None),
+            (reference, rng),
         )
         for start in range(0, events.n_users, batch_users)
     ]
     return EventTerms(*(np.concatenate(columns) for columns in zip(*parts)))
 
 
-def _replay(policy, model, events, propensity, k, history_length, users, max_events, progress):
+def _replay(
+    policy, model, events, propensity, k, history_length, users, max_events, progress, draws
+):
     """The estimators' terms of the (first `max_events`) events of `users` (rows), in the
-    events' order."""
+    events' order; `draws` = (the reference events, a generator) for the direct method's
+    display sets."""
+    reference, rng = draws
     config = SimulatorConfig(k=k, horizon=1, history_length=history_length, reward="click")
     sim = Simulator(model, config)
     n_users, n_items = len(users), events.n_items
@@ -146,25 +167,30 @@ def _replay(policy, model, events, propensity, k, history_length, users, max_eve
         clicked_pos = np.where(active, events.clicked_pos[rows], -1)
         observation = sim.observation(candidates)._replace(step=t, alive=None)
         slate = policy.select(observation).numpy()  # candidates are all items: ids
+        drawn = rng.integers(reference.n_events, size=n_users)  # the direct method's sets
+        shown, shown_mask = reference.display[drawn], reference.display_mask[drawn]
         if reads_set:  # an item's utility depends on the set it is scored in: the catalogue
             utilities = sim.utilities(candidates).numpy().astype(np.float64)
-            u_display = np.take_along_axis(utilities, display, 1)
+            u_shown = np.take_along_axis(utilities, shown, 1)
             u_slate = np.take_along_axis(utilities, slate, 1)
-        else:  # only the displayed and the slate's items' utilities are needed
-            items = np.concatenate([np.where(mask, display, 0), slate], axis=1)
+        else:  # only the drawn sets' and the slate's items' utilities are needed
+            items = np.concatenate([np.where(shown_mask, shown, 0), slate], axis=1)
             utilities = sim.utilities(tf.constant(items, tf.int32)).numpy().astype(np.float64)
-            u_display, u_slate = utilities[:, : display.shape[1]], utilities[:, display.shape[1] :]
-        u_display = np.where(mask, u_display, -np.inf)
-        log_items = np.logaddexp.reduce(u_display, axis=1)[:, None]
-        with np.errstate(divide="ignore"):  # a one-item display leaves no rest: log 0
-            others = np.log(np.maximum(mask.sum(1) - 1, 0) / np.maximum(mask.sum(1), 1))
-        log_rest = log_items + others[:, None]  # one displayed item of average weight replaced
+            u_shown, u_slate = utilities[:, : shown.shape[1]], utilities[:, shown.shape[1] :]
+        # i takes the place of itself in D' when there, else of a random item of D'.
+        in_shown = (slate[:, :, None] == shown[:, None, :]) & shown_mask[:, None, :]
+        replaced = np.argmax(np.where(shown_mask, rng.random(shown.shape), -1.0), axis=1)
+        others = shown_mask[:, None, :] & np.where(
+            in_shown.any(-1, keepdims=True),
+            ~in_shown,
+            np.arange(shown.shape[1])[None, None, :] != replaced[:, None, None],
+        )
+        with np.errstate(divide="ignore"):  # a one-item D' leaves no others: log 0
+            log_rest = np.logaddexp.reduce(np.where(others, u_shown[:, None, :], -np.inf), -1)
         if no_click is not None:
-            log_no_click = float(no_click.numpy())
-            log_items = np.logaddexp(log_items, log_no_click)
-            log_rest = np.logaddexp(log_rest, log_no_click)
+            log_rest = np.logaddexp(log_rest, float(no_click.numpy()))
+        q = np.exp(u_slate - np.logaddexp(log_rest, u_slate))
         in_display = ((slate[:, :, None] == display[:, None, :]) & mask[:, None, :]).any(-1)
-        q = np.exp(u_slate - np.where(in_display, log_items, np.logaddexp(log_rest, u_slate)))
         clicked_item = np.where(
             clicked_pos >= 0, display[np.arange(n_users), np.maximum(clicked_pos, 0)], -1
         )
@@ -204,5 +230,6 @@ def estimate(
         history_length,
         max_events=max_events,
         progress=progress,
+        reference=train,
     )
     return terms.estimates(k)

@@ -915,6 +915,7 @@ class PolicyRunner:
             self.config.k,
             self.config.history_length,
             max_events=self.config.off_policy_events,
+            reference=self.train_events,
         )
         estimates = terms.estimates(self.config.k)
         return {

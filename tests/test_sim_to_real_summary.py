@@ -111,6 +111,17 @@ def test_checks_by_hand(root):
     assert second["session_error"] == 0.0 and second["session_worst"] == ""
 
 
+def test_a_learner_whose_gap_is_not_measured_is_not_passed(tmp_path):
+    write(
+        tmp_path,
+        "satiation",
+        0,
+        [row("gan_greedy", 4.0, 0.0, 0.0), row("ppo", NAN, NAN, NAN), row("cdqn", 4.0, 0.0, 0.0)],
+    )
+    (checks,) = (run_checks(run, LEARNING) for run in read_runs(str(tmp_path)))
+    assert checks["learners_below"] == "ppo"
+
+
 def test_world_means_and_seeds_beyond_noise(root):
     rows = {r["policy"]: r for r in world_rows(read_runs(root))}
     assert rows["cdqn"]["seeds"] == 2

@@ -129,7 +129,8 @@ def run_checks(run: dict, learning: Collection[str]) -> dict:
     """The bar's checks for one run (the module docstring); nan where a policy is absent."""
     rows = run["rows"]
     learners = [name for name in rows if name in learning]
-    below = [n for n in learners if rows[n]["gap_to_gan_greedy"] + 2 * gap_se(rows[n]) < 0]
+    # A gap that could not be measured (nan) is not a pass: it counts as below.
+    below = [n for n in learners if not rows[n]["gap_to_gan_greedy"] + 2 * gap_se(rows[n]) >= 0]
     cdqn = rows.get("cdqn")
     popular = rows.get("most_popular")
     errors = {

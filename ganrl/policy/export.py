@@ -373,7 +373,10 @@ class _UserModelModule(tf.Module):
 
 
 def export_user_model(model: LoadedUserModel, path: str, history_length: int = 10) -> None:
-    """Writes a SavedModel with the `score` signature (see the module docstring)."""
+    """Writes a SavedModel with the `score` signature (see the module docstring). It reads
+    the `history_length` most recent clicks of each history (older ones are not passed to
+    it), where `LoadedUserModel.score` replays every click given: export with the width of
+    the histories you serve."""
     module = _UserModelModule(model, history_length)
     tf.saved_model.save(
         module, path, signatures={"score": module.score, "serving_default": module.score}
